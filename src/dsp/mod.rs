@@ -1,0 +1,37 @@
+//! Built-in DSP: RBJ-cookbook biquads, a feed-forward compressor, a lookahead limiter, gain and stereo width.
+//!
+//! Every processor here works sample by sample with state carried across blocks, so its output does not
+//! depend on how the signal is cut into blocks.
+//!
+//! # Non-finite input
+//! NaN or infinity in a node's input never poisons its state for longer than the block it arrives in:
+//! detectors clamp their level before taking logarithms, and every recursive state is checked at the end of
+//! each block and cleared if it is not finite. The graph's input is sanitized too (non-finite samples become
+//! 0.0) and the limiter treats non-finite input as silence, so its output is always finite.
+
+pub mod biquad;
+pub mod compressor;
+pub mod denormal;
+pub mod fastmath;
+pub mod limiter;
+pub mod simple;
+
+/// Converts decibels to a linear amplitude factor.
+pub fn db_to_gain(db: f64) -> f64 {
+    10f64.powf(db / 20.0)
+}
+
+/// Converts a linear amplitude factor to decibels.
+pub fn gain_to_db(gain: f64) -> f64 {
+    20.0 * gain.log10()
+}
+
+/// The one-pole smoothing coefficient for time constant `ms` (time to reach 1 - 1/e of a step).
+/// Zero time gives 0: the smoother follows its input at once.
+pub fn one_pole_coeff(ms: f64, sample_rate: u32) -> f32 {
+    if ms <= 0.0 {
+        0.0
+    } else {
+        (-1.0 / (ms * 1e-3 * f64::from(sample_rate))).exp() as f32
+    }
+}

@@ -1,0 +1,657 @@
+//! The ECS core. Every node of a graph is an entity; its parameters ([`NodeParams`]), its processor
+//! ([`ProcessorSlot`]), its edges ([`Inputs`]), its [`Lifecycle`] state and its [`Latency`] are components.
+//! The graph's `input` and `output` are entities too ([`GraphInput`], [`GraphOutput`]).
+//!
+//! Systems in one schedule per lifecycle step drive the processors:
+//!
+//! | schedule | system | does |
+//! |---|---|---|
+//! | [`Initialize`] | `initialize_processors` | builds each processor from its parameters, initializes it for the format |
+//! | [`Compile`] | `compile_plan` | prunes dead nodes, orders the rest in levels and branches, lines up latencies → [`Plan`] |
+//! | [`Start`] | `start_processors` | starts the processors and moves them into the audio-side [`Runtime`] resource |
+//! | [`Process`] | `process_block` | runs one block through the runtime's executor |
+//! | [`Stop`] | `stop_processors` | stops the processors and moves them back onto their entities |
+//! | [`Cleanup`] | `cleanup_processors` | cleans up and drops them |
+
+pub mod runtime;
+
+use crate::buffer::{AudioIn, AudioOut};
+use crate::graph::{Graph, Source};
+use crate::node::{BuildContext, GraphFormat, NodeSpec, ProcessConfig, Processor};
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::ScheduleLabel;
+use runtime::{Exclusive, Executor, Runtime, RuntimeLayout, Src};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The node's name in the graph file.
+#[derive(Component, Debug, Clone)]
+pub struct NodeName(pub String);
+
+/// The node's parsed parameters: the control side.
+#[derive(Component, Debug)]
+pub struct NodeParams(pub Box<dyn NodeSpec>);
+
+/// Entities whose outputs are summed into this node's (or the graph output's) input, in edge order.
+#[derive(Component, Debug, Clone, Default)]
+pub struct Inputs(pub Vec<Entity>);
+
+/// Marks the entity standing for the graph's input.
+#[derive(Component, Debug)]
+pub struct GraphInput;
+
+/// Marks the entity standing for the graph's output.
+#[derive(Component, Debug)]
+pub struct GraphOutput;
+
+/// The node's processor while it is not running. While running it lives in the [`Runtime`] and the slot
+/// is empty.
+#[derive(Component)]
+pub struct ProcessorSlot(Exclusive<Option<Box<dyn Processor>>>);
+
+/// Where a node is in its lifecycle.
+#[derive(Component, Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    Created,
+    Initialized,
+    Running,
+    Stopped,
+    CleanedUp,
+    /// Building or initializing failed, with the reason.
+    Failed(String),
+    /// Not connected to the output: never started.
+    Pruned,
+}
+
+/// Latency in frames: the node's own, and from the graph input to the node's output.
+#[derive(Component, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latency {
+    pub own: usize,
+    pub at_output: usize,
+}
+
+/// Engine-wide settings.
+#[derive(Resource, Debug, Clone)]
+pub struct EngineConfig {
+    pub format: GraphFormat,
+    pub max_block: usize,
+    pub threads: usize,
+    pub base_dir: PathBuf,
+}
+
+/// Errors raised by lifecycle systems, read by [`Engine`] after each step.
+#[derive(Resource, Debug, Default)]
+pub struct LifecycleErrors(pub Vec<(String, String)>);
+
+/// The compiled processing order.
+#[derive(Resource, Debug, Clone, Default)]
+pub struct Plan {
+    /// Node entities in execution order.
+    pub order: Vec<Entity>,
+    /// Their names.
+    pub names: Vec<String>,
+    /// Levels of branches, as indices into `order`. Branches of a level may run concurrently.
+    pub levels: Vec<Vec<Vec<usize>>>,
+    /// Frames from graph input to graph output.
+    pub latency: usize,
+    /// Nodes that feed nothing that reaches the output; they are not run.
+    pub pruned: Vec<String>,
+    /// Compensating delays inserted on edges: (from, to, frames).
+    pub compensations: Vec<(String, String, usize)>,
+    layout_inputs: Vec<Vec<(Src, usize)>>,
+    layout_output: Vec<(Src, usize)>,
+}
+
+macro_rules! labels {
+    ($($(#[$doc:meta])* $name:ident),*) => {$(
+        $(#[$doc])*
+        #[derive(ScheduleLabel, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub struct $name;
+    )*};
+}
+
+labels!(
+    /// Builds and initializes processors.
+    Initialize,
+    /// Computes the [`Plan`].
+    Compile,
+    /// Starts processors and creates the [`Runtime`].
+    Start,
+    /// Processes one block.
+    Process,
+    /// Stops processors.
+    Stop,
+    /// Cleans up and drops processors.
+    Cleanup
+);
+
+fn initialize_processors(
+    config: Res<EngineConfig>,
+    mut errors: ResMut<LifecycleErrors>,
+    mut nodes: Query<(
+        &NodeName,
+        &NodeParams,
+        &mut ProcessorSlot,
+        &mut Lifecycle,
+        &mut Latency,
+    )>,
+) {
+    let ctx = BuildContext {
+        format: config.format,
+        base_dir: &config.base_dir,
+    };
+    let process = ProcessConfig {
+        sample_rate: config.format.sample_rate,
+        channels: config.format.channels,
+        max_block: config.max_block,
+    };
+    for (name, params, mut slot, mut state, mut latency) in &mut nodes {
+        if *state != Lifecycle::Created {
+            continue;
+        }
+        let built = params
+            .0
+            .build(&ctx)
+            .and_then(|mut p| p.initialize(&process).map(|()| p));
+        match built {
+            Ok(p) => {
+                latency.own = p.latency_frames();
+                *slot.0.get_mut() = Some(p);
+                *state = Lifecycle::Initialized;
+            }
+            Err(e) => {
+                errors.0.push((name.0.clone(), e.0.clone()));
+                *state = Lifecycle::Failed(e.0);
+            }
+        }
+    }
+}
+
+fn compile_plan(
+    mut commands: Commands,
+    endpoints: Query<(Entity, Has<GraphInput>), Or<(With<GraphInput>, With<GraphOutput>)>>,
+    output: Query<&Inputs, With<GraphOutput>>,
+    mut nodes: Query<(Entity, &NodeName, &Inputs, &mut Latency, &mut Lifecycle), With<NodeParams>>,
+) {
+    let input_entity = endpoints.iter().find(|(_, is_in)| *is_in).map(|(e, _)| e);
+    let Ok(output_inputs) = output.single() else {
+        return;
+    };
+    // Node entities in spawn (file) order.
+    let mut all: Vec<Entity> = nodes.iter().map(|(e, ..)| e).collect();
+    all.sort();
+    let file_pos: HashMap<Entity, usize> = all.iter().enumerate().map(|(i, e)| (*e, i)).collect();
+    let edges: HashMap<Entity, Vec<Entity>> =
+        nodes.iter().map(|(e, _, i, ..)| (e, i.0.clone())).collect();
+    let inputs_of = |e: Entity| -> Vec<Entity> { edges.get(&e).cloned().unwrap_or_default() };
+
+    // Keep what reaches the output.
+    let mut live: HashMap<Entity, bool> = HashMap::new();
+    let mut stack: Vec<Entity> = output_inputs.0.clone();
+    while let Some(e) = stack.pop() {
+        if Some(e) == input_entity || live.insert(e, true).is_some() {
+            continue;
+        }
+        stack.extend(inputs_of(e));
+    }
+    let mut plan = Plan::default();
+    for &e in &all {
+        if !live.contains_key(&e)
+            && let Ok((_, name, _, _, mut state)) = nodes.get_mut(e)
+        {
+            plan.pruned.push(name.0.clone());
+            if *state == Lifecycle::Initialized {
+                *state = Lifecycle::Pruned;
+            }
+        }
+    }
+    let live_nodes: Vec<Entity> = all
+        .iter()
+        .copied()
+        .filter(|e| live.contains_key(e))
+        .collect();
+
+    // Successor counts (the output counts as a successor).
+    let mut successors: HashMap<Entity, usize> = HashMap::new();
+    for &e in &live_nodes {
+        for s in inputs_of(e) {
+            *successors.entry(s).or_default() += 1;
+        }
+    }
+    for &s in &output_inputs.0 {
+        *successors.entry(s).or_default() += 1;
+    }
+    // A node continues its predecessor's branch if it is that node's only successor and has no other input.
+    let continues = |e: Entity| -> Option<Entity> {
+        match inputs_of(e).as_slice() {
+            [p] if Some(*p) != input_entity && successors.get(p) == Some(&1) => Some(*p),
+            _ => None,
+        }
+    };
+    let mut next_in_branch: HashMap<Entity, Entity> = HashMap::new();
+    for &e in &live_nodes {
+        if let Some(p) = continues(e) {
+            next_in_branch.insert(p, e);
+        }
+    }
+    let heads: Vec<Entity> = live_nodes
+        .iter()
+        .copied()
+        .filter(|&e| continues(e).is_none())
+        .collect();
+    let mut branch_of: HashMap<Entity, usize> = HashMap::new();
+    let mut branches: Vec<Vec<Entity>> = Vec::new();
+    for &h in &heads {
+        let mut chain = vec![h];
+        while let Some(&n) = next_in_branch.get(chain.last().unwrap_or(&h)) {
+            chain.push(n);
+        }
+        for &n in &chain {
+            branch_of.insert(n, branches.len());
+        }
+        branches.push(chain);
+    }
+    // Level of a branch: one more than the deepest branch feeding its head. Branches form a DAG.
+    let mut level: Vec<Option<usize>> = vec![None; branches.len()];
+    fn level_of(
+        b: usize,
+        branches: &[Vec<Entity>],
+        branch_of: &HashMap<Entity, usize>,
+        inputs_of: &dyn Fn(Entity) -> Vec<Entity>,
+        level: &mut Vec<Option<usize>>,
+    ) -> usize {
+        if let Some(l) = level[b] {
+            return l;
+        }
+        let mut l = 0;
+        for p in inputs_of(branches[b][0]) {
+            if let Some(&pb) = branch_of.get(&p) {
+                l = l.max(level_of(pb, branches, branch_of, inputs_of, level) + 1);
+            }
+        }
+        level[b] = Some(l);
+        l
+    }
+    for b in 0..branches.len() {
+        level_of(b, &branches, &branch_of, &inputs_of, &mut level);
+    }
+    let depth = level.iter().flatten().max().map_or(0, |l| l + 1);
+    let mut exec_index: HashMap<Entity, usize> = HashMap::new();
+    for l in 0..depth {
+        let mut in_level: Vec<usize> = (0..branches.len())
+            .filter(|&b| level[b] == Some(l))
+            .collect();
+        in_level.sort_by_key(|&b| file_pos[&branches[b][0]]);
+        let mut groups = Vec::new();
+        for b in in_level {
+            let mut group = Vec::new();
+            for &e in &branches[b] {
+                exec_index.insert(e, plan.order.len());
+                group.push(plan.order.len());
+                plan.order.push(e);
+            }
+            groups.push(group);
+        }
+        plan.levels.push(groups);
+    }
+
+    // Latency: each node's input is as late as its latest source; earlier sources get a delay.
+    let src_of = |e: Entity| {
+        if Some(e) == input_entity {
+            Src::Input
+        } else {
+            Src::Node(exec_index[&e])
+        }
+    };
+    let mut at_output: Vec<usize> = vec![0; plan.order.len()];
+    let mut names: Vec<String> = Vec::new();
+    for (i, &e) in plan.order.iter().enumerate() {
+        let Ok((_, name, inputs, latency, _)) = nodes.get(e) else {
+            continue;
+        };
+        names.push(name.0.clone());
+        let lats: Vec<usize> = inputs
+            .0
+            .iter()
+            .map(|s| {
+                if Some(*s) == input_entity {
+                    0
+                } else {
+                    at_output[exec_index[s]]
+                }
+            })
+            .collect();
+        let arrival = lats.iter().copied().max().unwrap_or(0);
+        at_output[i] = arrival + latency.own;
+        plan.layout_inputs.push(
+            inputs
+                .0
+                .iter()
+                .zip(&lats)
+                .map(|(s, l)| (src_of(*s), arrival - l))
+                .collect(),
+        );
+    }
+    let lat = |s: &Entity| {
+        if Some(*s) == input_entity {
+            0
+        } else {
+            at_output[exec_index[s]]
+        }
+    };
+    plan.latency = output_inputs.0.iter().map(lat).max().unwrap_or(0);
+    plan.layout_output = output_inputs
+        .0
+        .iter()
+        .map(|s| (src_of(*s), plan.latency - lat(s)))
+        .collect();
+    let name_of = |s: Src| match s {
+        Src::Input => "input".to_string(),
+        Src::Node(g) => names[g].clone(),
+    };
+    for (i, ins) in plan.layout_inputs.iter().enumerate() {
+        for &(s, d) in ins.iter().filter(|(_, d)| *d > 0) {
+            plan.compensations.push((name_of(s), names[i].clone(), d));
+        }
+    }
+    for &(s, d) in plan.layout_output.iter().filter(|(_, d)| *d > 0) {
+        plan.compensations.push((name_of(s), "output".into(), d));
+    }
+    for (i, &e) in plan.order.iter().enumerate() {
+        if let Ok((.., mut latency, _)) = nodes.get_mut(e) {
+            latency.at_output = at_output[i];
+        }
+    }
+    plan.names = names;
+    commands.insert_resource(plan);
+}
+
+/// The rayon pool for the parallel executor (absent with one thread).
+#[derive(Resource, Clone)]
+pub struct Pool(pub Arc<rayon::ThreadPool>);
+
+fn start_processors(
+    mut commands: Commands,
+    config: Res<EngineConfig>,
+    plan: Res<Plan>,
+    pool: Option<Res<Pool>>,
+    mut nodes: Query<(&mut ProcessorSlot, &mut Lifecycle)>,
+) {
+    let mut processors = Vec::with_capacity(plan.order.len());
+    for &e in &plan.order {
+        let Ok((mut slot, mut state)) = nodes.get_mut(e) else {
+            return;
+        };
+        let Some(mut p) = slot.0.get_mut().take() else {
+            return;
+        };
+        p.start();
+        processors.push(p);
+        *state = Lifecycle::Running;
+    }
+    let layout = RuntimeLayout {
+        inputs: plan.layout_inputs.clone(),
+        output: plan.layout_output.clone(),
+        levels: plan
+            .levels
+            .iter()
+            .map(|l| l.iter().map(|b| (b[0], b[b.len() - 1] + 1)).collect())
+            .collect(),
+    };
+    let executor = match pool {
+        Some(pool) => Executor::Parallel(pool.0.clone()),
+        None => Executor::Serial,
+    };
+    commands.insert_resource(Runtime::new(
+        processors,
+        layout,
+        config.format.channels,
+        config.max_block,
+        executor,
+    ));
+}
+
+fn process_block(mut runtime: ResMut<Runtime>) {
+    runtime.process();
+}
+
+fn stop_processors(
+    mut commands: Commands,
+    plan: Res<Plan>,
+    runtime: Option<ResMut<Runtime>>,
+    mut nodes: Query<(&mut ProcessorSlot, &mut Lifecycle)>,
+) {
+    let Some(mut runtime) = runtime else { return };
+    let rt = std::mem::replace(
+        &mut *runtime,
+        Runtime::new(
+            Vec::new(),
+            RuntimeLayout {
+                inputs: vec![],
+                output: vec![],
+                levels: vec![],
+            },
+            1,
+            1,
+            Executor::Serial,
+        ),
+    );
+    for (&e, mut p) in plan.order.iter().zip(rt.into_processors()) {
+        p.stop();
+        if let Ok((mut slot, mut state)) = nodes.get_mut(e) {
+            *slot.0.get_mut() = Some(p);
+            *state = Lifecycle::Stopped;
+        }
+    }
+    commands.remove_resource::<Runtime>();
+}
+
+fn cleanup_processors(mut nodes: Query<(&mut ProcessorSlot, &mut Lifecycle)>) {
+    for (mut slot, mut state) in &mut nodes {
+        if let Some(mut p) = slot.0.get_mut().take() {
+            p.cleanup();
+            *state = Lifecycle::CleanedUp;
+        }
+    }
+}
+
+/// Options for [`Engine::new`].
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// The largest block [`Engine::process`] accepts.
+    pub max_block: usize,
+    /// 1 runs the single-threaded reference executor; more runs branches in parallel on a rayon pool of
+    /// this many threads.
+    pub threads: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_block: 512,
+            threads: 1,
+        }
+    }
+}
+
+/// A graph that failed to start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("node \"{node}\": {message}")]
+    Node { node: String, message: String },
+    #[error("invalid engine options: {0}")]
+    Options(String),
+    #[error("cannot start the thread pool: {0}")]
+    ThreadPool(#[from] rayon::ThreadPoolBuildError),
+}
+
+/// A running graph: an ECS world holding the nodes, and the schedules that drive them.
+pub struct Engine {
+    world: World,
+    running: bool,
+}
+
+impl Engine {
+    /// Spawns the graph's nodes, then builds, initializes and starts their processors.
+    ///
+    /// # Errors
+    /// [`EngineError::Node`] if a node fails to build or initialize, [`EngineError::Options`] for a zero
+    /// block size or thread count, [`EngineError::ThreadPool`] if threads cannot be started.
+    pub fn new(graph: Graph, options: EngineOptions) -> Result<Self, EngineError> {
+        if options.max_block == 0 || options.threads == 0 {
+            return Err(EngineError::Options(
+                "block size and thread count must be at least 1".into(),
+            ));
+        }
+        let mut world = World::new();
+        world.insert_resource(EngineConfig {
+            format: graph.format,
+            max_block: options.max_block,
+            threads: options.threads,
+            base_dir: graph.base_dir.clone(),
+        });
+        world.init_resource::<LifecycleErrors>();
+        if options.threads > 1 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(options.threads)
+                .thread_name(|i| format!("fxgraph-{i}"))
+                .build()?;
+            world.insert_resource(Pool(Arc::new(pool)));
+        }
+        let input = world.spawn((GraphInput, NodeName("input".into()))).id();
+        let entities: Vec<Entity> = graph
+            .nodes
+            .iter()
+            .map(|n| world.spawn_empty().insert(NodeName(n.name.clone())).id())
+            .collect();
+        let resolve = |s: &Source| match s {
+            Source::Input => input,
+            Source::Node(i) => entities[*i],
+        };
+        for (node, &e) in graph.nodes.into_iter().zip(&entities) {
+            let inputs = Inputs(node.inputs.iter().map(resolve).collect());
+            world.entity_mut(e).insert((
+                NodeParams(node.spec),
+                inputs,
+                ProcessorSlot(Exclusive::new(None)),
+                Lifecycle::Created,
+                Latency::default(),
+            ));
+        }
+        world.spawn((
+            GraphOutput,
+            NodeName("output".into()),
+            Inputs(graph.output.iter().map(resolve).collect()),
+        ));
+
+        let mut add = |label: &dyn Fn() -> Schedule| world.add_schedule(label());
+        add(&|| schedule(Initialize, initialize_processors));
+        add(&|| schedule(Compile, compile_plan));
+        add(&|| schedule(Start, start_processors));
+        add(&|| schedule(Process, process_block));
+        add(&|| schedule(Stop, stop_processors));
+        add(&|| schedule(Cleanup, cleanup_processors));
+
+        let mut engine = Self {
+            world,
+            running: false,
+        };
+        engine.world.run_schedule(Initialize);
+        engine.check_errors()?;
+        engine.world.run_schedule(Compile);
+        engine.world.run_schedule(Start);
+        engine.running = true;
+        Ok(engine)
+    }
+
+    fn check_errors(&mut self) -> Result<(), EngineError> {
+        let first = self
+            .world
+            .resource_mut::<LifecycleErrors>()
+            .0
+            .drain(..)
+            .next();
+        if let Some((node, message)) = first {
+            self.world.run_schedule(Cleanup);
+            return Err(EngineError::Node { node, message });
+        }
+        Ok(())
+    }
+
+    /// Processes one block: `input` and `output` have the graph's channel count and the same number of
+    /// frames, at most `max_block`. Allocates nothing, takes no lock and does no I/O (with the parallel
+    /// executor, call it from inside [`Engine::run`] for that to hold).
+    ///
+    /// # Panics
+    /// If the engine was stopped, or the blocks do not match the graph's format.
+    pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
+        assert!(self.running, "the engine is stopped");
+        self.world.resource_mut::<Runtime>().write_input(input);
+        self.world.run_schedule(Process);
+        self.world.resource::<Runtime>().read_output(output);
+    }
+
+    /// Runs `f` on the engine's worker pool (or directly with the serial executor), so the parallel
+    /// executor's per-block work needs no hand-over between threads.
+    pub fn run<R: Send>(&mut self, f: impl FnOnce(&mut Engine) -> R + Send) -> R {
+        match self.world.get_resource::<Pool>().cloned() {
+            Some(pool) => pool.0.install(|| f(self)),
+            None => f(self),
+        }
+    }
+
+    pub fn format(&self) -> GraphFormat {
+        self.world.resource::<EngineConfig>().format
+    }
+
+    pub fn max_block(&self) -> usize {
+        self.world.resource::<EngineConfig>().max_block
+    }
+
+    /// The compiled processing order, branch groups and latency.
+    pub fn plan(&self) -> &Plan {
+        self.world.resource::<Plan>()
+    }
+
+    /// Frames by which the output lags the input.
+    pub fn latency_frames(&self) -> usize {
+        self.plan().latency
+    }
+
+    /// Non-finite input samples that were replaced by silence.
+    pub fn nonfinite_input(&self) -> u64 {
+        self.world
+            .get_resource::<Runtime>()
+            .map_or(0, Runtime::nonfinite_input)
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    /// Stops processing and cleans up every processor. Also done on drop.
+    pub fn stop(&mut self) {
+        if self.running {
+            self.world.run_schedule(Stop);
+            self.world.run_schedule(Cleanup);
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn schedule<M>(
+    label: impl ScheduleLabel,
+    system: impl IntoScheduleConfigs<bevy_ecs::system::ScheduleSystem, M>,
+) -> Schedule {
+    let mut s = Schedule::new(label);
+    s.add_systems(system);
+    s
+}

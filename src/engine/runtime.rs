@@ -1,0 +1,506 @@
+//! The audio side of a running graph: processors in execution order, their buffers, and the executors.
+//!
+//! Nodes are laid out level by level; inside a level, each branch (a chain of nodes, each feeding only the
+//! next) is contiguous. Every node reads only buffers of nodes placed before it, so:
+//!
+//! - the **serial** executor (the reference) runs nodes in order;
+//! - the **parallel** executor runs the branches of a level concurrently with `rayon::join`, each branch's
+//!   nodes in order. Reads of earlier levels are shared borrows, writes are to disjoint `&mut` slices.
+//!
+//! Both call the same per-node function with the same inputs, summed in the same order, so their output is
+//! bit-identical by construction (and tested). Per block nothing is allocated: all buffers exist from
+//! [`Runtime::new`], and `rayon::join` keeps its jobs on the stack when called from inside the pool.
+
+use crate::buffer::{AudioIn, AudioOut};
+use crate::dsp::denormal::FlushDenormals;
+use crate::node::Processor;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Gives `Sync` to a `Send` value by allowing only exclusive access. `Mutex::get_mut` needs `&mut self`
+/// and therefore takes no lock: the mutex is never locked, it only carries the `Sync` proof that
+/// `std::sync::Exclusive` would give on stable Rust.
+pub struct Exclusive<T>(Mutex<T>);
+
+impl<T> Exclusive<T> {
+    pub fn new(value: T) -> Self {
+        Self(Mutex::new(value))
+    }
+
+    pub fn get_mut(&mut self) -> &mut T {
+        // Never locked, so never poisoned; recover the value regardless.
+        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn into_inner(self) -> T {
+        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where a node's input comes from, in execution order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Src {
+    Input,
+    Node(usize),
+}
+
+/// One input edge, delayed by `delay` frames to line up branches of different latency.
+pub struct EdgeIn {
+    pub from: Src,
+    pub delay: usize,
+    line: Vec<f32>,
+    pos: usize,
+}
+
+impl EdgeIn {
+    pub fn new(from: Src, delay: usize, channels: usize) -> Self {
+        Self {
+            from,
+            delay,
+            line: vec![0.0; delay * channels],
+            pos: 0,
+        }
+    }
+}
+
+/// One node on the audio side.
+pub struct RtNode {
+    pub(crate) processor: Exclusive<Box<dyn Processor>>,
+    inputs: Vec<EdgeIn>,
+    out: Vec<f32>,
+    mix: Vec<f32>,
+}
+
+/// A level: nodes `start..end`, split into branches that may run concurrently.
+pub struct Level {
+    start: usize,
+    end: usize,
+    /// Node ranges, contiguous and in order.
+    branches: Vec<(usize, usize)>,
+    choice: Adaptive,
+}
+
+/// Per-level choice between running branches serially or in parallel, by measured time. The choice
+/// affects speed only: both ways give the same bits.
+#[derive(Default)]
+struct Adaptive {
+    serial_ns: f64,
+    parallel_ns: f64,
+    serial_runs: u32,
+    parallel_runs: u32,
+    blocks: u64,
+}
+
+impl Adaptive {
+    const PROBE: u32 = 8;
+    const REPROBE_EVERY: u64 = 512;
+
+    fn use_parallel(&mut self) -> bool {
+        self.blocks += 1;
+        if self.serial_runs < Self::PROBE {
+            return false;
+        }
+        if self.parallel_runs < Self::PROBE {
+            return true;
+        }
+        let prefer_parallel = self.parallel_ns < self.serial_ns;
+        // Now and then measure the other way, so a change in load is noticed.
+        if self.blocks.is_multiple_of(Self::REPROBE_EVERY) {
+            !prefer_parallel
+        } else {
+            prefer_parallel
+        }
+    }
+
+    fn record(&mut self, parallel: bool, ns: f64) {
+        let (avg, runs) = if parallel {
+            (&mut self.parallel_ns, &mut self.parallel_runs)
+        } else {
+            (&mut self.serial_ns, &mut self.serial_runs)
+        };
+        // Skip the first run of each way: it pays for cold caches and waking threads.
+        *avg = match *runs {
+            0 => 0.0,
+            1 => ns,
+            _ => *avg * 0.875 + ns * 0.125,
+        };
+        *runs = runs.saturating_add(1);
+    }
+}
+
+/// The description of a runtime, computed by the engine's compile system.
+pub struct RuntimeLayout {
+    /// For each node in execution order: its inputs and the compensating delay of each.
+    pub inputs: Vec<Vec<(Src, usize)>>,
+    /// What feeds the graph's output, with compensating delays.
+    pub output: Vec<(Src, usize)>,
+    /// Levels as node ranges, each split into branch ranges.
+    pub levels: Vec<Vec<(usize, usize)>>,
+}
+
+/// Which executor runs the graph.
+#[derive(Clone)]
+pub enum Executor {
+    /// The single-threaded reference.
+    Serial,
+    /// Branches of a level run concurrently on this pool.
+    Parallel(Arc<rayon::ThreadPool>),
+}
+
+/// The audio side of the running graph, held as a resource while the graph runs.
+#[derive(bevy_ecs::resource::Resource)]
+pub struct Runtime {
+    channels: usize,
+    stride: usize,
+    frames: usize,
+    input: Vec<f32>,
+    output: Vec<f32>,
+    zeros: Vec<f32>,
+    pub(crate) nodes: Vec<RtNode>,
+    output_edges: Vec<EdgeIn>,
+    output_mix: bool,
+    levels: Vec<Level>,
+    executor: Executor,
+    nonfinite_input: u64,
+}
+
+struct Io<'a> {
+    input: &'a [f32],
+    zeros: &'a [f32],
+    channels: usize,
+    stride: usize,
+    frames: usize,
+}
+
+/// Resolves a source to its buffer: nodes below `lo.len()` are in `lo`, later ones in `hi`.
+struct Lookup<'a> {
+    lo: &'a [RtNode],
+    hi: &'a [RtNode],
+    hi_start: usize,
+}
+
+impl Lookup<'_> {
+    fn buf<'s>(&'s self, src: Src, io: &'s Io<'_>) -> &'s [f32] {
+        match src {
+            Src::Input => io.input,
+            Src::Node(g) if g < self.lo.len() => &self.lo[g].out,
+            Src::Node(g) => &self.hi[g - self.hi_start].out,
+        }
+    }
+}
+
+/// Sums `edges` (delayed as each requires) into `dst`.
+fn mix_into(dst: &mut [f32], edges: &mut [EdgeIn], lookup: &Lookup<'_>, io: &Io<'_>) {
+    let (ch, stride, n) = (io.channels, io.stride, io.frames);
+    for (k, edge) in edges.iter_mut().enumerate() {
+        let src = lookup.buf(edge.from, io);
+        for c in 0..ch {
+            let x = &src[c * stride..c * stride + n];
+            let y = &mut dst[c * stride..c * stride + n];
+            if edge.delay == 0 {
+                if k == 0 {
+                    y.copy_from_slice(x);
+                } else {
+                    for (yi, xi) in y.iter_mut().zip(x) {
+                        *yi += xi;
+                    }
+                }
+            } else {
+                let d = edge.delay;
+                let line = &mut edge.line[c * d..(c + 1) * d];
+                let mut pos = edge.pos;
+                for (yi, xi) in y.iter_mut().zip(x) {
+                    let v = line[pos];
+                    line[pos] = *xi;
+                    pos = if pos + 1 == d { 0 } else { pos + 1 };
+                    *yi = if k == 0 { v } else { *yi + v };
+                }
+            }
+        }
+        if edge.delay > 0 {
+            edge.pos = (edge.pos + n) % edge.delay;
+        }
+    }
+}
+
+fn run_node(node: &mut RtNode, lookup: &Lookup<'_>, io: &Io<'_>) {
+    let (ch, stride, n) = (io.channels, io.stride, io.frames);
+    let RtNode {
+        processor,
+        inputs,
+        out,
+        mix,
+    } = node;
+    let input = match inputs.as_slice() {
+        [] => AudioIn::new(io.zeros, stride, ch, n),
+        [single] if single.delay == 0 => AudioIn::new(lookup.buf(single.from, io), stride, ch, n),
+        _ => {
+            mix_into(mix, inputs, lookup, io);
+            AudioIn::new(mix, stride, ch, n)
+        }
+    };
+    processor
+        .get_mut()
+        .process(&input, &mut AudioOut::new(out, stride, ch, n));
+}
+
+/// Runs the nodes of one branch in order. `done` holds every node before the level.
+fn run_branch(done: &[RtNode], branch: &mut [RtNode], branch_start: usize, io: &Io<'_>) {
+    for k in 0..branch.len() {
+        let (prefix, rest) = branch.split_at_mut(k);
+        let lookup = Lookup {
+            lo: done,
+            hi: prefix,
+            hi_start: branch_start,
+        };
+        run_node(&mut rest[0], &lookup, io);
+    }
+}
+
+/// Runs `branches` (node ranges within `nodes`, which starts at global index `offset`) concurrently.
+fn run_branches(
+    done: &[RtNode],
+    nodes: &mut [RtNode],
+    offset: usize,
+    branches: &[(usize, usize)],
+    io: &Io<'_>,
+) {
+    match branches {
+        [] => {}
+        [(start, _)] => run_branch(done, nodes, *start, io),
+        _ => {
+            let mid = branches.len() / 2;
+            let split = branches[mid].0 - offset;
+            let (left, right) = nodes.split_at_mut(split);
+            rayon::join(
+                || {
+                    let _ftz = FlushDenormals::new();
+                    run_branches(done, left, offset, &branches[..mid], io)
+                },
+                || {
+                    let _ftz = FlushDenormals::new();
+                    run_branches(done, right, offset + split, &branches[mid..], io)
+                },
+            );
+        }
+    }
+}
+
+impl Runtime {
+    /// Builds the runtime. `processors` are initialized and started, in execution order.
+    pub fn new(
+        processors: Vec<Box<dyn Processor>>,
+        layout: RuntimeLayout,
+        channels: usize,
+        max_block: usize,
+        executor: Executor,
+    ) -> Self {
+        let len = channels * max_block;
+        let nodes = processors
+            .into_iter()
+            .zip(layout.inputs)
+            .map(|(p, ins)| RtNode {
+                processor: Exclusive::new(p),
+                inputs: ins
+                    .into_iter()
+                    .map(|(s, d)| EdgeIn::new(s, d, channels))
+                    .collect(),
+                out: vec![0.0; len],
+                mix: vec![0.0; len],
+            })
+            .collect();
+        let output_mix = !matches!(layout.output.as_slice(), [(_, 0)]);
+        let levels = layout
+            .levels
+            .into_iter()
+            .map(|branches| Level {
+                start: branches.first().map_or(0, |b| b.0),
+                end: branches.last().map_or(0, |b| b.1),
+                branches,
+                choice: Adaptive::default(),
+            })
+            .collect();
+        Self {
+            channels,
+            stride: max_block,
+            frames: 0,
+            input: vec![0.0; len],
+            output: vec![0.0; len],
+            zeros: vec![0.0; len],
+            nodes,
+            output_edges: layout
+                .output
+                .into_iter()
+                .map(|(s, d)| EdgeIn::new(s, d, channels))
+                .collect(),
+            output_mix,
+            levels,
+            executor,
+            nonfinite_input: 0,
+        }
+    }
+
+    pub fn max_block(&self) -> usize {
+        self.stride
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// Non-finite input samples replaced by 0.0 so far.
+    pub fn nonfinite_input(&self) -> u64 {
+        self.nonfinite_input
+    }
+
+    /// Copies a block into the graph's input, replacing NaN and infinity with 0.0.
+    pub fn write_input(&mut self, input: &AudioIn<'_>) {
+        let n = input.frames();
+        assert!(
+            n <= self.stride,
+            "block of {n} frames exceeds the prepared maximum of {}",
+            self.stride
+        );
+        assert_eq!(
+            input.channels(),
+            self.channels,
+            "channel count differs from the graph's"
+        );
+        self.frames = n;
+        for c in 0..self.channels {
+            let dst = &mut self.input[c * self.stride..c * self.stride + n];
+            for (d, &s) in dst.iter_mut().zip(input.channel(c)) {
+                let finite = s.is_finite();
+                self.nonfinite_input += u64::from(!finite);
+                *d = if finite { s } else { 0.0 };
+            }
+        }
+    }
+
+    /// Copies the last processed block out.
+    pub fn read_output(&self, output: &mut AudioOut<'_>) {
+        let n = self.frames;
+        assert_eq!(
+            output.frames(),
+            n,
+            "output block length differs from the input's"
+        );
+        let src = self.output_buf();
+        for c in 0..self.channels {
+            output
+                .channel_mut(c)
+                .copy_from_slice(&src[c * self.stride..c * self.stride + n]);
+        }
+    }
+
+    fn output_buf(&self) -> &[f32] {
+        if self.output_mix {
+            &self.output
+        } else {
+            match self.output_edges[0].from {
+                Src::Input => &self.input,
+                Src::Node(g) => &self.nodes[g].out,
+            }
+        }
+    }
+
+    /// Processes the block written by [`write_input`](Self::write_input).
+    pub fn process(&mut self) {
+        let _ftz = FlushDenormals::new();
+        match self.executor.clone() {
+            Executor::Serial => self.run_serial(),
+            Executor::Parallel(pool) => {
+                if pool.current_thread_index().is_some() {
+                    self.run_parallel();
+                } else {
+                    // Outside the pool rayon must hand the work over (a latch and a queue push). Callers
+                    // that care render inside `ThreadPool::install`; see `Engine::run`.
+                    pool.install(|| {
+                        let _ftz = FlushDenormals::new();
+                        self.run_parallel()
+                    });
+                }
+            }
+        }
+        self.mix_output();
+    }
+
+    fn io_parts(&mut self) -> (Io<'_>, &mut Vec<RtNode>, &mut Vec<Level>) {
+        let io = Io {
+            input: &self.input,
+            zeros: &self.zeros,
+            channels: self.channels,
+            stride: self.stride,
+            frames: self.frames,
+        };
+        (io, &mut self.nodes, &mut self.levels)
+    }
+
+    fn run_serial(&mut self) {
+        let (io, nodes, _) = self.io_parts();
+        for i in 0..nodes.len() {
+            let (before, rest) = nodes.split_at_mut(i);
+            let lookup = Lookup {
+                lo: before,
+                hi: &[],
+                hi_start: i,
+            };
+            run_node(&mut rest[0], &lookup, &io);
+        }
+    }
+
+    fn run_parallel(&mut self) {
+        let (io, nodes, levels) = self.io_parts();
+        for level in levels.iter_mut() {
+            let (done, rest) = nodes.split_at_mut(level.start);
+            let current = &mut rest[..level.end - level.start];
+            if level.branches.len() < 2 {
+                run_branch(done, current, level.start, &io);
+                continue;
+            }
+            let parallel = level.choice.use_parallel();
+            let t0 = Instant::now();
+            if parallel {
+                run_branches(done, current, level.start, &level.branches, &io);
+            } else {
+                for &(s, e) in &level.branches {
+                    run_branch(done, &mut current[s - level.start..e - level.start], s, &io);
+                }
+            }
+            level
+                .choice
+                .record(parallel, t0.elapsed().as_nanos() as f64);
+        }
+    }
+
+    fn mix_output(&mut self) {
+        if !self.output_mix {
+            return;
+        }
+        let io = Io {
+            input: &self.input,
+            zeros: &self.zeros,
+            channels: self.channels,
+            stride: self.stride,
+            frames: self.frames,
+        };
+        let lookup = Lookup {
+            lo: &self.nodes,
+            hi: &[],
+            hi_start: self.nodes.len(),
+        };
+        mix_into(&mut self.output, &mut self.output_edges, &lookup, &io);
+    }
+
+    /// Gives the processors back, in execution order.
+    pub fn into_processors(self) -> Vec<Box<dyn Processor>> {
+        self.nodes
+            .into_iter()
+            .map(|n| n.processor.into_inner())
+            .collect()
+    }
+}

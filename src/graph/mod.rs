@@ -1,0 +1,496 @@
+//! Graph files: parsing, validation and precise errors.
+//!
+//! The file type is not the runtime type: a [`Graph`] is the validated description (nodes by index, edges
+//! resolved), from which [`crate::engine::Engine`] builds the live ECS world.
+
+pub mod locate;
+
+use crate::node::{GraphFormat, NodeSpec};
+use crate::registry::Registry;
+use locate::{Spanned, Value, line_col};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// What went wrong, for code that wants to react to a kind of error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GraphErrorKind {
+    /// The file could not be read.
+    Io,
+    /// Not valid RON, or a top-level field missing, unknown or of the wrong type.
+    Syntax,
+    /// `sample_rate` or `channels` out of range.
+    Format,
+    /// A node kind the registry does not know.
+    UnknownKind,
+    /// A node's parameter is unknown, missing, of the wrong type or out of range.
+    Param,
+    DuplicateNode,
+    /// A node named `input` or `output`, or an empty name.
+    ReservedName,
+    /// An edge names a node that does not exist.
+    UnknownEndpoint,
+    /// An edge into `input`, out of `output`, or the same edge twice.
+    BadEdge,
+    Cycle,
+    /// No path leads from `input` to `output`.
+    OutputUnreachable,
+}
+
+/// An invalid graph file, with where the problem is.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub struct GraphError {
+    pub kind: GraphErrorKind,
+    /// The file as the user named it.
+    pub file: String,
+    /// 1-based line and column, where the file has them.
+    pub position: Option<(usize, usize)>,
+    /// The node concerned, if any.
+    pub node: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for GraphError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some((line, col)) = self.position {
+            write!(f, ":{line}:{col}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(node) = &self.node {
+            write!(f, "node \"{node}\": ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// One end of an edge: the graph's input, or a node by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    Input,
+    Node(usize),
+}
+
+/// A validated node.
+#[derive(Debug)]
+pub struct GraphNode {
+    pub name: String,
+    pub spec: Box<dyn NodeSpec>,
+    /// Where the node feeds from, in the order the edges are written; several inputs are summed.
+    pub inputs: Vec<Source>,
+}
+
+/// A validated graph.
+#[derive(Debug)]
+pub struct Graph {
+    /// The file as the user named it.
+    pub file: String,
+    /// The folder relative paths in node parameters resolve against.
+    pub base_dir: PathBuf,
+    pub format: GraphFormat,
+    /// Nodes in file order.
+    pub nodes: Vec<GraphNode>,
+    /// What feeds `output`, in edge order.
+    pub output: Vec<Source>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTop {
+    sample_rate: u32,
+    channels: u32,
+    #[allow(dead_code)]
+    nodes: BTreeMap<String, IgnoredAny>,
+    edges: Vec<(String, String)>,
+}
+
+struct Ctx<'a> {
+    src: &'a str,
+    file: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(
+        &self,
+        kind: GraphErrorKind,
+        at: Option<usize>,
+        node: Option<&str>,
+        message: String,
+    ) -> GraphError {
+        GraphError {
+            kind,
+            file: self.file.to_string(),
+            position: at.map(|o| line_col(self.src, o)),
+            node: node.map(str::to_string),
+            message,
+        }
+    }
+}
+
+impl Graph {
+    /// Reads and validates a graph file.
+    ///
+    /// # Errors
+    /// A [`GraphError`] naming the file, and where possible the line, column and node.
+    pub fn load(path: &Path, registry: &Registry) -> Result<Graph, GraphError> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| GraphError {
+            kind: GraphErrorKind::Io,
+            file: file.clone(),
+            position: None,
+            node: None,
+            message: format!("cannot read graph file: {e}"),
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&src, &file, &base_dir, registry)
+    }
+
+    /// Validates graph text. `file` names it in errors; `base_dir` resolves relative paths in parameters.
+    ///
+    /// # Errors
+    /// A [`GraphError`] naming the file, and where possible the line, column and node.
+    pub fn parse(
+        src: &str,
+        file: &str,
+        base_dir: &Path,
+        registry: &Registry,
+    ) -> Result<Graph, GraphError> {
+        let cx = Ctx { src, file };
+        let doc = locate::walk(src);
+        let node_entries: &[(Spanned, Spanned)] = match doc.as_ref().and_then(|d| d.field("nodes"))
+        {
+            Some(f) => match &f.value.value {
+                Value::Map(entries) => entries,
+                _ => &[],
+            },
+            None => &[],
+        };
+        let node_at = |offset: usize| -> Option<&str> {
+            node_entries
+                .iter()
+                .find(|(k, v)| k.start <= offset && offset < v.end)
+                .and_then(|(k, _)| match &k.value {
+                    Value::Str(s) => Some(s.as_str()),
+                    _ => None,
+                })
+        };
+
+        let top: FileTop = ron::from_str(src).map_err(|e| {
+            let at = locate::offset_of(src, e.span.start.line, e.span.start.col);
+            cx.err(
+                GraphErrorKind::Syntax,
+                Some(at),
+                node_at(at),
+                e.code.to_string(),
+            )
+        })?;
+        let field_at = |key: &str| doc.as_ref().and_then(|d| d.field(key)).map(|f| f.key_start);
+
+        if !(8000..=768_000).contains(&top.sample_rate) {
+            return Err(cx.err(
+                GraphErrorKind::Format,
+                field_at("sample_rate"),
+                None,
+                format!(
+                    "`sample_rate` must be between 8000 and 768000 Hz (got {})",
+                    top.sample_rate
+                ),
+            ));
+        }
+        if !(1..=32).contains(&top.channels) {
+            return Err(cx.err(
+                GraphErrorKind::Format,
+                field_at("channels"),
+                None,
+                format!("`channels` must be between 1 and 32 (got {})", top.channels),
+            ));
+        }
+        let format = GraphFormat {
+            sample_rate: top.sample_rate,
+            channels: top.channels as usize,
+        };
+
+        let mut nodes: Vec<GraphNode> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        for (key, value) in node_entries {
+            let Value::Str(name) = &key.value else {
+                continue;
+            };
+            let here = Some(key.start);
+            if name == "input" || name == "output" {
+                return Err(cx.err(
+                    GraphErrorKind::ReservedName,
+                    here,
+                    Some(name),
+                    format!(
+                        "`{name}` is reserved for the graph's endpoint; choose another node name"
+                    ),
+                ));
+            }
+            if name.trim().is_empty() {
+                return Err(cx.err(
+                    GraphErrorKind::ReservedName,
+                    here,
+                    None,
+                    "a node name is empty".into(),
+                ));
+            }
+            if index.contains_key(name) {
+                return Err(cx.err(
+                    GraphErrorKind::DuplicateNode,
+                    here,
+                    Some(name),
+                    "a node with this name is already defined".into(),
+                ));
+            }
+            let (kind_name, params_at) = match &value.value {
+                Value::Struct {
+                    name: Some(kind),
+                    paren,
+                    ..
+                }
+                | Value::Tuple {
+                    name: Some(kind),
+                    paren,
+                    ..
+                } => (kind.clone(), Some(*paren)),
+                _ => (src[value.start..value.end].trim().to_string(), None),
+            };
+            let Some(kind) = registry.get(&kind_name) else {
+                let known: Vec<&str> = registry.kinds().map(|k| k.name).collect();
+                return Err(cx.err(
+                    GraphErrorKind::UnknownKind,
+                    Some(value.start),
+                    Some(name),
+                    format!(
+                        "unknown node kind `{kind_name}` (known kinds: {})",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            let Some(params_at) = params_at else {
+                return Err(cx.err(
+                    GraphErrorKind::Param,
+                    Some(value.end),
+                    Some(name),
+                    format!(
+                        "`{kind_name}` needs its parameters in parentheses, e.g. `{kind_name}(...)`"
+                    ),
+                ));
+            };
+            let text = &src[params_at..value.end];
+            let spec = (kind.parse)(text).map_err(|e| {
+                let (l0, c0) = line_col(src, params_at);
+                let (l, c) = (e.span.start.line, e.span.start.col);
+                let (line, col) = if l <= 1 {
+                    (l0, c0 + c.saturating_sub(1))
+                } else {
+                    (l0 + l - 1, c)
+                };
+                let at = locate::offset_of(src, line, col);
+                cx.err(
+                    GraphErrorKind::Param,
+                    Some(at),
+                    Some(name),
+                    format!("{kind_name}: {}", e.code),
+                )
+            })?;
+            spec.validate(&format).map_err(|e| {
+                let at = value.locate(&e.path).or(Some(value.start));
+                cx.err(
+                    GraphErrorKind::Param,
+                    at,
+                    Some(name),
+                    format!("{kind_name}: {e}"),
+                )
+            })?;
+            index.insert(name.clone(), nodes.len());
+            nodes.push(GraphNode {
+                name: name.clone(),
+                spec,
+                inputs: Vec::new(),
+            });
+        }
+
+        let edges_value = doc
+            .as_ref()
+            .and_then(|d| d.field("edges"))
+            .map(|f| &f.value);
+        let edge_at =
+            |i: usize, end: usize| edges_value.and_then(|v| v.locate(&format!("[{i}][{end}]")));
+        let mut output = Vec::new();
+        let mut edge_pos: BTreeMap<(Source, Option<usize>), usize> = BTreeMap::new();
+        for (i, (from, to)) in top.edges.iter().enumerate() {
+            let source = match from.as_str() {
+                "input" => Source::Input,
+                "output" => {
+                    return Err(cx.err(
+                        GraphErrorKind::BadEdge,
+                        edge_at(i, 0),
+                        None,
+                        "`output` is the graph's sink and cannot feed a node".into(),
+                    ));
+                }
+                name => match index.get(name) {
+                    Some(&n) => Source::Node(n),
+                    None => {
+                        return Err(cx.err(
+                            GraphErrorKind::UnknownEndpoint,
+                            edge_at(i, 0),
+                            None,
+                            format!("edge from `{name}`, which is not a node (nor `input`)"),
+                        ));
+                    }
+                },
+            };
+            let target = match to.as_str() {
+                "output" => None,
+                "input" => {
+                    return Err(cx.err(
+                        GraphErrorKind::BadEdge,
+                        edge_at(i, 1),
+                        None,
+                        "`input` is the graph's source and cannot be fed".into(),
+                    ));
+                }
+                name => match index.get(name) {
+                    Some(&n) => Some(n),
+                    None => {
+                        return Err(cx.err(
+                            GraphErrorKind::UnknownEndpoint,
+                            edge_at(i, 1),
+                            None,
+                            format!("edge to `{name}`, which is not a node (nor `output`)"),
+                        ));
+                    }
+                },
+            };
+            if edge_pos.insert((source, target), i).is_some() {
+                return Err(cx.err(
+                    GraphErrorKind::BadEdge,
+                    edge_at(i, 0),
+                    None,
+                    format!("the edge (\"{from}\", \"{to}\") is listed twice"),
+                ));
+            }
+            match target {
+                Some(n) => nodes[n].inputs.push(source),
+                None => output.push(source),
+            }
+        }
+
+        if let Some(cycle) = find_cycle(&nodes) {
+            let names: Vec<&str> = cycle.iter().map(|&n| nodes[n].name.as_str()).collect();
+            let first = cycle[0];
+            let closing = edge_pos
+                .get(&(Source::Node(*cycle.last().unwrap_or(&first)), Some(first)))
+                .copied();
+            return Err(cx.err(
+                GraphErrorKind::Cycle,
+                closing.and_then(|i| edge_at(i, 0)),
+                Some(&nodes[first].name),
+                format!(
+                    "the edges form a cycle: {} -> {}",
+                    names.join(" -> "),
+                    names[0]
+                ),
+            ));
+        }
+
+        let graph = Graph {
+            file: file.to_string(),
+            base_dir: base_dir.to_path_buf(),
+            format,
+            nodes,
+            output,
+        };
+        if !graph.output_reachable() {
+            let message = if graph.output.is_empty() {
+                "nothing reaches `output`: add an edge (\"...\", \"output\")"
+            } else {
+                "`output` is not reached from `input`: no chain of edges leads from one to the other"
+            };
+            return Err(cx.err(
+                GraphErrorKind::OutputUnreachable,
+                field_at("edges"),
+                None,
+                message.into(),
+            ));
+        }
+        Ok(graph)
+    }
+
+    /// Whether some path of edges leads from `input` to `output`.
+    fn output_reachable(&self) -> bool {
+        let mut from_input = vec![false; self.nodes.len()];
+        // Nodes are acyclic here, so a fixed point over "some input is reached" settles in at most n rounds.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (i, node) in self.nodes.iter().enumerate() {
+                let reached = node.inputs.iter().any(|s| match s {
+                    Source::Input => true,
+                    Source::Node(j) => from_input[*j],
+                });
+                if reached && !from_input[i] {
+                    from_input[i] = true;
+                    changed = true;
+                }
+            }
+        }
+        self.output.iter().any(|s| match s {
+            Source::Input => true,
+            Source::Node(j) => from_input[*j],
+        })
+    }
+
+    /// The node index by name.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+}
+
+/// A cycle among the nodes' input edges, as node indices in edge order, if there is one.
+fn find_cycle(nodes: &[GraphNode]) -> Option<Vec<usize>> {
+    // 0 = unvisited, 1 = on the current path, 2 = done. Walks input edges backwards, then reverses.
+    fn visit(
+        n: usize,
+        nodes: &[GraphNode],
+        state: &mut [u8],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        state[n] = 1;
+        path.push(n);
+        for s in &nodes[n].inputs {
+            if let Source::Node(m) = *s {
+                if state[m] == 1 {
+                    let start = path.iter().position(|&p| p == m).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.reverse();
+                    return Some(cycle);
+                }
+                if state[m] == 0
+                    && let Some(c) = visit(m, nodes, state, path)
+                {
+                    return Some(c);
+                }
+            }
+        }
+        path.pop();
+        state[n] = 2;
+        None
+    }
+    let mut state = vec![0u8; nodes.len()];
+    let mut path = Vec::new();
+    (0..nodes.len()).find_map(|n| {
+        if state[n] == 0 {
+            visit(n, nodes, &mut state, &mut path)
+        } else {
+            None
+        }
+    })
+}

@@ -1,0 +1,357 @@
+//! `fxgraph`: render and check effect graphs.
+//!
+//! Exit codes: 0 success, 2 bad input of any kind (graph, audio file, arguments), 1 anything else.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use fxgraph::demo::DemoSignal;
+use fxgraph::engine::{Engine, EngineError, EngineOptions, NodeParams};
+use fxgraph::render::{BlockSource, render};
+use fxgraph::wav::{WavFormat, WavSink, WavSource, same_file};
+use fxgraph::{Graph, Registry};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "fxgraph",
+    version,
+    about = "Audio effect graphs described in RON, rendered headlessly"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render a graph over a WAV file, or over the built-in demo signal when no input is given.
+    Render {
+        /// The graph file (RON).
+        graph: PathBuf,
+        /// Input WAV file; without it, the built-in demo signal (drums, bass, chords) is rendered.
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        /// Output WAV file [default: the graph's name with .wav, in the current directory].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Frames per processing block.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        block: u32,
+        /// Worker threads; 1 runs the single-threaded reference executor [default: the number of cores].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+        threads: Option<u32>,
+        /// Seconds to render: the demo's length [default: 10], or at most this much of the input.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Output sample format; 16 and 24 bit are TPDF-dithered.
+        #[arg(long, value_enum, default_value_t = Format::F32)]
+        format: Format,
+    },
+    /// Validate a graph and print its processing order, parallel branch groups and latency.
+    Check {
+        /// The graph file (RON).
+        graph: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    F32,
+    S16,
+    S24,
+    S32,
+}
+
+/// An error and the exit code it maps to.
+enum Failure {
+    /// Bad input: exit code 2.
+    Input(anyhow::Error),
+    /// Anything else: exit code 1.
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
+fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Input(e.into())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "fxgraph=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Render {
+            graph,
+            input,
+            output,
+            block,
+            threads,
+            seconds,
+            format,
+        } => cmd_render(
+            &graph,
+            input.as_deref(),
+            output,
+            block as usize,
+            threads,
+            seconds,
+            format,
+        ),
+        Command::Check { graph } => cmd_check(&graph),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Graph, Failure> {
+    Graph::load(path, &Registry::with_builtins()).map_err(bad_input)
+}
+
+fn start(graph: Graph, max_block: usize, threads: usize) -> Result<Engine, Failure> {
+    Engine::new(graph, EngineOptions { max_block, threads }).map_err(|e| match e {
+        EngineError::Node { .. } => bad_input(e),
+        other => Failure::Other(other.into()),
+    })
+}
+
+fn cmd_render(
+    graph_path: &Path,
+    input: Option<&Path>,
+    output: Option<PathBuf>,
+    block: usize,
+    threads: Option<u32>,
+    seconds: Option<f64>,
+    format: Format,
+) -> Result<(), Failure> {
+    if let Some(s) = seconds
+        && !(s.is_finite() && s > 0.0)
+    {
+        return Err(bad_input(anyhow::anyhow!(
+            "--seconds must be a positive number of seconds (got {s})"
+        )));
+    }
+    let graph = load(graph_path)?;
+    let fmt = graph.format;
+    let output = match output {
+        Some(o) => o,
+        None => PathBuf::from(format!(
+            "{}.wav",
+            graph_path
+                .file_stem()
+                .map_or("out".into(), |s| s.to_string_lossy())
+        )),
+    };
+    for (what, path) in [("graph file", Some(graph_path)), ("input", input)] {
+        if let Some(path) = path
+            && same_file(path, &output)
+        {
+            return Err(bad_input(anyhow::anyhow!(
+                "refusing to overwrite the {what} {}: choose another output with -o",
+                path.display()
+            )));
+        }
+    }
+
+    let mut source: Box<dyn BlockSource> = match input {
+        Some(path) => {
+            let mut wav = WavSource::open(path).map_err(bad_input)?;
+            if wav.sample_rate() != fmt.sample_rate {
+                return Err(bad_input(anyhow::anyhow!(
+                    "{} is at {} Hz but {} runs at {} Hz; resample the input or change the graph's sample_rate",
+                    path.display(),
+                    wav.sample_rate(),
+                    graph_path.display(),
+                    fmt.sample_rate
+                )));
+            }
+            if wav.channels() != fmt.channels {
+                return Err(bad_input(anyhow::anyhow!(
+                    "{} has {} channels but {} has {}",
+                    path.display(),
+                    wav.channels(),
+                    graph_path.display(),
+                    fmt.channels
+                )));
+            }
+            if let Some(s) = seconds {
+                wav.limit((s * f64::from(fmt.sample_rate)) as u64);
+            }
+            Box::new(wav)
+        }
+        None => Box::new(DemoSignal::new(
+            fmt.sample_rate,
+            fmt.channels,
+            seconds.unwrap_or(10.0),
+        )),
+    };
+    let total = match input {
+        Some(path) => {
+            let mut wav = WavSource::open(path).map_err(bad_input)?;
+            if let Some(s) = seconds {
+                wav.limit((s * f64::from(fmt.sample_rate)) as u64);
+            }
+            wav.frames()
+        }
+        None => (seconds.unwrap_or(10.0) * f64::from(fmt.sample_rate)).round() as u64,
+    };
+
+    let threads = threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |t| t as usize,
+    );
+    let mut engine = start(graph, block, threads)?;
+    let wav_format = match format {
+        Format::F32 => WavFormat::F32,
+        Format::S16 => WavFormat::I16,
+        Format::S24 => WavFormat::I24,
+        Format::S32 => WavFormat::I32,
+    };
+    let mut sink = WavSink::create(&output, wav_format, fmt.channels, fmt.sample_rate)?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} rendering [{bar:40}] {percent:>3}% {eta} left",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress_bar = bar.clone();
+    let mut progress = move |frames: u64| {
+        if let Some(bar) = &progress_bar {
+            bar.inc(frames);
+        }
+    };
+    let started = std::time::Instant::now();
+    let stats = render(
+        &mut engine,
+        source.as_mut(),
+        &mut sink,
+        block,
+        &mut progress,
+    )
+    .map_err(|e| {
+        // Reading the input is the only part of the render that can fail on bad data.
+        if input.is_some() {
+            bad_input(e)
+        } else {
+            Failure::Other(e)
+        }
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let clipped = sink.clipped;
+    let path = sink.finish()?;
+    let audio_s = stats.frames as f64 / f64::from(fmt.sample_rate);
+    eprintln!(
+        "rendered {:.2} s of {} through {} in {:.3} s ({:.0}x realtime, {} thread{}, block {}) -> {}",
+        audio_s,
+        input.map_or("the demo signal".into(), |p| p.display().to_string()),
+        graph_path.display(),
+        elapsed,
+        audio_s / elapsed.max(1e-9),
+        threads,
+        if threads == 1 { "" } else { "s" },
+        block,
+        path.display()
+    );
+    if clipped > 0 {
+        eprintln!(
+            "warning: {clipped} samples exceeded full scale and were clipped in the output format"
+        );
+    }
+    if engine.nonfinite_input() > 0 {
+        eprintln!(
+            "warning: {} non-finite input samples were replaced by silence",
+            engine.nonfinite_input()
+        );
+    }
+    Ok(())
+}
+
+fn cmd_check(graph_path: &Path) -> Result<(), Failure> {
+    let graph = load(graph_path)?;
+    let fmt = graph.format;
+    let count = graph.nodes.len();
+    let engine = start(graph, 512, 1)?;
+    let plan = engine.plan();
+    let world = engine.world();
+    let kind_of = |i: usize| {
+        world
+            .get::<NodeParams>(plan.order[i])
+            .map_or("?", |p| p.0.kind())
+    };
+    let latency_of = |i: usize| {
+        world
+            .get::<fxgraph::engine::Latency>(plan.order[i])
+            .map_or(0, |l| l.own)
+    };
+    println!(
+        "{}: valid ({} Hz, {} channels, {count} nodes)",
+        graph_path.display(),
+        fmt.sample_rate,
+        fmt.channels
+    );
+    println!("processing order:");
+    let width = plan.names.iter().map(String::len).max().unwrap_or(0);
+    for (i, name) in plan.names.iter().enumerate() {
+        let lat = latency_of(i);
+        let lat = if lat > 0 {
+            format!("  latency {lat} frames")
+        } else {
+            String::new()
+        };
+        println!("  {:>2}. {name:<width$}  {}{lat}", i + 1, kind_of(i));
+    }
+    println!("parallel branch groups:");
+    for (l, branches) in plan.levels.iter().enumerate() {
+        let groups: Vec<String> = branches
+            .iter()
+            .map(|b| {
+                format!(
+                    "[{}]",
+                    b.iter()
+                        .map(|&i| plan.names[i].as_str())
+                        .collect::<Vec<_>>()
+                        .join(" -> ")
+                )
+            })
+            .collect();
+        println!("  level {}: {}", l + 1, groups.join("  "));
+    }
+    for (from, to, frames) in &plan.compensations {
+        println!("latency compensation: {frames} frames on {from} -> {to}");
+    }
+    for name in &plan.pruned {
+        println!("warning: node \"{name}\" does not reach the output and is not processed");
+    }
+    println!(
+        "total latency: {} frames ({:.3} ms)",
+        plan.latency,
+        plan.latency as f64 * 1000.0 / f64::from(fmt.sample_rate)
+    );
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Rendering a whole signal through an [`Engine`] block by block, with latency compensation.
+
+use crate::buffer::{AudioIn, AudioOut};
+use crate::engine::Engine;
+
+/// Where blocks come from. `read` fills up to `out.frames()` frames and returns how many (0 at the end).
+pub trait BlockSource: Send {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize>;
+}
+
+/// Where blocks go.
+pub trait BlockSink: Send {
+    fn write(&mut self, block: &AudioIn<'_>) -> anyhow::Result<()>;
+}
+
+impl BlockSource for crate::demo::DemoSignal {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        Ok(self.fill(out))
+    }
+}
+
+/// Collects everything into planar vectors (for tests and benchmarks).
+#[derive(Debug, Clone, Default)]
+pub struct MemorySink {
+    pub channels: Vec<Vec<f32>>,
+}
+
+impl BlockSink for MemorySink {
+    fn write(&mut self, block: &AudioIn<'_>) -> anyhow::Result<()> {
+        self.channels.resize(block.channels(), Vec::new());
+        for (c, dst) in self.channels.iter_mut().enumerate() {
+            dst.extend_from_slice(block.channel(c));
+        }
+        Ok(())
+    }
+}
+
+/// Discards everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullSink;
+
+impl BlockSink for NullSink {
+    fn write(&mut self, _block: &AudioIn<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a render did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RenderStats {
+    /// Frames read from the source (and written to the sink).
+    pub frames: u64,
+    /// Blocks processed, including those that flush the latency.
+    pub blocks: u64,
+}
+
+/// Renders `source` through `engine` into `sink` in blocks of `block` frames.
+///
+/// The output is aligned with the input: the engine's latency is compensated by dropping its first
+/// `latency` output frames and feeding as many frames of silence after the input ends, so the sink gets
+/// exactly as many frames as the source gave. Runs on the engine's worker pool (see [`Engine::run`]).
+///
+/// # Errors
+/// Whatever the source or sink returns.
+pub fn render(
+    engine: &mut Engine,
+    source: &mut dyn BlockSource,
+    sink: &mut dyn BlockSink,
+    block: usize,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> anyhow::Result<RenderStats> {
+    let block = block.min(engine.max_block()).max(1);
+    let channels = engine.format().channels;
+    engine.run(|engine| {
+        let mut input = vec![0.0f32; channels * block];
+        let mut output = vec![0.0f32; channels * block];
+        let mut skip = engine.latency_frames();
+        let mut tail = skip;
+        let mut stats = RenderStats::default();
+        let mut source_done = false;
+        loop {
+            let mut got = 0;
+            if !source_done {
+                got = source.read(&mut AudioOut::new(&mut input, block, channels, block))?;
+                source_done = got < block;
+                stats.frames += got as u64;
+            }
+            let pad = (block - got).min(tail);
+            if source_done {
+                tail -= pad;
+                for c in 0..channels {
+                    input[c * block + got..c * block + got + pad].fill(0.0);
+                }
+            }
+            let frames = got + if source_done { pad } else { 0 };
+            if frames == 0 {
+                break;
+            }
+            engine.process(
+                &AudioIn::new(&input, block, channels, frames),
+                &mut AudioOut::new(&mut output, block, channels, frames),
+            );
+            stats.blocks += 1;
+            let start = skip.min(frames);
+            skip -= start;
+            if start < frames {
+                sink.write(&AudioIn::new(
+                    &output[start..],
+                    block,
+                    channels,
+                    frames - start,
+                ))?;
+            }
+            progress(got as u64);
+        }
+        Ok(stats)
+    })
+}
