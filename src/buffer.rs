@@ -5,11 +5,7 @@
 
 /// Samples a planar view of this shape covers.
 fn span(stride: usize, channels: usize, frames: usize) -> usize {
-    if channels == 0 {
-        0
-    } else {
-        (channels - 1) * stride + frames
-    }
+    if channels == 0 { 0 } else { (channels - 1) * stride + frames }
 }
 
 /// A read-only planar block: `channels` channels of `frames` samples each.
@@ -27,16 +23,8 @@ impl<'a> AudioIn<'a> {
     /// # Panics
     /// If `frames > stride` or `data` is too short to hold the last channel.
     pub fn new(data: &'a [f32], stride: usize, channels: usize, frames: usize) -> Self {
-        assert!(
-            frames <= stride && data.len() >= span(stride, channels, frames),
-            "planar view out of bounds"
-        );
-        Self {
-            data,
-            stride,
-            channels,
-            frames,
-        }
+        assert!(frames <= stride && data.len() >= span(stride, channels, frames), "planar view out of bounds");
+        Self { data, stride, channels, frames }
     }
 
     pub fn channels(&self) -> usize {
@@ -66,16 +54,8 @@ impl<'a> AudioOut<'a> {
     /// # Panics
     /// If `frames > stride` or `data` is too short to hold the last channel.
     pub fn new(data: &'a mut [f32], stride: usize, channels: usize, frames: usize) -> Self {
-        assert!(
-            frames <= stride && data.len() >= span(stride, channels, frames),
-            "planar view out of bounds"
-        );
-        Self {
-            data,
-            stride,
-            channels,
-            frames,
-        }
+        assert!(frames <= stride && data.len() >= span(stride, channels, frames), "planar view out of bounds");
+        Self { data, stride, channels, frames }
     }
 
     pub fn channels(&self) -> usize {
@@ -96,10 +76,7 @@ impl<'a> AudioOut<'a> {
         assert!(a < b && b < self.channels);
         let (lo, hi) = self.data.split_at_mut(b * self.stride);
         let frames = self.frames;
-        (
-            &mut lo[a * self.stride..a * self.stride + frames],
-            &mut hi[..frames],
-        )
+        (&mut lo[a * self.stride..a * self.stride + frames], &mut hi[..frames])
     }
 
     /// Copies `input` into this block (same channel count and length).

@@ -5,49 +5,23 @@ use crate::dsp::biquad::{BandKind, BiquadCascade, Coeffs};
 use crate::dsp::compressor::{Compressor, CompressorSettings};
 use crate::dsp::limiter::{Limiter, LimiterSettings};
 use crate::dsp::simple;
-use crate::node::{
-    BuildContext, GraphFormat, NodeError, NodeSpec, ParamError, ProcessConfig, Processor,
-};
+use crate::node::{BuildContext, GraphFormat, NodeError, NodeSpec, ParamError, ProcessConfig, Processor};
 use crate::registry::{NodeKind, Registry, parse_ron};
 use serde::Deserialize;
 
 pub(crate) fn register(registry: &mut Registry) {
     let kinds = [
-        NodeKind {
-            name: "Eq",
-            summary: "cascade of RBJ-cookbook biquad bands",
-            parse: parse_ron::<EqSpec>,
-        },
+        NodeKind { name: "Eq", summary: "cascade of RBJ-cookbook biquad bands", parse: parse_ron::<EqSpec> },
         NodeKind {
             name: "Compressor",
             summary: "feed-forward stereo-linked compressor with soft knee",
             parse: parse_ron::<CompressorSpec>,
         },
-        NodeKind {
-            name: "Limiter",
-            summary: "lookahead brickwall limiter",
-            parse: parse_ron::<LimiterSpec>,
-        },
-        NodeKind {
-            name: "Gain",
-            summary: "constant gain",
-            parse: parse_ron::<GainSpec>,
-        },
-        NodeKind {
-            name: "StereoWidth",
-            summary: "mid/side stereo width",
-            parse: parse_ron::<StereoWidthSpec>,
-        },
-        NodeKind {
-            name: "BassBoost",
-            summary: "low shelf preset",
-            parse: parse_ron::<BassBoostSpec>,
-        },
-        NodeKind {
-            name: "TrebleBoost",
-            summary: "high shelf preset",
-            parse: parse_ron::<TrebleBoostSpec>,
-        },
+        NodeKind { name: "Limiter", summary: "lookahead brickwall limiter", parse: parse_ron::<LimiterSpec> },
+        NodeKind { name: "Gain", summary: "constant gain", parse: parse_ron::<GainSpec> },
+        NodeKind { name: "StereoWidth", summary: "mid/side stereo width", parse: parse_ron::<StereoWidthSpec> },
+        NodeKind { name: "BassBoost", summary: "low shelf preset", parse: parse_ron::<BassBoostSpec> },
+        NodeKind { name: "TrebleBoost", summary: "high shelf preset", parse: parse_ron::<TrebleBoostSpec> },
     ];
     for kind in kinds {
         registry.register(kind);
@@ -59,10 +33,7 @@ fn in_range(path: &str, value: f64, lo: f64, hi: f64, unit: &str) -> Result<(), 
     if value.is_finite() && (lo..=hi).contains(&value) {
         Ok(())
     } else {
-        Err(ParamError::new(
-            path,
-            format!("must be between {lo} and {hi}{unit} (got {value})"),
-        ))
+        Err(ParamError::new(path, format!("must be between {lo} and {hi}{unit} (got {value})")))
     }
 }
 
@@ -98,24 +69,12 @@ pub struct BandSpec {
 
 impl BandSpec {
     pub fn coeffs(&self, sample_rate: u32) -> Coeffs {
-        Coeffs::cookbook(
-            self.kind,
-            self.freq_hz,
-            self.gain_db,
-            self.q,
-            f64::from(sample_rate),
-        )
+        Coeffs::cookbook(self.kind, self.freq_hz, self.gain_db, self.q, f64::from(sample_rate))
     }
 
     fn validate(&self, prefix: &str, format: &GraphFormat) -> Result<(), ParamError> {
         frequency(&format!("{prefix}freq_hz"), self.freq_hz, format)?;
-        in_range(
-            &format!("{prefix}gain_db"),
-            self.gain_db,
-            -48.0,
-            48.0,
-            " dB",
-        )?;
+        in_range(&format!("{prefix}gain_db"), self.gain_db, -48.0, 48.0, " dB")?;
         if !(self.q.is_finite() && self.q > 0.0 && self.q <= 100.0) {
             return Err(ParamError::new(
                 format!("{prefix}q"),
@@ -140,10 +99,7 @@ impl NodeSpec for EqSpec {
 
     fn validate(&self, format: &GraphFormat) -> Result<(), ParamError> {
         if self.bands.is_empty() || self.bands.len() > 64 {
-            return Err(ParamError::new(
-                "bands",
-                format!("must hold 1 to 64 bands (got {})", self.bands.len()),
-            ));
+            return Err(ParamError::new("bands", format!("must hold 1 to 64 bands (got {})", self.bands.len())));
         }
         for (i, band) in self.bands.iter().enumerate() {
             band.validate(&format!("bands[{i}]."), format)?;
@@ -152,11 +108,7 @@ impl NodeSpec for EqSpec {
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
-        let coeffs = self
-            .bands
-            .iter()
-            .map(|b| b.coeffs(ctx.format.sample_rate).to_f32())
-            .collect();
+        let coeffs = self.bands.iter().map(|b| b.coeffs(ctx.format.sample_rate).to_f32()).collect();
         Ok(Box::new(EqProcessor(BiquadCascade::new(coeffs))))
     }
 }
@@ -220,10 +172,7 @@ impl NodeSpec for CompressorSpec {
             knee_db: self.knee_db as f32,
             makeup_db: self.makeup_db as f32,
         };
-        Ok(Box::new(CompressorProcessor(Compressor::new(
-            &settings,
-            ctx.format.sample_rate,
-        ))))
+        Ok(Box::new(CompressorProcessor(Compressor::new(&settings, ctx.format.sample_rate))))
     }
 }
 
@@ -273,10 +222,7 @@ impl NodeSpec for LimiterSpec {
             lookahead_ms: self.lookahead_ms as f32,
             release_ms: self.release_ms as f32,
         };
-        Ok(Box::new(LimiterProcessor(Limiter::new(
-            &settings,
-            ctx.format.sample_rate,
-        ))))
+        Ok(Box::new(LimiterProcessor(Limiter::new(&settings, ctx.format.sample_rate))))
     }
 }
 
@@ -318,9 +264,7 @@ impl NodeSpec for GainSpec {
     }
 
     fn build(&self, _ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
-        Ok(Box::new(GainProcessor(
-            crate::dsp::db_to_gain(self.gain_db) as f32,
-        )))
+        Ok(Box::new(GainProcessor(crate::dsp::db_to_gain(self.gain_db) as f32)))
     }
 }
 
@@ -352,10 +296,7 @@ impl NodeSpec for StereoWidthSpec {
         if format.channels != 2 {
             return Err(ParamError::new(
                 "width",
-                format!(
-                    "needs a stereo graph (this graph has {} channels)",
-                    format.channels
-                ),
+                format!("needs a stereo graph (this graph has {} channels)", format.channels),
             ));
         }
         in_range("width", self.width, 0.0, 4.0, "")
@@ -373,10 +314,7 @@ impl Processor for WidthProcessor {
         if config.channels == 2 {
             Ok(())
         } else {
-            Err(NodeError(format!(
-                "StereoWidth needs 2 channels, not {}",
-                config.channels
-            )))
+            Err(NodeError(format!("StereoWidth needs 2 channels, not {}", config.channels)))
         }
     }
 
@@ -412,22 +350,10 @@ pub struct TrebleBoostSpec {
     pub freq_hz: f64,
 }
 
-fn shelf_preset(
-    kind: BandKind,
-    gain_db: f64,
-    freq_hz: f64,
-    format: &GraphFormat,
-) -> Result<EqSpec, ParamError> {
+fn shelf_preset(kind: BandKind, gain_db: f64, freq_hz: f64, format: &GraphFormat) -> Result<EqSpec, ParamError> {
     in_range("gain_db", gain_db, -24.0, 24.0, " dB")?;
     frequency("freq_hz", freq_hz, format)?;
-    Ok(EqSpec {
-        bands: vec![BandSpec {
-            kind,
-            freq_hz,
-            gain_db,
-            q: std::f64::consts::FRAC_1_SQRT_2,
-        }],
-    })
+    Ok(EqSpec { bands: vec![BandSpec { kind, freq_hz, gain_db, q: std::f64::consts::FRAC_1_SQRT_2 }] })
 }
 
 impl NodeSpec for BassBoostSpec {

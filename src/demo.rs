@@ -15,12 +15,8 @@ pub const PEAK: f64 = 0.977_237; // -0.2 dBFS
 
 /// Chord roots (bass) and triads, one per bar: Am, F, C, G.
 const ROOTS_HZ: [f64; 4] = [55.0, 43.654, 65.406, 48.999];
-const CHORDS_HZ: [[f64; 3]; 4] = [
-    [220.0, 261.626, 329.628],
-    [174.614, 220.0, 261.626],
-    [261.626, 329.628, 391.995],
-    [195.998, 246.942, 293.665],
-];
+const CHORDS_HZ: [[f64; 3]; 4] =
+    [[220.0, 261.626, 329.628], [174.614, 220.0, 261.626], [261.626, 329.628, 391.995], [195.998, 246.942, 293.665]];
 
 fn hash(mut x: u64) -> u64 {
     // splitmix64
@@ -67,20 +63,10 @@ impl DemoSignal {
     pub fn new(sample_rate: u32, channels: usize, seconds: f64) -> Self {
         let frames = (PERIOD_S * f64::from(sample_rate)) as u64;
         let raw: Vec<(f64, f64)> = (0..frames).map(|n| raw_frame(n, sample_rate)).collect();
-        let peak = raw.iter().fold(0.0f64, |p, (l, r)| {
-            p.max(l.abs()).max(r.abs()).max(((l + r) * 0.5).abs())
-        });
+        let peak = raw.iter().fold(0.0f64, |p, (l, r)| p.max(l.abs()).max(r.abs()).max(((l + r) * 0.5).abs()));
         let gain = PEAK / peak;
-        let period = raw
-            .iter()
-            .flat_map(|(l, r)| [(l * gain) as f32, (r * gain) as f32])
-            .collect();
-        Self {
-            channels,
-            period,
-            next: 0,
-            total: (seconds.max(0.0) * f64::from(sample_rate)).round() as u64,
-        }
+        let period = raw.iter().flat_map(|(l, r)| [(l * gain) as f32, (r * gain) as f32]).collect();
+        Self { channels, period, next: 0, total: (seconds.max(0.0) * f64::from(sample_rate)).round() as u64 }
     }
 
     pub fn total_frames(&self) -> u64 {
@@ -119,17 +105,14 @@ fn raw_frame(n: u64, sample_rate: u32) -> (f64, f64) {
 
     // Kick on every beat: a sine falling from 150 Hz to 50 Hz.
     let tk = t - beat as f64 * BEAT_S;
-    let kick = (TAU * (50.0 * tk + 100.0 * 0.03 * (1.0 - (-tk / 0.03).exp()))).sin()
-        * (-tk / 0.22).exp()
-        * 0.9;
+    let kick = (TAU * (50.0 * tk + 100.0 * 0.03 * (1.0 - (-tk / 0.03).exp()))).sin() * (-tk / 0.22).exp() * 0.9;
 
     // Snare on beats 2 and 4: noise and a 185 Hz body.
     let mut snare = 0.0;
     if beat % 2 == 1 {
         let ts = tk;
         let i = (ts * sr) as u64;
-        snare = noise(1, beat, i) * (-ts / 0.11).exp() * 0.45
-            + (TAU * 185.0 * ts).sin() * (-ts / 0.05).exp() * 0.35;
+        snare = noise(1, beat, i) * (-ts / 0.11).exp() * 0.45 + (TAU * 185.0 * ts).sin() * (-ts / 0.05).exp() * 0.35;
     }
 
     // Closed hi-hat on eighths: differentiated noise, a little to the right.

@@ -13,11 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "fxgraph",
-    version,
-    about = "Audio effect graphs described in RON, rendered headlessly"
-)]
+#[command(name = "fxgraph", version, about = "Audio effect graphs described in RON, rendered headlessly")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -85,29 +81,14 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "fxgraph=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "fxgraph=warn".into()),
         )
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Render {
-            graph,
-            input,
-            output,
-            block,
-            threads,
-            seconds,
-            format,
-        } => cmd_render(
-            &graph,
-            input.as_deref(),
-            output,
-            block as usize,
-            threads,
-            seconds,
-            format,
-        ),
+        Command::Render { graph, input, output, block, threads, seconds, format } => {
+            cmd_render(&graph, input.as_deref(), output, block as usize, threads, seconds, format)
+        }
         Command::Check { graph } => cmd_check(&graph),
     };
     match result {
@@ -128,7 +109,7 @@ fn load(path: &Path) -> Result<Graph, Failure> {
 }
 
 fn start(graph: Graph, max_block: usize, threads: usize) -> Result<Engine, Failure> {
-    Engine::new(graph, EngineOptions { max_block, threads }).map_err(|e| match e {
+    Engine::new(graph, EngineOptions { max_block, threads, ..EngineOptions::default() }).map_err(|e| match e {
         EngineError::Node { .. } => bad_input(e),
         other => Failure::Other(other.into()),
     })
@@ -146,20 +127,13 @@ fn cmd_render(
     if let Some(s) = seconds
         && !(s.is_finite() && s > 0.0)
     {
-        return Err(bad_input(anyhow::anyhow!(
-            "--seconds must be a positive number of seconds (got {s})"
-        )));
+        return Err(bad_input(anyhow::anyhow!("--seconds must be a positive number of seconds (got {s})")));
     }
     let graph = load(graph_path)?;
     let fmt = graph.format;
     let output = match output {
         Some(o) => o,
-        None => PathBuf::from(format!(
-            "{}.wav",
-            graph_path
-                .file_stem()
-                .map_or("out".into(), |s| s.to_string_lossy())
-        )),
+        None => PathBuf::from(format!("{}.wav", graph_path.file_stem().map_or("out".into(), |s| s.to_string_lossy()))),
     };
     for (what, path) in [("graph file", Some(graph_path)), ("input", input)] {
         if let Some(path) = path
@@ -198,11 +172,7 @@ fn cmd_render(
             }
             Box::new(wav)
         }
-        None => Box::new(DemoSignal::new(
-            fmt.sample_rate,
-            fmt.channels,
-            seconds.unwrap_or(10.0),
-        )),
+        None => Box::new(DemoSignal::new(fmt.sample_rate, fmt.channels, seconds.unwrap_or(10.0))),
     };
     let total = match input {
         Some(path) => {
@@ -215,10 +185,7 @@ fn cmd_render(
         None => (seconds.unwrap_or(10.0) * f64::from(fmt.sample_rate)).round() as u64,
     };
 
-    let threads = threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        |t| t as usize,
-    );
+    let threads = threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize);
     let mut engine = start(graph, block, threads)?;
     let wav_format = match format {
         Format::F32 => WavFormat::F32,
@@ -230,10 +197,8 @@ fn cmd_render(
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} rendering [{bar:40}] {percent:>3}% {eta} left",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template("{spinner} rendering [{bar:40}] {percent:>3}% {eta} left")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         bar
     });
@@ -244,20 +209,9 @@ fn cmd_render(
         }
     };
     let started = std::time::Instant::now();
-    let stats = render(
-        &mut engine,
-        source.as_mut(),
-        &mut sink,
-        block,
-        &mut progress,
-    )
-    .map_err(|e| {
+    let stats = render(&mut engine, source.as_mut(), &mut sink, block, &mut progress).map_err(|e| {
         // Reading the input is the only part of the render that can fail on bad data.
-        if input.is_some() {
-            bad_input(e)
-        } else {
-            Failure::Other(e)
-        }
+        if input.is_some() { bad_input(e) } else { Failure::Other(e) }
     })?;
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(bar) = bar {
@@ -279,15 +233,10 @@ fn cmd_render(
         path.display()
     );
     if clipped > 0 {
-        eprintln!(
-            "warning: {clipped} samples exceeded full scale and were clipped in the output format"
-        );
+        eprintln!("warning: {clipped} samples exceeded full scale and were clipped in the output format");
     }
     if engine.nonfinite_input() > 0 {
-        eprintln!(
-            "warning: {} non-finite input samples were replaced by silence",
-            engine.nonfinite_input()
-        );
+        eprintln!("warning: {} non-finite input samples were replaced by silence", engine.nonfinite_input());
     }
     Ok(())
 }
@@ -299,46 +248,21 @@ fn cmd_check(graph_path: &Path) -> Result<(), Failure> {
     let engine = start(graph, 512, 1)?;
     let plan = engine.plan();
     let world = engine.world();
-    let kind_of = |i: usize| {
-        world
-            .get::<NodeParams>(plan.order[i])
-            .map_or("?", |p| p.0.kind())
-    };
-    let latency_of = |i: usize| {
-        world
-            .get::<fxgraph::engine::Latency>(plan.order[i])
-            .map_or(0, |l| l.own)
-    };
-    println!(
-        "{}: valid ({} Hz, {} channels, {count} nodes)",
-        graph_path.display(),
-        fmt.sample_rate,
-        fmt.channels
-    );
+    let kind_of = |i: usize| world.get::<NodeParams>(plan.order[i]).map_or("?", |p| p.0.kind());
+    let latency_of = |i: usize| world.get::<fxgraph::engine::Latency>(plan.order[i]).map_or(0, |l| l.own);
+    println!("{}: valid ({} Hz, {} channels, {count} nodes)", graph_path.display(), fmt.sample_rate, fmt.channels);
     println!("processing order:");
     let width = plan.names.iter().map(String::len).max().unwrap_or(0);
     for (i, name) in plan.names.iter().enumerate() {
         let lat = latency_of(i);
-        let lat = if lat > 0 {
-            format!("  latency {lat} frames")
-        } else {
-            String::new()
-        };
+        let lat = if lat > 0 { format!("  latency {lat} frames") } else { String::new() };
         println!("  {:>2}. {name:<width$}  {}{lat}", i + 1, kind_of(i));
     }
     println!("parallel branch groups:");
     for (l, branches) in plan.levels.iter().enumerate() {
         let groups: Vec<String> = branches
             .iter()
-            .map(|b| {
-                format!(
-                    "[{}]",
-                    b.iter()
-                        .map(|&i| plan.names[i].as_str())
-                        .collect::<Vec<_>>()
-                        .join(" -> ")
-                )
-            })
+            .map(|b| format!("[{}]", b.iter().map(|&i| plan.names[i].as_str()).collect::<Vec<_>>().join(" -> ")))
             .collect();
         println!("  level {}: {}", l + 1, groups.join("  "));
     }

@@ -23,16 +23,12 @@ pub struct NodeKind {
 
 impl std::fmt::Debug for NodeKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeKind")
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("NodeKind").field("name", &self.name).finish()
     }
 }
 
 /// A [`ParseFn`] for any spec type that deserializes from RON.
-pub fn parse_ron<T: NodeSpec + DeserializeOwned>(
-    text: &str,
-) -> Result<Box<dyn NodeSpec>, ron::error::SpannedError> {
+pub fn parse_ron<T: NodeSpec + DeserializeOwned>(text: &str) -> Result<Box<dyn NodeSpec>, ron::error::SpannedError> {
     ron::from_str::<T>(text).map(|spec| Box::new(spec) as Box<dyn NodeSpec>)
 }
 

@@ -104,12 +104,7 @@ pub fn render(
             let start = skip.min(frames);
             skip -= start;
             if start < frames {
-                sink.write(&AudioIn::new(
-                    &output[start..],
-                    block,
-                    channels,
-                    frames - start,
-                ))?;
+                sink.write(&AudioIn::new(&output[start..], block, channels, frames - start))?;
             }
             progress(got as u64);
         }

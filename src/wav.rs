@@ -29,12 +29,7 @@ impl WavFormat {
             WavFormat::I24 => (24, hound::SampleFormat::Int),
             WavFormat::I32 => (32, hound::SampleFormat::Int),
         };
-        hound::WavSpec {
-            channels: channels as u16,
-            sample_rate,
-            bits_per_sample,
-            sample_format,
-        }
+        hound::WavSpec { channels: channels as u16, sample_rate, bits_per_sample, sample_format }
     }
 }
 
@@ -52,26 +47,18 @@ impl WavSource {
     /// # Errors
     /// If the file cannot be opened or is not a WAV file in a supported format.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let reader = hound::WavReader::open(path)
-            .with_context(|| format!("{}: not a readable WAV file", path.display()))?;
+        let reader =
+            hound::WavReader::open(path).with_context(|| format!("{}: not a readable WAV file", path.display()))?;
         let spec = reader.spec();
         match (spec.sample_format, spec.bits_per_sample) {
             (hound::SampleFormat::Int, 8 | 16 | 24 | 32) | (hound::SampleFormat::Float, 32) => {}
-            (f, b) => bail!(
-                "{}: unsupported WAV sample format ({b}-bit {f:?})",
-                path.display()
-            ),
+            (f, b) => bail!("{}: unsupported WAV sample format ({b}-bit {f:?})", path.display()),
         }
         if spec.channels == 0 {
             bail!("{}: WAV file declares zero channels", path.display());
         }
         let remaining = u64::from(reader.duration());
-        Ok(Self {
-            reader,
-            spec,
-            remaining,
-            interleaved: Vec::new(),
-        })
+        Ok(Self { reader, spec, remaining, interleaved: Vec::new() })
     }
 
     pub fn sample_rate(&self) -> u32 {
@@ -102,8 +89,7 @@ impl BlockSource for WavSource {
         match self.spec.sample_format {
             hound::SampleFormat::Float => {
                 for s in self.reader.samples::<f32>().take(want * ch) {
-                    self.interleaved
-                        .push(s.context("corrupt or truncated WAV data")?);
+                    self.interleaved.push(s.context("corrupt or truncated WAV data")?);
                 }
             }
             hound::SampleFormat::Int => {
@@ -170,22 +156,12 @@ impl WavSink {
     ///
     /// # Errors
     /// If the temporary file cannot be created.
-    pub fn create(
-        dest: &Path,
-        format: WavFormat,
-        channels: usize,
-        sample_rate: u32,
-    ) -> anyhow::Result<Self> {
-        let name = dest
-            .file_name()
-            .context("output path has no file name")?
-            .to_string_lossy();
+    pub fn create(dest: &Path, format: WavFormat, channels: usize, sample_rate: u32) -> anyhow::Result<Self> {
+        let name = dest.file_name().context("output path has no file name")?.to_string_lossy();
         let tmp = dest.with_file_name(format!(".{name}.fxgraph-{}.tmp", std::process::id()));
-        let file =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let writer =
-            hound::WavWriter::new(BufWriter::new(file), format.spec(channels, sample_rate))
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
+        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let writer = hound::WavWriter::new(BufWriter::new(file), format.spec(channels, sample_rate))
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         Ok(Self {
             writer: Some(writer),
             format,
@@ -216,15 +192,9 @@ impl WavSink {
     pub fn finish(mut self) -> anyhow::Result<PathBuf> {
         let writer = self.writer.take().context("sink already finished")?;
         writer.finalize().context("cannot finish the WAV file")?;
-        File::open(&self.tmp)
-            .and_then(|f| f.sync_all())
-            .context("cannot sync the output")?;
-        std::fs::rename(&self.tmp, &self.dest).with_context(|| {
-            format!(
-                "cannot move the output into place at {}",
-                self.dest.display()
-            )
-        })?;
+        File::open(&self.tmp).and_then(|f| f.sync_all()).context("cannot sync the output")?;
+        std::fs::rename(&self.tmp, &self.dest)
+            .with_context(|| format!("cannot move the output into place at {}", self.dest.display()))?;
         Ok(self.dest.clone())
     }
 }
@@ -248,11 +218,7 @@ impl BlockSink for WavSink {
             }
         }
         let format = self.format;
-        let mut quantized = Vec::with_capacity(if format == WavFormat::F32 {
-            0
-        } else {
-            interleaved.len()
-        });
+        let mut quantized = Vec::with_capacity(if format == WavFormat::F32 { 0 } else { interleaved.len() });
         if format != WavFormat::F32 {
             for &x in &interleaved {
                 quantized.push(match format {

@@ -28,10 +28,7 @@ pub enum BandKind {
 impl BandKind {
     /// Whether `gain_db` affects this kind.
     pub fn uses_gain(self) -> bool {
-        matches!(
-            self,
-            BandKind::Peak | BandKind::LowShelf | BandKind::HighShelf
-        )
+        matches!(self, BandKind::Peak | BandKind::LowShelf | BandKind::HighShelf)
     }
 }
 
@@ -64,22 +61,10 @@ impl Coeffs {
             }
             BandKind::BandPass => (alpha, 0.0, -alpha, 1.0 + alpha, -2.0 * cos, 1.0 - alpha),
             BandKind::Notch => (1.0, -2.0 * cos, 1.0, 1.0 + alpha, -2.0 * cos, 1.0 - alpha),
-            BandKind::AllPass => (
-                1.0 - alpha,
-                -2.0 * cos,
-                1.0 + alpha,
-                1.0 + alpha,
-                -2.0 * cos,
-                1.0 - alpha,
-            ),
-            BandKind::Peak => (
-                1.0 + alpha * a,
-                -2.0 * cos,
-                1.0 - alpha * a,
-                1.0 + alpha / a,
-                -2.0 * cos,
-                1.0 - alpha / a,
-            ),
+            BandKind::AllPass => (1.0 - alpha, -2.0 * cos, 1.0 + alpha, 1.0 + alpha, -2.0 * cos, 1.0 - alpha),
+            BandKind::Peak => {
+                (1.0 + alpha * a, -2.0 * cos, 1.0 - alpha * a, 1.0 + alpha / a, -2.0 * cos, 1.0 - alpha / a)
+            }
             BandKind::LowShelf => (
                 a * ((a + 1.0) - (a - 1.0) * cos + sqa2),
                 2.0 * a * ((a - 1.0) - (a + 1.0) * cos),
@@ -97,13 +82,7 @@ impl Coeffs {
                 (a + 1.0) - (a - 1.0) * cos - sqa2,
             ),
         };
-        Self {
-            b0: b0 / a0,
-            b1: b1 / a0,
-            b2: b2 / a0,
-            a1: a1 / a0,
-            a2: a2 / a0,
-        }
+        Self { b0: b0 / a0, b1: b1 / a0, b2: b2 / a0, a1: a1 / a0, a2: a2 / a0 }
     }
 
     /// |H(e^{jw})| at `freq_hz`.
@@ -119,13 +98,7 @@ impl Coeffs {
     }
 
     pub fn to_f32(self) -> Coeffs32 {
-        Coeffs32 {
-            b0: self.b0 as f32,
-            b1: self.b1 as f32,
-            b2: self.b2 as f32,
-            a1: self.a1 as f32,
-            a2: self.a2 as f32,
-        }
+        Coeffs32 { b0: self.b0 as f32, b1: self.b1 as f32, b2: self.b2 as f32, a1: self.a1 as f32, a2: self.a2 as f32 }
     }
 }
 
@@ -165,11 +138,7 @@ pub struct BiquadCascade {
 
 impl BiquadCascade {
     pub fn new(coeffs: Vec<Coeffs32>) -> Self {
-        Self {
-            coeffs,
-            state: Vec::new(),
-            channels: 0,
-        }
+        Self { coeffs, state: Vec::new(), channels: 0 }
     }
 
     /// Allocates state for `channels`.

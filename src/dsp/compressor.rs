@@ -22,13 +22,7 @@ pub struct CompressorSettings {
 /// Below the knee the reduction is 0; above it, `(level - threshold) * (1 - 1/ratio)`; inside the knee
 /// (`|level - threshold| < knee/2`) a quadratic joins the two with matching slopes.
 #[inline(always)]
-pub fn gain_reduction_db(
-    level_db: f32,
-    threshold_db: f32,
-    slope: f32,
-    half_knee_db: f32,
-    inv_2knee: f32,
-) -> f32 {
+pub fn gain_reduction_db(level_db: f32, threshold_db: f32, slope: f32, half_knee_db: f32, inv_2knee: f32) -> f32 {
     let over = level_db - threshold_db;
     let k = over + half_knee_db;
     if k <= 0.0 {
@@ -97,11 +91,7 @@ impl Compressor {
             self.half_knee_db,
             self.inv_2knee,
         );
-        let coeff = if gr > self.env_db {
-            self.attack
-        } else {
-            self.release
-        };
+        let coeff = if gr > self.env_db { self.attack } else { self.release };
         self.env_db = gr + coeff * (self.env_db - gr);
         fastmath::db_to_gain(self.makeup_db - self.env_db)
     }
@@ -120,12 +110,7 @@ impl Compressor {
             *p = self.gain_for_peak(*p);
         }
         for c in 0..input.channels() {
-            for ((y, x), g) in output
-                .channel_mut(c)
-                .iter_mut()
-                .zip(input.channel(c))
-                .zip(g.iter())
-            {
+            for ((y, x), g) in output.channel_mut(c).iter_mut().zip(input.channel(c)).zip(g.iter()) {
                 *y = x * g;
             }
         }

@@ -63,11 +63,7 @@ fn write_mxcsr(value: u32) {
 /// recursive state can neither linger in subnormal range nor stay NaN.
 #[inline]
 pub fn flush(x: f32) -> f32 {
-    if x.abs() >= 1e-25 && x.is_finite() {
-        x
-    } else {
-        0.0
-    }
+    if x.abs() >= 1e-25 && x.is_finite() { x } else { 0.0 }
 }
 
 #[cfg(test)]

@@ -47,8 +47,7 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn new(s: &LimiterSettings, sample_rate: u32) -> Self {
-        let lookahead =
-            (f64::from(s.lookahead_ms) * 1e-3 * f64::from(sample_rate)).round() as usize;
+        let lookahead = (f64::from(s.lookahead_ms) * 1e-3 * f64::from(sample_rate)).round() as usize;
         Self {
             ceiling: super::db_to_gain(f64::from(s.ceiling_db)) as f32,
             lookahead,
@@ -109,20 +108,12 @@ impl Limiter {
     #[inline(always)]
     fn gain_step(&mut self, peak: f32) -> f32 {
         let w = self.window();
-        let required = if peak > self.ceiling {
-            self.ceiling / peak
-        } else {
-            1.0
-        };
+        let required = if peak > self.ceiling { self.ceiling / peak } else { 1.0 };
         let t = self.frame;
         self.frame += 1;
         // Drop entries that left the window, then keep the deque increasing from front to back.
         while self.min_len > 0 && self.min_idx[self.min_head] + w as u64 <= t {
-            self.min_head = if self.min_head + 1 == w {
-                0
-            } else {
-                self.min_head + 1
-            };
+            self.min_head = if self.min_head + 1 == w { 0 } else { self.min_head + 1 };
             self.min_len -= 1;
         }
         while self.min_len > 0 {

@@ -29,9 +29,5 @@ pub fn gain_to_db(gain: f64) -> f64 {
 /// The one-pole smoothing coefficient for time constant `ms` (time to reach 1 - 1/e of a step).
 /// Zero time gives 0: the smoother follows its input at once.
 pub fn one_pole_coeff(ms: f64, sample_rate: u32) -> f32 {
-    if ms <= 0.0 {
-        0.0
-    } else {
-        (-1.0 / (ms * 1e-3 * f64::from(sample_rate))).exp() as f32
-    }
+    if ms <= 0.0 { 0.0 } else { (-1.0 / (ms * 1e-3 * f64::from(sample_rate))).exp() as f32 }
 }

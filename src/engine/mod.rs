@@ -29,6 +29,10 @@ use std::sync::Arc;
 #[derive(Component, Debug, Clone)]
 pub struct NodeName(pub String);
 
+/// The node's position in the graph file; ties in processing order follow it.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileOrder(pub usize);
+
 /// The node's parsed parameters: the control side.
 #[derive(Component, Debug)]
 pub struct NodeParams(pub Box<dyn NodeSpec>);
@@ -77,6 +81,7 @@ pub struct EngineConfig {
     pub format: GraphFormat,
     pub max_block: usize,
     pub threads: usize,
+    pub parallelism: Parallelism,
     pub base_dir: PathBuf,
 }
 
@@ -129,18 +134,9 @@ labels!(
 fn initialize_processors(
     config: Res<EngineConfig>,
     mut errors: ResMut<LifecycleErrors>,
-    mut nodes: Query<(
-        &NodeName,
-        &NodeParams,
-        &mut ProcessorSlot,
-        &mut Lifecycle,
-        &mut Latency,
-    )>,
+    mut nodes: Query<(&NodeName, &NodeParams, &mut ProcessorSlot, &mut Lifecycle, &mut Latency)>,
 ) {
-    let ctx = BuildContext {
-        format: config.format,
-        base_dir: &config.base_dir,
-    };
+    let ctx = BuildContext { format: config.format, base_dir: &config.base_dir };
     let process = ProcessConfig {
         sample_rate: config.format.sample_rate,
         channels: config.format.channels,
@@ -150,10 +146,7 @@ fn initialize_processors(
         if *state != Lifecycle::Created {
             continue;
         }
-        let built = params
-            .0
-            .build(&ctx)
-            .and_then(|mut p| p.initialize(&process).map(|()| p));
+        let built = params.0.build(&ctx).and_then(|mut p| p.initialize(&process).map(|()| p));
         match built {
             Ok(p) => {
                 latency.own = p.latency_frames();
@@ -173,6 +166,7 @@ fn compile_plan(
     endpoints: Query<(Entity, Has<GraphInput>), Or<(With<GraphInput>, With<GraphOutput>)>>,
     output: Query<&Inputs, With<GraphOutput>>,
     mut nodes: Query<(Entity, &NodeName, &Inputs, &mut Latency, &mut Lifecycle), With<NodeParams>>,
+    order: Query<&FileOrder>,
 ) {
     let input_entity = endpoints.iter().find(|(_, is_in)| *is_in).map(|(e, _)| e);
     let Ok(output_inputs) = output.single() else {
@@ -180,10 +174,9 @@ fn compile_plan(
     };
     // Node entities in spawn (file) order.
     let mut all: Vec<Entity> = nodes.iter().map(|(e, ..)| e).collect();
-    all.sort();
+    all.sort_by_key(|&e| order.get(e).copied().ok());
     let file_pos: HashMap<Entity, usize> = all.iter().enumerate().map(|(i, e)| (*e, i)).collect();
-    let edges: HashMap<Entity, Vec<Entity>> =
-        nodes.iter().map(|(e, _, i, ..)| (e, i.0.clone())).collect();
+    let edges: HashMap<Entity, Vec<Entity>> = nodes.iter().map(|(e, _, i, ..)| (e, i.0.clone())).collect();
     let inputs_of = |e: Entity| -> Vec<Entity> { edges.get(&e).cloned().unwrap_or_default() };
 
     // Keep what reaches the output.
@@ -206,11 +199,7 @@ fn compile_plan(
             }
         }
     }
-    let live_nodes: Vec<Entity> = all
-        .iter()
-        .copied()
-        .filter(|e| live.contains_key(e))
-        .collect();
+    let live_nodes: Vec<Entity> = all.iter().copied().filter(|e| live.contains_key(e)).collect();
 
     // Successor counts (the output counts as a successor).
     let mut successors: HashMap<Entity, usize> = HashMap::new();
@@ -235,11 +224,7 @@ fn compile_plan(
             next_in_branch.insert(p, e);
         }
     }
-    let heads: Vec<Entity> = live_nodes
-        .iter()
-        .copied()
-        .filter(|&e| continues(e).is_none())
-        .collect();
+    let heads: Vec<Entity> = live_nodes.iter().copied().filter(|&e| continues(e).is_none()).collect();
     let mut branch_of: HashMap<Entity, usize> = HashMap::new();
     let mut branches: Vec<Vec<Entity>> = Vec::new();
     for &h in &heads {
@@ -279,9 +264,7 @@ fn compile_plan(
     let depth = level.iter().flatten().max().map_or(0, |l| l + 1);
     let mut exec_index: HashMap<Entity, usize> = HashMap::new();
     for l in 0..depth {
-        let mut in_level: Vec<usize> = (0..branches.len())
-            .filter(|&b| level[b] == Some(l))
-            .collect();
+        let mut in_level: Vec<usize> = (0..branches.len()).filter(|&b| level[b] == Some(l)).collect();
         in_level.sort_by_key(|&b| file_pos[&branches[b][0]]);
         let mut groups = Vec::new();
         for b in in_level {
@@ -298,11 +281,7 @@ fn compile_plan(
 
     // Latency: each node's input is as late as its latest source; earlier sources get a delay.
     let src_of = |e: Entity| {
-        if Some(e) == input_entity {
-            Src::Input
-        } else {
-            Src::Node(exec_index[&e])
-        }
+        if Some(e) == input_entity { Src::Input } else { Src::Node(exec_index[&e]) }
     };
     let mut at_output: Vec<usize> = vec![0; plan.order.len()];
     let mut names: Vec<String> = Vec::new();
@@ -311,41 +290,17 @@ fn compile_plan(
             continue;
         };
         names.push(name.0.clone());
-        let lats: Vec<usize> = inputs
-            .0
-            .iter()
-            .map(|s| {
-                if Some(*s) == input_entity {
-                    0
-                } else {
-                    at_output[exec_index[s]]
-                }
-            })
-            .collect();
+        let lats: Vec<usize> =
+            inputs.0.iter().map(|s| if Some(*s) == input_entity { 0 } else { at_output[exec_index[s]] }).collect();
         let arrival = lats.iter().copied().max().unwrap_or(0);
         at_output[i] = arrival + latency.own;
-        plan.layout_inputs.push(
-            inputs
-                .0
-                .iter()
-                .zip(&lats)
-                .map(|(s, l)| (src_of(*s), arrival - l))
-                .collect(),
-        );
+        plan.layout_inputs.push(inputs.0.iter().zip(&lats).map(|(s, l)| (src_of(*s), arrival - l)).collect());
     }
     let lat = |s: &Entity| {
-        if Some(*s) == input_entity {
-            0
-        } else {
-            at_output[exec_index[s]]
-        }
+        if Some(*s) == input_entity { 0 } else { at_output[exec_index[s]] }
     };
     plan.latency = output_inputs.0.iter().map(lat).max().unwrap_or(0);
-    plan.layout_output = output_inputs
-        .0
-        .iter()
-        .map(|s| (src_of(*s), plan.latency - lat(s)))
-        .collect();
+    plan.layout_output = output_inputs.0.iter().map(|s| (src_of(*s), plan.latency - lat(s))).collect();
     let name_of = |s: Src| match s {
         Src::Input => "input".to_string(),
         Src::Node(g) => names[g].clone(),
@@ -393,23 +348,13 @@ fn start_processors(
     let layout = RuntimeLayout {
         inputs: plan.layout_inputs.clone(),
         output: plan.layout_output.clone(),
-        levels: plan
-            .levels
-            .iter()
-            .map(|l| l.iter().map(|b| (b[0], b[b.len() - 1] + 1)).collect())
-            .collect(),
+        levels: plan.levels.iter().map(|l| l.iter().map(|b| (b[0], b[b.len() - 1] + 1)).collect()).collect(),
     };
     let executor = match pool {
-        Some(pool) => Executor::Parallel(pool.0.clone()),
+        Some(pool) => Executor::Parallel(pool.0.clone(), config.parallelism == Parallelism::Always),
         None => Executor::Serial,
     };
-    commands.insert_resource(Runtime::new(
-        processors,
-        layout,
-        config.format.channels,
-        config.max_block,
-        executor,
-    ));
+    commands.insert_resource(Runtime::new(processors, layout, config.format.channels, config.max_block, executor));
 }
 
 fn process_block(mut runtime: ResMut<Runtime>) {
@@ -427,11 +372,7 @@ fn stop_processors(
         &mut *runtime,
         Runtime::new(
             Vec::new(),
-            RuntimeLayout {
-                inputs: vec![],
-                output: vec![],
-                levels: vec![],
-            },
+            RuntimeLayout { inputs: vec![], output: vec![], levels: vec![] },
             1,
             1,
             Executor::Serial,
@@ -464,14 +405,24 @@ pub struct EngineOptions {
     /// 1 runs the single-threaded reference executor; more runs branches in parallel on a rayon pool of
     /// this many threads.
     pub threads: usize,
+    /// How the parallel executor picks between running a level's branches concurrently or one after
+    /// another. Either way the output is the same.
+    pub parallelism: Parallelism,
+}
+
+/// See [`EngineOptions::parallelism`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Parallelism {
+    /// Measure both ways on the first blocks (and now and then later) and use the faster.
+    #[default]
+    Adaptive,
+    /// Always run branches concurrently (for tests and benchmarks).
+    Always,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self {
-            max_block: 512,
-            threads: 1,
-        }
+        Self { max_block: 512, threads: 1, parallelism: Parallelism::Adaptive }
     }
 }
 
@@ -501,15 +452,14 @@ impl Engine {
     /// block size or thread count, [`EngineError::ThreadPool`] if threads cannot be started.
     pub fn new(graph: Graph, options: EngineOptions) -> Result<Self, EngineError> {
         if options.max_block == 0 || options.threads == 0 {
-            return Err(EngineError::Options(
-                "block size and thread count must be at least 1".into(),
-            ));
+            return Err(EngineError::Options("block size and thread count must be at least 1".into()));
         }
         let mut world = World::new();
         world.insert_resource(EngineConfig {
             format: graph.format,
             max_block: options.max_block,
             threads: options.threads,
+            parallelism: options.parallelism,
             base_dir: graph.base_dir.clone(),
         });
         world.init_resource::<LifecycleErrors>();
@@ -524,7 +474,8 @@ impl Engine {
         let entities: Vec<Entity> = graph
             .nodes
             .iter()
-            .map(|n| world.spawn_empty().insert(NodeName(n.name.clone())).id())
+            .enumerate()
+            .map(|(i, n)| world.spawn((NodeName(n.name.clone()), FileOrder(i))).id())
             .collect();
         let resolve = |s: &Source| match s {
             Source::Input => input,
@@ -540,11 +491,7 @@ impl Engine {
                 Latency::default(),
             ));
         }
-        world.spawn((
-            GraphOutput,
-            NodeName("output".into()),
-            Inputs(graph.output.iter().map(resolve).collect()),
-        ));
+        world.spawn((GraphOutput, NodeName("output".into()), Inputs(graph.output.iter().map(resolve).collect())));
 
         let mut add = |label: &dyn Fn() -> Schedule| world.add_schedule(label());
         add(&|| schedule(Initialize, initialize_processors));
@@ -554,25 +501,22 @@ impl Engine {
         add(&|| schedule(Stop, stop_processors));
         add(&|| schedule(Cleanup, cleanup_processors));
 
-        let mut engine = Self {
-            world,
-            running: false,
-        };
+        let mut engine = Self { world, running: false };
         engine.world.run_schedule(Initialize);
         engine.check_errors()?;
         engine.world.run_schedule(Compile);
         engine.world.run_schedule(Start);
+        // Build the process schedule's executor now, so the first block allocates nothing either.
+        engine
+            .world
+            .schedule_scope(Process, |world, schedule| schedule.initialize(world))
+            .map_err(|e| EngineError::Options(format!("{e:?}")))?;
         engine.running = true;
         Ok(engine)
     }
 
     fn check_errors(&mut self) -> Result<(), EngineError> {
-        let first = self
-            .world
-            .resource_mut::<LifecycleErrors>()
-            .0
-            .drain(..)
-            .next();
+        let first = self.world.resource_mut::<LifecycleErrors>().0.drain(..).next();
         if let Some((node, message)) = first {
             self.world.run_schedule(Cleanup);
             return Err(EngineError::Node { node, message });
@@ -602,6 +546,11 @@ impl Engine {
         }
     }
 
+    /// The parallel executor's worker pool (none with one thread), e.g. to set up its threads.
+    pub fn thread_pool(&self) -> Option<&rayon::ThreadPool> {
+        self.world.get_resource::<Pool>().map(|p| &*p.0)
+    }
+
     pub fn format(&self) -> GraphFormat {
         self.world.resource::<EngineConfig>().format
     }
@@ -622,9 +571,7 @@ impl Engine {
 
     /// Non-finite input samples that were replaced by silence.
     pub fn nonfinite_input(&self) -> u64 {
-        self.world
-            .get_resource::<Runtime>()
-            .map_or(0, Runtime::nonfinite_input)
+        self.world.get_resource::<Runtime>().map_or(0, Runtime::nonfinite_input)
     }
 
     pub fn world(&self) -> &World {

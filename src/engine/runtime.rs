@@ -54,12 +54,7 @@ pub struct EdgeIn {
 
 impl EdgeIn {
     pub fn new(from: Src, delay: usize, channels: usize) -> Self {
-        Self {
-            from,
-            delay,
-            line: vec![0.0; delay * channels],
-            pos: 0,
-        }
+        Self { from, delay, line: vec![0.0; delay * channels], pos: 0 }
     }
 }
 
@@ -105,11 +100,7 @@ impl Adaptive {
         }
         let prefer_parallel = self.parallel_ns < self.serial_ns;
         // Now and then measure the other way, so a change in load is noticed.
-        if self.blocks.is_multiple_of(Self::REPROBE_EVERY) {
-            !prefer_parallel
-        } else {
-            prefer_parallel
-        }
+        if self.blocks.is_multiple_of(Self::REPROBE_EVERY) { !prefer_parallel } else { prefer_parallel }
     }
 
     fn record(&mut self, parallel: bool, ns: f64) {
@@ -129,6 +120,7 @@ impl Adaptive {
 }
 
 /// The description of a runtime, computed by the engine's compile system.
+#[derive(Debug, Clone, Default)]
 pub struct RuntimeLayout {
     /// For each node in execution order: its inputs and the compensating delay of each.
     pub inputs: Vec<Vec<(Src, usize)>>,
@@ -143,8 +135,9 @@ pub struct RuntimeLayout {
 pub enum Executor {
     /// The single-threaded reference.
     Serial,
-    /// Branches of a level run concurrently on this pool.
-    Parallel(Arc<rayon::ThreadPool>),
+    /// Branches of a level run concurrently on this pool: always if the flag is set, otherwise when
+    /// measurements show it pays.
+    Parallel(Arc<rayon::ThreadPool>, bool),
 }
 
 /// The audio side of the running graph, held as a resource while the graph runs.
@@ -225,12 +218,7 @@ fn mix_into(dst: &mut [f32], edges: &mut [EdgeIn], lookup: &Lookup<'_>, io: &Io<
 
 fn run_node(node: &mut RtNode, lookup: &Lookup<'_>, io: &Io<'_>) {
     let (ch, stride, n) = (io.channels, io.stride, io.frames);
-    let RtNode {
-        processor,
-        inputs,
-        out,
-        mix,
-    } = node;
+    let RtNode { processor, inputs, out, mix } = node;
     let input = match inputs.as_slice() {
         [] => AudioIn::new(io.zeros, stride, ch, n),
         [single] if single.delay == 0 => AudioIn::new(lookup.buf(single.from, io), stride, ch, n),
@@ -239,32 +227,20 @@ fn run_node(node: &mut RtNode, lookup: &Lookup<'_>, io: &Io<'_>) {
             AudioIn::new(mix, stride, ch, n)
         }
     };
-    processor
-        .get_mut()
-        .process(&input, &mut AudioOut::new(out, stride, ch, n));
+    processor.get_mut().process(&input, &mut AudioOut::new(out, stride, ch, n));
 }
 
 /// Runs the nodes of one branch in order. `done` holds every node before the level.
 fn run_branch(done: &[RtNode], branch: &mut [RtNode], branch_start: usize, io: &Io<'_>) {
     for k in 0..branch.len() {
         let (prefix, rest) = branch.split_at_mut(k);
-        let lookup = Lookup {
-            lo: done,
-            hi: prefix,
-            hi_start: branch_start,
-        };
+        let lookup = Lookup { lo: done, hi: prefix, hi_start: branch_start };
         run_node(&mut rest[0], &lookup, io);
     }
 }
 
 /// Runs `branches` (node ranges within `nodes`, which starts at global index `offset`) concurrently.
-fn run_branches(
-    done: &[RtNode],
-    nodes: &mut [RtNode],
-    offset: usize,
-    branches: &[(usize, usize)],
-    io: &Io<'_>,
-) {
+fn run_branches(done: &[RtNode], nodes: &mut [RtNode], offset: usize, branches: &[(usize, usize)], io: &Io<'_>) {
     match branches {
         [] => {}
         [(start, _)] => run_branch(done, nodes, *start, io),
@@ -301,10 +277,7 @@ impl Runtime {
             .zip(layout.inputs)
             .map(|(p, ins)| RtNode {
                 processor: Exclusive::new(p),
-                inputs: ins
-                    .into_iter()
-                    .map(|(s, d)| EdgeIn::new(s, d, channels))
-                    .collect(),
+                inputs: ins.into_iter().map(|(s, d)| EdgeIn::new(s, d, channels)).collect(),
                 out: vec![0.0; len],
                 mix: vec![0.0; len],
             })
@@ -328,11 +301,7 @@ impl Runtime {
             output: vec![0.0; len],
             zeros: vec![0.0; len],
             nodes,
-            output_edges: layout
-                .output
-                .into_iter()
-                .map(|(s, d)| EdgeIn::new(s, d, channels))
-                .collect(),
+            output_edges: layout.output.into_iter().map(|(s, d)| EdgeIn::new(s, d, channels)).collect(),
             output_mix,
             levels,
             executor,
@@ -360,16 +329,8 @@ impl Runtime {
     /// Copies a block into the graph's input, replacing NaN and infinity with 0.0.
     pub fn write_input(&mut self, input: &AudioIn<'_>) {
         let n = input.frames();
-        assert!(
-            n <= self.stride,
-            "block of {n} frames exceeds the prepared maximum of {}",
-            self.stride
-        );
-        assert_eq!(
-            input.channels(),
-            self.channels,
-            "channel count differs from the graph's"
-        );
+        assert!(n <= self.stride, "block of {n} frames exceeds the prepared maximum of {}", self.stride);
+        assert_eq!(input.channels(), self.channels, "channel count differs from the graph's");
         self.frames = n;
         for c in 0..self.channels {
             let dst = &mut self.input[c * self.stride..c * self.stride + n];
@@ -384,16 +345,10 @@ impl Runtime {
     /// Copies the last processed block out.
     pub fn read_output(&self, output: &mut AudioOut<'_>) {
         let n = self.frames;
-        assert_eq!(
-            output.frames(),
-            n,
-            "output block length differs from the input's"
-        );
+        assert_eq!(output.frames(), n, "output block length differs from the input's");
         let src = self.output_buf();
         for c in 0..self.channels {
-            output
-                .channel_mut(c)
-                .copy_from_slice(&src[c * self.stride..c * self.stride + n]);
+            output.channel_mut(c).copy_from_slice(&src[c * self.stride..c * self.stride + n]);
         }
     }
 
@@ -413,15 +368,15 @@ impl Runtime {
         let _ftz = FlushDenormals::new();
         match self.executor.clone() {
             Executor::Serial => self.run_serial(),
-            Executor::Parallel(pool) => {
+            Executor::Parallel(pool, always) => {
                 if pool.current_thread_index().is_some() {
-                    self.run_parallel();
+                    self.run_parallel(always);
                 } else {
                     // Outside the pool rayon must hand the work over (a latch and a queue push). Callers
                     // that care render inside `ThreadPool::install`; see `Engine::run`.
                     pool.install(|| {
                         let _ftz = FlushDenormals::new();
-                        self.run_parallel()
+                        self.run_parallel(always)
                     });
                 }
             }
@@ -444,16 +399,12 @@ impl Runtime {
         let (io, nodes, _) = self.io_parts();
         for i in 0..nodes.len() {
             let (before, rest) = nodes.split_at_mut(i);
-            let lookup = Lookup {
-                lo: before,
-                hi: &[],
-                hi_start: i,
-            };
+            let lookup = Lookup { lo: before, hi: &[], hi_start: i };
             run_node(&mut rest[0], &lookup, &io);
         }
     }
 
-    fn run_parallel(&mut self) {
+    fn run_parallel(&mut self, always: bool) {
         let (io, nodes, levels) = self.io_parts();
         for level in levels.iter_mut() {
             let (done, rest) = nodes.split_at_mut(level.start);
@@ -462,7 +413,7 @@ impl Runtime {
                 run_branch(done, current, level.start, &io);
                 continue;
             }
-            let parallel = level.choice.use_parallel();
+            let parallel = always || level.choice.use_parallel();
             let t0 = Instant::now();
             if parallel {
                 run_branches(done, current, level.start, &level.branches, &io);
@@ -471,9 +422,7 @@ impl Runtime {
                     run_branch(done, &mut current[s - level.start..e - level.start], s, &io);
                 }
             }
-            level
-                .choice
-                .record(parallel, t0.elapsed().as_nanos() as f64);
+            level.choice.record(parallel, t0.elapsed().as_nanos() as f64);
         }
     }
 
@@ -488,19 +437,12 @@ impl Runtime {
             stride: self.stride,
             frames: self.frames,
         };
-        let lookup = Lookup {
-            lo: &self.nodes,
-            hi: &[],
-            hi_start: self.nodes.len(),
-        };
+        let lookup = Lookup { lo: &self.nodes, hi: &[], hi_start: self.nodes.len() };
         mix_into(&mut self.output, &mut self.output_edges, &lookup, &io);
     }
 
     /// Gives the processors back, in execution order.
     pub fn into_processors(self) -> Vec<Box<dyn Processor>> {
-        self.nodes
-            .into_iter()
-            .map(|n| n.processor.into_inner())
-            .collect()
+        self.nodes.into_iter().map(|n| n.processor.into_inner()).collect()
     }
 }

@@ -195,12 +195,7 @@ impl Lexer<'_> {
         }
         self.pos += 1;
         while self.pos < self.src.len() {
-            if self.src[self.pos] == b'"'
-                && self.src[self.pos + 1..]
-                    .iter()
-                    .take(hashes)
-                    .all(|&b| b == b'#')
-            {
+            if self.src[self.pos] == b'"' && self.src[self.pos + 1..].iter().take(hashes).all(|&b| b == b'#') {
                 self.pos += 1 + hashes;
                 return;
             }
@@ -247,29 +242,17 @@ impl Parser<'_> {
         let token_end = self.end();
         let value = match tok {
             Tok::Str(s) => {
-                return Some(Spanned {
-                    start,
-                    end: token_end,
-                    value: Value::Str(s),
-                });
+                return Some(Spanned { start, end: token_end, value: Value::Str(s) });
             }
             Tok::Atom => {
-                return Some(Spanned {
-                    start,
-                    end: token_end,
-                    value: Value::Atom,
-                });
+                return Some(Spanned { start, end: token_end, value: Value::Atom });
             }
             Tok::Ident(name) => {
                 if matches!(self.peek(), Some((_, Tok::Punct(b'(')))) {
                     let (paren, _) = self.bump()?;
                     self.paren_body(Some(name), paren)?
                 } else {
-                    return Some(Spanned {
-                        start,
-                        end: token_end,
-                        value: Value::Atom,
-                    });
+                    return Some(Spanned { start, end: token_end, value: Value::Atom });
                 }
             }
             Tok::Punct(b'(') => self.paren_body(None, start)?,
@@ -296,11 +279,7 @@ impl Parser<'_> {
             }
             Tok::Punct(_) => return None,
         };
-        Some(Spanned {
-            start,
-            end: self.end(),
-            value,
-        })
+        Some(Spanned { start, end: self.end(), value })
     }
 
     /// After an opening parenthesis at `paren`: struct fields or tuple items up to the closing one.
@@ -316,11 +295,7 @@ impl Parser<'_> {
                 self.bump();
                 if self.eat(b':') {
                     let value = self.value()?;
-                    fields.push(Field {
-                        key,
-                        key_start,
-                        value,
-                    });
+                    fields.push(Field { key, key_start, value });
                 } else {
                     // A bare identifier, or a named value such as `Some(1)`: step back by re-lexing.
                     self.lexer.pos = key_start;
@@ -332,24 +307,13 @@ impl Parser<'_> {
             }
             self.eat(b',');
         }
-        Some(if items.is_empty() {
-            Value::Struct {
-                name,
-                paren,
-                fields,
-            }
-        } else {
-            Value::Tuple { name, paren, items }
-        })
+        Some(if items.is_empty() { Value::Struct { name, paren, fields } } else { Value::Tuple { name, paren, items } })
     }
 }
 
 /// Walks a RON document, skipping leading `#![enable(...)]` attributes.
 pub fn walk(src: &str) -> Option<Spanned> {
-    let mut lexer = Lexer {
-        src: src.as_bytes(),
-        pos: 0,
-    };
+    let mut lexer = Lexer { src: src.as_bytes(), pos: 0 };
     lexer.skip_trivia();
     while src.as_bytes()[lexer.pos..].starts_with(b"#!") {
         let mut depth = 0i32;
@@ -369,11 +333,7 @@ pub fn walk(src: &str) -> Option<Spanned> {
         }
         lexer.skip_trivia();
     }
-    Parser {
-        lexer,
-        peeked: None,
-    }
-    .value()
+    Parser { lexer, peeked: None }.value()
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -395,11 +355,7 @@ pub fn offset_of(src: &str, line: usize, col: usize) -> usize {
         }
     }
     let rest = &src[offset..];
-    offset
-        + rest
-            .char_indices()
-            .nth(col.saturating_sub(1))
-            .map_or(rest.len(), |(i, _)| i)
+    offset + rest.char_indices().nth(col.saturating_sub(1)).map_or(rest.len(), |(i, _)| i)
 }
 
 #[cfg(test)]
@@ -411,9 +367,7 @@ mod tests {
         let src = "// c\n(\n  nodes: {\n    \"eq\": Eq(bands: [(kind: Peak, freq_hz: 1.0), (kind: Notch, freq_hz: 2.0)]),\n  },\n  edges: [(\"input\", \"eq\")],\n)";
         let doc = walk(src).unwrap();
         let nodes = &doc.field("nodes").unwrap().value;
-        let Value::Map(entries) = &nodes.value else {
-            panic!("not a map")
-        };
+        let Value::Map(entries) = &nodes.value else { panic!("not a map") };
         let (key, node) = &entries[0];
         assert!(matches!(&key.value, Value::Str(s) if s == "eq"));
         let at = node.locate("bands[1].freq_hz").unwrap();
@@ -422,9 +376,6 @@ mod tests {
         let edges = &doc.field("edges").unwrap().value;
         let at = edges.locate("[0][1]").unwrap();
         assert_eq!(&src[at..at + 4], "\"eq\"");
-        assert_eq!(
-            offset_of(src, 4, 60),
-            node.locate("bands[1].freq_hz").unwrap()
-        );
+        assert_eq!(offset_of(src, 4, 60), node.locate("bands[1].freq_hz").unwrap());
     }
 }

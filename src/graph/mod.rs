@@ -114,13 +114,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(
-        &self,
-        kind: GraphErrorKind,
-        at: Option<usize>,
-        node: Option<&str>,
-        message: String,
-    ) -> GraphError {
+    fn err(&self, kind: GraphErrorKind, at: Option<usize>, node: Option<&str>, message: String) -> GraphError {
         GraphError {
             kind,
             file: self.file.to_string(),
@@ -153,16 +147,10 @@ impl Graph {
     ///
     /// # Errors
     /// A [`GraphError`] naming the file, and where possible the line, column and node.
-    pub fn parse(
-        src: &str,
-        file: &str,
-        base_dir: &Path,
-        registry: &Registry,
-    ) -> Result<Graph, GraphError> {
+    pub fn parse(src: &str, file: &str, base_dir: &Path, registry: &Registry) -> Result<Graph, GraphError> {
         let cx = Ctx { src, file };
         let doc = locate::walk(src);
-        let node_entries: &[(Spanned, Spanned)] = match doc.as_ref().and_then(|d| d.field("nodes"))
-        {
+        let node_entries: &[(Spanned, Spanned)] = match doc.as_ref().and_then(|d| d.field("nodes")) {
             Some(f) => match &f.value.value {
                 Value::Map(entries) => entries,
                 _ => &[],
@@ -170,23 +158,15 @@ impl Graph {
             None => &[],
         };
         let node_at = |offset: usize| -> Option<&str> {
-            node_entries
-                .iter()
-                .find(|(k, v)| k.start <= offset && offset < v.end)
-                .and_then(|(k, _)| match &k.value {
-                    Value::Str(s) => Some(s.as_str()),
-                    _ => None,
-                })
+            node_entries.iter().find(|(k, v)| k.start <= offset && offset < v.end).and_then(|(k, _)| match &k.value {
+                Value::Str(s) => Some(s.as_str()),
+                _ => None,
+            })
         };
 
         let top: FileTop = ron::from_str(src).map_err(|e| {
             let at = locate::offset_of(src, e.span.start.line, e.span.start.col);
-            cx.err(
-                GraphErrorKind::Syntax,
-                Some(at),
-                node_at(at),
-                e.code.to_string(),
-            )
+            cx.err(GraphErrorKind::Syntax, Some(at), node_at(at), e.code.to_string())
         })?;
         let field_at = |key: &str| doc.as_ref().and_then(|d| d.field(key)).map(|f| f.key_start);
 
@@ -195,10 +175,7 @@ impl Graph {
                 GraphErrorKind::Format,
                 field_at("sample_rate"),
                 None,
-                format!(
-                    "`sample_rate` must be between 8000 and 768000 Hz (got {})",
-                    top.sample_rate
-                ),
+                format!("`sample_rate` must be between 8000 and 768000 Hz (got {})", top.sample_rate),
             ));
         }
         if !(1..=32).contains(&top.channels) {
@@ -209,10 +186,7 @@ impl Graph {
                 format!("`channels` must be between 1 and 32 (got {})", top.channels),
             ));
         }
-        let format = GraphFormat {
-            sample_rate: top.sample_rate,
-            channels: top.channels as usize,
-        };
+        let format = GraphFormat { sample_rate: top.sample_rate, channels: top.channels as usize };
 
         let mut nodes: Vec<GraphNode> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
@@ -226,18 +200,11 @@ impl Graph {
                     GraphErrorKind::ReservedName,
                     here,
                     Some(name),
-                    format!(
-                        "`{name}` is reserved for the graph's endpoint; choose another node name"
-                    ),
+                    format!("`{name}` is reserved for the graph's endpoint; choose another node name"),
                 ));
             }
             if name.trim().is_empty() {
-                return Err(cx.err(
-                    GraphErrorKind::ReservedName,
-                    here,
-                    None,
-                    "a node name is empty".into(),
-                ));
+                return Err(cx.err(GraphErrorKind::ReservedName, here, None, "a node name is empty".into()));
             }
             if index.contains_key(name) {
                 return Err(cx.err(
@@ -248,16 +215,9 @@ impl Graph {
                 ));
             }
             let (kind_name, params_at) = match &value.value {
-                Value::Struct {
-                    name: Some(kind),
-                    paren,
-                    ..
+                Value::Struct { name: Some(kind), paren, .. } | Value::Tuple { name: Some(kind), paren, .. } => {
+                    (kind.clone(), Some(*paren))
                 }
-                | Value::Tuple {
-                    name: Some(kind),
-                    paren,
-                    ..
-                } => (kind.clone(), Some(*paren)),
                 _ => (src[value.start..value.end].trim().to_string(), None),
             };
             let Some(kind) = registry.get(&kind_name) else {
@@ -266,10 +226,7 @@ impl Graph {
                     GraphErrorKind::UnknownKind,
                     Some(value.start),
                     Some(name),
-                    format!(
-                        "unknown node kind `{kind_name}` (known kinds: {})",
-                        known.join(", ")
-                    ),
+                    format!("unknown node kind `{kind_name}` (known kinds: {})", known.join(", ")),
                 ));
             };
             let Some(params_at) = params_at else {
@@ -277,51 +234,27 @@ impl Graph {
                     GraphErrorKind::Param,
                     Some(value.end),
                     Some(name),
-                    format!(
-                        "`{kind_name}` needs its parameters in parentheses, e.g. `{kind_name}(...)`"
-                    ),
+                    format!("`{kind_name}` needs its parameters in parentheses, e.g. `{kind_name}(...)`"),
                 ));
             };
             let text = &src[params_at..value.end];
             let spec = (kind.parse)(text).map_err(|e| {
                 let (l0, c0) = line_col(src, params_at);
                 let (l, c) = (e.span.start.line, e.span.start.col);
-                let (line, col) = if l <= 1 {
-                    (l0, c0 + c.saturating_sub(1))
-                } else {
-                    (l0 + l - 1, c)
-                };
+                let (line, col) = if l <= 1 { (l0, c0 + c.saturating_sub(1)) } else { (l0 + l - 1, c) };
                 let at = locate::offset_of(src, line, col);
-                cx.err(
-                    GraphErrorKind::Param,
-                    Some(at),
-                    Some(name),
-                    format!("{kind_name}: {}", e.code),
-                )
+                cx.err(GraphErrorKind::Param, Some(at), Some(name), format!("{kind_name}: {}", e.code))
             })?;
             spec.validate(&format).map_err(|e| {
                 let at = value.locate(&e.path).or(Some(value.start));
-                cx.err(
-                    GraphErrorKind::Param,
-                    at,
-                    Some(name),
-                    format!("{kind_name}: {e}"),
-                )
+                cx.err(GraphErrorKind::Param, at, Some(name), format!("{kind_name}: {e}"))
             })?;
             index.insert(name.clone(), nodes.len());
-            nodes.push(GraphNode {
-                name: name.clone(),
-                spec,
-                inputs: Vec::new(),
-            });
+            nodes.push(GraphNode { name: name.clone(), spec, inputs: Vec::new() });
         }
 
-        let edges_value = doc
-            .as_ref()
-            .and_then(|d| d.field("edges"))
-            .map(|f| &f.value);
-        let edge_at =
-            |i: usize, end: usize| edges_value.and_then(|v| v.locate(&format!("[{i}][{end}]")));
+        let edges_value = doc.as_ref().and_then(|d| d.field("edges")).map(|f| &f.value);
+        let edge_at = |i: usize, end: usize| edges_value.and_then(|v| v.locate(&format!("[{i}][{end}]")));
         let mut output = Vec::new();
         let mut edge_pos: BTreeMap<(Source, Option<usize>), usize> = BTreeMap::new();
         for (i, (from, to)) in top.edges.iter().enumerate() {
@@ -386,40 +319,23 @@ impl Graph {
         if let Some(cycle) = find_cycle(&nodes) {
             let names: Vec<&str> = cycle.iter().map(|&n| nodes[n].name.as_str()).collect();
             let first = cycle[0];
-            let closing = edge_pos
-                .get(&(Source::Node(*cycle.last().unwrap_or(&first)), Some(first)))
-                .copied();
+            let closing = edge_pos.get(&(Source::Node(*cycle.last().unwrap_or(&first)), Some(first))).copied();
             return Err(cx.err(
                 GraphErrorKind::Cycle,
                 closing.and_then(|i| edge_at(i, 0)),
                 Some(&nodes[first].name),
-                format!(
-                    "the edges form a cycle: {} -> {}",
-                    names.join(" -> "),
-                    names[0]
-                ),
+                format!("the edges form a cycle: {} -> {}", names.join(" -> "), names[0]),
             ));
         }
 
-        let graph = Graph {
-            file: file.to_string(),
-            base_dir: base_dir.to_path_buf(),
-            format,
-            nodes,
-            output,
-        };
+        let graph = Graph { file: file.to_string(), base_dir: base_dir.to_path_buf(), format, nodes, output };
         if !graph.output_reachable() {
             let message = if graph.output.is_empty() {
                 "nothing reaches `output`: add an edge (\"...\", \"output\")"
             } else {
                 "`output` is not reached from `input`: no chain of edges leads from one to the other"
             };
-            return Err(cx.err(
-                GraphErrorKind::OutputUnreachable,
-                field_at("edges"),
-                None,
-                message.into(),
-            ));
+            return Err(cx.err(GraphErrorKind::OutputUnreachable, field_at("edges"), None, message.into()));
         }
         Ok(graph)
     }
@@ -457,12 +373,7 @@ impl Graph {
 /// A cycle among the nodes' input edges, as node indices in edge order, if there is one.
 fn find_cycle(nodes: &[GraphNode]) -> Option<Vec<usize>> {
     // 0 = unvisited, 1 = on the current path, 2 = done. Walks input edges backwards, then reverses.
-    fn visit(
-        n: usize,
-        nodes: &[GraphNode],
-        state: &mut [u8],
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
+    fn visit(n: usize, nodes: &[GraphNode], state: &mut [u8], path: &mut Vec<usize>) -> Option<Vec<usize>> {
         state[n] = 1;
         path.push(n);
         for s in &nodes[n].inputs {
@@ -486,11 +397,5 @@ fn find_cycle(nodes: &[GraphNode]) -> Option<Vec<usize>> {
     }
     let mut state = vec![0u8; nodes.len()];
     let mut path = Vec::new();
-    (0..nodes.len()).find_map(|n| {
-        if state[n] == 0 {
-            visit(n, nodes, &mut state, &mut path)
-        } else {
-            None
-        }
-    })
+    (0..nodes.len()).find_map(|n| if state[n] == 0 { visit(n, nodes, &mut state, &mut path) } else { None })
 }
