@@ -19,6 +19,31 @@ impl BlockSource for crate::demo::DemoSignal {
     }
 }
 
+/// Plays planar vectors (for tests, benchmarks and embedding).
+#[derive(Debug, Clone, Default)]
+pub struct MemorySource {
+    pub channels: Vec<Vec<f32>>,
+    pub position: usize,
+}
+
+impl MemorySource {
+    pub fn new(channels: Vec<Vec<f32>>) -> Self {
+        Self { channels, position: 0 }
+    }
+}
+
+impl BlockSource for MemorySource {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        let len = self.channels.first().map_or(0, Vec::len);
+        let n = out.frames().min(len - self.position);
+        for (c, src) in self.channels.iter().enumerate().take(out.channels()) {
+            out.channel_mut(c)[..n].copy_from_slice(&src[self.position..self.position + n]);
+        }
+        self.position += n;
+        Ok(n)
+    }
+}
+
 /// Collects everything into planar vectors (for tests and benchmarks).
 #[derive(Debug, Clone, Default)]
 pub struct MemorySink {

@@ -1,0 +1,483 @@
+//! DSP and engine behaviour, checked against analytic answers.
+
+use fxgraph::buffer::{AudioIn, AudioOut};
+use fxgraph::engine::{Engine, EngineOptions, Lifecycle, NodeName, Parallelism};
+use fxgraph::node::{BuildContext, GraphFormat, NodeError, NodeSpec, ParamError, ProcessConfig, Processor};
+use fxgraph::registry::{NodeKind, Registry, parse_ron};
+use fxgraph::render::{MemorySink, MemorySource, render};
+use fxgraph::{Graph, demo::DemoSignal};
+use std::f64::consts::TAU;
+use std::sync::{Arc, Mutex};
+
+const SR: f64 = 48000.0;
+
+fn parse(src: &str) -> Graph {
+    Graph::parse(src, "test.ron", ".".as_ref(), &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn engine(src: &str, block: usize, threads: usize, parallelism: Parallelism) -> Engine {
+    Engine::new(parse(src), EngineOptions { max_block: block, threads, parallelism }).expect("engine starts")
+}
+
+/// Renders `input` (planar) through a graph, latency-compensated.
+fn run(src: &str, input: Vec<Vec<f32>>, block: usize, threads: usize, parallelism: Parallelism) -> Vec<Vec<f32>> {
+    let mut engine = engine(src, block, threads, parallelism);
+    let mut sink = MemorySink::default();
+    render(&mut engine, &mut MemorySource::new(input), &mut sink, block, &mut |_| {}).expect("render");
+    sink.channels
+}
+
+fn single_node(channels: usize, node: &str) -> String {
+    format!(
+        "(sample_rate: 48000, channels: {channels}, nodes: {{ \"n\": {node} }}, \
+         edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
+    )
+}
+
+fn sine(freq: f64, amp: f64, frames: usize) -> Vec<f32> {
+    (0..frames).map(|n| (amp * (TAU * freq * n as f64 / SR).sin()) as f32).collect()
+}
+
+/// Amplitude of the `freq` component of `y` (an integer number of cycles long), by correlation.
+fn amplitude(y: &[f32], freq: f64) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for (n, &v) in y.iter().enumerate() {
+        let w = TAU * freq * n as f64 / SR;
+        s += f64::from(v) * w.sin();
+        c += f64::from(v) * w.cos();
+    }
+    2.0 * s.hypot(c) / y.len() as f64
+}
+
+fn db(x: f64) -> f64 {
+    20.0 * x.log10()
+}
+
+/// The Audio EQ Cookbook's transfer functions, written out independently of the library.
+fn cookbook_db(kind: &str, f0: f64, gain_db: f64, q: f64, f: f64) -> f64 {
+    let a = 10f64.powf(gain_db / 40.0);
+    let w0 = TAU * f0 / SR;
+    let (cw, sw) = (w0.cos(), w0.sin());
+    let al = sw / (2.0 * q);
+    let sa = 2.0 * a.sqrt() * al;
+    let (b, aa): ([f64; 3], [f64; 3]) = match kind {
+        "LowPass" => ([(1.0 - cw) / 2.0, 1.0 - cw, (1.0 - cw) / 2.0], [1.0 + al, -2.0 * cw, 1.0 - al]),
+        "HighPass" => ([(1.0 + cw) / 2.0, -(1.0 + cw), (1.0 + cw) / 2.0], [1.0 + al, -2.0 * cw, 1.0 - al]),
+        "BandPass" => ([al, 0.0, -al], [1.0 + al, -2.0 * cw, 1.0 - al]),
+        "Notch" => ([1.0, -2.0 * cw, 1.0], [1.0 + al, -2.0 * cw, 1.0 - al]),
+        "AllPass" => ([1.0 - al, -2.0 * cw, 1.0 + al], [1.0 + al, -2.0 * cw, 1.0 - al]),
+        "Peak" => ([1.0 + al * a, -2.0 * cw, 1.0 - al * a], [1.0 + al / a, -2.0 * cw, 1.0 - al / a]),
+        "LowShelf" => (
+            [
+                a * ((a + 1.0) - (a - 1.0) * cw + sa),
+                2.0 * a * ((a - 1.0) - (a + 1.0) * cw),
+                a * ((a + 1.0) - (a - 1.0) * cw - sa),
+            ],
+            [(a + 1.0) + (a - 1.0) * cw + sa, -2.0 * ((a - 1.0) + (a + 1.0) * cw), (a + 1.0) + (a - 1.0) * cw - sa],
+        ),
+        "HighShelf" => (
+            [
+                a * ((a + 1.0) + (a - 1.0) * cw + sa),
+                -2.0 * a * ((a - 1.0) + (a + 1.0) * cw),
+                a * ((a + 1.0) + (a - 1.0) * cw - sa),
+            ],
+            [(a + 1.0) - (a - 1.0) * cw + sa, 2.0 * ((a - 1.0) - (a + 1.0) * cw), (a + 1.0) - (a - 1.0) * cw - sa],
+        ),
+        _ => unreachable!(),
+    };
+    // H(e^jw) = (b0 + b1 z^-1 + b2 z^-2) / (a0 + a1 z^-1 + a2 z^-2)
+    let w = TAU * f / SR;
+    let eval = |k: [f64; 3]| {
+        let re = k[0] + k[1] * w.cos() + k[2] * (2.0 * w).cos();
+        let im = -k[1] * w.sin() - k[2] * (2.0 * w).sin();
+        re.hypot(im)
+    };
+    db(eval(b) / eval(aa))
+}
+
+#[test]
+fn eq_band_kinds_match_the_cookbook_response() {
+    let kinds = [
+        ("Peak", 6.0, 2.0),
+        ("LowShelf", 6.0, 0.707),
+        ("HighShelf", -6.0, 0.707),
+        ("LowPass", 0.0, 0.707),
+        ("HighPass", 0.0, 2.0),
+        ("BandPass", 0.0, 1.0),
+        ("Notch", 0.0, 1.0),
+        ("AllPass", 0.0, 0.707),
+    ];
+    let freqs = [40.0, 125.0, 400.0, 800.0, 1000.0, 1250.0, 2500.0, 6000.0, 14000.0, 21000.0];
+    let settle = 24000;
+    for (kind, gain_db, q) in kinds {
+        // Three channels exercise both the stereo-pair and the single-channel paths.
+        let src = single_node(3, &format!("Eq(bands: [(kind: {kind}, freq_hz: 1000.0, gain_db: {gain_db}, q: {q})])"));
+        for f in freqs {
+            let x = sine(f, 0.5, settle + 48000);
+            let y = run(&src, vec![x.clone(), x.clone(), x], 512, 1, Parallelism::Adaptive);
+            for ch in &y {
+                let measured = db(amplitude(&ch[settle..], f) / 0.5);
+                if kind == "Notch" && f == 1000.0 {
+                    assert!(measured < -60.0, "Notch at its center: {measured:.1} dB");
+                    continue;
+                }
+                let want = cookbook_db(kind, 1000.0, gain_db, q, f);
+                assert!(
+                    (measured - want).abs() < 0.05,
+                    "{kind} at {f} Hz: measured {measured:.4} dB, cookbook {want:.4} dB"
+                );
+            }
+        }
+    }
+}
+
+/// Giannoulis et al.'s soft-knee static curve: output level for input level, in dB.
+fn static_curve(x: f64, t: f64, r: f64, w: f64) -> f64 {
+    if 2.0 * (x - t) < -w {
+        x
+    } else if 2.0 * (x - t).abs() <= w && w > 0.0 {
+        x + (1.0 / r - 1.0) * (x - t + w / 2.0).powi(2) / (2.0 * w)
+    } else {
+        t + (x - t) / r
+    }
+}
+
+/// A constant-magnitude signal: +a, -a, +a... (its peak level is its level at every sample).
+fn alternating(a: f64, frames: usize) -> Vec<f32> {
+    (0..frames).map(|n| if n % 2 == 0 { a as f32 } else { -a as f32 }).collect()
+}
+
+#[test]
+fn compressor_steady_state_follows_its_static_curve() {
+    for (knee, ratio) in [(6.0, 4.0), (0.0, 4.0), (12.0, 2.0), (6.0, 20.0)] {
+        let src = single_node(
+            2,
+            &format!(
+                "Compressor(threshold_db: -18.0, ratio: {ratio}, attack_ms: 10.0, release_ms: 100.0, \
+                 knee_db: {knee}, makeup_db: 2.0)"
+            ),
+        );
+        let mut level = -40.0;
+        while level <= 0.0 {
+            let a = 10f64.powf(level / 20.0);
+            let y = run(&src, vec![alternating(a, 48000), alternating(a, 48000)], 512, 1, Parallelism::Adaptive);
+            let out = db(f64::from(y[0][47999].abs()));
+            let want = static_curve(level, -18.0, ratio, knee) + 2.0;
+            assert!(
+                (out - want).abs() < 0.05,
+                "knee {knee}, ratio {ratio}, input {level} dB: output {out:.3} dB, static curve {want:.3} dB"
+            );
+            assert_eq!(y[0][47999].abs(), y[1][47999].abs(), "channels are linked");
+            level += 2.0;
+        }
+    }
+}
+
+#[test]
+fn compressor_attack_and_release_are_one_pole_time_constants() {
+    let src = single_node(
+        1,
+        "Compressor(threshold_db: -20.0, ratio: 10.0, attack_ms: 20.0, release_ms: 200.0, knee_db: 0.0, makeup_db: 0.0)",
+    );
+    // 1 s at -60 dBFS, 1 s at 0 dBFS, 1 s at -60 dBFS.
+    let low = 10f64.powf(-60.0 / 20.0);
+    let mut x = alternating(low, 48000);
+    x.extend(alternating(1.0, 48000));
+    x.extend(alternating(low, 48000));
+    let y = run(&src, vec![x.clone()], 256, 1, Parallelism::Adaptive);
+    let reduction = |n: usize| db(f64::from(x[n].abs())) - db(f64::from(y[0][n].abs()));
+    let full = 20.0 * (1.0 - 1.0 / 10.0); // 0 dBFS is 20 dB over the threshold
+    assert!((reduction(95999) - full).abs() < 0.01, "settled reduction {}", reduction(95999));
+    // One time constant after each step, a one-pole smoother has covered 1 - 1/e of the way.
+    let e = std::f64::consts::E;
+    let after_attack = reduction(48000 + 960 - 1);
+    assert!((after_attack - full * (1.0 - 1.0 / e)).abs() < 0.02 * full, "after attack_ms: {after_attack:.3} dB");
+    // On release the target drops to 0, so 1/e of the reduction remains after release_ms.
+    let after_release = reduction(96000 + 9600 - 1);
+    assert!((after_release - full / e).abs() < 0.02 * full, "after release_ms: {after_release:.3} dB");
+}
+
+fn xorshift(seed: u64, frames: usize) -> Vec<f32> {
+    let mut s = seed;
+    (0..frames)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn limiter_ceiling_holds_on_every_sample_with_20_db_of_gain_before_it() {
+    let n = 96000;
+    let square: Vec<f32> = (0..n).map(|i| if (i / 50) % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let mut impulses = vec![0.0f32; n];
+    for i in (0..n).step_by(997) {
+        impulses[i] = if i % 2 == 0 { 1.0 } else { -1.0 };
+    }
+    let random = xorshift(7, n);
+    let sweep: Vec<f32> =
+        (0..n).map(|i| ((TAU * (20.0 + 10000.0 * i as f64 / n as f64) * i as f64 / SR).sin()) as f32).collect();
+    for (ceiling_db, lookahead_ms, release_ms) in [(-1.0, 5.0, 50.0), (-6.0, 0.0, 10.0), (-0.1, 1.0, 0.0)] {
+        let src = format!(
+            "(sample_rate: 48000, channels: 2, nodes: {{ \"gain\": Gain(gain_db: 20.0), \
+             \"lim\": Limiter(ceiling_db: {ceiling_db}, lookahead_ms: {lookahead_ms}, release_ms: {release_ms}) }}, \
+             edges: [(\"input\", \"gain\"), (\"gain\", \"lim\"), (\"lim\", \"output\")])"
+        );
+        let ceiling = 10f64.powf(ceiling_db / 20.0) as f32;
+        for (name, signal) in [("square", &square), ("impulses", &impulses), ("random", &random), ("sweep", &sweep)] {
+            for block in [64, 333] {
+                let right: Vec<f32> = signal.iter().map(|x| -0.5 * x).collect();
+                let y = run(&src, vec![signal.clone(), right], block, 1, Parallelism::Adaptive);
+                let peak = y.iter().flatten().fold(0.0f32, |p, x| p.max(x.abs()));
+                assert!(
+                    peak <= ceiling,
+                    "{name}, ceiling {ceiling_db} dB, block {block}: peak {peak} > ceiling {ceiling}"
+                );
+                assert!(peak > 0.98 * ceiling, "{name}: peak {peak} far below the ceiling: the limiter over-reduces");
+            }
+        }
+    }
+}
+
+#[test]
+fn limiter_is_bit_transparent_below_its_ceiling_and_reports_its_latency() {
+    let src = single_node(2, "Limiter(ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: 50.0)");
+    assert_eq!(engine(&src, 512, 1, Parallelism::Adaptive).latency_frames(), 240);
+    let x = sine(440.0, 0.8, 48000);
+    let y = run(&src, vec![x.clone(), x.clone()], 500, 1, Parallelism::Adaptive);
+    assert_eq!(y[0], x, "below the ceiling the output is the input, delayed by the latency");
+}
+
+fn demo(seconds: f64) -> Vec<Vec<f32>> {
+    let mut demo = DemoSignal::new(48000, 2, seconds);
+    let mut sink = MemorySink::default();
+    let frames = demo.total_frames() as usize;
+    let mut buf = vec![0.0f32; 2 * frames];
+    demo.fill(&mut AudioOut::new(&mut buf, frames, 2, frames));
+    fxgraph::render::BlockSink::write(&mut sink, &AudioIn::new(&buf, frames, 2, frames)).expect("memory sink");
+    sink.channels
+}
+
+fn bits(x: &[Vec<f32>]) -> Vec<Vec<u32>> {
+    x.iter().map(|c| c.iter().map(|v| v.to_bits()).collect()).collect()
+}
+
+fn graph_file(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/graphs/{name}", env!("CARGO_MANIFEST_DIR"))).expect("graph file")
+}
+
+#[test]
+fn parallel_executor_is_bit_identical_to_the_reference_for_any_block_size_and_thread_count() {
+    let src = graph_file("parallel.ron");
+    let input = demo(4.0);
+    let reference = bits(&run(&src, input.clone(), 512, 1, Parallelism::Adaptive));
+    assert!(reference[0].iter().any(|&b| b != 0));
+    for (threads, parallelism) in [(2, Parallelism::Always), (4, Parallelism::Always), (2, Parallelism::Adaptive)] {
+        for block in [1, 64, 333, 512, 4096] {
+            let out = bits(&run(&src, input.clone(), block, threads, parallelism));
+            assert!(out == reference, "threads {threads} ({parallelism:?}), block {block} differs from the reference");
+        }
+    }
+}
+
+#[test]
+fn output_does_not_depend_on_block_size() {
+    for file in ["chain.ron", "enhancer.ron"] {
+        let mut src = graph_file(file);
+        if file == "enhancer.ron" {
+            src = src.replace("sample_rate: 44100", "sample_rate: 48000");
+        }
+        let input = demo(3.0);
+        let reference = bits(&run(&src, input.clone(), 512, 1, Parallelism::Adaptive));
+        for block in [1, 7, 64, 100, 4096] {
+            assert!(
+                bits(&run(&src, input.clone(), block, 1, Parallelism::Adaptive)) == reference,
+                "{file}, block {block}"
+            );
+        }
+    }
+}
+
+#[test]
+fn branches_of_different_latency_are_aligned_before_they_are_summed() {
+    // One branch has the limiter's 240 frames of latency, the other none; summed they must give exactly
+    // twice the input (the limiter is transparent below its ceiling) instead of a comb filter.
+    let src = r#"(sample_rate: 48000, channels: 1,
+        nodes: { "lim": Limiter(ceiling_db: 0.0, lookahead_ms: 5.0, release_ms: 50.0), "dry": Gain(gain_db: 0.0) },
+        edges: [("input", "lim"), ("input", "dry"), ("lim", "output"), ("dry", "output")])"#;
+    let e = engine(src, 256, 1, Parallelism::Adaptive);
+    assert_eq!(e.plan().compensations, vec![("dry".to_string(), "output".to_string(), 240)]);
+    let x = sine(1000.0, 0.25, 24000);
+    let y = run(src, vec![x.clone()], 256, 1, Parallelism::Adaptive);
+    let twice: Vec<f32> = x.iter().map(|v| v + v).collect();
+    assert_eq!(y[0], twice);
+}
+
+#[test]
+fn decaying_tails_reach_exact_zero_without_subnormals() {
+    let src = single_node(
+        2,
+        "Eq(bands: [(kind: LowPass, freq_hz: 60.0, q: 0.707), (kind: Peak, freq_hz: 15000.0, gain_db: 6.0, q: 4.0), \
+         (kind: HighPass, freq_hz: 20000.0, q: 0.707)])",
+    );
+    let mut x = vec![0.0f32; 48000 * 3];
+    x[0] = 1.0;
+    let y = run(&src, vec![x.clone(), x], 512, 1, Parallelism::Adaptive);
+    for ch in &y {
+        assert!(ch.iter().all(|v| !v.is_subnormal()), "subnormal output in a decaying tail");
+        assert!(ch[48000 * 2..].iter().all(|&v| v == 0.0), "the tail never settled to exact zero");
+        assert!(ch[..100].iter().any(|&v| v != 0.0));
+    }
+}
+
+#[test]
+fn non_finite_input_is_silenced_and_never_poisons_state() {
+    let src = graph_file("chain.ron");
+    let clean = demo(1.0);
+    let mut dirty = clean.clone();
+    let mut zeroed = clean.clone();
+    for (i, bad) in [(1000, f32::NAN), (1001, f32::INFINITY), (5000, f32::NEG_INFINITY)] {
+        dirty[0][i] = bad;
+        dirty[1][i + 7] = bad;
+        zeroed[0][i] = 0.0;
+        zeroed[1][i + 7] = 0.0;
+    }
+    let mut e = engine(&src, 512, 1, Parallelism::Adaptive);
+    let mut sink = MemorySink::default();
+    render(&mut e, &mut MemorySource::new(dirty), &mut sink, 512, &mut |_| {}).expect("render");
+    assert_eq!(e.nonfinite_input(), 6);
+    assert!(bits(&sink.channels) == bits(&run(&src, zeroed, 512, 1, Parallelism::Adaptive)));
+
+    // Processors on their own, fed NaN and infinity directly: the bad block may be lost, later ones are not.
+    let format = GraphFormat { sample_rate: 48000, channels: 2 };
+    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 256 };
+    for node in [
+        "Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 6.0, q: 1.0)])",
+        "Compressor(threshold_db: -20.0, ratio: 4.0, attack_ms: 5.0, release_ms: 50.0, knee_db: 6.0, makeup_db: 0.0)",
+        "Limiter(ceiling_db: -1.0, lookahead_ms: 1.0, release_ms: 50.0)",
+    ] {
+        let graph = parse(&single_node(2, node));
+        let ctx = BuildContext { format, base_dir: ".".as_ref() };
+        let mut p = graph.nodes[0].spec.build(&ctx).expect("build");
+        p.initialize(&config).expect("initialize");
+        p.start();
+        let mut out = vec![0.0f32; 512];
+        for block in 0..8 {
+            let mut input: Vec<f32> = sine(1000.0, 0.9, 512);
+            if block == 2 {
+                input[10] = f32::NAN;
+                input[300] = f32::INFINITY;
+                input[400] = f32::NEG_INFINITY;
+            }
+            p.process(&AudioIn::new(&input, 256, 2, 256), &mut AudioOut::new(&mut out, 256, 2, 256));
+            if block >= 4 {
+                assert!(out.iter().all(|v| v.is_finite()), "{node}: block {block} is still not finite");
+            }
+        }
+    }
+}
+
+#[test]
+fn stereo_width_and_gain_do_what_they_say() {
+    let l = sine(300.0, 0.5, 4800);
+    let r = sine(700.0, 0.3, 4800);
+    let mono =
+        run(&single_node(2, "StereoWidth(width: 0.0)"), vec![l.clone(), r.clone()], 512, 1, Parallelism::Adaptive);
+    for i in 0..l.len() {
+        assert_eq!(mono[0][i], mono[1][i]);
+        assert!((mono[0][i] - 0.5 * (l[i] + r[i])).abs() < 1e-7);
+    }
+    let same =
+        run(&single_node(2, "StereoWidth(width: 1.0)"), vec![l.clone(), r.clone()], 512, 1, Parallelism::Adaptive);
+    for i in 0..l.len() {
+        assert!((same[0][i] - l[i]).abs() < 1e-7 && (same[1][i] - r[i]).abs() < 1e-7);
+    }
+    let doubled = run(&single_node(2, "Gain(gain_db: 6.020599913)"), vec![l.clone(), r], 512, 1, Parallelism::Adaptive);
+    for i in 0..l.len() {
+        assert!((doubled[0][i] - 2.0 * l[i]).abs() < 1e-6);
+    }
+}
+
+/// A node kind from outside the crate, recording the lifecycle calls it gets.
+#[derive(Debug, serde::Deserialize)]
+struct Probe {
+    #[serde(skip)]
+    log: Option<Arc<Mutex<Vec<String>>>>,
+}
+
+static PROBE_LOG: std::sync::OnceLock<Arc<Mutex<Vec<String>>>> = std::sync::OnceLock::new();
+
+impl NodeSpec for Probe {
+    fn kind(&self) -> &'static str {
+        "Probe"
+    }
+    fn validate(&self, _format: &GraphFormat) -> Result<(), ParamError> {
+        Ok(())
+    }
+    fn build(&self, _ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
+        let log = self.log.clone().unwrap_or_else(|| PROBE_LOG.get_or_init(Default::default).clone());
+        log.lock().expect("log").push("build".into());
+        Ok(Box::new(ProbeProcessor(log)))
+    }
+}
+
+struct ProbeProcessor(Arc<Mutex<Vec<String>>>);
+
+impl ProbeProcessor {
+    fn note(&self, what: &str) {
+        let mut log = self.0.lock().expect("log");
+        if log.last().map(String::as_str) != Some(what) {
+            log.push(what.into());
+        }
+    }
+}
+
+impl Processor for ProbeProcessor {
+    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
+        self.note(&format!("initialize {} {} {}", config.sample_rate, config.channels, config.max_block));
+        Ok(())
+    }
+    fn start(&mut self) {
+        self.note("start");
+    }
+    fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
+        self.note("process");
+        output.copy_from(input);
+    }
+    fn stop(&mut self) {
+        self.note("stop");
+    }
+    fn cleanup(&mut self) {
+        self.note("cleanup");
+    }
+}
+
+#[test]
+fn a_registered_kind_goes_through_the_lifecycle_in_order_on_its_entity() {
+    let mut registry = Registry::with_builtins();
+    registry.register(NodeKind { name: "Probe", summary: "records lifecycle calls", parse: parse_ron::<Probe> });
+    let src = "(sample_rate: 44100, channels: 1, nodes: { \"p\": Probe() }, edges: [(\"input\", \"p\"), (\"p\", \"output\")])";
+    let graph = Graph::parse(src, "probe.ron", ".".as_ref(), &registry).expect("valid");
+    let mut engine =
+        Engine::new(graph, EngineOptions { max_block: 64, threads: 1, ..Default::default() }).expect("starts");
+    let state = |e: &Engine| {
+        let world = e.world();
+        let entity = e.plan().order[0];
+        assert_eq!(world.get::<NodeName>(entity).map(|n| n.0.as_str()), Some("p"));
+        world.get::<Lifecycle>(entity).cloned()
+    };
+    assert_eq!(state(&engine), Some(Lifecycle::Running));
+    let x = vec![0.5f32; 64];
+    let mut y = vec![0.0f32; 64];
+    for _ in 0..3 {
+        engine.process(&AudioIn::new(&x, 64, 1, 64), &mut AudioOut::new(&mut y, 64, 1, 64));
+    }
+    assert_eq!(y, x);
+    engine.stop();
+    assert_eq!(state(&engine), Some(Lifecycle::CleanedUp));
+    let log = PROBE_LOG.get().expect("probe built").lock().expect("log").clone();
+    assert_eq!(log, ["build", "initialize 44100 1 64", "start", "process", "stop", "cleanup"]);
+}
