@@ -165,7 +165,7 @@ impl Graph {
         };
 
         let top: FileTop = ron::from_str(src).map_err(|e| {
-            let at = locate::offset_of(src, e.span.start.line, e.span.start.col);
+            let at = skip_space(src, locate::offset_of(src, e.span.start.line, e.span.start.col));
             cx.err(GraphErrorKind::Syntax, Some(at), node_at(at), e.code.to_string())
         })?;
         let field_at = |key: &str| doc.as_ref().and_then(|d| d.field(key)).map(|f| f.key_start);
@@ -242,7 +242,7 @@ impl Graph {
                 let (l0, c0) = line_col(src, params_at);
                 let (l, c) = (e.span.start.line, e.span.start.col);
                 let (line, col) = if l <= 1 { (l0, c0 + c.saturating_sub(1)) } else { (l0 + l - 1, c) };
-                let at = locate::offset_of(src, line, col);
+                let at = skip_space(src, locate::offset_of(src, line, col));
                 cx.err(GraphErrorKind::Param, Some(at), Some(name), format!("{kind_name}: {}", e.code))
             })?;
             spec.validate(&format).map_err(|e| {
@@ -316,15 +316,28 @@ impl Graph {
             }
         }
 
-        if let Some(cycle) = find_cycle(&nodes) {
+        if let Some(mut cycle) = find_cycle(&nodes) {
+            // Blame the cycle's edge written last in the file, and start the cycle at its target.
+            let edge_index = |i: usize| {
+                let (from, to) = (cycle[i], cycle[(i + 1) % cycle.len()]);
+                edge_pos.get(&(Source::Node(from), Some(to))).copied().unwrap_or(0)
+            };
+            let last = (0..cycle.len()).max_by_key(|&i| edge_index(i)).unwrap_or(0);
+            let closing = edge_index(last);
+            let len = cycle.len();
+            cycle.rotate_left((last + 1) % len);
             let names: Vec<&str> = cycle.iter().map(|&n| nodes[n].name.as_str()).collect();
-            let first = cycle[0];
-            let closing = edge_pos.get(&(Source::Node(*cycle.last().unwrap_or(&first)), Some(first))).copied();
             return Err(cx.err(
                 GraphErrorKind::Cycle,
-                closing.and_then(|i| edge_at(i, 0)),
-                Some(&nodes[first].name),
-                format!("the edges form a cycle: {} -> {}", names.join(" -> "), names[0]),
+                edge_at(closing, 0),
+                Some(names[0]),
+                format!(
+                    "the edge (\"{}\", \"{}\") closes a cycle: {} -> {}",
+                    names[names.len() - 1],
+                    names[0],
+                    names.join(" -> "),
+                    names[0]
+                ),
             ));
         }
 
@@ -370,7 +383,14 @@ impl Graph {
     }
 }
 
-/// A cycle among the nodes' input edges, as node indices in edge order, if there is one.
+/// Moves an error position off whitespace onto the token that follows (ron reports some errors at the
+/// space before the offending value).
+fn skip_space(src: &str, offset: usize) -> usize {
+    offset + src[offset..].len() - src[offset..].trim_start().len()
+}
+
+/// A cycle among the nodes' edges, if there is one: node indices, each feeding the next and the last
+/// feeding the first.
 fn find_cycle(nodes: &[GraphNode]) -> Option<Vec<usize>> {
     // 0 = unvisited, 1 = on the current path, 2 = done. Walks input edges backwards, then reverses.
     fn visit(n: usize, nodes: &[GraphNode], state: &mut [u8], path: &mut Vec<usize>) -> Option<Vec<usize>> {

@@ -1,0 +1,462 @@
+//! Graph files and the `fxgraph` command: every shipped graph, every kind of bad graph, WAV in and out.
+
+use fxgraph::{Graph, GraphErrorKind, Registry};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fxgraph(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fxgraph")).args(args).current_dir(dir).output().expect("run fxgraph")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shipped_graphs() -> Vec<PathBuf> {
+    let mut graphs: Vec<PathBuf> = std::fs::read_dir(repo().join("graphs"))
+        .expect("graphs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ron"))
+        .collect();
+    graphs.sort();
+    assert!(graphs.len() >= 3, "graphs/ holds {graphs:?}");
+    graphs
+}
+
+#[test]
+fn the_issue_s_chain_loads_exactly_as_written() {
+    let text = std::fs::read_to_string(repo().join("graphs/chain.ron")).expect("chain.ron");
+    assert!(text.contains(r#""comp": Compressor(threshold_db: -18.0, ratio: 4.0, attack_ms: 10.0, release_ms: 100.0, knee_db: 6.0, makeup_db: 2.0),"#));
+    let graph = Graph::parse(&text, "chain.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
+    let kinds: Vec<&str> = graph.nodes.iter().map(|n| n.spec.kind()).collect();
+    assert_eq!(kinds, ["Eq", "Compressor", "Limiter"]);
+    assert_eq!((graph.format.sample_rate, graph.format.channels), (48000, 2));
+}
+
+#[test]
+fn every_shipped_graph_checks_and_renders() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for graph in shipped_graphs() {
+        let g = graph.to_str().expect("utf-8 path");
+        let check = fxgraph(&["check", g], dir.path());
+        let out = String::from_utf8_lossy(&check.stdout);
+        assert!(check.status.success(), "check {g}: {}", stderr(&check));
+        assert!(out.contains("processing order") && out.contains("total latency"), "{out}");
+        for threads in ["1", "2"] {
+            let wav = dir.path().join(format!("out-{threads}.wav"));
+            let o = fxgraph(
+                &["render", g, "-o", wav.to_str().expect("utf-8"), "--seconds", "2", "--threads", threads],
+                dir.path(),
+            );
+            assert!(o.status.success(), "render {g}: {}", stderr(&o));
+        }
+        let one = std::fs::read(dir.path().join("out-1.wav")).expect("output");
+        let two = std::fs::read(dir.path().join("out-2.wav")).expect("output");
+        assert!(one == two, "{g}: 1 and 2 threads wrote different files");
+        let reader = hound::WavReader::open(dir.path().join("out-1.wav")).expect("readable WAV");
+        let spec = reader.spec();
+        assert_eq!((spec.bits_per_sample, spec.sample_format), (32, hound::SampleFormat::Float));
+        let rate = spec.sample_rate;
+        assert_eq!(u64::from(reader.duration()), 2 * u64::from(rate));
+        let samples: Vec<f32> = reader.into_samples::<f32>().map(|s| s.expect("sample")).collect();
+        let peak = samples.iter().fold(0.0f32, |p, x| p.max(x.abs()));
+        assert!(peak > 0.3 && peak <= 1.0, "{g}: peak {peak}");
+    }
+}
+
+#[test]
+fn render_defaults_to_the_graph_name_in_the_current_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = repo().join("graphs/chain.ron");
+    let o = fxgraph(&["render", g.to_str().expect("utf-8"), "--seconds", "1"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("chain.wav").exists());
+    // Nothing else is left behind (no temporary files).
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+}
+
+/// A bad graph, the error kind it must give, the node it must name and the text its position must point at.
+struct Bad {
+    name: &'static str,
+    src: &'static str,
+    kind: GraphErrorKind,
+    node: Option<&'static str>,
+    at: &'static str,
+}
+
+const BAD: &[Bad] = &[
+    Bad {
+        name: "unknown kind",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"verb\": Reverb(size: 1.0),\n },\n edges: [(\"input\", \"verb\"), (\"verb\", \"output\")])",
+        kind: GraphErrorKind::UnknownKind,
+        node: Some("verb"),
+        at: "Reverb",
+    },
+    Bad {
+        name: "unknown parameter",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"g\": Gain(gain_db: 1.0, volume: 2.0),\n },\n edges: [(\"input\", \"g\"), (\"g\", \"output\")])",
+        kind: GraphErrorKind::Param,
+        node: Some("g"),
+        at: "volume",
+    },
+    Bad {
+        name: "missing parameter",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"c\": Compressor(threshold_db: -10.0, ratio: 2.0, attack_ms: 1.0, release_ms: 10.0, knee_db: 0.0),\n },\n edges: [(\"input\", \"c\"), (\"c\", \"output\")])",
+        kind: GraphErrorKind::Param,
+        node: Some("c"),
+        at: ")",
+    },
+    Bad {
+        name: "ratio below 1",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"c\": Compressor(threshold_db: -10.0,\n      ratio: 0.5, attack_ms: 1.0, release_ms: 10.0, knee_db: 0.0, makeup_db: 0.0),\n },\n edges: [(\"input\", \"c\"), (\"c\", \"output\")])",
+        kind: GraphErrorKind::Param,
+        node: Some("c"),
+        at: "ratio",
+    },
+    Bad {
+        name: "negative time",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"l\": Limiter(ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: -3.0),\n },\n edges: [(\"input\", \"l\"), (\"l\", \"output\")])",
+        kind: GraphErrorKind::Param,
+        node: Some("l"),
+        at: "release_ms",
+    },
+    Bad {
+        name: "frequency at Nyquist",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"eq\": Eq(bands: [\n    (kind: Peak, freq_hz: 1000.0, gain_db: 1.0, q: 1.0),\n    (kind: LowPass, freq_hz: 24000.0, q: 0.7),\n  ]),\n },\n edges: [(\"input\", \"eq\"), (\"eq\", \"output\")])",
+        kind: GraphErrorKind::Param,
+        node: Some("eq"),
+        at: "freq_hz: 24000",
+    },
+    Bad {
+        name: "q of zero",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"eq\": Eq(bands: [(kind: Notch, freq_hz: 50.0, q: 0.0)]),\n },\n edges: [(\"input\", \"eq\"), (\"eq\", \"output\")])",
+        kind: GraphErrorKind::Param,
+        node: Some("eq"),
+        at: "q: 0.0",
+    },
+    Bad {
+        name: "wrong type",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"g\": Gain(gain_db: \"loud\"),\n },\n edges: [(\"input\", \"g\"), (\"g\", \"output\")])",
+        kind: GraphErrorKind::Param,
+        node: Some("g"),
+        at: "\"loud\"",
+    },
+    Bad {
+        name: "unknown band kind",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"eq\": Eq(bands: [(kind: Lowpass, freq_hz: 50.0, q: 1.0)]),\n },\n edges: [(\"input\", \"eq\"), (\"eq\", \"output\")])",
+        kind: GraphErrorKind::Param,
+        node: Some("eq"),
+        at: "Lowpass",
+    },
+    Bad {
+        name: "stereo width on mono",
+        src: "(sample_rate: 48000, channels: 1,\n nodes: {\n  \"w\": StereoWidth(width: 1.5),\n },\n edges: [(\"input\", \"w\"), (\"w\", \"output\")])",
+        kind: GraphErrorKind::Param,
+        node: Some("w"),
+        at: "width:",
+    },
+    Bad {
+        name: "edge to no node",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"g\": Gain(gain_db: 1.0),\n },\n edges: [(\"input\", \"g\"),\n   (\"g\", \"limiter\")])",
+        kind: GraphErrorKind::UnknownEndpoint,
+        node: None,
+        at: "\"limiter\"",
+    },
+    Bad {
+        name: "cycle",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"a\": Gain(gain_db: 1.0),\n  \"b\": Gain(gain_db: 1.0),\n },\n edges: [(\"input\", \"a\"), (\"a\", \"b\"), (\"b\", \"a\"), (\"b\", \"output\")])",
+        kind: GraphErrorKind::Cycle,
+        node: Some("a"),
+        at: "\"b\", \"a\"",
+    },
+    Bad {
+        name: "output not reached",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"a\": Gain(gain_db: 1.0),\n },\n edges: [(\"input\", \"a\")])",
+        kind: GraphErrorKind::OutputUnreachable,
+        node: None,
+        at: "edges",
+    },
+    Bad {
+        name: "duplicate name",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"a\": Gain(gain_db: 1.0),\n  \"a\": Gain(gain_db: 2.0),\n },\n edges: [(\"input\", \"a\"), (\"a\", \"output\")])",
+        kind: GraphErrorKind::DuplicateNode,
+        node: Some("a"),
+        at: "\"a\": Gain(gain_db: 2.0)",
+    },
+    Bad {
+        name: "reserved name",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"input\": Gain(gain_db: 1.0),\n },\n edges: [(\"input\", \"output\")])",
+        kind: GraphErrorKind::ReservedName,
+        node: Some("input"),
+        at: "\"input\": Gain",
+    },
+    Bad {
+        name: "edge into input",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"a\": Gain(gain_db: 1.0),\n },\n edges: [(\"input\", \"a\"), (\"a\", \"input\"), (\"a\", \"output\")])",
+        kind: GraphErrorKind::BadEdge,
+        node: None,
+        at: "\"input\"), (\"a\", \"output",
+    },
+    Bad {
+        name: "syntax error",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"a\": Gain(gain_db: 1.0)\n  \"b\": Gain(gain_db: 1.0),\n },\n edges: [])",
+        kind: GraphErrorKind::Syntax,
+        node: None,
+        at: "\"b\"",
+    },
+    Bad {
+        name: "unknown top-level field",
+        src: "(sample_rate: 48000, channels: 2, nodes: {}, edges: [],\n block_size: 64)",
+        kind: GraphErrorKind::Syntax,
+        node: None,
+        at: "block_size",
+    },
+    Bad {
+        name: "sample rate out of range",
+        src: "(sample_rate: 1000, channels: 2, nodes: {}, edges: [(\"input\", \"output\")])",
+        kind: GraphErrorKind::Format,
+        node: None,
+        at: "sample_rate",
+    },
+];
+
+/// 1-based line and column of the `nth` occurrence of `needle` (the position a case expects).
+fn position_of(src: &str, needle: &str, nth: usize) -> (usize, usize) {
+    let offset = src.match_indices(needle).nth(nth).unwrap_or_else(|| panic!("{needle:?} not in source")).0;
+    let before = &src[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before[before.rfind('\n').map_or(0, |i| i + 1)..].chars().count() + 1;
+    (line, col)
+}
+
+#[test]
+fn each_kind_of_bad_graph_is_reported_with_file_line_column_and_node() {
+    let registry = Registry::with_builtins();
+    for case in BAD {
+        let err = Graph::parse(case.src, "bad.ron", ".".as_ref(), &registry).expect_err(case.name);
+        assert_eq!(err.kind, case.kind, "{}: {err}", case.name);
+        assert_eq!(err.node.as_deref(), case.node, "{}: {err}", case.name);
+        let want = if case.name == "missing parameter" {
+            // Reported where the parameter list closes.
+            let (l, c) = position_of(case.src, "knee_db: 0.0)", 0);
+            (l, c + "knee_db: 0.0".len())
+        } else {
+            position_of(case.src, case.at, 0)
+        };
+        assert_eq!(err.position, Some(want), "{}: {err}", case.name);
+        assert!(err.to_string().starts_with(&format!("bad.ron:{}:{}: ", want.0, want.1)), "{err}");
+    }
+}
+
+#[test]
+fn bad_graphs_exit_with_code_2_and_one_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for case in BAD {
+        let path = dir.path().join("bad.ron");
+        std::fs::write(&path, case.src).expect("write");
+        for command in ["check", "render"] {
+            let o = fxgraph(&[command, "bad.ron"], dir.path());
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{}: {command}: {err}", case.name);
+            assert!(err.starts_with("error: bad.ron:"), "{}: {err}", case.name);
+            if let Some(node) = case.node {
+                assert!(err.contains(&format!("node \"{node}\"")), "{}: {err}", case.name);
+            }
+            assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+            assert_eq!(err.lines().count(), 1, "{}: one line expected: {err}", case.name);
+        }
+    }
+    let o = fxgraph(&["check", "does-not-exist.ron"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("does-not-exist.ron"));
+    let o = fxgraph(&["render", "--block", "0", "x.ron"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "bad arguments are bad input too");
+}
+
+fn write_wav(path: &Path, spec: hound::WavSpec, frames: usize, f: impl Fn(usize, usize) -> f64) {
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for i in 0..frames {
+        for c in 0..usize::from(spec.channels) {
+            let x = f(i, c);
+            match (spec.sample_format, spec.bits_per_sample) {
+                (hound::SampleFormat::Float, _) => w.write_sample(x as f32).expect("write"),
+                (_, bits) => {
+                    let scale = f64::from(1u32 << (bits - 1));
+                    w.write_sample((x * scale).round().clamp(-scale, scale - 1.0) as i32).expect("write")
+                }
+            }
+        }
+    }
+    w.finalize().expect("finalize");
+}
+
+fn spec(channels: u16, rate: u32, bits: u16, float: bool) -> hound::WavSpec {
+    hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: bits,
+        sample_format: if float { hound::SampleFormat::Float } else { hound::SampleFormat::Int },
+    }
+}
+
+const PASS: &str = r#"(sample_rate: 48000, channels: 2, nodes: { "g": Gain(gain_db: 0.0) }, edges: [("input", "g"), ("g", "output")])"#;
+
+#[test]
+fn wav_in_every_format_comes_out_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pass.ron"), PASS).expect("write");
+    let signal = |i: usize, c: usize| 0.5 * (i as f64 * if c == 0 { 0.01 } else { 0.023 }).sin();
+    for (bits, float) in [(16, false), (24, false), (32, false), (32, true)] {
+        let input = dir.path().join(format!("in{bits}{float}.wav"));
+        write_wav(&input, spec(2, 48000, bits, float), 12345, signal);
+        for (format, out_bits, out_float) in
+            [("f32", 32, true), ("s16", 16, false), ("s24", 24, false), ("s32", 32, false)]
+        {
+            let out = dir.path().join("out.wav");
+            let o = fxgraph(
+                &["render", "pass.ron", "-i", input.to_str().expect("utf-8"), "-o", "out.wav", "--format", format],
+                dir.path(),
+            );
+            assert!(o.status.success(), "{bits}-bit in, {format} out: {}", stderr(&o));
+            let reader = hound::WavReader::open(&out).expect("readable");
+            let s = reader.spec();
+            assert_eq!((s.bits_per_sample, s.sample_format == hound::SampleFormat::Float), (out_bits, out_float));
+            assert_eq!((s.channels, s.sample_rate, reader.duration()), (2, 48000, 12345));
+            // The signal survives within the coarser of the two quantizations (plus dither).
+            let lsb = 1.0 / f64::from(1u32 << (bits.min(out_bits) - 1));
+            let got: Vec<f64> = if out_float {
+                reader.into_samples::<f32>().map(|x| f64::from(x.expect("sample"))).collect()
+            } else {
+                let scale = f64::from(1u32 << (out_bits - 1));
+                reader.into_samples::<i32>().map(|x| f64::from(x.expect("sample")) / scale).collect()
+            };
+            for (k, v) in got.iter().enumerate() {
+                let want = signal(k / 2, k % 2);
+                assert!((v - want).abs() <= 2.0 * lsb + 1e-7, "{bits}->{format} sample {k}: {v} vs {want}");
+            }
+        }
+    }
+}
+
+#[test]
+fn reducing_to_16_bits_applies_tpdf_dither() {
+    // A sine of a quarter of a 16-bit step: rounding alone would give silence; with TPDF dither the
+    // quantization error is independent of the signal, so the sine survives on average.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pass.ron"), PASS).expect("write");
+    let lsb = 1.0 / 32768.0;
+    let freq = 1000.0;
+    write_wav(&dir.path().join("quiet.wav"), spec(2, 48000, 32, true), 48000, |i, _| {
+        0.25 * lsb * (std::f64::consts::TAU * freq * i as f64 / 48000.0).sin()
+    });
+    let o = fxgraph(&["render", "pass.ron", "-i", "quiet.wav", "-o", "q16.wav", "--format", "s16"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let q: Vec<i32> = hound::WavReader::open(dir.path().join("q16.wav"))
+        .expect("readable")
+        .into_samples::<i32>()
+        .map(|x| x.expect("sample"))
+        .step_by(2)
+        .collect();
+    assert!(q.iter().all(|v| v.abs() <= 1), "TPDF dither of ±1 LSB cannot reach further");
+    assert!(q.iter().any(|&v| v != 0), "no dither: a quarter-LSB sine rounds to silence");
+    let (mut s, mut c) = (0.0, 0.0);
+    for (n, &v) in q.iter().enumerate() {
+        let w = std::f64::consts::TAU * freq * n as f64 / 48000.0;
+        s += f64::from(v) * w.sin();
+        c += f64::from(v) * w.cos();
+    }
+    let amplitude = 2.0 * f64::hypot(s, c) / q.len() as f64;
+    assert!((amplitude - 0.25).abs() < 0.03, "recovered amplitude {amplitude} LSB, want 0.25");
+}
+
+#[test]
+fn inputs_are_never_overwritten_and_failures_leave_no_partial_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pass.ron"), PASS).expect("write");
+    let input = dir.path().join("in.wav");
+    write_wav(&input, spec(2, 48000, 16, false), 4800, |i, _| (i as f64 * 0.01).sin() * 0.3);
+    let before = std::fs::read(&input).expect("read");
+    let o = fxgraph(&["render", "pass.ron", "-i", "in.wav", "-o", "in.wav"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("refusing to overwrite"));
+    let o = fxgraph(
+        &[
+            "render",
+            "pass.ron",
+            "-i",
+            "./in.wav",
+            "-o",
+            "../{}/in.wav".replace("{}", dir.path().file_name().and_then(|n| n.to_str()).expect("name")).as_str(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "the same file by another path: {}", stderr(&o));
+    let o = fxgraph(&["render", "pass.ron", "-o", "pass.ron"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "the graph file is an input too: {}", stderr(&o));
+    assert_eq!(std::fs::read(&input).expect("read"), before);
+    assert_eq!(std::fs::read_to_string(dir.path().join("pass.ron")).expect("read"), PASS);
+
+    // A truncated input fails mid-render: the existing output stays as it was and no temporary is left.
+    let mut truncated = before.clone();
+    truncated.truncate(before.len() / 2);
+    std::fs::write(dir.path().join("cut.wav"), &truncated).expect("write");
+    std::fs::write(dir.path().join("out.wav"), b"previous render").expect("write");
+    let o = fxgraph(&["render", "pass.ron", "-i", "cut.wav", "-o", "out.wav", "--block", "64"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.path().join("out.wav")).expect("read"), b"previous render");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+
+    // Unwritable destination: exit 1, not 2 (the input was fine).
+    let o = fxgraph(&["render", "pass.ron", "-i", "in.wav", "-o", "no/such/dir/out.wav"], dir.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+#[test]
+fn mismatched_or_invalid_audio_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pass.ron"), PASS).expect("write");
+    write_wav(&dir.path().join("44k.wav"), spec(2, 44100, 16, false), 100, |_, _| 0.0);
+    write_wav(&dir.path().join("mono.wav"), spec(1, 48000, 16, false), 100, |_, _| 0.0);
+    std::fs::write(dir.path().join("text.wav"), "this is not audio").expect("write");
+    for (file, needle) in [
+        ("44k.wav", "44100 Hz"),
+        ("mono.wav", "1 channels"),
+        ("text.wav", "not a readable WAV"),
+        ("missing.wav", "missing.wav"),
+    ] {
+        let o = fxgraph(&["render", "pass.ron", "-i", file, "-o", "out.wav"], dir.path());
+        assert_eq!(o.status.code(), Some(2), "{file}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{file}: {}", stderr(&o));
+        assert!(!dir.path().join("out.wav").exists());
+    }
+}
+
+#[test]
+fn the_demo_signal_is_deterministic_and_peaks_near_full_scale() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pass.ron"), PASS).expect("write");
+    for (name, block) in [("a.wav", "512"), ("b.wav", "37")] {
+        let o = fxgraph(&["render", "pass.ron", "-o", name, "--seconds", "3", "--block", block], dir.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let a = std::fs::read(dir.path().join("a.wav")).expect("read");
+    assert!(a == std::fs::read(dir.path().join("b.wav")).expect("read"));
+    let samples: Vec<f32> = hound::WavReader::open(dir.path().join("a.wav"))
+        .expect("wav")
+        .into_samples::<f32>()
+        .map(|s| s.expect("s"))
+        .collect();
+    let peak_db = 20.0 * samples.iter().fold(0.0f32, |p, x| p.max(x.abs())).log10();
+    assert!((-1.0..=0.0).contains(&peak_db), "demo peaks at {peak_db} dBFS");
+    // Stereo, not dual mono.
+    assert!(samples.chunks(2).any(|f| (f[0] - f[1]).abs() > 0.01));
+}
