@@ -158,7 +158,8 @@ impl Graph {
             None => &[],
         };
         let node_at = |offset: usize| -> Option<&str> {
-            node_entries.iter().find(|(k, v)| k.start <= offset && offset < v.end).and_then(|(k, _)| match &k.value {
+            // Inside a node's value only: an error at a key is between entries (e.g. a missing comma).
+            node_entries.iter().find(|(_, v)| v.start <= offset && offset < v.end).and_then(|(k, _)| match &k.value {
                 Value::Str(s) => Some(s.as_str()),
                 _ => None,
             })
