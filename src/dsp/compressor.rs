@@ -24,14 +24,11 @@ pub struct CompressorSettings {
 #[inline(always)]
 pub fn gain_reduction_db(level_db: f32, threshold_db: f32, slope: f32, half_knee_db: f32, inv_2knee: f32) -> f32 {
     let over = level_db - threshold_db;
-    let k = over + half_knee_db;
-    if k <= 0.0 {
-        0.0
-    } else if over >= half_knee_db {
-        slope * over
-    } else {
-        slope * k * k * inv_2knee
-    }
+    // Below the knee k is 0, so the quadratic gives 0; with no knee inv_2knee is 0 and only the line is left.
+    let k = (over + half_knee_db).max(0.0);
+    let knee = slope * k * k * inv_2knee;
+    let line = slope * over;
+    if over >= half_knee_db { line } else { knee }
 }
 
 /// Audio-side compressor state.
@@ -79,23 +76,49 @@ impl Compressor {
         self.env_db
     }
 
-    /// One detector step: from the frame's peak magnitude to the linear gain to apply.
+    /// Gain reduction the static curve asks for at a frame's peak magnitude.
     #[inline(always)]
-    pub fn gain_for_peak(&mut self, peak: f32) -> f32 {
+    fn target_db(&self, peak: f32) -> f32 {
         // NaN becomes the floor and infinity the ceiling, so neither reaches the state.
         let level = peak.max(1e-10).min(1e10);
-        let gr = gain_reduction_db(
-            fastmath::gain_to_db(level),
-            self.threshold_db,
-            self.slope,
-            self.half_knee_db,
-            self.inv_2knee,
-        );
-        let coeff = if gr > self.env_db { self.attack } else { self.release };
-        self.env_db = gr + coeff * (self.env_db - gr);
+        gain_reduction_db(fastmath::gain_to_db(level), self.threshold_db, self.slope, self.half_knee_db, self.inv_2knee)
+    }
+
+    /// One envelope step towards `target` (attack when rising, release when falling).
+    #[inline(always)]
+    fn smooth(&self, env: f32, target: f32) -> f32 {
+        let coeff = if target > env { self.attack } else { self.release };
+        target + coeff * (env - target)
+    }
+
+    /// One detector step: from the frame's peak magnitude to the linear gain to apply. Equivalent to
+    /// [`process`](Self::process) one frame at a time (same operations, same bits).
+    #[inline(always)]
+    pub fn gain_for_peak(&mut self, peak: f32) -> f32 {
+        self.env_db = self.smooth(self.env_db, self.target_db(peak));
         fastmath::db_to_gain(self.makeup_db - self.env_db)
     }
 
+    /// Turns each frame's peak magnitude into the gain to apply, in place: the level and gain computer,
+    /// the envelope, and the gain, each as its own pass.
+    pub fn peaks_to_gains(&mut self, g: &mut [f32]) {
+        for v in g.iter_mut() {
+            *v = self.target_db(*v);
+        }
+        let mut env = self.env_db;
+        for v in g.iter_mut() {
+            env = self.smooth(env, *v);
+            *v = env;
+        }
+        self.env_db = flush(env);
+        let makeup = self.makeup_db;
+        for v in g.iter_mut() {
+            *v = fastmath::db_to_gain(makeup - *v);
+        }
+    }
+
+    /// Processes a block in passes, so that everything but the envelope recursion vectorizes: peak
+    /// detection, the level and gain computer, the envelope, the gain, and applying it.
     pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
         let n = input.frames();
         let mut gains = std::mem::take(&mut self.gains);
@@ -106,15 +129,12 @@ impl Compressor {
                 *p = p.max(x.abs());
             }
         }
-        for p in g.iter_mut() {
-            *p = self.gain_for_peak(*p);
-        }
+        self.peaks_to_gains(g);
         for c in 0..input.channels() {
             for ((y, x), g) in output.channel_mut(c).iter_mut().zip(input.channel(c)).zip(g.iter()) {
                 *y = x * g;
             }
         }
         self.gains = gains;
-        self.env_db = flush(self.env_db);
     }
 }

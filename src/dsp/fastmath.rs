@@ -1,7 +1,7 @@
 //! Fast, accurate-enough `log2` and `exp2` for per-sample gain computation.
 //!
 //! Both are branch-free, deterministic (pure float arithmetic, no table) and accurate to better than
-//! 2e-6 in log2 units (1e-5 dB) over the range the dynamics processors use.
+//! 2e-6 in log2 units (1e-5 dB) and 1e-6 relative respectively over the range the dynamics processors use.
 
 /// `log2(x)` for `x` a positive, normal, finite `f32`. Callers clamp into range first.
 #[inline(always)]
@@ -22,11 +22,13 @@ pub fn log2(x: f32) -> f32 {
 #[inline(always)]
 pub fn exp2(x: f32) -> f32 {
     let x = x.clamp(-126.0, 126.0);
-    let i = x.round();
+    // Round to nearest by adding and removing 1.5 * 2^23 (exact for |x| < 2^22): baseline x86-64 has no
+    // rounding instruction, and `f32::round` would be a library call per sample.
+    let i = (x + 12_582_912.0) - 12_582_912.0;
     let f = x - i; // [-0.5, 0.5]
     let t = f * std::f32::consts::LN_2;
-    // e^t, Taylor to degree 5: relative error below 2.5e-6 for |t| <= 0.347.
-    let p = 1.0 + t * (1.0 + t * (0.5 + t * (1.0 / 6.0 + t * (1.0 / 24.0 + t * (1.0 / 120.0)))));
+    // e^t, Taylor to degree 6: truncation error below 1.3e-7 for |t| <= 0.347.
+    let p = 1.0 + t * (1.0 + t * (0.5 + t * (1.0 / 6.0 + t * (1.0 / 24.0 + t * (1.0 / 120.0 + t * (1.0 / 720.0))))));
     let scale = f32::from_bits((((i as i32) + 127) as u32) << 23);
     p * scale
 }
@@ -66,7 +68,7 @@ mod tests {
         while x < 60.0 {
             let want = (x as f64).exp2();
             let rel = ((exp2(x) as f64 - want) / want).abs();
-            assert!(rel < 3e-6, "exp2({x}) off by {rel}");
+            assert!(rel < 1e-6, "exp2({x}) off by {rel}");
             x += 0.0137;
         }
     }

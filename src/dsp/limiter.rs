@@ -3,7 +3,9 @@
 //! For each frame the gain that would put the loudest channel exactly at the ceiling is
 //! `g_req = min(1, ceiling / peak)`. With a lookahead of `D` frames and a window of `W = D + 1`:
 //!
-//! 1. `h[t]` is the minimum of `g_req` over the last `W` frames (a sliding-minimum deque, O(1) amortized);
+//! 1. `h[t]` is the minimum of `g_req` over the last `W` frames (van Herk / Gil-Werman: a running minimum
+//!    within the current chunk of `W` frames and suffix minima of the previous chunk, so two `min`s a frame,
+//!    branch-free, plus O(W) once every W frames);
 //! 2. `r[t] = min(h[t], h[t] + a·(r[t-1] - h[t]))` falls at once and recovers with the release time;
 //! 3. `g[t]` is the mean of `r` over the last `W` frames, and multiplies the input delayed by `D` frames.
 //!
@@ -28,20 +30,21 @@ pub struct Limiter {
     lookahead: usize,
     release: f32,
     channels: usize,
-    /// `channels` delay lines of `lookahead` frames each.
+    /// Per channel, `lookahead` frames of history followed by room for one block.
     delay: Vec<f32>,
-    delay_pos: usize,
-    /// Sliding-minimum deque: a ring of (frame index, value) with capacity `W`.
-    min_val: Vec<f32>,
-    min_idx: Vec<u64>,
-    min_head: usize,
-    min_len: usize,
+    delay_len: usize,
+    /// The current chunk's required gains, the running minimum since it began, and where we are in it.
+    chunk: Vec<f32>,
+    chunk_min: f32,
+    chunk_pos: usize,
+    /// `suffix[k]` = minimum of the previous chunk from `k` on; `suffix[W]` = 1 (no constraint).
+    suffix: Vec<f32>,
     /// The last `W` released gains and their sum.
     hist: Vec<f32>,
     hist_pos: usize,
     hist_sum: f64,
+    inv_window: f64,
     released: f32,
-    frame: u64,
     gains: Vec<f32>,
 }
 
@@ -54,16 +57,16 @@ impl Limiter {
             release: super::one_pole_coeff(f64::from(s.release_ms), sample_rate),
             channels: 0,
             delay: Vec::new(),
-            delay_pos: 0,
-            min_val: Vec::new(),
-            min_idx: Vec::new(),
-            min_head: 0,
-            min_len: 0,
+            delay_len: 0,
+            chunk: Vec::new(),
+            chunk_min: 1.0,
+            chunk_pos: 0,
+            suffix: Vec::new(),
             hist: Vec::new(),
             hist_pos: 0,
             hist_sum: 0.0,
+            inv_window: 1.0 / (lookahead + 1) as f64,
             released: 1.0,
-            frame: 0,
             gains: Vec::new(),
         }
     }
@@ -84,9 +87,10 @@ impl Limiter {
     pub fn prepare(&mut self, channels: usize, max_block: usize) {
         self.channels = channels;
         let w = self.window();
-        self.delay = vec![0.0; channels * self.lookahead];
-        self.min_val = vec![0.0; w];
-        self.min_idx = vec![0; w];
+        self.delay_len = self.lookahead + max_block;
+        self.delay = vec![0.0; channels * self.delay_len];
+        self.chunk = vec![1.0; w];
+        self.suffix = vec![1.0; w + 1];
         self.hist = vec![1.0; w];
         self.gains = vec![0.0; max_block];
         self.reset();
@@ -94,41 +98,42 @@ impl Limiter {
 
     pub fn reset(&mut self) {
         self.delay.fill(0.0);
-        self.delay_pos = 0;
-        self.min_head = 0;
-        self.min_len = 0;
+        self.chunk.fill(1.0);
+        self.chunk_min = 1.0;
+        self.chunk_pos = 0;
+        self.suffix.fill(1.0);
         self.hist.fill(1.0);
         self.hist_pos = 0;
         self.hist_sum = self.window() as f64;
         self.released = 1.0;
-        self.frame = 0;
     }
 
-    /// One gain step for a frame whose loudest channel has magnitude `peak` (finite, >= 0).
+    /// The gain each frame requires: 1 up to the ceiling, `ceiling / peak` above it.
     #[inline(always)]
-    fn gain_step(&mut self, peak: f32) -> f32 {
+    pub fn required_gain(&self, peak: f32) -> f32 {
+        if peak > self.ceiling { self.ceiling / peak } else { 1.0 }
+    }
+
+    /// One gain step for a frame whose required gain is `required` (from [`required_gain`](Self::required_gain)).
+    /// Frames go through here one by one, in order; the gain applies to the frame `latency()` frames back.
+    #[inline(always)]
+    pub fn gain_step(&mut self, required: f32) -> f32 {
         let w = self.window();
-        let required = if peak > self.ceiling { self.ceiling / peak } else { 1.0 };
-        let t = self.frame;
-        self.frame += 1;
-        // Drop entries that left the window, then keep the deque increasing from front to back.
-        while self.min_len > 0 && self.min_idx[self.min_head] + w as u64 <= t {
-            self.min_head = if self.min_head + 1 == w { 0 } else { self.min_head + 1 };
-            self.min_len -= 1;
-        }
-        while self.min_len > 0 {
-            let back = wrap(self.min_head + self.min_len - 1, w);
-            if self.min_val[back] >= required {
-                self.min_len -= 1;
-            } else {
-                break;
+        let k = self.chunk_pos;
+        self.chunk[k] = required;
+        self.chunk_min = self.chunk_min.min(required);
+        let held = self.suffix[k + 1].min(self.chunk_min);
+        self.chunk_pos += 1;
+        if self.chunk_pos == w {
+            // The chunk is complete: its suffix minima serve the next W frames.
+            let mut m = 1.0f32;
+            for j in (0..w).rev() {
+                m = m.min(self.chunk[j]);
+                self.suffix[j] = m;
             }
+            self.chunk_pos = 0;
+            self.chunk_min = 1.0;
         }
-        let slot = wrap(self.min_head + self.min_len, w);
-        self.min_val[slot] = required;
-        self.min_idx[slot] = t;
-        self.min_len += 1;
-        let held = self.min_val[self.min_head];
 
         let released = held.min(held + self.release * (self.released - held));
         self.released = released;
@@ -141,57 +146,43 @@ impl Limiter {
             self.hist_pos = 0;
             self.hist_sum = self.hist.iter().map(|&g| f64::from(g)).sum();
         }
-        (self.hist_sum / w as f64) as f32
+        (self.hist_sum * self.inv_window) as f32
+    }
+
+    /// [`gain_step`](Self::gain_step) over a block, in place.
+    pub fn required_to_gains(&mut self, g: &mut [f32]) {
+        for v in g.iter_mut() {
+            *v = self.gain_step(*v);
+        }
     }
 
     pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
         let n = input.frames();
-        let mut gains = std::mem::take(&mut self.gains);
-        {
-            let peaks = &mut gains[..n];
-            peaks.fill(0.0);
-            for c in 0..self.channels {
-                for (p, x) in peaks.iter_mut().zip(input.channel(c)) {
-                    // `max` ignores NaN; infinity is caught below.
-                    *p = p.max(x.abs());
-                }
-            }
-            for p in peaks.iter_mut() {
-                let peak = if p.is_finite() { *p } else { 0.0 };
-                *p = self.gain_step(peak);
-            }
-        }
-        let ceiling = self.ceiling;
         let d = self.lookahead;
+        let mut gains = std::mem::take(&mut self.gains);
+        let g = &mut gains[..n];
+        // Copy the input behind the history, as silence where it is not finite, and find each frame's peak.
+        g.fill(0.0);
         for c in 0..self.channels {
-            let x = input.channel(c);
-            let y = output.channel_mut(c);
-            let g = &gains[..n];
-            if d == 0 {
-                for i in 0..n {
-                    let xi = if x[i].is_finite() { x[i] } else { 0.0 };
-                    y[i] = (xi * g[i]).clamp(-ceiling, ceiling);
-                }
-            } else {
-                let line = &mut self.delay[c * d..(c + 1) * d];
-                let mut pos = self.delay_pos;
-                for i in 0..n {
-                    let xi = if x[i].is_finite() { x[i] } else { 0.0 };
-                    let delayed = line[pos];
-                    line[pos] = xi;
-                    pos = if pos + 1 == d { 0 } else { pos + 1 };
-                    y[i] = (delayed * g[i]).clamp(-ceiling, ceiling);
-                }
+            let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
+            for ((slot, &x), p) in line[d..d + n].iter_mut().zip(input.channel(c)).zip(g.iter_mut()) {
+                let x = if x.is_finite() { x } else { 0.0 };
+                *slot = x;
+                *p = p.max(x.abs());
             }
         }
-        if d > 0 {
-            self.delay_pos = (self.delay_pos + n) % d;
+        for v in g.iter_mut() {
+            *v = self.required_gain(*v);
+        }
+        self.required_to_gains(g);
+        let ceiling = self.ceiling;
+        for c in 0..self.channels {
+            let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
+            for ((y, &x), &g) in output.channel_mut(c).iter_mut().zip(&line[..n]).zip(g.iter()) {
+                *y = (x * g).clamp(-ceiling, ceiling);
+            }
+            line.copy_within(n..n + d, 0);
         }
         self.gains = gains;
     }
-}
-
-#[inline(always)]
-fn wrap(i: usize, w: usize) -> usize {
-    if i >= w { i - w } else { i }
 }

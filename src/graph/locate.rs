@@ -371,11 +371,11 @@ mod tests {
         let (key, node) = &entries[0];
         assert!(matches!(&key.value, Value::Str(s) if s == "eq"));
         let at = node.locate("bands[1].freq_hz").unwrap();
-        assert_eq!(line_col(src, at), (4, 60));
+        assert_eq!(line_col(src, at), (4, 64));
         assert_eq!(&src[at..at + 7], "freq_hz");
         let edges = &doc.field("edges").unwrap().value;
         let at = edges.locate("[0][1]").unwrap();
         assert_eq!(&src[at..at + 4], "\"eq\"");
-        assert_eq!(offset_of(src, 4, 60), node.locate("bands[1].freq_hz").unwrap());
+        assert_eq!(offset_of(src, 4, 64), node.locate("bands[1].freq_hz").unwrap());
     }
 }

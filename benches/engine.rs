@@ -1,0 +1,334 @@
+//! Engine throughput against a hand-fused loop of the same DSP, and the parallel executor against the
+//! serial one. Figures and the command that reproduces them are in BENCHMARKS.md.
+//!
+//! `cargo bench --bench engine`
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use fxgraph::buffer::{AudioIn, AudioOut};
+use fxgraph::demo::DemoSignal;
+use fxgraph::dsp::biquad::Coeffs32;
+use fxgraph::dsp::compressor::{Compressor, CompressorSettings};
+use fxgraph::dsp::limiter::{Limiter, LimiterSettings};
+use fxgraph::engine::Parallelism;
+use fxgraph::{Engine, EngineOptions, Graph, Registry};
+use std::hint::black_box;
+
+const SECONDS: f64 = 1.0;
+
+fn graph(name: &str) -> Graph {
+    let path = format!("{}/graphs/{name}", env!("CARGO_MANIFEST_DIR"));
+    Graph::load(path.as_ref(), &Registry::with_builtins()).expect("valid graph")
+}
+
+/// One second of the demo signal, planar stereo.
+fn demo(sample_rate: u32) -> Vec<f32> {
+    let mut d = DemoSignal::new(sample_rate, 2, SECONDS);
+    let n = d.total_frames() as usize;
+    let mut buf = vec![0.0; 2 * n];
+    d.fill(&mut AudioOut::new(&mut buf, n, 2, n));
+    buf
+}
+
+/// Runs all of `input` (planar, `n` frames per channel) through `engine` in blocks.
+fn run_engine(engine: &mut Engine, input: &[f32], output: &mut [f32], block: usize) {
+    let n = input.len() / 2;
+    engine.run(|engine| {
+        let mut at = 0;
+        while at < n {
+            let frames = block.min(n - at);
+            engine.process(
+                &AudioIn::new(&input[at..], n, 2, frames),
+                &mut AudioOut::new(&mut output[at..], n, 2, frames),
+            );
+            at += frames;
+        }
+    });
+}
+
+/// `chain.ron` written out by hand as one function: the same biquads, compressor and limiter (the
+/// library's own primitives), with both channels of every band in one per-frame loop, no graph, no buffers
+/// between nodes beyond the limiter's delay line, and the compressor's gain applied in the same pass that
+/// feeds the limiter. Work is staged per block so the dynamics' non-recursive math vectorizes, as in the
+/// nodes; a single per-frame loop over everything measured slower (see BENCHMARKS.md).
+struct FusedChain {
+    bands: [Coeffs32; 3],
+    state: [[[f32; 2]; 2]; 3],
+    comp: Compressor,
+    lim: Limiter,
+    /// Per channel: `d` frames of history, then the block.
+    delay: [Vec<f32>; 2],
+    d: usize,
+    peaks: Vec<f32>,
+    required: Vec<f32>,
+    ceiling: f32,
+}
+
+const FUSED_BLOCK: usize = 512;
+
+impl FusedChain {
+    fn new(graph: &Graph) -> Self {
+        let sr = graph.format.sample_rate;
+        let spec = |i: usize| format!("{:?}", graph.nodes[i].spec);
+        // The chain's parameters, read back from chain.ron (the output is also checked bit for bit).
+        assert!(
+            spec(0).contains("LowShelf")
+                && spec(1).contains("threshold_db: -18.0")
+                && spec(2).contains("ceiling_db: -1.0")
+        );
+        let band = |kind, f, g, q| fxgraph::dsp::biquad::Coeffs::cookbook(kind, f, g, q, f64::from(sr)).to_f32();
+        use fxgraph::dsp::biquad::BandKind::*;
+        let bands =
+            [band(LowShelf, 120.0, 2.0, 0.707), band(Peak, 1000.0, -1.5, 1.0), band(HighShelf, 8000.0, 1.5, 0.707)];
+        let mut comp = Compressor::new(
+            &CompressorSettings {
+                threshold_db: -18.0,
+                ratio: 4.0,
+                attack_ms: 10.0,
+                release_ms: 100.0,
+                knee_db: 6.0,
+                makeup_db: 2.0,
+            },
+            sr,
+        );
+        comp.prepare(FUSED_BLOCK);
+        let mut lim = Limiter::new(&LimiterSettings { ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: 50.0 }, sr);
+        lim.prepare(2, 1);
+        let d = lim.latency();
+        Self {
+            bands,
+            state: [[[0.0; 2]; 2]; 3],
+            comp,
+            ceiling: lim.ceiling(),
+            lim,
+            delay: [vec![0.0; d + FUSED_BLOCK], vec![0.0; d + FUSED_BLOCK]],
+            d,
+            peaks: vec![0.0; FUSED_BLOCK],
+            required: vec![0.0; FUSED_BLOCK],
+        }
+    }
+
+    /// Processes planar stereo `input` into `output`, whatever its length.
+    fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        let n = input.len() / 2;
+        let (xl, xr) = input.split_at(n);
+        let (yl, yr) = output.split_at_mut(n);
+        let mut at = 0;
+        while at < n {
+            let m = FUSED_BLOCK.min(n - at);
+            self.block(&xl[at..at + m], &xr[at..at + m], &mut yl[at..at + m], &mut yr[at..at + m]);
+            at += m;
+        }
+    }
+
+    fn block(&mut self, xl: &[f32], xr: &[f32], yl: &mut [f32], yr: &mut [f32]) {
+        let (m, d) = (xl.len(), self.d);
+        let [dl, dr] = &mut self.delay;
+        let peaks = &mut self.peaks[..m];
+        // EQ, both channels, every band, one pass; then the compressor's detector input.
+        for i in 0..m {
+            let mut v = [xl[i], xr[i]];
+            for (k, s) in self.bands.iter().zip(self.state.iter_mut()) {
+                v = k.tick2(v, s);
+            }
+            let [l, r] = v;
+            dl[d + i] = l;
+            dr[d + i] = r;
+            peaks[i] = 0f32.max(l.abs()).max(r.abs());
+        }
+        self.comp.peaks_to_gains(peaks);
+        // Compressor gain, straight into the limiter's delay line, and the limiter's detector.
+        let required = &mut self.required[..m];
+        for i in 0..m {
+            let (l, r) = (dl[d + i] * peaks[i], dr[d + i] * peaks[i]);
+            dl[d + i] = l;
+            dr[d + i] = r;
+            required[i] = self.lim.required_gain(0f32.max(l.abs()).max(r.abs()));
+        }
+        self.lim.required_to_gains(required);
+        let c = self.ceiling;
+        for i in 0..m {
+            yl[i] = (dl[i] * required[i]).clamp(-c, c);
+            yr[i] = (dr[i] * required[i]).clamp(-c, c);
+        }
+        dl.copy_within(m..m + d, 0);
+        dr.copy_within(m..m + d, 0);
+    }
+}
+
+/// Times `a` and `b` in interleaved ABBA rounds and returns the median over rounds of time(b) / time(a),
+/// with the 25th and 75th percentiles. Slow drift of the machine's speed (other tenants, frequency) hits
+/// both sides of a round alike, so the ratio is far steadier than separately timed runs.
+fn paired(rounds: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64, f64, f64) {
+    let time = |f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    };
+    for _ in 0..3 {
+        a();
+        b();
+    }
+    let mut ratios = Vec::with_capacity(rounds);
+    let mut a_times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let (a1, b1, b2, a2) = (time(&mut a), time(&mut b), time(&mut b), time(&mut a));
+        ratios.push((b1 + b2) / (a1 + a2));
+        a_times.push((a1 + a2) / 2.0);
+    }
+    let pick = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * q).round() as usize]
+    };
+    (pick(&mut ratios, 0.5), pick(&mut ratios, 0.25), pick(&mut ratios, 0.75), pick(&mut a_times, 0.5))
+}
+
+/// The ratios BENCHMARKS.md records, each measured in pairs in this process.
+fn ratios() {
+    let input = demo(48000);
+    let audio_s = SECONDS;
+    let mut out = vec![0.0f32; input.len()];
+    let mut out2 = vec![0.0f32; input.len()];
+    let rounds = 41;
+    println!("paired ratios ({rounds} ABBA rounds of {audio_s} s of audio each; median [p25, p75]):");
+
+    let mut fused = FusedChain::new(&graph("chain.ron"));
+    for block in [512, 64] {
+        let mut engine =
+            Engine::new(graph("chain.ron"), EngineOptions { max_block: block, threads: 1, ..Default::default() })
+                .expect("engine");
+        let (r, lo, hi, t) = paired(
+            rounds,
+            || run_engine(&mut engine, black_box(&input), &mut out, block),
+            || fused.process(black_box(&input), &mut out2),
+        );
+        println!(
+            "  chain.ron, block {block:>3}: engine throughput / fused loop = {r:.3} [{lo:.3}, {hi:.3}]; engine {:.0}x realtime, {:.1} ns/frame",
+            audio_s / t,
+            t * 1e9 / (audio_s * 48000.0)
+        );
+    }
+    for block in [512, 64] {
+        let one = EngineOptions { max_block: block, threads: 1, ..Default::default() };
+        let mut serial = Engine::new(graph("parallel.ron"), one).expect("engine");
+        for (parallelism, label) in [(Parallelism::Adaptive, "adaptive"), (Parallelism::Always, "always parallel")] {
+            let two = EngineOptions { max_block: block, threads: 2, parallelism };
+            let mut parallel = Engine::new(graph("parallel.ron"), two).expect("engine");
+            let (r, lo, hi, t) = paired(
+                rounds,
+                || run_engine(&mut parallel, black_box(&input), &mut out, block),
+                || run_engine(&mut serial, black_box(&input), &mut out2, block),
+            );
+            println!(
+                "  parallel.ron, block {block:>3}: 2 threads ({label}) speed-up over 1 thread = {r:.3} [{lo:.3}, {hi:.3}]; {:.0}x realtime",
+                audio_s / t
+            );
+        }
+    }
+}
+
+fn chain(c: &mut Criterion) {
+    let input = demo(48000);
+    let n = input.len() / 2;
+    let mut out = vec![0.0f32; input.len()];
+
+    // The fused loop computes exactly the engine's DSP: same bits out.
+    let mut engine =
+        Engine::new(graph("chain.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() })
+            .expect("engine");
+    run_engine(&mut engine, &input, &mut out, 512);
+    let mut fused_out = vec![0.0f32; input.len()];
+    FusedChain::new(&graph("chain.ron")).process(&input, &mut fused_out);
+    assert!(out.iter().zip(&fused_out).all(|(a, b)| a.to_bits() == b.to_bits()), "fused loop differs from the engine");
+
+    let mut group = c.benchmark_group("chain");
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function("fused", |b| {
+        let mut fused = FusedChain::new(&graph("chain.ron"));
+        b.iter(|| fused.process(black_box(&input), &mut fused_out));
+    });
+    for block in [64, 512] {
+        let mut engine =
+            Engine::new(graph("chain.ron"), EngineOptions { max_block: block, threads: 1, ..Default::default() })
+                .expect("engine");
+        group.bench_with_input(BenchmarkId::new("engine", block), &block, |b, &block| {
+            b.iter(|| run_engine(&mut engine, black_box(&input), &mut out, block));
+        });
+    }
+    group.finish();
+}
+
+fn parallel(c: &mut Criterion) {
+    let input = demo(48000);
+    let mut out = vec![0.0f32; input.len()];
+    let mut group = c.benchmark_group("parallel");
+    group.throughput(Throughput::Elements((input.len() / 2) as u64));
+    for block in [64, 512] {
+        for (threads, parallelism, name) in [
+            (1, Parallelism::Adaptive, "serial"),
+            (2, Parallelism::Adaptive, "2-threads"),
+            (2, Parallelism::Always, "2-threads-always"),
+        ] {
+            let options = EngineOptions { max_block: block, threads, parallelism };
+            let mut engine = Engine::new(graph("parallel.ron"), options).expect("engine");
+            group.bench_with_input(BenchmarkId::new(name, block), &block, |b, &block| {
+                b.iter(|| run_engine(&mut engine, black_box(&input), &mut out, block));
+            });
+        }
+    }
+    group.finish();
+}
+
+/// Each built-in node kind alone, at several block sizes.
+fn nodes(c: &mut Criterion) {
+    let input = demo(48000);
+    let mut out = vec![0.0f32; input.len()];
+    let kinds = [
+        (
+            "eq3",
+            "Eq(bands: [(kind: LowShelf, freq_hz: 120.0, gain_db: 2.0, q: 0.707), (kind: Peak, freq_hz: 1000.0, gain_db: -1.5, q: 1.0), (kind: HighShelf, freq_hz: 8000.0, gain_db: 1.5, q: 0.707)])",
+        ),
+        (
+            "compressor",
+            "Compressor(threshold_db: -18.0, ratio: 4.0, attack_ms: 10.0, release_ms: 100.0, knee_db: 6.0, makeup_db: 2.0)",
+        ),
+        ("limiter", "Limiter(ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: 50.0)"),
+        ("gain", "Gain(gain_db: -3.0)"),
+        ("width", "StereoWidth(width: 1.3)"),
+        ("bass_boost", "BassBoost(gain_db: 3.0)"),
+        ("treble_boost", "TrebleBoost(gain_db: 3.0)"),
+    ];
+    let mut group = c.benchmark_group("node");
+    group.throughput(Throughput::Elements((input.len() / 2) as u64));
+    for (name, node) in kinds {
+        let text = format!(
+            "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
+        );
+        for block in [64, 512, 4096] {
+            let g = Graph::parse(&text, "node.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
+            let mut engine =
+                Engine::new(g, EngineOptions { max_block: block, threads: 1, ..Default::default() }).expect("engine");
+            group.bench_with_input(BenchmarkId::new(name, block), &block, |b, &block| {
+                b.iter(|| run_engine(&mut engine, black_box(&input), &mut out, block));
+            });
+        }
+    }
+    group.finish();
+}
+
+fn main() {
+    // `cargo bench --bench engine` runs everything; `-- ratios` only the paired ratios; any other filter
+    // only the matching criterion benchmarks.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.as_deref().is_none_or(|f| f == "ratios") {
+        ratios();
+    }
+    if filter.as_deref() == Some("ratios") {
+        return;
+    }
+    let mut c =
+        Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4)).configure_from_args();
+    chain(&mut c);
+    parallel(&mut c);
+    nodes(&mut c);
+    c.final_summary();
+}
