@@ -77,46 +77,49 @@ pub struct Level {
 
 /// Per-level choice between running branches serially or in parallel, by measured time. The choice
 /// affects speed only: both ways give the same bits.
+///
+/// Every [`Self::PERIOD`] blocks the level runs [`Self::PROBES`] blocks alternating serial and parallel
+/// (alternating, so the worker threads are awake for the parallel probes as they would be in use), then
+/// keeps the way whose best recent time is clearly lower. The fastest of a few runs is a steady measure on
+/// a noisy machine; re-probing follows changes in load.
 #[derive(Default)]
 struct Adaptive {
-    serial_ns: f64,
-    parallel_ns: f64,
-    serial_runs: u32,
-    parallel_runs: u32,
+    serial_ns: [f64; 4],
+    parallel_ns: [f64; 4],
+    serial_runs: usize,
+    parallel_runs: usize,
     blocks: u64,
+    parallel: bool,
 }
 
 impl Adaptive {
-    const PROBE: u32 = 8;
-    const REPROBE_EVERY: u64 = 512;
+    const PERIOD: u64 = 256;
+    const PROBES: u64 = 8;
 
-    fn use_parallel(&mut self) -> bool {
+    /// Whether to run this block's level in parallel, and whether to time it (probe blocks only: a clock
+    /// read is not free everywhere).
+    fn choose(&mut self) -> (bool, bool) {
+        let phase = self.blocks % Self::PERIOD;
         self.blocks += 1;
-        if self.serial_runs < Self::PROBE {
-            return false;
+        if phase < Self::PROBES {
+            return (phase % 2 == 1, true);
         }
-        if self.parallel_runs < Self::PROBE {
-            return true;
+        if phase == Self::PROBES {
+            let best = |v: &[f64; 4]| v.iter().copied().fold(f64::INFINITY, f64::min);
+            // Parallel only when clearly faster: a close call is not worth keeping a second core busy.
+            self.parallel = best(&self.parallel_ns) < 0.9 * best(&self.serial_ns);
         }
-        // Parallel only when clearly faster: a close call is not worth keeping a second core busy.
-        let prefer_parallel = self.parallel_ns < 0.9 * self.serial_ns;
-        // Now and then measure the other way, so a change in load is noticed.
-        if self.blocks.is_multiple_of(Self::REPROBE_EVERY) { !prefer_parallel } else { prefer_parallel }
+        (self.parallel, false)
     }
 
     fn record(&mut self, parallel: bool, ns: f64) {
-        let (avg, runs) = if parallel {
+        let (times, runs) = if parallel {
             (&mut self.parallel_ns, &mut self.parallel_runs)
         } else {
             (&mut self.serial_ns, &mut self.serial_runs)
         };
-        // Skip the first run of each way: it pays for cold caches and waking threads.
-        *avg = match *runs {
-            0 => 0.0,
-            1 => ns,
-            _ => *avg * 0.875 + ns * 0.125,
-        };
-        *runs = runs.saturating_add(1);
+        times[*runs % times.len()] = ns;
+        *runs += 1;
     }
 }
 
@@ -417,8 +420,8 @@ impl Runtime {
                 run_branch(done, current, level.start, &io);
                 continue;
             }
-            let parallel = always || level.choice.use_parallel();
-            let t0 = Instant::now();
+            let (parallel, timed) = if always { (true, false) } else { level.choice.choose() };
+            let t0 = timed.then(Instant::now);
             if parallel {
                 run_branches(done, current, level.start, &level.branches, &io);
             } else {
@@ -426,7 +429,9 @@ impl Runtime {
                     run_branch(done, &mut current[s - level.start..e - level.start], s, &io);
                 }
             }
-            level.choice.record(parallel, t0.elapsed().as_nanos() as f64);
+            if let Some(t0) = t0 {
+                level.choice.record(parallel, t0.elapsed().as_nanos() as f64);
+            }
         }
     }
 
