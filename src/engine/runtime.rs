@@ -106,8 +106,8 @@ impl Adaptive {
         }
         if phase == Self::PROBES {
             let best = |v: &[f64; 4]| v.iter().copied().fold(f64::INFINITY, f64::min);
-            // Parallel only when clearly faster: a close call is not worth keeping a second core busy.
-            self.parallel = best(&self.parallel_ns) < 0.9 * best(&self.serial_ns);
+            // Parallel only when clearly (20%) faster: a close call is not worth waking a second core for.
+            self.parallel = best(&self.parallel_ns) < 0.8 * best(&self.serial_ns);
         }
         (self.parallel, false)
     }
