@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+pub mod alloc;
 pub mod buffer;
 pub mod builtin;
 pub mod demo;
 pub mod dsp;
 pub mod engine;
 pub mod graph;
+pub mod monitor;
 pub mod node;
 pub mod registry;
 pub mod render;

@@ -12,6 +12,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOC: fxgraph::alloc::CountingAllocator = fxgraph::alloc::CountingAllocator;
+
 #[derive(Parser)]
 #[command(name = "fxgraph", version, about = "Audio effect graphs described in RON, rendered headlessly")]
 struct Cli {
@@ -43,6 +46,27 @@ enum Command {
         /// Output sample format; 16 and 24 bit are TPDF-dithered.
         #[arg(long, value_enum, default_value_t = Format::F32)]
         format: Format,
+        /// Also write the monitor's metrics (timing, load, levels, memory) to this JSON file.
+        #[arg(long)]
+        metrics: Option<PathBuf>,
+    },
+    /// Render the demo signal through a graph with no file output and report speed, per-node timing, DSP
+    /// load, levels and memory.
+    Bench {
+        /// The graph file (RON).
+        graph: PathBuf,
+        /// Seconds of demo signal to render.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Frames per processing block.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        block: u32,
+        /// Worker threads; 1 runs the single-threaded reference executor [default: the number of cores].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+        threads: Option<u32>,
+        /// Print one JSON object on stdout instead of the tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate a graph and print its processing order, parallel branch groups and latency.
     Check {
@@ -86,8 +110,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Render { graph, input, output, block, threads, seconds, format } => {
-            cmd_render(&graph, input.as_deref(), output, block as usize, threads, seconds, format)
+        Command::Render { graph, input, output, block, threads, seconds, format, metrics } => {
+            cmd_render(&graph, input.as_deref(), output, block as usize, threads, seconds, format, metrics.as_deref())
+        }
+        Command::Bench { graph, seconds, block, threads, json } => {
+            cmd_bench(&graph, seconds, block as usize, threads, json)
         }
         Command::Check { graph } => cmd_check(&graph),
     };
@@ -115,6 +142,21 @@ fn start(graph: Graph, max_block: usize, threads: usize) -> Result<Engine, Failu
     })
 }
 
+fn default_threads(threads: Option<u32>) -> usize {
+    threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize)
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+fn write_atomically(path: &Path, text: &str) -> Result<(), Failure> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "metrics".into());
+    let tmp = path.with_file_name(format!(".{name}.fxgraph-{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Failure::Other(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 fn cmd_render(
     graph_path: &Path,
     input: Option<&Path>,
@@ -123,6 +165,7 @@ fn cmd_render(
     threads: Option<u32>,
     seconds: Option<f64>,
     format: Format,
+    metrics: Option<&Path>,
 ) -> Result<(), Failure> {
     if let Some(s) = seconds
         && !(s.is_finite() && s > 0.0)
@@ -185,7 +228,7 @@ fn cmd_render(
         None => (seconds.unwrap_or(10.0) * f64::from(fmt.sample_rate)).round() as u64,
     };
 
-    let threads = threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize);
+    let threads = default_threads(threads);
     let mut engine = start(graph, block, threads)?;
     let wav_format = match format {
         Format::F32 => WavFormat::F32,
@@ -238,6 +281,113 @@ fn cmd_render(
     if engine.nonfinite_input() > 0 {
         eprintln!("warning: {} non-finite input samples were replaced by silence", engine.nonfinite_input());
     }
+    if let Some(metrics_path) = metrics {
+        let report = engine.metrics();
+        let text = serde_json::to_string_pretty(&report).map_err(|e| Failure::Other(e.into()))?;
+        write_atomically(metrics_path, &text)?;
+    }
+    Ok(())
+}
+
+fn cmd_bench(graph_path: &Path, seconds: f64, block: usize, threads: Option<u32>, json: bool) -> Result<(), Failure> {
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(bad_input(anyhow::anyhow!("--seconds must be a positive number of seconds (got {seconds})")));
+    }
+    let graph = load(graph_path)?;
+    let fmt = graph.format;
+    let threads = default_threads(threads);
+    // The demo signal is generated before the engine starts and timing begins, so only the engine's
+    // processing (and allocations) are measured.
+    let mut demo = DemoSignal::new(fmt.sample_rate, fmt.channels, seconds);
+    let frames = demo.total_frames() as usize;
+    let mut planar = vec![0.0f32; fmt.channels * frames];
+    demo.fill(&mut fxgraph::AudioOut::new(&mut planar, frames, fmt.channels, frames));
+    let channels: Vec<Vec<f32>> = planar.chunks(frames.max(1)).map(<[f32]>::to_vec).collect();
+    drop(planar);
+    let mut source = fxgraph::render::MemorySource::new(channels);
+    let mut engine = start(graph, block, threads)?;
+    let started = std::time::Instant::now();
+    render(&mut engine, &mut source, &mut fxgraph::render::NullSink, block, &mut |_| {})?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let report = engine.metrics();
+    let realtime_factor = seconds / elapsed.max(1e-12);
+    if json {
+        let nodes: Vec<serde_json::Value> = report
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "name": n.name, "kind": n.kind, "calls": n.calls, "mean_ns": n.mean_ns, "p50_ns": n.p50_ns,
+                    "p99_ns": n.p99_ns, "max_ns": n.max_ns, "budget_share": n.budget_share,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "graph": graph_path.display().to_string(),
+            "realtime_factor": realtime_factor,
+            "seconds": seconds,
+            "elapsed_seconds": elapsed,
+            "frames": frames,
+            "block": block,
+            "threads": threads,
+            "executor": report.executor,
+            "dsp_load": report.dsp_load,
+            "blocks": report.blocks,
+            "blocks_over_budget": report.blocks_over_budget,
+            "nodes": nodes,
+            "peak_rss_bytes": report.memory.peak_rss_bytes,
+            "memory": report.memory,
+            "output": report.output,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    let us = |ns: f64| ns / 1000.0;
+    println!(
+        "{}: {seconds} s of demo signal in {elapsed:.3} s, {realtime_factor:.0}x realtime ({} executor, {threads} thread{}, block {block})",
+        graph_path.display(),
+        report.executor,
+        if threads == 1 { "" } else { "s" },
+    );
+    println!(
+        "DSP load {:.2}%, blocks over budget {} of {}, block time mean {:.1} us, p99 {:.1} us, max {:.1} us",
+        report.dsp_load * 100.0,
+        report.blocks_over_budget,
+        report.blocks,
+        us(report.block_mean_ns),
+        us(report.block_p99_ns as f64),
+        us(report.block_max_ns as f64)
+    );
+    let width = report.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<width$}  {:<12} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "node", "kind", "mean us", "p50 us", "p99 us", "max us", "budget"
+    );
+    for n in &report.nodes {
+        println!(
+            "{:<width$}  {:<12} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>7.2}%",
+            n.name,
+            n.kind,
+            us(n.mean_ns),
+            us(n.p50_ns as f64),
+            us(n.p99_ns as f64),
+            us(n.max_ns as f64),
+            n.budget_share * 100.0
+        );
+    }
+    let mib = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+    println!(
+        "memory: resident {}, peak resident {}, heap allocated since start {}, heap live {}",
+        mib(report.memory.rss_bytes),
+        mib(report.memory.peak_rss_bytes),
+        mib(report.memory.heap_allocated_since_start_bytes),
+        mib(report.memory.heap_live_bytes)
+    );
+    let o = &report.output;
+    println!(
+        "output: peak {:.2} dBFS, RMS {:.2} dBFS, crest factor {:.2} dB, dynamic range {:.1} dB, clipped samples {}",
+        o.peak_dbfs, o.rms_dbfs, o.crest_factor_db, o.dynamic_range_db, o.clipped_samples
+    );
     Ok(())
 }
 

@@ -137,12 +137,18 @@ fn per_block_processing_allocates_nothing() {
         for block in [64, 512] {
             let graph = Graph::parse(EVERY_KIND, "every_kind.ron", ".".as_ref(), &Registry::with_builtins())
                 .expect("valid graph");
-            let options = EngineOptions { max_block: block, threads, parallelism };
-            engines.push((Engine::new(graph, options).expect("engine starts"), options));
+            let options = EngineOptions { max_block: block, threads, parallelism, monitor: true };
+            let mut engine = Engine::new(graph, options).expect("engine starts");
+            // The monitor is on, and one node is metered too.
+            engine.meter_node("comp").expect("metered");
+            engines.push((engine, options));
         }
     }
     for (engine, options) in &mut engines {
         let allocations = blocks(engine, 1200, options.max_block);
         assert_eq!(allocations, 0, "{allocations} allocations in 1200 blocks with {options:?}");
+        let report = engine.metrics();
+        assert!(report.nodes.iter().all(|n| n.calls == 1200), "the monitor recorded every block");
+        assert!(report.nodes.iter().any(|n| n.levels.is_some()));
     }
 }

@@ -460,3 +460,53 @@ fn the_demo_signal_is_deterministic_and_peaks_near_full_scale() {
     // Stereo, not dual mono.
     assert!(samples.chunks(2).any(|f| (f[0] - f[1]).abs() > 0.01));
 }
+
+#[test]
+fn bench_reports_json_usable_as_a_regression_gate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = repo().join("graphs/parallel.ron");
+    let o = fxgraph(
+        &["bench", g.to_str().expect("utf-8"), "--seconds", "1", "--block", "256", "--threads", "2", "--json"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON object on stdout");
+    assert!(v["realtime_factor"].as_f64().expect("realtime_factor") > 1.0);
+    assert_eq!(v["frames"], 48000);
+    assert_eq!(v["block"], 256);
+    assert_eq!(v["threads"], 2);
+    assert!(v["peak_rss_bytes"].as_u64().expect("peak_rss_bytes") > 0);
+    let nodes = v["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 9);
+    for n in nodes {
+        for key in ["name", "kind"] {
+            assert!(n[key].is_string(), "{n}");
+        }
+        for key in ["mean_ns", "p99_ns", "max_ns"] {
+            assert!(n[key].as_f64().expect(key) > 0.0, "{n}");
+        }
+    }
+    // The table form names every node too.
+    let o = fxgraph(&["bench", g.to_str().expect("utf-8"), "--seconds", "1"], dir.path());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("realtime") && text.contains("high_mid_comp") && text.contains("DSP load"),
+        "{text}"
+    );
+    let o = fxgraph(&["bench", "nope.ron"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn render_writes_metrics_json_on_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = repo().join("graphs/chain.ron");
+    let o = fxgraph(&["render", g.to_str().expect("utf-8"), "--seconds", "1", "--metrics", "m.json"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.json")).expect("metrics file")).expect("json");
+    assert_eq!(v["nodes"].as_array().map(Vec::len), Some(3));
+    assert!(v["dsp_load"].as_f64().expect("dsp_load") > 0.0);
+    assert!(v["output"]["peak_dbfs"].as_f64().expect("peak") <= -0.999);
+    assert!(v["memory"]["peak_rss_bytes"].as_u64().is_some());
+}

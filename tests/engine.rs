@@ -16,7 +16,8 @@ fn parse(src: &str) -> Graph {
 }
 
 fn engine(src: &str, block: usize, threads: usize, parallelism: Parallelism) -> Engine {
-    Engine::new(parse(src), EngineOptions { max_block: block, threads, parallelism }).expect("engine starts")
+    Engine::new(parse(src), EngineOptions { max_block: block, threads, parallelism, monitor: true })
+        .expect("engine starts")
 }
 
 /// Renders `input` (planar) through a graph, latency-compensated.
@@ -480,4 +481,49 @@ fn a_registered_kind_goes_through_the_lifecycle_in_order_on_its_entity() {
     assert_eq!(state(&engine), Some(Lifecycle::CleanedUp));
     let log = PROBE_LOG.get().expect("probe built").lock().expect("log").clone();
     assert_eq!(log, ["build", "initialize 44100 1 64", "start", "process", "stop", "cleanup"]);
+}
+
+#[test]
+fn the_monitor_reports_timing_load_levels_and_memory() {
+    let src = graph_file("chain.ron");
+    let mut e = engine(&src, 256, 1, Parallelism::Adaptive);
+    e.meter_node("comp").expect("comp runs");
+    assert!(e.meter_node("nope").is_err());
+    let mut sink = MemorySink::default();
+    render(&mut e, &mut MemorySource::new(demo(2.0)), &mut sink, 256, &mut |_| {}).expect("render");
+    let report = e.metrics();
+    let blocks = (96000 + 240usize).div_ceil(256) as u64;
+    assert_eq!(report.blocks, blocks);
+    assert_eq!(report.frames, 96000 + 240);
+    assert_eq!(report.executor, "serial");
+    assert!(report.dsp_load > 0.0 && report.dsp_load < 1.0);
+    let names: Vec<&str> = report.nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["eq", "comp", "limiter"]);
+    for n in &report.nodes {
+        assert_eq!(n.calls, blocks);
+        assert!(n.mean_ns > 0.0 && n.p50_ns <= n.p99_ns && n.p99_ns <= n.max_ns, "{n:?}");
+        assert!(n.budget_share > 0.0 && n.budget_share < 1.0);
+    }
+    assert_eq!(report.nodes[2].latency_frames, 240);
+    // The output meter agrees with the rendered samples.
+    let peak = sink.channels.iter().flatten().fold(0.0f32, |p, x| p.max(x.abs()));
+    assert!((report.output.peak_dbfs - 20.0 * f64::from(peak).log10()).abs() < 1e-3);
+    assert!(report.output.peak_dbfs <= -1.0 + 1e-4, "the limiter's ceiling shows in the meter");
+    assert_eq!(report.output.clipped_samples, 0);
+    assert!(report.output.rms_dbfs < report.output.peak_dbfs);
+    assert!(!report.output.spectrum.is_empty());
+    // Only the metered node has levels; the compressor's output is louder than its input's threshold.
+    assert!(report.nodes[1].levels.is_some() && report.nodes[0].levels.is_none());
+    if cfg!(target_os = "linux") {
+        assert!(report.memory.peak_rss_bytes.unwrap_or(0) > 1 << 20);
+    }
+    let json = serde_json::to_value(&report).expect("serializes");
+    assert!(json["nodes"][0]["p99_ns"].is_u64());
+
+    // With the monitor off nothing is timed.
+    let options = EngineOptions { max_block: 256, threads: 1, monitor: false, ..Default::default() };
+    let mut quiet = Engine::new(parse(&src), options).expect("engine");
+    render(&mut quiet, &mut MemorySource::new(demo(0.5)), &mut MemorySink::default(), 256, &mut |_| {})
+        .expect("render");
+    assert!(quiet.metrics().nodes.iter().all(|n| n.calls == 0));
 }

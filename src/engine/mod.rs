@@ -75,6 +75,32 @@ pub struct Latency {
     pub at_output: usize,
 }
 
+/// Timing of a node's processing, as last gathered by the monitor.
+#[derive(Component, Debug, Clone, Copy, Default, PartialEq)]
+pub struct NodeTiming {
+    pub calls: u64,
+    pub mean_ns: f64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+/// Levels at a node's output, as last gathered (only on nodes passed to [`Engine::meter_node`]).
+#[derive(Component, Clone)]
+pub struct NodeMeter(pub crate::monitor::Meter);
+
+/// Graph-wide figures, as last gathered by the monitor.
+#[derive(Resource, Clone, Default)]
+pub struct GraphMetrics {
+    pub blocks: u64,
+    pub frames: u64,
+    pub busy_ns: u64,
+    pub blocks_over_budget: u64,
+    pub block_timing: crate::monitor::Timing,
+    pub output: crate::monitor::Meter,
+    pub nonfinite_input: u64,
+}
+
 /// Engine-wide settings.
 #[derive(Resource, Debug, Clone)]
 pub struct EngineConfig {
@@ -82,6 +108,7 @@ pub struct EngineConfig {
     pub max_block: usize,
     pub threads: usize,
     pub parallelism: Parallelism,
+    pub monitor: bool,
     pub base_dir: PathBuf,
 }
 
@@ -117,6 +144,8 @@ macro_rules! labels {
 }
 
 labels!(
+    /// Gathers what the audio side recorded into components and resources.
+    Monitor,
     /// Builds and initializes processors.
     Initialize,
     /// Computes the [`Plan`].
@@ -354,7 +383,49 @@ fn start_processors(
         Some(pool) => Executor::Parallel(pool.0.clone(), config.parallelism == Parallelism::Always),
         None => Executor::Serial,
     };
-    commands.insert_resource(Runtime::new(processors, layout, config.format.channels, config.max_block, executor));
+    commands.insert_resource(Runtime::new(
+        processors,
+        layout,
+        config.format.channels,
+        config.max_block,
+        config.format.sample_rate,
+        executor,
+        config.monitor,
+    ));
+}
+
+/// Copies the audio side's records into [`NodeTiming`] and [`NodeMeter`] components and the
+/// [`GraphMetrics`] resource.
+fn publish_metrics(
+    mut commands: Commands,
+    runtime: Option<Res<Runtime>>,
+    plan: Res<Plan>,
+    mut timings: Query<&mut NodeTiming>,
+) {
+    let Some(rt) = runtime else { return };
+    for (node, &e) in rt.nodes.iter().zip(&plan.order) {
+        if let Ok(mut t) = timings.get_mut(e) {
+            *t = NodeTiming {
+                calls: node.timing.calls(),
+                mean_ns: node.timing.mean_ns(),
+                p50_ns: node.timing.quantile_ns(0.5),
+                p99_ns: node.timing.quantile_ns(0.99),
+                max_ns: node.timing.max_ns(),
+            };
+        }
+        if let Some(meter) = &node.meter {
+            commands.entity(e).insert(NodeMeter((**meter).clone()));
+        }
+    }
+    commands.insert_resource(GraphMetrics {
+        blocks: rt.block_timing.calls(),
+        frames: rt.frames_processed,
+        busy_ns: rt.block_timing.total_ns(),
+        blocks_over_budget: rt.blocks_over_budget,
+        block_timing: rt.block_timing.clone(),
+        output: rt.output_meter.clone(),
+        nonfinite_input: rt.nonfinite_input(),
+    });
 }
 
 fn process_block(mut runtime: ResMut<Runtime>) {
@@ -370,13 +441,7 @@ fn stop_processors(
     let Some(mut runtime) = runtime else { return };
     let rt = std::mem::replace(
         &mut *runtime,
-        Runtime::new(
-            Vec::new(),
-            RuntimeLayout { inputs: vec![], output: vec![], levels: vec![] },
-            1,
-            1,
-            Executor::Serial,
-        ),
+        Runtime::new(Vec::new(), RuntimeLayout::default(), 1, 1, 48000, Executor::Serial, false),
     );
     for (&e, mut p) in plan.order.iter().zip(rt.into_processors()) {
         p.stop();
@@ -408,6 +473,9 @@ pub struct EngineOptions {
     /// How the parallel executor picks between running a level's branches concurrently or one after
     /// another. Either way the output is the same.
     pub parallelism: Parallelism,
+    /// Record per-node and per-block timing and the output's levels (see [`Engine::metrics`]). Costs two
+    /// clock reads per node per block and one pass over the output.
+    pub monitor: bool,
 }
 
 /// See [`EngineOptions::parallelism`].
@@ -422,7 +490,7 @@ pub enum Parallelism {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { max_block: 512, threads: 1, parallelism: Parallelism::Adaptive }
+        Self { max_block: 512, threads: 1, parallelism: Parallelism::Adaptive, monitor: true }
     }
 }
 
@@ -442,6 +510,8 @@ pub enum EngineError {
 pub struct Engine {
     world: World,
     running: bool,
+    /// The counting allocator's total when the engine was created, if it is installed.
+    heap_baseline: Option<u64>,
 }
 
 impl Engine {
@@ -454,12 +524,14 @@ impl Engine {
         if options.max_block == 0 || options.threads == 0 {
             return Err(EngineError::Options("block size and thread count must be at least 1".into()));
         }
+        let heap_baseline = crate::alloc::CountingAllocator::stats().map(|s| s.allocated_total);
         let mut world = World::new();
         world.insert_resource(EngineConfig {
             format: graph.format,
             max_block: options.max_block,
             threads: options.threads,
             parallelism: options.parallelism,
+            monitor: options.monitor,
             base_dir: graph.base_dir.clone(),
         });
         world.init_resource::<LifecycleErrors>();
@@ -489,6 +561,7 @@ impl Engine {
                 ProcessorSlot(Exclusive::new(None)),
                 Lifecycle::Created,
                 Latency::default(),
+                NodeTiming::default(),
             ));
         }
         world.spawn((GraphOutput, NodeName("output".into()), Inputs(graph.output.iter().map(resolve).collect())));
@@ -500,8 +573,9 @@ impl Engine {
         add(&|| schedule(Process, process_block));
         add(&|| schedule(Stop, stop_processors));
         add(&|| schedule(Cleanup, cleanup_processors));
+        add(&|| schedule(Monitor, publish_metrics));
 
-        let mut engine = Self { world, running: false };
+        let mut engine = Self { world, running: false, heap_baseline };
         engine.world.run_schedule(Initialize);
         engine.check_errors()?;
         engine.world.run_schedule(Compile);
@@ -576,6 +650,92 @@ impl Engine {
 
     pub fn world(&self) -> &World {
         &self.world
+    }
+
+    /// Measures the levels at a node's output from now on (control side; allocates the meter).
+    ///
+    /// # Errors
+    /// [`EngineError::Options`] if no running node has that name.
+    pub fn meter_node(&mut self, name: &str) -> Result<(), EngineError> {
+        let index = self.plan().names.iter().position(|n| n == name);
+        let mut runtime = self.world.resource_mut::<Runtime>();
+        match index.and_then(|i| runtime.nodes.get_mut(i)) {
+            Some(node) => {
+                node.meter = Some(Box::new(crate::monitor::Meter::new()));
+                Ok(())
+            }
+            None => Err(EngineError::Options(format!("no running node is named \"{name}\""))),
+        }
+    }
+
+    /// Gathers what the monitor recorded (running the [`Monitor`] schedule), reports it as `tracing`
+    /// events (target `fxgraph::monitor`) and returns it. Control side: allocates.
+    pub fn metrics(&mut self) -> crate::monitor::MetricsReport {
+        use crate::monitor::{MemoryReport, MetricsReport, NodeReport};
+        self.world.run_schedule(Monitor);
+        let world = &self.world;
+        let config = world.resource::<EngineConfig>();
+        let plan = world.resource::<Plan>();
+        let graph = world.get_resource::<GraphMetrics>().cloned().unwrap_or_default();
+        let sample_rate = config.format.sample_rate;
+        let block_ns = if graph.blocks == 0 {
+            0.0
+        } else {
+            graph.frames as f64 / graph.blocks as f64 * 1e9 / f64::from(sample_rate)
+        };
+        let nodes: Vec<NodeReport> = plan
+            .order
+            .iter()
+            .zip(&plan.names)
+            .map(|(&e, name)| {
+                let t = world.get::<NodeTiming>(e).copied().unwrap_or_default();
+                NodeReport {
+                    name: name.clone(),
+                    kind: world.get::<NodeParams>(e).map_or("?", |p| p.0.kind()).to_string(),
+                    calls: t.calls,
+                    mean_ns: t.mean_ns,
+                    p50_ns: t.p50_ns,
+                    p99_ns: t.p99_ns,
+                    max_ns: t.max_ns,
+                    budget_share: if block_ns > 0.0 { t.mean_ns / block_ns } else { 0.0 },
+                    latency_frames: world.get::<Latency>(e).map_or(0, |l| l.own),
+                    levels: world.get::<NodeMeter>(e).map(|m| m.0.levels(sample_rate)),
+                }
+            })
+            .collect();
+        let audio_ns = graph.frames as f64 * 1e9 / f64::from(sample_rate);
+        let report = MetricsReport {
+            executor: if config.threads > 1 { "parallel" } else { "serial" },
+            threads: config.threads,
+            sample_rate,
+            channels: config.format.channels,
+            blocks: graph.blocks,
+            frames: graph.frames,
+            dsp_load: if audio_ns > 0.0 { graph.busy_ns as f64 / audio_ns } else { 0.0 },
+            blocks_over_budget: graph.blocks_over_budget,
+            block_mean_ns: graph.block_timing.mean_ns(),
+            block_p99_ns: graph.block_timing.quantile_ns(0.99),
+            block_max_ns: graph.block_timing.max_ns(),
+            nodes,
+            output: graph.output.levels(sample_rate),
+            memory: MemoryReport::now(self.heap_baseline),
+            nonfinite_input_samples: graph.nonfinite_input,
+        };
+        for n in &report.nodes {
+            tracing::info!(
+                target: "fxgraph::monitor",
+                node = %n.name, kind = %n.kind, calls = n.calls, mean_ns = n.mean_ns, p99_ns = n.p99_ns,
+                max_ns = n.max_ns, budget_share = n.budget_share, "node timing"
+            );
+        }
+        tracing::info!(
+            target: "fxgraph::monitor",
+            blocks = report.blocks, dsp_load = report.dsp_load, over_budget = report.blocks_over_budget,
+            peak_dbfs = report.output.peak_dbfs, rms_dbfs = report.output.rms_dbfs,
+            clipped = report.output.clipped_samples, rss_bytes = report.memory.rss_bytes,
+            "graph metrics"
+        );
+        report
     }
 
     /// Stops processing and cleans up every processor. Also done on drop.

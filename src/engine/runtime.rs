@@ -13,6 +13,7 @@
 
 use crate::buffer::{AudioIn, AudioOut};
 use crate::dsp::denormal::FlushDenormals;
+use crate::monitor::{Meter, Timing};
 use crate::node::Processor;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -64,6 +65,10 @@ pub struct RtNode {
     inputs: Vec<EdgeIn>,
     out: Vec<f32>,
     mix: Vec<f32>,
+    /// Processing time per block (recorded when the monitor is on).
+    pub(crate) timing: Timing,
+    /// Levels at the node's output, when the application asked for them.
+    pub(crate) meter: Option<Box<Meter>>,
 }
 
 /// A level: nodes `start..end`, split into branches that may run concurrently.
@@ -159,6 +164,13 @@ pub struct Runtime {
     levels: Vec<Level>,
     executor: Executor,
     nonfinite_input: u64,
+    /// Record timing and levels.
+    monitor: bool,
+    sample_rate: u32,
+    pub(crate) block_timing: Timing,
+    pub(crate) blocks_over_budget: u64,
+    pub(crate) frames_processed: u64,
+    pub(crate) output_meter: Meter,
 }
 
 struct Io<'a> {
@@ -167,6 +179,7 @@ struct Io<'a> {
     channels: usize,
     stride: usize,
     frames: usize,
+    monitor: bool,
 }
 
 /// Resolves a source to its buffer: nodes below `lo.len()` are in `lo`, later ones in `hi`.
@@ -183,6 +196,15 @@ impl Lookup<'_> {
             Src::Node(g) if g < self.lo.len() => &self.lo[g].out,
             Src::Node(g) => &self.hi[g - self.hi_start].out,
         }
+    }
+}
+
+/// The graph's output: the mix buffer, or the single source's buffer when nothing needs mixing.
+fn output_slice<'a>(mixed: bool, mix: &'a [f32], edges: &[EdgeIn], input: &'a [f32], nodes: &'a [RtNode]) -> &'a [f32] {
+    match (mixed, edges.first().map(|e| e.from)) {
+        (false, Some(Src::Node(g))) => &nodes[g].out,
+        (false, Some(Src::Input)) => input,
+        _ => mix,
     }
 }
 
@@ -222,7 +244,7 @@ fn mix_into(dst: &mut [f32], edges: &mut [EdgeIn], lookup: &Lookup<'_>, io: &Io<
 
 fn run_node(node: &mut RtNode, lookup: &Lookup<'_>, io: &Io<'_>) {
     let (ch, stride, n) = (io.channels, io.stride, io.frames);
-    let RtNode { processor, inputs, out, mix } = node;
+    let RtNode { processor, inputs, out, mix, timing, meter } = node;
     let input = match inputs.as_slice() {
         [] => AudioIn::new(io.zeros, stride, ch, n),
         [single] if single.delay == 0 => AudioIn::new(lookup.buf(single.from, io), stride, ch, n),
@@ -231,7 +253,16 @@ fn run_node(node: &mut RtNode, lookup: &Lookup<'_>, io: &Io<'_>) {
             AudioIn::new(mix, stride, ch, n)
         }
     };
-    processor.get_mut().process(&input, &mut AudioOut::new(out, stride, ch, n));
+    if io.monitor {
+        let t0 = Instant::now();
+        processor.get_mut().process(&input, &mut AudioOut::new(out, stride, ch, n));
+        timing.record(t0.elapsed().as_nanos() as u64);
+        if let Some(meter) = meter {
+            meter.feed(out, stride, ch, n);
+        }
+    } else {
+        processor.get_mut().process(&input, &mut AudioOut::new(out, stride, ch, n));
+    }
 }
 
 /// Runs the nodes of one branch in order. `done` holds every node before the level.
@@ -267,13 +298,16 @@ fn run_branches(done: &[RtNode], nodes: &mut [RtNode], offset: usize, branches: 
 }
 
 impl Runtime {
-    /// Builds the runtime. `processors` are initialized and started, in execution order.
+    /// Builds the runtime. `processors` are initialized and started, in execution order. With `monitor`,
+    /// every block records per-node and per-block timing and the output's levels.
     pub fn new(
         processors: Vec<Box<dyn Processor>>,
         layout: RuntimeLayout,
         channels: usize,
         max_block: usize,
+        sample_rate: u32,
         executor: Executor,
+        monitor: bool,
     ) -> Self {
         let len = channels * max_block;
         let nodes = processors
@@ -284,6 +318,8 @@ impl Runtime {
                 inputs: ins.into_iter().map(|(s, d)| EdgeIn::new(s, d, channels)).collect(),
                 out: vec![0.0; len],
                 mix: vec![0.0; len],
+                timing: Timing::default(),
+                meter: None,
             })
             .collect();
         let output_mix = !matches!(layout.output.as_slice(), [(_, 0)]);
@@ -310,7 +346,21 @@ impl Runtime {
             levels,
             executor,
             nonfinite_input: 0,
+            monitor,
+            sample_rate,
+            block_timing: Timing::default(),
+            blocks_over_budget: 0,
+            frames_processed: 0,
+            output_meter: Meter::new(),
         }
+    }
+
+    pub fn monitor(&self) -> bool {
+        self.monitor
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
     }
 
     pub fn max_block(&self) -> usize {
@@ -360,19 +410,13 @@ impl Runtime {
     }
 
     fn output_buf(&self) -> &[f32] {
-        if self.output_mix {
-            &self.output
-        } else {
-            match self.output_edges[0].from {
-                Src::Input => &self.input,
-                Src::Node(g) => &self.nodes[g].out,
-            }
-        }
+        output_slice(self.output_mix, &self.output, &self.output_edges, &self.input, &self.nodes)
     }
 
     /// Processes the block written by [`write_input`](Self::write_input).
     pub fn process(&mut self) {
         let _ftz = FlushDenormals::new();
+        let t0 = self.monitor.then(Instant::now);
         match self.executor.clone() {
             Executor::Serial => self.run_serial(),
             Executor::Parallel(pool, always) => {
@@ -389,6 +433,17 @@ impl Runtime {
             }
         }
         self.mix_output();
+        if let Some(t0) = t0 {
+            let ns = t0.elapsed().as_nanos() as u64;
+            self.block_timing.record(ns);
+            // The block's real-time duration: frames / rate, in ns.
+            if ns as u128 * u128::from(self.sample_rate) > self.frames as u128 * 1_000_000_000 {
+                self.blocks_over_budget += 1;
+            }
+            let out = output_slice(self.output_mix, &self.output, &self.output_edges, &self.input, &self.nodes);
+            self.output_meter.feed(out, self.stride, self.channels, self.frames);
+        }
+        self.frames_processed += self.frames as u64;
     }
 
     fn io_parts(&mut self) -> (Io<'_>, &mut Vec<RtNode>, &mut Vec<Level>) {
@@ -398,6 +453,7 @@ impl Runtime {
             channels: self.channels,
             stride: self.stride,
             frames: self.frames,
+            monitor: self.monitor,
         };
         (io, &mut self.nodes, &mut self.levels)
     }
@@ -445,6 +501,7 @@ impl Runtime {
             channels: self.channels,
             stride: self.stride,
             frames: self.frames,
+            monitor: false,
         };
         let lookup = Lookup { lo: &self.nodes, hi: &[], hi_start: self.nodes.len() };
         mix_into(&mut self.output, &mut self.output_edges, &lookup, &io);

@@ -1,0 +1,78 @@
+//! An opt-in counting allocator, so the monitor can report heap use.
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static ALLOC: fxgraph::alloc::CountingAllocator = fxgraph::alloc::CountingAllocator;
+//! ```
+#![allow(unsafe_code)] // Implementing `GlobalAlloc` is unsafe by definition; every call defers to `System`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The system allocator, counting bytes and calls with relaxed atomics.
+pub struct CountingAllocator;
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+static FREED: AtomicU64 = AtomicU64::new(0);
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// What the counting allocator has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocStats {
+    /// Bytes ever allocated.
+    pub allocated_total: u64,
+    /// Bytes allocated and not yet freed.
+    pub live: u64,
+    /// Allocation calls (including reallocations).
+    pub calls: u64,
+}
+
+impl CountingAllocator {
+    /// The counts, or `None` if this allocator is not the global allocator.
+    pub fn stats() -> Option<AllocStats> {
+        INSTALLED.load(Ordering::Relaxed).then(|| {
+            let allocated = ALLOCATED.load(Ordering::Relaxed);
+            AllocStats {
+                allocated_total: allocated,
+                live: allocated.saturating_sub(FREED.load(Ordering::Relaxed)),
+                calls: CALLS.load(Ordering::Relaxed),
+            }
+        })
+    }
+}
+
+fn count(bytes: usize) {
+    INSTALLED.store(true, Ordering::Relaxed);
+    ALLOCATED.fetch_add(bytes as u64, Ordering::Relaxed);
+    CALLS.fetch_add(1, Ordering::Relaxed);
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s guarantees
+// hold; the counters are plain atomics and never allocate.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: same contract as this method's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size());
+        // SAFETY: same contract as this method's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        // SAFETY: same contract as this method's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        count(new_size);
+        // SAFETY: same contract as this method's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}

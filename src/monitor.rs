@@ -1,0 +1,460 @@
+//! The monitor: per-node timing, graph load, levels and memory.
+//!
+//! The audio side only records, into storage allocated when the graph starts: a [`Timing`] histogram per
+//! node and per graph, and a [`Meter`] on the output and on nodes the application asks for. Recording
+//! allocates nothing and takes no lock. The control side gathers: the `publish_metrics` system copies what
+//! was recorded into [`NodeTiming`](crate::engine::NodeTiming) components and the
+//! [`GraphMetrics`](crate::engine::GraphMetrics) resource, and [`crate::Engine::metrics`] turns those into
+//! a [`MetricsReport`] (snapshot API, `tracing` events, JSON).
+
+use serde::Serialize;
+
+/// Sub-buckets per octave of the timing histogram (8: each bucket spans 1/8 octave, about 9%).
+const PER_OCTAVE: u32 = 8;
+/// The histogram covers 2^4 ns (16 ns) to 2^34 ns (17 s).
+const MIN_OCTAVE: u32 = 4;
+const OCTAVES: u32 = 30;
+const BUCKETS: usize = (OCTAVES * PER_OCTAVE) as usize + 2;
+
+/// Durations of repeated work: count, mean, maximum and a log-scale histogram for quantiles.
+#[derive(Clone)]
+pub struct Timing {
+    calls: u64,
+    sum_ns: u64,
+    max_ns: u64,
+    buckets: [u32; BUCKETS],
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self { calls: 0, sum_ns: 0, max_ns: 0, buckets: [0; BUCKETS] }
+    }
+}
+
+impl std::fmt::Debug for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timing")
+            .field("calls", &self.calls)
+            .field("mean_ns", &self.mean_ns())
+            .field("p99_ns", &self.quantile_ns(0.99))
+            .field("max_ns", &self.max_ns)
+            .finish()
+    }
+}
+
+fn bucket_of(ns: u64) -> usize {
+    if ns < 1 << MIN_OCTAVE {
+        return 0;
+    }
+    let octave = 63 - ns.leading_zeros();
+    if octave >= MIN_OCTAVE + OCTAVES {
+        return BUCKETS - 1;
+    }
+    let sub = ((ns >> (octave - 3)) & 7) as u32;
+    1 + ((octave - MIN_OCTAVE) * PER_OCTAVE + sub) as usize
+}
+
+/// The middle of a bucket, in ns.
+fn bucket_value(b: usize) -> u64 {
+    if b == 0 {
+        return 1 << (MIN_OCTAVE - 1);
+    }
+    if b == BUCKETS - 1 {
+        return 1 << (MIN_OCTAVE + OCTAVES);
+    }
+    let k = (b - 1) as u32;
+    let (octave, sub) = (MIN_OCTAVE + k / PER_OCTAVE, u64::from(k % PER_OCTAVE));
+    let lo = (8 + sub) << (octave - 3);
+    let hi = (9 + sub) << (octave - 3);
+    (lo + hi) / 2
+}
+
+impl Timing {
+    /// Records one duration. Constant time, no allocation.
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        self.calls += 1;
+        self.sum_ns = self.sum_ns.saturating_add(ns);
+        self.max_ns = self.max_ns.max(ns);
+        let b = &mut self.buckets[bucket_of(ns)];
+        *b = b.saturating_add(1);
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    pub fn total_ns(&self) -> u64 {
+        self.sum_ns
+    }
+
+    pub fn max_ns(&self) -> u64 {
+        self.max_ns
+    }
+
+    pub fn mean_ns(&self) -> f64 {
+        if self.calls == 0 { 0.0 } else { self.sum_ns as f64 / self.calls as f64 }
+    }
+
+    /// The `q` quantile (0..=1), to within the histogram's 1/8-octave resolution (about ±5%), and never above
+    /// the maximum seen.
+    pub fn quantile_ns(&self, q: f64) -> u64 {
+        if self.calls == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.calls as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (b, &count) in self.buckets.iter().enumerate() {
+            seen += u64::from(count);
+            if seen >= rank {
+                return bucket_value(b).min(self.max_ns);
+            }
+        }
+        self.max_ns
+    }
+}
+
+/// Lower edge of the block-RMS histogram, in dBFS; bins are 0.5 dB wide up to 0 dBFS and beyond.
+const RMS_FLOOR_DB: f32 = -120.0;
+const RMS_BINS: usize = 2 * 140 + 1;
+/// Samples kept for the spectrum (mono mix of the channels).
+pub const SPECTRUM_SIZE: usize = 4096;
+
+/// Level measurement of a signal: peak, RMS, clipped samples, the distribution of block levels, and the
+/// latest [`SPECTRUM_SIZE`] samples for a spectrum.
+#[derive(Clone)]
+pub struct Meter {
+    peak: f32,
+    sum_sq: f64,
+    samples: u64,
+    clipped: u64,
+    block_rms: Vec<u32>,
+    ring: Vec<f32>,
+    ring_pos: usize,
+    ring_filled: usize,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Meter {
+    /// Allocates the meter's storage (control side).
+    pub fn new() -> Self {
+        Self {
+            peak: 0.0,
+            sum_sq: 0.0,
+            samples: 0,
+            clipped: 0,
+            block_rms: vec![0; RMS_BINS],
+            ring: vec![0.0; SPECTRUM_SIZE],
+            ring_pos: 0,
+            ring_filled: 0,
+        }
+    }
+
+    /// Measures one planar block: `channels` planes `stride` apart, `frames` long. No allocation.
+    pub fn feed(&mut self, data: &[f32], stride: usize, channels: usize, frames: usize) {
+        if frames == 0 || channels == 0 {
+            return;
+        }
+        // Eight independent lanes let the compiler vectorize what would otherwise be one long chain of
+        // dependent additions.
+        let (mut peak, mut sq, mut clipped) = ([0f32; 8], [0f32; 8], 0u64);
+        for c in 0..channels {
+            let x = &data[c * stride..c * stride + frames];
+            let mut chunks = x.chunks_exact(8);
+            for chunk in &mut chunks {
+                for j in 0..8 {
+                    let a = chunk[j].abs();
+                    peak[j] = peak[j].max(a);
+                    sq[j] += chunk[j] * chunk[j];
+                    clipped += u64::from(a > 1.0);
+                }
+            }
+            for (j, &v) in chunks.remainder().iter().enumerate() {
+                peak[j] = peak[j].max(v.abs());
+                sq[j] += v * v;
+                clipped += u64::from(v.abs() > 1.0);
+            }
+        }
+        let block_sq: f64 = sq.iter().map(|&s| f64::from(s)).sum();
+        let n = (channels * frames) as u64;
+        self.peak = peak.iter().fold(self.peak, |p, &v| p.max(v));
+        self.sum_sq += block_sq;
+        self.samples += n;
+        self.clipped += clipped;
+        let rms_db = 10.0 * (block_sq / n as f64).max(1e-30).log10() as f32;
+        let bin = ((rms_db - RMS_FLOOR_DB) * 2.0).round().clamp(0.0, (RMS_BINS - 1) as f32) as usize;
+        self.block_rms[bin] = self.block_rms[bin].saturating_add(1);
+
+        let scale = 1.0 / channels as f32;
+        for i in 0..frames {
+            let mut m = 0.0;
+            for c in 0..channels {
+                m += data[c * stride + i];
+            }
+            self.ring[self.ring_pos] = m * scale;
+            self.ring_pos = if self.ring_pos + 1 == SPECTRUM_SIZE { 0 } else { self.ring_pos + 1 };
+        }
+        self.ring_filled = (self.ring_filled + frames).min(SPECTRUM_SIZE);
+    }
+
+    /// A summary of what was measured (control side: allocates, computes the FFT).
+    pub fn levels(&self, sample_rate: u32) -> Levels {
+        let db = |x: f64| if x > 0.0 { 20.0 * x.log10() } else { f64::NEG_INFINITY };
+        let rms = if self.samples == 0 { 0.0 } else { (self.sum_sq / self.samples as f64).sqrt() };
+        let peak_db = db(f64::from(self.peak));
+        let rms_db = db(rms);
+        // Dynamic range: the spread between loud (95th percentile) and quiet (10th percentile) block levels,
+        // among blocks above -70 dBFS (silence says nothing about a signal's dynamics).
+        let audible_from = ((-70.0 - RMS_FLOOR_DB) * 2.0) as usize;
+        let audible: u64 = self.block_rms[audible_from..].iter().map(|&c| u64::from(c)).sum();
+        let percentile = |q: f64| {
+            let rank = ((q * audible as f64).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (i, &c) in self.block_rms.iter().enumerate().skip(audible_from) {
+                seen += u64::from(c);
+                if seen >= rank {
+                    return f64::from(RMS_FLOOR_DB) + i as f64 / 2.0;
+                }
+            }
+            0.0
+        };
+        let dynamic_range_db = if audible > 0 { percentile(0.95) - percentile(0.10) } else { 0.0 };
+        Levels {
+            peak_dbfs: finite_or_floor(peak_db),
+            rms_dbfs: finite_or_floor(rms_db),
+            crest_factor_db: if rms > 0.0 { peak_db - rms_db } else { 0.0 },
+            dynamic_range_db,
+            clipped_samples: self.clipped,
+            samples: self.samples,
+            spectrum: self.spectrum(sample_rate),
+        }
+    }
+
+    /// Magnitude spectrum of the latest samples (Hann window), in third-octave bands.
+    fn spectrum(&self, sample_rate: u32) -> Vec<Band> {
+        if self.ring_filled < SPECTRUM_SIZE {
+            return Vec::new();
+        }
+        let mut planner = realfft::RealFftPlanner::<f32>::new();
+        let fft = planner.plan_fft_forward(SPECTRUM_SIZE);
+        let mut input = fft.make_input_vec();
+        for (i, v) in input.iter_mut().enumerate() {
+            let w = 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / SPECTRUM_SIZE as f32).cos();
+            *v = self.ring[(self.ring_pos + i) % SPECTRUM_SIZE] * w;
+        }
+        let mut bins = fft.make_output_vec();
+        if fft.process(&mut input, &mut bins).is_err() {
+            return Vec::new();
+        }
+        // A full-scale sine gives |X| = N/4 under a Hann window: normalize so it reads 0 dBFS.
+        let norm = 4.0 / SPECTRUM_SIZE as f64;
+        let bin_hz = f64::from(sample_rate) / SPECTRUM_SIZE as f64;
+        let nyquist = f64::from(sample_rate) / 2.0;
+        let mut bands = Vec::new();
+        let mut k = -17i32; // 1000 Hz * 2^(-17/3) = 19.7 Hz
+        loop {
+            let center = 1000.0 * 2f64.powf(f64::from(k) / 3.0);
+            let (lo, hi) = (center * 2f64.powf(-1.0 / 6.0), center * 2f64.powf(1.0 / 6.0));
+            if hi > nyquist || center > 20500.0 {
+                break;
+            }
+            let (a, b) = ((lo / bin_hz).ceil() as usize, ((hi / bin_hz).floor() as usize).min(bins.len() - 1));
+            // Band power: the sum of its bins' powers (or the nearest bin where the band is narrower).
+            let power: f64 = if a <= b {
+                bins[a..=b].iter().map(|c| f64::from(c.norm_sqr())).sum()
+            } else {
+                f64::from(bins[((center / bin_hz).round() as usize).min(bins.len() - 1)].norm_sqr())
+            };
+            let db = 10.0 * (power * norm * norm / 1.5).max(1e-30).log10();
+            bands.push(Band { center_hz: center, level_db: db.max(-200.0) });
+            k += 1;
+        }
+        bands
+    }
+}
+
+fn finite_or_floor(db: f64) -> f64 {
+    if db.is_finite() { db } else { -200.0 }
+}
+
+/// Levels of a metered signal.
+#[derive(Debug, Clone, Serialize)]
+pub struct Levels {
+    /// Largest sample magnitude, dBFS (-200 for silence).
+    pub peak_dbfs: f64,
+    /// RMS over everything measured, dBFS.
+    pub rms_dbfs: f64,
+    /// Peak over RMS, dB.
+    pub crest_factor_db: f64,
+    /// Loud (95th percentile) minus quiet (10th percentile) block RMS, among blocks above -70 dBFS.
+    pub dynamic_range_db: f64,
+    /// Samples whose magnitude exceeded 1.0 (0 dBFS).
+    pub clipped_samples: u64,
+    pub samples: u64,
+    /// Third-octave band levels of the latest 4096 frames (mono mix, Hann window), empty until that much
+    /// has been measured.
+    pub spectrum: Vec<Band>,
+}
+
+/// One spectrum band.
+#[derive(Debug, Clone, Serialize)]
+pub struct Band {
+    pub center_hz: f64,
+    /// Band level, dB relative to a full-scale sine.
+    pub level_db: f64,
+}
+
+/// Timing of one node, in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub name: String,
+    pub kind: String,
+    pub calls: u64,
+    pub mean_ns: f64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+    /// Mean processing time over the mean block's real-time duration.
+    pub budget_share: f64,
+    /// Frames of latency the node adds.
+    pub latency_frames: usize,
+    /// Levels at the node's output, if it is metered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Levels>,
+}
+
+/// Memory, where the platform and the application make it available.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MemoryReport {
+    /// Resident set size of the process now (Linux).
+    pub rss_bytes: Option<u64>,
+    /// Peak resident set size of the process (Linux).
+    pub peak_rss_bytes: Option<u64>,
+    /// Heap bytes allocated since the engine was created, if the application installed
+    /// [`crate::alloc::CountingAllocator`].
+    pub heap_allocated_since_start_bytes: Option<u64>,
+    /// Heap bytes live now, with the same condition.
+    pub heap_live_bytes: Option<u64>,
+}
+
+impl MemoryReport {
+    /// Reads the process's memory now. `baseline` is the counting allocator's total at engine start.
+    pub fn now(baseline: Option<u64>) -> Self {
+        let (rss, peak) = proc_status();
+        let counted = crate::alloc::CountingAllocator::stats();
+        Self {
+            rss_bytes: rss,
+            peak_rss_bytes: peak,
+            heap_allocated_since_start_bytes: counted.zip(baseline).map(|(s, b)| s.allocated_total.saturating_sub(b)),
+            heap_live_bytes: counted.map(|s| s.live),
+        }
+    }
+}
+
+/// VmRSS and VmHWM from /proc/self/status, in bytes.
+fn proc_status() -> (Option<u64>, Option<u64>) {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return (None, None) };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).map(|kb| kb * 1024))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Everything the monitor knows, at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsReport {
+    /// `serial` or `parallel`.
+    pub executor: &'static str,
+    pub threads: usize,
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub blocks: u64,
+    pub frames: u64,
+    /// Processing time over the real-time duration of the audio processed.
+    pub dsp_load: f64,
+    /// Blocks whose processing took longer than their duration (the offline equivalent of an xrun).
+    pub blocks_over_budget: u64,
+    pub block_mean_ns: f64,
+    pub block_p99_ns: u64,
+    pub block_max_ns: u64,
+    /// Nodes in processing order.
+    pub nodes: Vec<NodeReport>,
+    /// Levels at the graph's output.
+    pub output: Levels,
+    pub memory: MemoryReport,
+    /// Non-finite input samples replaced by silence.
+    pub nonfinite_input_samples: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timing_quantiles_are_within_the_bucket_resolution() {
+        let mut t = Timing::default();
+        for ns in 1..=10_000u64 {
+            t.record(ns * 100);
+        }
+        assert_eq!(t.calls(), 10_000);
+        assert_eq!(t.max_ns(), 1_000_000);
+        assert!((t.mean_ns() - 500_050.0).abs() < 1e-6);
+        for q in [0.5, 0.9, 0.99] {
+            let exact = q * 1_000_000.0;
+            let got = t.quantile_ns(q) as f64;
+            assert!((got - exact).abs() / exact < 0.07, "q{q}: {got} vs {exact}");
+        }
+    }
+
+    #[test]
+    fn meter_measures_a_sine_analytically() {
+        // A full-scale 1 kHz sine at 48 kHz: peak 0 dBFS, RMS -3.01 dBFS, crest 3.01 dB, nothing clipped,
+        // and its third-octave band near 0 dB while distant bands are far below.
+        let sr = 48000;
+        let mut m = Meter::new();
+        let x: Vec<f32> =
+            (0..48000).map(|n| (std::f64::consts::TAU * 1000.0 * n as f64 / 48000.0).sin() as f32).collect();
+        for block in x.chunks(512) {
+            m.feed(block, block.len(), 1, block.len());
+        }
+        let l = m.levels(sr);
+        assert!(l.peak_dbfs.abs() < 0.01, "{}", l.peak_dbfs);
+        assert!((l.rms_dbfs + 3.0103).abs() < 0.01, "{}", l.rms_dbfs);
+        assert!((l.crest_factor_db - 3.0103).abs() < 0.02);
+        assert_eq!(l.clipped_samples, 0);
+        assert!(l.dynamic_range_db.abs() < 0.6, "a steady sine has no dynamics: {}", l.dynamic_range_db);
+        let band = |hz: f64| {
+            l.spectrum
+                .iter()
+                .min_by(|a, b| (a.center_hz - hz).abs().total_cmp(&(b.center_hz - hz).abs()))
+                .map(|b| b.level_db)
+        };
+        let at_1k = band(1000.0).expect("1 kHz band");
+        assert!(at_1k.abs() < 0.5, "1 kHz band at {at_1k} dB");
+        assert!(band(100.0).expect("100 Hz band") < -60.0);
+        assert!(band(10000.0).expect("10 kHz band") < -60.0);
+    }
+
+    #[test]
+    fn meter_counts_clipping_and_dynamics() {
+        let mut m = Meter::new();
+        let loud = vec![1.5f32; 512];
+        let quiet = vec![0.01f32; 512];
+        for i in 0..100 {
+            let b = if i % 2 == 0 { &loud } else { &quiet };
+            m.feed(b, 512, 1, 512);
+        }
+        let l = m.levels(48000);
+        assert_eq!(l.clipped_samples, 50 * 512);
+        // Blocks at +3.5 dBFS and -40 dBFS: 43.5 dB apart.
+        assert!((l.dynamic_range_db - 43.5).abs() < 0.6, "{}", l.dynamic_range_db);
+    }
+}
