@@ -182,6 +182,60 @@ fn paired(rounds: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64,
     (pick(&mut ratios, 0.5), pick(&mut ratios, 0.25), pick(&mut ratios, 0.75), pick(&mut a_times, 0.5))
 }
 
+/// The closest equivalent of `chain.ron` in FunDSP. Its bells and shelves are state-variable filters (Andrew
+/// Simper's) at the same frequencies, Q and gains; FunDSP has no compressor, so one is assembled from its
+/// parts: a stereo-linked peak detector (`map`), the same soft-knee gain computer in dB (`map`, with `log10`
+/// and `powf` as a FunDSP user would write it), its asymmetric follower (`afollow`, 10 ms attack, 100 ms
+/// release) on the gain reduction, and a `map` applying the gain to both channels; then its stereo lookahead
+/// limiter (5 ms attack, 50 ms release). FunDSP processes at most 64 frames per call.
+fn fundsp_chain() -> Box<dyn fundsp::prelude32::AudioUnit> {
+    use fundsp::prelude32::*;
+    let eq = || {
+        lowshelf_hz(120.0, 0.707, db_amp(2.0))
+            >> bell_hz(1000.0, 1.0, db_amp(-1.5))
+            >> highshelf_hz(8000.0, 0.707, db_amp(1.5))
+    };
+    let gain = map(|f: &Frame<f32, U2>| f[0].abs().max(f[1].abs()))
+        >> map(|f: &Frame<f32, U1>| {
+            let (t, slope, w) = (-18.0f32, 1.0 - 1.0 / 4.0f32, 6.0f32);
+            let over = 20.0 * f[0].max(1e-10).log10() - t;
+            if over <= -w / 2.0 {
+                0.0
+            } else if over >= w / 2.0 {
+                slope * over
+            } else {
+                slope * (over + w / 2.0).powi(2) / (2.0 * w)
+            }
+        })
+        >> afollow(0.010, 0.100)
+        >> map(|f: &Frame<f32, U1>| 10f32.powf((2.0 - f[0]) / 20.0));
+    let comp = (multipass::<U2>() ^ gain) >> map(|f: &Frame<f32, U3>| (f[0] * f[2], f[1] * f[2]));
+    let mut unit: Box<dyn AudioUnit> = Box::new((eq() | eq()) >> comp >> limiter_stereo(0.005, 0.050));
+    unit.set_sample_rate(48000.0);
+    unit.allocate();
+    unit
+}
+
+/// Runs planar stereo `input` through a FunDSP unit, 64 frames per call.
+fn run_fundsp(peer: &mut dyn fundsp::prelude32::AudioUnit, input: &[f32], output: &mut [f32]) {
+    use fundsp::prelude32::{BufferArray, U2};
+    let n = input.len() / 2;
+    let mut inb = BufferArray::<U2>::new();
+    let mut outb = BufferArray::<U2>::new();
+    let mut at = 0;
+    while at < n {
+        let m = fundsp::MAX_BUFFER_SIZE.min(n - at);
+        for c in 0..2 {
+            inb.channel_f32_mut(c)[..m].copy_from_slice(&input[c * n + at..c * n + at + m]);
+        }
+        peer.process(m, &inb.buffer_ref(), &mut outb.buffer_mut());
+        for c in 0..2 {
+            output[c * n + at..c * n + at + m].copy_from_slice(&outb.channel_f32(c)[..m]);
+        }
+        at += m;
+    }
+}
+
 /// The ratios BENCHMARKS.md records, each measured in pairs in this process.
 fn ratios() {
     let input = demo(48000);
@@ -207,11 +261,81 @@ fn ratios() {
             t * 1e9 / (audio_s * 48000.0)
         );
     }
+    let mut peer = fundsp_chain();
+    for block in [512, 64] {
+        let mut engine =
+            Engine::new(graph("chain.ron"), EngineOptions { max_block: block, threads: 1, ..Default::default() })
+                .expect("engine");
+        let (r, lo, hi, _) = paired(
+            rounds,
+            || run_engine(&mut engine, black_box(&input), &mut out, block),
+            || run_fundsp(peer.as_mut(), black_box(&input), &mut out2),
+        );
+        println!("  chain.ron, block {block:>3}: engine throughput / FunDSP equivalent = {r:.3} [{lo:.3}, {hi:.3}]");
+    }
+    {
+        let on = EngineOptions { max_block: 512, threads: 1, ..Default::default() };
+        let mut with = Engine::new(graph("chain.ron"), on).expect("engine");
+        let mut without = Engine::new(graph("chain.ron"), EngineOptions { monitor: false, ..on }).expect("engine");
+        let (r, lo, hi, _) = paired(
+            rounds,
+            || run_engine(&mut with, black_box(&input), &mut out, 512),
+            || run_engine(&mut without, black_box(&input), &mut out2, 512),
+        );
+        println!("  chain.ron, block 512: throughput with the monitor on / off = {r:.3} [{lo:.3}, {hi:.3}]");
+    }
+    for monitor in [false, true] {
+        // Engine overhead: 32 unity-gain nodes against the same 32 passes over a buffer, per node per block.
+        let nodes: String = (0..32).map(|i| format!("\"g{i}\": Gain(gain_db: 0.0),")).collect();
+        let edges: String = (0..32)
+            .map(|i| if i == 0 { "(\"input\", \"g0\"),".to_string() } else { format!("(\"g{}\", \"g{i}\"),", i - 1) })
+            .collect();
+        let text =
+            format!("(sample_rate: 48000, channels: 2, nodes: {{ {nodes} }}, edges: [{edges} (\"g31\", \"output\")])");
+        let g = Graph::parse(&text, "unity32.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
+        let block = 512;
+        let mut engine = Engine::new(g, EngineOptions { max_block: block, threads: 1, monitor, ..Default::default() })
+            .expect("engine");
+        let mut work = input.clone();
+        let mut t_engine = 0.0;
+        let mut t_ref = 0.0;
+        let (r, _, _, _) = paired(
+            rounds,
+            || {
+                let t = std::time::Instant::now();
+                run_engine(&mut engine, black_box(&input), &mut out, block);
+                t_engine += t.elapsed().as_secs_f64();
+            },
+            || {
+                let t = std::time::Instant::now();
+                let n = work.len() / 2;
+                let g = black_box(1.0f32);
+                for chunk_start in (0..n).step_by(block) {
+                    let m = block.min(n - chunk_start);
+                    for _ in 0..32 {
+                        for c in 0..2 {
+                            for v in &mut work[c * n + chunk_start..c * n + chunk_start + m] {
+                                *v *= g;
+                            }
+                        }
+                    }
+                }
+                t_ref += t.elapsed().as_secs_f64();
+            },
+        );
+        let blocks = (input.len() / 2).div_ceil(block) as f64;
+        let runs = (rounds * 2 + 3) as f64;
+        let per_node_block_ns = (t_engine - t_ref) / runs / blocks / 32.0 * 1e9;
+        println!(
+            "  32 unity-gain nodes, block 512, monitor {}: engine overhead {per_node_block_ns:.0} ns per node per block (reference / engine time = {r:.3})",
+            if monitor { "on" } else { "off" }
+        );
+    }
     for block in [512, 64] {
         let one = EngineOptions { max_block: block, threads: 1, ..Default::default() };
         let mut serial = Engine::new(graph("parallel.ron"), one).expect("engine");
         for (parallelism, label) in [(Parallelism::Adaptive, "adaptive"), (Parallelism::Always, "always parallel")] {
-            let two = EngineOptions { max_block: block, threads: 2, parallelism };
+            let two = EngineOptions { max_block: block, threads: 2, parallelism, monitor: true };
             let mut parallel = Engine::new(graph("parallel.ron"), two).expect("engine");
             let (r, lo, hi, t) = paired(
                 rounds,
@@ -268,7 +392,7 @@ fn parallel(c: &mut Criterion) {
             (2, Parallelism::Adaptive, "2-threads"),
             (2, Parallelism::Always, "2-threads-always"),
         ] {
-            let options = EngineOptions { max_block: block, threads, parallelism };
+            let options = EngineOptions { max_block: block, threads, parallelism, monitor: true };
             let mut engine = Engine::new(graph("parallel.ron"), options).expect("engine");
             group.bench_with_input(BenchmarkId::new(name, block), &block, |b, &block| {
                 b.iter(|| run_engine(&mut engine, black_box(&input), &mut out, block));

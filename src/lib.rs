@@ -3,6 +3,7 @@
 pub mod alloc;
 pub mod buffer;
 pub mod builtin;
+pub mod clock;
 pub mod demo;
 pub mod dsp;
 pub mod engine;

@@ -16,7 +16,9 @@ const MIN_OCTAVE: u32 = 4;
 const OCTAVES: u32 = 30;
 const BUCKETS: usize = (OCTAVES * PER_OCTAVE) as usize + 2;
 
-/// Durations of repeated work: count, mean, maximum and a log-scale histogram for quantiles.
+/// Durations of repeated work: count, mean, maximum and a log-scale histogram for quantiles. The unit is
+/// the recorder's: the engine records [`crate::clock`] ticks and converts when it reports; the `_ns` names
+/// say what the values usually are.
 #[derive(Clone)]
 pub struct Timing {
     calls: u64,
@@ -162,42 +164,56 @@ impl Meter {
         }
         // Eight independent lanes let the compiler vectorize what would otherwise be one long chain of
         // dependent additions.
-        let (mut peak, mut sq, mut clipped) = ([0f32; 8], [0f32; 8], 0u64);
+        let (mut peak, mut sq) = ([0f32; 8], [0f32; 8]);
         for c in 0..channels {
             let x = &data[c * stride..c * stride + frames];
             let mut chunks = x.chunks_exact(8);
             for chunk in &mut chunks {
                 for j in 0..8 {
-                    let a = chunk[j].abs();
-                    peak[j] = peak[j].max(a);
+                    peak[j] = crate::dsp::max_abs(peak[j], chunk[j]);
                     sq[j] += chunk[j] * chunk[j];
-                    clipped += u64::from(a > 1.0);
                 }
             }
             for (j, &v) in chunks.remainder().iter().enumerate() {
-                peak[j] = peak[j].max(v.abs());
+                peak[j] = crate::dsp::max_abs(peak[j], v);
                 sq[j] += v * v;
-                clipped += u64::from(v.abs() > 1.0);
             }
         }
         let block_sq: f64 = sq.iter().map(|&s| f64::from(s)).sum();
         let n = (channels * frames) as u64;
-        self.peak = peak.iter().fold(self.peak, |p, &v| p.max(v));
+        let block_peak = peak.iter().fold(0.0f32, |p, &v| p.max(v));
+        self.peak = self.peak.max(block_peak);
         self.sum_sq += block_sq;
         self.samples += n;
-        self.clipped += clipped;
+        if block_peak > 1.0 {
+            // Only a block that peaks over full scale can hold clipped samples: count them then.
+            for c in 0..channels {
+                self.clipped += data[c * stride..c * stride + frames].iter().filter(|v| v.abs() > 1.0).count() as u64;
+            }
+        }
         let rms_db = 10.0 * (block_sq / n as f64).max(1e-30).log10() as f32;
         let bin = ((rms_db - RMS_FLOOR_DB) * 2.0).round().clamp(0.0, (RMS_BINS - 1) as f32) as usize;
         self.block_rms[bin] = self.block_rms[bin].saturating_add(1);
 
+        // The mono mix of the block's last SPECTRUM_SIZE frames goes into the ring, in at most two contiguous
+        // runs (so the loops vectorize).
+        let skip = frames.saturating_sub(SPECTRUM_SIZE);
         let scale = 1.0 / channels as f32;
-        for i in 0..frames {
-            let mut m = 0.0;
-            for c in 0..channels {
-                m += data[c * stride + i];
+        let mut i = skip;
+        while i < frames {
+            let run = (frames - i).min(SPECTRUM_SIZE - self.ring_pos);
+            let dst = &mut self.ring[self.ring_pos..self.ring_pos + run];
+            dst.copy_from_slice(&data[i..i + run]);
+            for c in 1..channels {
+                for (d, &v) in dst.iter_mut().zip(&data[c * stride + i..c * stride + i + run]) {
+                    *d += v;
+                }
             }
-            self.ring[self.ring_pos] = m * scale;
-            self.ring_pos = if self.ring_pos + 1 == SPECTRUM_SIZE { 0 } else { self.ring_pos + 1 };
+            for d in dst.iter_mut() {
+                *d *= scale;
+            }
+            self.ring_pos = (self.ring_pos + run) % SPECTRUM_SIZE;
+            i += run;
         }
         self.ring_filled = (self.ring_filled + frames).min(SPECTRUM_SIZE);
     }

@@ -126,7 +126,7 @@ impl Compressor {
         g.fill(0.0);
         for c in 0..input.channels() {
             for (p, x) in g.iter_mut().zip(input.channel(c)) {
-                *p = p.max(x.abs());
+                *p = super::max_abs(*p, *x);
             }
         }
         self.peaks_to_gains(g);

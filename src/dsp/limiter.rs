@@ -168,7 +168,7 @@ impl Limiter {
             for ((slot, &x), p) in line[d..d + n].iter_mut().zip(input.channel(c)).zip(g.iter_mut()) {
                 let x = if x.is_finite() { x } else { 0.0 };
                 *slot = x;
-                *p = p.max(x.abs());
+                *p = super::max_abs(*p, x);
             }
         }
         for v in g.iter_mut() {

@@ -403,14 +403,17 @@ fn publish_metrics(
     mut timings: Query<&mut NodeTiming>,
 ) {
     let Some(rt) = runtime else { return };
+    // The audio side records clock ticks; reports are in nanoseconds.
+    let ns = crate::clock::ns_per_tick();
+    let to_ns = |ticks: u64| (ticks as f64 * ns) as u64;
     for (node, &e) in rt.nodes.iter().zip(&plan.order) {
         if let Ok(mut t) = timings.get_mut(e) {
             *t = NodeTiming {
                 calls: node.timing.calls(),
-                mean_ns: node.timing.mean_ns(),
-                p50_ns: node.timing.quantile_ns(0.5),
-                p99_ns: node.timing.quantile_ns(0.99),
-                max_ns: node.timing.max_ns(),
+                mean_ns: node.timing.mean_ns() * ns,
+                p50_ns: to_ns(node.timing.quantile_ns(0.5)),
+                p99_ns: to_ns(node.timing.quantile_ns(0.99)),
+                max_ns: to_ns(node.timing.max_ns()),
             };
         }
         if let Some(meter) = &node.meter {
@@ -420,7 +423,7 @@ fn publish_metrics(
     commands.insert_resource(GraphMetrics {
         blocks: rt.block_timing.calls(),
         frames: rt.frames_processed,
-        busy_ns: rt.block_timing.total_ns(),
+        busy_ns: to_ns(rt.block_timing.total_ns()),
         blocks_over_budget: rt.blocks_over_budget,
         block_timing: rt.block_timing.clone(),
         output: rt.output_meter.clone(),
@@ -713,9 +716,9 @@ impl Engine {
             frames: graph.frames,
             dsp_load: if audio_ns > 0.0 { graph.busy_ns as f64 / audio_ns } else { 0.0 },
             blocks_over_budget: graph.blocks_over_budget,
-            block_mean_ns: graph.block_timing.mean_ns(),
-            block_p99_ns: graph.block_timing.quantile_ns(0.99),
-            block_max_ns: graph.block_timing.max_ns(),
+            block_mean_ns: graph.block_timing.mean_ns() * crate::clock::ns_per_tick(),
+            block_p99_ns: (graph.block_timing.quantile_ns(0.99) as f64 * crate::clock::ns_per_tick()) as u64,
+            block_max_ns: (graph.block_timing.max_ns() as f64 * crate::clock::ns_per_tick()) as u64,
             nodes,
             output: graph.output.levels(sample_rate),
             memory: MemoryReport::now(self.heap_baseline),

@@ -12,6 +12,7 @@
 //! [`Runtime::new`], and `rayon::join` keeps its jobs on the stack when called from inside the pool.
 
 use crate::buffer::{AudioIn, AudioOut};
+use crate::clock;
 use crate::dsp::denormal::FlushDenormals;
 use crate::monitor::{Meter, Timing};
 use crate::node::Processor;
@@ -171,6 +172,8 @@ pub struct Runtime {
     pub(crate) blocks_over_budget: u64,
     pub(crate) frames_processed: u64,
     pub(crate) output_meter: Meter,
+    /// A frame's real-time duration in clock ticks: the budget for over-budget blocks.
+    ticks_per_frame: f64,
 }
 
 struct Io<'a> {
@@ -242,7 +245,9 @@ fn mix_into(dst: &mut [f32], edges: &mut [EdgeIn], lookup: &Lookup<'_>, io: &Io<
     }
 }
 
-fn run_node(node: &mut RtNode, lookup: &Lookup<'_>, io: &Io<'_>) {
+/// Runs one node. With the monitor on, `started` is the clock reading when the node began (the previous
+/// node's end, so consecutive nodes share one reading) and the return value is the reading at its end.
+fn run_node(node: &mut RtNode, lookup: &Lookup<'_>, io: &Io<'_>, started: u64) -> u64 {
     let (ch, stride, n) = (io.channels, io.stride, io.frames);
     let RtNode { processor, inputs, out, mix, timing, meter } = node;
     let input = match inputs.as_slice() {
@@ -253,24 +258,26 @@ fn run_node(node: &mut RtNode, lookup: &Lookup<'_>, io: &Io<'_>) {
             AudioIn::new(mix, stride, ch, n)
         }
     };
-    if io.monitor {
-        let t0 = Instant::now();
-        processor.get_mut().process(&input, &mut AudioOut::new(out, stride, ch, n));
-        timing.record(t0.elapsed().as_nanos() as u64);
-        if let Some(meter) = meter {
-            meter.feed(out, stride, ch, n);
-        }
-    } else {
-        processor.get_mut().process(&input, &mut AudioOut::new(out, stride, ch, n));
+    processor.get_mut().process(&input, &mut AudioOut::new(out, stride, ch, n));
+    if !io.monitor {
+        return 0;
     }
+    let ended = clock::now();
+    timing.record(ended.saturating_sub(started));
+    if let Some(meter) = meter {
+        meter.feed(out, stride, ch, n);
+        return clock::now();
+    }
+    ended
 }
 
 /// Runs the nodes of one branch in order. `done` holds every node before the level.
 fn run_branch(done: &[RtNode], branch: &mut [RtNode], branch_start: usize, io: &Io<'_>) {
+    let mut t = if io.monitor { clock::now() } else { 0 };
     for k in 0..branch.len() {
         let (prefix, rest) = branch.split_at_mut(k);
         let lookup = Lookup { lo: done, hi: prefix, hi_start: branch_start };
-        run_node(&mut rest[0], &lookup, io);
+        t = run_node(&mut rest[0], &lookup, io, t);
     }
 }
 
@@ -352,6 +359,7 @@ impl Runtime {
             blocks_over_budget: 0,
             frames_processed: 0,
             output_meter: Meter::new(),
+            ticks_per_frame: if monitor { 1e9 / f64::from(sample_rate) / clock::ns_per_tick() } else { 0.0 },
         }
     }
 
@@ -416,7 +424,7 @@ impl Runtime {
     /// Processes the block written by [`write_input`](Self::write_input).
     pub fn process(&mut self) {
         let _ftz = FlushDenormals::new();
-        let t0 = self.monitor.then(Instant::now);
+        let t0 = self.monitor.then(clock::now);
         match self.executor.clone() {
             Executor::Serial => self.run_serial(),
             Executor::Parallel(pool, always) => {
@@ -434,10 +442,9 @@ impl Runtime {
         }
         self.mix_output();
         if let Some(t0) = t0 {
-            let ns = t0.elapsed().as_nanos() as u64;
-            self.block_timing.record(ns);
-            // The block's real-time duration: frames / rate, in ns.
-            if ns as u128 * u128::from(self.sample_rate) > self.frames as u128 * 1_000_000_000 {
+            let ticks = clock::now().saturating_sub(t0);
+            self.block_timing.record(ticks);
+            if ticks as f64 > self.frames as f64 * self.ticks_per_frame {
                 self.blocks_over_budget += 1;
             }
             let out = output_slice(self.output_mix, &self.output, &self.output_edges, &self.input, &self.nodes);
@@ -460,10 +467,11 @@ impl Runtime {
 
     fn run_serial(&mut self) {
         let (io, nodes, _) = self.io_parts();
+        let mut t = if io.monitor { clock::now() } else { 0 };
         for i in 0..nodes.len() {
             let (before, rest) = nodes.split_at_mut(i);
             let lookup = Lookup { lo: before, hi: &[], hi_start: i };
-            run_node(&mut rest[0], &lookup, &io);
+            t = run_node(&mut rest[0], &lookup, &io, t);
         }
     }
 
