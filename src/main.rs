@@ -104,6 +104,7 @@ fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "fxgraph=warn".into()),
         )

@@ -96,6 +96,8 @@ pub fn render(
 ) -> anyhow::Result<RenderStats> {
     let block = block.min(engine.max_block()).max(1);
     let channels = engine.format().channels;
+    let span = tracing::info_span!("render", block, channels, latency = engine.latency_frames());
+    let _entered = span.enter();
     engine.run(|engine| {
         let mut input = vec![0.0f32; channels * block];
         let mut output = vec![0.0f32; channels * block];

@@ -675,6 +675,8 @@ impl Engine {
     /// events (target `fxgraph::monitor`) and returns it. Control side: allocates.
     pub fn metrics(&mut self) -> crate::monitor::MetricsReport {
         use crate::monitor::{MemoryReport, MetricsReport, NodeReport};
+        let span = tracing::info_span!(target: "fxgraph::monitor", "metrics");
+        let _entered = span.enter();
         self.world.run_schedule(Monitor);
         let world = &self.world;
         let config = world.resource::<EngineConfig>();
