@@ -28,6 +28,80 @@ pub(crate) fn register(registry: &mut Registry) {
     }
 }
 
+/// A stateful DSP block from [`crate::dsp`], seen through the node contract.
+pub trait DspBlock: Send {
+    /// Allocates state for the format.
+    fn prepare(&mut self, config: &ProcessConfig);
+    /// Clears state.
+    fn reset(&mut self);
+    fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>);
+    fn latency(&self) -> usize {
+        0
+    }
+}
+
+impl DspBlock for BiquadCascade {
+    fn prepare(&mut self, config: &ProcessConfig) {
+        BiquadCascade::prepare(self, config.channels);
+    }
+    fn reset(&mut self) {
+        BiquadCascade::reset(self);
+    }
+    fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
+        BiquadCascade::process(self, input, output);
+    }
+}
+
+impl DspBlock for Compressor {
+    fn prepare(&mut self, config: &ProcessConfig) {
+        Compressor::prepare(self, config.max_block);
+    }
+    fn reset(&mut self) {
+        Compressor::reset(self);
+    }
+    fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
+        Compressor::process(self, input, output);
+    }
+}
+
+impl DspBlock for Limiter {
+    fn prepare(&mut self, config: &ProcessConfig) {
+        Limiter::prepare(self, config.channels, config.max_block);
+    }
+    fn reset(&mut self) {
+        Limiter::reset(self);
+    }
+    fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
+        Limiter::process(self, input, output);
+    }
+    fn latency(&self) -> usize {
+        Limiter::latency(self)
+    }
+}
+
+/// The processor of `Eq`, `BassBoost`, `TrebleBoost`, `Compressor` and `Limiter`: prepares its block on
+/// initialize, clears it on start.
+pub struct Dsp<T>(pub T);
+
+impl<T: DspBlock> Processor for Dsp<T> {
+    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
+        self.0.prepare(config);
+        Ok(())
+    }
+
+    fn start(&mut self) {
+        self.0.reset();
+    }
+
+    fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
+        self.0.process(input, output);
+    }
+
+    fn latency_frames(&self) -> usize {
+        self.0.latency()
+    }
+}
+
 /// Checks `lo <= value <= hi` (and that `value` is finite).
 fn in_range(path: &str, value: f64, lo: f64, hi: f64, unit: &str) -> Result<(), ParamError> {
     if value.is_finite() && (lo..=hi).contains(&value) {
@@ -109,25 +183,7 @@ impl NodeSpec for EqSpec {
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
         let coeffs = self.bands.iter().map(|b| b.coeffs(ctx.format.sample_rate).to_f32()).collect();
-        Ok(Box::new(EqProcessor(BiquadCascade::new(coeffs))))
-    }
-}
-
-/// Audio side of `Eq`, `BassBoost` and `TrebleBoost`.
-pub struct EqProcessor(BiquadCascade);
-
-impl Processor for EqProcessor {
-    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
-        self.0.prepare(config.channels);
-        Ok(())
-    }
-
-    fn start(&mut self) {
-        self.0.reset();
-    }
-
-    fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
-        self.0.process(input, output);
+        Ok(Box::new(Dsp(BiquadCascade::new(coeffs))))
     }
 }
 
@@ -172,24 +228,7 @@ impl NodeSpec for CompressorSpec {
             knee_db: self.knee_db as f32,
             makeup_db: self.makeup_db as f32,
         };
-        Ok(Box::new(CompressorProcessor(Compressor::new(&settings, ctx.format.sample_rate))))
-    }
-}
-
-pub struct CompressorProcessor(Compressor);
-
-impl Processor for CompressorProcessor {
-    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
-        self.0.prepare(config.max_block);
-        Ok(())
-    }
-
-    fn start(&mut self) {
-        self.0.reset();
-    }
-
-    fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
-        self.0.process(input, output);
+        Ok(Box::new(Dsp(Compressor::new(&settings, ctx.format.sample_rate))))
     }
 }
 
@@ -222,28 +261,7 @@ impl NodeSpec for LimiterSpec {
             lookahead_ms: self.lookahead_ms as f32,
             release_ms: self.release_ms as f32,
         };
-        Ok(Box::new(LimiterProcessor(Limiter::new(&settings, ctx.format.sample_rate))))
-    }
-}
-
-pub struct LimiterProcessor(Limiter);
-
-impl Processor for LimiterProcessor {
-    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
-        self.0.prepare(config.channels, config.max_block);
-        Ok(())
-    }
-
-    fn start(&mut self) {
-        self.0.reset();
-    }
-
-    fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
-        self.0.process(input, output);
-    }
-
-    fn latency_frames(&self) -> usize {
-        self.0.latency()
+        Ok(Box::new(Dsp(Limiter::new(&settings, ctx.format.sample_rate))))
     }
 }
 

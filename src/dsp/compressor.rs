@@ -79,7 +79,9 @@ impl Compressor {
     /// Gain reduction the static curve asks for at a frame's peak magnitude.
     #[inline(always)]
     fn target_db(&self, peak: f32) -> f32 {
-        // NaN becomes the floor and infinity the ceiling, so neither reaches the state.
+        // NaN becomes the floor and infinity the ceiling, so neither reaches the state (`clamp` would pass
+        // NaN through).
+        #[allow(clippy::manual_clamp)]
         let level = peak.max(1e-10).min(1e10);
         gain_reduction_db(fastmath::gain_to_db(level), self.threshold_db, self.slope, self.half_knee_db, self.inv_2knee)
     }

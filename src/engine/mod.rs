@@ -190,9 +190,12 @@ fn initialize_processors(
     }
 }
 
+/// The graph's `input` and `output` entities, and which is which.
+type Endpoints<'w, 's> = Query<'w, 's, (Entity, Has<GraphInput>), Or<(With<GraphInput>, With<GraphOutput>)>>;
+
 fn compile_plan(
     mut commands: Commands,
-    endpoints: Query<(Entity, Has<GraphInput>), Or<(With<GraphInput>, With<GraphOutput>)>>,
+    endpoints: Endpoints,
     output: Query<&Inputs, With<GraphOutput>>,
     mut nodes: Query<(Entity, &NodeName, &Inputs, &mut Latency, &mut Lifecycle), With<NodeParams>>,
     order: Query<&FileOrder>,
