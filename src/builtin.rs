@@ -171,7 +171,8 @@ impl NodeSpec for EqSpec {
         "Eq"
     }
 
-    fn validate(&self, format: &GraphFormat) -> Result<(), ParamError> {
+    fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        let format = &ctx.format;
         if self.bands.is_empty() || self.bands.len() > 64 {
             return Err(ParamError::new("bands", format!("must hold 1 to 64 bands (got {})", self.bands.len())));
         }
@@ -210,7 +211,7 @@ impl NodeSpec for CompressorSpec {
         "Compressor"
     }
 
-    fn validate(&self, _format: &GraphFormat) -> Result<(), ParamError> {
+    fn validate(&self, _ctx: &BuildContext<'_>) -> Result<(), ParamError> {
         in_range("threshold_db", self.threshold_db, -96.0, 0.0, " dB")?;
         in_range("ratio", self.ratio, 1.0, 100.0, "")?;
         in_range("attack_ms", self.attack_ms, 0.0, 1000.0, " ms")?;
@@ -249,7 +250,7 @@ impl NodeSpec for LimiterSpec {
         "Limiter"
     }
 
-    fn validate(&self, _format: &GraphFormat) -> Result<(), ParamError> {
+    fn validate(&self, _ctx: &BuildContext<'_>) -> Result<(), ParamError> {
         in_range("ceiling_db", self.ceiling_db, -60.0, 0.0, " dB")?;
         in_range("lookahead_ms", self.lookahead_ms, 0.0, 50.0, " ms")?;
         in_range("release_ms", self.release_ms, 0.0, 5000.0, " ms")
@@ -277,7 +278,7 @@ impl NodeSpec for GainSpec {
         "Gain"
     }
 
-    fn validate(&self, _format: &GraphFormat) -> Result<(), ParamError> {
+    fn validate(&self, _ctx: &BuildContext<'_>) -> Result<(), ParamError> {
         in_range("gain_db", self.gain_db, -96.0, 48.0, " dB")
     }
 
@@ -310,7 +311,8 @@ impl NodeSpec for StereoWidthSpec {
         "StereoWidth"
     }
 
-    fn validate(&self, format: &GraphFormat) -> Result<(), ParamError> {
+    fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        let format = &ctx.format;
         if format.channels != 2 {
             return Err(ParamError::new(
                 "width",
@@ -379,7 +381,8 @@ impl NodeSpec for BassBoostSpec {
         "BassBoost"
     }
 
-    fn validate(&self, format: &GraphFormat) -> Result<(), ParamError> {
+    fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        let format = &ctx.format;
         shelf_preset(BandKind::LowShelf, self.gain_db, self.freq_hz, format).map(drop)
     }
 
@@ -395,7 +398,8 @@ impl NodeSpec for TrebleBoostSpec {
         "TrebleBoost"
     }
 
-    fn validate(&self, format: &GraphFormat) -> Result<(), ParamError> {
+    fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        let format = &ctx.format;
         shelf_preset(BandKind::HighShelf, self.gain_db, self.freq_hz, format).map(drop)
     }
 

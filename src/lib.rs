@@ -12,6 +12,8 @@ pub mod monitor;
 pub mod node;
 pub mod registry;
 pub mod render;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 pub mod wav;
 
 pub use buffer::{AudioIn, AudioOut};

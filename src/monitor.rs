@@ -335,6 +335,8 @@ pub struct NodeReport {
     pub p50_ns: u64,
     pub p99_ns: u64,
     pub max_ns: u64,
+    /// Faults the node reported (plugins: traps, error returns, bad output, overruns).
+    pub faults: u64,
     /// Mean processing time over the mean block's real-time duration.
     pub budget_share: f64,
     /// Frames of latency the node adds.

@@ -72,8 +72,9 @@ pub trait NodeSpec: fmt::Debug + Send + Sync + 'static {
     /// The kind's name as written in graph files (`"Eq"`, `"Compressor"`...).
     fn kind(&self) -> &'static str;
 
-    /// Checks every parameter against its documented range for `format`. Runs before any audio.
-    fn validate(&self, format: &GraphFormat) -> Result<(), ParamError>;
+    /// Checks every parameter against its documented range for the graph's format (and, for plugins,
+    /// against files found from the graph's folder). Runs before any audio.
+    fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError>;
 
     /// Creates the audio-side processor. It is not yet initialized.
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError>;
@@ -111,6 +112,11 @@ pub trait Processor: Send {
 
     /// Frames by which the output lags the input. Valid after `initialize`.
     fn latency_frames(&self) -> usize {
+        0
+    }
+
+    /// Faults so far (plugins: traps, error returns, bad output, overruns); read on the control side.
+    fn faults(&self) -> u64 {
         0
     }
 }

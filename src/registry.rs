@@ -44,10 +44,12 @@ impl Registry {
         Self::default()
     }
 
-    /// A registry holding every built-in kind.
+    /// A registry holding every built-in kind (and `Wasm` with the `wasm` feature).
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
         crate::builtin::register(&mut registry);
+        #[cfg(feature = "wasm")]
+        crate::wasm::register(&mut registry);
         registry
     }
 

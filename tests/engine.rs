@@ -415,7 +415,7 @@ impl NodeSpec for Probe {
     fn kind(&self) -> &'static str {
         "Probe"
     }
-    fn validate(&self, _format: &GraphFormat) -> Result<(), ParamError> {
+    fn validate(&self, _ctx: &BuildContext<'_>) -> Result<(), ParamError> {
         Ok(())
     }
     fn build(&self, _ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {

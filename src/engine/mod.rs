@@ -83,6 +83,8 @@ pub struct NodeTiming {
     pub p50_ns: u64,
     pub p99_ns: u64,
     pub max_ns: u64,
+    /// Faults the node's processor reported (plugins).
+    pub faults: u64,
 }
 
 /// Levels at a node's output, as last gathered (only on nodes passed to [`Engine::meter_node`]).
@@ -401,15 +403,16 @@ fn start_processors(
 /// [`GraphMetrics`] resource.
 fn publish_metrics(
     mut commands: Commands,
-    runtime: Option<Res<Runtime>>,
+    runtime: Option<ResMut<Runtime>>,
     plan: Res<Plan>,
     mut timings: Query<&mut NodeTiming>,
 ) {
-    let Some(rt) = runtime else { return };
+    let Some(mut rt) = runtime else { return };
+    let faults: Vec<u64> = rt.nodes.iter_mut().map(|n| n.processor.get_mut().faults()).collect();
     // The audio side records clock ticks; reports are in nanoseconds.
     let ns = crate::clock::ns_per_tick();
     let to_ns = |ticks: u64| (ticks as f64 * ns) as u64;
-    for (node, &e) in rt.nodes.iter().zip(&plan.order) {
+    for ((node, &e), &faults) in rt.nodes.iter().zip(&plan.order).zip(&faults) {
         if let Ok(mut t) = timings.get_mut(e) {
             *t = NodeTiming {
                 calls: node.timing.calls(),
@@ -417,6 +420,7 @@ fn publish_metrics(
                 p50_ns: to_ns(node.timing.quantile_ns(0.5)),
                 p99_ns: to_ns(node.timing.quantile_ns(0.99)),
                 max_ns: to_ns(node.timing.max_ns()),
+                faults,
             };
         }
         if let Some(meter) = &node.meter {
@@ -705,6 +709,7 @@ impl Engine {
                     p50_ns: t.p50_ns,
                     p99_ns: t.p99_ns,
                     max_ns: t.max_ns,
+                    faults: t.faults,
                     budget_share: if block_ns > 0.0 { t.mean_ns / block_ns } else { 0.0 },
                     latency_frames: world.get::<Latency>(e).map_or(0, |l| l.own),
                     levels: world.get::<NodeMeter>(e).map(|m| m.0.levels(sample_rate)),

@@ -59,9 +59,16 @@ impl Spanned {
                 None => (segment, ""),
             };
             if !name.is_empty() {
-                let field = here.field(name)?;
-                at = field.key_start;
-                here = &field.value;
+                if let Some(field) = here.field(name) {
+                    at = field.key_start;
+                    here = &field.value;
+                } else if let Value::Map(entries) = &here.value {
+                    let (key, value) = entries.iter().find(|(k, _)| matches!(&k.value, Value::Str(s) if s == name))?;
+                    at = key.start;
+                    here = value;
+                } else {
+                    return None;
+                }
             }
             for index in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
                 let i: usize = index.parse().ok()?;

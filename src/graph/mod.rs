@@ -246,7 +246,7 @@ impl Graph {
                 let at = skip_space(src, locate::offset_of(src, line, col));
                 cx.err(GraphErrorKind::Param, Some(at), Some(name), format!("{kind_name}: {}", e.code))
             })?;
-            spec.validate(&format).map_err(|e| {
+            spec.validate(&crate::node::BuildContext { format, base_dir }).map_err(|e| {
                 let at = value.locate(&e.path).or(Some(value.start));
                 cx.err(GraphErrorKind::Param, at, Some(name), format!("{kind_name}: {e}"))
             })?;

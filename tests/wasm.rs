@@ -1,0 +1,290 @@
+//! WebAssembly plugin nodes: the shipped plugins against the built-in filter, and a hostile corpus.
+//!
+//! The plugins are read from `FXGRAPH_PLUGIN_DIR` when set (CI points it at modules rebuilt from source),
+//! otherwise from `plugins/wasm`.
+#![cfg(feature = "wasm")]
+
+use fxgraph::buffer::{AudioIn, AudioOut};
+use fxgraph::engine::{Engine, EngineError, EngineOptions};
+use fxgraph::{Graph, GraphErrorKind, Registry};
+use std::path::{Path, PathBuf};
+
+fn plugin_dir() -> PathBuf {
+    std::env::var_os("FXGRAPH_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/wasm"))
+}
+
+fn graph(text: &str, dir: &Path) -> Result<Graph, fxgraph::GraphError> {
+    Graph::parse(text, "plugin.ron", dir, &Registry::with_builtins())
+}
+
+fn node_graph(node: &str) -> String {
+    format!(
+        "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
+    )
+}
+
+fn run(engine: &mut Engine, input: &[f32], blocks: usize) -> Vec<f32> {
+    let block = 512;
+    let mut out = Vec::new();
+    let mut y = vec![0.0f32; 2 * block];
+    for b in 0..blocks {
+        let x = &input[(b * 2 * block) % input.len()..][..2 * block];
+        engine.process(&AudioIn::new(x, block, 2, block), &mut AudioOut::new(&mut y, block, 2, block));
+        out.extend_from_slice(&y);
+    }
+    out
+}
+
+fn noise(n: usize) -> Vec<f32> {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 1.6
+        })
+        .collect()
+}
+
+fn start(g: Graph) -> Result<Engine, EngineError> {
+    Engine::new(g, EngineOptions { max_block: 512, threads: 1, ..Default::default() })
+}
+
+#[test]
+fn shipped_plugins_match_the_builtin_filter_and_each_other() {
+    let dir = plugin_dir();
+    let input = noise(2 * 512 * 40);
+    for (kind, eq_kind) in [("lowpass", "LowPass"), ("highpass", "HighPass"), ("bandpass", "BandPass")] {
+        let builtin = graph(&node_graph(&format!("Eq(bands: [(kind: {eq_kind}, freq_hz: 3000.0, q: 2.0)])")), &dir)
+            .expect("valid");
+        let want = run(&mut start(builtin).expect("starts"), &input, 40);
+        let mut outputs = Vec::new();
+        for module in ["biquad_filter.wasm", "biquad_filter_c.wasm"] {
+            let text = node_graph(&format!(
+                "Wasm(path: \"{module}\", config: {{\"type\": \"{kind}\", \"cutoff_hz\": 3000.0, \"resonance\": 2.0}})"
+            ));
+            let got = run(&mut start(graph(&text, &dir).expect("valid")).expect("starts"), &input, 40);
+            let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{module} {kind}: differs from the built-in by up to {worst}");
+            outputs.push(got);
+        }
+        let worst = outputs[0].iter().zip(&outputs[1]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{kind}: the Rust and C plugins differ by up to {worst}");
+    }
+}
+
+#[test]
+fn config_is_validated_against_the_manifest_naming_the_key() {
+    let dir = plugin_dir();
+    for (config, needle) in [
+        ("{\"cutof_hz\": 100.0}", "config.cutof_hz"),
+        ("{\"cutoff_hz\": 90000.0}", "between 10 and 40000"),
+        ("{\"type\": \"notch\"}", "one of lowpass, highpass, bandpass"),
+        ("{\"resonance\": \"high\"}", "must be a number"),
+    ] {
+        let text = node_graph(&format!("Wasm(path: \"biquad_filter.wasm\", config: {config})"));
+        let err = graph(&text, &dir).expect_err(config);
+        assert_eq!(err.kind, GraphErrorKind::Param, "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+        assert!(err.position.is_some());
+    }
+}
+
+#[test]
+fn mastering_graph_renders_with_the_plugin_in_it() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/mastering.ron");
+    let g = Graph::load(&path, &Registry::with_builtins()).expect("valid");
+    let mut e = start(g).expect("starts");
+    let out = run(&mut e, &noise(2 * 512 * 20), 20);
+    assert!(out.iter().all(|v| v.is_finite() && v.abs() <= 0.8913));
+    assert!(out.iter().any(|&v| v != 0.0));
+}
+
+/// A module implementing the ABI, with a pass-through `fxg_process`. Buffers: 2 channels x 512 frames,
+/// input at 1024, output at 8192; the table at 16.
+const TEMPLATE: &str = r#"(module
+  IMPORTS
+  (memory (export "memory") MEMORY)
+  (table 1 funcref)
+  (type $void (func))
+  (data (i32.const 16) "TABLE_BYTES")
+  (func $recurse (call $recurse))
+  (func (export "fxg_abi_version") (result i32) (i32.const ABI))
+  (func (export "fxg_set_param") (param i32 f32) (result i32) (i32.const 0))
+  (func (export "fxg_initialize") (param i32 i32 i32) (result i32) INIT (i32.const 0))
+  (func (export "fxg_buffers") (result i32) (i32.const TABLE_AT))
+  (func (export "fxg_start"))
+  (func (export "fxg_process") (param $n i32) (result i32)
+    (memory.copy (i32.const 8192) (i32.const 1024) (i32.const 4096))
+    PROCESS
+    (i32.const 0))
+  (func (export "fxg_stop"))
+  (func (export "fxg_cleanup"))
+)"#;
+
+fn table_bytes(input: u32, output: u32) -> String {
+    input.to_le_bytes().iter().chain(output.to_le_bytes().iter()).map(|b| format!("\\{b:02x}")).collect()
+}
+
+struct Variant<'a> {
+    imports: &'a str,
+    memory: &'a str,
+    abi: &'a str,
+    init: &'a str,
+    process: &'a str,
+    table: (u32, u32),
+    table_at: &'a str,
+}
+
+const BASE: Variant<'static> =
+    Variant { imports: "", memory: "2", abi: "1", init: "", process: "", table: (1024, 8192), table_at: "16" };
+
+fn module(v: &Variant<'_>) -> String {
+    TEMPLATE
+        .replace("IMPORTS", v.imports)
+        .replace("MEMORY", v.memory)
+        .replace("ABI", v.abi)
+        .replace("INIT", v.init)
+        .replace("PROCESS", v.process)
+        .replace("TABLE_BYTES", &table_bytes(v.table.0, v.table.1))
+        .replace("TABLE_AT", v.table_at)
+}
+
+const MANIFEST: &str = r#"{"id": "test.hostile", "name": "Hostile", "version": "0.0.1", "abi_version": 1,
+  "memory_limit_bytes": 1048576, "block_budget_us": 500, "parameters": []}"#;
+
+/// Writes a module (WAT text, or raw bytes) and its manifest; returns the graph text for a node using it.
+fn install(dir: &Path, name: &str, wasm: &[u8]) -> String {
+    std::fs::write(dir.join(format!("{name}.wasm")), wasm).expect("write module");
+    std::fs::write(dir.join(format!("{name}.json")), MANIFEST).expect("write manifest");
+    node_graph(&format!("Wasm(path: \"{name}.wasm\")"))
+}
+
+fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).unwrap_or_else(|e| panic!("bad test module: {e}\n{text}"))
+}
+
+#[test]
+fn a_pass_through_module_passes_audio_through() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = install(dir.path(), "pass", &wat(&module(&BASE)));
+    let input = noise(2 * 512 * 4);
+    let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
+    assert_eq!(run(&mut e, &input, 4), input);
+    assert_eq!(e.metrics().nodes[0].faults, 0);
+}
+
+#[test]
+fn modules_that_fail_at_load_are_rejected_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "wasi",
+            wat(&module(&Variant {
+                imports: r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
+                ..BASE
+            })),
+            "wasi_snapshot_preview1.fd_write",
+        ),
+        (
+            "unknown_import",
+            wat(&module(&Variant { imports: r#"(import "env" "now" (func (result f64)))"#, ..BASE })),
+            "env.now",
+        ),
+        ("not_wasm", b"this is a text file, not a module".to_vec(), "not a WebAssembly module"),
+        ("truncated", wat(&module(&BASE))[..40].to_vec(), "not a valid WebAssembly module"),
+    ];
+    for (name, bytes, needle) in cases {
+        let text = install(dir.path(), name, &bytes);
+        let err = graph(&text, dir.path()).expect_err(name);
+        assert!(err.to_string().contains(needle), "{name}: {err}");
+        assert_eq!(err.node.as_deref(), Some("n"));
+    }
+}
+
+#[test]
+fn modules_that_fail_at_setup_do_not_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("wrong_abi", module(&Variant { abi: "2", ..BASE }), "ABI version 2"),
+        ("init_loops", module(&Variant { init: "(loop $l (br $l))", ..BASE }), "fxg_initialize failed: trap"),
+        ("huge_minimum", module(&Variant { memory: "2000", ..BASE }), "cannot instantiate"),
+        ("table_outside", module(&Variant { table_at: "2147483000", ..BASE }), "outside the module's memory"),
+        ("buffers_outside", module(&Variant { table: (1024, 0xFFFF_F000), ..BASE }), "ends past"),
+        ("buffers_overlap", module(&Variant { table: (1024, 2048), ..BASE }), "overlap"),
+        ("buffers_misaligned", module(&Variant { table: (1026, 8192), ..BASE }), "not aligned"),
+        (
+            "wrong_signature",
+            module(&BASE).replace(r#"(func (export "fxg_start"))"#, r#"(func (export "fxg_start") (param f32))"#),
+            "export `fxg_start`",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let g = install(dir.path(), name, &wat(&text));
+        let err = match start(graph(&g, dir.path()).expect("loads")) {
+            Ok(_) => panic!("{name}: started"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+}
+
+#[test]
+fn faults_while_processing_bypass_the_node_and_the_host_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("loop_forever", "(loop $l (br $l))"),
+        ("recursion", "(call $recurse)"),
+        ("out_of_bounds_load", "(drop (i32.load (i32.const 2147483000)))"),
+        ("out_of_bounds_store", "(i32.store (i32.const 2147483000) (i32.const 1))"),
+        ("unreachable", "unreachable"),
+        ("divide_by_zero", "(drop (i32.div_s (i32.const 1) (i32.sub (local.get $n) (local.get $n))))"),
+        ("null_indirect_call", "(call_indirect (type $void) (i32.const 0))"),
+        ("nan_output", "(f32.store (i32.const 8200) (f32.const nan))"),
+        ("infinite_output", "(f32.store (i32.const 8200) (f32.const inf))"),
+        ("absurd_output", "(f32.store (i32.const 8200) (f32.const 1e30))"),
+        ("error_return", "(return (i32.const 7))"),
+    ];
+    let input = noise(2 * 512 * 8);
+    for (name, body) in cases {
+        let text = install(dir.path(), name, &wat(&module(&Variant { process: body, ..BASE })));
+        // The plugin sits between two gains; the host and the other nodes must carry on.
+        let g = format!(
+            "(sample_rate: 48000, channels: 2, nodes: {{ \"a\": Gain(gain_db: 0.0), \"n\": Wasm(path: \"{name}.wasm\"), \
+             \"b\": Gain(gain_db: 0.0) }}, edges: [(\"input\", \"a\"), (\"a\", \"n\"), (\"n\", \"b\"), (\"b\", \"output\")])"
+        );
+        let _ = text;
+        let mut e = start(graph(&g, dir.path()).expect("valid")).expect("starts");
+        let out = run(&mut e, &input, 40);
+        // Every block is either processed (pass-through) or bypassed dry: the output is the input.
+        let expected: Vec<f32> = (0..40).flat_map(|b| input[(b * 1024) % input.len()..][..1024].to_vec()).collect();
+        assert_eq!(out, expected, "{name}: the faulted node's output must be its dry input");
+        let report = e.metrics();
+        let faults: Vec<u64> = report.nodes.iter().map(|n| n.faults).collect();
+        // Faulted, re-created with backoff (1, 2, 4, 8 blocks), and bypassed for good after the fifth.
+        assert_eq!(faults, [0, 5, 0], "{name}: fault counts per node");
+    }
+}
+
+#[test]
+fn memory_cannot_grow_during_a_block_or_past_the_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Grows in a loop at initialize (stops at the 1 MiB cap), and tries again in every block (denied).
+    let grow_loop = "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))";
+    let text = install(
+        dir.path(),
+        "grower",
+        &wat(&module(&Variant {
+            init: grow_loop,
+            process: "(if (i32.ne (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable))",
+            ..BASE
+        })),
+    );
+    let input = noise(2 * 512 * 4);
+    let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
+    assert_eq!(run(&mut e, &input, 4), input, "growth was denied (no trap), so the module passed audio through");
+    assert_eq!(e.metrics().nodes[0].faults, 0);
+}
