@@ -68,6 +68,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a WebAssembly plugin's metadata, parameters, declared limits and ABI version, after checking that
+    /// it loads and sets up.
+    Plugin {
+        /// The module (`NAME.wasm`, with `NAME.json` beside it).
+        path: PathBuf,
+    },
     /// Validate a graph and print its processing order, parallel branch groups and latency.
     Check {
         /// The graph file (RON).
@@ -118,6 +124,7 @@ fn main() -> ExitCode {
             cmd_bench(&graph, seconds, block as usize, threads, json)
         }
         Command::Check { graph } => cmd_check(&graph),
+        Command::Plugin { path } => cmd_plugin(&path),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -429,4 +436,56 @@ fn cmd_check(graph_path: &Path) -> Result<(), Failure> {
         plan.latency as f64 * 1000.0 / f64::from(fmt.sample_rate)
     );
     Ok(())
+}
+
+#[cfg(feature = "wasm")]
+fn cmd_plugin(path: &Path) -> Result<(), Failure> {
+    use fxgraph::node::{BuildContext, GraphFormat, NodeSpec, ProcessConfig};
+    use fxgraph::wasm::{ABI_VERSION, WasmSpec, inspect};
+    let (manifest, module) = inspect(path).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+    // Set an instance up with the defaults, as a graph would: proves the exports and the buffers are sound.
+    let spec = WasmSpec { path: path.display().to_string(), config: Default::default(), on_fault: Default::default() };
+    let format = GraphFormat { sample_rate: 48000, channels: 2 };
+    let ctx = BuildContext { format, base_dir: Path::new("") };
+    let mut processor = spec.build(&ctx).map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;
+    processor
+        .initialize(&ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512 })
+        .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;
+    processor.cleanup();
+    println!("{}: {} {} ({})", path.display(), manifest.name, manifest.version, manifest.id);
+    println!("ABI version {} (host implements {ABI_VERSION})", manifest.abi_version);
+    println!(
+        "limits: memory {} KiB (host cap {} KiB), {} us per block (deadline 10x)",
+        manifest.memory_cap() / 1024,
+        fxgraph::wasm::HOST_MEMORY_CAP / 1024,
+        manifest.block_budget_us
+    );
+    println!("parameters:");
+    for p in &manifest.parameters {
+        let range = match (&p.choices, p.min, p.max) {
+            (Some(c), ..) => format!("one of {}", c.join(", ")),
+            (None, lo, hi) => format!(
+                "{} to {}{}",
+                lo.map_or("-inf".into(), |v| v.to_string()),
+                hi.map_or("inf".into(), |v| v.to_string()),
+                if p.unit.is_empty() { String::new() } else { format!(" {}", p.unit) }
+            ),
+        };
+        let default = match &p.default {
+            fxgraph::wasm::ConfigValue::Number(n) => n.to_string(),
+            fxgraph::wasm::ConfigValue::Text(t) => format!("\"{t}\""),
+        };
+        println!("  {:>2}  {:<12} {:<16} {range}, default {default}", p.id, p.key, p.name);
+    }
+    let imports: Vec<String> = module.imports().map(|i| format!("{}.{}", i.module(), i.name())).collect();
+    let exports: Vec<&str> = module.exports().map(|e| e.name()).collect();
+    println!("imports: {}", if imports.is_empty() { "none".into() } else { imports.join(", ") });
+    println!("exports: {}", exports.join(", "));
+    println!("setup: ok (initialized at 48000 Hz, 2 channels, 512 frames)");
+    Ok(())
+}
+
+#[cfg(not(feature = "wasm"))]
+fn cmd_plugin(_path: &Path) -> Result<(), Failure> {
+    Err(Failure::Other(anyhow::anyhow!("this build of fxgraph has no WebAssembly support (feature `wasm`)")))
 }

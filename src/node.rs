@@ -119,4 +119,13 @@ pub trait Processor: Send {
     fn faults(&self) -> u64 {
         0
     }
+
+    /// Sets an automatable parameter by id, between blocks (control side).
+    ///
+    /// # Errors
+    /// If the node has no such parameter, or the value is out of its range.
+    fn set_param(&mut self, id: i32, value: f32) -> Result<(), String> {
+        let _ = value;
+        Err(format!("this node has no automatable parameter {id}"))
+    }
 }

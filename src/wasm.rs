@@ -471,31 +471,6 @@ impl WasmProcessor {
         self.live = None;
         self.retry_at = self.block + (1u64 << self.faults.min(16));
     }
-
-    /// Sets a parameter between blocks (for automation), by id.
-    ///
-    /// # Errors
-    /// If the plugin declares no such parameter, the value is out of its range, or the plugin refuses it.
-    pub fn set_param(&mut self, id: i32, value: f32) -> Result<(), String> {
-        let decl = self.manifest.parameters.iter().find(|p| p.id == id).ok_or(format!("no parameter {id}"))?;
-        decl.value_of(&ConfigValue::Number(f64::from(value)))?;
-        if let Some(slot) = self.params.iter_mut().find(|(i, _)| *i == id) {
-            slot.1 = value;
-        }
-        if let Some(live) = &mut self.live {
-            live.store.set_epoch_deadline(self.deadline_ticks);
-            match live.set_param.call(&mut live.store, (id, value)) {
-                Ok(0) => {}
-                Ok(code) => return Err(format!("the plugin refused: error {code}")),
-                Err(e) => {
-                    let reason = describe(&e);
-                    self.fault(Fault::Trap(reason.clone()));
-                    return Err(reason);
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A trap's kind, or the error's text.
@@ -583,6 +558,31 @@ impl Processor for WasmProcessor {
 
     fn faults(&self) -> u64 {
         u64::from(self.faults)
+    }
+
+    /// Sets a parameter between blocks (for automation), by id.
+    ///
+    /// # Errors
+    /// If the plugin declares no such parameter, the value is out of its range, or the plugin refuses it.
+    fn set_param(&mut self, id: i32, value: f32) -> Result<(), String> {
+        let decl = self.manifest.parameters.iter().find(|p| p.id == id).ok_or(format!("no parameter {id}"))?;
+        decl.value_of(&ConfigValue::Number(f64::from(value)))?;
+        if let Some(slot) = self.params.iter_mut().find(|(i, _)| *i == id) {
+            slot.1 = value;
+        }
+        if let Some(live) = &mut self.live {
+            live.store.set_epoch_deadline(self.deadline_ticks);
+            match live.set_param.call(&mut live.store, (id, value)) {
+                Ok(0) => {}
+                Ok(code) => return Err(format!("the plugin refused: error {code}")),
+                Err(e) => {
+                    let reason = describe(&e);
+                    self.fault(Fault::Trap(reason.clone()));
+                    return Err(reason);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn stop(&mut self) {

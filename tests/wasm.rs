@@ -246,7 +246,7 @@ fn faults_while_processing_bypass_the_node_and_the_host_goes_on() {
         ("nan_output", "(f32.store (i32.const 8200) (f32.const nan))"),
         ("infinite_output", "(f32.store (i32.const 8200) (f32.const inf))"),
         ("absurd_output", "(f32.store (i32.const 8200) (f32.const 1e30))"),
-        ("error_return", "(return (i32.const 7))"),
+        ("error_return", "(f32.store (i32.const 8200) (f32.const 0.25)) (return (i32.const 7))"),
     ];
     let input = noise(2 * 512 * 8);
     for (name, body) in cases {
@@ -287,4 +287,82 @@ fn memory_cannot_grow_during_a_block_or_past_the_cap() {
     let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
     assert_eq!(run(&mut e, &input, 4), input, "growth was denied (no trap), so the module passed audio through");
     assert_eq!(e.metrics().nodes[0].faults, 0);
+}
+
+#[test]
+fn guest_tricks_after_setup_change_nothing_for_the_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = r#"(import "fxgraph" "log" (func $log (param i32 i32 i32)))"#;
+    let cases = [
+        // Rewriting the buffer table: the host kept its own copy.
+        ("rewrite_table", "", "(i64.store (i32.const 16) (i64.const 0))"),
+        // Log calls with an out-of-bounds pointer, a 2 GiB length and invalid UTF-8.
+        (
+            "bad_logs",
+            log,
+            "(call $log (i32.const 1) (i32.const 2147483000) (i32.const 16)) \
+             (call $log (i32.const 1) (i32.const 0) (i32.const 2147483647)) \
+             (i32.store (i32.const 100) (i32.const 0xfffefdfc)) (call $log (i32.const 1) (i32.const 100) (i32.const 4))",
+        ),
+    ];
+    let input = noise(2 * 512 * 4);
+    for (name, imports, body) in cases {
+        let text = install(dir.path(), name, &wat(&module(&Variant { imports, process: body, ..BASE })));
+        let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
+        assert_eq!(run(&mut e, &input, 4), input, "{name}");
+        assert_eq!(e.metrics().nodes[0].faults, 0, "{name}");
+    }
+    // A million log calls in one block: the per-block deadline applies; the host carries on either way.
+    let flood = "(local $i i32) (loop $l (call $log (i32.const 1) (i32.const 0) (i32.const 4)) \
+                 (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (i32.const 1000000))))";
+    let text = install(
+        dir.path(),
+        "flood",
+        &wat(&module(&Variant { imports: log, process: flood, ..BASE })
+            .replace(
+                "(param $n i32) (result i32)\n    (memory.copy",
+                "(param $n i32) (result i32) (local $i i32)\n    (memory.copy",
+            )
+            .replace("(local $i i32) (loop", "(loop")),
+    );
+    let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
+    assert_eq!(run(&mut e, &input, 4), input, "flood: processed or bypassed dry, the output is the input");
+}
+
+#[test]
+fn parameters_can_be_automated_by_id_between_blocks() {
+    let dir = plugin_dir();
+    let text = node_graph("Wasm(path: \"biquad_filter.wasm\", config: {\"cutoff_hz\": 200.0})");
+    let mut e = start(graph(&text, &dir).expect("valid")).expect("starts");
+    let input = noise(2 * 512 * 20);
+    let dark = run(&mut e, &input, 20);
+    e.set_param("n", 1, 15000.0).expect("in range");
+    let bright = run(&mut e, &input, 20);
+    let energy = |x: &[f32]| x.iter().map(|v| v * v).sum::<f32>();
+    assert!(energy(&bright) > 4.0 * energy(&dark), "raising the cutoff lets far more of white noise through");
+    assert!(e.set_param("n", 1, 1e9).is_err(), "out of the manifest's range");
+    assert!(e.set_param("n", 9, 1.0).is_err(), "no such parameter");
+    assert!(e.set_param("nope", 1, 100.0).is_err(), "no such node");
+}
+
+#[test]
+fn the_plugin_command_prints_metadata_or_a_clear_error() {
+    let exe = env!("CARGO_BIN_EXE_fxgraph");
+    let module = plugin_dir().join("biquad_filter.wasm");
+    let o = std::process::Command::new(exe).arg("plugin").arg(&module).output().expect("run");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for needle in
+        ["org.fxgraph.biquad-filter", "ABI version 1", "cutoff_hz", "one of lowpass, highpass, bandpass", "setup: ok"]
+    {
+        assert!(out.contains(needle), "missing {needle}: {out}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("junk.wasm"), b"junk").expect("write");
+    std::fs::write(dir.path().join("junk.json"), MANIFEST).expect("write");
+    let o = std::process::Command::new(exe).arg("plugin").arg(dir.path().join("junk.wasm")).output().expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a WebAssembly module"));
+    let o = std::process::Command::new(exe).arg("plugin").arg(dir.path().join("missing.wasm")).output().expect("run");
+    assert_eq!(o.status.code(), Some(2));
 }

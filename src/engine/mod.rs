@@ -678,6 +678,20 @@ impl Engine {
         }
     }
 
+    /// Sets a node's automatable parameter between blocks (control side), e.g. a plugin's `cutoff_hz` by
+    /// its id in the plugin's manifest.
+    ///
+    /// # Errors
+    /// [`EngineError::Node`] if no running node has that name or the node refuses the value.
+    pub fn set_param(&mut self, node: &str, id: i32, value: f32) -> Result<(), EngineError> {
+        let index = self.plan().names.iter().position(|n| n == node);
+        let mut runtime = self.world.resource_mut::<Runtime>();
+        let err = |message: String| EngineError::Node { node: node.to_string(), message };
+        let rt_node =
+            index.and_then(|i| runtime.nodes.get_mut(i)).ok_or_else(|| err("no running node has this name".into()))?;
+        rt_node.processor.get_mut().set_param(id, value).map_err(err)
+    }
+
     /// Gathers what the monitor recorded (running the [`Monitor`] schedule), reports it as `tracing`
     /// events (target `fxgraph::monitor`) and returns it. Control side: allocates.
     pub fn metrics(&mut self) -> crate::monitor::MetricsReport {
