@@ -331,6 +331,77 @@ fn ratios() {
             if monitor { "on" } else { "off" }
         );
     }
+    // The WebAssembly biquad against the built-in one with the same settings.
+    let plugins = format!("{}/plugins/wasm", env!("CARGO_MANIFEST_DIR"));
+    let single = |node: &str| {
+        format!(
+            "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
+        )
+    };
+    let wasm_text = single(
+        "Wasm(path: \"biquad_filter.wasm\", config: {\"type\": \"lowpass\", \"cutoff_hz\": 12000.0, \"resonance\": 0.707})",
+    );
+    let native_text = single("Eq(bands: [(kind: LowPass, freq_hz: 12000.0, q: 0.707)])");
+    let registry = Registry::with_builtins();
+    for block in [512, 64] {
+        let options = EngineOptions { max_block: block, threads: 1, monitor: false, ..Default::default() };
+        let load = |text: &str| Graph::parse(text, "bench.ron", plugins.as_ref(), &registry).expect("valid");
+        let mut wasm = Engine::new(load(&wasm_text), options).expect("engine");
+        let mut native = Engine::new(load(&native_text), options).expect("engine");
+        let (r, lo, hi, _) = paired(
+            rounds,
+            || run_engine(&mut wasm, black_box(&input), &mut out, block),
+            || run_engine(&mut native, black_box(&input), &mut out2, block),
+        );
+        println!(
+            "  biquad low-pass, block {block:>3}: WebAssembly plugin throughput / built-in = {r:.3} [{lo:.3}, {hi:.3}]"
+        );
+    }
+    {
+        let mut mastering =
+            Engine::new(graph("mastering.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() })
+                .expect("engine");
+        let mut chain =
+            Engine::new(graph("chain.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() })
+                .expect("engine");
+        let (r, lo, hi, t) = paired(
+            rounds,
+            || run_engine(&mut mastering, black_box(&input), &mut out, 512),
+            || run_engine(&mut chain, black_box(&input), &mut out2, 512),
+        );
+        println!(
+            "  mastering.ron, block 512: {:.0}x realtime; throughput / chain.ron's = {r:.3} [{lo:.3}, {hi:.3}]",
+            audio_s / t
+        );
+    }
+    {
+        // Cold start: a module path never seen by this process (compiled by cranelift); cached: seen before.
+        let dir = std::env::temp_dir().join(format!("fxgraph-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut cold = Vec::new();
+        let mut warm = Vec::new();
+        for i in 0..5 {
+            for ext in ["wasm", "json"] {
+                std::fs::copy(format!("{plugins}/biquad_filter.{ext}"), dir.join(format!("p{i}.{ext}"))).expect("copy");
+            }
+            let text = single(&format!("Wasm(path: \"p{i}.wasm\")"));
+            for times in [&mut cold, &mut warm] {
+                let t = std::time::Instant::now();
+                let g = Graph::parse(&text, "bench.ron", &dir, &registry).expect("valid");
+                drop(Engine::new(g, EngineOptions::default()).expect("engine"));
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        cold.sort_by(f64::total_cmp);
+        warm.sort_by(f64::total_cmp);
+        println!(
+            "  graph with the WebAssembly node, load and start: cold {:.2} ms, module already compiled {:.2} ms (cold / cached = {:.1})",
+            cold[2],
+            warm[2],
+            cold[2] / warm[2]
+        );
+    }
     for block in [512, 64] {
         let one = EngineOptions { max_block: block, threads: 1, ..Default::default() };
         let mut serial = Engine::new(graph("parallel.ron"), one).expect("engine");
