@@ -10,7 +10,7 @@ mkdir -p "$out"
 rustc=${WASM_RUSTC:-/usr/bin/rustc}
 
 "$rustc" --edition 2021 --crate-type cdylib --target wasm32-unknown-unknown \
-    -C opt-level=3 -C panic=abort -C link-arg=-zstack-size=65536 -C strip=symbols \
+    -C opt-level=3 -C panic=abort -C link-arg=-zstack-size=65536 -C strip=symbols --remap-path-prefix "$here=plugins" \
     -o "$out/biquad_filter.wasm" "$here/src/biquad_rust/lib.rs"
 
 clang --target=wasm32 -nostdlib -O2 -ffp-contract=off \
