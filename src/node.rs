@@ -59,6 +59,30 @@ impl fmt::Display for ParamError {
     }
 }
 
+/// What a message from a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum MessageKind {
+    /// A log line, with the plugin's level (0 error, 1 warn, 2 info, 3 debug, 4 trace).
+    Log(i32),
+    /// An event for the application, with the plugin's code.
+    Event(i32),
+    /// The node faulted and was bypassed.
+    Fault,
+    /// Messages the node could not keep (more than fit in a block): a count.
+    Dropped(u64),
+}
+
+/// A message from a node (a plugin's log line or event, or a fault), delivered on the control side.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Message {
+    /// The node's name in the graph.
+    pub node: String,
+    /// The plugin's id, for plugins.
+    pub source: String,
+    pub kind: MessageKind,
+    pub text: String,
+}
+
 /// A processor that could not be built, initialized or started.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -118,6 +142,11 @@ pub trait Processor: Send {
     /// Faults so far (plugins: traps, error returns, bad output, overruns); read on the control side.
     fn faults(&self) -> u64 {
         0
+    }
+
+    /// Hands over the messages (log lines, events, faults) recorded since the last call (control side).
+    fn drain_messages(&mut self, sink: &mut dyn FnMut(Message)) {
+        let _ = sink;
     }
 
     /// Sets an automatable parameter by id, between blocks (control side).

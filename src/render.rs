@@ -128,6 +128,10 @@ pub fn render(
                 &mut AudioOut::new(&mut output, block, channels, frames),
             );
             stats.blocks += 1;
+            if stats.blocks % 64 == 0 {
+                // Control-side work between blocks: plugin messages go to `tracing`.
+                engine.messages();
+            }
             let start = skip.min(frames);
             skip -= start;
             if start < frames {
@@ -135,6 +139,7 @@ pub fn render(
             }
             progress(got as u64);
         }
+        engine.messages();
         Ok(stats)
     })
 }

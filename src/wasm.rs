@@ -13,12 +13,14 @@
 //! created from the compiled module after a backoff of 1, 2, 4, 8 blocks; after [`MAX_FAULTS`] faults the
 //! node stays bypassed. Other nodes and the host are not affected.
 //!
-//! Not built yet: the on-disk cache of compiled modules (modules are compiled once per process and shared),
-//! plugin events and log lines reaching the application (they are counted and dropped), and the
-//! `fxgraph plugin` command.
+//! Log lines and events the plugin sends through its imports are copied (bounds-checked, truncated to
+//! [`MESSAGE_BYTES`]) into [`MESSAGE_SLOTS`] preallocated slots, so the audio path does not allocate;
+//! [`crate::Engine::messages`] hands them to the application and to `tracing` on the control side.
+//!
+//! Not built yet: the on-disk cache of compiled modules (modules are compiled once per process and shared).
 
 use crate::buffer::{AudioIn, AudioOut};
-use crate::node::{BuildContext, NodeError, NodeSpec, ParamError, ProcessConfig, Processor};
+use crate::node::{BuildContext, Message, MessageKind, NodeError, NodeSpec, ParamError, ProcessConfig, Processor};
 use crate::registry::{NodeKind, Registry, parse_ron};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -275,12 +277,57 @@ impl NodeSpec for WasmSpec {
     }
 }
 
-/// Per-instance host state: the memory cap and whether a block is being processed.
+/// Messages a plugin may leave between two drains; later ones are counted as dropped.
+pub const MESSAGE_SLOTS: usize = 64;
+/// Bytes kept of one message.
+pub const MESSAGE_BYTES: usize = 240;
+
+/// One preallocated message slot.
+#[derive(Clone, Copy)]
+struct Slot {
+    kind: MessageKind,
+    len: usize,
+    bytes: [u8; MESSAGE_BYTES],
+}
+
+/// Per-instance host state: the memory cap, whether a block is being processed, and message slots filled
+/// by the `log` and `emit_event` imports without allocating.
 struct HostState {
     memory_cap: usize,
     in_block: bool,
-    log_lines: u64,
-    events: u64,
+    slots: Vec<Slot>,
+    used: usize,
+    dropped: u64,
+}
+
+impl HostState {
+    /// Copies a guest message (bounds-checked, truncated, never trusted) into the next free slot.
+    fn record(caller: &mut wasmtime::Caller<'_, HostState>, kind: MessageKind, ptr: i32, len: i32) {
+        let memory = match caller.get_export("memory") {
+            Some(wasmtime::Extern::Memory(m)) => m,
+            _ => return,
+        };
+        let (data, state) = memory.data_and_store_mut(caller);
+        if state.used == state.slots.len() {
+            state.dropped += 1;
+            return;
+        }
+        let slot = &mut state.slots[state.used];
+        slot.kind = kind;
+        let (start, len) = (ptr as u32 as usize, (len as u32 as usize).min(MESSAGE_BYTES));
+        match start.checked_add(len).and_then(|end| data.get(start..end)) {
+            Some(text) => {
+                slot.bytes[..len].copy_from_slice(text);
+                slot.len = len;
+            }
+            None => {
+                const BAD: &[u8] = b"<message outside the plugin's memory>";
+                slot.bytes[..BAD.len()].copy_from_slice(BAD);
+                slot.len = BAD.len();
+            }
+        }
+        state.used += 1;
+    }
 }
 
 impl ResourceLimiter for HostState {
@@ -341,6 +388,9 @@ pub struct WasmProcessor {
     live: Option<Live>,
     faults: u32,
     last_fault: Option<Fault>,
+    /// Messages not yet handed to the control side that could not stay in an instance's slots: faults, and
+    /// what a faulted instance said before it was dropped.
+    pending: Vec<(MessageKind, String)>,
     block: u64,
     retry_at: u64,
     slow_blocks: u32,
@@ -361,6 +411,7 @@ impl WasmProcessor {
             live: None,
             faults: 0,
             last_fault: None,
+            pending: Vec::new(),
             block: 0,
             retry_at: 0,
             slow_blocks: 0,
@@ -376,7 +427,14 @@ impl WasmProcessor {
 
     /// Creates, checks and prepares an instance: ABI version, parameters, `fxg_initialize`, buffer table.
     fn instantiate(&self, config: &ProcessConfig) -> Result<Live, String> {
-        let state = HostState { memory_cap: self.manifest.memory_cap(), in_block: false, log_lines: 0, events: 0 };
+        let empty = Slot { kind: MessageKind::Log(0), len: 0, bytes: [0; MESSAGE_BYTES] };
+        let state = HostState {
+            memory_cap: self.manifest.memory_cap(),
+            in_block: false,
+            slots: vec![empty; MESSAGE_SLOTS],
+            used: 0,
+            dropped: 0,
+        };
         let mut store = Store::new(engine(), state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
         store.set_epoch_deadline(self.deadline_ticks);
@@ -385,9 +443,8 @@ impl WasmProcessor {
             .func_wrap(
                 "fxgraph",
                 "log",
-                |mut caller: wasmtime::Caller<'_, HostState>, _level: i32, _ptr: i32, _len: i32| {
-                    // Counted, never read on the audio path: delivering lines is not built yet.
-                    caller.data_mut().log_lines += 1;
+                |mut caller: wasmtime::Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+                    HostState::record(&mut caller, MessageKind::Log(level), ptr, len);
                 },
             )
             .map_err(|e| e.to_string())?;
@@ -395,8 +452,8 @@ impl WasmProcessor {
             .func_wrap(
                 "fxgraph",
                 "emit_event",
-                |mut caller: wasmtime::Caller<'_, HostState>, _code: i32, _ptr: i32, _len: i32| {
-                    caller.data_mut().events += 1;
+                |mut caller: wasmtime::Caller<'_, HostState>, code: i32, ptr: i32, len: i32| {
+                    HostState::record(&mut caller, MessageKind::Event(code), ptr, len);
                 },
             )
             .map_err(|e| e.to_string())?;
@@ -465,7 +522,16 @@ impl WasmProcessor {
 
     fn fault(&mut self, fault: Fault) {
         self.faults += 1;
-        tracing::warn!(plugin = %self.manifest.id, faults = self.faults, ?fault, "plugin faulted; bypassed");
+        // The fault path may allocate: it leaves the real-time contract anyway (the instance is rebuilt).
+        let permanent = if self.faults >= MAX_FAULTS { "; bypassed for good" } else { "" };
+        if let Some(live) = &mut self.live {
+            // What the plugin said before it faulted goes out with the fault.
+            let state = live.store.data_mut();
+            for slot in &state.slots[..state.used] {
+                self.pending.push((slot.kind, String::from_utf8_lossy(&slot.bytes[..slot.len]).into_owned()));
+            }
+        }
+        self.pending.push((MessageKind::Fault, format!("fault {} of {MAX_FAULTS}: {fault:?}{permanent}", self.faults)));
         self.last_fault = Some(fault);
         // Dropped, never re-entered. A fresh instance follows after 1, 2, 4... blocks.
         self.live = None;
@@ -558,6 +624,25 @@ impl Processor for WasmProcessor {
 
     fn faults(&self) -> u64 {
         u64::from(self.faults)
+    }
+
+    fn drain_messages(&mut self, sink: &mut dyn FnMut(Message)) {
+        let source = &self.manifest.id;
+        let message = |kind, text: String| Message { node: String::new(), source: source.clone(), kind, text };
+        for (kind, text) in self.pending.drain(..) {
+            sink(message(kind, text));
+        }
+        if let Some(live) = &mut self.live {
+            let state = live.store.data_mut();
+            for slot in &state.slots[..state.used] {
+                sink(message(slot.kind, String::from_utf8_lossy(&slot.bytes[..slot.len]).into_owned()));
+            }
+            if state.dropped > 0 {
+                sink(message(MessageKind::Dropped(state.dropped), format!("{} messages dropped", state.dropped)));
+            }
+            state.used = 0;
+            state.dropped = 0;
+        }
     }
 
     /// Sets a parameter between blocks (for automation), by id.

@@ -53,7 +53,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Every built-in kind and every band kind, in two parallel branches that meet again (so summing and
+/// Every built-in kind, every band kind and a WebAssembly plugin, in two parallel branches that meet again (so summing and
 /// latency compensation run too).
 const EVERY_KIND: &str = r#"(
     sample_rate: 48000,
@@ -76,9 +76,10 @@ const EVERY_KIND: &str = r#"(
         "gain": Gain(gain_db: 6.0),
         "early": Limiter(ceiling_db: -3.0, lookahead_ms: 2.0, release_ms: 20.0),
         "limiter": Limiter(ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: 50.0),
+        "filter": Wasm(path: "plugins/wasm/biquad_filter.wasm", config: {"cutoff_hz": 15000.0}),
     },
     edges: [
-        ("input", "eq"), ("eq", "comp"), ("comp", "early"), ("early", "limiter"),
+        ("input", "eq"), ("eq", "comp"), ("comp", "early"), ("early", "filter"), ("filter", "limiter"),
         ("input", "bass"), ("bass", "treble"), ("treble", "width"), ("width", "gain"), ("gain", "limiter"),
         ("limiter", "output"),
     ],
@@ -135,8 +136,13 @@ fn per_block_processing_allocates_nothing() {
     let mut engines = Vec::new();
     for (threads, parallelism) in cases {
         for block in [64, 512] {
-            let graph = Graph::parse(EVERY_KIND, "every_kind.ron", ".".as_ref(), &Registry::with_builtins())
-                .expect("valid graph");
+            let graph = Graph::parse(
+                EVERY_KIND,
+                "every_kind.ron",
+                env!("CARGO_MANIFEST_DIR").as_ref(),
+                &Registry::with_builtins(),
+            )
+            .expect("valid graph");
             let options = EngineOptions { max_block: block, threads, parallelism, monitor: true };
             let mut engine = Engine::new(graph, options).expect("engine starts");
             // The monitor is on, and one node is metered too.

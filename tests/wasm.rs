@@ -366,3 +366,51 @@ fn the_plugin_command_prints_metadata_or_a_clear_error() {
     let o = std::process::Command::new(exe).arg("plugin").arg(dir.path().join("missing.wasm")).output().expect("run");
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn log_lines_and_events_reach_the_application_without_trusting_the_guest() {
+    use fxgraph::node::MessageKind;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let imports = r#"(import "fxgraph" "log" (func $log (param i32 i32 i32)))
+  (import "fxgraph" "emit_event" (func $event (param i32 i32 i32)))
+  (data (i32.const 200) "hello from the plugin")
+  (data (i32.const 240) "peak")"#;
+    let body = "(call $log (i32.const 2) (i32.const 200) (i32.const 21)) \
+                (call $event (i32.const 7) (i32.const 240) (i32.const 4)) \
+                (call $log (i32.const 1) (i32.const 2147483000) (i32.const 100))";
+    let text = install(dir.path(), "talker", &wat(&module(&Variant { imports, process: body, ..BASE })));
+    let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
+    let input = noise(2 * 512 * 30);
+    run(&mut e, &input, 1);
+    let messages = e.messages();
+    let kinds: Vec<(MessageKind, &str)> = messages.iter().map(|m| (m.kind, m.text.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (MessageKind::Log(2), "hello from the plugin"),
+            (MessageKind::Event(7), "peak"),
+            (MessageKind::Log(1), "<message outside the plugin's memory>"),
+        ]
+    );
+    assert!(messages.iter().all(|m| m.node == "n" && m.source == "test.hostile"));
+    // 30 blocks of 3 messages: 64 slots are kept, the rest counted.
+    run(&mut e, &input, 30);
+    let messages = e.messages();
+    assert_eq!(messages.len(), 65);
+    assert_eq!(messages[64].kind, MessageKind::Dropped(90 - 64));
+    assert!(e.messages().is_empty(), "drained");
+}
+
+#[test]
+fn faults_are_reported_as_messages() {
+    use fxgraph::node::MessageKind;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = install(dir.path(), "trapper", &wat(&module(&Variant { process: "unreachable", ..BASE })));
+    let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
+    run(&mut e, &noise(2 * 512 * 4), 40);
+    let faults: Vec<String> =
+        e.messages().into_iter().filter(|m| m.kind == MessageKind::Fault).map(|m| m.text).collect();
+    assert_eq!(faults.len(), 5, "{faults:?}");
+    assert!(faults[0].contains("unreachable"), "{}", faults[0]);
+    assert!(faults[4].contains("bypassed for good"), "{}", faults[4]);
+}

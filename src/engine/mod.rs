@@ -692,6 +692,35 @@ impl Engine {
         rt_node.processor.get_mut().set_param(id, value).map_err(err)
     }
 
+    /// Hands over the messages nodes recorded since the last call (plugin log lines and events, faults),
+    /// and reports each as a `tracing` event (target `fxgraph::plugin`, with the plugin's id and the node).
+    /// Control side: call it between blocks.
+    pub fn messages(&mut self) -> Vec<crate::node::Message> {
+        use crate::node::MessageKind;
+        let names = self.plan().names.clone();
+        let mut runtime = self.world.resource_mut::<Runtime>();
+        let mut out = Vec::new();
+        for (node, name) in runtime.nodes.iter_mut().zip(&names) {
+            node.processor.get_mut().drain_messages(&mut |mut m| {
+                m.node = name.clone();
+                match m.kind {
+                    MessageKind::Log(0) | MessageKind::Fault => {
+                        tracing::warn!(target: "fxgraph::plugin", plugin = %m.source, node = %m.node, "{}", m.text)
+                    }
+                    MessageKind::Log(level) if level <= 2 => {
+                        tracing::info!(target: "fxgraph::plugin", plugin = %m.source, node = %m.node, "{}", m.text)
+                    }
+                    MessageKind::Event(code) => {
+                        tracing::info!(target: "fxgraph::plugin", plugin = %m.source, node = %m.node, code, "event: {}", m.text)
+                    }
+                    _ => tracing::debug!(target: "fxgraph::plugin", plugin = %m.source, node = %m.node, "{}", m.text),
+                }
+                out.push(m);
+            });
+        }
+        out
+    }
+
     /// Gathers what the monitor recorded (running the [`Monitor`] schedule), reports it as `tracing`
     /// events (target `fxgraph::monitor`) and returns it. Control side: allocates.
     pub fn metrics(&mut self) -> crate::monitor::MetricsReport {
