@@ -17,7 +17,8 @@
 //! [`MESSAGE_BYTES`]) into [`MESSAGE_SLOTS`] preallocated slots, so the audio path does not allocate;
 //! [`crate::Engine::messages`] hands them to the application and to `tracing` on the control side.
 //!
-//! Not built yet: the on-disk cache of compiled modules (modules are compiled once per process and shared).
+//! Compiled modules are shared within a process and cached on disk (see [`compile`]), so a second start
+//! skips compilation.
 
 use crate::buffer::{AudioIn, AudioOut};
 use crate::node::{BuildContext, Message, MessageKind, NodeError, NodeSpec, ParamError, ProcessConfig, Processor};
@@ -39,8 +40,13 @@ pub const MAX_FAULTS: u32 = 5;
 pub const WATCHDOG_BLOCKS: u32 = 8;
 /// Epoch ticks are this long; hard deadlines are whole ticks.
 const TICK: Duration = Duration::from_millis(1);
-/// A hard deadline is this many times the per-block budget (the watchdog handles mere slowness).
+/// A hard deadline is this many times the per-block budget (the watchdog handles mere slowness), and never
+/// less than [`MIN_DEADLINE_TICKS`]: deadlines are wall-clock time, and a loaded machine may deschedule an
+/// honest plugin for a few milliseconds.
 const DEADLINE_FACTOR: u64 = 10;
+const MIN_DEADLINE_TICKS: u64 = 50;
+/// Setup calls (version, parameters, initialize, buffers, start) are not real-time: one second each.
+const SETUP_DEADLINE_TICKS: u64 = 1000;
 /// Output magnitudes above this are absurd (about +60 dBFS).
 const ABSURD: f32 = 1000.0;
 /// Imports a module may have.
@@ -217,7 +223,60 @@ pub fn engine() -> &'static Engine {
     })
 }
 
-/// Compiles a module once per process and checks its imports; later calls share the result.
+/// Where compiled modules are cached: `FXGRAPH_CACHE_DIR`, else `$XDG_CACHE_HOME/fxgraph/modules`, else
+/// `$HOME/.cache/fxgraph/modules`; none if no such variable is set.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("FXGRAPH_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("fxgraph").join("modules"))
+}
+
+/// The cache file for a module's bytes: the SHA-256 of the bytes and a hash of the engine's compatibility
+/// (wasmtime version and compilation settings), so a different module or engine never hits.
+fn cache_file(bytes: &[u8]) -> Option<PathBuf> {
+    use sha2::Digest;
+    use std::hash::{Hash, Hasher};
+    let digest = sha2::Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine().precompile_compatibility_hash().hash(&mut engine_hash);
+    Some(cache_dir()?.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish())))
+}
+
+/// Loads a module compiled earlier by this host from the disk cache.
+#[allow(unsafe_code)] // Deserializing compiled code is unsafe in wasmtime; see the SAFETY note.
+fn load_cached(path: &Path) -> Option<Module> {
+    if !path.is_file() {
+        return None;
+    }
+    // SAFETY: the file is in the user's own cache directory and was written by `store_cached` from
+    // `Module::serialize` of this engine (its name carries the SHA-256 of the source module and the engine's
+    // compatibility hash, and wasmtime checks the compatibility header again). Whoever can write there can
+    // already run code as the user, so trusting it adds no capability.
+    unsafe { Module::deserialize_file(engine(), path) }.ok()
+}
+
+/// Writes a compiled module to the disk cache, atomically (temporary file, then rename); failures only
+/// cost the next start its speed.
+fn store_cached(path: &Path, module: &Module) {
+    let Ok(bytes) = module.serialize() else { return };
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_ok() {
+        return;
+    }
+    let _ = std::fs::remove_file(&tmp);
+}
+
+/// Compiles a module once per process (later calls share it) and once per machine (through the disk cache),
+/// and checks its imports.
 ///
 /// # Errors
 /// A message for a file that cannot be read, is not WebAssembly, or imports anything but the ABI's
@@ -233,8 +292,18 @@ pub fn compile(path: &Path) -> Result<Module, String> {
     if !bytes.starts_with(b"\0asm") {
         return Err(format!("{} is not a WebAssembly module", path.display()));
     }
-    let module = Module::new(engine(), &bytes)
-        .map_err(|e| format!("{} is not a valid WebAssembly module: {e:#}", path.display()))?;
+    let cached = cache_file(&bytes);
+    let module = match cached.as_deref().and_then(load_cached) {
+        Some(module) => module,
+        None => {
+            let module = Module::new(engine(), &bytes)
+                .map_err(|e| format!("{} is not a valid WebAssembly module: {e:#}", path.display()))?;
+            if let Some(file) = &cached {
+                store_cached(file, &module);
+            }
+            module
+        }
+    };
     for import in module.imports() {
         if import.module() != "fxgraph" || !ALLOWED_IMPORTS.contains(&import.name()) {
             return Err(format!(
@@ -401,7 +470,8 @@ pub struct WasmProcessor {
 impl WasmProcessor {
     fn new(module: Module, manifest: Manifest, params: Vec<(i32, f32)>, on_fault: OnFault) -> Self {
         let budget = Duration::from_micros(manifest.block_budget_us.max(1));
-        let deadline_ticks = (budget.as_micros() as u64 * DEADLINE_FACTOR).div_ceil(TICK.as_micros() as u64).max(2);
+        let deadline_ticks =
+            (budget.as_micros() as u64 * DEADLINE_FACTOR).div_ceil(TICK.as_micros() as u64).max(MIN_DEADLINE_TICKS);
         Self {
             module,
             manifest,
@@ -437,7 +507,7 @@ impl WasmProcessor {
         };
         let mut store = Store::new(engine(), state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
         let mut linker: Linker<HostState> = Linker::new(engine());
         linker
             .func_wrap(
@@ -482,13 +552,13 @@ impl WasmProcessor {
             return Err(format!("the module implements ABI version {version}, this host {ABI_VERSION}"));
         }
         for &(id, value) in &self.params {
-            store.set_epoch_deadline(self.deadline_ticks);
+            store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
             let code = set_param.call(&mut store, (id, value)).map_err(|e| call_err("fxg_set_param", e))?;
             if code != 0 {
                 return Err(format!("fxg_set_param({id}, {value}) returned error {code}"));
             }
         }
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
         let (ch, max_block) = (config.channels, config.max_block);
         let code = initialize
             .call(&mut store, (config.sample_rate as i32, ch as i32, max_block as i32))
@@ -496,7 +566,7 @@ impl WasmProcessor {
         if code != 0 {
             return Err(format!("fxg_initialize returned error {code}"));
         }
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
         let table = buffers.call(&mut store, ()).map_err(|e| call_err("fxg_buffers", e))? as u32 as usize;
         let (input, output) = read_table(memory.data(&store), table)?;
         let memory_size = memory.data_size(&store);
@@ -515,7 +585,7 @@ impl WasmProcessor {
         if input < output + plane && output < input + plane {
             return Err(format!("the input ({input}) and output ({output}) buffers overlap"));
         }
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
         start.call(&mut store, ()).map_err(|e| call_err("fxg_start", e))?;
         Ok(Live { store, memory, process, set_param, stop, cleanup, input, output, memory_size })
     }

@@ -414,3 +414,86 @@ fn faults_are_reported_as_messages() {
     assert!(faults[0].contains("unreachable"), "{}", faults[0]);
     assert!(faults[4].contains("bypassed for good"), "{}", faults[4]);
 }
+
+#[test]
+fn compiled_modules_are_cached_on_disk_and_a_bad_cache_entry_is_ignored() {
+    let exe = env!("CARGO_BIN_EXE_fxgraph");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let module = plugin_dir().join("biquad_filter.wasm");
+    let plugin = || {
+        let o = std::process::Command::new(exe)
+            .arg("plugin")
+            .arg(&module)
+            .env("FXGRAPH_CACHE_DIR", cache.path())
+            .output()
+            .expect("run");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    plugin();
+    let entries: Vec<PathBuf> =
+        std::fs::read_dir(cache.path()).expect("cache dir").map(|e| e.expect("entry").path()).collect();
+    assert_eq!(entries.len(), 1, "one compiled module: {entries:?}");
+    let file = &entries[0];
+    assert!(file.extension().is_some_and(|e| e == "cwasm"));
+    let compiled = std::fs::read(file).expect("read");
+    plugin();
+    assert_eq!(std::fs::read(file).expect("read"), compiled, "the second start used the cache as it was");
+    // A corrupted entry is not trusted: the module is compiled again and the entry rewritten.
+    std::fs::write(file, b"not a compiled module").expect("corrupt");
+    plugin();
+    assert_eq!(std::fs::read(file).expect("read"), compiled);
+}
+
+#[test]
+fn a_plugin_always_over_its_budget_is_bypassed_by_the_watchdog_without_a_trap() {
+    use fxgraph::node::MessageKind;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spin = "(local $i i32) (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) \
+                (br_if $l (i32.lt_u (local.get $i) (i32.const 1000000))))";
+    let text = module(&Variant { process: spin, ..BASE }).replace(
+        "(param $n i32) (result i32)\n    (memory.copy",
+        "(param $n i32) (result i32) (local $i i32)\n    (memory.copy",
+    );
+    let text = text.replace("(local $i i32) (loop", "(loop");
+    let bytes = wat(&text);
+    let manifest = |budget_us: u64| {
+        format!(
+            r#"{{"id": "test.slow", "name": "Slow", "version": "0.0.1", "abi_version": 1,
+                "memory_limit_bytes": 1048576, "block_budget_us": {budget_us}, "parameters": []}}"#
+        )
+    };
+    let input = noise(2 * 512 * 4);
+    // Measure how long the loop takes here, with a budget it cannot overrun.
+    std::fs::write(dir.path().join("slow.wasm"), &bytes).expect("write");
+    std::fs::write(dir.path().join("slow.json"), manifest(1_000_000)).expect("write");
+    let g = node_graph("Wasm(path: \"slow.wasm\")");
+    let mut e = start(graph(&g, dir.path()).expect("valid")).expect("starts");
+    // The fastest of a dozen blocks: load only ever makes a block slower.
+    let mut fastest_us = f64::INFINITY;
+    for _ in 0..12 {
+        let t = std::time::Instant::now();
+        run(&mut e, &input, 1);
+        fastest_us = fastest_us.min(t.elapsed().as_secs_f64() * 1e6);
+    }
+    assert_eq!(e.metrics().nodes[0].faults, 0);
+    // Now a budget of a third of the fastest run: the plugin is always over budget (the watchdog's threshold
+    // is 1x, for 8 blocks in a row; the margin absorbs this VM's speed swings of about 50%), and far inside
+    // the hard deadline (ten budgets, at least 50 ms). A fresh copy of the module under another name, so
+    // the manifest is read again.
+    let budget_us = ((fastest_us / 3.0) as u64).max(1);
+    std::fs::write(dir.path().join("slow2.wasm"), &bytes).expect("write");
+    std::fs::write(dir.path().join("slow2.json"), manifest(budget_us)).expect("write");
+    let g = node_graph("Wasm(path: \"slow2.wasm\")");
+    let mut e = start(graph(&g, dir.path()).expect("valid")).expect("starts");
+    let out = run(&mut e, &input, 12);
+    let expected: Vec<f32> = (0..12).flat_map(|b| input[(b * 1024) % input.len()..][..1024].to_vec()).collect();
+    assert_eq!(out, expected, "processed or bypassed dry, the output is the input");
+    let faults: Vec<String> =
+        e.messages().into_iter().filter(|m| m.kind == MessageKind::Fault).map(|m| m.text).collect();
+    assert_eq!(
+        faults.len(),
+        1,
+        "one watchdog fault after 8 slow blocks (fastest {fastest_us} us, budget {budget_us} us): {faults:?}"
+    );
+    assert!(faults[0].contains("OverBudget") && !faults[0].contains("Trap"), "{}", faults[0]);
+}
