@@ -326,7 +326,8 @@ fn cmd_bench(graph_path: &Path, seconds: f64, block: usize, threads: Option<u32>
             .map(|n| {
                 serde_json::json!({
                     "name": n.name, "kind": n.kind, "calls": n.calls, "mean_ns": n.mean_ns, "p50_ns": n.p50_ns,
-                    "p99_ns": n.p99_ns, "max_ns": n.max_ns, "budget_share": n.budget_share,
+                    "p99_ns": n.p99_ns, "max_ns": n.max_ns, "budget_share": n.budget_share, "faults": n.faults,
+                    "memory_bytes": n.memory_bytes, "memory_cap_bytes": n.memory_cap_bytes,
                 })
             })
             .collect();
@@ -382,6 +383,11 @@ fn cmd_bench(graph_path: &Path, seconds: f64, block: usize, threads: Option<u32>
             us(n.max_ns as f64),
             n.budget_share * 100.0
         );
+    }
+    for n in &report.nodes {
+        if let (Some(used), Some(cap)) = (n.memory_bytes, n.memory_cap_bytes) {
+            println!("plugin {}: linear memory {} KiB of {} KiB, {} faults", n.name, used / 1024, cap / 1024, n.faults);
+        }
     }
     let mib = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
     println!(

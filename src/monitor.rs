@@ -337,6 +337,11 @@ pub struct NodeReport {
     pub max_ns: u64,
     /// Faults the node reported (plugins: traps, error returns, bad output, overruns).
     pub faults: u64,
+    /// A plugin's linear memory now, and its cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_cap_bytes: Option<usize>,
     /// Mean processing time over the mean block's real-time duration.
     pub budget_share: f64,
     /// Frames of latency the node adds.

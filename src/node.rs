@@ -144,6 +144,11 @@ pub trait Processor: Send {
         0
     }
 
+    /// Memory the node holds outside the host's heap, and its cap, in bytes (a plugin's linear memory).
+    fn memory(&self) -> Option<(usize, usize)> {
+        None
+    }
+
     /// Hands over the messages (log lines, events, faults) recorded since the last call (control side).
     fn drain_messages(&mut self, sink: &mut dyn FnMut(Message)) {
         let _ = sink;

@@ -696,6 +696,11 @@ impl Processor for WasmProcessor {
         u64::from(self.faults)
     }
 
+    fn memory(&self) -> Option<(usize, usize)> {
+        let live = self.live.as_ref()?;
+        Some((live.memory.data_size(&live.store), self.manifest.memory_cap()))
+    }
+
     fn drain_messages(&mut self, sink: &mut dyn FnMut(Message)) {
         let source = &self.manifest.id;
         let message = |kind, text: String| Message { node: String::new(), source: source.clone(), kind, text };

@@ -101,6 +101,12 @@ fn mastering_graph_renders_with_the_plugin_in_it() {
     let out = run(&mut e, &noise(2 * 512 * 20), 20);
     assert!(out.iter().all(|v| v.is_finite() && v.abs() <= 0.8913));
     assert!(out.iter().any(|&v| v != 0.0));
+    // The monitor reports the plugin's linear memory against its cap.
+    let report = e.metrics();
+    let filter = report.nodes.iter().find(|n| n.name == "filter").expect("filter node");
+    let (used, cap) = (filter.memory_bytes.expect("memory"), filter.memory_cap_bytes.expect("cap"));
+    assert!(used > 0 && used <= cap && cap == 2 << 20, "{used} of {cap}");
+    assert!(report.nodes.iter().filter(|n| n.name != "filter").all(|n| n.memory_bytes.is_none()));
 }
 
 /// A module implementing the ABI, with a pass-through `fxg_process`. Buffers: 2 channels x 512 frames,

@@ -85,6 +85,8 @@ pub struct NodeTiming {
     pub max_ns: u64,
     /// Faults the node's processor reported (plugins).
     pub faults: u64,
+    /// A plugin's linear memory and its cap, in bytes.
+    pub memory: Option<(usize, usize)>,
 }
 
 /// Levels at a node's output, as last gathered (only on nodes passed to [`Engine::meter_node`]).
@@ -408,11 +410,18 @@ fn publish_metrics(
     mut timings: Query<&mut NodeTiming>,
 ) {
     let Some(mut rt) = runtime else { return };
-    let faults: Vec<u64> = rt.nodes.iter_mut().map(|n| n.processor.get_mut().faults()).collect();
+    let status: Vec<(u64, Option<(usize, usize)>)> = rt
+        .nodes
+        .iter_mut()
+        .map(|n| {
+            let p = n.processor.get_mut();
+            (p.faults(), p.memory())
+        })
+        .collect();
     // The audio side records clock ticks; reports are in nanoseconds.
     let ns = crate::clock::ns_per_tick();
     let to_ns = |ticks: u64| (ticks as f64 * ns) as u64;
-    for ((node, &e), &faults) in rt.nodes.iter().zip(&plan.order).zip(&faults) {
+    for ((node, &e), &(faults, memory)) in rt.nodes.iter().zip(&plan.order).zip(&status) {
         if let Ok(mut t) = timings.get_mut(e) {
             *t = NodeTiming {
                 calls: node.timing.calls(),
@@ -421,6 +430,7 @@ fn publish_metrics(
                 p99_ns: to_ns(node.timing.quantile_ns(0.99)),
                 max_ns: to_ns(node.timing.max_ns()),
                 faults,
+                memory,
             };
         }
         if let Some(meter) = &node.meter {
@@ -753,6 +763,8 @@ impl Engine {
                     p99_ns: t.p99_ns,
                     max_ns: t.max_ns,
                     faults: t.faults,
+                    memory_bytes: t.memory.map(|m| m.0),
+                    memory_cap_bytes: t.memory.map(|m| m.1),
                     budget_share: if block_ns > 0.0 { t.mean_ns / block_ns } else { 0.0 },
                     latency_frames: world.get::<Latency>(e).map_or(0, |l| l.own),
                     levels: world.get::<NodeMeter>(e).map(|m| m.0.levels(sample_rate)),
