@@ -26,6 +26,7 @@ use crate::registry::{NodeKind, Registry, parse_ron};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use wasmtime::{Config, Engine, Instance, Linker, Memory, Module, ResourceLimiter, Store, TypedFunc};
@@ -39,14 +40,14 @@ pub const MAX_FAULTS: u32 = 5;
 /// Consecutive over-budget blocks after which the watchdog bypasses a plugin.
 pub const WATCHDOG_BLOCKS: u32 = 8;
 /// Epoch ticks are this long; hard deadlines are whole ticks.
-const TICK: Duration = Duration::from_millis(1);
+const TICK: Duration = Duration::from_millis(5);
 /// A hard deadline is this many times the per-block budget (the watchdog handles mere slowness), and never
 /// less than [`MIN_DEADLINE_TICKS`]: deadlines are wall-clock time, and a loaded machine may deschedule an
 /// honest plugin for a few milliseconds.
 const DEADLINE_FACTOR: u64 = 10;
-const MIN_DEADLINE_TICKS: u64 = 50;
+const MIN_DEADLINE_TICKS: u64 = 10;
 /// Setup calls (version, parameters, initialize, buffers, start) are not real-time: one second each.
-const SETUP_DEADLINE_TICKS: u64 = 1000;
+const SETUP_DEADLINE_TICKS: u64 = 200;
 /// Output magnitudes above this are absurd (about +60 dBFS).
 const ABSURD: f32 = 1000.0;
 /// Imports a module may have.
@@ -201,7 +202,12 @@ fn unit_suffix(unit: &str) -> String {
     if unit.is_empty() { String::new() } else { format!(" {unit}") }
 }
 
-/// The shared engine: epoch interruption for deadlines, a bounded wasm stack, and a ticker thread.
+/// Plugin processors alive; the epoch thread sleeps (parked) while there are none, so an application that
+/// loaded a plugin once does not pay for a ticking thread forever.
+static PROCESSORS: AtomicUsize = AtomicUsize::new(0);
+static TICKER: OnceLock<std::thread::Thread> = OnceLock::new();
+
+/// The shared engine: epoch interruption for deadlines, a bounded wasm stack, and the epoch thread.
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
     ENGINE.get_or_init(|| {
@@ -210,17 +216,42 @@ pub fn engine() -> &'static Engine {
         config.max_wasm_stack(512 << 10);
         let engine = Engine::new(&config).expect("a default wasmtime configuration is valid");
         let ticking = engine.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("fxgraph-wasm-epoch".into())
             .spawn(move || {
                 loop {
+                    while PROCESSORS.load(Ordering::Acquire) == 0 {
+                        std::thread::park();
+                    }
                     std::thread::sleep(TICK);
                     ticking.increment_epoch();
                 }
             })
             .expect("spawn the epoch thread");
+        let _ = TICKER.set(thread.thread().clone());
         engine
     })
+}
+
+/// Counts a live plugin processor, waking the epoch thread for the first.
+struct Ticking;
+
+impl Ticking {
+    fn new() -> Self {
+        engine();
+        if PROCESSORS.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(t) = TICKER.get()
+        {
+            t.unpark();
+        }
+        Ticking
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        PROCESSORS.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Where compiled modules are cached: `FXGRAPH_CACHE_DIR`, else `$XDG_CACHE_HOME/fxgraph/modules`, else
@@ -465,6 +496,7 @@ pub struct WasmProcessor {
     slow_blocks: u32,
     budget: Duration,
     deadline_ticks: u64,
+    _ticking: Ticking,
 }
 
 impl WasmProcessor {
@@ -487,6 +519,7 @@ impl WasmProcessor {
             slow_blocks: 0,
             budget,
             deadline_ticks,
+            _ticking: Ticking::new(),
         }
     }
 

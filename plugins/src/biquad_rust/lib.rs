@@ -111,30 +111,58 @@ pub unsafe extern "C" fn fxg_start() {
     STATE = [[0.0; 2]; MAX_CHANNELS];
 }
 
+/// One TDF-II step.
+#[inline(always)]
+fn tick(k: &[f32; 5], x: f32, s: &mut [f32; 2]) -> f32 {
+    let y = k[0] * x + s[0];
+    s[0] = k[1] * x - k[3] * y + s[1];
+    s[1] = k[2] * x - k[4] * y;
+    y
+}
+
+/// Keeps decaying state out of the subnormal range, and never lets it stay NaN.
+fn flush(s: &mut [f32; 2]) {
+    for v in s.iter_mut() {
+        let magnitude = if *v < 0.0 { -*v } else { *v };
+        if !(magnitude >= 1e-25) {
+            *v = 0.0;
+        }
+    }
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn fxg_process(frames: i32) -> i32 {
     if frames < 0 || frames as usize > MAX_BLOCK {
         return 1;
     }
-    let n = frames as usize;
-    let [b0, b1, b2, a1, a2] = COEFFS;
-    for c in 0..CHANNELS {
-        let base = c * MAX_BLOCK;
-        let s = &mut STATE[c];
-        for i in base..base + n {
-            let x = INPUT[i];
-            let y = b0 * x + s[0];
-            s[0] = b1 * x - a1 * y + s[1];
-            s[1] = b2 * x - a2 * y;
-            OUTPUT[i] = y;
+    let (n, m, k) = (frames as usize, MAX_BLOCK, COEFFS);
+    let input = &*core::ptr::addr_of!(INPUT);
+    let output = &mut *core::ptr::addr_of_mut!(OUTPUT);
+    let state = &mut *core::ptr::addr_of_mut!(STATE);
+    // Channels in pairs: two independent recursions in one loop keep the pipeline busy.
+    let mut c = 0;
+    while c + 1 < CHANNELS {
+        let (xl, xr) = (&input[c * m..c * m + n], &input[(c + 1) * m..(c + 1) * m + n]);
+        let (lo, hi) = output.split_at_mut((c + 1) * m);
+        let (yl, yr) = (&mut lo[c * m..c * m + n], &mut hi[..n]);
+        let (mut sl, mut sr) = (state[c], state[c + 1]);
+        for i in 0..n {
+            yl[i] = tick(&k, xl[i], &mut sl);
+            yr[i] = tick(&k, xr[i], &mut sr);
         }
-        // Keep decaying state out of the subnormal range, and never let it stay NaN.
-        for v in s.iter_mut() {
-            let magnitude = if *v < 0.0 { -*v } else { *v };
-            if !(magnitude >= 1e-25) {
-                *v = 0.0;
-            }
+        flush(&mut sl);
+        flush(&mut sr);
+        state[c] = sl;
+        state[c + 1] = sr;
+        c += 2;
+    }
+    if c < CHANNELS {
+        let mut s = state[c];
+        for i in 0..n {
+            output[c * m + i] = tick(&k, input[c * m + i], &mut s);
         }
+        flush(&mut s);
+        state[c] = s;
     }
     0
 }
