@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use wasmtime::{Config, Engine, Instance, Linker, Memory, Module, ResourceLimiter, Store, TypedFunc};
+use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, TypedFunc};
 
 /// The ABI version this host implements.
 pub const ABI_VERSION: i32 = 1;
@@ -373,7 +373,8 @@ impl NodeSpec for WasmSpec {
         let manifest = Manifest::for_module(&path).map_err(NodeError)?;
         let params = manifest.resolve(&self.config).map_err(|e| NodeError(e.to_string()))?;
         let module = compile(&path).map_err(NodeError)?;
-        Ok(Box::new(WasmProcessor::new(module, manifest, params, self.on_fault)))
+        let pre = prelink(&module).map_err(NodeError)?;
+        Ok(Box::new(WasmProcessor::new(pre, manifest, params, self.on_fault)))
     }
 }
 
@@ -478,9 +479,30 @@ pub enum Fault {
     MemoryGrew,
 }
 
+/// Links a module against the ABI's imports once; each instance (the first, and each re-creation after a
+/// fault) is then instantiated from it without resolving imports again.
+fn prelink(module: &Module) -> Result<InstancePre<HostState>, String> {
+    let mut linker: Linker<HostState> = Linker::new(engine());
+    linker
+        .func_wrap("fxgraph", "log", |mut caller: wasmtime::Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+            HostState::record(&mut caller, MessageKind::Log(level), ptr, len);
+        })
+        .map_err(|e| e.to_string())?;
+    linker
+        .func_wrap(
+            "fxgraph",
+            "emit_event",
+            |mut caller: wasmtime::Caller<'_, HostState>, code: i32, ptr: i32, len: i32| {
+                HostState::record(&mut caller, MessageKind::Event(code), ptr, len);
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    linker.instantiate_pre(module).map_err(|e| format!("cannot link: {e:#}"))
+}
+
 /// The audio side of a `Wasm` node.
 pub struct WasmProcessor {
-    module: Module,
+    pre: InstancePre<HostState>,
     manifest: Manifest,
     params: Vec<(i32, f32)>,
     on_fault: OnFault,
@@ -500,12 +522,12 @@ pub struct WasmProcessor {
 }
 
 impl WasmProcessor {
-    fn new(module: Module, manifest: Manifest, params: Vec<(i32, f32)>, on_fault: OnFault) -> Self {
+    fn new(pre: InstancePre<HostState>, manifest: Manifest, params: Vec<(i32, f32)>, on_fault: OnFault) -> Self {
         let budget = Duration::from_micros(manifest.block_budget_us.max(1));
         let deadline_ticks =
             (budget.as_micros() as u64 * DEADLINE_FACTOR).div_ceil(TICK.as_micros() as u64).max(MIN_DEADLINE_TICKS);
         Self {
-            module,
+            pre,
             manifest,
             params,
             on_fault,
@@ -541,27 +563,7 @@ impl WasmProcessor {
         let mut store = Store::new(engine(), state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
         store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
-        let mut linker: Linker<HostState> = Linker::new(engine());
-        linker
-            .func_wrap(
-                "fxgraph",
-                "log",
-                |mut caller: wasmtime::Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
-                    HostState::record(&mut caller, MessageKind::Log(level), ptr, len);
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        linker
-            .func_wrap(
-                "fxgraph",
-                "emit_event",
-                |mut caller: wasmtime::Caller<'_, HostState>, code: i32, ptr: i32, len: i32| {
-                    HostState::record(&mut caller, MessageKind::Event(code), ptr, len);
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        let instance: Instance =
-            linker.instantiate(&mut store, &self.module).map_err(|e| format!("cannot instantiate: {e:#}"))?;
+        let instance: Instance = self.pre.instantiate(&mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
         let memory = instance.get_memory(&mut store, "memory").ok_or("the module exports no `memory`")?;
         macro_rules! export {
             ($name:literal, $params:ty, $results:ty) => {

@@ -414,9 +414,13 @@ fn faults_are_reported_as_messages() {
     let text = install(dir.path(), "trapper", &wat(&module(&Variant { process: "unreachable", ..BASE })));
     let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
     run(&mut e, &noise(2 * 512 * 4), 40);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    e.subscribe(move |m| sink.lock().expect("lock").push(m.kind));
     let faults: Vec<String> =
         e.messages().into_iter().filter(|m| m.kind == MessageKind::Fault).map(|m| m.text).collect();
     assert_eq!(faults.len(), 5, "{faults:?}");
+    assert_eq!(*seen.lock().expect("lock"), vec![MessageKind::Fault; 5], "subscribers see every message");
     assert!(faults[0].contains("unreachable"), "{}", faults[0]);
     assert!(faults[4].contains("bypassed for good"), "{}", faults[4]);
 }

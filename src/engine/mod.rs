@@ -527,9 +527,13 @@ pub enum EngineError {
 }
 
 /// A running graph: an ECS world holding the nodes, and the schedules that drive them.
+/// A callback for node messages, see [`Engine::subscribe`].
+pub type Subscriber = Box<dyn FnMut(&crate::node::Message) + Send>;
+
 pub struct Engine {
     world: World,
     running: bool,
+    subscribers: Vec<Subscriber>,
     /// The counting allocator's total when the engine was created, if it is installed.
     heap_baseline: Option<u64>,
 }
@@ -595,7 +599,7 @@ impl Engine {
         add(&|| schedule(Cleanup, cleanup_processors));
         add(&|| schedule(Monitor, publish_metrics));
 
-        let mut engine = Self { world, running: false, heap_baseline };
+        let mut engine = Self { world, running: false, subscribers: Vec::new(), heap_baseline };
         engine.world.run_schedule(Initialize);
         engine.check_errors()?;
         engine.world.run_schedule(Compile);
@@ -702,9 +706,16 @@ impl Engine {
         rt_node.processor.get_mut().set_param(id, value).map_err(err)
     }
 
+    /// Calls `f` with every node message from now on (plugin log lines and events, faults), whenever
+    /// messages are collected: by [`Engine::messages`], which [`crate::render::render`] calls every 64
+    /// blocks and at the end. Control side.
+    pub fn subscribe(&mut self, f: impl FnMut(&crate::node::Message) + Send + 'static) {
+        self.subscribers.push(Box::new(f));
+    }
+
     /// Hands over the messages nodes recorded since the last call (plugin log lines and events, faults),
-    /// and reports each as a `tracing` event (target `fxgraph::plugin`, with the plugin's id and the node).
-    /// Control side: call it between blocks.
+    /// passes each to the subscribers, and reports each as a `tracing` event (target `fxgraph::plugin`, with
+    /// the plugin's id and the node). Control side: call it between blocks.
     pub fn messages(&mut self) -> Vec<crate::node::Message> {
         use crate::node::MessageKind;
         let names = self.plan().names.clone();
@@ -727,6 +738,11 @@ impl Engine {
                 }
                 out.push(m);
             });
+        }
+        for m in &out {
+            for f in &mut self.subscribers {
+                f(m);
+            }
         }
         out
     }
