@@ -197,7 +197,8 @@ fn cmd_render(
         }
     }
 
-    let mut source: Box<dyn BlockSource> = match input {
+    // The source, and how many frames it will give (for the progress bar).
+    let (mut source, total): (Box<dyn BlockSource>, u64) = match input {
         Some(path) => {
             let mut wav = WavSource::open(path).map_err(bad_input)?;
             if wav.sample_rate() != fmt.sample_rate {
@@ -221,19 +222,14 @@ fn cmd_render(
             if let Some(s) = seconds {
                 wav.limit((s * f64::from(fmt.sample_rate)) as u64);
             }
-            Box::new(wav)
+            let frames = wav.frames();
+            (Box::new(wav), frames)
         }
-        None => Box::new(DemoSignal::new(fmt.sample_rate, fmt.channels, seconds.unwrap_or(10.0))),
-    };
-    let total = match input {
-        Some(path) => {
-            let mut wav = WavSource::open(path).map_err(bad_input)?;
-            if let Some(s) = seconds {
-                wav.limit((s * f64::from(fmt.sample_rate)) as u64);
-            }
-            wav.frames()
+        None => {
+            let demo = DemoSignal::new(fmt.sample_rate, fmt.channels, seconds.unwrap_or(10.0));
+            let frames = demo.total_frames();
+            (Box::new(demo), frames)
         }
-        None => (seconds.unwrap_or(10.0) * f64::from(fmt.sample_rate)).round() as u64,
     };
 
     let threads = default_threads(threads);

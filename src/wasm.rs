@@ -10,7 +10,7 @@
 //! bad indirect call...), returns an error, outputs non-finite or absurd samples, or overruns its time budget
 //! for [`WATCHDOG_BLOCKS`] blocks in a row is faulted: that block's output is its dry input (or silence), the
 //! fault is counted and reported, the instance is dropped and never re-entered, and a fresh instance is
-//! created from the compiled module after a backoff of 1, 2, 4, 8 blocks; after [`MAX_FAULTS`] faults the
+//! created from the compiled module after a backoff of 2, 4, 8, 16 blocks; after [`MAX_FAULTS`] faults the
 //! node stays bypassed. Other nodes and the host are not affected.
 //!
 //! Log lines and events the plugin sends through its imports are copied (bounds-checked, truncated to
@@ -391,6 +391,13 @@ struct Slot {
     bytes: [u8; MESSAGE_BYTES],
 }
 
+impl Slot {
+    /// The message, with invalid UTF-8 replaced.
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes[..self.len]).into_owned()
+    }
+}
+
 /// Per-instance host state: the memory cap, whether a block is being processed, and message slots filled
 /// by the `log` and `emit_event` imports without allocating.
 struct HostState {
@@ -509,7 +516,6 @@ pub struct WasmProcessor {
     config: Option<ProcessConfig>,
     live: Option<Live>,
     faults: u32,
-    last_fault: Option<Fault>,
     /// Messages not yet handed to the control side that could not stay in an instance's slots: faults, and
     /// what a faulted instance said before it was dropped.
     pending: Vec<(MessageKind, String)>,
@@ -534,7 +540,6 @@ impl WasmProcessor {
             config: None,
             live: None,
             faults: 0,
-            last_fault: None,
             pending: Vec::new(),
             block: 0,
             retry_at: 0,
@@ -543,11 +548,6 @@ impl WasmProcessor {
             deadline_ticks,
             _ticking: Ticking::new(),
         }
-    }
-
-    /// Faults so far, and the last one.
-    pub fn faults(&self) -> (u32, Option<&Fault>) {
-        (self.faults, self.last_fault.as_ref())
     }
 
     /// Creates, checks and prepares an instance: ABI version, parameters, `fxg_initialize`, buffer table.
@@ -633,12 +633,11 @@ impl WasmProcessor {
             // What the plugin said before it faulted goes out with the fault.
             let state = live.store.data_mut();
             for slot in &state.slots[..state.used] {
-                self.pending.push((slot.kind, String::from_utf8_lossy(&slot.bytes[..slot.len]).into_owned()));
+                self.pending.push((slot.kind, slot.text()));
             }
         }
         self.pending.push((MessageKind::Fault, format!("fault {} of {MAX_FAULTS}: {fault:?}{permanent}", self.faults)));
-        self.last_fault = Some(fault);
-        // Dropped, never re-entered. A fresh instance follows after 1, 2, 4... blocks.
+        // Dropped, never re-entered. A fresh instance follows after 2, 4, 8, 16 blocks.
         self.live = None;
         self.retry_at = self.block + (1u64 << self.faults.min(16));
     }
@@ -745,7 +744,7 @@ impl Processor for WasmProcessor {
         if let Some(live) = &mut self.live {
             let state = live.store.data_mut();
             for slot in &state.slots[..state.used] {
-                sink(message(slot.kind, String::from_utf8_lossy(&slot.bytes[..slot.len]).into_owned()));
+                sink(message(slot.kind, slot.text()));
             }
             if state.dropped > 0 {
                 sink(message(MessageKind::Dropped(state.dropped), format!("{} messages dropped", state.dropped)));
