@@ -6,11 +6,10 @@
 use criterion::{BenchmarkId, Criterion, Throughput};
 use fxgraph::buffer::{AudioIn, AudioOut};
 use fxgraph::demo::DemoSignal;
-use fxgraph::dsp::biquad::Coeffs32;
+use fxgraph::dsp::biquad::Coeffs;
 use fxgraph::dsp::compressor::{Compressor, CompressorSettings};
 use fxgraph::dsp::limiter::{Limiter, LimiterSettings};
-use fxgraph::engine::Parallelism;
-use fxgraph::{Engine, EngineOptions, Graph, Registry};
+use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph, Parallelism, Registry};
 use std::hint::black_box;
 
 const SECONDS: f64 = 1.0;
@@ -29,30 +28,34 @@ fn demo(sample_rate: u32) -> Vec<f32> {
     buf
 }
 
-/// Runs all of `input` (planar, `n` frames per channel) through `engine` in blocks.
-fn run_engine(engine: &mut Engine, input: &[f32], output: &mut [f32], block: usize) {
-    let n = input.len() / 2;
-    engine.run(|engine| {
-        let mut at = 0;
-        while at < n {
-            let frames = block.min(n - at);
-            engine.process(
-                &AudioIn::new(&input[at..], n, 2, frames),
-                &mut AudioOut::new(&mut output[at..], n, 2, frames),
-            );
-            at += frames;
-        }
-    });
+/// A started graph: both halves.
+type Rig = (Engine, AudioProcessor);
+
+fn start(graph: Graph, options: EngineOptions) -> Rig {
+    Engine::new(graph, options).expect("engine")
 }
 
-/// `chain.ron` written out by hand as one function: the same biquads, compressor and limiter (the
-/// library's own primitives), with both channels of every band in one per-frame loop, no graph, no buffers
-/// between nodes beyond the limiter's delay line, and the compressor's gain applied in the same pass that
-/// feeds the limiter. Work is staged per block so the dynamics' non-recursive math vectorizes, as in the
-/// nodes; a single per-frame loop over everything measured slower (see BENCHMARKS.md).
+/// Runs all of `input` (planar, `n` frames per channel) through the audio side in calls of `block`
+/// frames, as a device callback would.
+fn run_engine(rig: &mut Rig, input: &[f32], output: &mut [f32], block: usize) {
+    let n = input.len() / 2;
+    let mut at = 0;
+    while at < n {
+        let frames = block.min(n - at);
+        rig.1.process(&AudioIn::new(&input[at..], n, 2, frames), &mut AudioOut::new(&mut output[at..], n, 2, frames));
+        at += frames;
+    }
+}
+
+/// `chain.ron` written out by hand as one function: the same biquads (`f64` coefficients and state, both
+/// channels in one `f64x2` lane pair), compressor and limiter (the library's own primitives), with both
+/// channels of every band in one per-frame loop, no graph, no buffers between nodes beyond the limiter's
+/// delay line, and the compressor's gain applied in the same pass that feeds the limiter. Work is staged
+/// per block so the dynamics' non-recursive math vectorizes, as in the nodes; a single per-frame loop over
+/// everything measured slower (see BENCHMARKS.md).
 struct FusedChain {
-    bands: [Coeffs32; 3],
-    state: [[[f32; 2]; 2]; 3],
+    bands: [Coeffs; 3],
+    state: [[[f64; 2]; 2]; 3],
     comp: Compressor,
     lim: Limiter,
     /// Per channel: `d` frames of history, then the block.
@@ -75,7 +78,7 @@ impl FusedChain {
                 && spec(1).contains("threshold_db: -18.0")
                 && spec(2).contains("ceiling_db: -1.0")
         );
-        let band = |kind, f, g, q| fxgraph::dsp::biquad::Coeffs::cookbook(kind, f, g, q, f64::from(sr)).to_f32();
+        let band = |kind, f, g, q| Coeffs::cookbook(kind, f, g, q, f64::from(sr));
         use fxgraph::dsp::biquad::BandKind::*;
         let bands =
             [band(LowShelf, 120.0, 2.0, 0.707), band(Peak, 1000.0, -1.5, 1.0), band(HighShelf, 8000.0, 1.5, 0.707)];
@@ -126,11 +129,11 @@ impl FusedChain {
         let peaks = &mut self.peaks[..m];
         // EQ, both channels, every band, one pass; then the compressor's detector input.
         for i in 0..m {
-            let mut v = [xl[i], xr[i]];
+            let mut v = [f64::from(xl[i]), f64::from(xr[i])];
             for (k, s) in self.bands.iter().zip(self.state.iter_mut()) {
                 v = k.tick2(v, s);
             }
-            let [l, r] = v;
+            let [l, r] = [v[0] as f32, v[1] as f32];
             dl[d + i] = l;
             dr[d + i] = r;
             peaks[i] = 0f32.max(l.abs()).max(r.abs());
@@ -248,8 +251,7 @@ fn ratios() {
     let mut fused = FusedChain::new(&graph("chain.ron"));
     for block in [512, 64] {
         let mut engine =
-            Engine::new(graph("chain.ron"), EngineOptions { max_block: block, threads: 1, ..Default::default() })
-                .expect("engine");
+            start(graph("chain.ron"), EngineOptions { max_block: block, threads: 1, ..Default::default() });
         let (r, lo, hi, t) = paired(
             rounds,
             || run_engine(&mut engine, black_box(&input), &mut out, block),
@@ -264,8 +266,7 @@ fn ratios() {
     let mut peer = fundsp_chain();
     for block in [512, 64] {
         let mut engine =
-            Engine::new(graph("chain.ron"), EngineOptions { max_block: block, threads: 1, ..Default::default() })
-                .expect("engine");
+            start(graph("chain.ron"), EngineOptions { max_block: block, threads: 1, ..Default::default() });
         let (r, lo, hi, _) = paired(
             rounds,
             || run_engine(&mut engine, black_box(&input), &mut out, block),
@@ -275,8 +276,8 @@ fn ratios() {
     }
     {
         let on = EngineOptions { max_block: 512, threads: 1, ..Default::default() };
-        let mut with = Engine::new(graph("chain.ron"), on).expect("engine");
-        let mut without = Engine::new(graph("chain.ron"), EngineOptions { monitor: false, ..on }).expect("engine");
+        let mut with = start(graph("chain.ron"), on);
+        let mut without = start(graph("chain.ron"), EngineOptions { monitor: false, ..on });
         let (r, lo, hi, _) = paired(
             rounds,
             || run_engine(&mut with, black_box(&input), &mut out, 512),
@@ -294,8 +295,7 @@ fn ratios() {
             format!("(sample_rate: 48000, channels: 2, nodes: {{ {nodes} }}, edges: [{edges} (\"g31\", \"output\")])");
         let g = Graph::parse(&text, "unity32.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
         let block = 512;
-        let mut engine = Engine::new(g, EngineOptions { max_block: block, threads: 1, monitor, ..Default::default() })
-            .expect("engine");
+        let mut engine = start(g, EngineOptions { max_block: block, threads: 1, monitor, ..Default::default() });
         let mut work = input.clone();
         let mut t_engine = 0.0;
         let mut t_ref = 0.0;
@@ -346,8 +346,8 @@ fn ratios() {
     for block in [512, 64] {
         let options = EngineOptions { max_block: block, threads: 1, monitor: false, ..Default::default() };
         let load = |text: &str| Graph::parse(text, "bench.ron", plugins.as_ref(), &registry).expect("valid");
-        let mut wasm = Engine::new(load(&wasm_text), options).expect("engine");
-        let mut native = Engine::new(load(&native_text), options).expect("engine");
+        let mut wasm = start(load(&wasm_text), options);
+        let mut native = start(load(&native_text), options);
         let (r, lo, hi, _) = paired(
             rounds,
             || run_engine(&mut wasm, black_box(&input), &mut out, block),
@@ -359,11 +359,8 @@ fn ratios() {
     }
     {
         let mut mastering =
-            Engine::new(graph("mastering.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() })
-                .expect("engine");
-        let mut chain =
-            Engine::new(graph("chain.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() })
-                .expect("engine");
+            start(graph("mastering.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() });
+        let mut chain = start(graph("chain.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() });
         let (r, lo, hi, t) = paired(
             rounds,
             || run_engine(&mut mastering, black_box(&input), &mut out, 512),
@@ -416,10 +413,10 @@ fn ratios() {
     }
     for block in [512, 64] {
         let one = EngineOptions { max_block: block, threads: 1, ..Default::default() };
-        let mut serial = Engine::new(graph("parallel.ron"), one).expect("engine");
+        let mut serial = start(graph("parallel.ron"), one);
         for (parallelism, label) in [(Parallelism::Adaptive, "adaptive"), (Parallelism::Always, "always parallel")] {
-            let two = EngineOptions { max_block: block, threads: 2, parallelism, monitor: true };
-            let mut parallel = Engine::new(graph("parallel.ron"), two).expect("engine");
+            let two = EngineOptions { max_block: block, threads: 2, parallelism, ..Default::default() };
+            let mut parallel = start(graph("parallel.ron"), two);
             let (r, lo, hi, t) = paired(
                 rounds,
                 || run_engine(&mut parallel, black_box(&input), &mut out, block),
@@ -439,9 +436,7 @@ fn chain(c: &mut Criterion) {
     let mut out = vec![0.0f32; input.len()];
 
     // The fused loop computes exactly the engine's DSP: same bits out.
-    let mut engine =
-        Engine::new(graph("chain.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() })
-            .expect("engine");
+    let mut engine = start(graph("chain.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() });
     run_engine(&mut engine, &input, &mut out, 512);
     let mut fused_out = vec![0.0f32; input.len()];
     FusedChain::new(&graph("chain.ron")).process(&input, &mut fused_out);
@@ -455,8 +450,7 @@ fn chain(c: &mut Criterion) {
     });
     for block in [64, 512] {
         let mut engine =
-            Engine::new(graph("chain.ron"), EngineOptions { max_block: block, threads: 1, ..Default::default() })
-                .expect("engine");
+            start(graph("chain.ron"), EngineOptions { max_block: block, threads: 1, ..Default::default() });
         group.bench_with_input(BenchmarkId::new("engine", block), &block, |b, &block| {
             b.iter(|| run_engine(&mut engine, black_box(&input), &mut out, block));
         });
@@ -475,8 +469,8 @@ fn parallel(c: &mut Criterion) {
             (2, Parallelism::Adaptive, "2-threads"),
             (2, Parallelism::Always, "2-threads-always"),
         ] {
-            let options = EngineOptions { max_block: block, threads, parallelism, monitor: true };
-            let mut engine = Engine::new(graph("parallel.ron"), options).expect("engine");
+            let options = EngineOptions { max_block: block, threads, parallelism, ..Default::default() };
+            let mut engine = start(graph("parallel.ron"), options);
             group.bench_with_input(BenchmarkId::new(name, block), &block, |b, &block| {
                 b.iter(|| run_engine(&mut engine, black_box(&input), &mut out, block));
             });
@@ -512,8 +506,7 @@ fn nodes(c: &mut Criterion) {
         );
         for block in [64, 512, 4096] {
             let g = Graph::parse(&text, "node.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
-            let mut engine =
-                Engine::new(g, EngineOptions { max_block: block, threads: 1, ..Default::default() }).expect("engine");
+            let mut engine = start(g, EngineOptions { max_block: block, threads: 1, ..Default::default() });
             group.bench_with_input(BenchmarkId::new(name, block), &block, |b, &block| {
                 b.iter(|| run_engine(&mut engine, black_box(&input), &mut out, block));
             });

@@ -1,23 +1,24 @@
 #![doc = include_str!("../README.md")]
 
 pub mod alloc;
-pub mod buffer;
-pub mod builtin;
+pub mod audio;
 pub mod clock;
-pub mod demo;
+pub mod control;
 pub mod dsp;
-pub mod engine;
 pub mod graph;
+pub mod io;
 pub mod monitor;
 pub mod node;
+pub mod nodes;
 pub mod registry;
-pub mod render;
-#[cfg(feature = "wasm")]
-pub mod wasm;
-pub mod wav;
 
+pub use audio::buffer;
+pub use audio::{AudioProcessor, NodeId};
 pub use buffer::{AudioIn, AudioOut};
-pub use engine::{Engine, EngineError, EngineOptions};
+pub use control::{Engine, EngineError, EngineEvent, EngineOptions, MetricsReader, Parallelism};
 pub use graph::{Graph, GraphError, GraphErrorKind};
-pub use node::{GraphFormat, NodeSpec, ProcessConfig, Processor};
+pub use io::{demo, render, wav};
+pub use node::{GraphFormat, NodeSpec, ParamInfo, ParamValue, ProcessConfig, Processor};
+#[cfg(feature = "wasm")]
+pub use nodes::wasm;
 pub use registry::Registry;

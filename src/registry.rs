@@ -1,15 +1,23 @@
 //! The registry of node kinds: every kind a graph file may name, built-in or plugin, is found here.
 //!
-//! A kind is a name plus a parse function that turns the kind's parameter text (the `( ... )` after the kind
-//! name in the file) into a [`NodeSpec`]. The engine never matches on kinds, so registering a new kind
-//! touches nothing else.
+//! A kind is a name, a parse function that turns the kind's parameter text (the `( ... )` after the kind
+//! name in the file) into its typed parameter component, and the glue the engine needs to reach that
+//! component as a [`NodeSpec`] and to diff it every update (see [`crate::control`]). The engine never
+//! matches on kinds, so registering a new kind touches nothing else.
 
 use crate::node::NodeSpec;
+use bevy_ecs::component::{Component, Mutable};
+use bevy_ecs::prelude::*;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 
 /// Parses a kind's parameter text, e.g. `(gain_db: -3.0)`. Positions in the error are relative to it.
 pub type ParseFn = fn(&str) -> Result<Box<dyn NodeSpec>, ron::error::SpannedError>;
+
+/// A kind's typed parameter component, as the engine reaches it.
+pub trait SpecComponent: NodeSpec + Component<Mutability = Mutable> + Clone {}
+
+impl<T: NodeSpec + Component<Mutability = Mutable> + Clone> SpecComponent for T {}
 
 /// One registered node kind.
 #[derive(Clone, Copy)]
@@ -19,11 +27,59 @@ pub struct NodeKind {
     /// One line for listings.
     pub summary: &'static str,
     pub parse: ParseFn,
+    /// Inserts a parsed description on an entity as the kind's component (false if it is another kind).
+    pub(crate) insert: fn(Box<dyn NodeSpec>, &mut EntityWorldMut<'_>) -> bool,
+    pub(crate) get: for<'w> fn(&'w World, Entity) -> Option<&'w dyn NodeSpec>,
+    /// Replaces the component's value (false if `spec` is another kind).
+    pub(crate) set: fn(&mut World, Entity, Box<dyn NodeSpec>) -> bool,
+    /// Adds the kind's systems (attach and diff) to the engine's update schedule.
+    pub(crate) systems: fn(&mut Schedule),
 }
 
 impl std::fmt::Debug for NodeKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeKind").field("name", &self.name).finish()
+    }
+}
+
+impl NodeKind {
+    /// The kind whose parameters are `T`, parsed from RON.
+    pub fn new<T: SpecComponent + DeserializeOwned>(name: &'static str, summary: &'static str) -> Self {
+        Self::with_parser::<T>(name, summary, parse_ron::<T>)
+    }
+
+    /// The kind whose parameters are `T`, parsed by `parse`.
+    pub fn with_parser<T: SpecComponent>(name: &'static str, summary: &'static str, parse: ParseFn) -> Self {
+        fn insert<T: SpecComponent>(spec: Box<dyn NodeSpec>, e: &mut EntityWorldMut<'_>) -> bool {
+            match spec.into_any().downcast::<T>() {
+                Ok(t) => {
+                    e.insert(*t);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+        fn get<T: SpecComponent>(world: &World, e: Entity) -> Option<&dyn NodeSpec> {
+            world.get::<T>(e).map(|t| t as &dyn NodeSpec)
+        }
+        fn set<T: SpecComponent>(world: &mut World, e: Entity, spec: Box<dyn NodeSpec>) -> bool {
+            match (spec.into_any().downcast::<T>(), world.get_mut::<T>(e)) {
+                (Ok(t), Some(mut c)) => {
+                    *c = *t;
+                    true
+                }
+                _ => false,
+            }
+        }
+        Self {
+            name,
+            summary,
+            parse,
+            insert: insert::<T>,
+            get: get::<T>,
+            set: set::<T>,
+            systems: crate::control::systems::add_kind_systems::<T>,
+        }
     }
 }
 
@@ -47,9 +103,9 @@ impl Registry {
     /// A registry holding every built-in kind (and `Wasm` with the `wasm` feature).
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
-        crate::builtin::register(&mut registry);
+        crate::nodes::builtin::register(&mut registry);
         #[cfg(feature = "wasm")]
-        crate::wasm::register(&mut registry);
+        crate::nodes::wasm::register(&mut registry);
         registry
     }
 

@@ -1,10 +1,11 @@
 //! DSP and engine behaviour, checked against analytic answers.
 
 use fxgraph::buffer::{AudioIn, AudioOut};
-use fxgraph::engine::{Engine, EngineOptions, Lifecycle, NodeName, Parallelism};
-use fxgraph::node::{BuildContext, GraphFormat, NodeError, NodeSpec, ParamError, ProcessConfig, Processor};
-use fxgraph::registry::{NodeKind, Registry, parse_ron};
+use fxgraph::control::{Lifecycle, NodeName};
+use fxgraph::node::{BuildContext, GraphFormat, NodeError, NodeSpec, ParamError, ParamInfo, ProcessConfig, Processor};
+use fxgraph::registry::{NodeKind, Registry};
 use fxgraph::render::{MemorySink, MemorySource, render};
+use fxgraph::{AudioProcessor, Engine, EngineOptions, Parallelism};
 use fxgraph::{Graph, demo::DemoSignal};
 use std::f64::consts::TAU;
 use std::sync::{Arc, Mutex};
@@ -15,16 +16,16 @@ fn parse(src: &str) -> Graph {
     Graph::parse(src, "test.ron", ".".as_ref(), &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn engine(src: &str, block: usize, threads: usize, parallelism: Parallelism) -> Engine {
-    Engine::new(parse(src), EngineOptions { max_block: block, threads, parallelism, monitor: true })
+fn engine(src: &str, block: usize, threads: usize, parallelism: Parallelism) -> (Engine, AudioProcessor) {
+    Engine::new(parse(src), EngineOptions { max_block: block, threads, parallelism, ..Default::default() })
         .expect("engine starts")
 }
 
 /// Renders `input` (planar) through a graph, latency-compensated.
 fn run(src: &str, input: Vec<Vec<f32>>, block: usize, threads: usize, parallelism: Parallelism) -> Vec<Vec<f32>> {
-    let mut engine = engine(src, block, threads, parallelism);
+    let (mut engine, mut audio) = engine(src, block, threads, parallelism);
     let mut sink = MemorySink::default();
-    render(&mut engine, &mut MemorySource::new(input), &mut sink, block, &mut |_| {}).expect("render");
+    render(&mut engine, &mut audio, &mut MemorySource::new(input), &mut sink, block, &mut |_| {}).expect("render");
     sink.channels
 }
 
@@ -246,7 +247,7 @@ fn limiter_ceiling_holds_on_every_sample_with_20_db_of_gain_before_it() {
 #[test]
 fn limiter_is_bit_transparent_below_its_ceiling_and_reports_its_latency() {
     let src = single_node(2, "Limiter(ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: 50.0)");
-    assert_eq!(engine(&src, 512, 1, Parallelism::Adaptive).latency_frames(), 240);
+    assert_eq!(engine(&src, 512, 1, Parallelism::Adaptive).0.latency_frames(), 240);
     let x = sine(440.0, 0.8, 48000);
     let y = run(&src, vec![x.clone(), x.clone()], 500, 1, Parallelism::Adaptive);
     assert_eq!(y[0], x, "below the ceiling the output is the input, delayed by the latency");
@@ -309,7 +310,7 @@ fn branches_of_different_latency_are_aligned_before_they_are_summed() {
     let src = r#"(sample_rate: 48000, channels: 1,
         nodes: { "lim": Limiter(ceiling_db: 0.0, lookahead_ms: 5.0, release_ms: 50.0), "dry": Gain(gain_db: 0.0) },
         edges: [("input", "lim"), ("input", "dry"), ("lim", "output"), ("dry", "output")])"#;
-    let e = engine(src, 256, 1, Parallelism::Adaptive);
+    let (e, _) = engine(src, 256, 1, Parallelism::Adaptive);
     assert_eq!(e.plan().compensations, vec![("dry".to_string(), "output".to_string(), 240)]);
     let x = sine(1000.0, 0.25, 24000);
     let y = run(src, vec![x.clone()], 256, 1, Parallelism::Adaptive);
@@ -346,9 +347,9 @@ fn non_finite_input_is_silenced_and_never_poisons_state() {
         zeroed[0][i] = 0.0;
         zeroed[1][i + 7] = 0.0;
     }
-    let mut e = engine(&src, 512, 1, Parallelism::Adaptive);
+    let (mut e, mut a) = engine(&src, 512, 1, Parallelism::Adaptive);
     let mut sink = MemorySink::default();
-    render(&mut e, &mut MemorySource::new(dirty), &mut sink, 512, &mut |_| {}).expect("render");
+    render(&mut e, &mut a, &mut MemorySource::new(dirty), &mut sink, 512, &mut |_| {}).expect("render");
     assert_eq!(e.nonfinite_input(), 6);
     assert!(bits(&sink.channels) == bits(&run(&src, zeroed, 512, 1, Parallelism::Adaptive)));
 
@@ -365,15 +366,14 @@ fn non_finite_input_is_silenced_and_never_poisons_state() {
         let mut p = graph.nodes[0].spec.build(&ctx).expect("build");
         p.initialize(&config).expect("initialize");
         p.start();
-        let mut out = vec![0.0f32; 512];
         for block in 0..8 {
-            let mut input: Vec<f32> = sine(1000.0, 0.9, 512);
+            let mut out: Vec<f32> = sine(1000.0, 0.9, 512);
             if block == 2 {
-                input[10] = f32::NAN;
-                input[300] = f32::INFINITY;
-                input[400] = f32::NEG_INFINITY;
+                out[10] = f32::NAN;
+                out[300] = f32::INFINITY;
+                out[400] = f32::NEG_INFINITY;
             }
-            p.process(&AudioIn::new(&input, 256, 2, 256), &mut AudioOut::new(&mut out, 256, 2, 256));
+            p.process(&mut AudioOut::new(&mut out, 256, 2, 256));
             if block >= 4 {
                 assert!(out.iter().all(|v| v.is_finite()), "{node}: block {block} is still not finite");
             }
@@ -403,11 +403,8 @@ fn stereo_width_and_gain_do_what_they_say() {
 }
 
 /// A node kind from outside the crate, recording the lifecycle calls it gets.
-#[derive(Debug, serde::Deserialize)]
-struct Probe {
-    #[serde(skip)]
-    log: Option<Arc<Mutex<Vec<String>>>>,
-}
+#[derive(Debug, Clone, serde::Deserialize, bevy_ecs::component::Component)]
+struct Probe {}
 
 static PROBE_LOG: std::sync::OnceLock<Arc<Mutex<Vec<String>>>> = std::sync::OnceLock::new();
 
@@ -419,9 +416,25 @@ impl NodeSpec for Probe {
         Ok(())
     }
     fn build(&self, _ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
-        let log = self.log.clone().unwrap_or_else(|| PROBE_LOG.get_or_init(Default::default).clone());
+        let log = PROBE_LOG.get_or_init(Default::default).clone();
         log.lock().expect("log").push("build".into());
         Ok(Box::new(ProbeProcessor(log)))
+    }
+    fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
+        Vec::new()
+    }
+    fn param(&self, _index: usize) -> f64 {
+        0.0
+    }
+    fn set_param(&mut self, _index: usize, _value: f64) {}
+    fn clone_spec(&self) -> Box<dyn NodeSpec> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
     }
 }
 
@@ -444,9 +457,9 @@ impl Processor for ProbeProcessor {
     fn start(&mut self) {
         self.note("start");
     }
-    fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
+    fn process(&mut self, _audio: &mut AudioOut<'_>) {
+        // A test double: it records (which a real processor must not do on the audio side).
         self.note("process");
-        output.copy_from(input);
     }
     fn stop(&mut self) {
         self.note("stop");
@@ -459,10 +472,10 @@ impl Processor for ProbeProcessor {
 #[test]
 fn a_registered_kind_goes_through_the_lifecycle_in_order_on_its_entity() {
     let mut registry = Registry::with_builtins();
-    registry.register(NodeKind { name: "Probe", summary: "records lifecycle calls", parse: parse_ron::<Probe> });
+    registry.register(NodeKind::new::<Probe>("Probe", "records lifecycle calls"));
     let src = "(sample_rate: 44100, channels: 1, nodes: { \"p\": Probe() }, edges: [(\"input\", \"p\"), (\"p\", \"output\")])";
     let graph = Graph::parse(src, "probe.ron", ".".as_ref(), &registry).expect("valid");
-    let mut engine =
+    let (mut engine, mut audio) =
         Engine::new(graph, EngineOptions { max_block: 64, threads: 1, ..Default::default() }).expect("starts");
     let state = |e: &Engine| {
         let world = e.world();
@@ -474,23 +487,41 @@ fn a_registered_kind_goes_through_the_lifecycle_in_order_on_its_entity() {
     let x = vec![0.5f32; 64];
     let mut y = vec![0.0f32; 64];
     for _ in 0..3 {
-        engine.process(&AudioIn::new(&x, 64, 1, 64), &mut AudioOut::new(&mut y, 64, 1, 64));
+        audio.process(&AudioIn::new(&x, 64, 1, 64), &mut AudioOut::new(&mut y, 64, 1, 64));
     }
     assert_eq!(y, x);
+    // Stopping hands the processor back to its entity, stopped; starting again sends it back.
     engine.stop();
-    assert_eq!(state(&engine), Some(Lifecycle::CleanedUp));
+    audio.process(&AudioIn::new(&x, 64, 1, 64), &mut AudioOut::new(&mut y, 64, 1, 64));
+    assert!(y.iter().all(|&v| v == 0.0), "a stopped engine plays silence");
+    engine.update();
+    assert_eq!(state(&engine), Some(Lifecycle::Stopped));
+    engine.stop();
+    engine.start();
+    engine.start();
+    engine.update();
+    assert_eq!(state(&engine), Some(Lifecycle::Running));
+    audio.process(&AudioIn::new(&x, 64, 1, 64), &mut AudioOut::new(&mut y, 64, 1, 64));
+    assert_eq!(y, x);
+    engine.stop();
+    audio.process(&AudioIn::new(&x, 64, 1, 64), &mut AudioOut::new(&mut y, 64, 1, 64));
+    engine.update();
+    drop(engine);
     let log = PROBE_LOG.get().expect("probe built").lock().expect("log").clone();
-    assert_eq!(log, ["build", "initialize 44100 1 64", "start", "process", "stop", "cleanup"]);
+    assert_eq!(
+        log,
+        ["build", "initialize 44100 1 64", "start", "process", "stop", "start", "process", "stop", "cleanup"]
+    );
 }
 
 #[test]
 fn the_monitor_reports_timing_load_levels_and_memory() {
     let src = graph_file("chain.ron");
-    let mut e = engine(&src, 256, 1, Parallelism::Adaptive);
+    let (mut e, mut a) = engine(&src, 256, 1, Parallelism::Adaptive);
     e.meter_node("comp").expect("comp runs");
     assert!(e.meter_node("nope").is_err());
     let mut sink = MemorySink::default();
-    render(&mut e, &mut MemorySource::new(demo(2.0)), &mut sink, 256, &mut |_| {}).expect("render");
+    render(&mut e, &mut a, &mut MemorySource::new(demo(2.0)), &mut sink, 256, &mut |_| {}).expect("render");
     let report = e.metrics();
     let blocks = (96000 + 240usize).div_ceil(256) as u64;
     assert_eq!(report.blocks, blocks);
@@ -522,8 +553,8 @@ fn the_monitor_reports_timing_load_levels_and_memory() {
 
     // With the monitor off nothing is timed.
     let options = EngineOptions { max_block: 256, threads: 1, monitor: false, ..Default::default() };
-    let mut quiet = Engine::new(parse(&src), options).expect("engine");
-    render(&mut quiet, &mut MemorySource::new(demo(0.5)), &mut MemorySink::default(), 256, &mut |_| {})
+    let (mut quiet, mut qa) = Engine::new(parse(&src), options).expect("engine");
+    render(&mut quiet, &mut qa, &mut MemorySource::new(demo(0.5)), &mut MemorySink::default(), 256, &mut |_| {})
         .expect("render");
     assert!(quiet.metrics().nodes.iter().all(|n| n.calls == 0));
 }

@@ -5,8 +5,7 @@
 #![cfg(feature = "wasm")]
 
 use fxgraph::buffer::{AudioIn, AudioOut};
-use fxgraph::engine::{Engine, EngineError, EngineOptions};
-use fxgraph::{Graph, GraphErrorKind, Registry};
+use fxgraph::{AudioProcessor, Engine, EngineError, EngineEvent, EngineOptions, Graph, GraphErrorKind, Registry};
 use std::path::{Path, PathBuf};
 
 fn plugin_dir() -> PathBuf {
@@ -25,13 +24,22 @@ fn node_graph(node: &str) -> String {
     )
 }
 
-fn run(engine: &mut Engine, input: &[f32], blocks: usize) -> Vec<f32> {
+/// A started graph: its control side and its audio side, driven from the test's thread.
+struct Rig {
+    engine: Engine,
+    audio: AudioProcessor,
+}
+
+/// Runs `blocks` blocks of 512 frames (planar stereo, cycling through `input`), updating the control side
+/// after each as an application's UI loop would.
+fn run(rig: &mut Rig, input: &[f32], blocks: usize) -> Vec<f32> {
     let block = 512;
     let mut out = Vec::new();
     let mut y = vec![0.0f32; 2 * block];
     for b in 0..blocks {
         let x = &input[(b * 2 * block) % input.len()..][..2 * block];
-        engine.process(&AudioIn::new(x, block, 2, block), &mut AudioOut::new(&mut y, block, 2, block));
+        rig.audio.process(&AudioIn::new(x, block, 2, block), &mut AudioOut::new(&mut y, block, 2, block));
+        rig.engine.update();
         out.extend_from_slice(&y);
     }
     out
@@ -49,8 +57,9 @@ fn noise(n: usize) -> Vec<f32> {
         .collect()
 }
 
-fn start(g: Graph) -> Result<Engine, EngineError> {
+fn start(g: Graph) -> Result<Rig, EngineError> {
     Engine::new(g, EngineOptions { max_block: 512, threads: 1, ..Default::default() })
+        .map(|(engine, audio)| Rig { engine, audio })
 }
 
 #[test]
@@ -102,7 +111,7 @@ fn mastering_graph_renders_with_the_plugin_in_it() {
     assert!(out.iter().all(|v| v.is_finite() && v.abs() <= 0.8913));
     assert!(out.iter().any(|&v| v != 0.0));
     // The monitor reports the plugin's linear memory against its cap.
-    let report = e.metrics();
+    let report = e.engine.metrics();
     let filter = report.nodes.iter().find(|n| n.name == "filter").expect("filter node");
     let (used, cap) = (filter.memory_bytes.expect("memory"), filter.memory_cap_bytes.expect("cap"));
     assert!(used > 0 && used <= cap && cap == 2 << 20, "{used} of {cap}");
@@ -180,7 +189,7 @@ fn a_pass_through_module_passes_audio_through() {
     let input = noise(2 * 512 * 4);
     let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
     assert_eq!(run(&mut e, &input, 4), input);
-    assert_eq!(e.metrics().nodes[0].faults, 0);
+    assert_eq!(e.engine.metrics().nodes[0].faults, 0);
 }
 
 #[test]
@@ -268,7 +277,7 @@ fn faults_while_processing_bypass_the_node_and_the_host_goes_on() {
         // Every block is either processed (pass-through) or bypassed dry: the output is the input.
         let expected: Vec<f32> = (0..40).flat_map(|b| input[(b * 1024) % input.len()..][..1024].to_vec()).collect();
         assert_eq!(out, expected, "{name}: the faulted node's output must be its dry input");
-        let report = e.metrics();
+        let report = e.engine.metrics();
         let faults: Vec<u64> = report.nodes.iter().map(|n| n.faults).collect();
         // Faulted, re-created with backoff (1, 2, 4, 8 blocks), and bypassed for good after the fifth.
         assert_eq!(faults, [0, 5, 0], "{name}: fault counts per node");
@@ -292,7 +301,7 @@ fn memory_cannot_grow_during_a_block_or_past_the_cap() {
     let input = noise(2 * 512 * 4);
     let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
     assert_eq!(run(&mut e, &input, 4), input, "growth was denied (no trap), so the module passed audio through");
-    assert_eq!(e.metrics().nodes[0].faults, 0);
+    assert_eq!(e.engine.metrics().nodes[0].faults, 0);
 }
 
 #[test]
@@ -316,7 +325,7 @@ fn guest_tricks_after_setup_change_nothing_for_the_host() {
         let text = install(dir.path(), name, &wat(&module(&Variant { imports, process: body, ..BASE })));
         let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
         assert_eq!(run(&mut e, &input, 4), input, "{name}");
-        assert_eq!(e.metrics().nodes[0].faults, 0, "{name}");
+        assert_eq!(e.engine.metrics().nodes[0].faults, 0, "{name}");
     }
     // A million log calls in one block: the per-block deadline applies; the host carries on either way.
     let flood = "(local $i i32) (loop $l (call $log (i32.const 1) (i32.const 0) (i32.const 4)) \
@@ -336,19 +345,24 @@ fn guest_tricks_after_setup_change_nothing_for_the_host() {
 }
 
 #[test]
-fn parameters_can_be_automated_by_id_between_blocks() {
+fn parameters_can_be_automated_by_key_while_audio_runs() {
     let dir = plugin_dir();
     let text = node_graph("Wasm(path: \"biquad_filter.wasm\", config: {\"cutoff_hz\": 200.0})");
     let mut e = start(graph(&text, &dir).expect("valid")).expect("starts");
     let input = noise(2 * 512 * 20);
     let dark = run(&mut e, &input, 20);
-    e.set_param("n", 1, 15000.0).expect("in range");
+    e.engine.set("n", "cutoff_hz", 15000.0).expect("in range");
+    e.engine.set("n", "type", "highpass").expect("one of the choices");
+    e.engine.set("n", "type", "lowpass").expect("one of the choices");
     let bright = run(&mut e, &input, 20);
     let energy = |x: &[f32]| x.iter().map(|v| v * v).sum::<f32>();
     assert!(energy(&bright) > 4.0 * energy(&dark), "raising the cutoff lets far more of white noise through");
-    assert!(e.set_param("n", 1, 1e9).is_err(), "out of the manifest's range");
-    assert!(e.set_param("n", 9, 1.0).is_err(), "no such parameter");
-    assert!(e.set_param("nope", 1, 100.0).is_err(), "no such node");
+    assert!(e.engine.set("n", "cutoff_hz", 1e9).is_err(), "out of the manifest's range");
+    assert!(e.engine.set("n", "type", "notch").is_err(), "not one of the choices");
+    assert!(e.engine.set("n", "cutof_hz", 1.0).is_err(), "no such parameter");
+    assert!(e.engine.set("nope", "cutoff_hz", 100.0).is_err(), "no such node");
+    assert_eq!(e.engine.get("n", "cutoff_hz").expect("known"), fxgraph::ParamValue::Number(15000.0));
+    assert_eq!(e.engine.get("n", "type").expect("known"), fxgraph::ParamValue::Text("lowpass".into()));
 }
 
 #[test]
@@ -388,8 +402,8 @@ fn log_lines_and_events_reach_the_application_without_trusting_the_guest() {
     let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
     let input = noise(2 * 512 * 30);
     run(&mut e, &input, 1);
-    let messages = e.messages();
-    let kinds: Vec<(MessageKind, &str)> = messages.iter().map(|m| (m.kind, m.text.as_str())).collect();
+    let messages = e.engine.messages();
+    let kinds: Vec<(MessageKind, &str)> = messages.iter().map(|m| (m.kind, m.text.raw())).collect();
     assert_eq!(
         kinds,
         [
@@ -399,12 +413,28 @@ fn log_lines_and_events_reach_the_application_without_trusting_the_guest() {
         ]
     );
     assert!(messages.iter().all(|m| m.node == "n" && m.source == "test.hostile"));
-    // 30 blocks of 3 messages: 64 slots are kept, the rest counted.
+    // Every block's messages are handed over after the block, in order.
     run(&mut e, &input, 30);
-    let messages = e.messages();
+    let messages = e.engine.messages();
+    assert_eq!(messages.len(), 90);
+    assert!(messages.chunks(3).all(|m| m[0].kind == MessageKind::Log(2) && m[1].kind == MessageKind::Event(7)));
+    assert!(e.engine.messages().is_empty(), "drained");
+
+    // More than 64 in one block: 64 kept, the rest counted.
+    let flood = "(local $i i32) (loop $l (call $log (i32.const 1) (i32.const 200) (i32.const 5)) \
+                 (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (i32.const 100))))";
+    let text = module(&Variant { imports, process: flood, ..BASE })
+        .replace(
+            "(param $n i32) (result i32)\n    (memory.copy",
+            "(param $n i32) (result i32) (local $i i32)\n    (memory.copy",
+        )
+        .replace("(local $i i32) (loop", "(loop");
+    let g = install(dir.path(), "chatty", &wat(&text));
+    let mut e = start(graph(&g, dir.path()).expect("valid")).expect("starts");
+    run(&mut e, &input, 1);
+    let messages = e.engine.messages();
     assert_eq!(messages.len(), 65);
-    assert_eq!(messages[64].kind, MessageKind::Dropped(90 - 64));
-    assert!(e.messages().is_empty(), "drained");
+    assert_eq!(messages[64].kind, MessageKind::Dropped(36));
 }
 
 #[test]
@@ -413,12 +443,21 @@ fn faults_are_reported_as_messages() {
     let dir = tempfile::tempdir().expect("tempdir");
     let text = install(dir.path(), "trapper", &wat(&module(&Variant { process: "unreachable", ..BASE })));
     let mut e = start(graph(&text, dir.path()).expect("valid")).expect("starts");
-    run(&mut e, &noise(2 * 512 * 4), 40);
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
-    e.subscribe(move |m| sink.lock().expect("lock").push(m.kind));
-    let faults: Vec<String> =
-        e.messages().into_iter().filter(|m| m.kind == MessageKind::Fault).map(|m| m.text).collect();
+    e.engine.subscribe(move |ev| {
+        if let EngineEvent::Message(m) = ev {
+            sink.lock().expect("lock").push(m.kind);
+        }
+    });
+    run(&mut e, &noise(2 * 512 * 4), 40);
+    let faults: Vec<String> = e
+        .engine
+        .messages()
+        .into_iter()
+        .filter(|m| m.kind == MessageKind::Fault)
+        .map(|m| m.text.raw().to_string())
+        .collect();
     assert_eq!(faults.len(), 5, "{faults:?}");
     assert_eq!(*seen.lock().expect("lock"), vec![MessageKind::Fault; 5], "subscribers see every message");
     assert!(faults[0].contains("unreachable"), "{}", faults[0]);
@@ -480,12 +519,13 @@ fn a_plugin_always_over_its_budget_is_bypassed_by_the_watchdog_without_a_trap() 
     let mut e = start(graph(&g, dir.path()).expect("valid")).expect("starts");
     // The fastest of a dozen blocks: load only ever makes a block slower.
     let mut fastest_us = f64::INFINITY;
+    let mut y = vec![0.0f32; 1024];
     for _ in 0..12 {
         let t = std::time::Instant::now();
-        run(&mut e, &input, 1);
+        e.audio.process(&AudioIn::new(&input[..1024], 512, 2, 512), &mut AudioOut::new(&mut y, 512, 2, 512));
         fastest_us = fastest_us.min(t.elapsed().as_secs_f64() * 1e6);
     }
-    assert_eq!(e.metrics().nodes[0].faults, 0);
+    assert_eq!(e.engine.metrics().nodes[0].faults, 0);
     // Now a budget of a third of the fastest run: the plugin is always over budget (the watchdog's threshold
     // is 1x, for 8 blocks in a row; the margin absorbs this VM's speed swings of about 50%), and far inside
     // the hard deadline (ten budgets, at least 50 ms). A fresh copy of the module under another name, so
@@ -498,8 +538,13 @@ fn a_plugin_always_over_its_budget_is_bypassed_by_the_watchdog_without_a_trap() 
     let out = run(&mut e, &input, 12);
     let expected: Vec<f32> = (0..12).flat_map(|b| input[(b * 1024) % input.len()..][..1024].to_vec()).collect();
     assert_eq!(out, expected, "processed or bypassed dry, the output is the input");
-    let faults: Vec<String> =
-        e.messages().into_iter().filter(|m| m.kind == MessageKind::Fault).map(|m| m.text).collect();
+    let faults: Vec<String> = e
+        .engine
+        .messages()
+        .into_iter()
+        .filter(|m| m.kind == MessageKind::Fault)
+        .map(|m| m.text.raw().to_string())
+        .collect();
     assert_eq!(
         faults.len(),
         1,

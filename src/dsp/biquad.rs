@@ -1,11 +1,13 @@
-//! Second-order IIR filters from Robert Bristow-Johnson's Audio EQ Cookbook, in transposed direct form II.
+//! Second-order IIR filters from Robert Bristow-Johnson's Audio EQ Cookbook, in transposed direct form II,
+//! with `f64` coefficients and state (as sox, ffmpeg and FunDSP compute them).
 
-use super::denormal::flush;
-use crate::buffer::{AudioIn, AudioOut};
-use serde::Deserialize;
+use super::smooth::{Ramp, ramp_frames};
+use crate::buffer::AudioOut;
+use crate::node::{RAMP_MS, RAMP_STEP};
+use serde::{Deserialize, Serialize};
 
 /// The cookbook's filter types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum BandKind {
     /// Bell: `gain_db` at `freq_hz`, bandwidth set by `q`.
     Peak,
@@ -97,60 +99,115 @@ impl Coeffs {
         (num_re.hypot(num_im)) / (den_re.hypot(den_im))
     }
 
-    pub fn to_f32(self) -> Coeffs32 {
-        Coeffs32 { b0: self.b0 as f32, b1: self.b1 as f32, b2: self.b2 as f32, a1: self.a1 as f32, a2: self.a2 as f32 }
-    }
-}
-
-/// Single-precision coefficients used on the audio path.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Coeffs32 {
-    pub b0: f32,
-    pub b1: f32,
-    pub b2: f32,
-    pub a1: f32,
-    pub a2: f32,
-}
-
-impl Coeffs32 {
-    /// One TDF-II step: returns y and updates the two state registers.
+    /// One TDF-II step in `f64`: returns y and updates the two state registers.
     #[inline(always)]
-    pub fn tick(&self, x: f32, s: &mut [f32; 2]) -> f32 {
+    pub fn tick(&self, x: f64, s: &mut [f64; 2]) -> f64 {
         let y = self.b0 * x + s[0];
         s[0] = self.b1 * x - self.a1 * y + s[1];
         s[1] = self.b2 * x - self.a2 * y;
         y
     }
 
-    /// [`tick`](Self::tick) on two channels at once, written lane by lane so the compiler can keep both in
-    /// one vector register. `s` is `[s1, s2]`, each `[left, right]`. Same operations, same bits.
+    /// [`tick`](Self::tick) on two channels at once, written lane by lane so the compiler keeps both in one
+    /// SSE2 register (`f64x2`). `s` is `[s1, s2]`, each `[left, right]`. Same operations, same bits.
     #[inline(always)]
-    pub fn tick2(&self, x: [f32; 2], s: &mut [[f32; 2]; 2]) -> [f32; 2] {
+    pub fn tick2(&self, x: [f64; 2], s: &mut [[f64; 2]; 2]) -> [f64; 2] {
         let y = [self.b0 * x[0] + s[0][0], self.b0 * x[1] + s[0][1]];
         s[0] = [self.b1 * x[0] - self.a1 * y[0] + s[1][0], self.b1 * x[1] - self.a1 * y[1] + s[1][1]];
         s[1] = [self.b2 * x[0] - self.a2 * y[0], self.b2 * x[1] - self.a2 * y[1]];
         y
     }
+
+    /// The identity filter.
+    pub const IDENTITY: Coeffs = Coeffs { b0: 1.0, b1: 0.0, b2: 0.0, a1: 0.0, a2: 0.0 };
 }
 
-/// A cascade of biquads applied to every channel.
+/// One band's settings: what [`Coeffs::cookbook`] takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BandSettings {
+    pub kind: BandKind,
+    pub freq_hz: f64,
+    pub gain_db: f64,
+    pub q: f64,
+}
+
+impl BandSettings {
+    pub fn coeffs(&self, sample_rate: f64) -> Coeffs {
+        Coeffs::cookbook(self.kind, self.freq_hz, self.gain_db, self.q, sample_rate)
+    }
+}
+
+/// A band's smoothed settings: frequency and Q ramp in the log domain, gain in dB.
+#[derive(Debug, Clone, Copy)]
+struct BandRamps {
+    log2_freq: Ramp,
+    gain_db: Ramp,
+    ln_q: Ramp,
+}
+
+impl BandRamps {
+    fn new(b: &BandSettings) -> Self {
+        Self { log2_freq: Ramp::new(b.freq_hz.log2()), gain_db: Ramp::new(b.gain_db), ln_q: Ramp::new(b.q.ln()) }
+    }
+
+    fn all(&mut self) -> [&mut Ramp; 3] {
+        [&mut self.log2_freq, &mut self.gain_db, &mut self.ln_q]
+    }
+}
+
+/// Frames between the checks that clear negligible or non-finite filter state. The checks fall on
+/// multiples of this count since the last reset, so where they fall does not depend on block boundaries.
+const FLUSH_PERIOD: u64 = 4096;
+
+/// A cascade of biquads applied to every channel, in place, in `f64` (coefficients and state).
 ///
 /// Channels are processed in pairs with all bands inside one per-frame loop, so the independent recursions
 /// of both channels and every band overlap in the CPU's pipeline instead of each waiting on its own
-/// feedback.
+/// feedback; each pair is one SSE2 `f64x2` register.
+///
+/// Settings changes are smoothed: frequency (log), gain (dB) and Q (log) ramp linearly over the ramp
+/// length, and the coefficients are recomputed from the ramped values every [`RAMP_STEP`] frames of the
+/// ramp; when the ramp ends they are exactly the cookbook's for the target.
 #[derive(Debug, Clone)]
 pub struct BiquadCascade {
-    coeffs: Vec<Coeffs32>,
+    sample_rate: f64,
+    bands: Vec<BandSettings>,
+    ramps: Vec<BandRamps>,
+    coeffs: Vec<Coeffs>,
     /// State of channel pairs (0, 1), (2, 3)...: `pairs[pair * bands + band]`.
-    pairs: Vec<[[f32; 2]; 2]>,
+    pairs: Vec<[[f64; 2]; 2]>,
     /// State of the last channel when the count is odd.
-    odd: Vec<[f32; 2]>,
+    odd: Vec<[f64; 2]>,
     channels: usize,
+    ramp_len: u32,
+    /// Frames into the current ramp (coefficients are recomputed when it is a multiple of RAMP_STEP).
+    ramp_pos: usize,
+    ramping: bool,
+    /// Frames since the last reset.
+    frames: u64,
 }
 
 impl BiquadCascade {
-    pub fn new(coeffs: Vec<Coeffs32>) -> Self {
-        Self { coeffs, pairs: Vec::new(), odd: Vec::new(), channels: 0 }
+    pub fn new(bands: Vec<BandSettings>, sample_rate: u32) -> Self {
+        let sr = f64::from(sample_rate);
+        Self {
+            sample_rate: sr,
+            coeffs: bands.iter().map(|b| b.coeffs(sr)).collect(),
+            ramps: bands.iter().map(BandRamps::new).collect(),
+            bands,
+            pairs: Vec::new(),
+            odd: Vec::new(),
+            channels: 0,
+            ramp_len: ramp_frames(RAMP_MS, sample_rate),
+            ramp_pos: 0,
+            ramping: false,
+            frames: 0,
+        }
+    }
+
+    /// The current coefficients, band by band.
+    pub fn coeffs(&self) -> &[Coeffs] {
+        &self.coeffs
     }
 
     /// Allocates state for `channels`.
@@ -160,40 +217,139 @@ impl BiquadCascade {
         self.odd = vec![[0.0; 2]; channels % 2 * self.coeffs.len()];
     }
 
+    /// Clears the filter state; settings ramps jump to their targets.
     pub fn reset(&mut self) {
         self.pairs.fill([[0.0; 2]; 2]);
         self.odd.fill([0.0; 2]);
+        self.frames = 0;
+        if self.ramping {
+            for r in &mut self.ramps {
+                for ramp in r.all() {
+                    let t = ramp.target();
+                    ramp.jump(t);
+                }
+            }
+            self.finish_ramp();
+        }
     }
 
-    pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
+    /// Sets band `band`'s frequency (`which` 0), gain (1) or Q (2), ramped.
+    pub fn set(&mut self, band: usize, which: usize, value: f64) {
+        if band >= self.bands.len() {
+            return;
+        }
+        let target = match which {
+            0 => value.log2(),
+            1 => value,
+            _ => value.ln(),
+        };
+        match which {
+            0 => self.bands[band].freq_hz = value,
+            1 => self.bands[band].gain_db = value,
+            _ => self.bands[band].q = value,
+        }
+        // Every ramp restarts from where it is, so the whole cascade moves on one clock.
+        let len = self.ramp_len;
+        for (i, rs) in self.ramps.iter_mut().enumerate() {
+            for (k, ramp) in rs.all().into_iter().enumerate() {
+                if i == band && k == which {
+                    ramp.set(target, len);
+                } else {
+                    ramp.restart(len);
+                }
+            }
+        }
+        self.ramp_pos = 0;
+        self.ramping = true;
+    }
+
+    fn finish_ramp(&mut self) {
+        self.ramping = false;
+        let sr = self.sample_rate;
+        for (c, b) in self.coeffs.iter_mut().zip(&self.bands) {
+            *c = b.coeffs(sr);
+        }
+    }
+
+    /// Coefficients from the ramps' current values.
+    fn ramped_coeffs(&mut self) {
+        let sr = self.sample_rate;
+        for ((c, b), r) in self.coeffs.iter_mut().zip(&self.bands).zip(&self.ramps) {
+            *c = Coeffs::cookbook(b.kind, r.log2_freq.value().exp2(), r.gain_db.value(), r.ln_q.value().exp(), sr);
+        }
+    }
+
+    pub fn process(&mut self, audio: &mut AudioOut<'_>) {
+        let n = audio.frames();
+        let mut at = 0;
+        while at < n {
+            // Cut at coefficient steps of a ramp and at state-flush points.
+            let to_flush = (FLUSH_PERIOD - self.frames % FLUSH_PERIOD) as usize;
+            let mut chunk = (n - at).min(to_flush);
+            if self.ramping {
+                if self.ramp_pos < self.ramp_len as usize {
+                    if self.ramp_pos.is_multiple_of(RAMP_STEP) {
+                        self.ramped_coeffs();
+                    }
+                    chunk = chunk.min(RAMP_STEP - self.ramp_pos % RAMP_STEP);
+                } else {
+                    self.finish_ramp();
+                }
+            }
+            self.run(&mut audio.slice_mut(at, chunk));
+            if self.ramping {
+                for r in &mut self.ramps {
+                    for ramp in r.all() {
+                        ramp.advance(chunk);
+                    }
+                }
+                self.ramp_pos += chunk;
+            }
+            self.frames += chunk as u64;
+            at += chunk;
+            if self.frames.is_multiple_of(FLUSH_PERIOD) {
+                self.flush_state(1e-30);
+            }
+        }
+        // NaN or infinity from the input never outlives the block it came in.
+        self.flush_state(0.0);
+    }
+
+    /// Clears state below `tiny` in magnitude (0: only non-finite state).
+    fn flush_state(&mut self, tiny: f64) {
+        for s in self.pairs.iter_mut().flatten().flatten().chain(self.odd.iter_mut().flatten()) {
+            if !(s.abs() >= tiny && s.is_finite()) && *s != 0.0 {
+                *s = 0.0;
+            }
+        }
+    }
+
+    fn run(&mut self, audio: &mut AudioOut<'_>) {
         let bands = self.coeffs.len();
-        for (pair, state) in self.pairs.chunks_exact_mut(bands.max(1)).enumerate() {
+        if bands == 0 {
+            return;
+        }
+        for (pair, state) in self.pairs.chunks_exact_mut(bands).enumerate() {
             let c = 2 * pair;
-            let (xl, xr) = (input.channel(c), input.channel(c + 1));
-            let (yl, yr) = output.pair_mut(c, c + 1);
-            for i in 0..xl.len() {
-                let mut v = [xl[i], xr[i]];
+            let (l, r) = audio.pair_mut(c, c + 1);
+            for (yl, yr) in l.iter_mut().zip(r.iter_mut()) {
+                let mut v = [f64::from(*yl), f64::from(*yr)];
                 for (k, s) in self.coeffs.iter().zip(state.iter_mut()) {
                     v = k.tick2(v, s);
                 }
-                yl[i] = v[0];
-                yr[i] = v[1];
+                *yl = v[0] as f32;
+                *yr = v[1] as f32;
             }
         }
         if self.channels % 2 == 1 {
-            let c = self.channels - 1;
-            let x = input.channel(c);
-            let y = output.channel_mut(c);
-            for (xi, yi) in x.iter().zip(y.iter_mut()) {
-                let mut v = *xi;
+            let y = audio.channel_mut(self.channels - 1);
+            for yi in y.iter_mut() {
+                let mut v = f64::from(*yi);
                 for (k, st) in self.coeffs.iter().zip(self.odd.iter_mut()) {
                     v = k.tick(v, st);
                 }
-                *yi = v;
+                *yi = v as f32;
             }
-        }
-        for s in self.pairs.iter_mut().flatten().flatten().chain(self.odd.iter_mut().flatten()) {
-            *s = flush(*s);
         }
     }
 }

@@ -4,7 +4,9 @@
 
 use super::denormal::flush;
 use super::fastmath;
-use crate::buffer::{AudioIn, AudioOut};
+use super::smooth::{Ramp, ramp_frames};
+use crate::buffer::AudioOut;
+use crate::node::{RAMP_MS, RAMP_STEP};
 
 /// Compressor settings in user units.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,35 +33,78 @@ pub fn gain_reduction_db(level_db: f32, threshold_db: f32, slope: f32, half_knee
     if over >= half_knee_db { line } else { knee }
 }
 
+/// What [`Compressor::set`] changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressorParam {
+    ThresholdDb,
+    Ratio,
+    AttackMs,
+    ReleaseMs,
+    KneeDb,
+    MakeupDb,
+}
+
 /// Audio-side compressor state.
+///
+/// Threshold, ratio and knee ramp over the ramp length in steps of [`RAMP_STEP`] frames (they move the
+/// gain computer's target, which the attack/release envelope smooths again); the makeup gain ramps sample
+/// by sample. Attack and release times take effect at once.
 #[derive(Debug, Clone)]
 pub struct Compressor {
-    threshold_db: f32,
-    /// `1 - 1/ratio`.
-    slope: f32,
-    half_knee_db: f32,
-    inv_2knee: f32,
-    makeup_db: f32,
+    sample_rate: u32,
+    threshold_db: Ramp,
+    /// `1 - 1/ratio`, ramped.
+    slope: Ramp,
+    knee_db: Ramp,
+    makeup_db: Ramp,
+    /// The gain computer's settings for the current step.
+    current: Curve,
     attack: f32,
     release: f32,
     /// Smoothed gain reduction in dB.
     env_db: f32,
     gains: Vec<f32>,
+    ramp_len: u32,
+    ramp_pos: usize,
+}
+
+/// The static curve's settings, as the per-frame code uses them.
+#[derive(Debug, Clone, Copy)]
+struct Curve {
+    threshold_db: f32,
+    slope: f32,
+    half_knee_db: f32,
+    inv_2knee: f32,
+}
+
+impl Curve {
+    fn new(threshold_db: f64, slope: f64, knee_db: f64) -> Self {
+        let knee = knee_db.max(0.0) as f32;
+        Self {
+            threshold_db: threshold_db as f32,
+            slope: slope as f32,
+            half_knee_db: knee / 2.0,
+            inv_2knee: if knee > 0.0 { 1.0 / (2.0 * knee) } else { 0.0 },
+        }
+    }
 }
 
 impl Compressor {
     pub fn new(s: &CompressorSettings, sample_rate: u32) -> Self {
-        let knee = s.knee_db.max(0.0);
+        let slope = 1.0 - 1.0 / f64::from(s.ratio);
         Self {
-            threshold_db: s.threshold_db,
-            slope: 1.0 - 1.0 / s.ratio,
-            half_knee_db: knee / 2.0,
-            inv_2knee: if knee > 0.0 { 1.0 / (2.0 * knee) } else { 0.0 },
-            makeup_db: s.makeup_db,
+            sample_rate,
+            threshold_db: Ramp::new(f64::from(s.threshold_db)),
+            slope: Ramp::new(slope),
+            knee_db: Ramp::new(f64::from(s.knee_db)),
+            makeup_db: Ramp::new(f64::from(s.makeup_db)),
+            current: Curve::new(f64::from(s.threshold_db), slope, f64::from(s.knee_db)),
             attack: super::one_pole_coeff(f64::from(s.attack_ms), sample_rate),
             release: super::one_pole_coeff(f64::from(s.release_ms), sample_rate),
             env_db: 0.0,
             gains: Vec::new(),
+            ramp_len: ramp_frames(RAMP_MS, sample_rate),
+            ramp_pos: 0,
         }
     }
 
@@ -69,6 +114,34 @@ impl Compressor {
 
     pub fn reset(&mut self) {
         self.env_db = 0.0;
+        for r in [&mut self.threshold_db, &mut self.slope, &mut self.knee_db, &mut self.makeup_db] {
+            let t = r.target();
+            r.jump(t);
+        }
+        self.current = Curve::new(self.threshold_db.value(), self.slope.value(), self.knee_db.value());
+    }
+
+    /// Takes a new setting (ramped or at once, as the type's documentation says).
+    pub fn set(&mut self, param: CompressorParam, value: f64) {
+        let len = self.ramp_len;
+        match param {
+            CompressorParam::AttackMs => self.attack = super::one_pole_coeff(value, self.sample_rate),
+            CompressorParam::ReleaseMs => self.release = super::one_pole_coeff(value, self.sample_rate),
+            CompressorParam::MakeupDb => self.makeup_db.set(value, len),
+            p => {
+                // The curve's ramps move on one clock.
+                let (t, s, k) = (self.threshold_db.target(), self.slope.target(), self.knee_db.target());
+                let (t, s, k) = match p {
+                    CompressorParam::ThresholdDb => (value, s, k),
+                    CompressorParam::Ratio => (t, 1.0 - 1.0 / value, k),
+                    _ => (t, s, value),
+                };
+                self.threshold_db.set(t, len);
+                self.slope.set(s, len);
+                self.knee_db.set(k, len);
+                self.ramp_pos = 0;
+            }
+        }
     }
 
     /// The current smoothed gain reduction, in dB.
@@ -78,12 +151,12 @@ impl Compressor {
 
     /// Gain reduction the static curve asks for at a frame's peak magnitude.
     #[inline(always)]
-    fn target_db(&self, peak: f32) -> f32 {
+    fn target_db(c: &Curve, peak: f32) -> f32 {
         // NaN becomes the floor and infinity the ceiling, so neither reaches the state (`clamp` would pass
         // NaN through).
         #[allow(clippy::manual_clamp)]
         let level = peak.max(1e-10).min(1e10);
-        gain_reduction_db(fastmath::gain_to_db(level), self.threshold_db, self.slope, self.half_knee_db, self.inv_2knee)
+        gain_reduction_db(fastmath::gain_to_db(level), c.threshold_db, c.slope, c.half_knee_db, c.inv_2knee)
     }
 
     /// One envelope step towards `target` (attack when rising, release when falling).
@@ -93,19 +166,12 @@ impl Compressor {
         target + coeff * (env - target)
     }
 
-    /// One detector step: from the frame's peak magnitude to the linear gain to apply. Equivalent to
-    /// [`process`](Self::process) one frame at a time (same operations, same bits).
-    #[inline(always)]
-    pub fn gain_for_peak(&mut self, peak: f32) -> f32 {
-        self.env_db = self.smooth(self.env_db, self.target_db(peak));
-        fastmath::db_to_gain(self.makeup_db - self.env_db)
-    }
-
     /// Turns each frame's peak magnitude into the gain to apply, in place: the level and gain computer,
-    /// the envelope, and the gain, each as its own pass.
+    /// the envelope, and the gain (with the makeup ramp, if it moves), each as its own pass.
     pub fn peaks_to_gains(&mut self, g: &mut [f32]) {
+        let curve = self.current;
         for v in g.iter_mut() {
-            *v = self.target_db(*v);
+            *v = Self::target_db(&curve, *v);
         }
         let mut env = self.env_db;
         for v in g.iter_mut() {
@@ -113,28 +179,61 @@ impl Compressor {
             *v = env;
         }
         self.env_db = flush(env);
-        let makeup = self.makeup_db;
-        for v in g.iter_mut() {
-            *v = fastmath::db_to_gain(makeup - *v);
+        if self.makeup_db.active() {
+            for (i, v) in g.iter_mut().enumerate() {
+                let makeup = self.makeup_db.value_after(i as u32 + 1) as f32;
+                *v = fastmath::db_to_gain(makeup - *v);
+            }
+            self.makeup_db.advance(g.len());
+        } else {
+            let makeup = self.makeup_db.value() as f32;
+            for v in g.iter_mut() {
+                *v = fastmath::db_to_gain(makeup - *v);
+            }
         }
     }
 
-    /// Processes a block in passes, so that everything but the envelope recursion vectorizes: peak
-    /// detection, the level and gain computer, the envelope, the gain, and applying it.
-    pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
-        let n = input.frames();
+    /// Processes a block in place, in passes, so that everything but the envelope recursion vectorizes:
+    /// peak detection, the level and gain computer, the envelope, the gain, and applying it.
+    pub fn process(&mut self, audio: &mut AudioOut<'_>) {
+        let n = audio.frames();
+        let mut at = 0;
+        while at < n {
+            let mut chunk = n - at;
+            if self.threshold_db.active() {
+                if self.ramp_pos.is_multiple_of(RAMP_STEP) {
+                    self.current = Curve::new(self.threshold_db.value(), self.slope.value(), self.knee_db.value());
+                }
+                chunk = chunk.min(RAMP_STEP - self.ramp_pos % RAMP_STEP);
+            } else if self.ramp_pos > 0 {
+                self.current = Curve::new(self.threshold_db.value(), self.slope.value(), self.knee_db.value());
+                self.ramp_pos = 0;
+            }
+            self.run(&mut audio.slice_mut(at, chunk));
+            if self.threshold_db.active() || self.ramp_pos > 0 {
+                for r in [&mut self.threshold_db, &mut self.slope, &mut self.knee_db] {
+                    r.advance(chunk);
+                }
+                self.ramp_pos += chunk;
+            }
+            at += chunk;
+        }
+    }
+
+    fn run(&mut self, audio: &mut AudioOut<'_>) {
+        let n = audio.frames();
         let mut gains = std::mem::take(&mut self.gains);
         let g = &mut gains[..n];
         g.fill(0.0);
-        for c in 0..input.channels() {
-            for (p, x) in g.iter_mut().zip(input.channel(c)) {
+        for c in 0..audio.channels() {
+            for (p, x) in g.iter_mut().zip(audio.channel(c)) {
                 *p = super::max_abs(*p, *x);
             }
         }
         self.peaks_to_gains(g);
-        for c in 0..input.channels() {
-            for ((y, x), g) in output.channel_mut(c).iter_mut().zip(input.channel(c)).zip(g.iter()) {
-                *y = x * g;
+        for c in 0..audio.channels() {
+            for (y, g) in audio.channel_mut(c).iter_mut().zip(g.iter()) {
+                *y *= g;
             }
         }
         self.gains = gains;

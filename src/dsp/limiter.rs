@@ -14,8 +14,15 @@
 //! smoothly over the lookahead and the ceiling holds on every sample. A final clamp to ±ceiling absorbs the
 //! last bit of rounding (it changes a sample by at most a few ulps, and only at the ceiling). The latency is
 //! `D` frames. Non-finite input is treated as silence, so the output is always finite.
+//!
+//! The ceiling can move while the limiter runs: it ramps sample by sample, each frame's required gain uses
+//! the ceiling of the moment it enters the lookahead, and the ceiling travels with the frame through the
+//! delay line, so each output sample holds the ceiling that was in force when it entered. The release time
+//! takes effect at once.
 
-use crate::buffer::{AudioIn, AudioOut};
+use super::smooth::{Ramp, ramp_frames};
+use crate::buffer::AudioOut;
+use crate::node::RAMP_MS;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LimiterSettings {
@@ -27,12 +34,19 @@ pub struct LimiterSettings {
 #[derive(Debug, Clone)]
 pub struct Limiter {
     ceiling: f32,
+    ceiling_ramp: Ramp,
+    ramp_len: u32,
+    sample_rate: u32,
     lookahead: usize,
     release: f32,
     channels: usize,
     /// Per channel, `lookahead` frames of history followed by room for one block.
     delay: Vec<f32>,
     delay_len: usize,
+    /// The ceiling each frame in `delay` entered with (same layout as one channel).
+    ceilings: Vec<f32>,
+    /// Whether `ceilings` holds anything but `ceiling` (a ramp is moving or has not left the line yet).
+    ceiling_moved: usize,
     /// The current chunk's required gains, the running minimum since it began, and where we are in it.
     chunk: Vec<f32>,
     chunk_min: f32,
@@ -51,8 +65,14 @@ pub struct Limiter {
 impl Limiter {
     pub fn new(s: &LimiterSettings, sample_rate: u32) -> Self {
         let lookahead = (f64::from(s.lookahead_ms) * 1e-3 * f64::from(sample_rate)).round() as usize;
+        let ceiling = super::db_to_gain(f64::from(s.ceiling_db));
         Self {
-            ceiling: super::db_to_gain(f64::from(s.ceiling_db)) as f32,
+            ceiling: ceiling as f32,
+            ceiling_ramp: Ramp::new(ceiling),
+            ramp_len: ramp_frames(RAMP_MS, sample_rate),
+            sample_rate,
+            ceilings: Vec::new(),
+            ceiling_moved: 0,
             lookahead,
             release: super::one_pole_coeff(f64::from(s.release_ms), sample_rate),
             channels: 0,
@@ -89,6 +109,7 @@ impl Limiter {
         let w = self.window();
         self.delay_len = self.lookahead + max_block;
         self.delay = vec![0.0; channels * self.delay_len];
+        self.ceilings = vec![self.ceiling; self.delay_len];
         self.chunk = vec![1.0; w];
         self.suffix = vec![1.0; w + 1];
         self.hist = vec![1.0; w];
@@ -96,7 +117,22 @@ impl Limiter {
         self.reset();
     }
 
+    /// Moves the ceiling to `ceiling_db`, ramped.
+    pub fn set_ceiling_db(&mut self, ceiling_db: f64) {
+        self.ceiling_ramp.set(super::db_to_gain(ceiling_db), self.ramp_len);
+    }
+
+    /// Sets the release time, at once.
+    pub fn set_release_ms(&mut self, release_ms: f64) {
+        self.release = super::one_pole_coeff(release_ms, self.sample_rate);
+    }
+
     pub fn reset(&mut self) {
+        let target = self.ceiling_ramp.target();
+        self.ceiling_ramp.jump(target);
+        self.ceiling = target as f32;
+        self.ceilings.fill(self.ceiling);
+        self.ceiling_moved = 0;
         self.delay.fill(0.0);
         self.chunk.fill(1.0);
         self.chunk_min = 1.0;
@@ -156,8 +192,8 @@ impl Limiter {
         }
     }
 
-    pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
-        let n = input.frames();
+    pub fn process(&mut self, audio: &mut AudioOut<'_>) {
+        let n = audio.frames();
         let d = self.lookahead;
         let mut gains = std::mem::take(&mut self.gains);
         let g = &mut gains[..n];
@@ -165,11 +201,36 @@ impl Limiter {
         g.fill(0.0);
         for c in 0..self.channels {
             let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
-            for ((slot, &x), p) in line[d..d + n].iter_mut().zip(input.channel(c)).zip(g.iter_mut()) {
+            for ((slot, &x), p) in line[d..d + n].iter_mut().zip(audio.channel(c)).zip(g.iter_mut()) {
                 let x = if x.is_finite() { x } else { 0.0 };
                 *slot = x;
                 *p = super::max_abs(*p, x);
             }
+        }
+        if self.ceiling_ramp.active() || self.ceiling_moved > 0 {
+            // The ceiling moves: each frame gets its own, which travels with it through the line.
+            let ceilings = &mut self.ceilings[d..d + n];
+            for (i, (v, c)) in g.iter_mut().zip(ceilings.iter_mut()).enumerate() {
+                let ceiling = self.ceiling_ramp.value_after(i as u32 + 1) as f32;
+                *c = ceiling;
+                *v = if *v > ceiling { ceiling / *v } else { 1.0 };
+            }
+            self.ceiling_ramp.advance(n);
+            self.ceiling = self.ceiling_ramp.value() as f32;
+            // Frames entered with a ceiling other than the resting one leave the line after `d + n` more.
+            self.ceiling_moved = if self.ceiling_ramp.active() { d + n } else { self.ceiling_moved.saturating_sub(n) };
+            self.required_to_gains(g);
+            for c in 0..self.channels {
+                let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
+                let y = audio.channel_mut(c);
+                for (((y, &x), &g), &ceiling) in y.iter_mut().zip(&line[..n]).zip(g.iter()).zip(&self.ceilings[..n]) {
+                    *y = (x * g).clamp(-ceiling, ceiling);
+                }
+                line.copy_within(n..n + d, 0);
+            }
+            self.ceilings.copy_within(n..n + d, 0);
+            self.gains = gains;
+            return;
         }
         for v in g.iter_mut() {
             *v = self.required_gain(*v);
@@ -178,7 +239,7 @@ impl Limiter {
         let ceiling = self.ceiling;
         for c in 0..self.channels {
             let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
-            for ((y, &x), &g) in output.channel_mut(c).iter_mut().zip(&line[..n]).zip(g.iter()) {
+            for ((y, &x), &g) in audio.channel_mut(c).iter_mut().zip(&line[..n]).zip(g.iter()) {
                 *y = (x * g).clamp(-ceiling, ceiling);
             }
             line.copy_within(n..n + d, 0);

@@ -15,6 +15,7 @@ pub mod denormal;
 pub mod fastmath;
 pub mod limiter;
 pub mod simple;
+pub mod smooth;
 
 /// `max(acc, |x|)` as a compare-and-select, which compiles to one `maxps` on baseline x86-64 where
 /// `f32::max` (NaN-aware) takes several instructions. With `acc` never NaN the result is the same as

@@ -96,6 +96,8 @@ pub struct Graph {
     pub nodes: Vec<GraphNode>,
     /// What feeds `output`, in edge order.
     pub output: Vec<Source>,
+    /// The node kinds the graph was parsed with.
+    pub registry: Registry,
 }
 
 #[derive(Deserialize)]
@@ -239,14 +241,16 @@ impl Graph {
                 ));
             };
             let text = &src[params_at..value.end];
-            let spec = (kind.parse)(text).map_err(|e| {
+            let mut spec = (kind.parse)(text).map_err(|e| {
                 let (l0, c0) = line_col(src, params_at);
                 let (l, c) = (e.span.start.line, e.span.start.col);
                 let (line, col) = if l <= 1 { (l0, c0 + c.saturating_sub(1)) } else { (l0 + l - 1, c) };
                 let at = skip_space(src, locate::offset_of(src, line, col));
                 cx.err(GraphErrorKind::Param, Some(at), Some(name), format!("{kind_name}: {}", e.code))
             })?;
-            spec.validate(&crate::node::BuildContext { format, base_dir }).map_err(|e| {
+            let ctx = crate::node::BuildContext { format, base_dir };
+            spec.bind(&ctx);
+            spec.validate(&ctx).map_err(|e| {
                 let at = value.locate(&e.path).or(Some(value.start));
                 cx.err(GraphErrorKind::Param, at, Some(name), format!("{kind_name}: {e}"))
             })?;
@@ -342,7 +346,14 @@ impl Graph {
             ));
         }
 
-        let graph = Graph { file: file.to_string(), base_dir: base_dir.to_path_buf(), format, nodes, output };
+        let graph = Graph {
+            file: file.to_string(),
+            base_dir: base_dir.to_path_buf(),
+            format,
+            nodes,
+            output,
+            registry: registry.clone(),
+        };
         if !graph.output_reachable() {
             let message = if graph.output.is_empty() {
                 "nothing reaches `output`: add an edge (\"...\", \"output\")"

@@ -1,7 +1,9 @@
-//! Rendering a whole signal through an [`Engine`] block by block, with latency compensation.
+//! Rendering a whole signal through a graph's audio side block by block, with latency compensation: the
+//! same path a device callback drives.
 
+use crate::audio::AudioProcessor;
 use crate::buffer::{AudioIn, AudioOut};
-use crate::engine::Engine;
+use crate::control::Engine;
 
 /// Where blocks come from. `read` fills up to `out.frames()` frames and returns how many (0 at the end).
 pub trait BlockSource: Send {
@@ -79,67 +81,69 @@ pub struct RenderStats {
     pub blocks: u64,
 }
 
-/// Renders `source` through `engine` into `sink` in blocks of `block` frames.
+/// Renders `source` through the audio side `audio` into `sink`, reading `block` frames at a time, with
+/// `engine` (its control side) updated every 64 blocks, so plugin messages are delivered while it runs.
 ///
-/// The output is aligned with the input: the engine's latency is compensated by dropping its first
+/// The output is aligned with the input: the graph's latency is compensated by dropping its first
 /// `latency` output frames and feeding as many frames of silence after the input ends, so the sink gets
-/// exactly as many frames as the source gave. Runs on the engine's worker pool (see [`Engine::run`]).
+/// exactly as many frames as the source gave. The audio side cuts each read into blocks of at most its
+/// `max_block` frames.
 ///
 /// # Errors
 /// Whatever the source or sink returns.
 pub fn render(
     engine: &mut Engine,
+    audio: &mut AudioProcessor,
     source: &mut dyn BlockSource,
     sink: &mut dyn BlockSink,
     block: usize,
-    progress: &mut (dyn FnMut(u64) + Send),
+    progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<RenderStats> {
-    let block = block.min(engine.max_block()).max(1);
+    let block = block.max(1);
     let channels = engine.format().channels;
     let span = tracing::info_span!("render", block, channels, latency = engine.latency_frames());
     let _entered = span.enter();
-    engine.run(|engine| {
-        let mut input = vec![0.0f32; channels * block];
-        let mut output = vec![0.0f32; channels * block];
-        let mut skip = engine.latency_frames();
-        let mut tail = skip;
-        let mut stats = RenderStats::default();
-        let mut source_done = false;
-        loop {
-            let mut got = 0;
-            if !source_done {
-                got = source.read(&mut AudioOut::new(&mut input, block, channels, block))?;
-                source_done = got < block;
-                stats.frames += got as u64;
-            }
-            let pad = (block - got).min(tail);
-            if source_done {
-                tail -= pad;
-                for c in 0..channels {
-                    input[c * block + got..c * block + got + pad].fill(0.0);
-                }
-            }
-            let frames = got + if source_done { pad } else { 0 };
-            if frames == 0 {
-                break;
-            }
-            engine.process(
-                &AudioIn::new(&input, block, channels, frames),
-                &mut AudioOut::new(&mut output, block, channels, frames),
-            );
-            stats.blocks += 1;
-            if stats.blocks % 64 == 0 {
-                // Control-side work between blocks: plugin messages go to `tracing`.
-                engine.messages();
-            }
-            let start = skip.min(frames);
-            skip -= start;
-            if start < frames {
-                sink.write(&AudioIn::new(&output[start..], block, channels, frames - start))?;
-            }
-            progress(got as u64);
+    let mut input = vec![0.0f32; channels * block];
+    let mut output = vec![0.0f32; channels * block];
+    let mut skip = engine.latency_frames();
+    let mut tail = skip;
+    let mut stats = RenderStats::default();
+    let mut source_done = false;
+    loop {
+        let mut got = 0;
+        if !source_done {
+            got = source.read(&mut AudioOut::new(&mut input, block, channels, block))?;
+            source_done = got < block;
+            stats.frames += got as u64;
         }
-        engine.messages();
-        Ok(stats)
-    })
+        let pad = (block - got).min(tail);
+        if source_done {
+            tail -= pad;
+            for c in 0..channels {
+                input[c * block + got..c * block + got + pad].fill(0.0);
+            }
+        }
+        let frames = got + if source_done { pad } else { 0 };
+        if frames == 0 {
+            break;
+        }
+        audio.process(
+            &AudioIn::new(&input, block, channels, frames),
+            &mut AudioOut::new(&mut output, block, channels, frames),
+        );
+        stats.blocks += 1;
+        if stats.blocks % 64 == 0 {
+            // Control-side work between blocks: plugin messages go to `tracing`, faulted plugins are
+            // replaced.
+            engine.update();
+        }
+        let start = skip.min(frames);
+        skip -= start;
+        if start < frames {
+            sink.write(&AudioIn::new(&output, block, channels, frames).slice(start, frames - start))?;
+        }
+        progress(got as u64);
+    }
+    engine.update();
+    Ok(stats)
 }

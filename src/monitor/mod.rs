@@ -1,11 +1,15 @@
 //! The monitor: per-node timing, graph load, levels and memory.
 //!
-//! The audio side only records, into storage allocated when the graph starts: a [`Timing`] histogram per
-//! node and per graph, and a [`Meter`] on the output and on nodes the application asks for. Recording
-//! allocates nothing and takes no lock. The control side gathers: the `publish_metrics` system copies what
-//! was recorded into [`NodeTiming`](crate::engine::NodeTiming) components and the
-//! [`GraphMetrics`](crate::engine::GraphMetrics) resource, and [`crate::Engine::metrics`] turns those into
-//! a [`MetricsReport`] (snapshot API, `tracing` events, JSON).
+//! The audio side only records, into [shared storage](shared) allocated on the control side: a timing
+//! histogram per node and per graph, and a meter on the output and on nodes the application asks for.
+//! Recording allocates nothing and takes no lock, and any thread may read the records while audio runs
+//! ([`crate::control::MetricsReader`]). The control side gathers: the `publish_metrics` system copies what
+//! was recorded into [`NodeTiming`](crate::control::NodeTiming) and
+//! [`NodeMeter`](crate::control::NodeMeter) components and the
+//! [`GraphMetrics`](crate::control::GraphMetrics) resource, and [`crate::Engine::metrics`] turns them
+//! into a [`MetricsReport`] (snapshot API, `tracing` events, JSON).
+
+pub mod shared;
 
 use serde::Serialize;
 
@@ -14,17 +18,17 @@ const PER_OCTAVE: u32 = 8;
 /// The histogram covers 2^4 ns (16 ns) to 2^34 ns (17 s).
 const MIN_OCTAVE: u32 = 4;
 const OCTAVES: u32 = 30;
-const BUCKETS: usize = (OCTAVES * PER_OCTAVE) as usize + 2;
+pub(crate) const BUCKETS: usize = (OCTAVES * PER_OCTAVE) as usize + 2;
 
 /// Durations of repeated work: count, mean, maximum and a log-scale histogram for quantiles. The unit is
 /// the recorder's: the engine records [`crate::clock`] ticks and converts when it reports; the `_ns` names
 /// say what the values usually are.
 #[derive(Clone)]
 pub struct Timing {
-    calls: u64,
-    sum_ns: u64,
-    max_ns: u64,
-    buckets: [u32; BUCKETS],
+    pub(crate) calls: u64,
+    pub(crate) sum_ns: u64,
+    pub(crate) max_ns: u64,
+    pub(crate) buckets: [u32; BUCKETS],
 }
 
 impl Default for Timing {
@@ -44,7 +48,7 @@ impl std::fmt::Debug for Timing {
     }
 }
 
-fn bucket_of(ns: u64) -> usize {
+pub(crate) fn bucket_of(ns: u64) -> usize {
     if ns < 1 << MIN_OCTAVE {
         return 0;
     }
@@ -118,7 +122,7 @@ impl Timing {
 
 /// Lower edge of the block-RMS histogram, in dBFS; bins are 0.5 dB wide up to 0 dBFS and beyond.
 const RMS_FLOOR_DB: f32 = -120.0;
-const RMS_BINS: usize = 2 * 140 + 1;
+pub(crate) const RMS_BINS: usize = 2 * 140 + 1;
 /// Samples kept for the spectrum (mono mix of the channels).
 pub const SPECTRUM_SIZE: usize = 4096;
 
@@ -126,14 +130,43 @@ pub const SPECTRUM_SIZE: usize = 4096;
 /// latest [`SPECTRUM_SIZE`] samples for a spectrum.
 #[derive(Clone)]
 pub struct Meter {
-    peak: f32,
-    sum_sq: f64,
-    samples: u64,
-    clipped: u64,
-    block_rms: Vec<u32>,
-    ring: Vec<f32>,
-    ring_pos: usize,
-    ring_filled: usize,
+    pub(crate) peak: f32,
+    pub(crate) sum_sq: f64,
+    pub(crate) samples: u64,
+    pub(crate) clipped: u64,
+    pub(crate) block_rms: Vec<u32>,
+    pub(crate) ring: Vec<f32>,
+    pub(crate) ring_pos: usize,
+    pub(crate) ring_filled: usize,
+}
+
+/// A block's peak magnitude and sum of squares (`channels` planes `stride` apart, `frames` long).
+pub(crate) fn peak_and_sum_sq(data: &[f32], stride: usize, channels: usize, frames: usize) -> (f32, f64) {
+    // Eight independent lanes let the compiler vectorize what would otherwise be one long chain of
+    // dependent additions.
+    let (mut peak, mut sq) = ([0f32; 8], [0f32; 8]);
+    for c in 0..channels {
+        let x = &data[c * stride..c * stride + frames];
+        let mut chunks = x.chunks_exact(8);
+        for chunk in &mut chunks {
+            for j in 0..8 {
+                peak[j] = crate::dsp::max_abs(peak[j], chunk[j]);
+                sq[j] += chunk[j] * chunk[j];
+            }
+        }
+        for (j, &v) in chunks.remainder().iter().enumerate() {
+            peak[j] = crate::dsp::max_abs(peak[j], v);
+            sq[j] += v * v;
+        }
+    }
+    let block_sq: f64 = sq.iter().map(|&s| f64::from(s)).sum();
+    (peak.iter().fold(0.0f32, |p, &v| p.max(v)), block_sq)
+}
+
+/// The block-RMS histogram bin of a block with sum of squares `sum_sq` over `n` samples.
+pub(crate) fn rms_bin(sum_sq: f64, n: u64) -> usize {
+    let rms_db = 10.0 * (sum_sq / n as f64).max(1e-30).log10() as f32;
+    ((rms_db - RMS_FLOOR_DB) * 2.0).round().clamp(0.0, (RMS_BINS - 1) as f32) as usize
 }
 
 impl Default for Meter {
@@ -162,58 +195,27 @@ impl Meter {
         if frames == 0 || channels == 0 {
             return;
         }
-        // Eight independent lanes let the compiler vectorize what would otherwise be one long chain of
-        // dependent additions.
-        let (mut peak, mut sq) = ([0f32; 8], [0f32; 8]);
-        for c in 0..channels {
-            let x = &data[c * stride..c * stride + frames];
-            let mut chunks = x.chunks_exact(8);
-            for chunk in &mut chunks {
-                for j in 0..8 {
-                    peak[j] = crate::dsp::max_abs(peak[j], chunk[j]);
-                    sq[j] += chunk[j] * chunk[j];
-                }
-            }
-            for (j, &v) in chunks.remainder().iter().enumerate() {
-                peak[j] = crate::dsp::max_abs(peak[j], v);
-                sq[j] += v * v;
-            }
-        }
-        let block_sq: f64 = sq.iter().map(|&s| f64::from(s)).sum();
+        let (block_peak, block_sq) = peak_and_sum_sq(data, stride, channels, frames);
         let n = (channels * frames) as u64;
-        let block_peak = peak.iter().fold(0.0f32, |p, &v| p.max(v));
         self.peak = self.peak.max(block_peak);
         self.sum_sq += block_sq;
         self.samples += n;
         if block_peak > 1.0 {
-            // Only a block that peaks over full scale can hold clipped samples: count them then.
             for c in 0..channels {
                 self.clipped += data[c * stride..c * stride + frames].iter().filter(|v| v.abs() > 1.0).count() as u64;
             }
         }
-        let rms_db = 10.0 * (block_sq / n as f64).max(1e-30).log10() as f32;
-        let bin = ((rms_db - RMS_FLOOR_DB) * 2.0).round().clamp(0.0, (RMS_BINS - 1) as f32) as usize;
+        let bin = rms_bin(block_sq, n);
         self.block_rms[bin] = self.block_rms[bin].saturating_add(1);
-
-        // The mono mix of the block's last SPECTRUM_SIZE frames goes into the ring, in at most two contiguous
-        // runs (so the loops vectorize).
         let skip = frames.saturating_sub(SPECTRUM_SIZE);
         let scale = 1.0 / channels as f32;
-        let mut i = skip;
-        while i < frames {
-            let run = (frames - i).min(SPECTRUM_SIZE - self.ring_pos);
-            let dst = &mut self.ring[self.ring_pos..self.ring_pos + run];
-            dst.copy_from_slice(&data[i..i + run]);
+        for i in skip..frames {
+            let mut v = data[i];
             for c in 1..channels {
-                for (d, &v) in dst.iter_mut().zip(&data[c * stride + i..c * stride + i + run]) {
-                    *d += v;
-                }
+                v += data[c * stride + i];
             }
-            for d in dst.iter_mut() {
-                *d *= scale;
-            }
-            self.ring_pos = (self.ring_pos + run) % SPECTRUM_SIZE;
-            i += run;
+            self.ring[self.ring_pos] = v * scale;
+            self.ring_pos = (self.ring_pos + 1) % SPECTRUM_SIZE;
         }
         self.ring_filled = (self.ring_filled + frames).min(SPECTRUM_SIZE);
     }
@@ -415,6 +417,8 @@ pub struct MetricsReport {
     pub memory: MemoryReport,
     /// Non-finite input samples replaced by silence.
     pub nonfinite_input_samples: u64,
+    /// Node messages lost because the queue to the control side was full.
+    pub dropped_messages: u64,
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Planar audio views: one contiguous `f32` allocation holds every channel, `stride` samples apart.
 //!
 //! Views borrow storage that the engine allocated once when the graph was prepared, so handing audio to a
-//! node costs no allocation.
+//! node costs no allocation. Nodes process in place: an [`AudioOut`] holds a node's input when
+//! [`Processor::process`](crate::node::Processor::process) is called and its output when it returns.
 
 /// Samples a planar view of this shape covers.
 fn span(stride: usize, channels: usize, frames: usize) -> usize {
@@ -40,6 +41,13 @@ impl<'a> AudioIn<'a> {
         let start = c * self.stride;
         &self.data[start..start + self.frames]
     }
+
+    /// Frames `start..start + frames` of every channel.
+    pub fn slice(&self, start: usize, frames: usize) -> AudioIn<'a> {
+        assert!(start + frames <= self.frames);
+        let end = span(self.stride, self.channels, start + frames);
+        AudioIn { data: &self.data[start..end.max(start)], stride: self.stride, channels: self.channels, frames }
+    }
 }
 
 /// A writable planar block with the same layout as [`AudioIn`].
@@ -64,6 +72,30 @@ impl<'a> AudioOut<'a> {
 
     pub fn frames(&self) -> usize {
         self.frames
+    }
+
+    /// The samples of channel `c`.
+    pub fn channel(&self, c: usize) -> &[f32] {
+        let start = c * self.stride;
+        &self.data[start..start + self.frames]
+    }
+
+    /// A read-only view of the same block.
+    pub fn as_in(&self) -> AudioIn<'_> {
+        AudioIn { data: self.data, stride: self.stride, channels: self.channels, frames: self.frames }
+    }
+
+    /// The first `frames` frames only.
+    pub fn prefix(&mut self, frames: usize) -> AudioOut<'_> {
+        assert!(frames <= self.frames);
+        AudioOut { data: self.data, stride: self.stride, channels: self.channels, frames }
+    }
+
+    /// Frames `start..start + frames` of every channel.
+    pub fn slice_mut(&mut self, start: usize, frames: usize) -> AudioOut<'_> {
+        assert!(start + frames <= self.frames);
+        let end = span(self.stride, self.channels, start + frames);
+        AudioOut { data: &mut self.data[start..end.max(start)], stride: self.stride, channels: self.channels, frames }
     }
 
     pub fn channel_mut(&mut self, c: usize) -> &mut [f32] {

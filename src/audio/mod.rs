@@ -1,0 +1,531 @@
+//! The audio side: one `Send` object, [`AudioProcessor`], that any thread may drive (a device callback, a
+//! render loop, a test), and that never touches the `World`.
+//!
+//! It owns the compiled [`Plan`] (processors, buffers, edges), and talks to the control side through two
+//! lock-free single-producer single-consumer queues (`rtrb`):
+//!
+//! - **in**: parameter events (each may name the frame it takes effect at), new plans to cross-fade to,
+//!   replacement plugin instances, meters, bypass, reset and stop;
+//! - **out**: retired objects (old plans, faulted plugin instances), which are dropped on the control side;
+//!   node messages copied into fixed-size slots; requests for replacement instances; acknowledgements.
+//!
+//! Per block it allocates nothing, frees nothing, takes no lock, logs nothing, does no I/O and never waits
+//! for another thread to wake (the parallel executor's [`Workers`] are handed branches through atomics).
+//! A call may pass any number of frames, planar or interleaved: it is cut into blocks of at most
+//! `max_block` frames, and at the frames where parameter events are due.
+
+pub mod buffer;
+pub mod plan;
+pub mod workers;
+
+use crate::buffer::{AudioIn, AudioOut};
+use crate::clock;
+use crate::dsp::denormal::FlushDenormals;
+use crate::monitor::shared::{GraphStats, NodeStats, SharedMeter};
+use crate::node::{MessageKind, PollContext};
+use plan::{Plan, Slot};
+use std::any::Any;
+use std::sync::Arc;
+use workers::Workers;
+
+/// A node's identity on the audio side: stable while the node keeps its processor.
+pub type NodeId = u32;
+
+/// Bytes kept of one node message.
+pub const MESSAGE_BYTES: usize = 240;
+/// Parameter events scheduled for a later frame that the audio side can hold.
+pub const PENDING_EVENTS: usize = 1024;
+/// Messages to the control side (other than node messages) the audio side can hold when the queue is full.
+const BACKLOG: usize = 256;
+
+/// From the control side to the audio side.
+pub(crate) enum ToAudio {
+    /// Parameter `index` of node `node` takes `value`, at frame `at` of the audio side's clock (or at once).
+    Param { node: NodeId, index: u32, value: f64, at: Option<u64> },
+    /// A plan to switch to (a transitional one carries its crossfade and the plan that follows it).
+    Transition(Box<Plan>),
+    /// A fresh instance for a node that asked for one.
+    Replacement { node: NodeId, object: Box<dyn Any + Send> },
+    /// Start (or stop) metering a node's output.
+    Meter { node: NodeId, meter: Option<Arc<SharedMeter>> },
+    /// Clear all node state (a seek).
+    Reset,
+    /// Hand everything back and play silence.
+    Stop,
+}
+
+/// A node message in a fixed-size slot.
+pub(crate) struct RawMessage {
+    pub node: NodeId,
+    pub kind: MessageKind,
+    pub len: usize,
+    pub bytes: [u8; MESSAGE_BYTES],
+}
+
+/// From the audio side to the control side. Messages travel inline (no allocation), which makes the type
+/// as large as a message slot.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum FromAudio {
+    /// Something to drop on the control side (an old plan with the processors it no longer uses, a faulted
+    /// plugin instance, a replacement that did not fit).
+    Retired(Box<dyn Any + Send>),
+    RetiredMeter(Arc<SharedMeter>),
+    Message(RawMessage),
+    /// A node asks for a fresh instance.
+    NeedReplacement(NodeId),
+    /// The last plan sent is now the one running (its crossfade, if any, is over).
+    TransitionDone,
+    /// After [`ToAudio::Stop`]: the plan has been handed back.
+    Stopped,
+}
+
+/// The audio side of an engine. Create it with [`crate::Engine::new`], move it to the thread that drives
+/// audio, and call [`process`](Self::process) or [`process_interleaved`](Self::process_interleaved).
+pub struct AudioProcessor {
+    from_control: rtrb::Consumer<ToAudio>,
+    to_control: rtrb::Producer<FromAudio>,
+    backlog: Vec<FromAudio>,
+    plan: Option<Box<Plan>>,
+    channels: usize,
+    max_block: usize,
+    input: Box<[f32]>,
+    fade_in: Box<[f32]>,
+    fade_out: Box<[f32]>,
+    /// Events due at a later frame, latest first.
+    pending: Vec<(u64, NodeId, u32, f64)>,
+    frame: u64,
+    workers: Option<Workers>,
+    always_parallel: bool,
+    stats: Arc<GraphStats>,
+    monitor: bool,
+    ticks_per_frame: f64,
+    dropped: u64,
+}
+
+/// Where a call's input comes from.
+#[derive(Clone, Copy)]
+enum Input<'a> {
+    Planar(&'a AudioIn<'a>),
+    Interleaved(&'a [f32], usize),
+}
+
+/// Where a call's output goes.
+enum Output<'a, 'b> {
+    Planar(&'a mut AudioOut<'b>),
+    Interleaved(&'a mut [f32], usize),
+}
+
+pub(crate) struct AudioSetup {
+    pub from_control: rtrb::Consumer<ToAudio>,
+    pub to_control: rtrb::Producer<FromAudio>,
+    pub channels: usize,
+    pub max_block: usize,
+    pub sample_rate: u32,
+    pub workers: Option<Workers>,
+    pub always_parallel: bool,
+    pub stats: Arc<GraphStats>,
+    pub monitor: bool,
+}
+
+impl AudioProcessor {
+    pub(crate) fn new(s: AudioSetup) -> Self {
+        let len = s.channels * s.max_block;
+        Self {
+            from_control: s.from_control,
+            to_control: s.to_control,
+            backlog: Vec::with_capacity(BACKLOG),
+            plan: None,
+            channels: s.channels,
+            max_block: s.max_block,
+            input: vec![0.0; len].into_boxed_slice(),
+            fade_in: vec![0.0; s.max_block].into_boxed_slice(),
+            fade_out: vec![0.0; s.max_block].into_boxed_slice(),
+            pending: Vec::with_capacity(PENDING_EVENTS),
+            frame: 0,
+            workers: s.workers,
+            always_parallel: s.always_parallel,
+            stats: s.stats,
+            monitor: s.monitor,
+            ticks_per_frame: if s.monitor { 1e9 / f64::from(s.sample_rate) / clock::ns_per_tick() } else { 0.0 },
+            dropped: 0,
+        }
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    pub fn max_block(&self) -> usize {
+        self.max_block
+    }
+
+    /// Frames processed so far: the audio side's clock, against which [`crate::Engine::set_at`] schedules.
+    pub fn frame(&self) -> u64 {
+        self.frame
+    }
+
+    /// Frames by which the output lags the input in the plan now running.
+    pub fn latency_frames(&self) -> usize {
+        self.plan.as_ref().map_or(0, |p| p.latency)
+    }
+
+    /// Processes planar audio: `input` and `output` have the graph's channels and any (equal) number of
+    /// frames. Channels beyond the graph's are ignored on input and silenced on output.
+    pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
+        let frames = input.frames().min(output.frames());
+        self.run(Input::Planar(input), Output::Planar(output), frames);
+    }
+
+    /// Processes interleaved audio with `channels` channels per frame (usually the graph's), as a device
+    /// callback delivers it.
+    pub fn process_interleaved(&mut self, input: &[f32], output: &mut [f32], channels: usize) {
+        let channels = channels.max(1);
+        let frames = (input.len() / channels).min(output.len() / channels);
+        self.run(Input::Interleaved(input, channels), Output::Interleaved(output, channels), frames);
+    }
+
+    fn run(&mut self, input: Input<'_>, mut output: Output<'_, '_>, frames: usize) {
+        let _ftz = FlushDenormals::new();
+        let mut done = 0;
+        while done < frames {
+            self.receive();
+            let mut n = (frames - done).min(self.max_block);
+            // Events due now are applied; the block ends where the next one is due.
+            while let Some(&(at, node, index, value)) = self.pending.last() {
+                if at <= self.frame {
+                    self.pending.pop();
+                    self.apply(node, index, value);
+                } else {
+                    n = n.min((at - self.frame) as usize);
+                    break;
+                }
+            }
+            self.block(input, &mut output, done, n);
+            done += n;
+        }
+        self.flush_backlog();
+    }
+
+    /// One block of `n` frames at offset `at` of the call.
+    fn block(&mut self, input: Input<'_>, output: &mut Output<'_, '_>, at: usize, n: usize) {
+        let t0 = if self.monitor { clock::now() } else { 0 };
+        let (ch, stride) = (self.channels, self.max_block);
+        let Some(plan) = self.plan.as_deref_mut() else {
+            write_silence(output, at, n, ch);
+            self.frame += n as u64;
+            self.stats.add_frames(n as u64);
+            return;
+        };
+        // The input, with non-finite samples replaced by silence, into the plan's input buffer (or straight
+        // into the buffer of the one branch that reads it).
+        let target: &mut [f32] = match plan.input_branch() {
+            Some(b) => &mut plan.branches[b].buf,
+            None => &mut self.input,
+        };
+        let nonfinite = write_input(target, stride, ch, input, at, n);
+        self.stats.add_nonfinite(nonfinite);
+        let mut ctx = plan::RunContext {
+            input: &self.input,
+            frames: n,
+            monitor: self.monitor,
+            workers: self.workers.as_mut(),
+            always_parallel: self.always_parallel,
+            fade_in: &mut self.fade_in,
+            fade_out: &mut self.fade_out,
+        };
+        plan.run(&mut ctx);
+        let out = plan.output_samples();
+        read_output(out, stride, ch, output, at, n);
+        if self.monitor {
+            self.stats.output.feed(out, stride, ch, n);
+            let ticks = clock::now().saturating_sub(t0);
+            self.stats.add_timed(n as u64, ticks, ticks as f64 > n as f64 * self.ticks_per_frame);
+        }
+        // Plugins hand over messages, retired instances and status.
+        for &pos in &plan.polling {
+            let slot = &mut plan.slots[pos];
+            let mut outbox = Outbox {
+                tx: &mut self.to_control,
+                backlog: &mut self.backlog,
+                node: slot.id,
+                stats: &slot.stats,
+                dropped: &mut self.dropped,
+            };
+            if let Some(p) = &mut slot.processor {
+                p.poll(&mut outbox);
+            }
+        }
+        if plan.crossfade_done() {
+            self.finish_transition();
+        }
+        self.frame += n as u64;
+        self.stats.add_frames(n as u64);
+        if self.dropped > 0 {
+            self.stats.add_dropped(std::mem::take(&mut self.dropped));
+        }
+    }
+
+    /// Takes everything the control side sent.
+    fn receive(&mut self) {
+        while let Ok(msg) = self.from_control.pop() {
+            match msg {
+                ToAudio::Param { node, index, value, at } => match at {
+                    Some(at) if at > self.frame => self.schedule(at, node, index, value),
+                    _ => self.apply(node, index, value),
+                },
+                ToAudio::Transition(mut next) => {
+                    if self.plan.as_ref().is_some_and(|p| p.next.is_some()) {
+                        // A crossfade still running ends now (the control side normally waits for it).
+                        self.finish_transition();
+                    }
+                    if let Some(mut old) = self.plan.take() {
+                        next.take_from(&mut old);
+                        self.retire(old);
+                    }
+                    let fading = next.crossfade.is_some();
+                    self.plan = Some(next);
+                    if !fading {
+                        self.send(FromAudio::TransitionDone);
+                    }
+                }
+                ToAudio::Replacement { node, object } => {
+                    let rejected = match self.plan.as_deref_mut().and_then(|p| p.slot_mut(node)) {
+                        Some(Slot { processor: Some(p), .. }) => p.install(object).err(),
+                        _ => Some(object),
+                    };
+                    if let Some(object) = rejected {
+                        self.retire(object);
+                    }
+                }
+                ToAudio::Meter { node, meter } => {
+                    let old = match self.plan.as_deref_mut().and_then(|p| p.slot_mut(node)) {
+                        Some(slot) => std::mem::replace(&mut slot.meter, meter),
+                        None => meter,
+                    };
+                    if let Some(old) = old {
+                        self.send(FromAudio::RetiredMeter(old));
+                    }
+                }
+                ToAudio::Reset => {
+                    if self.plan.as_ref().is_some_and(|p| p.next.is_some()) {
+                        self.finish_transition();
+                    }
+                    if let Some(p) = &mut self.plan {
+                        p.reset();
+                    }
+                }
+                ToAudio::Stop => {
+                    if let Some(p) = self.plan.take() {
+                        self.retire(p);
+                    }
+                    self.send(FromAudio::Stopped);
+                }
+            }
+        }
+    }
+
+    fn schedule(&mut self, at: u64, node: NodeId, index: u32, value: f64) {
+        if self.pending.len() == self.pending.capacity() {
+            // No room to wait: late rather than lost.
+            self.stats.add_late();
+            self.apply(node, index, value);
+            return;
+        }
+        // Latest first; among equal frames, the one sent first stays nearer the end.
+        let pos = self.pending.partition_point(|e| e.0 > at);
+        self.pending.insert(pos, (at, node, index, value));
+    }
+
+    fn apply(&mut self, node: NodeId, index: u32, value: f64) {
+        if let Some(Slot { processor: Some(p), .. }) = self.plan.as_deref_mut().and_then(|p| p.slot_mut(node)) {
+            p.set_param(index as usize, value);
+        }
+    }
+
+    /// Ends a crossfade: the plan that follows takes the processors it keeps, and the transitional plan
+    /// (with the nodes that faded out) goes back to the control side.
+    fn finish_transition(&mut self) {
+        let Some(mut union) = self.plan.take() else { return };
+        match union.next.take() {
+            Some(mut next) => {
+                next.take_from(&mut union);
+                self.retire(union);
+                self.plan = Some(next);
+            }
+            None => {
+                union.crossfade = None;
+                self.plan = Some(union);
+            }
+        }
+        self.send(FromAudio::TransitionDone);
+    }
+
+    fn send(&mut self, msg: FromAudio) {
+        if !self.backlog.is_empty() {
+            // Keep the order: behind what already waits.
+            push_backlog(&mut self.backlog, msg, &mut self.dropped);
+            return;
+        }
+        if let Err(rtrb::PushError::Full(msg)) = self.to_control.push(msg) {
+            push_backlog(&mut self.backlog, msg, &mut self.dropped);
+        }
+    }
+
+    fn retire(&mut self, obj: Box<dyn Any + Send>) {
+        self.send(FromAudio::Retired(obj));
+    }
+
+    /// Sends what waited in the backlog, in order.
+    fn flush_backlog(&mut self) {
+        let mut sent = 0;
+        for msg in self.backlog.iter_mut() {
+            if self.to_control.is_full() {
+                break;
+            }
+            let msg = std::mem::replace(msg, FromAudio::TransitionDone);
+            if self.to_control.push(msg).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        self.backlog.drain(..sent);
+    }
+}
+
+/// Keeps a message that could not be queued. Node messages are dropped (and counted) instead; a retired
+/// object with no room left anywhere is leaked rather than freed on the audio thread (the queue sizes make
+/// that unreachable unless the control side stops draining).
+fn push_backlog(backlog: &mut Vec<FromAudio>, msg: FromAudio, dropped: &mut u64) {
+    match msg {
+        FromAudio::Message(_) => *dropped += 1,
+        msg if backlog.len() < backlog.capacity() => backlog.push(msg),
+        msg => std::mem::forget(msg),
+    }
+}
+
+/// The [`PollContext`] a node gets after a block.
+struct Outbox<'a> {
+    tx: &'a mut rtrb::Producer<FromAudio>,
+    backlog: &'a mut Vec<FromAudio>,
+    node: NodeId,
+    stats: &'a NodeStats,
+    dropped: &'a mut u64,
+}
+
+impl PollContext for Outbox<'_> {
+    fn message(&mut self, kind: MessageKind, text: &[u8]) {
+        let len = text.len().min(MESSAGE_BYTES);
+        let mut bytes = [0u8; MESSAGE_BYTES];
+        bytes[..len].copy_from_slice(&text[..len]);
+        if self.tx.push(FromAudio::Message(RawMessage { node: self.node, kind, len, bytes })).is_err() {
+            *self.dropped += 1;
+        }
+    }
+
+    fn retire(&mut self, garbage: Box<dyn Any + Send>) {
+        let msg = FromAudio::Retired(garbage);
+        if !self.backlog.is_empty() {
+            push_backlog(self.backlog, msg, self.dropped);
+        } else if let Err(rtrb::PushError::Full(msg)) = self.tx.push(msg) {
+            push_backlog(self.backlog, msg, self.dropped);
+        }
+    }
+
+    fn request_replacement(&mut self) -> bool {
+        self.tx.push(FromAudio::NeedReplacement(self.node)).is_ok()
+    }
+
+    fn status(&mut self, faults: u64, memory: Option<(usize, usize)>) {
+        self.stats.set_status(faults, memory);
+    }
+}
+
+/// Copies `n` frames of the call's input at `at` into `dst` (planar, `stride` apart), replacing NaN and
+/// infinity with 0. Returns how many were replaced.
+fn write_input(dst: &mut [f32], stride: usize, channels: usize, input: Input<'_>, at: usize, n: usize) -> u64 {
+    // A local count keeps the loops free of stores to memory, so they vectorize.
+    let mut nonfinite = 0u64;
+    let mut clean = |d: &mut f32, s: f32| {
+        let finite = s.is_finite();
+        nonfinite += u64::from(!finite);
+        *d = if finite { s } else { 0.0 };
+    };
+    match input {
+        Input::Planar(src) => {
+            for c in 0..channels {
+                let d = &mut dst[c * stride..c * stride + n];
+                if c < src.channels() {
+                    for (d, &s) in d.iter_mut().zip(&src.channel(c)[at..at + n]) {
+                        clean(d, s);
+                    }
+                } else {
+                    d.fill(0.0);
+                }
+            }
+        }
+        Input::Interleaved(src, src_ch) => {
+            if src_ch == 2 && channels == 2 {
+                let (l, r) = dst.split_at_mut(stride);
+                for ((dl, dr), f) in l[..n].iter_mut().zip(&mut r[..n]).zip(src[at * 2..(at + n) * 2].chunks_exact(2)) {
+                    clean(dl, f[0]);
+                    clean(dr, f[1]);
+                }
+            } else {
+                for c in 0..channels {
+                    let d = &mut dst[c * stride..c * stride + n];
+                    if c < src_ch {
+                        for (i, d) in d.iter_mut().enumerate() {
+                            clean(d, src[(at + i) * src_ch + c]);
+                        }
+                    } else {
+                        d.fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+    nonfinite
+}
+
+/// Copies `n` frames of the graph's output (planar, `stride` apart) into the call's output at `at`.
+fn read_output(src: &[f32], stride: usize, channels: usize, output: &mut Output<'_, '_>, at: usize, n: usize) {
+    match output {
+        Output::Planar(dst) => {
+            for c in 0..dst.channels() {
+                let d = &mut dst.channel_mut(c)[at..at + n];
+                if c < channels {
+                    d.copy_from_slice(&src[c * stride..c * stride + n]);
+                } else {
+                    d.fill(0.0);
+                }
+            }
+        }
+        Output::Interleaved(dst, dst_ch) => {
+            let dst_ch = *dst_ch;
+            if dst_ch == 2 && channels == 2 {
+                let (l, r) = (&src[..n], &src[stride..stride + n]);
+                for ((f, &l), &r) in dst[at * 2..(at + n) * 2].chunks_exact_mut(2).zip(l).zip(r) {
+                    f[0] = l;
+                    f[1] = r;
+                }
+            } else {
+                for (i, f) in dst[at * dst_ch..(at + n) * dst_ch].chunks_exact_mut(dst_ch).enumerate() {
+                    for (c, v) in f.iter_mut().enumerate() {
+                        *v = if c < channels { src[c * stride + i] } else { 0.0 };
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_silence(output: &mut Output<'_, '_>, at: usize, n: usize, _channels: usize) {
+    match output {
+        Output::Planar(dst) => {
+            for c in 0..dst.channels() {
+                dst.channel_mut(c)[at..at + n].fill(0.0);
+            }
+        }
+        Output::Interleaved(dst, ch) => dst[at * *ch..(at + n) * *ch].fill(0.0),
+    }
+}

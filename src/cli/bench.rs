@@ -1,0 +1,120 @@
+//! `fxgraph bench`: the demo signal through a graph with no file output; speed, timing, load, levels.
+
+use crate::{Failure, bad_input, default_threads, load, start};
+use fxgraph::demo::DemoSignal;
+use fxgraph::render::render;
+use std::path::Path;
+
+pub(crate) fn run(
+    graph_path: &Path,
+    seconds: f64,
+    block: usize,
+    threads: Option<u32>,
+    json: bool,
+) -> Result<(), Failure> {
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(bad_input(anyhow::anyhow!("--seconds must be a positive number of seconds (got {seconds})")));
+    }
+    let graph = load(graph_path)?;
+    let fmt = graph.format;
+    let threads = default_threads(threads);
+    // The demo signal is generated before the engine starts and timing begins, so only the engine's
+    // processing (and allocations) are measured.
+    let mut demo = DemoSignal::new(fmt.sample_rate, fmt.channels, seconds);
+    let frames = demo.total_frames() as usize;
+    let mut planar = vec![0.0f32; fmt.channels * frames];
+    demo.fill(&mut fxgraph::AudioOut::new(&mut planar, frames, fmt.channels, frames));
+    let channels: Vec<Vec<f32>> = planar.chunks(frames.max(1)).map(<[f32]>::to_vec).collect();
+    drop(planar);
+    let mut source = fxgraph::render::MemorySource::new(channels);
+    let (mut engine, mut audio) = start(graph, block, threads)?;
+    let started = std::time::Instant::now();
+    render(&mut engine, &mut audio, &mut source, &mut fxgraph::render::NullSink, block, &mut |_| {})?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let report = engine.metrics();
+    let realtime_factor = seconds / elapsed.max(1e-12);
+    if json {
+        let nodes: Vec<serde_json::Value> = report
+            .nodes
+            .iter()
+            .map(|n| {
+                serde_json::json!({
+                    "name": n.name, "kind": n.kind, "calls": n.calls, "mean_ns": n.mean_ns, "p50_ns": n.p50_ns,
+                    "p99_ns": n.p99_ns, "max_ns": n.max_ns, "budget_share": n.budget_share, "faults": n.faults,
+                    "memory_bytes": n.memory_bytes, "memory_cap_bytes": n.memory_cap_bytes,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "graph": graph_path.display().to_string(),
+            "realtime_factor": realtime_factor,
+            "seconds": seconds,
+            "elapsed_seconds": elapsed,
+            "frames": frames,
+            "block": block,
+            "threads": threads,
+            "executor": report.executor,
+            "dsp_load": report.dsp_load,
+            "blocks": report.blocks,
+            "blocks_over_budget": report.blocks_over_budget,
+            "nodes": nodes,
+            "peak_rss_bytes": report.memory.peak_rss_bytes,
+            "memory": report.memory,
+            "output": report.output,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    let us = |ns: f64| ns / 1000.0;
+    println!(
+        "{}: {seconds} s of demo signal in {elapsed:.3} s, {realtime_factor:.0}x realtime ({} executor, {threads} thread{}, block {block})",
+        graph_path.display(),
+        report.executor,
+        if threads == 1 { "" } else { "s" },
+    );
+    println!(
+        "DSP load {:.2}%, blocks over budget {} of {}, block time mean {:.1} us, p99 {:.1} us, max {:.1} us",
+        report.dsp_load * 100.0,
+        report.blocks_over_budget,
+        report.blocks,
+        us(report.block_mean_ns),
+        us(report.block_p99_ns as f64),
+        us(report.block_max_ns as f64)
+    );
+    let width = report.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
+    println!(
+        "{:<width$}  {:<12} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "node", "kind", "mean us", "p50 us", "p99 us", "max us", "budget"
+    );
+    for n in &report.nodes {
+        println!(
+            "{:<width$}  {:<12} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>7.2}%",
+            n.name,
+            n.kind,
+            us(n.mean_ns),
+            us(n.p50_ns as f64),
+            us(n.p99_ns as f64),
+            us(n.max_ns as f64),
+            n.budget_share * 100.0
+        );
+    }
+    for n in &report.nodes {
+        if let (Some(used), Some(cap)) = (n.memory_bytes, n.memory_cap_bytes) {
+            println!("plugin {}: linear memory {} KiB of {} KiB, {} faults", n.name, used / 1024, cap / 1024, n.faults);
+        }
+    }
+    let mib = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
+    println!(
+        "memory: resident {}, peak resident {}, heap allocated since start {}, heap live {}",
+        mib(report.memory.rss_bytes),
+        mib(report.memory.peak_rss_bytes),
+        mib(report.memory.heap_allocated_since_start_bytes),
+        mib(report.memory.heap_live_bytes)
+    );
+    let o = &report.output;
+    println!(
+        "output: peak {:.2} dBFS, RMS {:.2} dBFS, crest factor {:.2} dB, dynamic range {:.1} dB, clipped samples {}",
+        o.peak_dbfs, o.rms_dbfs, o.crest_factor_db, o.dynamic_range_db, o.clipped_samples
+    );
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! `fxgraph`: render, check, benchmark and inspect effect graphs.
+//!
+//! Exit codes: 0 success, 2 bad input of any kind (graph, audio file, arguments), 1 anything else.
+
+mod bench;
+mod check;
+mod plugin;
+mod render;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use fxgraph::{AudioProcessor, Engine, EngineError, EngineOptions, Graph, Registry};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOC: fxgraph::alloc::CountingAllocator = fxgraph::alloc::CountingAllocator;
+
+#[derive(Parser)]
+#[command(name = "fxgraph", version, about = "Audio effect graphs described in RON, rendered headlessly")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render a graph over a WAV file, or over the built-in demo signal when no input is given.
+    Render {
+        /// The graph file (RON).
+        graph: PathBuf,
+        /// Input WAV file; without it, the built-in demo signal (drums, bass, chords) is rendered.
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        /// Output WAV file [default: the graph's name with .wav, in the current directory].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Frames per processing block.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        block: u32,
+        /// Worker threads; 1 runs the single-threaded reference executor [default: the number of cores].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+        threads: Option<u32>,
+        /// Seconds to render: the demo's length [default: 10], or at most this much of the input.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Output sample format; 16 and 24 bit are TPDF-dithered.
+        #[arg(long, value_enum, default_value_t = Format::F32)]
+        format: Format,
+        /// Also write the monitor's metrics (timing, load, levels, memory) to this JSON file.
+        #[arg(long)]
+        metrics: Option<PathBuf>,
+    },
+    /// Render the demo signal through a graph with no file output and report speed, per-node timing, DSP
+    /// load, levels and memory.
+    Bench {
+        /// The graph file (RON).
+        graph: PathBuf,
+        /// Seconds of demo signal to render.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Frames per processing block.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
+        block: u32,
+        /// Worker threads; 1 runs the single-threaded reference executor [default: the number of cores].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+        threads: Option<u32>,
+        /// Print one JSON object on stdout instead of the tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a WebAssembly plugin's metadata, parameters, declared limits and ABI version, after checking that
+    /// it loads and sets up.
+    Plugin {
+        /// The module (`NAME.wasm`, with `NAME.json` beside it).
+        path: PathBuf,
+    },
+    /// Validate a graph and print its processing order, parallel branch groups and latency.
+    Check {
+        /// The graph file (RON).
+        graph: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    F32,
+    S16,
+    S24,
+    S32,
+}
+
+/// An error and the exit code it maps to.
+pub(crate) enum Failure {
+    /// Bad input: exit code 2.
+    Input(anyhow::Error),
+    /// Anything else: exit code 1.
+    Other(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
+pub(crate) fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Input(e.into())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "fxgraph=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Render { graph, input, output, block, threads, seconds, format, metrics } => {
+            render::run(&graph, input.as_deref(), output, block as usize, threads, seconds, format, metrics.as_deref())
+        }
+        Command::Bench { graph, seconds, block, threads, json } => {
+            bench::run(&graph, seconds, block as usize, threads, json)
+        }
+        Command::Check { graph } => check::run(&graph),
+        Command::Plugin { path } => plugin::run(&path),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Input(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub(crate) fn load(path: &Path) -> Result<Graph, Failure> {
+    Graph::load(path, &Registry::with_builtins()).map_err(bad_input)
+}
+
+/// Starts a graph: the control side and the audio side.
+pub(crate) fn start(graph: Graph, max_block: usize, threads: usize) -> Result<(Engine, AudioProcessor), Failure> {
+    Engine::new(graph, EngineOptions { max_block, threads, ..EngineOptions::default() }).map_err(|e| match e {
+        EngineError::Node { .. } => bad_input(e),
+        other => Failure::Other(other.into()),
+    })
+}
+
+pub(crate) fn default_threads(threads: Option<u32>) -> usize {
+    threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |t| t as usize)
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), Failure> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "metrics".into());
+    let tmp = path.with_file_name(format!(".{name}.fxgraph-{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Failure::Other(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    })
+}

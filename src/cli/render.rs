@@ -1,0 +1,137 @@
+//! `fxgraph render`: a graph over a WAV file or the demo signal, into a WAV file, atomically.
+
+use crate::{Failure, Format, bad_input, default_threads, load, start, write_atomically};
+use fxgraph::demo::DemoSignal;
+use fxgraph::render::{BlockSource, render};
+use fxgraph::wav::{WavFormat, WavSink, WavSource, same_file};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    graph_path: &Path,
+    input: Option<&Path>,
+    output: Option<PathBuf>,
+    block: usize,
+    threads: Option<u32>,
+    seconds: Option<f64>,
+    format: Format,
+    metrics: Option<&Path>,
+) -> Result<(), Failure> {
+    if let Some(s) = seconds
+        && !(s.is_finite() && s > 0.0)
+    {
+        return Err(bad_input(anyhow::anyhow!("--seconds must be a positive number of seconds (got {s})")));
+    }
+    let graph = load(graph_path)?;
+    let fmt = graph.format;
+    let output = match output {
+        Some(o) => o,
+        None => PathBuf::from(format!("{}.wav", graph_path.file_stem().map_or("out".into(), |s| s.to_string_lossy()))),
+    };
+    for (what, path) in [("graph file", Some(graph_path)), ("input", input)] {
+        if let Some(path) = path
+            && same_file(path, &output)
+        {
+            return Err(bad_input(anyhow::anyhow!(
+                "refusing to overwrite the {what} {}: choose another output with -o",
+                path.display()
+            )));
+        }
+    }
+
+    // The source, and how many frames it will give (for the progress bar).
+    let (mut source, total): (Box<dyn BlockSource>, u64) = match input {
+        Some(path) => {
+            let mut wav = WavSource::open(path).map_err(bad_input)?;
+            if wav.sample_rate() != fmt.sample_rate {
+                return Err(bad_input(anyhow::anyhow!(
+                    "{} is at {} Hz but {} runs at {} Hz; resample the input or change the graph's sample_rate",
+                    path.display(),
+                    wav.sample_rate(),
+                    graph_path.display(),
+                    fmt.sample_rate
+                )));
+            }
+            if wav.channels() != fmt.channels {
+                return Err(bad_input(anyhow::anyhow!(
+                    "{} has {} channels but {} has {}",
+                    path.display(),
+                    wav.channels(),
+                    graph_path.display(),
+                    fmt.channels
+                )));
+            }
+            if let Some(s) = seconds {
+                wav.limit((s * f64::from(fmt.sample_rate)) as u64);
+            }
+            let frames = wav.frames();
+            (Box::new(wav), frames)
+        }
+        None => {
+            let demo = DemoSignal::new(fmt.sample_rate, fmt.channels, seconds.unwrap_or(10.0));
+            let frames = demo.total_frames();
+            (Box::new(demo), frames)
+        }
+    };
+
+    let threads = default_threads(threads);
+    let (mut engine, mut audio) = start(graph, block, threads)?;
+    let wav_format = match format {
+        Format::F32 => WavFormat::F32,
+        Format::S16 => WavFormat::I16,
+        Format::S24 => WavFormat::I24,
+        Format::S32 => WavFormat::I32,
+    };
+    let mut sink = WavSink::create(&output, wav_format, fmt.channels, fmt.sample_rate)?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} rendering [{bar:40}] {percent:>3}% {eta} left")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress_bar = bar.clone();
+    let mut progress = move |frames: u64| {
+        if let Some(bar) = &progress_bar {
+            bar.inc(frames);
+        }
+    };
+    let started = std::time::Instant::now();
+    let stats = render(&mut engine, &mut audio, source.as_mut(), &mut sink, block, &mut progress).map_err(|e| {
+        // Reading the input is the only part of the render that can fail on bad data.
+        if input.is_some() { bad_input(e) } else { Failure::Other(e) }
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let clipped = sink.clipped;
+    let path = sink.finish()?;
+    let audio_s = stats.frames as f64 / f64::from(fmt.sample_rate);
+    eprintln!(
+        "rendered {:.2} s of {} through {} in {:.3} s ({:.0}x realtime, {} thread{}, block {}) -> {}",
+        audio_s,
+        input.map_or("the demo signal".into(), |p| p.display().to_string()),
+        graph_path.display(),
+        elapsed,
+        audio_s / elapsed.max(1e-9),
+        threads,
+        if threads == 1 { "" } else { "s" },
+        block,
+        path.display()
+    );
+    if clipped > 0 {
+        eprintln!("warning: {clipped} samples exceeded full scale and were clipped in the output format");
+    }
+    if engine.nonfinite_input() > 0 {
+        eprintln!("warning: {} non-finite input samples were replaced by silence", engine.nonfinite_input());
+    }
+    if let Some(metrics_path) = metrics {
+        let report = engine.metrics();
+        let text = serde_json::to_string_pretty(&report).map_err(|e| Failure::Other(e.into()))?;
+        write_atomically(metrics_path, &text)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,734 @@
+//! The control side's systems, run in this order by [`crate::Engine::update`] (one schedule, chained sets,
+//! as bevy_seedling orders acquire → connect → queue → flush):
+//!
+//! | set | systems | does |
+//! |---|---|---|
+//! | [`ControlSet::Receive`] | `receive` | takes what the audio side sent: retired plans and instances (stopped, cleaned up and dropped here), node messages, requests for replacement instances (built here), acknowledgements |
+//! | [`ControlSet::Attach`] | `attach_access::<T>` per kind, `adopt` | gives entities spawned with a parameter component their engine components and a [`Baseline`] |
+//! | [`ControlSet::Diff`] | `diff_params::<T>` per kind, `detect_topology` | turns `Changed<T>` parameter components into parameter events (or a rebuild), and notices edited edges, removed nodes and bypasses |
+//! | [`ControlSet::Compile`] | `compile` | builds and initializes new processors, compiles the changed topology into a plan, starts the processors and sends the plan to cross-fade to |
+//! | [`ControlSet::Flush`] | `flush` | pushes queued messages into the audio side's queue |
+//!
+//! The `Monitor` schedule's `publish_metrics` copies the monitor's records into [`NodeTiming`] and
+//! [`NodeMeter`] components and the [`GraphMetrics`] resource.
+
+use super::EngineEvent;
+use super::compile::{self, NodeRuntime, PlanDesc, SrcRef, SteadyNode};
+use super::components::*;
+use crate::audio::plan::Plan as AudioPlan;
+use crate::audio::{FromAudio, NodeId, ToAudio};
+use crate::monitor::shared::{GraphStats, NodeStats};
+use crate::node::{BuildContext, Message, NodeSpec, ProcessConfig, Processor, Smoothing};
+use crate::registry::{Registry, SpecComponent};
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::ScheduleLabel;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// The control side's update schedule.
+#[derive(ScheduleLabel, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ControlUpdate;
+
+/// Gathers what the audio side recorded into components and resources.
+#[derive(ScheduleLabel, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Monitor;
+
+/// The ordered steps of [`ControlUpdate`].
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ControlSet {
+    Receive,
+    Attach,
+    Diff,
+    Compile,
+    Flush,
+}
+
+/// The node kinds the engine knows, for systems that need a kind's glue.
+#[derive(Resource, Clone)]
+pub(crate) struct Kinds(pub Registry);
+
+/// The graph's shared monitor records.
+#[derive(Resource, Clone)]
+pub(crate) struct Stats(pub Arc<GraphStats>);
+
+/// The node list the [`super::MetricsReader`] reports on.
+#[derive(Resource, Clone)]
+pub(crate) struct ReaderNodes(pub Arc<std::sync::Mutex<Vec<super::ReaderNode>>>);
+
+/// Builds the update schedule for a registry's kinds.
+pub(crate) fn update_schedule(registry: &Registry) -> Schedule {
+    let mut s = Schedule::new(ControlUpdate);
+    s.configure_sets(
+        (ControlSet::Receive, ControlSet::Attach, ControlSet::Diff, ControlSet::Compile, ControlSet::Flush).chain(),
+    );
+    s.add_systems(receive.in_set(ControlSet::Receive));
+    s.add_systems(adopt.in_set(ControlSet::Attach));
+    s.add_systems(detect_topology.in_set(ControlSet::Diff));
+    s.add_systems(compile_system.in_set(ControlSet::Compile));
+    s.add_systems(flush.in_set(ControlSet::Flush));
+    for kind in registry.kinds() {
+        (kind.systems)(&mut s);
+    }
+    s
+}
+
+/// Adds `T`'s attach and diff systems (see [`crate::registry::NodeKind::new`]).
+pub(crate) fn add_kind_systems<T: SpecComponent>(s: &mut Schedule) {
+    s.add_systems(attach_access::<T>.in_set(ControlSet::Attach).before(adopt));
+    s.add_systems(diff_params::<T>.in_set(ControlSet::Diff));
+}
+
+/// The build context of the engine's format.
+fn ctx(config: &EngineConfig) -> BuildContext<'_> {
+    BuildContext { format: config.format, base_dir: &config.base_dir }
+}
+
+fn process_config(config: &EngineConfig) -> ProcessConfig {
+    ProcessConfig {
+        sample_rate: config.format.sample_rate,
+        channels: config.format.channels,
+        max_block: config.max_block,
+    }
+}
+
+/// The entity whose processor has audio-side id `id`.
+fn entity_of(world: &mut World, id: NodeId) -> Option<Entity> {
+    let mut q = world.query::<(Entity, &AudioNode)>();
+    q.iter(world).find(|(_, a)| a.id == id).map(|(e, _)| e)
+}
+
+fn spec_of(world: &World, e: Entity) -> Option<&dyn NodeSpec> {
+    let access = world.get::<SpecAccess>(e)?;
+    (access.0.get)(world, e)
+}
+
+fn name_of(world: &World, e: Entity) -> String {
+    world.get::<NodeName>(e).map_or_else(String::new, |n| n.0.clone())
+}
+
+/// Records an event for the application.
+pub(crate) fn event(world: &mut World, event: EngineEvent) {
+    match &event {
+        EngineEvent::EditRefused(text) | EngineEvent::CompileFailed(text) => {
+            tracing::warn!(target: "fxgraph::control", "{text}")
+        }
+        EngineEvent::GraphError(e) => tracing::warn!(target: "fxgraph::control", "{e}"),
+        EngineEvent::GraphReloaded(file) => tracing::info!(target: "fxgraph::control", "reloaded {file}"),
+        EngineEvent::Message(_) => {}
+    }
+    world.resource_mut::<Inbox>().events.push(event);
+}
+
+fn receive(world: &mut World) {
+    let msgs: Vec<FromAudio> = {
+        let mut link = world.resource_mut::<Link>();
+        let rx = link.rx.get_mut();
+        std::iter::from_fn(|| rx.pop().ok()).collect()
+    };
+    for msg in msgs {
+        match msg {
+            FromAudio::Retired(obj) => retired(world, obj),
+            FromAudio::RetiredMeter(meter) => drop(meter),
+            FromAudio::Message(raw) => {
+                let text = crate::node::Untrusted::from_bytes(&raw.bytes[..raw.len]);
+                let (node, source) = match entity_of(world, raw.node) {
+                    Some(e) => (name_of(world, e), spec_of(world, e).map_or_else(String::new, |s| s.source())),
+                    None => (String::new(), String::new()),
+                };
+                let m = Message { node, source, kind: raw.kind, text };
+                log_message(&m);
+                world.resource_mut::<Inbox>().messages.push(m.clone());
+                event(world, EngineEvent::Message(m));
+            }
+            FromAudio::NeedReplacement(id) => replace(world, id),
+            FromAudio::TransitionDone => world.resource_mut::<AudioState>().in_flight = false,
+            FromAudio::Stopped => {
+                let mut state = world.resource_mut::<AudioState>();
+                state.stopping = false;
+                state.stopped = true;
+                state.in_flight = false;
+                state.running = None;
+            }
+        }
+    }
+}
+
+/// Reports a node message through `tracing` (target `fxgraph::plugin`), its text already escaped.
+fn log_message(m: &Message) {
+    use crate::node::MessageKind;
+    match m.kind {
+        MessageKind::Log(0) | MessageKind::Fault => {
+            tracing::warn!(target: "fxgraph::plugin", plugin = %m.source, node = %m.node, "[plugin] {}", m.text)
+        }
+        MessageKind::Log(level) if level <= 2 => {
+            tracing::info!(target: "fxgraph::plugin", plugin = %m.source, node = %m.node, "[plugin] {}", m.text)
+        }
+        MessageKind::Event(code) => {
+            tracing::info!(target: "fxgraph::plugin", plugin = %m.source, node = %m.node, code, "[plugin event] {}", m.text)
+        }
+        _ => tracing::debug!(target: "fxgraph::plugin", plugin = %m.source, node = %m.node, "[plugin] {}", m.text),
+    }
+}
+
+/// An object back from the audio side: a plan's processors go back to their entities (if the node still
+/// exists with that processor) or are stopped, cleaned up and dropped; anything else is dropped.
+fn retired(world: &mut World, obj: Box<dyn std::any::Any + Send>) {
+    let Ok(mut plan) = obj.downcast::<AudioPlan>() else {
+        return;
+    };
+    let mut plans = vec![];
+    if let Some(next) = plan.next.take() {
+        plans.push(next);
+    }
+    plans.push(plan);
+    for plan in plans {
+        for slot in plan.slots {
+            let Some(mut p) = slot.processor else { continue };
+            p.stop();
+            let owner = entity_of(world, slot.id);
+            world.resource_mut::<AudioState>().free_ids.push(slot.id);
+            match owner {
+                Some(e) => {
+                    let pruned = world.get::<Lifecycle>(e) == Some(&Lifecycle::Pruned);
+                    let mut entity = world.entity_mut(e);
+                    entity.remove::<AudioNode>();
+                    if let Some(mut held) = entity.get_mut::<ProcessorSlot>() {
+                        *held.0.get_mut() = Some(p);
+                    }
+                    if !pruned {
+                        entity.insert(Lifecycle::Stopped);
+                    }
+                }
+                None => {
+                    p.cleanup();
+                    drop(p);
+                }
+            }
+        }
+    }
+}
+
+/// Builds a fresh instance for the node with id `id` and sends it.
+fn replace(world: &mut World, id: NodeId) {
+    let Some(e) = entity_of(world, id) else { return };
+    let config = world.resource::<EngineConfig>().clone();
+    let built = spec_of(world, e).and_then(|s| s.build_replacement(&ctx(&config), &process_config(&config)));
+    match built {
+        Some(Ok(object)) => world.resource_mut::<Link>().send(ToAudio::Replacement { node: id, object }),
+        Some(Err(err)) => {
+            let m = Message {
+                node: name_of(world, e),
+                source: spec_of(world, e).map_or_else(String::new, |s| s.source()),
+                kind: crate::node::MessageKind::Fault,
+                text: crate::node::Untrusted::new(format!(
+                    "could not build a replacement instance: {err}; the node stays bypassed"
+                )),
+            };
+            log_message(&m);
+            world.resource_mut::<Inbox>().messages.push(m.clone());
+            event(world, EngineEvent::Message(m));
+        }
+        None => {}
+    }
+}
+
+/// Gives an entity spawned with `T` the glue to reach it as a [`NodeSpec`].
+#[allow(clippy::type_complexity)]
+fn attach_access<T: SpecComponent>(
+    mut commands: Commands,
+    kinds: Res<Kinds>,
+    added: Query<(Entity, &T), (Added<T>, Without<SpecAccess>)>,
+) {
+    for (e, spec) in &added {
+        if let Some(kind) = kinds.0.get(spec.kind()) {
+            commands.entity(e).insert(SpecAccess(*kind));
+        }
+    }
+}
+
+/// Gives new node entities (a name and a parameter component) what the engine keeps on every node.
+fn adopt(world: &mut World) {
+    let mut q = world.query_filtered::<Entity, (With<NodeName>, With<SpecAccess>, Without<Lifecycle>)>();
+    let new: Vec<Entity> = q.iter(world).collect();
+    if new.is_empty() {
+        return;
+    }
+    let mut orders = world.query::<&FileOrder>();
+    let mut next_order = orders.iter(world).map(|o| o.0 + 1).max().unwrap_or(0);
+    let config = world.resource::<EngineConfig>().clone();
+    for e in new {
+        let Some(spec) = spec_of(world, e).map(|s| s.clone_spec()) else { continue };
+        let values = param_values(spec.as_ref(), &config);
+        let state = match spec.validate(&ctx(&config)) {
+            Ok(()) => Lifecycle::Created,
+            Err(err) => {
+                let text = format!("node \"{}\": {}: {err}", name_of(world, e), spec.kind());
+                event(world, EngineEvent::EditRefused(text.clone()));
+                Lifecycle::Failed(text)
+            }
+        };
+        let mut entity = world.entity_mut(e);
+        entity.insert((Baseline { spec, values }, state, Latency::default(), NodeTiming::default()));
+        if !entity.contains::<ProcessorSlot>() {
+            entity.insert(ProcessorSlot::default());
+        }
+        if !entity.contains::<Inputs>() {
+            entity.insert(Inputs::default());
+        }
+        if !entity.contains::<FileOrder>() {
+            entity.insert(FileOrder(next_order));
+            next_order += 1;
+        }
+    }
+    world.resource_mut::<AudioState>().dirty = true;
+}
+
+/// Every parameter's value, by index.
+pub(crate) fn param_values(spec: &dyn NodeSpec, config: &EngineConfig) -> Vec<f64> {
+    (0..spec.params(&ctx(config)).len()).map(|i| spec.param(i)).collect()
+}
+
+/// Whether two descriptions can share a processor: same kind, shape, parameter list, and the same values
+/// of every parameter that needs a rebuild.
+pub(crate) fn same_shape(a: &dyn NodeSpec, b: &dyn NodeSpec, config: &EngineConfig) -> bool {
+    if a.kind() != b.kind() || a.shape() != b.shape() {
+        return false;
+    }
+    let (pa, pb) = (a.params(&ctx(config)), b.params(&ctx(config)));
+    if pa.len() != pb.len() || pa.iter().zip(&pb).any(|(x, y)| x.name != y.name) {
+        return false;
+    }
+    pa.iter().enumerate().all(|(i, p)| p.smoothing != Smoothing::Rebuild || a.param(i) == b.param(i))
+}
+
+/// What a changed parameter component means.
+enum Diff {
+    Invalid(String),
+    Rebuild,
+    Events(Vec<(usize, f64)>),
+}
+
+fn diff(spec: &dyn NodeSpec, baseline: &Baseline, config: &EngineConfig) -> Diff {
+    if let Err(err) = spec.validate(&ctx(config)) {
+        return Diff::Invalid(format!("{}: {err}", spec.kind()));
+    }
+    if !same_shape(spec, baseline.spec.as_ref(), config) {
+        return Diff::Rebuild;
+    }
+    let values = param_values(spec, config);
+    Diff::Events(
+        values.iter().enumerate().filter(|(i, v)| baseline.values.get(*i) != Some(*v)).map(|(i, v)| (i, *v)).collect(),
+    )
+}
+
+/// Turns changed `T` components into parameter events for the audio side (or into a rebuild). An invalid
+/// edit is refused: the component goes back to the last good value and the application is told.
+#[allow(clippy::type_complexity)]
+fn diff_params<T: SpecComponent>(
+    mut commands: Commands,
+    config: Res<EngineConfig>,
+    mut link: ResMut<Link>,
+    mut state: ResMut<AudioState>,
+    mut inbox: ResMut<Inbox>,
+    mut nodes: Query<(Entity, &NodeName, &mut T, &mut Baseline, Option<&AudioNode>, &mut ProcessorSlot), Changed<T>>,
+) {
+    for (e, name, mut spec, mut baseline, audio, mut held) in &mut nodes {
+        match diff(&*spec, &baseline, &config) {
+            Diff::Invalid(text) => {
+                let text = format!("node \"{}\": {text}; the edit is undone", name.0);
+                tracing::warn!(target: "fxgraph::control", "{text}");
+                inbox.events.push(EngineEvent::EditRefused(text));
+                if let Some(old) = baseline.spec.as_any().downcast_ref::<T>() {
+                    *spec = old.clone();
+                }
+            }
+            Diff::Rebuild => {
+                // Held processors were built for the old shape: drop them.
+                if let Some(mut p) = held.0.get_mut().take() {
+                    p.cleanup();
+                }
+                if audio.is_some() {
+                    commands.entity(e).insert(NeedsRebuild);
+                }
+                baseline.spec = spec.clone_spec();
+                baseline.values = param_values(&*spec, &config);
+                state.dirty = true;
+            }
+            Diff::Events(events) => {
+                for (index, value) in events {
+                    if let Some(a) = audio {
+                        link.send(ToAudio::Param { node: a.id, index: index as u32, value, at: None });
+                    } else if let Some(p) = held.0.get_mut() {
+                        p.set_param(index, value);
+                    }
+                    if let Some(v) = baseline.values.get_mut(index) {
+                        *v = value;
+                    }
+                }
+                baseline.spec = spec.clone_spec();
+            }
+        }
+    }
+}
+
+/// Notices edits of the topology: edges, removed nodes, bypasses, rebuilds.
+#[allow(clippy::type_complexity)]
+fn detect_topology(
+    mut state: ResMut<AudioState>,
+    edges: Query<(), Changed<Inputs>>,
+    bypassed: Query<(), Added<Bypassed>>,
+    rebuild: Query<(), Added<NeedsRebuild>>,
+    mut removed: RemovedComponents<NodeName>,
+    mut unbypassed: RemovedComponents<Bypassed>,
+) {
+    let removed_any = removed.read().count() > 0;
+    let unbypassed_any = unbypassed.read().count() > 0;
+    if !edges.is_empty() || !bypassed.is_empty() || !rebuild.is_empty() || removed_any || unbypassed_any {
+        state.dirty = true;
+    }
+}
+
+fn flush(mut link: ResMut<Link>) {
+    link.flush();
+}
+
+/// One node as the compiler sees it.
+struct Candidate {
+    entity: Entity,
+    name: String,
+    order: usize,
+    inputs: Vec<Entity>,
+}
+
+fn compile_system(world: &mut World) {
+    let state = world.resource::<AudioState>();
+    if !state.dirty || state.in_flight || state.stopped || state.stopping {
+        return;
+    }
+    if let Err(text) = compile(world) {
+        event(world, EngineEvent::CompileFailed(text));
+    }
+    world.resource_mut::<AudioState>().dirty = false;
+}
+
+/// Compiles the World's graph and sends the audio side a plan to cross-fade to.
+///
+/// # Errors
+/// A message if a node cannot be built or the graph has a cycle; nothing is sent then and the running
+/// plan goes on.
+pub(crate) fn compile(world: &mut World) -> Result<(), String> {
+    let config = world.resource::<EngineConfig>().clone();
+    let input = world.query_filtered::<Entity, With<GraphInput>>().iter(world).next();
+    let output: Vec<Entity> = world
+        .query_filtered::<&Inputs, With<GraphOutput>>()
+        .iter(world)
+        .next()
+        .map(|i| i.0.clone())
+        .unwrap_or_default();
+    let mut q = world.query_filtered::<(Entity, &NodeName, &FileOrder, &Inputs, &Lifecycle), With<SpecAccess>>();
+    let mut all: Vec<(Candidate, bool)> = q
+        .iter(world)
+        .map(|(e, n, o, i, l)| {
+            (
+                Candidate { entity: e, name: n.0.clone(), order: o.0, inputs: i.0.clone() },
+                matches!(l, Lifecycle::Failed(_)),
+            )
+        })
+        .collect();
+    all.sort_by_key(|(c, _)| c.order);
+    let bypassed: HashSet<Entity> = world.query_filtered::<Entity, With<Bypassed>>().iter(world).collect();
+    let failed: HashSet<Entity> = all.iter().filter(|(_, f)| *f).map(|(c, _)| c.entity).collect();
+    let nodes: HashMap<Entity, Candidate> = all.into_iter().map(|(c, _)| (c.entity, c)).collect();
+
+    // Sources with bypassed nodes replaced by their own sources.
+    fn expand(
+        e: Entity,
+        nodes: &HashMap<Entity, Candidate>,
+        bypassed: &HashSet<Entity>,
+        out: &mut Vec<Entity>,
+        depth: usize,
+    ) {
+        if depth > nodes.len() + 1 {
+            return;
+        }
+        if bypassed.contains(&e)
+            && let Some(c) = nodes.get(&e)
+        {
+            for &s in &c.inputs {
+                expand(s, nodes, bypassed, out, depth + 1);
+            }
+        } else {
+            out.push(e);
+        }
+    }
+    let sources = |inputs: &[Entity]| -> Vec<Entity> {
+        let mut out = Vec::new();
+        for &s in inputs {
+            expand(s, &nodes, &bypassed, &mut out, 0);
+        }
+        out
+    };
+    // Live nodes: those that reach the output.
+    let mut live: HashSet<Entity> = HashSet::new();
+    let mut stack = sources(&output);
+    while let Some(e) = stack.pop() {
+        if Some(e) == input || !nodes.contains_key(&e) || !live.insert(e) {
+            continue;
+        }
+        stack.extend(sources(&nodes[&e].inputs));
+    }
+    if let Some(&bad) = live.iter().find(|e| failed.contains(e)) {
+        return Err(format!("node \"{}\" is not valid and cannot be processed", nodes[&bad].name));
+    }
+
+    // Processors: kept, held, or built now.
+    let mut fresh: HashMap<NodeId, Box<dyn Processor>> = HashMap::new();
+    let mut ids: HashMap<Entity, NodeId> = HashMap::new();
+    let mut new_nodes: Vec<(Entity, NodeId, Arc<NodeStats>, bool)> = Vec::new();
+    let mut latency: HashMap<Entity, usize> = HashMap::new();
+    let mut order: Vec<Entity> = live.iter().copied().collect();
+    order.sort_by_key(|e| nodes[e].order);
+    let pc = process_config(&config);
+    for &e in &order {
+        let kept = world.get::<AudioNode>(e).filter(|_| world.get::<NeedsRebuild>(e).is_none()).map(|a| a.id);
+        if let Some(id) = kept {
+            ids.insert(e, id);
+            latency.insert(e, world.get::<Latency>(e).map_or(0, |l| l.own));
+            continue;
+        }
+        let held = world.get_mut::<ProcessorSlot>(e).and_then(|mut s| s.0.get_mut().take());
+        let p = match held {
+            Some(p) => p,
+            None => {
+                let spec = spec_of(world, e).ok_or("a node has no parameters")?;
+                let built = spec.build(&ctx(&config)).and_then(|mut p| p.initialize(&pc).map(|()| p));
+                match built {
+                    Ok(p) => {
+                        world.entity_mut(e).insert(Lifecycle::Initialized);
+                        p
+                    }
+                    Err(err) => {
+                        world.entity_mut(e).insert(Lifecycle::Failed(err.0.clone()));
+                        // Put back what was taken so far.
+                        restore(world, &mut fresh, &new_nodes);
+                        return Err(format!("node \"{}\": {err}", nodes[&e].name));
+                    }
+                }
+            }
+        };
+        latency.insert(e, p.latency_frames());
+        let polls = p.polls();
+        let id = world.resource_mut::<AudioState>().allocate_id();
+        ids.insert(e, id);
+        fresh.insert(id, p);
+        new_nodes.push((e, id, Arc::new(NodeStats::new()), polls));
+    }
+    let src = |e: Entity| if Some(e) == input { Some(SrcRef::Input) } else { ids.get(&e).map(|&id| SrcRef::Node(id)) };
+    let steady_nodes: Vec<SteadyNode> = order
+        .iter()
+        .map(|&e| SteadyNode {
+            id: ids[&e],
+            key: nodes[&e].order,
+            inputs: sources(&nodes[&e].inputs).into_iter().filter_map(src).collect(),
+            latency: latency[&e],
+        })
+        .collect();
+    let out_sources: Vec<SrcRef> = sources(&output).into_iter().filter_map(src).collect();
+    let desc = match compile::steady(&steady_nodes, &out_sources) {
+        Ok(d) => d,
+        Err(cycle) => {
+            let by_id: HashMap<NodeId, &str> = ids.iter().map(|(e, id)| (*id, nodes[e].name.as_str())).collect();
+            let names: Vec<&str> = cycle.0.iter().filter_map(|id| by_id.get(id).copied()).collect();
+            restore(world, &mut fresh, &new_nodes);
+            return Err(format!("the edges form a cycle: {} -> {}", names.join(" -> "), names.first().unwrap_or(&"?")));
+        }
+    };
+    let running = world.resource::<AudioState>().running.clone();
+    if running.as_ref() == Some(&desc) && fresh.is_empty() {
+        return Ok(());
+    }
+
+    // Start the new processors and record them.
+    for p in fresh.values_mut() {
+        p.start();
+    }
+    for (e, id, stats, polls) in &new_nodes {
+        let mut entity = world.entity_mut(*e);
+        entity.insert((AudioNode { id: *id, stats: stats.clone(), polls: *polls }, Lifecycle::Running));
+        entity.remove::<NeedsRebuild>();
+    }
+    let mut runtime: HashMap<NodeId, NodeRuntime> = HashMap::new();
+    let mut q = world.query::<(&AudioNode, Option<&Metered>)>();
+    for (a, m) in q.iter(world) {
+        runtime.insert(a.id, NodeRuntime { stats: a.stats.clone(), meter: m.map(|m| m.0.clone()), polls: a.polls });
+    }
+    // Retiring nodes (on the audio side, no longer on an entity's AudioNode) keep polling until they go.
+    if let Some(old) = &running {
+        let polling = world.resource::<PollingNodes>().0.clone();
+        for id in &old.nodes {
+            runtime.entry(*id).or_insert_with(|| NodeRuntime {
+                stats: Arc::new(NodeStats::new()),
+                meter: None,
+                polls: polling.contains(id),
+            });
+        }
+    }
+    let (ch, stride) = (config.format.channels, config.max_block);
+    let plan = match &running {
+        Some(old) => {
+            let union = compile::union(old, &desc).map_err(|_| {
+                "this edit reorders nodes that keep their state against each other; remove and re-add one of them"
+                    .to_string()
+            });
+            let union = match union {
+                Ok(u) => u,
+                Err(text) => {
+                    restore(world, &mut fresh, &new_nodes);
+                    return Err(text);
+                }
+            };
+            let mut plan =
+                compile::build(&union, Some(old), &mut fresh, &runtime, ch, stride, Some(config.crossfade_frames));
+            let next = compile::build(&desc, Some(&union), &mut HashMap::new(), &runtime, ch, stride, None);
+            plan.next = Some(Box::new(next));
+            plan
+        }
+        None => compile::build(&desc, None, &mut fresh, &runtime, ch, stride, None),
+    };
+    {
+        let polling: HashSet<NodeId> = runtime.iter().filter(|(_, r)| r.polls).map(|(id, _)| *id).collect();
+        world.resource_mut::<PollingNodes>().0 = polling;
+    }
+    world.resource_mut::<Link>().send(ToAudio::Transition(Box::new(plan)));
+    {
+        let mut state = world.resource_mut::<AudioState>();
+        state.in_flight = true;
+        state.running = Some(desc.clone());
+    }
+
+    // What the World shows: latencies, lifecycle of pruned nodes, the plan for display, the reader's list.
+    let by_id: HashMap<NodeId, Entity> = ids.iter().map(|(e, id)| (*id, *e)).collect();
+    for (pos, id) in desc.nodes.iter().enumerate() {
+        if let Some(mut l) = world.get_mut::<Latency>(by_id[id]) {
+            l.at_output = desc.at_output[pos];
+            l.own = latency[&by_id[id]];
+        }
+    }
+    let mut pruned = Vec::new();
+    for (e, c) in &nodes {
+        if !live.contains(e) && !bypassed.contains(e) && !failed.contains(e) {
+            pruned.push((c.order, c.name.clone()));
+            world.entity_mut(*e).insert(Lifecycle::Pruned);
+        }
+    }
+    pruned.sort();
+    let display = display_plan(&desc, &by_id, &nodes, pruned.into_iter().map(|(_, n)| n).collect());
+    world.insert_resource(display);
+    refresh_reader(world);
+    Ok(())
+}
+
+/// Ids of nodes whose processors poll, as recorded when they were sent.
+#[derive(Resource, Default)]
+pub(crate) struct PollingNodes(pub HashSet<NodeId>);
+
+/// Puts processors taken for a compile that failed back on their entities.
+fn restore(
+    world: &mut World,
+    fresh: &mut HashMap<NodeId, Box<dyn Processor>>,
+    new_nodes: &[(Entity, NodeId, Arc<NodeStats>, bool)],
+) {
+    for (e, id, ..) in new_nodes {
+        if let Some(p) = fresh.remove(id)
+            && let Some(mut slot) = world.get_mut::<ProcessorSlot>(*e)
+        {
+            *slot.0.get_mut() = Some(p);
+        }
+        world.resource_mut::<AudioState>().free_ids.push(*id);
+    }
+}
+
+fn display_plan(
+    desc: &PlanDesc,
+    by_id: &HashMap<NodeId, Entity>,
+    nodes: &HashMap<Entity, Candidate>,
+    pruned: Vec<String>,
+) -> Plan {
+    let order: Vec<Entity> = desc.nodes.iter().map(|id| by_id[id]).collect();
+    let names: Vec<String> = order.iter().map(|e| nodes[e].name.clone()).collect();
+    let levels = desc
+        .levels
+        .iter()
+        .map(|l| desc.branches[l.clone()].iter().map(|b| b.nodes.clone().collect()).collect())
+        .collect();
+    let name_of_src = |s: SrcRef| match s {
+        SrcRef::Input => "input".to_string(),
+        SrcRef::Node(id) => nodes[&by_id[&id]].name.clone(),
+    };
+    let mut compensations = Vec::new();
+    for b in &desc.branches {
+        for e in b.inputs.iter().filter(|e| e.delay > 0) {
+            compensations.push((name_of_src(e.from), names[b.nodes.start].clone(), e.delay));
+        }
+    }
+    for e in desc.output.iter().filter(|e| e.delay > 0) {
+        compensations.push((name_of_src(e.from), "output".to_string(), e.delay));
+    }
+    Plan { order, names, levels, latency: desc.latency, pruned, compensations }
+}
+
+/// Updates the node list that [`super::MetricsReader`]s report on.
+pub(crate) fn refresh_reader(world: &mut World) {
+    let plan = world.resource::<Plan>().clone();
+    let mut list = Vec::new();
+    for (&e, name) in plan.order.iter().zip(&plan.names) {
+        let Some(audio) = world.get::<AudioNode>(e) else { continue };
+        list.push(super::ReaderNode {
+            name: name.clone(),
+            kind: spec_of(world, e).map_or("?", |s| s.kind()).to_string(),
+            stats: audio.stats.clone(),
+            meter: world.get::<Metered>(e).map(|m| m.0.clone()),
+            latency: world.get::<Latency>(e).map_or(0, |l| l.own),
+        });
+    }
+    let reader = world.resource::<ReaderNodes>().0.clone();
+    *reader.lock().unwrap_or_else(|e| e.into_inner()) = list;
+}
+
+/// Copies the monitor's records into [`NodeTiming`] and [`NodeMeter`] components and the [`GraphMetrics`]
+/// resource.
+pub(crate) fn publish_metrics(
+    mut commands: Commands,
+    stats: Res<Stats>,
+    mut nodes: Query<(Entity, &AudioNode, &mut NodeTiming, Option<&Metered>)>,
+) {
+    let ns = crate::clock::ns_per_tick();
+    let to_ns = |ticks: u64| (ticks as f64 * ns) as u64;
+    for (e, audio, mut timing, metered) in &mut nodes {
+        let t = audio.stats.timing.snapshot();
+        *timing = NodeTiming {
+            calls: t.calls(),
+            mean_ns: t.mean_ns() * ns,
+            p50_ns: to_ns(t.quantile_ns(0.5)),
+            p99_ns: to_ns(t.quantile_ns(0.99)),
+            max_ns: to_ns(t.max_ns()),
+            faults: audio.stats.faults(),
+            memory: audio.stats.memory(),
+        };
+        if let Some(m) = metered {
+            commands.entity(e).insert(NodeMeter(m.0.snapshot()));
+        }
+    }
+    let g = &stats.0;
+    let block_timing = g.block_timing.snapshot();
+    commands.insert_resource(GraphMetrics {
+        blocks: block_timing.calls(),
+        frames: g.frames(),
+        timed_frames: g.timed_frames(),
+        busy_ns: to_ns(block_timing.total_ns()),
+        blocks_over_budget: g.blocks_over_budget(),
+        block_timing,
+        output: g.output.snapshot(),
+        nonfinite_input: g.nonfinite_input(),
+    });
+}

@@ -1,0 +1,272 @@
+//! What the audio side records, in storage any thread can read while audio runs.
+//!
+//! Each record has one writer at a time (the thread that runs the node, or the thread that drives the
+//! graph), so updates are relaxed loads and stores of atomics, which on x86-64 are plain moves: no lock, no
+//! read-modify-write, no allocation. Readers take a [snapshot](SharedTiming::snapshot) whenever they like;
+//! a snapshot taken during a block may mix two blocks' figures, never tear a value.
+
+use super::{BUCKETS, Meter, RMS_BINS, SPECTRUM_SIZE, Timing, bucket_of, rms_bin};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+/// Adds `v` to a counter that only this thread writes.
+#[inline(always)]
+fn bump(a: &AtomicU64, v: u64) {
+    a.store(a.load(Relaxed).wrapping_add(v), Relaxed);
+}
+
+/// A [`Timing`] histogram that one thread records into and any thread reads.
+pub struct SharedTiming {
+    calls: AtomicU64,
+    sum: AtomicU64,
+    max: AtomicU64,
+    buckets: [AtomicU32; BUCKETS],
+}
+
+impl Default for SharedTiming {
+    fn default() -> Self {
+        Self {
+            calls: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            max: AtomicU64::new(0),
+            buckets: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+}
+
+impl SharedTiming {
+    /// Records one duration (in clock ticks). Writer only.
+    #[inline]
+    pub fn record(&self, ticks: u64) {
+        bump(&self.calls, 1);
+        bump(&self.sum, ticks);
+        if ticks > self.max.load(Relaxed) {
+            self.max.store(ticks, Relaxed);
+        }
+        let b = &self.buckets[bucket_of(ticks)];
+        b.store(b.load(Relaxed).saturating_add(1), Relaxed);
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Relaxed)
+    }
+
+    /// A copy, for reports.
+    pub fn snapshot(&self) -> Timing {
+        let mut t = Timing {
+            calls: self.calls.load(Relaxed),
+            sum_ns: self.sum.load(Relaxed),
+            max_ns: self.max.load(Relaxed),
+            ..Timing::default()
+        };
+        for (dst, src) in t.buckets.iter_mut().zip(&self.buckets) {
+            *dst = src.load(Relaxed);
+        }
+        t
+    }
+}
+
+/// What the audio side records about one node.
+#[derive(Default)]
+pub struct NodeStats {
+    pub timing: SharedTiming,
+    faults: AtomicU64,
+    /// Linear memory and its cap in bytes, `u64::MAX` when the node has none.
+    memory: AtomicU64,
+    memory_cap: AtomicU64,
+}
+
+impl NodeStats {
+    pub fn new() -> Self {
+        let s = Self::default();
+        s.memory.store(u64::MAX, Relaxed);
+        s
+    }
+
+    /// Publishes the node's status (from [`crate::node::PollContext::status`]).
+    pub fn set_status(&self, faults: u64, memory: Option<(usize, usize)>) {
+        self.faults.store(faults, Relaxed);
+        match memory {
+            Some((used, cap)) => {
+                self.memory.store(used as u64, Relaxed);
+                self.memory_cap.store(cap as u64, Relaxed);
+            }
+            None => self.memory.store(u64::MAX, Relaxed),
+        }
+    }
+
+    pub fn faults(&self) -> u64 {
+        self.faults.load(Relaxed)
+    }
+
+    pub fn memory(&self) -> Option<(usize, usize)> {
+        let used = self.memory.load(Relaxed);
+        (used != u64::MAX).then(|| (used as usize, self.memory_cap.load(Relaxed) as usize))
+    }
+}
+
+/// A [`Meter`] that one thread feeds and any thread reads.
+pub struct SharedMeter {
+    peak: AtomicU32,
+    sum_sq: AtomicU64,
+    samples: AtomicU64,
+    clipped: AtomicU64,
+    block_rms: [AtomicU32; RMS_BINS],
+    ring: Box<[AtomicU32]>,
+    ring_pos: AtomicU64,
+    ring_filled: AtomicU64,
+}
+
+impl Default for SharedMeter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SharedMeter {
+    /// Allocates the meter (control side).
+    pub fn new() -> Self {
+        Self {
+            peak: AtomicU32::new(0),
+            sum_sq: AtomicU64::new(0),
+            samples: AtomicU64::new(0),
+            clipped: AtomicU64::new(0),
+            block_rms: std::array::from_fn(|_| AtomicU32::new(0)),
+            ring: (0..SPECTRUM_SIZE).map(|_| AtomicU32::new(0)).collect(),
+            ring_pos: AtomicU64::new(0),
+            ring_filled: AtomicU64::new(0),
+        }
+    }
+
+    /// Measures one planar block (`channels` planes `stride` apart, `frames` long). Writer only; no
+    /// allocation.
+    pub fn feed(&self, data: &[f32], stride: usize, channels: usize, frames: usize) {
+        if frames == 0 || channels == 0 {
+            return;
+        }
+        let (block_peak, block_sq) = super::peak_and_sum_sq(data, stride, channels, frames);
+        let n = (channels * frames) as u64;
+        if block_peak > f32::from_bits(self.peak.load(Relaxed)) {
+            self.peak.store(block_peak.to_bits(), Relaxed);
+        }
+        self.sum_sq.store((f64::from_bits(self.sum_sq.load(Relaxed)) + block_sq).to_bits(), Relaxed);
+        bump(&self.samples, n);
+        if block_peak > 1.0 {
+            // Only a block that peaks over full scale can hold clipped samples: count them then.
+            let clipped: usize = (0..channels)
+                .map(|c| data[c * stride..c * stride + frames].iter().filter(|v| v.abs() > 1.0).count())
+                .sum();
+            bump(&self.clipped, clipped as u64);
+        }
+        let bin = &self.block_rms[rms_bin(block_sq, n)];
+        bin.store(bin.load(Relaxed).saturating_add(1), Relaxed);
+
+        // The mono mix of the block's last SPECTRUM_SIZE frames goes into the ring.
+        let skip = frames.saturating_sub(SPECTRUM_SIZE);
+        let scale = 1.0 / channels as f32;
+        let mut pos = self.ring_pos.load(Relaxed) as usize;
+        for i in skip..frames {
+            let mut v = data[i];
+            for c in 1..channels {
+                v += data[c * stride + i];
+            }
+            self.ring[pos].store((v * scale).to_bits(), Relaxed);
+            pos = if pos + 1 == SPECTRUM_SIZE { 0 } else { pos + 1 };
+        }
+        self.ring_pos.store(pos as u64, Relaxed);
+        let filled = (self.ring_filled.load(Relaxed) + frames as u64).min(SPECTRUM_SIZE as u64);
+        self.ring_filled.store(filled, Relaxed);
+    }
+
+    /// A copy, for reports.
+    pub fn snapshot(&self) -> Meter {
+        let mut m = Meter::new();
+        m.peak = f32::from_bits(self.peak.load(Relaxed));
+        m.sum_sq = f64::from_bits(self.sum_sq.load(Relaxed));
+        m.samples = self.samples.load(Relaxed);
+        m.clipped = self.clipped.load(Relaxed);
+        for (dst, src) in m.block_rms.iter_mut().zip(&self.block_rms) {
+            *dst = src.load(Relaxed);
+        }
+        for (dst, src) in m.ring.iter_mut().zip(self.ring.iter()) {
+            *dst = f32::from_bits(src.load(Relaxed));
+        }
+        m.ring_pos = self.ring_pos.load(Relaxed) as usize;
+        m.ring_filled = self.ring_filled.load(Relaxed) as usize;
+        m
+    }
+}
+
+/// What the audio side records about the whole graph.
+#[derive(Default)]
+pub struct GraphStats {
+    /// Processing time of each block (ticks).
+    pub block_timing: SharedTiming,
+    blocks_over_budget: AtomicU64,
+    /// Frames processed since the audio side was created: the audio side's clock.
+    frames: AtomicU64,
+    /// Frames whose processing was timed (the monitor's share of `frames`).
+    timed_frames: AtomicU64,
+    nonfinite_input: AtomicU64,
+    /// Messages dropped because the queue to the control side was full.
+    dropped_messages: AtomicU64,
+    /// Parameter events applied later than the frame they asked for (the pending list was full).
+    late_events: AtomicU64,
+    pub output: SharedMeter,
+}
+
+impl GraphStats {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn add_frames(&self, n: u64) {
+        bump(&self.frames, n);
+    }
+
+    pub(crate) fn add_timed(&self, frames: u64, ticks: u64, over_budget: bool) {
+        self.block_timing.record(ticks);
+        bump(&self.timed_frames, frames);
+        if over_budget {
+            bump(&self.blocks_over_budget, 1);
+        }
+    }
+
+    pub(crate) fn add_nonfinite(&self, n: u64) {
+        if n > 0 {
+            bump(&self.nonfinite_input, n);
+        }
+    }
+
+    pub(crate) fn add_dropped(&self, n: u64) {
+        bump(&self.dropped_messages, n);
+    }
+
+    pub(crate) fn add_late(&self) {
+        bump(&self.late_events, 1);
+    }
+
+    /// Frames processed so far (the audio side's position).
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Relaxed)
+    }
+
+    pub fn timed_frames(&self) -> u64 {
+        self.timed_frames.load(Relaxed)
+    }
+
+    pub fn blocks_over_budget(&self) -> u64 {
+        self.blocks_over_budget.load(Relaxed)
+    }
+
+    pub fn nonfinite_input(&self) -> u64 {
+        self.nonfinite_input.load(Relaxed)
+    }
+
+    pub fn dropped_messages(&self) -> u64 {
+        self.dropped_messages.load(Relaxed)
+    }
+
+    pub fn late_events(&self) -> u64 {
+        self.late_events.load(Relaxed)
+    }
+}

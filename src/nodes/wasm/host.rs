@@ -1,0 +1,459 @@
+//! The sandbox: the shared wasmtime engine and its epoch thread, compiled-module caches, the host's
+//! imports, and creating a checked instance (control side only).
+
+use super::manifest::{ABI_VERSION, Manifest};
+use crate::node::{MessageKind, ProcessConfig};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, TypedFunc};
+
+/// Epoch ticks are this long; hard deadlines are whole ticks.
+pub const TICK: Duration = Duration::from_millis(5);
+/// A block's hard deadline is this many times the manifest's budget (the watchdog handles mere
+/// slowness)...
+pub const DEADLINE_FACTOR: u64 = 10;
+/// ...but never more than this many block periods of real-time audio, whatever the manifest says...
+pub const DEADLINE_CAP_BLOCKS: f64 = 4.0;
+/// ...and never less than two ticks (the epoch's resolution).
+pub const MIN_DEADLINE_TICKS: u64 = 2;
+/// Setup calls (version, parameters, initialize, buffers, start) are not real-time: one second each.
+pub const SETUP_DEADLINE_TICKS: u64 = 200;
+/// Imports a module may have.
+const ALLOWED_IMPORTS: [&str; 2] = ["log", "emit_event"];
+/// Messages a plugin may leave between two polls (one block); later ones are counted as dropped.
+pub const MESSAGE_SLOTS: usize = 64;
+/// Bytes kept of one message.
+pub const MESSAGE_BYTES: usize = crate::audio::MESSAGE_BYTES;
+
+/// The hard deadline of one `fxg_process` call, in epoch ticks, for a plugin with this budget at this
+/// block size and rate.
+pub fn deadline_ticks(budget_us: u64, config: &ProcessConfig) -> u64 {
+    let tick_us = TICK.as_micros() as u64;
+    let from_budget = (budget_us.saturating_mul(DEADLINE_FACTOR)).div_ceil(tick_us);
+    let period_us = config.max_block as f64 * 1e6 / f64::from(config.sample_rate);
+    let cap = ((DEADLINE_CAP_BLOCKS * period_us) / tick_us as f64).ceil() as u64;
+    from_budget.min(cap).max(MIN_DEADLINE_TICKS)
+}
+
+/// Plugin processors alive; the epoch thread sleeps (parked) while there are none, so an application that
+/// loaded a plugin once does not pay for a ticking thread forever.
+static PROCESSORS: AtomicUsize = AtomicUsize::new(0);
+static TICKER: OnceLock<std::thread::Thread> = OnceLock::new();
+
+/// The shared engine: epoch interruption for deadlines, a bounded wasm stack, and the epoch thread.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.max_wasm_stack(512 << 10);
+        // No backtrace capture when a plugin traps: less work (and allocation) on the audio thread.
+        config.wasm_backtrace_max_frames(None);
+        let engine = Engine::new(&config).expect("a default wasmtime configuration is valid");
+        let ticking = engine.clone();
+        let thread = std::thread::Builder::new()
+            .name("fxgraph-wasm-epoch".into())
+            .spawn(move || {
+                loop {
+                    while PROCESSORS.load(Ordering::Acquire) == 0 {
+                        std::thread::park();
+                    }
+                    std::thread::sleep(TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch thread");
+        let _ = TICKER.set(thread.thread().clone());
+        engine
+    })
+}
+
+/// Counts a live plugin processor, waking the epoch thread for the first.
+pub struct Ticking;
+
+impl Default for Ticking {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Ticking {
+    pub fn new() -> Self {
+        engine();
+        if PROCESSORS.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(t) = TICKER.get()
+        {
+            t.unpark();
+        }
+        Ticking
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        PROCESSORS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Where compiled modules are cached: `FXGRAPH_CACHE_DIR`, else `$XDG_CACHE_HOME/fxgraph/modules`, else
+/// `$HOME/.cache/fxgraph/modules`; none if no such variable is set.
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("FXGRAPH_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("fxgraph").join("modules"))
+}
+
+/// The cache file for a module's bytes: the SHA-256 of the bytes and a hash of the engine's compatibility
+/// (wasmtime version and compilation settings), so a different module or engine never hits.
+fn cache_file(bytes: &[u8]) -> Option<PathBuf> {
+    use sha2::Digest;
+    use std::hash::{Hash, Hasher};
+    let digest = sha2::Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    engine().precompile_compatibility_hash().hash(&mut engine_hash);
+    Some(cache_dir()?.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish())))
+}
+
+/// Loads a module compiled earlier by this host from the disk cache.
+#[allow(unsafe_code)] // Deserializing compiled code is unsafe in wasmtime; see the SAFETY note.
+fn load_cached(path: &Path) -> Option<Module> {
+    if !path.is_file() {
+        return None;
+    }
+    // SAFETY: the file is in the user's own cache directory and was written by `store_cached` from
+    // `Module::serialize` of this engine (its name carries the SHA-256 of the source module and the engine's
+    // compatibility hash, and wasmtime checks the compatibility header again). Whoever can write there can
+    // already run code as the user, so trusting it adds no capability.
+    unsafe { Module::deserialize_file(engine(), path) }.ok()
+}
+
+/// Writes a compiled module to the disk cache, atomically (temporary file, then rename); failures only
+/// cost the next start its speed.
+fn store_cached(path: &Path, module: &Module) {
+    let Ok(bytes) = module.serialize() else { return };
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_ok() {
+        return;
+    }
+    let _ = std::fs::remove_file(&tmp);
+}
+
+/// Checks a module's imports against the sandbox's.
+///
+/// # Errors
+/// A message naming the first import the sandbox does not provide.
+pub fn check_imports(module: &Module, path: &Path) -> Result<(), String> {
+    for import in module.imports() {
+        if import.module() != "fxgraph" || !ALLOWED_IMPORTS.contains(&import.name()) {
+            return Err(format!(
+                "{} imports `{}.{}`, which the sandbox does not provide (allowed: fxgraph.log, fxgraph.emit_event)",
+                path.display(),
+                import.module(),
+                import.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Compiles a module once per process (later calls share it) and once per machine (through the disk cache),
+/// and checks its imports.
+///
+/// # Errors
+/// A message for a file that cannot be read, is not WebAssembly, or imports anything but the ABI's
+/// functions (naming the import).
+pub fn compile(path: &Path) -> Result<Module, String> {
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Module>>> = OnceLock::new();
+    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let cache = MODULES.get_or_init(Default::default);
+    if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(m.clone());
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let module = compile_bytes(&bytes, path)?;
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, module.clone());
+    Ok(module)
+}
+
+/// Validates and compiles module bytes (through the disk cache) and checks the imports. `path` names the
+/// module in errors.
+///
+/// # Errors
+/// As [`compile`].
+pub fn compile_bytes(bytes: &[u8], path: &Path) -> Result<Module, String> {
+    if !bytes.starts_with(b"\0asm") {
+        return Err(format!("{} is not a WebAssembly module", path.display()));
+    }
+    let cached = cache_file(bytes);
+    let module = match cached.as_deref().and_then(load_cached) {
+        Some(module) => module,
+        None => {
+            let module = Module::new(engine(), bytes)
+                .map_err(|e| format!("{} is not a valid WebAssembly module: {e:#}", path.display()))?;
+            if let Some(file) = &cached {
+                store_cached(file, &module);
+            }
+            module
+        }
+    };
+    check_imports(&module, path)?;
+    Ok(module)
+}
+
+/// One preallocated message slot.
+#[derive(Clone, Copy)]
+pub struct Slot {
+    pub kind: MessageKind,
+    pub len: usize,
+    pub bytes: [u8; MESSAGE_BYTES],
+}
+
+/// Per-instance host state: the memory cap, whether the host is inside a real-time call (a block, or a
+/// parameter change between blocks), and message slots filled by the `log` and `emit_event` imports
+/// without allocating.
+pub struct HostState {
+    memory_cap: usize,
+    pub in_block: bool,
+    pub slots: Vec<Slot>,
+    pub used: usize,
+    pub dropped: u64,
+}
+
+impl HostState {
+    /// Copies a guest message (bounds-checked, truncated, never trusted) into the next free slot.
+    fn record(caller: &mut wasmtime::Caller<'_, HostState>, kind: MessageKind, ptr: i32, len: i32) {
+        let memory = match caller.get_export("memory") {
+            Some(wasmtime::Extern::Memory(m)) => m,
+            _ => return,
+        };
+        let (data, state) = memory.data_and_store_mut(caller);
+        if state.used == state.slots.len() {
+            state.dropped += 1;
+            return;
+        }
+        let slot = &mut state.slots[state.used];
+        slot.kind = kind;
+        let (start, len) = (ptr as u32 as usize, (len as u32 as usize).min(MESSAGE_BYTES));
+        match start.checked_add(len).and_then(|end| data.get(start..end)) {
+            Some(text) => {
+                slot.bytes[..len].copy_from_slice(text);
+                slot.len = len;
+            }
+            None => {
+                const BAD: &[u8] = b"<message outside the plugin's memory>";
+                slot.bytes[..BAD.len()].copy_from_slice(BAD);
+                slot.len = BAD.len();
+            }
+        }
+        state.used += 1;
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // No growth in a real-time call (the ABI forbids it there), and never past the cap.
+        Ok(!self.in_block && desired <= self.memory_cap)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(!self.in_block && desired <= 65536)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+}
+
+/// A live instance and the exports the host calls on the audio path.
+pub struct Live {
+    pub store: Store<HostState>,
+    pub memory: Memory,
+    pub process: TypedFunc<i32, i32>,
+    pub set_param: TypedFunc<(i32, f32), i32>,
+    pub start: TypedFunc<(), ()>,
+    pub stop: TypedFunc<(), ()>,
+    pub cleanup: TypedFunc<(), ()>,
+    /// Byte offsets of the input and output planes, validated once.
+    pub input: usize,
+    pub output: usize,
+    /// Memory size after setup: the buffers were validated against it and it cannot change in a block.
+    pub memory_size: usize,
+}
+
+/// Links a module against the ABI's imports once; each instance (the first, and each replacement after a
+/// fault) is then instantiated from it without resolving imports again.
+///
+/// # Errors
+/// A message if the module cannot be linked.
+pub fn prelink(module: &Module) -> Result<InstancePre<HostState>, String> {
+    let mut linker: Linker<HostState> = Linker::new(engine());
+    linker
+        .func_wrap("fxgraph", "log", |mut caller: wasmtime::Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+            HostState::record(&mut caller, MessageKind::Log(level), ptr, len);
+        })
+        .map_err(|e| e.to_string())?;
+    linker
+        .func_wrap(
+            "fxgraph",
+            "emit_event",
+            |mut caller: wasmtime::Caller<'_, HostState>, code: i32, ptr: i32, len: i32| {
+                HostState::record(&mut caller, MessageKind::Event(code), ptr, len);
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    linker.instantiate_pre(module).map_err(|e| format!("cannot link: {e:#}"))
+}
+
+/// A trap's kind, or the error's text.
+pub fn describe(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("trap: {trap}"),
+        None => format!("{e:#}"),
+    }
+}
+
+/// Creates, checks and prepares an instance (control side): ABI version, parameters, `fxg_initialize`,
+/// the buffer table, `fxg_start`.
+///
+/// # Errors
+/// A message for any failed step; a plugin that refuses its configuration in `fxg_initialize` may say why
+/// through its `log` import, and the message includes what it said.
+pub fn instantiate(
+    pre: &InstancePre<HostState>,
+    manifest: &Manifest,
+    params: &[(i32, f32)],
+    config: &ProcessConfig,
+) -> Result<Live, String> {
+    let empty = Slot { kind: MessageKind::Log(0), len: 0, bytes: [0; MESSAGE_BYTES] };
+    let state = HostState {
+        memory_cap: manifest.memory_cap(),
+        in_block: false,
+        slots: vec![empty; MESSAGE_SLOTS],
+        used: 0,
+        dropped: 0,
+    };
+    let mut store = Store::new(engine(), state);
+    store.limiter(|s| s as &mut dyn ResourceLimiter);
+    store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
+    let instance: Instance = pre.instantiate(&mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
+    let memory = instance.get_memory(&mut store, "memory").ok_or("the module exports no `memory`")?;
+    macro_rules! export {
+        ($name:literal, $params:ty, $results:ty) => {
+            instance
+                .get_typed_func::<$params, $results>(&mut store, $name)
+                .map_err(|e| format!("export `{}`: {e:#}", $name))?
+        };
+    }
+    let abi_version = export!("fxg_abi_version", (), i32);
+    let set_param = export!("fxg_set_param", (i32, f32), i32);
+    let initialize = export!("fxg_initialize", (i32, i32, i32), i32);
+    let buffers = export!("fxg_buffers", (), i32);
+    let start = export!("fxg_start", (), ());
+    let process = export!("fxg_process", i32, i32);
+    let stop = export!("fxg_stop", (), ());
+    let cleanup = export!("fxg_cleanup", (), ());
+
+    let call_err = |what: &str, e: wasmtime::Error| format!("{what} failed: {}", describe(&e));
+    let version = abi_version.call(&mut store, ()).map_err(|e| call_err("fxg_abi_version", e))?;
+    if version != ABI_VERSION {
+        return Err(format!("the module implements ABI version {version}, this host {ABI_VERSION}"));
+    }
+    for &(id, value) in params {
+        store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
+        let code = set_param.call(&mut store, (id, value)).map_err(|e| call_err("fxg_set_param", e))?;
+        if code != 0 {
+            return Err(format!("fxg_set_param({id}, {value}) returned error {code}{}", said(&mut store)));
+        }
+    }
+    store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
+    let (ch, max_block) = (config.channels, config.max_block);
+    let code = initialize
+        .call(&mut store, (config.sample_rate as i32, ch as i32, max_block as i32))
+        .map_err(|e| call_err("fxg_initialize", e))?;
+    if code != 0 {
+        return Err(format!(
+            "the plugin refused this configuration (fxg_initialize returned {code}){}",
+            said(&mut store)
+        ));
+    }
+    store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
+    let table = buffers.call(&mut store, ()).map_err(|e| call_err("fxg_buffers", e))? as u32 as usize;
+    let (input, output) = read_table(memory.data(&store), table)?;
+    let plane = ch.checked_mul(max_block).and_then(|n| n.checked_mul(4)).ok_or("buffer size overflows")?;
+    store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
+    start.call(&mut store, ()).map_err(|e| call_err("fxg_start", e))?;
+    // The ABI allows growth until here; the buffers are checked against the memory as it now is.
+    let memory_size = memory.data_size(&store);
+    for (name, offset) in [("input", input), ("output", output)] {
+        let end = offset.checked_add(plane).ok_or("buffer range overflows")?;
+        if offset % 4 != 0 {
+            return Err(format!("the {name} buffer at {offset} is not aligned to 4 bytes"));
+        }
+        if end > memory_size {
+            return Err(format!(
+                "the {name} buffer ({plane} bytes at {offset}) ends past the module's memory ({memory_size} bytes)"
+            ));
+        }
+    }
+    if input < output + plane && output < input + plane {
+        return Err(format!("the input ({input}) and output ({output}) buffers overlap"));
+    }
+    // What the plugin logged during setup stays for the first poll.
+    Ok(Live { store, memory, process, set_param, start, stop, cleanup, input, output, memory_size })
+}
+
+/// What the plugin logged so far, for an error message: `: "..."` (escaped), or nothing.
+fn said(store: &mut Store<HostState>) -> String {
+    let state = store.data();
+    let text: Vec<String> = state.slots[..state.used]
+        .iter()
+        .map(|s| crate::node::Untrusted::from_bytes(&s.bytes[..s.len]).escaped())
+        .collect();
+    if text.is_empty() { String::new() } else { format!(": the plugin says \"{}\"", text.join("; ")) }
+}
+
+/// Reads the guest's buffer table (two little-endian u32 offsets) with checked bounds.
+fn read_table(memory: &[u8], at: usize) -> Result<(usize, usize), String> {
+    let bytes = at
+        .checked_add(8)
+        .and_then(|end| memory.get(at..end))
+        .ok_or(format!("the buffer table at {at} lies outside the module's memory ({} bytes)", memory.len()))?;
+    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+    Ok((word(0), word(4)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_is_capped_by_the_block_period_whatever_the_budget() {
+        let cfg = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512 };
+        // 512 frames at 48 kHz: 10.7 ms; four periods: 42.7 ms, 9 ticks.
+        assert_eq!(deadline_ticks(1_000_000, &cfg), 9);
+        // Ten budgets of 2 ms: 20 ms, 4 ticks.
+        assert_eq!(deadline_ticks(2000, &cfg), 4);
+        // Never under two ticks.
+        assert_eq!(deadline_ticks(1, &cfg), 2);
+    }
+}

@@ -1,0 +1,302 @@
+//! A plugin's manifest (`NAME.json` beside `NAME.wasm`): identity, limits and parameters, checked
+//! completely when it is read.
+
+use crate::node::{ParamInfo, ParamValue, Smoothing};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The ABI version this host implements.
+pub const ABI_VERSION: i32 = 1;
+/// The most linear memory any plugin may have, whatever its manifest says.
+pub const HOST_MEMORY_CAP: usize = 64 << 20;
+/// The largest per-block budget a manifest may declare (1 s): anything more is refused at load.
+pub const MAX_BLOCK_BUDGET_US: u64 = 1_000_000;
+
+/// A config value as written in the graph file.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    Number(f64),
+    Text(String),
+}
+
+impl From<&ConfigValue> for ParamValue {
+    fn from(v: &ConfigValue) -> Self {
+        match v {
+            ConfigValue::Number(n) => ParamValue::Number(*n),
+            ConfigValue::Text(t) => ParamValue::Text(t.clone()),
+        }
+    }
+}
+
+/// A parameter a plugin declares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamDecl {
+    pub id: i32,
+    pub key: String,
+    pub name: String,
+    #[serde(default)]
+    pub unit: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// A maximum that depends on the sample rate: this fraction of the Nyquist frequency (for example
+    /// 0.95 for a filter's cutoff). The effective maximum is the smaller of this and `max`.
+    pub max_nyquist_fraction: Option<f64>,
+    /// For enumerations: the allowed values; the guest receives the index.
+    #[serde(rename = "enum")]
+    pub choices: Option<Vec<String>>,
+    pub default: ConfigValue,
+}
+
+impl ParamDecl {
+    /// The parameter's range at `sample_rate`.
+    pub fn range(&self, sample_rate: u32) -> (f64, f64) {
+        let lo = self.min.unwrap_or(f64::from(f32::MIN));
+        let mut hi = self.max.unwrap_or(f64::from(f32::MAX));
+        if let Some(f) = self.max_nyquist_fraction {
+            hi = hi.min(f * f64::from(sample_rate) / 2.0);
+        }
+        (lo, hi)
+    }
+
+    /// How the engine describes it at `sample_rate`.
+    pub fn info(&self, sample_rate: u32) -> ParamInfo {
+        match &self.choices {
+            Some(c) => ParamInfo {
+                name: self.key.clone(),
+                unit: self.unit.clone(),
+                min: 0.0,
+                max: c.len().saturating_sub(1) as f64,
+                choices: Some(c.clone()),
+                smoothing: Smoothing::Step,
+            },
+            None => {
+                let (lo, hi) = self.range(sample_rate);
+                ParamInfo::number(self.key.clone(), &self.unit, lo, hi, Smoothing::Ramp)
+            }
+        }
+    }
+
+    /// The number the guest receives for `value` at `sample_rate`.
+    ///
+    /// # Errors
+    /// A message for a value of the wrong type, outside the range, or not among the choices.
+    pub fn value_of(&self, value: &ConfigValue, sample_rate: u32) -> Result<f32, String> {
+        let v = self.info(sample_rate).resolve(&value.into())?;
+        // Every accepted number is finite as the guest's f32 too (the range is within f32's).
+        Ok(v as f32)
+    }
+}
+
+/// The manifest beside a module.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub abi_version: i32,
+    pub memory_limit_bytes: usize,
+    pub block_budget_us: u64,
+    #[serde(default)]
+    pub parameters: Vec<ParamDecl>,
+}
+
+impl Manifest {
+    /// Reads `NAME.json` beside `NAME.wasm`, once per process for each file version (reads are shared).
+    ///
+    /// # Errors
+    /// A message naming the file for a missing, unreadable, malformed or inconsistent manifest.
+    pub fn for_module(module: &Path) -> Result<Arc<Self>, String> {
+        use std::collections::HashMap;
+        use std::sync::{Mutex, OnceLock};
+        use std::time::SystemTime;
+        type Cache = HashMap<std::path::PathBuf, (Option<SystemTime>, u64, Arc<Manifest>)>;
+        static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+        let path = module.with_extension("json");
+        let meta = std::fs::metadata(&path).ok();
+        let stamp = (meta.as_ref().and_then(|m| m.modified().ok()), meta.as_ref().map_or(0, |m| m.len()));
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some((t, len, m)) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&path)
+            && (*t, *len) == stamp
+            && t.is_some()
+        {
+            return Ok(m.clone());
+        }
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read the manifest {}: {e}", path.display()))?;
+        let manifest = Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let manifest = Arc::new(manifest);
+        cache.lock().unwrap_or_else(|e| e.into_inner()).insert(path, (stamp.0, stamp.1, manifest.clone()));
+        Ok(manifest)
+    }
+
+    /// Parses and checks manifest text.
+    ///
+    /// # Errors
+    /// A message for malformed JSON or any inconsistency: another ABI version, an absurd budget or memory
+    /// limit, duplicate parameter ids or keys, a numeric parameter without finite bounds within `f32`, an
+    /// enumeration without values, a default outside its range.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let m: Manifest = serde_json::from_str(text).map_err(|e| format!("not a valid plugin manifest: {e}"))?;
+        if m.abi_version != ABI_VERSION {
+            return Err(format!("declares ABI version {}, this host implements {ABI_VERSION}", m.abi_version));
+        }
+        if m.id.is_empty() || m.id.len() > 128 || m.id.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
+            return Err(format!(
+                "`id` must be 1 to 128 characters with no control characters or slashes (got {:?})",
+                m.id
+            ));
+        }
+        if !(1..=MAX_BLOCK_BUDGET_US).contains(&m.block_budget_us) {
+            return Err(format!(
+                "`block_budget_us` must be 1 to {MAX_BLOCK_BUDGET_US} (got {}): a plugin may not hold the audio thread longer",
+                m.block_budget_us
+            ));
+        }
+        if m.memory_limit_bytes == 0 {
+            return Err("`memory_limit_bytes` must be above 0".into());
+        }
+        let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
+        for p in &m.parameters {
+            if !ids.insert(p.id) {
+                return Err(format!("parameter id {} is declared twice", p.id));
+            }
+            if !keys.insert(p.key.as_str()) {
+                return Err(format!("parameter key `{}` is declared twice", p.key));
+            }
+            if p.key.is_empty() || p.key.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(format!(
+                    "parameter key {:?} must be non-empty, without spaces or control characters",
+                    p.key
+                ));
+            }
+            match &p.choices {
+                Some(c) if c.is_empty() => return Err(format!("parameter `{}`: `enum` is empty", p.key)),
+                Some(_) if p.min.is_some() || p.max.is_some() || p.max_nyquist_fraction.is_some() => {
+                    return Err(format!("parameter `{}`: an enumeration has no `min` or `max`", p.key));
+                }
+                Some(_) => {}
+                None => {
+                    let limit = f64::from(f32::MAX);
+                    let bound = |b: Option<f64>, what: &str| match b {
+                        Some(v) if v.is_finite() && v.abs() <= limit => Ok(v),
+                        Some(v) => {
+                            Err(format!("parameter `{}`: `{what}` must be a finite 32-bit number (got {v})", p.key))
+                        }
+                        None => Err(format!("parameter `{}`: a numeric parameter needs `{what}`", p.key)),
+                    };
+                    let (lo, hi) = (bound(p.min, "min")?, bound(p.max, "max")?);
+                    if lo > hi {
+                        return Err(format!("parameter `{}`: `min` {lo} is above `max` {hi}", p.key));
+                    }
+                    if let Some(f) = p.max_nyquist_fraction
+                        && !(f.is_finite() && f > 0.0 && f <= 1.0)
+                    {
+                        return Err(format!(
+                            "parameter `{}`: `max_nyquist_fraction` must be above 0 and at most 1 (got {f})",
+                            p.key
+                        ));
+                    }
+                }
+            }
+            // The default must be valid at every rate where the range is not empty; check it against the
+            // declared bounds (the rate-dependent maximum is checked when a graph uses it).
+            let unbounded = ParamDecl { max_nyquist_fraction: None, ..p.clone() };
+            unbounded.value_of(&p.default, 48000).map_err(|e| format!("parameter `{}`: default {e}", p.key))?;
+        }
+        Ok(m)
+    }
+
+    /// The memory cap: the manifest's, bounded by the host's.
+    pub fn memory_cap(&self) -> usize {
+        self.memory_limit_bytes.min(HOST_MEMORY_CAP)
+    }
+
+    /// Every parameter's numeric value for the guest at `sample_rate`, from `config` over the defaults.
+    ///
+    /// # Errors
+    /// A [`crate::node::ParamError`] naming the config key (`config.KEY`) that is unknown, mistyped or out
+    /// of range.
+    pub fn resolve(
+        &self,
+        config: &BTreeMap<String, ConfigValue>,
+        sample_rate: u32,
+    ) -> Result<Vec<(i32, f32)>, crate::node::ParamError> {
+        use crate::node::ParamError;
+        for key in config.keys() {
+            if !self.parameters.iter().any(|p| &p.key == key) {
+                let known: Vec<&str> = self.parameters.iter().map(|p| p.key.as_str()).collect();
+                return Err(ParamError::new(
+                    format!("config.{key}"),
+                    format!("is not a parameter of {} (it has: {})", self.id, known.join(", ")),
+                ));
+            }
+        }
+        self.parameters
+            .iter()
+            .map(|p| {
+                let value = config.get(&p.key).unwrap_or(&p.default);
+                p.value_of(value, sample_rate)
+                    .map(|v| (p.id, v))
+                    .map_err(|e| ParamError::new(format!("config.{}", p.key), e))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(params: &str) -> String {
+        format!(
+            r#"{{"id": "t", "name": "T", "version": "1", "abi_version": 1, "memory_limit_bytes": 65536,
+                "block_budget_us": 100, "parameters": [{params}]}}"#
+        )
+    }
+
+    #[test]
+    fn inconsistent_manifests_are_refused_with_the_reason() {
+        for (params, needle) in [
+            (
+                r#"{"id": 0, "key": "a", "name": "A", "min": 0, "max": 1, "default": 0}, {"id": 0, "key": "b", "name": "B", "min": 0, "max": 1, "default": 0}"#,
+                "id 0 is declared twice",
+            ),
+            (
+                r#"{"id": 0, "key": "a", "name": "A", "min": 0, "max": 1, "default": 0}, {"id": 1, "key": "a", "name": "B", "min": 0, "max": 1, "default": 0}"#,
+                "key `a` is declared twice",
+            ),
+            (r#"{"id": 0, "key": "a", "name": "A", "default": 0}"#, "needs `min`"),
+            (r#"{"id": 0, "key": "a", "name": "A", "min": 0, "max": 1e300, "default": 0}"#, "finite 32-bit"),
+            (r#"{"id": 0, "key": "a", "name": "A", "min": 2, "max": 1, "default": 0}"#, "above `max`"),
+            (r#"{"id": 0, "key": "a", "name": "A", "min": 0, "max": 1, "default": 5}"#, "default must be between"),
+            (r#"{"id": 0, "key": "a", "name": "A", "enum": [], "default": "x"}"#, "`enum` is empty"),
+            (
+                r#"{"id": 0, "key": "a", "name": "A", "min": 0, "max": 10, "max_nyquist_fraction": 2.0, "default": 1}"#,
+                "max_nyquist_fraction",
+            ),
+        ] {
+            let err = Manifest::parse(&manifest(params)).expect_err(params);
+            assert!(err.contains(needle), "{params}: {err}");
+        }
+        let slow = manifest("").replace("\"block_budget_us\": 100", "\"block_budget_us\": 5000000");
+        assert!(Manifest::parse(&slow).expect_err("absurd budget").contains("block_budget_us"));
+    }
+
+    #[test]
+    fn a_maximum_may_follow_the_sample_rate() {
+        let m = Manifest::parse(&manifest(
+            r#"{"id": 1, "key": "cutoff_hz", "name": "Cutoff", "min": 10, "max": 40000, "max_nyquist_fraction": 0.9, "default": 1000}"#,
+        ))
+        .expect("valid");
+        let p = &m.parameters[0];
+        assert_eq!(p.range(48000), (10.0, 21600.0));
+        assert_eq!(p.range(96000), (10.0, 40000.0));
+        assert!(p.value_of(&ConfigValue::Number(30000.0), 48000).is_err());
+        assert!(p.value_of(&ConfigValue::Number(30000.0), 96000).is_ok());
+    }
+}
