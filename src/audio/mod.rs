@@ -31,6 +31,36 @@ use workers::Workers;
 /// A node's identity on the audio side: stable while the node keeps its processor.
 pub type NodeId = u32;
 
+thread_local! {
+    /// Whether this thread is doing the audio side's work now. Const-initialized without a destructor, so
+    /// reading it never allocates (it may be read from a global allocator).
+    static AUDIO_CONTEXT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is running the audio side's work right now: inside
+/// [`AudioProcessor::process`] (or `process_interleaved`), or a worker thread of the parallel executor.
+/// An application (or a test) can install a global allocator that checks it, to prove that the audio side
+/// allocates nothing, as nih-plug's `assert_process_allocs` does.
+pub fn in_audio_context() -> bool {
+    AUDIO_CONTEXT.with(|c| c.get())
+}
+
+/// Marks the current thread as doing audio work until the guard is dropped (restoring what it was).
+pub(crate) struct AudioContext(bool);
+
+impl AudioContext {
+    pub(crate) fn enter() -> Self {
+        Self(AUDIO_CONTEXT.with(|c| c.replace(true)))
+    }
+}
+
+impl Drop for AudioContext {
+    fn drop(&mut self) {
+        let was = self.0;
+        AUDIO_CONTEXT.with(|c| c.set(was));
+    }
+}
+
 /// Bytes kept of one node message.
 pub const MESSAGE_BYTES: usize = 240;
 /// Parameter events scheduled for a later frame that the audio side can hold.
@@ -185,6 +215,7 @@ impl AudioProcessor {
     }
 
     fn run(&mut self, input: Input<'_>, mut output: Output<'_, '_>, frames: usize) {
+        let _audio = AudioContext::enter();
         let _ftz = FlushDenormals::new();
         let mut done = 0;
         while done < frames {

@@ -171,6 +171,8 @@ fn run_task(s: &Shared, f: TaskFn, env: usize, i: usize) {
 fn worker(s: &Shared, index: usize) {
     // Every thread computes with the same floating-point mode, so results do not depend on the thread.
     let _ftz = crate::dsp::denormal::FlushDenormals::new();
+    // Everything a worker does is audio work.
+    let _audio = super::AudioContext::enter();
     let mut seen = s.claim.load(Ordering::Acquire) & !0xFFFF_FFFF;
     loop {
         // Wait for a new generation: spin for a while, then park.

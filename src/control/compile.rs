@@ -81,27 +81,10 @@ impl PlanDesc {
         }
     }
 
-    /// Where each delayed edge sits, by (destination, source, delay); `None` is the output.
+    /// Where each delayed edge sits, by (destination, source, delay), `None` being the output: an edge keeps
+    /// its delay line's contents from one plan to the next (whether it stays, fades in or fades out; one
+    /// key is never both fading in and out, since an edge in both plans stays).
     fn delayed_edges(&self) -> HashMap<(Option<NodeId>, SrcRef, usize), EdgeAt> {
-        let mut map = HashMap::new();
-        for (b, branch) in self.branches.iter().enumerate() {
-            let dst = self.nodes[branch.nodes.start];
-            for (k, e) in branch.inputs.iter().enumerate() {
-                if e.delay > 0 && e.fade != Fade::Out {
-                    map.insert((Some(dst), e.from, e.delay), EdgeAt::Branch(b, k));
-                }
-            }
-        }
-        for (k, e) in self.output.iter().enumerate() {
-            if e.delay > 0 && e.fade != Fade::Out {
-                map.insert((None, e.from, e.delay), EdgeAt::Output(k));
-            }
-        }
-        map
-    }
-
-    /// Delayed edges that fade out or stay, for taking their lines over.
-    fn all_delayed_edges(&self) -> HashMap<(Option<NodeId>, SrcRef, usize), EdgeAt> {
         let mut map = HashMap::new();
         for (b, branch) in self.branches.iter().enumerate() {
             let dst = self.nodes[branch.nodes.start];
@@ -441,7 +424,7 @@ pub(crate) fn build(
             let prev_pos = prev.positions();
             let moves =
                 desc.nodes.iter().enumerate().filter_map(|(p, id)| prev_pos.get(id).map(|&from| (from, p))).collect();
-            let before = prev.all_delayed_edges();
+            let before = prev.delayed_edges();
             let edges = desc
                 .delayed_edges()
                 .into_iter()

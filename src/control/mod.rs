@@ -115,6 +115,18 @@ pub enum EngineEvent {
     GraphError(GraphError),
 }
 
+impl std::fmt::Display for EngineEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineEvent::Message(m) => write!(f, "node \"{}\" ({}): {:?}: {}", m.node, m.source, m.kind, m.text),
+            EngineEvent::EditRefused(t) => write!(f, "edit refused: {t}"),
+            EngineEvent::CompileFailed(t) => write!(f, "graph edit not applied: {t}"),
+            EngineEvent::GraphReloaded(file) => write!(f, "reloaded {file}"),
+            EngineEvent::GraphError(e) => write!(f, "error: {e} (the last good graph keeps playing)"),
+        }
+    }
+}
+
 /// A callback for engine events, see [`Engine::subscribe`].
 pub type Subscriber = Box<dyn FnMut(&EngineEvent) + Send>;
 
