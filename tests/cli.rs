@@ -510,3 +510,219 @@ fn render_writes_metrics_json_on_request() {
     assert!(v["output"]["peak_dbfs"].as_f64().expect("peak") <= -0.999);
     assert!(v["memory"]["peak_rss_bytes"].as_u64().is_some());
 }
+
+#[test]
+fn no_edit_of_a_shipped_graph_can_panic_the_loader() {
+    // Random edits as typing makes them (a few characters deleted, inserted or replaced, quotes, brackets
+    // and multibyte characters among them) of every shipped graph: the loader answers each with a graph
+    // or an error whose position lies inside the file, never a panic.
+    let registry = Registry::with_builtins();
+    let alphabet: Vec<char> = "\"'()[]{},:;.-+0123456789eE_ aZ\n\t/*#!r\\é€😀".chars().collect();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n.max(1) as u64) as usize
+    };
+    let (mut errors, mut cases) = (0, 0);
+    for path in shipped_graphs() {
+        let original = std::fs::read_to_string(&path).expect("graph");
+        let dir = path.parent().expect("dir").to_path_buf();
+        for _ in 0..2500 {
+            let mut chars: Vec<char> = original.chars().collect();
+            for _ in 0..1 + next(3) {
+                let at = next(chars.len() + 1);
+                match next(3) {
+                    0 if at < chars.len() => {
+                        let len = 1 + next(3);
+                        chars.drain(at..(at + len).min(chars.len()));
+                    }
+                    1 => chars.insert(at, alphabet[next(alphabet.len())]),
+                    _ if at < chars.len() => chars[at] = alphabet[next(alphabet.len())],
+                    _ => {}
+                }
+            }
+            let text: String = chars.into_iter().collect();
+            cases += 1;
+            let result = std::panic::catch_unwind(|| Graph::parse(&text, "edited.ron", &dir, &registry));
+            match result {
+                Err(_) => panic!("the loader panicked on:\n{text}"),
+                Ok(Err(e)) => {
+                    errors += 1;
+                    if let Some((line, col)) = e.position {
+                        let lines: Vec<&str> = text.split('\n').collect();
+                        assert!(line >= 1 && line <= lines.len(), "{e} (of {} lines)", lines.len());
+                        assert!(col >= 1 && col <= lines[line - 1].chars().count() + 1, "{e}");
+                    }
+                }
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+    assert!(errors > cases / 2, "most edits break a graph: {errors} of {cases}");
+    // The typo from the report: one missing quote.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("typo.ron"),
+        r#"(sample_rate: 48000, channels: 2, nodes: { "g": Gain(gain_db: 0.0) }, edges: [("input", g", "output")])"#,
+    )
+    .expect("write");
+    let o = fxgraph(&["check", "typo.ron"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("error: typo.ron:1:"), "{}", stderr(&o));
+    // Very deep nesting is refused, not followed off the stack.
+    let deep = format!(
+        "(sample_rate: 48000, channels: 2, nodes: {{}}, edges: {}{})",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    assert!(Graph::parse(&deep, "deep.ron", ".".as_ref(), &registry).is_err());
+}
+
+#[test]
+fn eight_bit_and_double_float_wav_inputs_are_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pass.ron"), PASS).expect("write");
+    let signal = |i: usize, c: usize| 0.5 * (i as f64 * if c == 0 { 0.01 } else { 0.023 }).sin();
+    write_wav(&dir.path().join("in8.wav"), spec(2, 48000, 8, false), 4800, signal);
+    // 64-bit float, written by hand (hound does not write it): RIFF, fmt (format 3, 64 bits), data.
+    let frames = 4800usize;
+    let mut f64wav = Vec::new();
+    let data: Vec<u8> = (0..frames).flat_map(|i| (0..2).flat_map(move |c| signal(i, c).to_le_bytes())).collect();
+    f64wav.extend_from_slice(b"RIFF");
+    f64wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    f64wav.extend_from_slice(b"WAVEfmt ");
+    f64wav.extend_from_slice(&16u32.to_le_bytes());
+    for v in [3u16, 2] {
+        f64wav.extend_from_slice(&v.to_le_bytes());
+    }
+    f64wav.extend_from_slice(&48000u32.to_le_bytes());
+    f64wav.extend_from_slice(&(48000u32 * 16).to_le_bytes());
+    for v in [16u16, 64] {
+        f64wav.extend_from_slice(&v.to_le_bytes());
+    }
+    f64wav.extend_from_slice(b"data");
+    f64wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    f64wav.extend_from_slice(&data);
+    std::fs::write(dir.path().join("in64.wav"), &f64wav).expect("write");
+    for (file, lsb) in [("in8.wav", 1.0 / 128.0), ("in64.wav", 1e-7)] {
+        let o = fxgraph(&["render", "pass.ron", "-i", file, "-o", "out.wav"], dir.path());
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+        let got: Vec<f32> = hound::WavReader::open(dir.path().join("out.wav"))
+            .expect("wav")
+            .into_samples::<f32>()
+            .map(|s| s.expect("s"))
+            .collect();
+        assert_eq!(got.len(), 2 * frames);
+        for (k, v) in got.iter().enumerate() {
+            let want = signal(k / 2, k % 2);
+            assert!((f64::from(*v) - want).abs() <= lsb, "{file} sample {k}: {v} vs {want}");
+        }
+    }
+}
+
+#[test]
+fn outputs_past_the_riff_limit_are_written_as_rf64_and_read_back() {
+    // The limit is lowered for the test (4 GiB is the real one): 1 s of float stereo is 384000 bytes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pass.ron"), PASS).expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["render", "pass.ron", "--seconds", "1", "-o", "big.wav"])
+        .env("FXGRAPH_WAV_RF64_ABOVE", "100000")
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(dir.path().join("big.wav")).expect("read");
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    // EBU Tech 3306: "RF64", size -1, "WAVE", then ds64 with the 64-bit RIFF size, data size and frames.
+    assert_eq!(&bytes[0..4], b"RF64");
+    assert_eq!(u32_at(4), u32::MAX);
+    assert_eq!(&bytes[8..12], b"WAVE");
+    assert_eq!(&bytes[12..16], b"ds64");
+    assert_eq!(u64_at(20), bytes.len() as u64 - 8, "RIFF size");
+    assert_eq!(u64_at(28), 48000 * 8, "data size");
+    assert_eq!(u64_at(36), 48000, "sample count");
+    let data = bytes.windows(4).position(|w| w == b"data").expect("data chunk");
+    assert_eq!(u32_at(data + 4), u32::MAX, "the data chunk's size is in ds64");
+    // fxgraph reads it back: the same samples as a plain RIFF render.
+    let o = fxgraph(&["render", "pass.ron", "-i", "big.wav", "-o", "again.wav"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fxgraph(&["render", "pass.ron", "--seconds", "1", "-o", "plain.wav"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let samples = |f: &str| -> Vec<f32> {
+        hound::WavReader::open(dir.path().join(f)).expect("wav").into_samples::<f32>().map(|s| s.expect("s")).collect()
+    };
+    assert_eq!(samples("again.wav"), samples("plain.wav"));
+    // And so do sox and ffprobe, where they are installed.
+    if let Ok(o) = Command::new("soxi").args(["-s", "big.wav"]).current_dir(dir.path()).output()
+        && o.status.success()
+    {
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "48000", "soxi");
+    }
+    if let Ok(o) = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=duration_ts", "-of", "csv=p=0", "big.wav"])
+        .current_dir(dir.path())
+        .output()
+        && o.status.success()
+    {
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "48000", "ffprobe");
+    }
+}
+
+#[test]
+fn an_interrupted_render_leaves_nothing_behind_and_exits_with_the_signal_s_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = repo().join("graphs/chain.ron");
+    std::fs::write(dir.path().join("out.wav"), b"previous render").expect("write");
+    for (signal, code) in [("INT", 130), ("TERM", 143)] {
+        let child = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(["render", g.to_str().expect("utf-8"), "--seconds", "100000", "-o", "out.wav"])
+            .current_dir(dir.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+        // Wait until the temporary output exists (the render is under way), then signal.
+        let started = std::time::Instant::now();
+        while !std::fs::read_dir(dir.path())
+            .expect("dir")
+            .any(|e| e.expect("entry").file_name().to_string_lossy().ends_with(".tmp"))
+        {
+            assert!(started.elapsed().as_secs() < 30, "the render never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let kill = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill");
+        assert!(kill.success());
+        let o = child.wait_with_output().expect("wait");
+        assert_eq!(o.status.code(), Some(code), "SIG{signal}: {}", stderr(&o));
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["out.wav"], "SIG{signal}: only the previous output remains");
+        assert_eq!(std::fs::read(dir.path().join("out.wav")).expect("read"), b"previous render");
+    }
+}
+
+#[test]
+fn a_backtrace_setting_does_not_change_the_one_line_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("bad.ron"), BAD[3].src).expect("write");
+    std::fs::write(dir.path().join("pass.ron"), PASS).expect("write");
+    std::fs::write(dir.path().join("text.wav"), "not audio").expect("write");
+    for args in [&["render", "bad.ron"][..], &["render", "pass.ron", "-i", "text.wav"], &["check", "nope.ron"]] {
+        let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(args)
+            .env("RUST_BACKTRACE", "1")
+            .current_dir(dir.path())
+            .output()
+            .expect("run");
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: ") && !err.contains("backtrace"), "{args:?}: {err}");
+    }
+}

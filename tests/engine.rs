@@ -25,7 +25,7 @@ fn engine(src: &str, block: usize, threads: usize, parallelism: Parallelism) -> 
 fn run(src: &str, input: Vec<Vec<f32>>, block: usize, threads: usize, parallelism: Parallelism) -> Vec<Vec<f32>> {
     let (mut engine, mut audio) = engine(src, block, threads, parallelism);
     let mut sink = MemorySink::default();
-    render(&mut engine, &mut audio, &mut MemorySource::new(input), &mut sink, block, &mut |_| {}).expect("render");
+    render(&mut engine, &mut audio, &mut MemorySource::new(input), &mut sink, block, &mut |_| true).expect("render");
     sink.channels
 }
 
@@ -349,7 +349,7 @@ fn non_finite_input_is_silenced_and_never_poisons_state() {
     }
     let (mut e, mut a) = engine(&src, 512, 1, Parallelism::Adaptive);
     let mut sink = MemorySink::default();
-    render(&mut e, &mut a, &mut MemorySource::new(dirty), &mut sink, 512, &mut |_| {}).expect("render");
+    render(&mut e, &mut a, &mut MemorySource::new(dirty), &mut sink, 512, &mut |_| true).expect("render");
     assert_eq!(e.nonfinite_input(), 6);
     assert!(bits(&sink.channels) == bits(&run(&src, zeroed, 512, 1, Parallelism::Adaptive)));
 
@@ -521,7 +521,7 @@ fn the_monitor_reports_timing_load_levels_and_memory() {
     e.meter_node("comp").expect("comp runs");
     assert!(e.meter_node("nope").is_err());
     let mut sink = MemorySink::default();
-    render(&mut e, &mut a, &mut MemorySource::new(demo(2.0)), &mut sink, 256, &mut |_| {}).expect("render");
+    render(&mut e, &mut a, &mut MemorySource::new(demo(2.0)), &mut sink, 256, &mut |_| true).expect("render");
     let report = e.metrics();
     let blocks = (96000 + 240usize).div_ceil(256) as u64;
     assert_eq!(report.blocks, blocks);
@@ -554,7 +554,7 @@ fn the_monitor_reports_timing_load_levels_and_memory() {
     // With the monitor off nothing is timed.
     let options = EngineOptions { max_block: 256, threads: 1, monitor: false, ..Default::default() };
     let (mut quiet, mut qa) = Engine::new(parse(&src), options).expect("engine");
-    render(&mut quiet, &mut qa, &mut MemorySource::new(demo(0.5)), &mut MemorySink::default(), 256, &mut |_| {})
+    render(&mut quiet, &mut qa, &mut MemorySource::new(demo(0.5)), &mut MemorySink::default(), 256, &mut |_| true)
         .expect("render");
     assert!(quiet.metrics().nodes.iter().all(|n| n.calls == 0));
 }

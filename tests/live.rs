@@ -305,7 +305,7 @@ fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothin
             engine.set("trip", "trip", 1.0).expect("trip");
             tripped = true;
         }
-        if (t * 10.0) as u64 % 10 == 0 && reports < 6 {
+        if ((t * 10.0) as u64).is_multiple_of(10) && reports < 6 {
             let r = engine.metrics();
             assert!(!r.nodes.is_empty());
             reports += 1;

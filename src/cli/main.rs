@@ -96,6 +96,8 @@ pub(crate) enum Failure {
     Input(anyhow::Error),
     /// Anything else: exit code 1.
     Other(anyhow::Error),
+    /// Stopped by a signal: exit code 128 + its number (130 for SIGINT, 143 for SIGTERM).
+    Signal(i32),
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
@@ -136,6 +138,10 @@ fn main() -> ExitCode {
         Err(Failure::Other(e)) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
+        }
+        Err(Failure::Signal(sig)) => {
+            eprintln!("interrupted: nothing was written");
+            ExitCode::from((128 + sig).clamp(0, 255) as u8)
         }
     }
 }

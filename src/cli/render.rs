@@ -4,8 +4,11 @@ use crate::{Failure, Format, bad_input, default_threads, load, start, write_atom
 use fxgraph::demo::DemoSignal;
 use fxgraph::render::{BlockSource, render};
 use fxgraph::wav::{WavFormat, WavSink, WavSource, same_file};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
@@ -92,17 +95,39 @@ pub(crate) fn run(
         );
         bar
     });
+    // Ctrl-C or SIGTERM stop the render between blocks; the temporary output is removed on the way out.
+    let signal = Arc::new(AtomicUsize::new(0));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
+            .map_err(|e| Failure::Other(anyhow::anyhow!("cannot handle signals: {e}")))?;
+    }
     let progress_bar = bar.clone();
+    let stop = signal.clone();
     let mut progress = move |frames: u64| {
         if let Some(bar) = &progress_bar {
             bar.inc(frames);
         }
+        stop.load(Ordering::Relaxed) == 0
     };
     let started = std::time::Instant::now();
     let stats = render(&mut engine, &mut audio, source.as_mut(), &mut sink, block, &mut progress).map_err(|e| {
+        if e.is::<fxgraph::render::Interrupted>() {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Failure::Signal(signal.load(Ordering::Relaxed) as i32);
+        }
         // Reading the input is the only part of the render that can fail on bad data.
         if input.is_some() { bad_input(e) } else { Failure::Other(e) }
-    })?;
+    });
+    let stats = match stats {
+        Ok(s) => s,
+        Err(failure) => {
+            // Remove the temporary output before leaving, whatever the reason.
+            drop(sink);
+            return Err(failure);
+        }
+    };
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(bar) = bar {
         bar.finish_and_clear();

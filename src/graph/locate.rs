@@ -98,23 +98,29 @@ struct Lexer<'a> {
 }
 
 impl Lexer<'_> {
+    /// What is left of the text (empty past its end: every scan below may overshoot by a byte or two on
+    /// malformed text, and never indexes directly).
+    fn rest(&self) -> &[u8] {
+        self.src.get(self.pos..).unwrap_or(&[])
+    }
+
     fn skip_trivia(&mut self) {
         loop {
             while self.pos < self.src.len() && self.src[self.pos].is_ascii_whitespace() {
                 self.pos += 1;
             }
-            if self.src[self.pos..].starts_with(b"//") {
+            if self.rest().starts_with(b"//") {
                 while self.pos < self.src.len() && self.src[self.pos] != b'\n' {
                     self.pos += 1;
                 }
-            } else if self.src[self.pos..].starts_with(b"/*") {
+            } else if self.rest().starts_with(b"/*") {
                 let mut depth = 0usize;
                 while self.pos < self.src.len() {
-                    if self.src[self.pos..].starts_with(b"/*") {
+                    if self.rest().starts_with(b"/*") {
                         depth += 1;
                         self.pos += 2;
-                    } else if self.src[self.pos..].starts_with(b"*/") {
-                        depth -= 1;
+                    } else if self.rest().starts_with(b"*/") {
+                        depth = depth.saturating_sub(1);
                         self.pos += 2;
                         if depth == 0 {
                             break;
@@ -130,6 +136,12 @@ impl Lexer<'_> {
     }
 
     fn next(&mut self) -> Option<(usize, Tok)> {
+        let tok = self.token();
+        self.pos = self.pos.min(self.src.len());
+        tok
+    }
+
+    fn token(&mut self) -> Option<(usize, Tok)> {
         self.skip_trivia();
         let start = self.pos;
         let c = *self.src.get(self.pos)?;
@@ -141,7 +153,8 @@ impl Lexer<'_> {
             b'"' => Tok::Str(self.string()),
             b'r' if matches!(self.src.get(self.pos + 1), Some(b'"' | b'#')) => {
                 self.raw_string();
-                Tok::Str(String::from_utf8_lossy(&self.src[start..self.pos]).into_owned())
+                let end = self.pos.min(self.src.len());
+                Tok::Str(String::from_utf8_lossy(&self.src[start..end]).into_owned())
             }
             b'b' if self.src.get(self.pos + 1) == Some(&b'"') => {
                 self.pos += 1;
@@ -202,7 +215,8 @@ impl Lexer<'_> {
         }
         self.pos += 1;
         while self.pos < self.src.len() {
-            if self.src[self.pos] == b'"' && self.src[self.pos + 1..].iter().take(hashes).all(|&b| b == b'#') {
+            let after = self.src.get(self.pos + 1..).unwrap_or(&[]);
+            if self.src[self.pos] == b'"' && after.len() >= hashes && after.iter().take(hashes).all(|&b| b == b'#') {
                 self.pos += 1 + hashes;
                 return;
             }
@@ -214,7 +228,12 @@ impl Lexer<'_> {
 struct Parser<'a> {
     lexer: Lexer<'a>,
     peeked: Option<Option<(usize, Tok)>>,
+    /// Nesting depth, bounded so malformed text cannot exhaust the stack.
+    depth: usize,
 }
+
+/// Deeper nesting than this is not followed (ron itself refuses it).
+const MAX_DEPTH: usize = 128;
 
 impl Parser<'_> {
     fn peek(&mut self) -> Option<&(usize, Tok)> {
@@ -245,6 +264,16 @@ impl Parser<'_> {
     }
 
     fn value(&mut self) -> Option<Spanned> {
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        let v = self.value_inner();
+        self.depth -= 1;
+        v
+    }
+
+    fn value_inner(&mut self) -> Option<Spanned> {
         let (start, tok) = self.bump()?;
         let token_end = self.end();
         let value = match tok {
@@ -322,7 +351,7 @@ impl Parser<'_> {
 pub fn walk(src: &str) -> Option<Spanned> {
     let mut lexer = Lexer { src: src.as_bytes(), pos: 0 };
     lexer.skip_trivia();
-    while src.as_bytes()[lexer.pos..].starts_with(b"#!") {
+    while lexer.rest().starts_with(b"#!") {
         let mut depth = 0i32;
         while lexer.pos < src.len() {
             match src.as_bytes()[lexer.pos] {
@@ -340,12 +369,21 @@ pub fn walk(src: &str) -> Option<Spanned> {
         }
         lexer.skip_trivia();
     }
-    Parser { lexer, peeked: None }.value()
+    Parser { lexer, peeked: None, depth: 0 }.value()
+}
+
+/// The largest char boundary of `src` at or before `offset` (clamped to the text).
+pub fn floor_boundary(src: &str, offset: usize) -> usize {
+    let mut o = offset.min(src.len());
+    while !src.is_char_boundary(o) {
+        o -= 1;
+    }
+    o
 }
 
 /// 1-based line and column (in characters) of a byte offset.
 pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(src.len());
+    let offset = floor_boundary(src, offset);
     let before = &src[..offset];
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);

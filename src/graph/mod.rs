@@ -14,6 +14,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The most nodes a graph may have (far more than any effect chain; it bounds the work of validating).
+pub const MAX_NODES: usize = 1024;
+/// The most edges a graph may have.
+pub const MAX_EDGES: usize = 8192;
+
 /// What went wrong, for code that wants to react to a kind of error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -190,6 +195,18 @@ impl Graph {
             ));
         }
         let format = GraphFormat { sample_rate: top.sample_rate, channels: top.channels as usize };
+        if node_entries.len() > MAX_NODES || top.edges.len() > MAX_EDGES {
+            return Err(cx.err(
+                GraphErrorKind::Format,
+                field_at(if node_entries.len() > MAX_NODES { "nodes" } else { "edges" }),
+                None,
+                format!(
+                    "a graph may have at most {MAX_NODES} nodes and {MAX_EDGES} edges (got {} and {})",
+                    node_entries.len(),
+                    top.edges.len()
+                ),
+            ));
+        }
 
         let mut nodes: Vec<GraphNode> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
@@ -221,7 +238,7 @@ impl Graph {
                 Value::Struct { name: Some(kind), paren, .. } | Value::Tuple { name: Some(kind), paren, .. } => {
                     (kind.clone(), Some(*paren))
                 }
-                _ => (src[value.start..value.end].trim().to_string(), None),
+                _ => (src.get(value.start..value.end).unwrap_or("").trim().to_string(), None),
             };
             let Some(kind) = registry.get(&kind_name) else {
                 let known: Vec<&str> = registry.kinds().map(|k| k.name).collect();
@@ -240,7 +257,9 @@ impl Graph {
                     format!("`{kind_name}` needs its parameters in parentheses, e.g. `{kind_name}(...)`"),
                 ));
             };
-            let text = &src[params_at..value.end];
+            let Some(text) = src.get(params_at..value.end) else {
+                return Err(cx.err(GraphErrorKind::Syntax, Some(value.start), Some(name), "unreadable node".into()));
+            };
             let mut spec = (kind.parse)(text).map_err(|e| {
                 let (l0, c0) = line_col(src, params_at);
                 let (l, c) = (e.span.start.line, e.span.start.col);
@@ -398,6 +417,7 @@ impl Graph {
 /// Moves an error position off whitespace onto the token that follows (ron reports some errors at the
 /// space before the offending value).
 fn skip_space(src: &str, offset: usize) -> usize {
+    let offset = locate::floor_boundary(src, offset);
     offset + src[offset..].len() - src[offset..].trim_start().len()
 }
 

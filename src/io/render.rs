@@ -81,8 +81,15 @@ pub struct RenderStats {
     pub blocks: u64,
 }
 
+/// A render stopped before its end by its caller (see [`render`]'s `progress`).
+#[derive(Debug, thiserror::Error)]
+#[error("the render was interrupted")]
+pub struct Interrupted;
+
 /// Renders `source` through the audio side `audio` into `sink`, reading `block` frames at a time, with
 /// `engine` (its control side) updated every 64 blocks, so plugin messages are delivered while it runs.
+/// `progress` is told the input frames consumed after each block; returning `false` stops the render with
+/// [`Interrupted`].
 ///
 /// The output is aligned with the input: the graph's latency is compensated by dropping its first
 /// `latency` output frames and feeding as many frames of silence after the input ends, so the sink gets
@@ -97,7 +104,7 @@ pub fn render(
     source: &mut dyn BlockSource,
     sink: &mut dyn BlockSink,
     block: usize,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64) -> bool,
 ) -> anyhow::Result<RenderStats> {
     let block = block.max(1);
     let channels = engine.format().channels;
@@ -142,7 +149,9 @@ pub fn render(
         if start < frames {
             sink.write(&AudioIn::new(&output, block, channels, frames).slice(start, frames - start))?;
         }
-        progress(got as u64);
+        if !progress(got as u64) {
+            return Err(Interrupted.into());
+        }
     }
     engine.update();
     Ok(stats)

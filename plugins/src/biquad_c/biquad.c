@@ -62,8 +62,16 @@ static void update_coeffs(void) {
 
 static int finite(float v) { return v == v && v - v == 0.0f; }
 
+/* The host's log import: (level, pointer, length). */
+__attribute__((import_module("fxgraph"), import_name("log"))) void host_log(int level, const char *text, int len);
+
+static const char TOO_HIGH[] = "cutoff_hz must be below the Nyquist frequency (half the sample rate)";
+static int initialized = 0;
+
 EXPORT(fxg_set_param) int fxg_set_param(int id, float value) {
     if (id < 0 || id > 2 || !finite(value)) return 1;
+    /* Once the rate is known, a cutoff at or above Nyquist would make the filter unstable: refuse it. */
+    if (initialized && id == 1 && (double)value >= rate / 2) return 2;
     params[id] = value;
     update_coeffs();
     return 0;
@@ -72,7 +80,12 @@ EXPORT(fxg_set_param) int fxg_set_param(int id, float value) {
 EXPORT(fxg_initialize) int fxg_initialize(int sample_rate, int ch, int block) {
     if (sample_rate <= 0 || ch <= 0 || ch > MAX_CHANNELS || block <= 0) return 1;
     if ((long long)ch * block > MAX_SAMPLES) return 2;
+    if ((double)params[1] >= sample_rate / 2.0) {
+        host_log(0, TOO_HIGH, sizeof TOO_HIGH - 1);
+        return 3;
+    }
     rate = sample_rate; channels = ch; max_block = block;
+    initialized = 1;
     update_coeffs();
     return 0;
 }

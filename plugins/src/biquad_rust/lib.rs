@@ -74,10 +74,23 @@ unsafe fn update_coeffs() {
     COEFFS = [(b0 / a0) as f32, (b1 / a0) as f32, (b2 / a0) as f32, (a1 / a0) as f32, (a2 / a0) as f32];
 }
 
+#[link(wasm_import_module = "fxgraph")]
+extern "C" {
+    /// The host's log: (level, pointer, length).
+    fn log(level: i32, ptr: *const u8, len: i32);
+}
+
+const TOO_HIGH: &[u8] = b"cutoff_hz must be below the Nyquist frequency (half the sample rate)";
+static mut INITIALIZED: bool = false;
+
 #[no_mangle]
 pub unsafe extern "C" fn fxg_set_param(id: i32, value: f32) -> i32 {
     if !(0..3).contains(&id) || !value.is_finite() {
         return 1;
+    }
+    // Once the rate is known, a cutoff at or above Nyquist would make the filter unstable: refuse it.
+    if INITIALIZED && id == 1 && value as f64 >= RATE / 2.0 {
+        return 2;
     }
     PARAMS[id as usize] = value;
     update_coeffs();
@@ -92,6 +105,11 @@ pub unsafe extern "C" fn fxg_initialize(sample_rate: i32, channels: i32, max_blo
     if channels as usize * max_block as usize > MAX_SAMPLES {
         return 2;
     }
+    if PARAMS[1] as f64 >= sample_rate as f64 / 2.0 {
+        log(0, TOO_HIGH.as_ptr(), TOO_HIGH.len() as i32);
+        return 3;
+    }
+    INITIALIZED = true;
     RATE = sample_rate as f64;
     CHANNELS = channels as usize;
     MAX_BLOCK = max_block as usize;
