@@ -339,7 +339,7 @@ fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothin
     let report = engine.metrics();
     let trip = report.nodes.iter().find(|n| n.name == "trip").expect("trip node");
     assert_eq!(trip.faults, 1, "the plugin faulted once and was replaced");
-    assert!(events.iter().any(|e| e.contains("Fault: fault 1 of 5: ErrorReturn")), "{events:?}");
+    assert!(events.iter().any(|e| e.contains("Fault: fault 1 (1 of 5 in a row): ErrorReturn")), "{events:?}");
     let shelf = engine.get("eq", "bands[2].gain_db").expect("known");
     assert_eq!(shelf, fxgraph::ParamValue::Number(-4.0), "the good reload took");
 

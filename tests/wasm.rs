@@ -614,3 +614,136 @@ fn a_plugin_can_refuse_its_configuration_with_a_message_the_host_shows() {
     assert!(err.contains("cutoff_hz must be below the Nyquist frequency"), "{err}");
     assert!(err.starts_with("node \"n\""), "{err}");
 }
+
+#[test]
+fn the_hard_deadline_is_capped_whatever_the_manifest_claims() {
+    // The largest budget a manifest may declare (1 s): ten budgets would be 10 s; the cap is four block
+    // periods (512 frames at 48 kHz: 43 ms), rounded up to the epoch's 5 ms ticks.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = wat(&module(&Variant { process: "(loop $l (br $l))", ..BASE }));
+    std::fs::write(dir.path().join("stuck.wasm"), &wasm).expect("write");
+    std::fs::write(
+        dir.path().join("stuck.json"),
+        MANIFEST.replace("\"block_budget_us\": 500", "\"block_budget_us\": 1000000"),
+    )
+    .expect("write");
+    let mut e = start(graph(&node_graph("Wasm(path: \"stuck.wasm\")"), dir.path()).expect("valid")).expect("starts");
+    let input = noise(2 * 512);
+    let mut worst = std::time::Duration::ZERO;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        assert_eq!(run(&mut e, &input, 1), input, "bypassed dry");
+        worst = worst.max(t.elapsed());
+    }
+    assert!(worst < std::time::Duration::from_millis(200), "a stuck block took {worst:?}");
+    assert!(e.engine.metrics().nodes[0].faults >= 1);
+    // An absurd budget is refused when the graph is loaded, naming the field.
+    std::fs::write(
+        dir.path().join("stuck.json"),
+        MANIFEST.replace("\"block_budget_us\": 500", "\"block_budget_us\": 30000000"),
+    )
+    .expect("write");
+    std::fs::copy(dir.path().join("stuck.wasm"), dir.path().join("stuck2.wasm")).expect("copy");
+    std::fs::copy(dir.path().join("stuck.json"), dir.path().join("stuck2.json")).expect("copy");
+    let err = graph(&node_graph("Wasm(path: \"stuck2.wasm\")"), dir.path()).expect_err("absurd budget");
+    assert!(err.to_string().contains("block_budget_us") && err.position.is_some(), "{err}");
+}
+
+#[test]
+fn memory_may_grow_where_the_abi_allows_it_and_faults_nowhere_else() {
+    // Growing in fxg_initialize and fxg_start is allowed (the buffers are checked against the memory as
+    // setup leaves it); a block never faults for it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = module(&Variant { init: "(drop (memory.grow (i32.const 1)))", ..BASE })
+        .replace(r#"(func (export "fxg_start"))"#, r#"(func (export "fxg_start") (drop (memory.grow (i32.const 2))))"#);
+    let g = install(dir.path(), "grows_at_start", &wat(&text));
+    let mut e = start(graph(&g, dir.path()).expect("valid")).expect("starts");
+    let input = noise(2 * 512 * 8);
+    assert_eq!(
+        run(&mut e, &input, 40),
+        (0..40).flat_map(|b| input[(b * 1024) % input.len()..][..1024].to_vec()).collect::<Vec<_>>()
+    );
+    let report = e.engine.metrics();
+    assert_eq!(report.nodes[0].faults, 0, "growth in start is not a fault");
+    assert_eq!(report.nodes[0].memory_bytes, Some(5 * 65536), "2 pages, 1 more at initialize, 2 at start");
+}
+
+#[test]
+fn plugin_text_cannot_forge_host_output() {
+    // A plugin logging a forged host line, control characters and an invalid sequence, during a render:
+    // stderr shows one escaped line marked as the plugin's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let imports = r#"(import "fxgraph" "log" (func $log (param i32 i32 i32)))
+  (data (i32.const 200) "ok\0aerror: forged by the plugin\0d\00\1b[31m")"#;
+    let text =
+        module(&Variant { imports, process: "(call $log (i32.const 0) (i32.const 200) (i32.const 37))", ..BASE });
+    std::fs::write(dir.path().join("forger.wasm"), wat(&text)).expect("write");
+    std::fs::write(dir.path().join("forger.json"), MANIFEST).expect("write");
+    std::fs::write(dir.path().join("g.ron"), node_graph("Wasm(path: \"forger.wasm\")")).expect("write");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["render", "g.ron", "--seconds", "0.05", "-o", "out.wav"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.lines().any(|l| l.starts_with("error: forged")), "{err}");
+    assert!(!err.contains('\r') && !err.contains('\0') && !err.contains('\x1b'), "{err:?}");
+    assert!(err.contains(r"[plugin] ok\nerror: forged by the plugin\r\u{0}\u{1b}[31m"), "{err}");
+    // Subscribers get the text as the plugin sent it, typed as untrusted.
+    let mut e = start(graph(&node_graph("Wasm(path: \"forger.wasm\")"), dir.path()).expect("valid")).expect("starts");
+    run(&mut e, &noise(1024), 1);
+    let m = e.engine.messages().pop().expect("a message");
+    assert_eq!(m.text.raw(), "ok\nerror: forged by the plugin\r\0\x1b[31m");
+    assert_eq!(m.text.to_string(), r"ok\nerror: forged by the plugin\r\u{0}\u{1b}[31m");
+}
+
+#[test]
+fn inconsistent_manifests_are_refused_at_load_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wasm = wat(&module(&BASE));
+    for (name, params, needle) in [
+        (
+            "dup_id",
+            r#"{"id": 1, "key": "a", "name": "A", "min": 0, "max": 1, "default": 0}, {"id": 1, "key": "b", "name": "B", "min": 0, "max": 1, "default": 0}"#,
+            "id 1 is declared twice",
+        ),
+        (
+            "dup_key",
+            r#"{"id": 1, "key": "a", "name": "A", "min": 0, "max": 1, "default": 0}, {"id": 2, "key": "a", "name": "B", "min": 0, "max": 1, "default": 0}"#,
+            "key `a` is declared twice",
+        ),
+        ("unbounded", r#"{"id": 1, "key": "a", "name": "A", "default": 0}"#, "needs `min`"),
+        ("huge", r#"{"id": 1, "key": "a", "name": "A", "min": 0, "max": 1e300, "default": 0}"#, "finite 32-bit"),
+    ] {
+        std::fs::write(dir.path().join(format!("{name}.wasm")), &wasm).expect("write");
+        std::fs::write(
+            dir.path().join(format!("{name}.json")),
+            MANIFEST.replace(r#""parameters": []"#, &format!(r#""parameters": [{params}]"#)),
+        )
+        .expect("write");
+        let err = graph(&node_graph(&format!("Wasm(path: \"{name}.wasm\")")), dir.path()).expect_err(name);
+        assert!(err.to_string().contains(needle) && err.node.as_deref() == Some("n"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn faults_far_apart_are_forgiven_so_a_long_session_keeps_its_plugin() {
+    // A plugin that faults once every 2000 blocks of its own life (each instance counts from zero): over a
+    // long stretch it faults far more than five times, each time replaced, never bypassed for good.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = module(&Variant {
+        imports: r#"(global $blocks (mut i32) (i32.const 0))"#,
+        process: "(global.set $blocks (i32.add (global.get $blocks) (i32.const 1))) \
+                  (if (i32.eq (global.get $blocks) (i32.const 1000)) (then (return (i32.const 9))))",
+        ..BASE
+    });
+    let g = install(dir.path(), "flaky", &wat(&text));
+    let mut e = start(graph(&g, dir.path()).expect("valid")).expect("starts");
+    let input = noise(2 * 512 * 4);
+    run(&mut e, &input, 7 * 1010);
+    let faults = e.engine.metrics().nodes[0].faults;
+    assert!(faults >= 6, "{faults} faults, each forgiven after 10 s of clean audio");
+    let messages = e.engine.messages();
+    assert!(!messages.iter().any(|m| m.text.raw().contains("bypassed for good")));
+}

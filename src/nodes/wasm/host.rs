@@ -19,8 +19,9 @@ pub const DEADLINE_FACTOR: u64 = 10;
 pub const DEADLINE_CAP_BLOCKS: f64 = 4.0;
 /// ...and never less than two ticks (the epoch's resolution).
 pub const MIN_DEADLINE_TICKS: u64 = 2;
-/// Setup calls (version, parameters, initialize, buffers, start) are not real-time: one second each.
-pub const SETUP_DEADLINE_TICKS: u64 = 200;
+/// Setting an instance up (instantiation, version, parameters, initialize, buffers, start: all of them
+/// together) may take half a second; so may stopping and cleaning up.
+pub const SETUP_DEADLINE_TICKS: u64 = 100;
 /// Imports a module may have.
 const ALLOWED_IMPORTS: [&str; 2] = ["log", "emit_event"];
 /// Messages a plugin may leave between two polls (one block); later ones are counted as dropped.
@@ -98,11 +99,11 @@ impl Drop for Ticking {
     }
 }
 
-/// Where compiled modules are cached: `FXGRAPH_CACHE_DIR`, else `$XDG_CACHE_HOME/fxgraph/modules`, else
-/// `$HOME/.cache/fxgraph/modules`; none if no such variable is set.
+/// Where compiled modules are cached: `FXGRAPH_CACHE_DIR` (set but empty: no disk cache), else
+/// `$XDG_CACHE_HOME/fxgraph/modules`, else `$HOME/.cache/fxgraph/modules`; none if no such variable is set.
 pub fn cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("FXGRAPH_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
+        return (!dir.is_empty()).then(|| PathBuf::from(dir));
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -157,11 +158,12 @@ fn store_cached(path: &Path, module: &Module) {
 pub fn check_imports(module: &Module, path: &Path) -> Result<(), String> {
     for import in module.imports() {
         if import.module() != "fxgraph" || !ALLOWED_IMPORTS.contains(&import.name()) {
+            // The names are the module's: escaped, so they cannot forge output.
             return Err(format!(
                 "{} imports `{}.{}`, which the sandbox does not provide (allowed: fxgraph.log, fxgraph.emit_event)",
                 path.display(),
-                import.module(),
-                import.name()
+                crate::node::Untrusted::new(import.module()),
+                crate::node::Untrusted::new(import.name())
             ));
         }
     }
@@ -354,6 +356,7 @@ pub fn instantiate(
     };
     let mut store = Store::new(engine(), state);
     store.limiter(|s| s as &mut dyn ResourceLimiter);
+    // One deadline for the whole setup, so a module cannot stretch it call by call.
     store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
     let instance: Instance = pre.instantiate(&mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
     let memory = instance.get_memory(&mut store, "memory").ok_or("the module exports no `memory`")?;
@@ -379,13 +382,11 @@ pub fn instantiate(
         return Err(format!("the module implements ABI version {version}, this host {ABI_VERSION}"));
     }
     for &(id, value) in params {
-        store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
         let code = set_param.call(&mut store, (id, value)).map_err(|e| call_err("fxg_set_param", e))?;
         if code != 0 {
             return Err(format!("fxg_set_param({id}, {value}) returned error {code}{}", said(&mut store)));
         }
     }
-    store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
     let (ch, max_block) = (config.channels, config.max_block);
     let code = initialize
         .call(&mut store, (config.sample_rate as i32, ch as i32, max_block as i32))
@@ -396,11 +397,9 @@ pub fn instantiate(
             said(&mut store)
         ));
     }
-    store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
     let table = buffers.call(&mut store, ()).map_err(|e| call_err("fxg_buffers", e))? as u32 as usize;
     let (input, output) = read_table(memory.data(&store), table)?;
     let plane = ch.checked_mul(max_block).and_then(|n| n.checked_mul(4)).ok_or("buffer size overflows")?;
-    store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
     start.call(&mut store, ()).map_err(|e| call_err("fxg_start", e))?;
     // The ABI allows growth until here; the buffers are checked against the memory as it now is.
     let memory_size = memory.data_size(&store);

@@ -71,7 +71,8 @@ impl ParamDecl {
                 min: 0.0,
                 max: c.len().saturating_sub(1) as f64,
                 choices: Some(c.clone()),
-                smoothing: Smoothing::Step,
+                // A mode switch: a new instance, cross-faded in.
+                smoothing: Smoothing::Rebuild,
             },
             None => {
                 let (lo, hi) = self.range(sample_rate);
@@ -150,6 +151,28 @@ impl Manifest {
                 "`id` must be 1 to 128 characters with no control characters or slashes (got {:?})",
                 m.id
             ));
+        }
+        // Text a manifest gives is printed by `fxgraph plugin` and in errors: no control characters.
+        let printable = |what: &str, t: &str| {
+            if t.len() > 256 || t.chars().any(|c| c.is_control()) {
+                Err(format!("`{what}` must be at most 256 characters without control characters (got {:?})", t))
+            } else {
+                Ok(())
+            }
+        };
+        printable("name", &m.name)?;
+        printable("version", &m.version)?;
+        for p in &m.parameters {
+            printable("parameters.name", &p.name)?;
+            printable("parameters.unit", &p.unit)?;
+            for c in p.choices.iter().flatten() {
+                printable("parameters.enum", c)?;
+            }
+            if let Some(c) = &p.choices
+                && c.iter().collect::<HashSet<_>>().len() != c.len()
+            {
+                return Err(format!("parameter `{}`: `enum` lists a value twice", p.key));
+            }
         }
         if !(1..=MAX_BLOCK_BUDGET_US).contains(&m.block_budget_us) {
             return Err(format!(
@@ -275,6 +298,11 @@ mod tests {
             (r#"{"id": 0, "key": "a", "name": "A", "min": 2, "max": 1, "default": 0}"#, "above `max`"),
             (r#"{"id": 0, "key": "a", "name": "A", "min": 0, "max": 1, "default": 5}"#, "default must be between"),
             (r#"{"id": 0, "key": "a", "name": "A", "enum": [], "default": "x"}"#, "`enum` is empty"),
+            (r#"{"id": 0, "key": "a", "name": "A", "enum": ["x", "x"], "default": "x"}"#, "lists a value twice"),
+            (
+                r#"{"id": 0, "key": "a", "name": "A\nerror: forged", "min": 0, "max": 1, "default": 0}"#,
+                "control characters",
+            ),
             (
                 r#"{"id": 0, "key": "a", "name": "A", "min": 0, "max": 10, "max_nyquist_fraction": 2.0, "default": 1}"#,
                 "max_nyquist_fraction",

@@ -11,8 +11,9 @@
 //! for [`WATCHDOG_BLOCKS`] blocks in a row is faulted: that block's output is its dry input (or silence), the
 //! fault is counted and reported, the instance is handed to the control side to be dropped and is never
 //! re-entered, and the control side builds a fresh instance from the compiled module, which takes over
-//! after a backoff of 2, 4, 8, 16 blocks; after [`MAX_FAULTS`] faults the node stays bypassed. Other nodes
-//! and the host are not affected. Nothing is instantiated on the audio side.
+//! after a backoff of 2, 4, 8, 16 blocks; after [`MAX_FAULTS`] faults in a row (none
+//! [`FORGIVE_SECONDS`] of clean audio apart) the node stays bypassed. Other nodes and the host are not
+//! affected. Nothing is instantiated on the audio side.
 //!
 //! Log lines and events the plugin sends through its imports are copied (bounds-checked, truncated to
 //! [`MESSAGE_BYTES`]) into [`MESSAGE_SLOTS`] preallocated slots, and handed to the control side after each
@@ -46,8 +47,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::InstancePre;
 
-/// Faults after which a node stays bypassed.
+/// Faults in a row after which a node stays bypassed. Faults are in a row unless a replacement instance
+/// runs for [`FORGIVE_SECONDS`] of audio without one in between.
 pub const MAX_FAULTS: u32 = 5;
+/// Audio a replacement must process without a fault for the faults before to be forgiven.
+pub const FORGIVE_SECONDS: f64 = 10.0;
 /// Consecutive over-budget blocks after which the watchdog bypasses a plugin.
 pub const WATCHDOG_BLOCKS: u32 = 8;
 /// Output magnitudes above this are absurd (about +60 dBFS).
@@ -242,7 +246,12 @@ pub struct WasmProcessor {
     dead: Option<Box<Live>>,
     /// A replacement waiting for its backoff to end.
     spare: Option<Box<Live>>,
+    /// Faults in all, and in a row.
     faults: u32,
+    in_a_row: u32,
+    /// Frames processed cleanly since the last fault, and how many forgive it.
+    clean_frames: u64,
+    forgive_frames: u64,
     fault: Option<Fault>,
     wants_replacement: bool,
     requested: bool,
@@ -278,6 +287,9 @@ impl WasmProcessor {
             dead: None,
             spare: None,
             faults: 0,
+            in_a_row: 0,
+            clean_frames: 0,
+            forgive_frames: u64::MAX,
             fault: None,
             wants_replacement: false,
             requested: false,
@@ -293,15 +305,17 @@ impl WasmProcessor {
 
     /// Faults the instance: counted, reported at the next poll, handed back, replaced after a backoff.
     fn fault(&mut self, fault: Fault) {
-        self.faults += 1;
+        self.faults = self.faults.saturating_add(1);
+        self.in_a_row += 1;
+        self.clean_frames = 0;
         self.fault = Some(fault);
         if let Some(live) = self.live.take() {
             // Only one is kept; an older dead instance (two faults between polls) is dropped with it.
             self.dead = Some(live);
         }
         self.slow_blocks = 0;
-        self.retry_at = self.block + (1u64 << self.faults.min(16));
-        self.wants_replacement = self.faults < MAX_FAULTS;
+        self.retry_at = self.block + (1u64 << self.in_a_row.min(16));
+        self.wants_replacement = self.in_a_row < MAX_FAULTS;
         self.requested = false;
     }
 
@@ -408,6 +422,7 @@ impl Processor for WasmProcessor {
         self.live = Some(Box::new(live));
         self.deadline_ticks = deadline_ticks(self.manifest.block_budget_us, config);
         self.ramp_len = ramp_frames(RAMP_MS, config.sample_rate);
+        self.forgive_frames = (FORGIVE_SECONDS * f64::from(config.sample_rate)) as u64;
         self.config = Some(*config);
         Ok(())
     }
@@ -426,7 +441,7 @@ impl Processor for WasmProcessor {
 
     fn process(&mut self, audio: &mut AudioOut<'_>) {
         self.block += 1;
-        if self.live.is_none() && self.block >= self.retry_at && self.faults < MAX_FAULTS {
+        if self.live.is_none() && self.block >= self.retry_at && self.in_a_row < MAX_FAULTS {
             self.live = self.spare.take();
         }
         let n = audio.frames();
@@ -454,6 +469,12 @@ impl Processor for WasmProcessor {
                 }
             }
             self.run(&mut audio.slice_mut(at, chunk));
+            if self.live.is_some() && self.in_a_row > 0 {
+                self.clean_frames += chunk as u64;
+                if self.clean_frames >= self.forgive_frames {
+                    self.in_a_row = 0;
+                }
+            }
             if self.ramping {
                 for r in &mut self.ramps {
                     r.advance(chunk);
@@ -523,8 +544,11 @@ impl Processor for WasmProcessor {
             ctx.retire(dead);
         }
         if let Some(fault) = self.fault.take() {
-            let permanent = if self.faults >= MAX_FAULTS { "; bypassed for good" } else { "" };
-            let msg = text(&mut buf, format_args!("fault {} of {MAX_FAULTS}: {fault}{permanent}", self.faults));
+            let permanent = if self.in_a_row >= MAX_FAULTS { "; bypassed for good" } else { "" };
+            let msg = text(
+                &mut buf,
+                format_args!("fault {} ({} of {MAX_FAULTS} in a row): {fault}{permanent}", self.faults, self.in_a_row),
+            );
             ctx.message(MessageKind::Fault, msg);
         }
         if let Some((index, value, code)) = self.refused.take() {
@@ -544,7 +568,7 @@ impl Processor for WasmProcessor {
 
     fn install(&mut self, replacement: Box<dyn std::any::Any + Send>) -> Result<(), Box<dyn std::any::Any + Send>> {
         let live = replacement.downcast::<Live>()?;
-        if self.faults >= MAX_FAULTS || self.spare.is_some() {
+        if self.in_a_row >= MAX_FAULTS || self.spare.is_some() {
             return Err(live);
         }
         self.wants_replacement = false;
