@@ -118,9 +118,12 @@ pub struct AudioProcessor {
     plan: Option<Box<Plan>>,
     channels: usize,
     max_block: usize,
+    /// The most frames one run handles: `max_block` times the batch.
+    capacity: usize,
     input: Box<[f32]>,
     fade_in: Box<[f32]>,
     fade_out: Box<[f32]>,
+    meter_scratch: Box<[f32]>,
     /// Events due at a later frame, latest first.
     pending: Vec<(u64, NodeId, u32, f64)>,
     frame: u64,
@@ -150,6 +153,7 @@ pub(crate) struct AudioSetup {
     pub to_control: rtrb::Producer<FromAudio>,
     pub channels: usize,
     pub max_block: usize,
+    pub batch: usize,
     pub sample_rate: u32,
     pub workers: Option<Workers>,
     pub always_parallel: bool,
@@ -159,7 +163,8 @@ pub(crate) struct AudioSetup {
 
 impl AudioProcessor {
     pub(crate) fn new(s: AudioSetup) -> Self {
-        let len = s.channels * s.max_block;
+        let capacity = s.max_block * s.batch.max(1);
+        let len = s.channels * capacity;
         Self {
             from_control: s.from_control,
             to_control: s.to_control,
@@ -167,9 +172,11 @@ impl AudioProcessor {
             plan: None,
             channels: s.channels,
             max_block: s.max_block,
+            capacity,
             input: vec![0.0; len].into_boxed_slice(),
-            fade_in: vec![0.0; s.max_block].into_boxed_slice(),
-            fade_out: vec![0.0; s.max_block].into_boxed_slice(),
+            fade_in: vec![0.0; capacity].into_boxed_slice(),
+            fade_out: vec![0.0; capacity].into_boxed_slice(),
+            meter_scratch: vec![0.0; capacity].into_boxed_slice(),
             pending: Vec::with_capacity(PENDING_EVENTS),
             frame: 0,
             workers: s.workers,
@@ -220,7 +227,7 @@ impl AudioProcessor {
         let mut done = 0;
         while done < frames {
             self.receive();
-            let mut n = (frames - done).min(self.max_block);
+            let mut n = (frames - done).min(self.capacity);
             // Events due now are applied; the block ends where the next one is due.
             while let Some(&(at, node, index, value)) = self.pending.last() {
                 if at <= self.frame {
@@ -240,7 +247,7 @@ impl AudioProcessor {
     /// One block of `n` frames at offset `at` of the call.
     fn block(&mut self, input: Input<'_>, output: &mut Output<'_, '_>, at: usize, n: usize) {
         let t0 = if self.monitor { clock::now() } else { 0 };
-        let (ch, stride) = (self.channels, self.max_block);
+        let (ch, stride) = (self.channels, self.capacity);
         let Some(plan) = self.plan.as_deref_mut() else {
             write_silence(output, at, n, ch);
             self.frame += n as u64;
@@ -268,7 +275,7 @@ impl AudioProcessor {
         let out = plan.output_samples();
         read_output(out, stride, ch, output, at, n);
         if self.monitor {
-            self.stats.output.feed(out, stride, ch, n);
+            self.stats.output.feed_with(out, stride, ch, n, Some(&mut self.meter_scratch));
             let ticks = clock::now().saturating_sub(t0);
             self.stats.add_timed(n as u64, ticks, ticks as f64 > n as f64 * self.ticks_per_frame);
         }
@@ -474,43 +481,37 @@ impl PollContext for Outbox<'_> {
 /// Copies `n` frames of the call's input at `at` into `dst` (planar, `stride` apart), replacing NaN and
 /// infinity with 0. Returns how many were replaced.
 fn write_input(dst: &mut [f32], stride: usize, channels: usize, input: Input<'_>, at: usize, n: usize) -> u64 {
-    // A local count keeps the loops free of stores to memory, so they vectorize.
+    // Non-finite samples become 0.0 and are counted. Local counts keep the loops free of stores to memory
+    // and of calls, so they vectorize.
+    #[inline(always)]
+    fn clean(d: &mut [f32], s: impl Iterator<Item = f32>) -> u64 {
+        let mut bad = 0u32;
+        for (d, s) in d.iter_mut().zip(s) {
+            let finite = s.is_finite();
+            bad += u32::from(!finite);
+            *d = if finite { s } else { 0.0 };
+        }
+        u64::from(bad)
+    }
     let mut nonfinite = 0u64;
-    let mut clean = |d: &mut f32, s: f32| {
-        let finite = s.is_finite();
-        nonfinite += u64::from(!finite);
-        *d = if finite { s } else { 0.0 };
-    };
     match input {
         Input::Planar(src) => {
             for c in 0..channels {
                 let d = &mut dst[c * stride..c * stride + n];
                 if c < src.channels() {
-                    for (d, &s) in d.iter_mut().zip(&src.channel(c)[at..at + n]) {
-                        clean(d, s);
-                    }
+                    nonfinite += clean(d, src.channel(c)[at..at + n].iter().copied());
                 } else {
                     d.fill(0.0);
                 }
             }
         }
         Input::Interleaved(src, src_ch) => {
-            if src_ch == 2 && channels == 2 {
-                let (l, r) = dst.split_at_mut(stride);
-                for ((dl, dr), f) in l[..n].iter_mut().zip(&mut r[..n]).zip(src[at * 2..(at + n) * 2].chunks_exact(2)) {
-                    clean(dl, f[0]);
-                    clean(dr, f[1]);
-                }
-            } else {
-                for c in 0..channels {
-                    let d = &mut dst[c * stride..c * stride + n];
-                    if c < src_ch {
-                        for (i, d) in d.iter_mut().enumerate() {
-                            clean(d, src[(at + i) * src_ch + c]);
-                        }
-                    } else {
-                        d.fill(0.0);
-                    }
+            for c in 0..channels {
+                let d = &mut dst[c * stride..c * stride + n];
+                if c < src_ch {
+                    nonfinite += clean(d, src[at * src_ch..(at + n) * src_ch].iter().skip(c).step_by(src_ch).copied());
+                } else {
+                    d.fill(0.0);
                 }
             }
         }

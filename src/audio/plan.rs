@@ -145,7 +145,11 @@ pub struct Plan {
     /// Delay lines to take from the previous plan's edges.
     pub edge_moves_in: Vec<(EdgeAt, EdgeAt)>,
     pub channels: usize,
+    /// Samples between channels in every buffer: the most frames one run handles (`max_block` times the
+    /// batch).
     pub stride: usize,
+    /// The most frames a node is given at once.
+    pub max_block: usize,
 }
 
 impl Plan {
@@ -222,6 +226,7 @@ impl Plan {
             frames,
             channels: self.channels,
             stride: self.stride,
+            max_block: self.max_block,
             monitor: ctx.monitor,
             fading,
         };
@@ -305,6 +310,7 @@ struct Io {
     frames: usize,
     channels: usize,
     stride: usize,
+    max_block: usize,
     monitor: bool,
     fading: bool,
 }
@@ -350,17 +356,25 @@ unsafe fn run_branch(parts: &Parts, b: usize) {
     for k in branch.nodes.clone() {
         // SAFETY: the branch's nodes belong to this thread alone, by the contract.
         let slot = unsafe { &mut *parts.slots.add(k) };
-        if let Some(p) = &mut slot.processor {
-            p.process(&mut AudioOut::new(&mut branch.buf, stride, ch, n));
-        }
-        if io.monitor {
-            let ended = clock::now();
-            slot.stats.timing.record(ended.saturating_sub(t));
-            t = ended;
-            if let Some(meter) = &slot.meter {
-                meter.feed(&branch.buf, stride, ch, n);
-                t = clock::now();
+        // A run may hold several blocks (a batch): each node gets them one by one, in order.
+        let mut at = 0;
+        while at < n {
+            let len = io.max_block.min(n - at);
+            if let Some(p) = &mut slot.processor {
+                p.process(&mut AudioOut::new(&mut branch.buf, stride, ch, n).slice_mut(at, len));
             }
+            if io.monitor {
+                let ended = clock::now();
+                slot.stats.timing.record(ended.saturating_sub(t));
+                t = ended;
+            }
+            at += len;
+        }
+        if io.monitor
+            && let Some(meter) = &slot.meter
+        {
+            meter.feed(&branch.buf, stride, ch, n);
+            t = clock::now();
         }
     }
 }

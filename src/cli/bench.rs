@@ -29,7 +29,14 @@ pub(crate) fn run(
     let mut source = fxgraph::render::MemorySource::new(channels);
     let (mut engine, mut audio) = start(graph, block, threads)?;
     let started = std::time::Instant::now();
-    render(&mut engine, &mut audio, &mut source, &mut fxgraph::render::NullSink, block, &mut |_| true)?;
+    render(
+        &mut engine,
+        &mut audio,
+        &mut source,
+        &mut fxgraph::render::NullSink,
+        block * crate::offline_batch(block),
+        &mut |_| true,
+    )?;
     let elapsed = started.elapsed().as_secs_f64();
     let report = engine.metrics();
     let realtime_factor = seconds / elapsed.max(1e-12);

@@ -150,9 +150,19 @@ pub(crate) fn load(path: &Path) -> Result<Graph, Failure> {
     Graph::load(path, &Registry::with_builtins()).map_err(bad_input)
 }
 
-/// Starts a graph: the control side and the audio side.
+/// Frames an offline run hands to the worker threads at once (see `EngineOptions::batch`).
+pub(crate) const OFFLINE_RUN: usize = 4096;
+
+/// The batch for offline work at `block` frames per block.
+pub(crate) fn offline_batch(block: usize) -> usize {
+    (OFFLINE_RUN / block.max(1)).max(1)
+}
+
+/// Starts a graph for offline work: the control side and the audio side, with blocks of `max_block`
+/// frames batched for the workers.
 pub(crate) fn start(graph: Graph, max_block: usize, threads: usize) -> Result<(Engine, AudioProcessor), Failure> {
-    Engine::new(graph, EngineOptions { max_block, threads, ..EngineOptions::default() }).map_err(|e| match e {
+    let batch = offline_batch(max_block);
+    Engine::new(graph, EngineOptions { max_block, threads, batch, ..EngineOptions::default() }).map_err(|e| match e {
         EngineError::Node { .. } => bad_input(e),
         other => Failure::Other(other.into()),
     })

@@ -364,6 +364,7 @@ pub(crate) fn build(
     fresh: &mut HashMap<NodeId, Box<dyn Processor>>,
     runtime: &HashMap<NodeId, NodeRuntime>,
     channels: usize,
+    max_block: usize,
     stride: usize,
     crossfade: Option<usize>,
 ) -> plan::Plan {
@@ -450,6 +451,7 @@ pub(crate) fn build(
         edge_moves_in,
         channels,
         stride,
+        max_block,
     }
 }
 

@@ -152,6 +152,8 @@ pub struct GraphMetrics {
 pub struct EngineConfig {
     pub format: GraphFormat,
     pub max_block: usize,
+    /// Blocks each run of the audio side may hold (see [`super::EngineOptions::batch`]).
+    pub batch: usize,
     pub threads: usize,
     pub monitor: bool,
     pub base_dir: PathBuf,

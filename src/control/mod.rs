@@ -58,6 +58,12 @@ pub struct EngineOptions {
     pub monitor: bool,
     /// Length of the crossfade when the graph's structure changes while it plays.
     pub crossfade_ms: f64,
+    /// For offline rendering: how many blocks a run of the audio side may hold. Each level of the graph
+    /// then hands its branches to the worker threads once per run instead of once per block, which
+    /// amortizes the hand-off; every node still gets blocks of at most `max_block` frames and the output
+    /// bits are the same. It delays nothing but costs latency where something waits on each block: keep 1
+    /// (the default) for real-time use.
+    pub batch: usize,
 }
 
 /// See [`EngineOptions::parallelism`].
@@ -72,7 +78,14 @@ pub enum Parallelism {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { max_block: 512, threads: 1, parallelism: Parallelism::Adaptive, monitor: true, crossfade_ms: 20.0 }
+        Self {
+            max_block: 512,
+            threads: 1,
+            parallelism: Parallelism::Adaptive,
+            monitor: true,
+            crossfade_ms: 20.0,
+            batch: 1,
+        }
     }
 }
 
@@ -246,8 +259,11 @@ impl Engine {
     /// [`EngineError::Node`] if a node fails to build or initialize, [`EngineError::Options`] for a zero
     /// block size or thread count, [`EngineError::ThreadPool`] if worker threads cannot be started.
     pub fn new(graph: Graph, options: EngineOptions) -> Result<(Engine, AudioProcessor), EngineError> {
-        if options.max_block == 0 || options.threads == 0 {
-            return Err(EngineError::Options("block size and thread count must be at least 1".into()));
+        if options.max_block == 0 || options.threads == 0 || options.batch == 0 {
+            return Err(EngineError::Options("block size, batch and thread count must be at least 1".into()));
+        }
+        if options.max_block.saturating_mul(options.batch) > 1 << 20 {
+            return Err(EngineError::Options("a block times its batch may hold at most 1048576 frames".into()));
         }
         if !(options.crossfade_ms.is_finite() && (0.0..=1000.0).contains(&options.crossfade_ms)) {
             return Err(EngineError::Options("the crossfade must be 0 to 1000 ms".into()));
@@ -264,6 +280,7 @@ impl Engine {
             to_control,
             channels: format.channels,
             max_block: options.max_block,
+            batch: options.batch,
             sample_rate: format.sample_rate,
             workers,
             always_parallel: options.parallelism == Parallelism::Always,
@@ -274,6 +291,7 @@ impl Engine {
         let config = EngineConfig {
             format,
             max_block: options.max_block,
+            batch: options.batch,
             threads: options.threads,
             monitor: options.monitor,
             base_dir: graph.base_dir.clone(),

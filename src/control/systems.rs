@@ -573,7 +573,7 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
             });
         }
     }
-    let (ch, stride) = (config.format.channels, config.max_block);
+    let (ch, block, stride) = (config.format.channels, config.max_block, config.max_block * config.batch);
     let plan = match &running {
         Some(old) => {
             let union = compile::union(old, &desc).map_err(|_| {
@@ -587,13 +587,21 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
                     return Err(text);
                 }
             };
-            let mut plan =
-                compile::build(&union, Some(old), &mut fresh, &runtime, ch, stride, Some(config.crossfade_frames));
-            let next = compile::build(&desc, Some(&union), &mut HashMap::new(), &runtime, ch, stride, None);
+            let mut plan = compile::build(
+                &union,
+                Some(old),
+                &mut fresh,
+                &runtime,
+                ch,
+                block,
+                stride,
+                Some(config.crossfade_frames),
+            );
+            let next = compile::build(&desc, Some(&union), &mut HashMap::new(), &runtime, ch, block, stride, None);
             plan.next = Some(Box::new(next));
             plan
         }
-        None => compile::build(&desc, None, &mut fresh, &runtime, ch, stride, None),
+        None => compile::build(&desc, None, &mut fresh, &runtime, ch, block, stride, None),
     };
     {
         let polling: HashSet<NodeId> = runtime.iter().filter(|(_, r)| r.polls).map(|(id, _)| *id).collect();

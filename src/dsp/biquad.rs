@@ -176,9 +176,11 @@ pub struct BiquadCascade {
     coeffs: Vec<Coeffs>,
     /// State of channel pairs (0, 1), (2, 3)...: `pairs[pair * bands + band]`.
     pairs: Vec<[[f64; 2]; 2]>,
-    /// State of the last channel when the count is odd.
-    odd: Vec<[f64; 2]>,
+    /// State of the last channel when the count is odd (lane 0; lane 1 stays silent).
+    odd: Vec<[[f64; 2]; 2]>,
     channels: usize,
+    /// The block being filtered, as `f64` frames.
+    scratch: Vec<[f64; 2]>,
     ramp_len: u32,
     /// Frames into the current ramp (coefficients are recomputed when it is a multiple of RAMP_STEP).
     ramp_pos: usize,
@@ -198,6 +200,7 @@ impl BiquadCascade {
             pairs: Vec::new(),
             odd: Vec::new(),
             channels: 0,
+            scratch: Vec::new(),
             ramp_len: ramp_frames(RAMP_MS, sample_rate),
             ramp_pos: 0,
             ramping: false,
@@ -210,17 +213,18 @@ impl BiquadCascade {
         &self.coeffs
     }
 
-    /// Allocates state for `channels`.
-    pub fn prepare(&mut self, channels: usize) {
+    /// Allocates state for `channels` and blocks of up to `max_block` frames.
+    pub fn prepare(&mut self, channels: usize, max_block: usize) {
         self.channels = channels;
         self.pairs = vec![[[0.0; 2]; 2]; channels / 2 * self.coeffs.len()];
-        self.odd = vec![[0.0; 2]; channels % 2 * self.coeffs.len()];
+        self.odd = vec![[[0.0; 2]; 2]; channels % 2 * self.coeffs.len()];
+        self.scratch = vec![[0.0; 2]; max_block];
     }
 
     /// Clears the filter state; settings ramps jump to their targets.
     pub fn reset(&mut self) {
         self.pairs.fill([[0.0; 2]; 2]);
-        self.odd.fill([0.0; 2]);
+        self.odd.fill([[0.0; 2]; 2]);
         self.frames = 0;
         if self.ramping {
             for r in &mut self.ramps {
@@ -317,7 +321,7 @@ impl BiquadCascade {
 
     /// Clears state below `tiny` in magnitude (0: only non-finite state).
     fn flush_state(&mut self, tiny: f64) {
-        for s in self.pairs.iter_mut().flatten().flatten().chain(self.odd.iter_mut().flatten()) {
+        for s in self.pairs.iter_mut().chain(self.odd.iter_mut()).flatten().flatten() {
             if !(s.abs() >= tiny && s.is_finite()) && *s != 0.0 {
                 *s = 0.0;
             }
@@ -326,30 +330,65 @@ impl BiquadCascade {
 
     fn run(&mut self, audio: &mut AudioOut<'_>) {
         let bands = self.coeffs.len();
-        if bands == 0 {
+        let n = audio.frames();
+        if bands == 0 || n == 0 {
             return;
         }
+        let data = &mut self.scratch[..n];
         for (pair, state) in self.pairs.chunks_exact_mut(bands).enumerate() {
-            let c = 2 * pair;
-            let (l, r) = audio.pair_mut(c, c + 1);
-            for (yl, yr) in l.iter_mut().zip(r.iter_mut()) {
-                let mut v = [f64::from(*yl), f64::from(*yr)];
-                for (k, s) in self.coeffs.iter().zip(state.iter_mut()) {
-                    v = k.tick2(v, s);
+            let (l, r) = audio.pair_mut(2 * pair, 2 * pair + 1);
+            for ((v, l), r) in data.iter_mut().zip(l.iter()).zip(r.iter()) {
+                *v = [f64::from(*l), f64::from(*r)];
+            }
+            for (k, st) in self.coeffs.chunks(GROUP).zip(state.chunks_mut(GROUP)) {
+                match k.len() {
+                    1 => group::<1>(k, st, data),
+                    2 => group::<2>(k, st, data),
+                    3 => group::<3>(k, st, data),
+                    _ => group::<4>(k, st, data),
                 }
-                *yl = v[0] as f32;
-                *yr = v[1] as f32;
+            }
+            for ((v, l), r) in data.iter().zip(l.iter_mut()).zip(r.iter_mut()) {
+                *l = v[0] as f32;
+                *r = v[1] as f32;
             }
         }
         if self.channels % 2 == 1 {
+            // The last channel alone, in lane 0 (lane 1 carries silence through the same filters).
             let y = audio.channel_mut(self.channels - 1);
-            for yi in y.iter_mut() {
-                let mut v = f64::from(*yi);
-                for (k, st) in self.coeffs.iter().zip(self.odd.iter_mut()) {
-                    v = k.tick(v, st);
+            for (v, y) in data.iter_mut().zip(y.iter()) {
+                *v = [f64::from(*y), 0.0];
+            }
+            for (k, st) in self.coeffs.chunks(GROUP).zip(self.odd.chunks_mut(GROUP)) {
+                match k.len() {
+                    1 => group::<1>(k, st, data),
+                    2 => group::<2>(k, st, data),
+                    3 => group::<3>(k, st, data),
+                    _ => group::<4>(k, st, data),
                 }
-                *yi = v as f32;
+            }
+            for (v, y) in data.iter().zip(y.iter_mut()) {
+                *y = v[0] as f32;
             }
         }
     }
+}
+
+/// Bands applied together in one pass over a block: their state and coefficients stay in registers
+/// (4 bands: 8 SSE2 registers of state), and the recursions of the bands overlap in the pipeline.
+const GROUP: usize = 4;
+
+/// Runs `N` bands over `data` (stereo frames as `f64x2`), each frame through every band in order.
+#[inline(always)]
+fn group<const N: usize>(k: &[Coeffs], s: &mut [[[f64; 2]; 2]], data: &mut [[f64; 2]]) {
+    let k: [Coeffs; N] = std::array::from_fn(|i| k[i]);
+    let mut st: [[[f64; 2]; 2]; N] = std::array::from_fn(|i| s[i]);
+    for v in data.iter_mut() {
+        let mut x = *v;
+        for b in 0..N {
+            x = k[b].tick2(x, &mut st[b]);
+        }
+        *v = x;
+    }
+    s[..N].copy_from_slice(&st);
 }

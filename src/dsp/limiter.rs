@@ -21,6 +21,13 @@
 //! takes effect at once.
 
 use super::smooth::{Ramp, ramp_frames};
+
+/// The smaller of two gains as one compare-and-select (`minss`): gains are never NaN here (required gains
+/// come from finite peaks), where `f32::min`'s NaN handling costs several instructions a frame.
+#[inline(always)]
+fn fmin(a: f32, b: f32) -> f32 {
+    if b < a { b } else { a }
+}
 use crate::buffer::AudioOut;
 use crate::node::RAMP_MS;
 
@@ -150,45 +157,56 @@ impl Limiter {
         if peak > self.ceiling { self.ceiling / peak } else { 1.0 }
     }
 
-    /// One gain step for a frame whose required gain is `required` (from [`required_gain`](Self::required_gain)).
-    /// Frames go through here one by one, in order; the gain applies to the frame `latency()` frames back.
-    #[inline(always)]
-    pub fn gain_step(&mut self, required: f32) -> f32 {
-        let w = self.window();
-        let k = self.chunk_pos;
-        self.chunk[k] = required;
-        self.chunk_min = self.chunk_min.min(required);
-        let held = self.suffix[k + 1].min(self.chunk_min);
-        self.chunk_pos += 1;
-        if self.chunk_pos == w {
-            // The chunk is complete: its suffix minima serve the next W frames.
-            let mut m = 1.0f32;
-            for j in (0..w).rev() {
-                m = m.min(self.chunk[j]);
-                self.suffix[j] = m;
-            }
-            self.chunk_pos = 0;
-            self.chunk_min = 1.0;
-        }
-
-        let released = held.min(held + self.release * (self.released - held));
-        self.released = released;
-
-        self.hist_sum += f64::from(released) - f64::from(self.hist[self.hist_pos]);
-        self.hist[self.hist_pos] = released;
-        self.hist_pos += 1;
-        if self.hist_pos == w {
-            // Re-add exactly once per window so rounding in the running sum cannot build up.
-            self.hist_pos = 0;
-            self.hist_sum = self.hist.iter().map(|&g| f64::from(g)).sum();
-        }
-        (self.hist_sum * self.inv_window) as f32
-    }
-
-    /// [`gain_step`](Self::gain_step) over a block, in place.
+    /// Turns each frame's required gain (from [`required_gain`](Self::required_gain)) into the gain to
+    /// apply, in place; frames go through in order, and each gain applies to the frame `latency()` frames
+    /// back. The chunk position and the history position are the same counter modulo the window, so the
+    /// work goes in segments up to the window's end: no branch per frame.
     pub fn required_to_gains(&mut self, g: &mut [f32]) {
-        for v in g.iter_mut() {
-            *v = self.gain_step(*v);
+        let w = self.window();
+        let (release, inv) = (self.release, self.inv_window);
+        let mut rest = g;
+        while !rest.is_empty() {
+            let k0 = self.chunk_pos;
+            let m = (w - k0).min(rest.len());
+            let (seg, tail) = rest.split_at_mut(m);
+            let (mut cmin, mut rel, mut sum) = (self.chunk_min, self.released, self.hist_sum);
+            let chunk = &mut self.chunk[k0..k0 + m];
+            let suffix = &self.suffix[k0 + 1..k0 + 1 + m];
+            let hist = &mut self.hist[k0..k0 + m];
+            for (((v, c), s), h) in seg.iter_mut().zip(chunk).zip(suffix).zip(hist) {
+                let required = *v;
+                *c = required;
+                cmin = fmin(cmin, required);
+                let held = fmin(*s, cmin);
+                let released = fmin(held, held + release * (rel - held));
+                rel = released;
+                sum += f64::from(released) - f64::from(*h);
+                *h = released;
+                *v = (sum * inv) as f32;
+            }
+            self.released = rel;
+            self.chunk_pos += m;
+            if self.chunk_pos == w {
+                // The chunk is complete: its suffix minima serve the next W frames.
+                let mut mn = 1.0f32;
+                for j in (0..w).rev() {
+                    mn = mn.min(self.chunk[j]);
+                    self.suffix[j] = mn;
+                }
+                self.chunk_pos = 0;
+                self.chunk_min = 1.0;
+                // Re-add exactly once per window so rounding in the running sum cannot build up; the
+                // window's last gain uses the exact sum.
+                self.hist_sum = self.hist.iter().map(|&g| f64::from(g)).sum();
+                if let Some(last) = seg.last_mut() {
+                    *last = (self.hist_sum * inv) as f32;
+                }
+            } else {
+                self.chunk_min = cmin;
+                self.hist_sum = sum;
+            }
+            self.hist_pos = self.chunk_pos;
+            rest = tail;
         }
     }
 

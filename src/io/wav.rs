@@ -282,8 +282,17 @@ impl BlockSource for WavSource {
             );
         }
         let used = ch.min(out.channels());
-        for c in 0..used {
-            decode(self.encoding, &self.bytes, ch, c, &mut out.channel_mut(c)[..frames]);
+        if self.encoding == Encoding::F32 && ch == 2 && used == 2 {
+            // Stereo float, the common case: both channels in one pass.
+            let (l, r) = out.pair_mut(0, 1);
+            for ((l, r), f) in l[..frames].iter_mut().zip(&mut r[..frames]).zip(self.bytes.chunks_exact(8)) {
+                *l = f32::from_le_bytes([f[0], f[1], f[2], f[3]]);
+                *r = f32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+            }
+        } else {
+            for c in 0..used {
+                decode(self.encoding, &self.bytes, ch, c, &mut out.channel_mut(c)[..frames]);
+            }
         }
         for c in used..out.channels() {
             out.channel_mut(c)[..frames].fill(0.0);

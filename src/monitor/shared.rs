@@ -140,6 +140,18 @@ impl SharedMeter {
     /// Measures one planar block (`channels` planes `stride` apart, `frames` long). Writer only; no
     /// allocation.
     pub fn feed(&self, data: &[f32], stride: usize, channels: usize, frames: usize) {
+        self.feed_with(data, stride, channels, frames, None);
+    }
+
+    /// [`feed`](Self::feed), with a scratch buffer (of at least `frames` samples) for faster work.
+    pub fn feed_with(
+        &self,
+        data: &[f32],
+        stride: usize,
+        channels: usize,
+        frames: usize,
+        mut scratch: Option<&mut [f32]>,
+    ) {
         if frames == 0 || channels == 0 {
             return;
         }
@@ -160,17 +172,40 @@ impl SharedMeter {
         let bin = &self.block_rms[rms_bin(block_sq, n)];
         bin.store(bin.load(Relaxed).saturating_add(1), Relaxed);
 
-        // The mono mix of the block's last SPECTRUM_SIZE frames goes into the ring.
+        // The mono mix of the block's last SPECTRUM_SIZE frames goes into the ring, computed in passes
+        // over `scratch` when the caller lends one (so they vectorize), stored in contiguous runs.
         let skip = frames.saturating_sub(SPECTRUM_SIZE);
         let scale = 1.0 / channels as f32;
         let mut pos = self.ring_pos.load(Relaxed) as usize;
-        for i in skip..frames {
-            let mut v = data[i];
-            for c in 1..channels {
-                v += data[c * stride + i];
+        let mut i = skip;
+        while i < frames {
+            let run = (frames - i).min(SPECTRUM_SIZE - pos);
+            let ring = &self.ring[pos..pos + run];
+            match scratch.as_deref_mut() {
+                Some(mix) if mix.len() >= run => {
+                    let mix = &mut mix[..run];
+                    mix.copy_from_slice(&data[i..i + run]);
+                    for c in 1..channels {
+                        for (m, &v) in mix.iter_mut().zip(&data[c * stride + i..c * stride + i + run]) {
+                            *m += v;
+                        }
+                    }
+                    for (r, &m) in ring.iter().zip(mix.iter()) {
+                        r.store((m * scale).to_bits(), Relaxed);
+                    }
+                }
+                _ => {
+                    for (k, r) in ring.iter().enumerate() {
+                        let mut v = data[i + k];
+                        for c in 1..channels {
+                            v += data[c * stride + i + k];
+                        }
+                        r.store((v * scale).to_bits(), Relaxed);
+                    }
+                }
             }
-            self.ring[pos].store((v * scale).to_bits(), Relaxed);
-            pos = if pos + 1 == SPECTRUM_SIZE { 0 } else { pos + 1 };
+            pos = (pos + run) % SPECTRUM_SIZE;
+            i += run;
         }
         self.ring_pos.store(pos as u64, Relaxed);
         let filled = (self.ring_filled.load(Relaxed) + frames as u64).min(SPECTRUM_SIZE as u64);

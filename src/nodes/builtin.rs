@@ -178,7 +178,7 @@ pub struct EqProcessor {
 
 impl Processor for EqProcessor {
     fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
-        self.cascade.prepare(config.channels);
+        self.cascade.prepare(config.channels, config.max_block);
         Ok(())
     }
 
