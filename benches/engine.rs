@@ -7,7 +7,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use fxgraph::buffer::{AudioIn, AudioOut};
 use fxgraph::demo::DemoSignal;
 use fxgraph::dsp::biquad::Coeffs;
-use fxgraph::dsp::compressor::{Compressor, CompressorSettings};
+use fxgraph::dsp::compressor::Compressor;
 use fxgraph::dsp::limiter::{Limiter, LimiterSettings};
 use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph, Parallelism, Registry};
 use std::hint::black_box;
@@ -47,65 +47,83 @@ fn run_engine(rig: &mut Rig, input: &[f32], output: &mut [f32], block: usize) {
     }
 }
 
-/// `chain.ron` written out by hand as one function: the same biquads (`f64` coefficients and state, both
-/// channels in one `f64x2` lane pair), compressor and limiter (the library's own primitives), with both
-/// channels of every band in one per-frame loop, no graph, no buffers between nodes beyond the limiter's
-/// delay line, and the compressor's gain applied in the same pass that feeds the limiter. Work is staged
-/// per block so the dynamics' non-recursive math vectorizes, as in the nodes; a single per-frame loop over
-/// everything measured slower (see BENCHMARKS.md).
-struct FusedChain {
-    bands: [Coeffs; 3],
-    state: [[[f64; 2]; 2]; 3],
+/// A chain of this shape written out by hand as one function: an input gain, `N` biquads, a compressor,
+/// `M` biquads, a limiter, using the library's own primitives, with no graph and no buffers between the
+/// stages beyond the limiter's delay line. The biquads run with both channels in one `f64x2` lane pair and
+/// their state in registers for a whole block (no per-sample branch or call); the compressor's gain is
+/// computed for every frame, in vectorizable passes per block (level and gain computer, the envelope
+/// recursion, the gain), and applied in the same pass that runs the post-compressor biquads and feeds the
+/// limiter. The benchmark checks that it computes exactly the engine's output, bit for bit.
+///
+/// `chain.ron` is `Fused<3, 0>` (no input gain); the precision/speed issue's reference chain is
+/// `Fused<5, 1>` (gain -6 dB, five peaks, compressor, 12 kHz low-pass, limiter).
+struct Fused<const N: usize, const M: usize> {
+    gain: Option<f32>,
+    pre: [Coeffs; N],
+    pre_state: [[[f64; 2]; 2]; N],
     comp: Compressor,
+    post: [Coeffs; M],
+    post_state: [[[f64; 2]; 2]; M],
     lim: Limiter,
     /// Per channel: `d` frames of history, then the block.
     delay: [Vec<f32>; 2],
     d: usize,
-    peaks: Vec<f32>,
+    gains: Vec<f32>,
     required: Vec<f32>,
     ceiling: f32,
 }
 
 const FUSED_BLOCK: usize = 512;
 
-impl FusedChain {
+/// The typed parameters of a graph's node `i`.
+fn params<T: 'static>(graph: &Graph, i: usize) -> &T {
+    graph.nodes[i].spec.as_any().downcast_ref::<T>().expect("the node kind the fused loop expects")
+}
+
+impl<const N: usize, const M: usize> Fused<N, M> {
+    /// Builds the loop from a graph of the shape [Gain], Eq (N bands), Compressor, [Eq (M bands)], Limiter,
+    /// reading its parameters from the graph.
     fn new(graph: &Graph) -> Self {
+        use fxgraph::nodes::builtin::{CompressorParams, EqParams, GainParams, LimiterParams};
         let sr = graph.format.sample_rate;
-        let spec = |i: usize| format!("{:?}", graph.nodes[i].spec);
-        // The chain's parameters, read back from chain.ron (the output is also checked bit for bit).
-        assert!(
-            spec(0).contains("LowShelf")
-                && spec(1).contains("threshold_db: -18.0")
-                && spec(2).contains("ceiling_db: -1.0")
-        );
-        let band = |kind, f, g, q| Coeffs::cookbook(kind, f, g, q, f64::from(sr));
-        use fxgraph::dsp::biquad::BandKind::*;
-        let bands =
-            [band(LowShelf, 120.0, 2.0, 0.707), band(Peak, 1000.0, -1.5, 1.0), band(HighShelf, 8000.0, 1.5, 0.707)];
-        let mut comp = Compressor::new(
-            &CompressorSettings {
-                threshold_db: -18.0,
-                ratio: 4.0,
-                attack_ms: 10.0,
-                release_ms: 100.0,
-                knee_db: 6.0,
-                makeup_db: 2.0,
+        let mut i = 0;
+        let gain = graph.nodes[0].spec.as_any().downcast_ref::<GainParams>().map(|g| {
+            i = 1;
+            fxgraph::dsp::db_to_gain(g.gain_db) as f32
+        });
+        let coeffs =
+            |eq: &EqParams| -> Vec<Coeffs> { eq.bands.iter().map(|b| b.settings().coeffs(f64::from(sr))).collect() };
+        let pre: [Coeffs; N] = coeffs(params::<EqParams>(graph, i)).try_into().expect("N bands");
+        let mut comp = Compressor::new(&params::<CompressorParams>(graph, i + 1).settings(), sr);
+        comp.prepare(FUSED_BLOCK);
+        let post: [Coeffs; M] = if M > 0 {
+            coeffs(params::<EqParams>(graph, i + 2)).try_into().expect("M bands")
+        } else {
+            [Coeffs::IDENTITY; M]
+        };
+        let l = params::<LimiterParams>(graph, i + 2 + usize::from(M > 0));
+        let mut lim = Limiter::new(
+            &LimiterSettings {
+                ceiling_db: l.ceiling_db as f32,
+                lookahead_ms: l.lookahead_ms as f32,
+                release_ms: l.release_ms as f32,
             },
             sr,
         );
-        comp.prepare(FUSED_BLOCK);
-        let mut lim = Limiter::new(&LimiterSettings { ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: 50.0 }, sr);
         lim.prepare(2, 1);
         let d = lim.latency();
         Self {
-            bands,
-            state: [[[0.0; 2]; 2]; 3],
+            gain,
+            pre,
+            pre_state: [[[0.0; 2]; 2]; N],
             comp,
+            post,
+            post_state: [[[0.0; 2]; 2]; M],
             ceiling: lim.ceiling(),
             lim,
             delay: [vec![0.0; d + FUSED_BLOCK], vec![0.0; d + FUSED_BLOCK]],
             d,
-            peaks: vec![0.0; FUSED_BLOCK],
+            gains: vec![0.0; FUSED_BLOCK],
             required: vec![0.0; FUSED_BLOCK],
         }
     }
@@ -126,27 +144,43 @@ impl FusedChain {
     fn block(&mut self, xl: &[f32], xr: &[f32], yl: &mut [f32], yr: &mut [f32]) {
         let (m, d) = (xl.len(), self.d);
         let [dl, dr] = &mut self.delay;
-        let peaks = &mut self.peaks[..m];
-        // EQ, both channels, every band, one pass; then the compressor's detector input.
+        let g = &mut self.gains[..m];
+        // Input gain and the pre-compressor biquads, state in registers; the compressor's detector.
+        let (k, mut st) = (self.pre, self.pre_state);
+        let trim = self.gain;
         for i in 0..m {
-            let mut v = [f64::from(xl[i]), f64::from(xr[i])];
-            for (k, s) in self.bands.iter().zip(self.state.iter_mut()) {
-                v = k.tick2(v, s);
+            let (l, r) = match trim {
+                Some(t) => (xl[i] * t, xr[i] * t),
+                None => (xl[i], xr[i]),
+            };
+            let mut v = [f64::from(l), f64::from(r)];
+            for b in 0..N {
+                v = k[b].tick2(v, &mut st[b]);
             }
-            let [l, r] = [v[0] as f32, v[1] as f32];
+            let (l, r) = (v[0] as f32, v[1] as f32);
             dl[d + i] = l;
             dr[d + i] = r;
-            peaks[i] = 0f32.max(l.abs()).max(r.abs());
+            g[i] = 0f32.max(l.abs()).max(r.abs());
         }
-        self.comp.peaks_to_gains(peaks);
-        // Compressor gain, straight into the limiter's delay line, and the limiter's detector.
+        self.pre_state = st;
+        self.comp.peaks_to_gains(g);
+        // The compressor's gain, the post-compressor biquads, into the limiter's delay line; its detector.
         let required = &mut self.required[..m];
+        let (k, mut st) = (self.post, self.post_state);
         for i in 0..m {
-            let (l, r) = (dl[d + i] * peaks[i], dr[d + i] * peaks[i]);
+            let (mut l, mut r) = (dl[d + i] * g[i], dr[d + i] * g[i]);
+            if M > 0 {
+                let mut v = [f64::from(l), f64::from(r)];
+                for b in 0..M {
+                    v = k[b].tick2(v, &mut st[b]);
+                }
+                (l, r) = (v[0] as f32, v[1] as f32);
+            }
             dl[d + i] = l;
             dr[d + i] = r;
             required[i] = self.lim.required_gain(0f32.max(l.abs()).max(r.abs()));
         }
+        self.post_state = st;
         self.lim.required_to_gains(required);
         let c = self.ceiling;
         for i in 0..m {
@@ -156,6 +190,14 @@ impl FusedChain {
         dl.copy_within(m..m + d, 0);
         dr.copy_within(m..m + d, 0);
     }
+}
+
+type FusedChain = Fused<3, 0>;
+type FusedReference = Fused<5, 1>;
+
+fn reference_graph() -> Graph {
+    let path = format!("{}/benches/reference.ron", env!("CARGO_MANIFEST_DIR"));
+    Graph::load(path.as_ref(), &Registry::with_builtins()).expect("valid graph")
 }
 
 /// Times `a` and `b` in interleaved ABBA rounds and returns the median over rounds of time(b) / time(a),
@@ -259,6 +301,20 @@ fn ratios() {
         );
         println!(
             "  chain.ron, block {block:>3}: engine throughput / fused loop = {r:.3} [{lo:.3}, {hi:.3}]; engine {:.0}x realtime, {:.1} ns/frame",
+            audio_s / t,
+            t * 1e9 / (audio_s * 48000.0)
+        );
+    }
+    let mut fused = FusedReference::new(&reference_graph());
+    for block in [512, 64] {
+        let mut engine = start(reference_graph(), EngineOptions { max_block: block, threads: 1, ..Default::default() });
+        let (r, lo, hi, t) = paired(
+            rounds,
+            || run_engine(&mut engine, black_box(&input), &mut out, block),
+            || fused.process(black_box(&input), &mut out2),
+        );
+        println!(
+            "  reference chain, block {block:>3}: engine throughput / fused loop = {r:.3} [{lo:.3}, {hi:.3}]; engine {:.0}x realtime, {:.1} ns/frame",
             audio_s / t,
             t * 1e9 / (audio_s * 48000.0)
         );
@@ -441,6 +497,13 @@ fn chain(c: &mut Criterion) {
     let mut fused_out = vec![0.0f32; input.len()];
     FusedChain::new(&graph("chain.ron")).process(&input, &mut fused_out);
     assert!(out.iter().zip(&fused_out).all(|(a, b)| a.to_bits() == b.to_bits()), "fused loop differs from the engine");
+    let mut engine = start(reference_graph(), EngineOptions { max_block: 512, threads: 1, ..Default::default() });
+    run_engine(&mut engine, &input, &mut out, 512);
+    FusedReference::new(&reference_graph()).process(&input, &mut fused_out);
+    assert!(
+        out.iter().zip(&fused_out).all(|(a, b)| a.to_bits() == b.to_bits()),
+        "fused reference loop differs from the engine"
+    );
 
     let mut group = c.benchmark_group("chain");
     group.throughput(Throughput::Elements(n as u64));

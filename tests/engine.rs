@@ -648,7 +648,8 @@ fn every_biquad_node_is_within_minus_120_db_of_a_double_precision_reference_on_m
         assert!(e < -120.0, "the issue's EQ chain, channel {c}: {e:.1} dB");
     }
     // Every band kind alone, at low frequencies too (where f32 filters fail), and the shelf presets.
-    let mut cases: Vec<(String, Vec<(&str, f64, f64, f64)>)> = Vec::new();
+    type Band = (&'static str, f64, f64, f64);
+    let mut cases: Vec<(String, Vec<Band>)> = Vec::new();
     for (kind, f, g, q) in [
         ("Peak", 40.0, 6.0, 2.0),
         ("LowShelf", 60.0, 6.0, 0.707),

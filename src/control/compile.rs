@@ -355,6 +355,14 @@ pub(crate) struct NodeRuntime {
     pub polls: bool,
 }
 
+/// The buffer shape of a plan: channels, the largest block a node gets, and the frames one run may hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    pub channels: usize,
+    pub max_block: usize,
+    pub stride: usize,
+}
+
 /// Builds the audio side's plan for `desc`. `fresh` holds the processors that are new to the audio side
 /// (taken from it); every other node's processor is taken from `prev` (the plan the audio side runs when
 /// this one arrives) by the moves recorded here.
@@ -363,11 +371,10 @@ pub(crate) fn build(
     prev: Option<&PlanDesc>,
     fresh: &mut HashMap<NodeId, Box<dyn Processor>>,
     runtime: &HashMap<NodeId, NodeRuntime>,
-    channels: usize,
-    max_block: usize,
-    stride: usize,
+    shape: Shape,
     crossfade: Option<usize>,
 ) -> plan::Plan {
+    let Shape { channels, max_block, stride } = shape;
     let len = channels * stride;
     let pos = desc.positions();
     let mut branch_of_pos = vec![0usize; desc.nodes.len()];

@@ -573,7 +573,11 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
             });
         }
     }
-    let (ch, block, stride) = (config.format.channels, config.max_block, config.max_block * config.batch);
+    let shape = compile::Shape {
+        channels: config.format.channels,
+        max_block: config.max_block,
+        stride: config.max_block * config.batch,
+    };
     let plan = match &running {
         Some(old) => {
             let union = compile::union(old, &desc).map_err(|_| {
@@ -587,21 +591,13 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
                     return Err(text);
                 }
             };
-            let mut plan = compile::build(
-                &union,
-                Some(old),
-                &mut fresh,
-                &runtime,
-                ch,
-                block,
-                stride,
-                Some(config.crossfade_frames),
-            );
-            let next = compile::build(&desc, Some(&union), &mut HashMap::new(), &runtime, ch, block, stride, None);
+            let mut plan =
+                compile::build(&union, Some(old), &mut fresh, &runtime, shape, Some(config.crossfade_frames));
+            let next = compile::build(&desc, Some(&union), &mut HashMap::new(), &runtime, shape, None);
             plan.next = Some(Box::new(next));
             plan
         }
-        None => compile::build(&desc, None, &mut fresh, &runtime, ch, block, stride, None),
+        None => compile::build(&desc, None, &mut fresh, &runtime, shape, None),
     };
     {
         let polling: HashSet<NodeId> = runtime.iter().filter(|(_, r)| r.polls).map(|(id, _)| *id).collect();

@@ -142,25 +142,79 @@ pub struct Meter {
 
 /// A block's peak magnitude and sum of squares (`channels` planes `stride` apart, `frames` long).
 pub(crate) fn peak_and_sum_sq(data: &[f32], stride: usize, channels: usize, frames: usize) -> (f32, f64) {
-    // Eight independent lanes let the compiler vectorize what would otherwise be one long chain of
-    // dependent additions.
+    measure(data, stride, channels, frames, None)
+}
+
+/// [`peak_and_sum_sq`], and in the same pass the sum of the channels into `mix` (at least `frames` long).
+pub(crate) fn measure(
+    data: &[f32],
+    stride: usize,
+    channels: usize,
+    frames: usize,
+    mut mix: Option<&mut [f32]>,
+) -> (f32, f64) {
+    // Eight independent lanes per statistic let the compiler vectorize what would otherwise be one long
+    // chain of dependent additions; each kernel is one simple loop over whole lanes.
     let (mut peak, mut sq) = ([0f32; 8], [0f32; 8]);
+    let whole = frames - frames % 8;
     for c in 0..channels {
         let x = &data[c * stride..c * stride + frames];
-        let mut chunks = x.chunks_exact(8);
-        for chunk in &mut chunks {
-            for j in 0..8 {
-                peak[j] = crate::dsp::max_abs(peak[j], chunk[j]);
-                sq[j] += chunk[j] * chunk[j];
-            }
+        match mix.as_deref_mut() {
+            Some(m) if c == 0 => lanes_set(&x[..whole], &mut m[..whole], &mut peak, &mut sq),
+            Some(m) => lanes_add(&x[..whole], &mut m[..whole], &mut peak, &mut sq),
+            None => lanes(&x[..whole], &mut peak, &mut sq),
         }
-        for (j, &v) in chunks.remainder().iter().enumerate() {
+        for (j, &v) in x[whole..].iter().enumerate() {
             peak[j] = crate::dsp::max_abs(peak[j], v);
             sq[j] += v * v;
+            if let Some(m) = mix.as_deref_mut() {
+                m[whole + j] = if c == 0 { v } else { m[whole + j] + v };
+            }
         }
     }
     let block_sq: f64 = sq.iter().map(|&s| f64::from(s)).sum();
     (peak.iter().fold(0.0f32, |p, &v| p.max(v)), block_sq)
+}
+
+fn lanes(x: &[f32], peak_out: &mut [f32; 8], sq_out: &mut [f32; 8]) {
+    // Local copies: accumulators the compiler can keep in registers and vectorize.
+    let (mut peak, mut sq) = (*peak_out, *sq_out);
+    for xs in x.chunks_exact(8) {
+        let xs: &[f32; 8] = xs.try_into().expect("eight lanes");
+        for j in 0..8 {
+            peak[j] = crate::dsp::max_abs(peak[j], xs[j]);
+            sq[j] += xs[j] * xs[j];
+        }
+    }
+    (*peak_out, *sq_out) = (peak, sq);
+}
+
+fn lanes_set(x: &[f32], m: &mut [f32], peak_out: &mut [f32; 8], sq_out: &mut [f32; 8]) {
+    let (mut peak, mut sq) = (*peak_out, *sq_out);
+    for (xs, ms) in x.chunks_exact(8).zip(m.chunks_exact_mut(8)) {
+        let xs: &[f32; 8] = xs.try_into().expect("eight lanes");
+        let ms: &mut [f32; 8] = ms.try_into().expect("eight lanes");
+        for j in 0..8 {
+            peak[j] = crate::dsp::max_abs(peak[j], xs[j]);
+            sq[j] += xs[j] * xs[j];
+            ms[j] = xs[j];
+        }
+    }
+    (*peak_out, *sq_out) = (peak, sq);
+}
+
+fn lanes_add(x: &[f32], m: &mut [f32], peak_out: &mut [f32; 8], sq_out: &mut [f32; 8]) {
+    let (mut peak, mut sq) = (*peak_out, *sq_out);
+    for (xs, ms) in x.chunks_exact(8).zip(m.chunks_exact_mut(8)) {
+        let xs: &[f32; 8] = xs.try_into().expect("eight lanes");
+        let ms: &mut [f32; 8] = ms.try_into().expect("eight lanes");
+        for j in 0..8 {
+            peak[j] = crate::dsp::max_abs(peak[j], xs[j]);
+            sq[j] += xs[j] * xs[j];
+            ms[j] += xs[j];
+        }
+    }
+    (*peak_out, *sq_out) = (peak, sq);
 }
 
 /// The block-RMS histogram bin of a block with sum of squares `sum_sq` over `n` samples.

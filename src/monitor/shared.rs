@@ -111,7 +111,8 @@ pub struct SharedMeter {
     samples: AtomicU64,
     clipped: AtomicU64,
     block_rms: [AtomicU32; RMS_BINS],
-    ring: Box<[AtomicU32]>,
+    /// The latest mono samples, two per word (frame `2k` in the low half, `2k + 1` in the high one).
+    ring: Box<[AtomicU64]>,
     ring_pos: AtomicU64,
     ring_filled: AtomicU64,
 }
@@ -131,7 +132,7 @@ impl SharedMeter {
             samples: AtomicU64::new(0),
             clipped: AtomicU64::new(0),
             block_rms: std::array::from_fn(|_| AtomicU32::new(0)),
-            ring: (0..SPECTRUM_SIZE).map(|_| AtomicU32::new(0)).collect(),
+            ring: (0..SPECTRUM_SIZE / 2).map(|_| AtomicU64::new(0)).collect(),
             ring_pos: AtomicU64::new(0),
             ring_filled: AtomicU64::new(0),
         }
@@ -143,19 +144,16 @@ impl SharedMeter {
         self.feed_with(data, stride, channels, frames, None);
     }
 
-    /// [`feed`](Self::feed), with a scratch buffer (of at least `frames` samples) for faster work.
-    pub fn feed_with(
-        &self,
-        data: &[f32],
-        stride: usize,
-        channels: usize,
-        frames: usize,
-        mut scratch: Option<&mut [f32]>,
-    ) {
+    /// [`feed`](Self::feed), with a scratch buffer (of at least `frames` samples) so that the mono mix is
+    /// computed in the same vectorized pass as the levels.
+    pub fn feed_with(&self, data: &[f32], stride: usize, channels: usize, frames: usize, scratch: Option<&mut [f32]>) {
         if frames == 0 || channels == 0 {
             return;
         }
-        let (block_peak, block_sq) = super::peak_and_sum_sq(data, stride, channels, frames);
+        let mix = scratch.filter(|s| s.len() >= frames);
+        let have_mix = mix.is_some();
+        let mut mix = mix;
+        let (block_peak, block_sq) = super::measure(data, stride, channels, frames, mix.as_deref_mut());
         let n = (channels * frames) as u64;
         if block_peak > f32::from_bits(self.peak.load(Relaxed)) {
             self.peak.store(block_peak.to_bits(), Relaxed);
@@ -172,40 +170,52 @@ impl SharedMeter {
         let bin = &self.block_rms[rms_bin(block_sq, n)];
         bin.store(bin.load(Relaxed).saturating_add(1), Relaxed);
 
-        // The mono mix of the block's last SPECTRUM_SIZE frames goes into the ring, computed in passes
-        // over `scratch` when the caller lends one (so they vectorize), stored in contiguous runs.
-        let skip = frames.saturating_sub(SPECTRUM_SIZE);
+        // The mono mix of the block's last SPECTRUM_SIZE frames into the ring, two samples a store.
         let scale = 1.0 / channels as f32;
+        let sample = |i: usize| -> f32 {
+            match &mix {
+                Some(m) => m[i] * scale,
+                None => (0..channels).map(|c| data[c * stride + i]).sum::<f32>() * scale,
+            }
+        };
+        let skip = frames.saturating_sub(SPECTRUM_SIZE);
         let mut pos = self.ring_pos.load(Relaxed) as usize;
         let mut i = skip;
-        while i < frames {
-            let run = (frames - i).min(SPECTRUM_SIZE - pos);
-            let ring = &self.ring[pos..pos + run];
-            match scratch.as_deref_mut() {
-                Some(mix) if mix.len() >= run => {
-                    let mix = &mut mix[..run];
-                    mix.copy_from_slice(&data[i..i + run]);
-                    for c in 1..channels {
-                        for (m, &v) in mix.iter_mut().zip(&data[c * stride + i..c * stride + i + run]) {
-                            *m += v;
-                        }
-                    }
-                    for (r, &m) in ring.iter().zip(mix.iter()) {
-                        r.store((m * scale).to_bits(), Relaxed);
-                    }
+        let put_half = |pos: usize, v: f32| {
+            let word = &self.ring[pos / 2];
+            let old = word.load(Relaxed);
+            let new = if pos.is_multiple_of(2) {
+                (old & !0xFFFF_FFFF) | u64::from(v.to_bits())
+            } else {
+                (old & 0xFFFF_FFFF) | (u64::from(v.to_bits()) << 32)
+            };
+            word.store(new, Relaxed);
+        };
+        if pos % 2 == 1 && i < frames {
+            put_half(pos, sample(i));
+            pos = (pos + 1) % SPECTRUM_SIZE;
+            i += 1;
+        }
+        while i + 1 < frames {
+            let pairs = ((frames - i) / 2).min((SPECTRUM_SIZE - pos) / 2);
+            let words = &self.ring[pos / 2..pos / 2 + pairs];
+            if have_mix && let Some(m) = &mix {
+                for (w, p) in words.iter().zip(m[i..i + 2 * pairs].chunks_exact(2)) {
+                    let (a, b) = ((p[0] * scale).to_bits(), (p[1] * scale).to_bits());
+                    w.store(u64::from(a) | (u64::from(b) << 32), Relaxed);
                 }
-                _ => {
-                    for (k, r) in ring.iter().enumerate() {
-                        let mut v = data[i + k];
-                        for c in 1..channels {
-                            v += data[c * stride + i + k];
-                        }
-                        r.store((v * scale).to_bits(), Relaxed);
-                    }
+            } else {
+                for (k, w) in words.iter().enumerate() {
+                    let (a, b) = (sample(i + 2 * k).to_bits(), sample(i + 2 * k + 1).to_bits());
+                    w.store(u64::from(a) | (u64::from(b) << 32), Relaxed);
                 }
             }
-            pos = (pos + run) % SPECTRUM_SIZE;
-            i += run;
+            pos = (pos + 2 * pairs) % SPECTRUM_SIZE;
+            i += 2 * pairs;
+        }
+        if i < frames {
+            put_half(pos, sample(i));
+            pos = (pos + 1) % SPECTRUM_SIZE;
         }
         self.ring_pos.store(pos as u64, Relaxed);
         let filled = (self.ring_filled.load(Relaxed) + frames as u64).min(SPECTRUM_SIZE as u64);
@@ -222,8 +232,10 @@ impl SharedMeter {
         for (dst, src) in m.block_rms.iter_mut().zip(&self.block_rms) {
             *dst = src.load(Relaxed);
         }
-        for (dst, src) in m.ring.iter_mut().zip(self.ring.iter()) {
-            *dst = f32::from_bits(src.load(Relaxed));
+        for (dst, src) in m.ring.chunks_exact_mut(2).zip(self.ring.iter()) {
+            let w = src.load(Relaxed);
+            dst[0] = f32::from_bits(w as u32);
+            dst[1] = f32::from_bits((w >> 32) as u32);
         }
         m.ring_pos = self.ring_pos.load(Relaxed) as usize;
         m.ring_filled = self.ring_filled.load(Relaxed) as usize;
