@@ -2,30 +2,48 @@
 
 use crate::{Failure, bad_input, default_threads, load, start};
 use fxgraph::demo::DemoSignal;
-use fxgraph::render::render;
+use fxgraph::io::decode::open_input;
+use fxgraph::render::{BlockSource, render};
 use std::path::Path;
 
 pub(crate) fn run(
     graph_path: &Path,
-    seconds: f64,
+    input: Option<&Path>,
+    seconds: Option<f64>,
     block: usize,
     threads: Option<u32>,
     json: bool,
 ) -> Result<(), Failure> {
-    if !(seconds.is_finite() && seconds > 0.0) {
-        return Err(bad_input(anyhow::anyhow!("--seconds must be a positive number of seconds (got {seconds})")));
+    if let Some(s) = seconds
+        && !(s.is_finite() && s > 0.0)
+    {
+        return Err(bad_input(anyhow::anyhow!("--seconds must be a positive number of seconds (got {s})")));
     }
     let graph = load(graph_path)?;
     let fmt = graph.format;
     let threads = default_threads(threads);
-    // The demo signal is generated before the engine starts and timing begins, so only the engine's
-    // processing (and allocations) are measured.
-    let mut demo = DemoSignal::new(fmt.sample_rate, fmt.channels, seconds);
-    let frames = demo.total_frames() as usize;
-    let mut planar = vec![0.0f32; fmt.channels * frames];
-    demo.fill(&mut fxgraph::AudioOut::new(&mut planar, frames, fmt.channels, frames));
-    let channels: Vec<Vec<f32>> = planar.chunks(frames.max(1)).map(<[f32]>::to_vec).collect();
-    drop(planar);
+    // The signal is in memory before the engine starts and timing begins, so only the engine's processing
+    // (and allocations) are measured.
+    let limit = seconds.map(|s| (s * f64::from(fmt.sample_rate)) as u64);
+    let mut source: Box<dyn BlockSource> = match input {
+        Some(path) => open_input(path, fmt).map_err(bad_input)?.0,
+        None => Box::new(DemoSignal::new(fmt.sample_rate, fmt.channels, seconds.unwrap_or(10.0))),
+    };
+    let mut channels: Vec<Vec<f32>> = vec![Vec::new(); fmt.channels];
+    let mut buf = vec![0.0f32; fmt.channels * 65536];
+    loop {
+        let want = limit.map_or(65536, |l| (l - channels[0].len() as u64).min(65536)) as usize;
+        let got = source.read(&mut fxgraph::AudioOut::new(&mut buf, 65536, fmt.channels, want)).map_err(bad_input)?;
+        for (c, ch) in channels.iter_mut().enumerate() {
+            ch.extend_from_slice(&buf[c * 65536..c * 65536 + got]);
+        }
+        if got < want || want == 0 {
+            break;
+        }
+    }
+    drop(source);
+    let frames = channels[0].len();
+    let seconds = frames as f64 / f64::from(fmt.sample_rate);
     let mut source = fxgraph::render::MemorySource::new(channels);
     let (mut engine, mut audio) = start(graph, block, threads)?;
     let started = std::time::Instant::now();

@@ -56,9 +56,13 @@ enum Command {
     Bench {
         /// The graph file (RON).
         graph: PathBuf,
-        /// Seconds of demo signal to render.
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
+        /// An audio file to render instead of the demo signal (decoded, resampled and remixed to the
+        /// graph's format before timing starts).
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        /// Seconds of demo signal to render (or at most this much of the input).
+        #[arg(long)]
+        seconds: Option<f64>,
         /// Frames per processing block.
         #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
         block: u32,
@@ -123,8 +127,8 @@ fn main() -> ExitCode {
         Command::Render { graph, input, output, block, threads, seconds, format, metrics } => {
             render::run(&graph, input.as_deref(), output, block as usize, threads, seconds, format, metrics.as_deref())
         }
-        Command::Bench { graph, seconds, block, threads, json } => {
-            bench::run(&graph, seconds, block as usize, threads, json)
+        Command::Bench { graph, input, seconds, block, threads, json } => {
+            bench::run(&graph, input.as_deref(), seconds, block as usize, threads, json)
         }
         Command::Check { graph } => check::run(&graph),
         Command::Plugin { path } => plugin::run(&path),

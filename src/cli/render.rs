@@ -2,8 +2,9 @@
 
 use crate::{Failure, Format, bad_input, default_threads, load, start, write_atomically};
 use fxgraph::demo::DemoSignal;
-use fxgraph::render::{BlockSource, render};
-use fxgraph::wav::{WavFormat, WavSink, WavSource, same_file};
+use fxgraph::io::decode::open_input;
+use fxgraph::render::{BlockSource, Limited, render};
+use fxgraph::wav::{WavFormat, WavSink, same_file};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -46,30 +47,13 @@ pub(crate) fn run(
     // The source, and how many frames it will give (for the progress bar).
     let (mut source, total): (Box<dyn BlockSource>, u64) = match input {
         Some(path) => {
-            let mut wav = WavSource::open(path).map_err(bad_input)?;
-            if wav.sample_rate() != fmt.sample_rate {
-                return Err(bad_input(anyhow::anyhow!(
-                    "{} is at {} Hz but {} runs at {} Hz; resample the input or change the graph's sample_rate",
-                    path.display(),
-                    wav.sample_rate(),
-                    graph_path.display(),
-                    fmt.sample_rate
-                )));
+            let (source, note) = open_input(path, fmt).map_err(bad_input)?;
+            if !note.is_empty() {
+                eprintln!("note: {}: {note}", path.display());
             }
-            if wav.channels() != fmt.channels {
-                return Err(bad_input(anyhow::anyhow!(
-                    "{} has {} channels but {} has {}",
-                    path.display(),
-                    wav.channels(),
-                    graph_path.display(),
-                    fmt.channels
-                )));
-            }
-            if let Some(s) = seconds {
-                wav.limit((s * f64::from(fmt.sample_rate)) as u64);
-            }
-            let frames = wav.frames();
-            (Box::new(wav), frames)
+            let limit = seconds.map_or(u64::MAX, |s| (s * f64::from(fmt.sample_rate)) as u64);
+            let frames = source.frames().unwrap_or(0).min(limit);
+            (Box::new(Limited::new(source, limit)), frames)
         }
         None => {
             let demo = DemoSignal::new(fmt.sample_rate, fmt.channels, seconds.unwrap_or(10.0));

@@ -73,6 +73,16 @@ impl DemoSignal {
         self.total
     }
 
+    /// Frames left to play.
+    pub fn remaining(&self) -> u64 {
+        self.total - self.next
+    }
+
+    /// Moves to frame `frame` (clamped to the length).
+    pub fn set_position(&mut self, frame: u64) {
+        self.next = frame.min(self.total);
+    }
+
     /// Fills up to `frames` frames of planar `out` (channel `c` at `out[c * stride..]`); returns how many
     /// were written (0 at the end).
     pub fn fill(&mut self, out: &mut crate::AudioOut<'_>) -> usize {

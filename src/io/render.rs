@@ -5,9 +5,24 @@ use crate::audio::AudioProcessor;
 use crate::buffer::{AudioIn, AudioOut};
 use crate::control::Engine;
 
-/// Where blocks come from. `read` fills up to `out.frames()` frames and returns how many (0 at the end).
+/// Where blocks come from. `read` fills up to `out.frames()` frames and returns how many: fewer only at
+/// the end (0 once it is reached).
 pub trait BlockSource: Send {
     fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize>;
+
+    /// Frames left to read, when known.
+    fn frames(&self) -> Option<u64> {
+        None
+    }
+
+    /// Moves to frame `frame` (from the start).
+    ///
+    /// # Errors
+    /// If the source cannot seek.
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        let _ = frame;
+        anyhow::bail!("this source cannot seek")
+    }
 }
 
 /// Where blocks go.
@@ -18,6 +33,15 @@ pub trait BlockSink: Send {
 impl BlockSource for crate::demo::DemoSignal {
     fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
         Ok(self.fill(out))
+    }
+
+    fn frames(&self) -> Option<u64> {
+        Some(self.remaining())
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        self.set_position(frame);
+        Ok(())
     }
 }
 
@@ -43,6 +67,54 @@ impl BlockSource for MemorySource {
         }
         self.position += n;
         Ok(n)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        Some((self.channels.first().map_or(0, Vec::len) - self.position) as u64)
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        self.position = (frame as usize).min(self.channels.first().map_or(0, Vec::len));
+        Ok(())
+    }
+}
+
+/// A source cut after a number of frames.
+pub struct Limited<S> {
+    inner: S,
+    left: u64,
+}
+
+impl<S> Limited<S> {
+    pub fn new(inner: S, frames: u64) -> Self {
+        Self { inner, left: frames }
+    }
+}
+
+impl<S: BlockSource> BlockSource for Limited<S> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        let want = (out.frames() as u64).min(self.left) as usize;
+        let n = self.inner.read(&mut out.prefix(want))?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        self.inner.frames().map(|f| f.min(self.left))
+    }
+}
+
+impl BlockSource for Box<dyn BlockSource> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        (**self).read(out)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        (**self).frames()
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        (**self).seek(frame)
     }
 }
 

@@ -254,6 +254,19 @@ impl WavSource {
     pub fn limit(&mut self, frames: u64) {
         self.remaining = self.remaining.min(frames);
     }
+
+    /// Moves to frame `frame` of the data (clamped to its end).
+    ///
+    /// # Errors
+    /// If the file cannot seek.
+    pub fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        let frame = frame.min(self.info.frames);
+        let bytes = (self.encoding.bytes() * self.info.channels) as u64;
+        self.file.seek(SeekFrom::Start(self.info.data_offset + frame * bytes))?;
+        self.remaining = self.info.frames - frame;
+        self.read = frame;
+        Ok(())
+    }
 }
 
 impl BlockSource for WavSource {
@@ -300,6 +313,14 @@ impl BlockSource for WavSource {
         self.remaining -= frames as u64;
         self.read += frames as u64;
         Ok(frames)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        Some(self.remaining)
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        WavSource::seek(self, frame)
     }
 }
 
@@ -395,8 +416,19 @@ fn header(format: WavFormat, channels: usize, sample_rate: u32) -> Vec<u8> {
     h.extend_from_slice(b"JUNK");
     h.extend_from_slice(&28u32.to_le_bytes());
     h.extend_from_slice(&[0u8; 28]);
+    // fmt: 16 bytes for integer PCM, 18 (with an empty extension) for float, 40 for the extensible form.
+    let float = code == FORMAT_FLOAT;
     h.extend_from_slice(b"fmt ");
-    h.extend_from_slice(&(if extensible { 40u32 } else { 16u32 }).to_le_bytes());
+    h.extend_from_slice(
+        &(if extensible {
+            40u32
+        } else if float {
+            18
+        } else {
+            16
+        })
+        .to_le_bytes(),
+    );
     h.extend_from_slice(&(if extensible { FORMAT_EXTENSIBLE } else { code }).to_le_bytes());
     h.extend_from_slice(&(channels as u16).to_le_bytes());
     h.extend_from_slice(&sample_rate.to_le_bytes());
@@ -414,6 +446,14 @@ fn header(format: WavFormat, channels: usize, sample_rate: u32) -> Vec<u8> {
         h.extend_from_slice(&mask.to_le_bytes());
         h.extend_from_slice(&code.to_le_bytes());
         h.extend_from_slice(&GUID_TAIL);
+    } else if float {
+        h.extend_from_slice(&0u16.to_le_bytes());
+    }
+    if float {
+        // Non-PCM data carries a fact chunk: the frame count (filled in by `finish`).
+        h.extend_from_slice(b"fact");
+        h.extend_from_slice(&4u32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
     }
     h.extend_from_slice(b"data\0\0\0\0");
     h
@@ -464,6 +504,8 @@ impl WavSink {
         let riff_size = self.header_len - 8 + self.data_bytes + pad;
         let frames = self.data_bytes / (self.format.bytes() * self.channels) as u64;
         let data_size_at = self.header_len - 4;
+        // The fact chunk, when there is one, sits just before the data chunk.
+        let fact_at = (self.format == WavFormat::F32).then_some(self.header_len - 8 - 4);
         if self.data_bytes > rf64_threshold(self.header_len) {
             // RF64: the 32-bit sizes say "see ds64", which takes the JUNK chunk's place.
             file.seek(SeekFrom::Start(0))?;
@@ -480,11 +522,19 @@ impl WavSink {
             file.write_all(&ds64)?;
             file.seek(SeekFrom::Start(data_size_at))?;
             file.write_all(&u32::MAX.to_le_bytes())?;
+            if let Some(at) = fact_at {
+                file.seek(SeekFrom::Start(at))?;
+                file.write_all(&u32::MAX.to_le_bytes())?;
+            }
         } else {
             file.seek(SeekFrom::Start(4))?;
             file.write_all(&(riff_size as u32).to_le_bytes())?;
             file.seek(SeekFrom::Start(data_size_at))?;
             file.write_all(&(self.data_bytes as u32).to_le_bytes())?;
+            if let Some(at) = fact_at {
+                file.seek(SeekFrom::Start(at))?;
+                file.write_all(&(frames as u32).to_le_bytes())?;
+            }
         }
         file.sync_all().context("cannot sync the output")?;
         drop(file);

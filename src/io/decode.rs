@@ -1,0 +1,501 @@
+//! Reading any audio file as a stream of planar blocks at the graph's format.
+//!
+//! - WAV (RIFF and RF64, 8- to 32-bit integer, 32- and 64-bit float) is read by fxgraph's own reader
+//!   ([`crate::wav`]), which converts whole blocks at once; everything else (FLAC, MP3, Ogg Vorbis, AAC
+//!   and ALAC in MP4, AIFF) is decoded by `symphonia`, packet by packet.
+//! - A file at another sample rate is resampled with `rubato`'s synchronous FFT resampler (its
+//!   highest-quality mode; a Blackman-Harris window, the start-up delay trimmed so the output lines up
+//!   with the input, and exactly `round(frames * out_rate / in_rate)` frames out).
+//! - Channels: a mono file feeds both channels of a stereo graph (the same signal on each); a stereo file
+//!   feeds a mono graph as `(left + right) / 2`. Any other difference is an error.
+//!
+//! Everything streams: memory stays the same whatever the file's length.
+
+use crate::buffer::AudioOut;
+use crate::node::GraphFormat;
+use crate::render::BlockSource;
+use crate::wav::WavSource;
+use anyhow::{Context, bail};
+use std::path::{Path, PathBuf};
+use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo, TrackType};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+
+/// A decoded file: its rate and channels as stored.
+pub struct Decoded {
+    inner: Inner,
+    rate: u32,
+    channels: usize,
+    frames: Option<u64>,
+}
+
+enum Inner {
+    Wav(WavSource),
+    Symphonia(Box<SymphoniaSource>),
+}
+
+impl Decoded {
+    /// Opens `path`: WAV by fxgraph's reader, anything else by symphonia.
+    ///
+    /// # Errors
+    /// A message naming the file if it cannot be read, or is not audio fxgraph can decode.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        let mut head = [0u8; 4];
+        let is_wav = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .map(|()| matches!(&head, b"RIFF" | b"RF64" | b"BW64"))
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        if is_wav {
+            let wav = WavSource::open(path)?;
+            let (rate, channels, frames) = (wav.sample_rate(), wav.channels(), wav.frames());
+            return Ok(Self { inner: Inner::Wav(wav), rate, channels, frames: Some(frames) });
+        }
+        let src = SymphoniaSource::open(path)?;
+        let (rate, channels, frames) = (src.rate, src.channels, src.frames);
+        Ok(Self { inner: Inner::Symphonia(Box::new(src)), rate, channels, frames })
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+}
+
+impl BlockSource for Decoded {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        match &mut self.inner {
+            Inner::Wav(w) => w.read(out),
+            Inner::Symphonia(s) => s.read(out),
+        }
+    }
+
+    fn frames(&self) -> Option<u64> {
+        match &self.inner {
+            Inner::Wav(w) => Some(w.frames()),
+            Inner::Symphonia(_) => self.frames,
+        }
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        match &mut self.inner {
+            Inner::Wav(w) => w.seek(frame),
+            Inner::Symphonia(s) => s.seek(frame),
+        }
+    }
+}
+
+/// A file decoded by symphonia.
+struct SymphoniaSource {
+    path: PathBuf,
+    format: Box<dyn FormatReader>,
+    decoder: Box<dyn AudioDecoder>,
+    track: u32,
+    rate: u32,
+    channels: usize,
+    frames: Option<u64>,
+    /// Decoded frames not yet handed out (planar), from `fifo_at` on.
+    fifo: Vec<Vec<f32>>,
+    fifo_at: usize,
+    planes: Vec<Vec<f32>>,
+    /// Frames handed out so far (the position), and frames still to drop after a seek.
+    position: u64,
+    skip: u64,
+    done: bool,
+    /// Where the next packet should start, in the track's time base: a later start is a gap where damaged
+    /// data was skipped.
+    next_ts: Option<i64>,
+    /// Frames decoded since the start (for comparing with what the stream declares), while no seek
+    /// happened.
+    decoded: u64,
+    from_start: bool,
+}
+
+impl SymphoniaSource {
+    fn open(path: &Path) -> anyhow::Result<Self> {
+        let bad = |e: String| anyhow::anyhow!("{}: not a readable audio file: {e}", path.display());
+        let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let mss = MediaSourceStream::new(Box::new(file), Default::default());
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        let format = symphonia::default::get_probe()
+            .probe(&hint, mss, FormatOptions::default(), MetadataOptions::default())
+            .map_err(|e| bad(e.to_string()))?;
+        let track = format.default_track(TrackType::Audio).ok_or_else(|| bad("no audio track".into()))?;
+        let params = track.codec_params.as_ref().and_then(|p| p.audio()).ok_or_else(|| bad("no audio codec".into()))?;
+        let rate = params.sample_rate.ok_or_else(|| bad("no sample rate".into()))?;
+        let channels = params.channels.as_ref().map(|c| c.count()).ok_or_else(|| bad("no channel layout".into()))?;
+        if channels == 0 || rate == 0 {
+            return Err(bad("no channels, or a rate of 0 Hz".into()));
+        }
+        let decoder = symphonia::default::get_codecs()
+            .make_audio_decoder(params, &AudioDecoderOptions::default())
+            .map_err(|e| bad(format!("unsupported codec: {e}")))?;
+        let (id, frames) = (track.id, track.num_frames);
+        Ok(Self {
+            path: path.to_path_buf(),
+            format,
+            decoder,
+            track: id,
+            rate,
+            channels,
+            frames,
+            fifo: vec![Vec::new(); channels],
+            fifo_at: 0,
+            planes: Vec::new(),
+            position: 0,
+            skip: 0,
+            done: false,
+            next_ts: None,
+            decoded: 0,
+            from_start: true,
+        })
+    }
+
+    fn available(&self) -> usize {
+        self.fifo.first().map_or(0, |c| c.len() - self.fifo_at)
+    }
+
+    /// Decodes one more packet into the FIFO; false at the end.
+    fn decode_packet(&mut self) -> anyhow::Result<bool> {
+        let position = self.position as f64 / f64::from(self.rate);
+        let packet = match self.format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => return self.end(),
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return self.end(),
+            Err(e) => bail!("{}: corrupt or unreadable data at {:.3} s: {e}", self.path.display(), position),
+        };
+        if packet.track_id != self.track {
+            return Ok(true);
+        }
+        // The demuxer skips damaged data by looking for the next packet: a jump in time means audio lost.
+        let (ts, dur) = (packet.pts.get(), packet.dur.get() as i64);
+        // (Before the first decoded frame, codecs that prime their decoder, such as Vorbis, start late.)
+        if let Some(expected) = self.next_ts
+            && ts > expected
+            && self.decoded > 0
+        {
+            bail!(
+                "{}: corrupt data at {:.3} s: {} frames are missing there",
+                self.path.display(),
+                position,
+                ts - expected
+            );
+        }
+        self.next_ts = Some(ts + dur);
+        let decoded = match self.decoder.decode(&packet) {
+            Ok(d) => d,
+            Err(e) => bail!("{}: corrupt data at {:.3} s: {e}", self.path.display(), position),
+        };
+        if decoded.num_planes() != self.channels {
+            let planes = decoded.num_planes();
+            bail!(
+                "{}: the channel count changes at {position:.3} s ({} to {planes})",
+                self.path.display(),
+                self.channels
+            );
+        }
+        decoded.copy_to_vecs_planar::<f32>(&mut self.planes);
+        self.decoded += self.planes.first().map_or(0, Vec::len) as u64;
+        // Drop what a seek asked to skip; compact the FIFO before it grows.
+        let n = self.planes.first().map_or(0, Vec::len);
+        let drop = (self.skip.min(n as u64)) as usize;
+        self.skip -= drop as u64;
+        if self.fifo_at > 0 {
+            for c in &mut self.fifo {
+                c.drain(..self.fifo_at);
+            }
+            self.fifo_at = 0;
+        }
+        for (f, p) in self.fifo.iter_mut().zip(&self.planes) {
+            f.extend_from_slice(&p[drop..]);
+        }
+        Ok(true)
+    }
+
+    /// The end of the stream: an error if it is shorter than its header declares.
+    fn end(&mut self) -> anyhow::Result<bool> {
+        if let Some(declared) = self.frames
+            && self.from_start
+            && self.decoded < declared
+        {
+            bail!(
+                "{}: corrupt or truncated data: it ends after {:.3} s, {} of its {declared} declared frames",
+                self.path.display(),
+                self.decoded as f64 / f64::from(self.rate),
+                self.decoded
+            );
+        }
+        Ok(false)
+    }
+
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        let want = out.frames();
+        while self.available() < want && !self.done {
+            if !self.decode_packet()? {
+                self.done = true;
+            }
+        }
+        let n = want.min(self.available());
+        for c in 0..out.channels() {
+            let dst = &mut out.channel_mut(c)[..n];
+            match self.fifo.get(c) {
+                Some(src) => dst.copy_from_slice(&src[self.fifo_at..self.fifo_at + n]),
+                None => dst.fill(0.0),
+            }
+        }
+        self.fifo_at += n;
+        self.position += n as u64;
+        Ok(n)
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        let secs = frame as f64 / f64::from(self.rate);
+        let time = symphonia::core::units::Time::try_from_secs_f64(secs).context("seek position out of range")?;
+        let seeked = self
+            .format
+            .seek(SeekMode::Accurate, SeekTo::Time { time, track_id: Some(self.track) })
+            .map_err(|e| anyhow::anyhow!("{}: cannot seek to {secs:.3} s: {e}", self.path.display()))?;
+        self.decoder.reset();
+        for c in &mut self.fifo {
+            c.clear();
+        }
+        self.fifo_at = 0;
+        // An accurate seek lands at or before the request: drop the frames in between.
+        let (actual, required) = (seeked.actual_ts.get(), seeked.required_ts.get());
+        self.skip = u64::try_from(required.saturating_sub(actual)).unwrap_or(0);
+        self.position = frame;
+        self.done = false;
+        self.next_ts = None;
+        self.from_start = false;
+        Ok(())
+    }
+}
+
+/// A source seen at another channel count: mono to stereo (both channels the same), or stereo to mono
+/// (the mean of the two).
+pub struct Remixed<S> {
+    inner: S,
+    from: usize,
+    to: usize,
+    buf: Vec<f32>,
+}
+
+impl<S: BlockSource> Remixed<S> {
+    /// # Errors
+    /// For any change but 1 to 2 or 2 to 1 channels (or none).
+    pub fn new(inner: S, from: usize, to: usize) -> anyhow::Result<Self> {
+        if from != to && !matches!((from, to), (1, 2) | (2, 1)) {
+            bail!("has {from} channels and the graph {to}: only mono and stereo convert into each other");
+        }
+        Ok(Self { inner, from, to, buf: Vec::new() })
+    }
+}
+
+impl<S: BlockSource> BlockSource for Remixed<S> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        if self.from == self.to {
+            return self.inner.read(out);
+        }
+        let frames = out.frames();
+        self.buf.resize(self.from * frames, 0.0);
+        let n = self.inner.read(&mut AudioOut::new(&mut self.buf, frames, self.from, frames))?;
+        match (self.from, self.to) {
+            (1, 2) => {
+                let (l, r) = out.pair_mut(0, 1);
+                l[..n].copy_from_slice(&self.buf[..n]);
+                r[..n].copy_from_slice(&self.buf[..n]);
+            }
+            _ => {
+                let (l, r) = self.buf.split_at(frames);
+                for ((y, a), b) in out.channel_mut(0)[..n].iter_mut().zip(l).zip(r) {
+                    *y = 0.5 * (a + b);
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        self.inner.frames()
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        self.inner.seek(frame)
+    }
+}
+
+/// A source resampled to another rate (see the module documentation).
+pub struct Resampled<S> {
+    inner: S,
+    resampler: rubato::Fft<f32>,
+    channels: usize,
+    rate_in: u32,
+    rate_out: u32,
+    /// Planar input chunk (`chunk` frames per channel) and output chunk.
+    input: Vec<f32>,
+    output: Vec<f32>,
+    chunk: usize,
+    out_max: usize,
+    fifo: Vec<Vec<f32>>,
+    fifo_at: usize,
+    /// Output frames still to drop (the resampler's delay), input frames read, output frames handed out.
+    delay: usize,
+    frames_in: u64,
+    frames_out: u64,
+    inner_done: bool,
+}
+
+impl<S: BlockSource> Resampled<S> {
+    /// # Errors
+    /// If rubato cannot build a resampler for these rates.
+    pub fn new(inner: S, channels: usize, rate_in: u32, rate_out: u32) -> anyhow::Result<Self> {
+        use rubato::Resampler;
+        let chunk = 1024;
+        let resampler =
+            rubato::Fft::<f32>::new(rate_in as usize, rate_out as usize, chunk, channels, rubato::FixedSync::Input)
+                .map_err(|e| anyhow::anyhow!("cannot resample {rate_in} Hz to {rate_out} Hz: {e}"))?;
+        let out_max = resampler.output_frames_max();
+        let chunk = resampler.input_frames_next();
+        Ok(Self {
+            delay: resampler.output_delay(),
+            resampler,
+            channels,
+            rate_in,
+            rate_out,
+            input: vec![0.0; channels * chunk],
+            output: vec![0.0; channels * out_max],
+            chunk,
+            out_max,
+            fifo: vec![Vec::new(); channels],
+            fifo_at: 0,
+            inner,
+            frames_in: 0,
+            frames_out: 0,
+            inner_done: false,
+        })
+    }
+
+    /// Output frames the input read so far becomes: `round(frames_in * out / in)`.
+    fn target(&self) -> u64 {
+        (self.frames_in as u128 * u128::from(self.rate_out) * 2 + u128::from(self.rate_in)) as u64
+            / (2 * u64::from(self.rate_in))
+    }
+
+    fn available(&self) -> usize {
+        self.fifo[0].len() - self.fifo_at
+    }
+
+    /// Resamples one more chunk into the FIFO; false when everything is out.
+    fn step(&mut self) -> anyhow::Result<bool> {
+        use audioadapter_buffers::direct::SequentialSlice;
+        use rubato::{Indexing, Resampler};
+        let ch = self.channels;
+        let mut got = 0;
+        if !self.inner_done {
+            got = self.inner.read(&mut AudioOut::new(&mut self.input, self.chunk, ch, self.chunk))?;
+            self.frames_in += got as u64;
+            self.inner_done = got < self.chunk;
+        }
+        let produced = self.frames_out + self.available() as u64;
+        if self.inner_done && got == 0 && produced >= self.target() {
+            return Ok(false);
+        }
+        let indexing = Indexing {
+            input_offset: 0,
+            output_offset: 0,
+            partial_len: (got < self.chunk).then_some(got),
+            active_channels_mask: None,
+        };
+        let input = SequentialSlice::new(&self.input[..], ch, self.chunk).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut output =
+            SequentialSlice::new_mut(&mut self.output[..], ch, self.out_max).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (_, n) = self
+            .resampler
+            .process_into_buffer(&input, &mut output, Some(&indexing))
+            .map_err(|e| anyhow::anyhow!("resampling failed: {e}"))?;
+        let drop = self.delay.min(n);
+        self.delay -= drop;
+        // Never more than the input's length makes.
+        let room = self.target().saturating_sub(produced) as usize;
+        let keep = (n - drop).min(if self.inner_done { room } else { usize::MAX });
+        if self.fifo_at > 0 {
+            for c in &mut self.fifo {
+                c.drain(..self.fifo_at);
+            }
+            self.fifo_at = 0;
+        }
+        for (c, f) in self.fifo.iter_mut().enumerate() {
+            let plane = &self.output[c * self.out_max..c * self.out_max + n];
+            f.extend_from_slice(&plane[drop..drop + keep]);
+        }
+        Ok(true)
+    }
+}
+
+impl<S: BlockSource> BlockSource for Resampled<S> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        let want = out.frames();
+        while self.available() < want {
+            if !self.step()? {
+                break;
+            }
+        }
+        let n = want.min(self.available());
+        for c in 0..out.channels().min(self.channels) {
+            out.channel_mut(c)[..n].copy_from_slice(&self.fifo[c][self.fifo_at..self.fifo_at + n]);
+        }
+        self.fifo_at += n;
+        self.frames_out += n as u64;
+        Ok(n)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        self.inner.frames().map(|f| (f as u128 * u128::from(self.rate_out) / u128::from(self.rate_in)) as u64)
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        use rubato::Resampler;
+        let at_in = (frame as u128 * u128::from(self.rate_in) / u128::from(self.rate_out)) as u64;
+        self.inner.seek(at_in)?;
+        self.resampler.reset();
+        self.delay = self.resampler.output_delay();
+        for c in &mut self.fifo {
+            c.clear();
+        }
+        self.fifo_at = 0;
+        self.frames_in = at_in;
+        self.frames_out = self.target();
+        self.inner_done = false;
+        Ok(())
+    }
+}
+
+/// Opens an audio file as a source at the graph's rate and channel count: decoded, remixed and resampled
+/// as the module documentation says. Returns it with a note on what was converted (empty if nothing).
+///
+/// # Errors
+/// A message naming the file for a file that cannot be decoded or a channel count that cannot convert.
+pub fn open_input(path: &Path, format: GraphFormat) -> anyhow::Result<(Box<dyn BlockSource>, String)> {
+    let decoded = Decoded::open(path)?;
+    let (rate, channels) = (decoded.sample_rate(), decoded.channels());
+    let mut notes = Vec::new();
+    let remixed =
+        Remixed::new(decoded, channels, format.channels).map_err(|e| anyhow::anyhow!("{} {e}", path.display()))?;
+    if channels != format.channels {
+        notes.push(format!("{channels} channel(s) mixed to {}", format.channels));
+    }
+    if rate == format.sample_rate {
+        return Ok((Box::new(remixed), notes.join(", ")));
+    }
+    notes.push(format!("resampled from {rate} Hz to {} Hz", format.sample_rate));
+    let resampled = Resampled::new(remixed, format.channels, rate, format.sample_rate)?;
+    Ok((Box::new(resampled), notes.join(", ")))
+}
