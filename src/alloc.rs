@@ -16,6 +16,14 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 static ALLOCATED: AtomicU64 = AtomicU64::new(0);
 static FREED: AtomicU64 = AtomicU64::new(0);
 static CALLS: AtomicU64 = AtomicU64::new(0);
+/// Allocations, reallocations and frees made while a thread was doing the audio side's work.
+static AUDIO_CALLS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's share of `AUDIO_CALLS`. Const-initialized without a destructor: reading or writing it
+    /// never allocates.
+    static THREAD_AUDIO_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
 /// What the counting allocator has seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +34,10 @@ pub struct AllocStats {
     pub live: u64,
     /// Allocation calls (including reallocations).
     pub calls: u64,
+    /// Allocations, reallocations and frees made by the audio side's work (inside
+    /// [`crate::AudioProcessor::process`], on the parallel executor's workers, in a player's device
+    /// callback): 0 is the contract.
+    pub audio_calls: u64,
 }
 
 impl CountingAllocator {
@@ -37,13 +49,29 @@ impl CountingAllocator {
                 allocated_total: allocated,
                 live: allocated.saturating_sub(FREED.load(Ordering::Relaxed)),
                 calls: CALLS.load(Ordering::Relaxed),
+                audio_calls: AUDIO_CALLS.load(Ordering::Relaxed),
             }
         })
+    }
+
+    /// Allocations, reallocations and frees the calling thread made while doing audio work, or `None` if
+    /// this allocator is not the global allocator.
+    pub fn thread_audio_calls() -> Option<u64> {
+        INSTALLED.load(Ordering::Relaxed).then(|| THREAD_AUDIO_CALLS.with(std::cell::Cell::get))
+    }
+}
+
+/// Counts a call made while the thread does audio work.
+fn audio_check() {
+    if crate::audio::in_audio_context() {
+        AUDIO_CALLS.fetch_add(1, Ordering::Relaxed);
+        THREAD_AUDIO_CALLS.with(|c| c.set(c.get() + 1));
     }
 }
 
 fn count(bytes: usize) {
     INSTALLED.store(true, Ordering::Relaxed);
+    audio_check();
     ALLOCATED.fetch_add(bytes as u64, Ordering::Relaxed);
     CALLS.fetch_add(1, Ordering::Relaxed);
 }
@@ -64,6 +92,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        audio_check();
         FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: same contract as this method's.
         unsafe { System.dealloc(ptr, layout) }

@@ -10,6 +10,8 @@ pub mod io;
 pub mod monitor;
 pub mod node;
 pub mod nodes;
+pub mod play;
+pub mod preset;
 pub mod registry;
 
 pub use audio::buffer;

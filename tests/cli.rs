@@ -728,10 +728,12 @@ fn a_backtrace_setting_does_not_change_the_one_line_errors() {
 }
 
 /// Whether a command-line tool is installed (the media tests need Debian's encoders; .ci/run installs
-/// them). Missing ones are reported and their checks skipped.
+/// them). Missing ones are reported and their checks skipped, except in CI (`CI` set), where a missing tool
+/// fails the test.
 fn tool(name: &str) -> bool {
     let ok = Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success() || !o.stdout.is_empty());
     if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{name} is not installed, and CI must run every media check");
         eprintln!("note: {name} is not installed; its checks are skipped");
     }
     ok

@@ -206,6 +206,18 @@ impl AudioProcessor {
         self.plan.as_ref().map_or(0, |p| p.latency)
     }
 
+    /// Clears every node's state (delay lines, envelopes, filter memories) at once, as
+    /// [`crate::Engine::reset`] does at the next block; for the thread that drives the audio side, e.g.
+    /// after it moved its source to another position. A crossfade in progress is completed first.
+    pub fn reset(&mut self) {
+        if self.plan.as_ref().is_some_and(|p| p.next.is_some()) {
+            self.finish_transition();
+        }
+        if let Some(p) = &mut self.plan {
+            p.reset();
+        }
+    }
+
     /// Processes planar audio: `input` and `output` have the graph's channels and any (equal) number of
     /// frames. Channels beyond the graph's are ignored on input and silenced on output.
     pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
@@ -344,14 +356,7 @@ impl AudioProcessor {
                         self.send(FromAudio::RetiredMeter(old));
                     }
                 }
-                ToAudio::Reset => {
-                    if self.plan.as_ref().is_some_and(|p| p.next.is_some()) {
-                        self.finish_transition();
-                    }
-                    if let Some(p) = &mut self.plan {
-                        p.reset();
-                    }
-                }
+                ToAudio::Reset => self.reset(),
                 ToAudio::Stop => {
                     if let Some(p) = self.plan.take() {
                         self.retire(p);

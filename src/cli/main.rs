@@ -4,7 +4,9 @@
 
 mod bench;
 mod check;
+mod play;
 mod plugin;
+mod preset;
 mod render;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -84,6 +86,63 @@ enum Command {
         /// The graph file (RON).
         graph: PathBuf,
     },
+    /// Play a graph over an audio file (or the demo signal) in real time, controlled from stdin: one command
+    /// per line (`help` lists them), each answered with one line, `ok ...` or `error: ...`.
+    Play {
+        /// The graph file (RON).
+        #[arg(required_unless_present = "list_devices")]
+        graph: Option<PathBuf>,
+        /// An audio file (WAV, FLAC, MP3, Ogg Vorbis, AAC/ALAC, AIFF), converted to the graph's rate and
+        /// channels; without it, the built-in demo signal.
+        input: Option<PathBuf>,
+        /// The output device: `null` (headless, real-time paced), `default`, or a name from --list-devices.
+        #[arg(long)]
+        device: Option<String>,
+        /// List the output devices and exit.
+        #[arg(long)]
+        list_devices: bool,
+        /// Frames per device callback.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=65536))]
+        buffer: u32,
+        /// Also write what the device was given to this WAV file (32-bit float), when playback stops.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Start over at the end.
+        #[arg(long = "loop")]
+        looping: bool,
+        /// Follow edits to the graph file; a broken edit is reported and the last good graph plays on.
+        #[arg(long)]
+        watch: bool,
+        /// Play at most this many seconds of the input [demo signal: 30].
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Worker threads for the graph [default: the number of cores].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+        threads: Option<u32>,
+        /// Apply this preset (presets/NAME.ron beside the graph) before playing.
+        #[arg(long)]
+        preset: Option<String>,
+    },
+    /// Presets: parameter values for a graph, in presets/NAME.ron beside it.
+    #[command(subcommand)]
+    Preset(PresetCommand),
+}
+
+#[derive(Subcommand)]
+enum PresetCommand {
+    /// Save the graph's values (with any --set applied) as preset NAME beside it.
+    Save {
+        graph: PathBuf,
+        name: String,
+        /// NODE.PARAM=VALUE, applied before saving (repeatable).
+        #[arg(long)]
+        set: Vec<String>,
+        /// Overwrite an existing preset of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the presets beside the graph, each checked against it.
+    List { graph: PathBuf },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -102,6 +161,9 @@ pub(crate) enum Failure {
     Other(anyhow::Error),
     /// Stopped by a signal: exit code 128 + its number (130 for SIGINT, 143 for SIGTERM).
     Signal(i32),
+    /// Stopped by a signal after finishing cleanly (what was played is kept): the same exit code, no
+    /// message.
+    Stopped(i32),
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
@@ -132,6 +194,33 @@ fn main() -> ExitCode {
         }
         Command::Check { graph } => check::run(&graph),
         Command::Plugin { path } => plugin::run(&path),
+        Command::Play {
+            graph,
+            input,
+            device,
+            list_devices,
+            buffer,
+            record,
+            looping,
+            watch,
+            seconds,
+            threads,
+            preset,
+        } => play::run(play::Args {
+            graph,
+            input,
+            device,
+            list_devices,
+            buffer,
+            record,
+            looping,
+            watch,
+            seconds,
+            threads,
+            preset,
+        }),
+        Command::Preset(PresetCommand::Save { graph, name, set, force }) => preset::save(&graph, &name, &set, force),
+        Command::Preset(PresetCommand::List { graph }) => preset::list(&graph),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,6 +236,7 @@ fn main() -> ExitCode {
             eprintln!("interrupted: nothing was written");
             ExitCode::from((128 + sig).clamp(0, 255) as u8)
         }
+        Err(Failure::Stopped(sig)) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
     }
 }
 

@@ -550,6 +550,118 @@ impl Engine {
         Ok(())
     }
 
+    /// The node names, in file order.
+    pub fn node_names(&mut self) -> Vec<String> {
+        let mut q = self.world.query_filtered::<(&NodeName, Option<&FileOrder>), With<SpecAccess>>();
+        let mut names: Vec<(usize, String)> =
+            q.iter(&self.world).map(|(n, o)| (o.map_or(usize::MAX, |o| o.0), n.0.clone())).collect();
+        names.sort();
+        names.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Splits `node.param` at the node whose name is the longest prefix followed by `.` (node names may
+    /// hold dots).
+    ///
+    /// # Errors
+    /// [`EngineError::NoSuchNode`] if no node's name is such a prefix.
+    pub fn split_key<'k>(&mut self, key: &'k str) -> Result<(&'k str, &'k str), EngineError> {
+        let names = self.node_names();
+        names
+            .iter()
+            .filter(|n| key.len() > n.len() + 1 && key.starts_with(n.as_str()) && key.as_bytes()[n.len()] == b'.')
+            .max_by_key(|n| n.len())
+            .map(|n| (&key[..n.len()], &key[n.len() + 1..]))
+            .ok_or_else(|| EngineError::NoSuchNode(key.split('.').next().unwrap_or(key).to_owned()))
+    }
+
+    /// Applies a preset as one smoothed change: every value is checked first (node, parameter, range, and
+    /// the node's own consistency rules), and only if all pass are they set together, so they reach the
+    /// audio side in the same block.
+    ///
+    /// # Errors
+    /// A [`PresetError`](crate::preset::PresetError) located at the offending key; nothing changes then.
+    pub fn apply_preset(&mut self, preset: &crate::preset::Preset) -> Result<usize, crate::preset::PresetError> {
+        use crate::preset::PresetError;
+        let err = |position, node: Option<&str>, message: String| PresetError {
+            file: preset.file.clone(),
+            position,
+            node: node.map(str::to_owned),
+            message,
+        };
+        let running = self.config().file.clone();
+        if let Some(g) = &preset.graph {
+            let name = Path::new(&running).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if *g != name {
+                return Err(err(
+                    preset.graph_position,
+                    None,
+                    format!("this preset is for {g}; the running graph is {running}"),
+                ));
+            }
+        }
+        let config = self.config().clone();
+        let cx = BuildContext { format: config.format, base_dir: &config.base_dir };
+        // Per node, in first-mention order: the edited description, and where its first value is.
+        type Edit = (Entity, String, Box<dyn NodeSpec>, Option<(usize, usize)>);
+        let mut edits: Vec<Edit> = Vec::new();
+        for entry in &preset.entries {
+            let (node, param) = self.split_key(&entry.key).map_err(|_| {
+                err(
+                    entry.position,
+                    None,
+                    format!(
+                        "\"{}\" names no node of the running graph (its nodes: {})",
+                        entry.key.escape_debug(),
+                        self.node_names().join(", ")
+                    ),
+                )
+            })?;
+            let (e, index, info) = self
+                .find_param(node, param)
+                .map_err(|x| err(entry.position, Some(node), strip_node(&x.to_string())))?;
+            let v =
+                info.resolve(&entry.value).map_err(|m| err(entry.position, Some(node), format!("`{param}` {m}")))?;
+            let slot = match edits.iter().position(|(x, ..)| *x == e) {
+                Some(i) => i,
+                None => {
+                    let spec = self.spec(e).ok_or_else(|| err(entry.position, Some(node), "is gone".into()))?;
+                    edits.push((e, node.to_owned(), spec.clone_spec(), entry.position));
+                    edits.len() - 1
+                }
+            };
+            edits[slot].2.set_param(index, v);
+        }
+        for (_, node, spec, position) in &edits {
+            spec.validate(&cx).map_err(|x| err(*position, Some(node), x.message))?;
+        }
+        let n = preset.entries.len();
+        for (e, _, spec, _) in edits {
+            if let Some(kind) = self.world.get::<SpecAccess>(e).map(|a| a.0) {
+                (kind.set)(&mut self.world, e, spec);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every automatable parameter's current value, as a preset for the running graph (in file order).
+    pub fn snapshot(&mut self) -> crate::preset::Preset {
+        let mut entries = Vec::new();
+        for node in self.node_names() {
+            for p in self.params(&node).unwrap_or_default() {
+                if let Ok(value) = self.get(&node, &p.name) {
+                    entries.push(crate::preset::PresetEntry {
+                        key: format!("{node}.{}", p.name),
+                        value,
+                        position: None,
+                    });
+                }
+            }
+        }
+        let file = self.config().file.clone();
+        let graph = Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned());
+        crate::preset::Preset { file: String::new(), graph, graph_position: None, entries }
+    }
+
     /// Edits the running graph to match `graph`, by node name: nodes whose description is unchanged keep
     /// their processor and state, parameter-only changes become smoothed events, and anything structural
     /// is compiled into a new plan that the audio side cross-fades to (at the next
@@ -836,5 +948,13 @@ impl Drop for Engine {
                 p.cleanup();
             }
         }
+    }
+}
+
+/// An engine error's message without its leading `node "NAME": ` (the preset error names the node).
+fn strip_node(message: &str) -> String {
+    match message.strip_prefix("node \"").and_then(|m| m.split_once("\" ")) {
+        Some((_, rest)) => rest.to_owned(),
+        None => message.to_owned(),
     }
 }

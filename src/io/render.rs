@@ -82,12 +82,13 @@ impl BlockSource for MemorySource {
 /// A source cut after a number of frames.
 pub struct Limited<S> {
     inner: S,
+    limit: u64,
     left: u64,
 }
 
 impl<S> Limited<S> {
     pub fn new(inner: S, frames: u64) -> Self {
-        Self { inner, left: frames }
+        Self { inner, limit: frames, left: frames }
     }
 }
 
@@ -101,6 +102,12 @@ impl<S: BlockSource> BlockSource for Limited<S> {
 
     fn frames(&self) -> Option<u64> {
         self.inner.frames().map(|f| f.min(self.left))
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        self.inner.seek(frame.min(self.limit))?;
+        self.left = self.limit.saturating_sub(frame);
+        Ok(())
     }
 }
 

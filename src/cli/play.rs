@@ -1,0 +1,330 @@
+//! `fxgraph play`: a graph over an audio file (or the demo signal) on a sound device or the headless null
+//! device, controlled line by line from stdin. Every command gets one line back on stdout, `ok ...` or
+//! `error: ...`; notices (watched-file reloads, plugin messages) go to stderr.
+
+use crate::{Failure, bad_input, default_threads, load};
+use fxgraph::demo::DemoSignal;
+use fxgraph::io::decode::open_input;
+use fxgraph::play::{DeviceChoice, PlayError, Player, PlayerOptions, list_devices};
+use fxgraph::preset::Preset;
+use fxgraph::render::{BlockSource, Limited};
+use fxgraph::{Engine, EngineError, EngineOptions, ParamValue};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub(crate) struct Args {
+    pub graph: Option<PathBuf>,
+    pub input: Option<PathBuf>,
+    pub device: Option<String>,
+    pub list_devices: bool,
+    pub buffer: u32,
+    pub record: Option<PathBuf>,
+    pub looping: bool,
+    pub watch: bool,
+    pub seconds: Option<f64>,
+    pub threads: Option<u32>,
+    pub preset: Option<String>,
+}
+
+const HELP: &str = "commands: set NODE.PARAM VALUE | get NODE.PARAM | params NODE | nodes | load GRAPH.ron | \
+                    preset NAME | preset save NAME | presets | bypass NODE on|off | seek SECONDS | pause | resume | \
+                    loop on|off | status | quit";
+
+fn play_error(e: PlayError) -> Failure {
+    match e {
+        PlayError::NoDevice(_) | PlayError::Options(_) | PlayError::Source(_) => bad_input(e),
+        other => Failure::Other(other.into()),
+    }
+}
+
+pub(crate) fn run(args: Args) -> Result<(), Failure> {
+    if args.list_devices {
+        for d in list_devices().map_err(play_error)? {
+            println!("{}{}\t{}", d.id, if d.is_default { " (default)" } else { "" }, d.name);
+        }
+        if !cfg!(feature = "device") {
+            eprintln!("note: this fxgraph was built without sound-device support (cargo feature `device`)");
+        }
+        return Ok(());
+    }
+    let graph_path = args.graph.ok_or_else(|| bad_input(anyhow::anyhow!("play needs a graph file")))?;
+    if let Some(s) = args.seconds
+        && !(s.is_finite() && s > 0.0)
+    {
+        return Err(bad_input(anyhow::anyhow!("--seconds must be a positive number of seconds (got {s})")));
+    }
+    if let Some(rec) = &args.record {
+        for (what, path) in [("graph file", Some(graph_path.as_path())), ("input", args.input.as_deref())] {
+            if let Some(path) = path
+                && fxgraph::wav::same_file(path, rec)
+            {
+                return Err(bad_input(anyhow::anyhow!(
+                    "refusing to overwrite the {what} {} with the recording",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let graph = load(&graph_path)?;
+    let fmt = graph.format;
+    let source: Box<dyn BlockSource> = match &args.input {
+        Some(path) => {
+            let (source, note) = open_input(path, fmt).map_err(bad_input)?;
+            if !note.is_empty() {
+                eprintln!("note: {}: {note}", path.display());
+            }
+            match args.seconds {
+                Some(s) => Box::new(Limited::new(source, (s * f64::from(fmt.sample_rate)) as u64)),
+                None => source,
+            }
+        }
+        None => Box::new(DemoSignal::new(fmt.sample_rate, fmt.channels, args.seconds.unwrap_or(30.0))),
+    };
+    let buffer = args.buffer as usize;
+    let options = EngineOptions {
+        max_block: buffer.clamp(16, 4096),
+        threads: default_threads(args.threads),
+        ..EngineOptions::default()
+    };
+    let (mut engine, audio) = Engine::new(graph, options).map_err(|e| match e {
+        EngineError::Node { .. } => bad_input(e),
+        other => Failure::Other(other.into()),
+    })?;
+    if let Some(name) = &args.preset {
+        apply_preset(&mut engine, &graph_path, name).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+        engine.update();
+    }
+    if args.watch {
+        engine.watch(&graph_path).map_err(|e| Failure::Other(e.into()))?;
+    }
+    let device = args.device.as_deref().map_or(DeviceChoice::Default, |d| d.parse().unwrap_or(DeviceChoice::Null));
+    let mut player = Player::start(
+        engine,
+        audio,
+        source,
+        PlayerOptions { device, buffer_frames: buffer, ahead_frames: None, looping: args.looping, record: args.record },
+    )
+    .map_err(play_error)?;
+    let status = player.status();
+    eprintln!(
+        "playing {} through {} on {} ({} Hz, {} ch, buffer {} frames, {} ahead); `help` lists the commands",
+        args.input.as_ref().map_or("the demo signal".into(), |p| p.display().to_string()),
+        graph_path.display(),
+        status.device,
+        status.sample_rate,
+        fmt.channels,
+        status.buffer_frames,
+        status.ahead_frames
+    );
+
+    let signal = Arc::new(AtomicUsize::new(0));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_usize(sig, signal.clone(), sig as usize)
+            .map_err(|e| Failure::Other(anyhow::anyhow!("cannot handle signals: {e}")))?;
+    }
+    // Stdin lines arrive through a channel, so the control loop keeps running between them.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::Builder::new()
+        .name("fxgraph-stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| Failure::Other(e.into()))?;
+
+    let mut state = State { graph: graph_path.clone() };
+    let mut failure = None;
+    loop {
+        match lines.recv_timeout(Duration::from_millis(10)) {
+            Ok(line) => {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (answer, quit) = command(&mut player, &mut state, line);
+                println!("{}", answer.replace(['\n', '\r'], " "));
+                if quit {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            // Stdin closed: play on to the end.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(10)),
+        }
+        if let Err(e) = player.update() {
+            failure = Some(e);
+            break;
+        }
+        for event in player.engine().events() {
+            eprintln!("{event}");
+        }
+        if player.is_finished() {
+            break;
+        }
+        let sig = signal.load(Ordering::Relaxed);
+        if sig != 0 {
+            eprintln!("stopping (signal {sig})");
+            let (status, recorded) = player.finish().map_err(play_error)?;
+            summary(&status, recorded.as_deref());
+            return Err(Failure::Stopped(sig as i32));
+        }
+    }
+    let (status, recorded) = player.finish().map_err(play_error)?;
+    summary(&status, recorded.as_deref());
+    match failure {
+        Some(e) => Err(play_error(e)),
+        None => Ok(()),
+    }
+}
+
+fn summary(status: &fxgraph::play::PlayStatus, recorded: Option<&Path>) {
+    eprintln!(
+        "played to {:.2} s: {} underruns, {} device xruns, DSP load {:.1}%{}",
+        status.position_s,
+        status.underruns,
+        status.device_xruns,
+        status.dsp_load * 100.0,
+        status.callback_allocations.map_or(String::new(), |a| format!(", {a} allocations in the callback"))
+    );
+    if let Some(path) = recorded {
+        eprintln!("recorded -> {}", path.display());
+    }
+}
+
+struct State {
+    /// The graph file playing (presets are found beside it).
+    graph: PathBuf,
+}
+
+fn apply_preset(engine: &mut Engine, graph: &Path, name: &str) -> Result<usize, String> {
+    let path = Preset::path_for(graph, name)?;
+    if !path.exists() {
+        let known = Preset::list(graph);
+        return Err(format!(
+            "no preset \"{name}\" beside {} (looked for {}; presets there: {})",
+            graph.display(),
+            path.display(),
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        ));
+    }
+    let preset = Preset::load(&path).map_err(|e| e.to_string())?;
+    engine.apply_preset(&preset).map_err(|e| e.to_string())
+}
+
+/// A value as typed: a number, or a word (an enumeration's choice), quotes optional.
+fn parse_value(text: &str) -> ParamValue {
+    match text.parse::<f64>() {
+        Ok(v) => ParamValue::Number(v),
+        Err(_) => ParamValue::Text(text.trim_matches('"').to_owned()),
+    }
+}
+
+fn show(value: &ParamValue) -> String {
+    match value {
+        ParamValue::Number(n) => format!("{n}"),
+        ParamValue::Text(t) => t.clone(),
+    }
+}
+
+/// Runs one command line; returns the answer and whether to quit.
+fn command(player: &mut Player, state: &mut State, line: &str) -> (String, bool) {
+    let (verb, rest) = line.split_once(char::is_whitespace).map_or((line, ""), |(v, r)| (v, r.trim()));
+    let result: Result<String, String> = match verb {
+        "help" => Ok(HELP.into()),
+        "quit" | "exit" => return ("ok quit".into(), true),
+        "set" => (|| {
+            let (key, value) = rest.split_once(char::is_whitespace).ok_or("usage: set NODE.PARAM VALUE")?;
+            let value = parse_value(value.trim());
+            let engine = player.engine();
+            let (node, param) = engine.split_key(key).map_err(|e| e.to_string())?;
+            engine.set(node, param, value.clone()).map_err(|e| e.to_string())?;
+            Ok(format!("set {key} {}", show(&value)))
+        })(),
+        "get" => (|| {
+            let engine = player.engine();
+            let (node, param) = engine.split_key(rest).map_err(|e| e.to_string())?;
+            let value = engine.get(node, param).map_err(|e| e.to_string())?;
+            Ok(format!("{rest} {}", show(&value)))
+        })(),
+        "params" => (|| {
+            let engine = player.engine();
+            let params = engine.params(rest).map_err(|e| e.to_string())?;
+            let mut parts = Vec::new();
+            for p in params {
+                let value = engine.get(rest, &p.name).map(|v| show(&v)).unwrap_or_default();
+                let range = match &p.choices {
+                    Some(c) => c.join("|"),
+                    None => format!("{} to {}{}", p.min, p.max, if p.unit.is_empty() { "" } else { " " }) + &p.unit,
+                };
+                parts.push(format!("{}={value} ({range})", p.name));
+            }
+            Ok(format!("{rest}: {}", parts.join("; ")))
+        })(),
+        "nodes" => Ok(player.engine().node_names().join(" ")),
+        "load" => (|| {
+            let path = PathBuf::from(rest);
+            player.engine().load(&path).map_err(|e| e.to_string())?;
+            state.graph = path;
+            Ok(format!("loaded {rest}"))
+        })(),
+        "presets" => Ok(Preset::list(&state.graph).join(" ")),
+        "preset" => match rest.split_once(char::is_whitespace) {
+            Some(("save", name)) => (|| {
+                let path = Preset::path_for(&state.graph, name.trim())?;
+                let mut preset = player.engine().snapshot();
+                preset.file = path.display().to_string();
+                preset.save(&path, false).map_err(|e| format!("{e:#}"))?;
+                Ok(format!("saved {}", path.display()))
+            })(),
+            _ => {
+                apply_preset(player.engine(), &state.graph.clone(), rest).map(|n| format!("preset {rest} ({n} values)"))
+            }
+        },
+        "bypass" => (|| {
+            let (node, on) = rest.rsplit_once(char::is_whitespace).ok_or("usage: bypass NODE on|off")?;
+            let on = match on {
+                "on" => true,
+                "off" => false,
+                other => return Err(format!("bypass takes on or off (got \"{}\")", other.escape_debug())),
+            };
+            player.engine().bypass(node.trim(), on).map_err(|e| e.to_string())?;
+            Ok(format!("bypass {} {}", node.trim(), if on { "on" } else { "off" }))
+        })(),
+        "seek" => (|| {
+            let seconds: f64 =
+                rest.parse().map_err(|_| format!("seek takes seconds (got \"{}\")", rest.escape_debug()))?;
+            player.seek(seconds).map_err(|e| e.to_string())?;
+            Ok(format!("seek {seconds:.3}"))
+        })(),
+        "pause" => {
+            player.pause();
+            Ok("paused".into())
+        }
+        "resume" => {
+            player.resume();
+            Ok("playing".into())
+        }
+        "loop" => match rest {
+            "on" | "off" => {
+                player.set_looping(rest == "on");
+                Ok(format!("loop {rest}"))
+            }
+            _ => Err("usage: loop on|off".into()),
+        },
+        "status" => serde_json::to_string(&player.status()).map_err(|e| e.to_string()),
+        other => Err(format!("unknown command \"{}\"; {HELP}", other.escape_debug())),
+    };
+    match result {
+        Ok(text) if text.is_empty() => ("ok".into(), false),
+        Ok(text) => (format!("ok {text}"), false),
+        Err(e) => (format!("error: {e}"), false),
+    }
+}

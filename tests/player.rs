@@ -1,0 +1,405 @@
+//! `fxgraph play` and presets: a scripted headless session (sets, loads, a preset, bypass, seek, pause,
+//! status) checked for answers, underruns, callback allocations and clicks in the recording; located
+//! preset errors; the library's player API; and, with the `device` feature, the cpal path on ALSA.
+
+use fxgraph::play::{DeviceChoice, Player, PlayerOptions};
+use fxgraph::preset::Preset;
+use fxgraph::render::MemorySource;
+use fxgraph::{Engine, EngineOptions, Graph, ParamValue, Registry};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+#[global_allocator]
+static ALLOC: fxgraph::alloc::CountingAllocator = fxgraph::alloc::CountingAllocator;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A stereo sine as a 32-bit float WAV.
+fn sine_wav(path: &Path, rate: u32, hz: f64, amplitude: f64, seconds: f64) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for n in 0..(seconds * f64::from(rate)) as u64 {
+        let v = (amplitude * (std::f64::consts::TAU * hz * n as f64 / f64::from(rate)).sin()) as f32;
+        w.write_sample(v).expect("write");
+        w.write_sample(v).expect("write");
+    }
+    w.finalize().expect("finalize");
+}
+
+fn read_interleaved(path: &Path) -> (u32, Vec<f32>) {
+    let mut r = hound::WavReader::open(path).expect("recording is a WAV file");
+    let rate = r.spec().sample_rate;
+    (rate, r.samples::<f32>().map(|s| s.expect("sample")).collect())
+}
+
+fn largest_step(x: &[f32]) -> (f32, usize) {
+    let mut worst = (0.0f32, 0);
+    for c in 0..2 {
+        for i in 1..x.len() / 2 {
+            let d = (x[2 * i + c] - x[2 * (i - 1) + c]).abs();
+            if d > worst.0 {
+                worst = (d, i);
+            }
+        }
+    }
+    worst
+}
+
+/// The enhancer and its presets in a scratch folder, with two variants to load: one with other
+/// parameters, one with another node (a structural change).
+fn scratch_enhancer(dir: &Path) {
+    let text = std::fs::read_to_string(repo().join("graphs/enhancer.ron")).expect("enhancer.ron");
+    std::fs::write(dir.join("enhancer.ron"), &text).expect("write");
+    std::fs::create_dir_all(dir.join("presets")).expect("presets dir");
+    for name in ["warm", "bright", "loudness", "night"] {
+        std::fs::copy(repo().join(format!("graphs/presets/{name}.ron")), dir.join(format!("presets/{name}.ron")))
+            .expect("copy preset");
+    }
+    let params = text.replace("threshold_db: -16.0", "threshold_db: -22.0").replace("width: 1.25", "width: 0.9");
+    assert_ne!(params, text);
+    std::fs::write(dir.join("params.ron"), params).expect("write");
+    let structural = text
+        .replace(r#""trim": Gain(gain_db: -1.0),"#, r#""trim": Gain(gain_db: -1.0), "extra": Gain(gain_db: -2.0),"#)
+        .replace(r#"("trim", "limiter"),"#, r#"("trim", "extra"), ("extra", "limiter"),"#);
+    assert_ne!(structural, text);
+    std::fs::write(dir.join("structural.ron"), structural).expect("write");
+}
+
+#[test]
+fn a_scripted_headless_session_is_answered_without_underruns_allocations_or_clicks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    scratch_enhancer(dir.path());
+    // 48 kHz input into the 44.1 kHz graph: resampled, not refused.
+    sine_wav(&dir.path().join("sine.wav"), 48000, 100.0, 0.3, 12.0);
+    let record = dir.path().join("played.wav");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["play", "enhancer.ron", "sine.wav", "--device", "null", "--buffer", "256", "--record", "played.wav"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fxgraph play");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let answers = std::thread::spawn(move || stdout.lines().map(|l| l.expect("line")).collect::<Vec<String>>());
+
+    // Gentle moves, as a listener makes them (the click bound below is about the edits, not about
+    // distortion from extreme settings).
+    let sets: Vec<String> = (0..20)
+        .map(|i| {
+            let x = f64::from(i) / 19.0;
+            match i % 5 {
+                0 => format!("set compressor.threshold_db {}", -10.0 - 14.0 * x),
+                1 => format!("set eq.bands[1].gain_db {}", -4.0 + 8.0 * x),
+                2 => format!("set bass.gain_db {}", 6.0 * x),
+                3 => format!("set width.width {}", 0.5 + x),
+                _ => format!("set eq.bands[2].freq_hz {}", 2000.0 + 3000.0 * x),
+            }
+        })
+        .collect();
+    let mut script: Vec<String> = Vec::new();
+    script.extend(sets[..10].iter().cloned());
+    script.push("preset warm".into());
+    script.push("bypass width on".into());
+    script.push("seek 3.5".into());
+    script.extend(sets[10..].iter().cloned());
+    script.push("load params.ron".into());
+    script.push("pause".into());
+    script.push("resume".into());
+    script.push("load structural.ron".into());
+    script.push("bypass width off".into());
+    script.push("load enhancer.ron".into());
+    script.push("status".into());
+    script.push("quit".into());
+    // A command every 150 ms: about 6 s of playing.
+    std::thread::sleep(Duration::from_millis(300));
+    for line in &script {
+        writeln!(stdin, "{line}").expect("write command");
+        stdin.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let status = child.wait().expect("fxgraph play ends");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    let answers = answers.join().expect("reader");
+    assert!(status.success(), "{err}");
+    assert!(err.contains("resampled"), "the 48 kHz input is resampled to 44.1 kHz: {err}");
+
+    // Every command answered, in order, each with ok.
+    assert_eq!(answers.len(), script.len(), "{answers:#?}\n{err}");
+    for (command, answer) in script.iter().zip(&answers) {
+        assert!(answer.starts_with("ok"), "{command} -> {answer}");
+    }
+    assert!(answers[10].starts_with("ok preset warm (15 values)"), "{}", answers[10]);
+    let status_line = &answers[script.len() - 2];
+    let json: serde_json::Value =
+        serde_json::from_str(status_line.strip_prefix("ok ").expect("status")).expect("status is JSON");
+    assert_eq!(json["underruns"], 0, "{status_line}");
+    assert_eq!(json["callback_allocations"], 0, "{status_line}");
+    assert_eq!(json["audio_allocations"], 0, "{status_line}");
+    assert_eq!(json["record_dropped_frames"], 0, "{status_line}");
+    assert!(json["callbacks"].as_u64().expect("callbacks") > 500, "{status_line}");
+    assert_eq!(json["device"], "null");
+    let nodes = json["nodes"].as_array().expect("nodes");
+    assert!(nodes.iter().any(|n| n["name"] == "extra") || nodes.len() == 7, "{status_line}");
+    assert!(nodes.iter().all(|n| n["mean_us"].as_f64().is_some_and(|t| t > 0.0)), "{status_line}");
+    let position = json["position_s"].as_f64().expect("position");
+    assert!(position > 3.5 && position < 12.0, "{position}");
+
+    // The recording: what the device got, at the graph's rate, with no click. A 100 Hz sine of peak P
+    // moves at most 2*pi*100/44100*P per sample; smoothing, crossfades and the declick ramps (256 frames)
+    // add a little: half as much again, plus 0.004, is the bound. A click is a jump of a good part of
+    // the level (tenths).
+    let (rate, rec) = read_interleaved(&record);
+    assert_eq!(rate, 44100);
+    let seconds = rec.len() as f64 / 2.0 / 44100.0;
+    assert!(seconds > 4.0, "{seconds} s recorded");
+    let peak = rec.iter().fold(0.0f32, |p, v| p.max(v.abs()));
+    assert!(peak > 0.2 && peak <= 1.0, "peak {peak}");
+    let bound = 1.5 * (std::f32::consts::TAU * 100.0 / 44100.0) * peak + 0.004;
+    let (step, at) = largest_step(&rec);
+    eprintln!("largest step {step} at {:.3} s of {seconds:.2} s (bound {bound})", at as f64 / 44100.0);
+    assert!(step < bound, "a step of {step} at {:.3} s", at as f64 / 44100.0);
+    // The detector sees a click: a 10 ms gap cut into the recording.
+    let mut clicked = rec.clone();
+    let loud = (0..rec.len() / 2).find(|&i| rec[2 * i].abs() > 0.2).expect("signal");
+    clicked[2 * loud..2 * (loud + 441)].fill(0.0);
+    assert!(largest_step(&clicked).0 > bound);
+}
+
+#[test]
+fn play_refuses_what_it_cannot_play_with_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    scratch_enhancer(dir.path());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run fxgraph")
+    };
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // A device that does not exist (or no device support at all): a clear message, exit 2.
+    let o = run(&["play", "enhancer.ron", "--device", "no-such-card-anywhere", "--seconds", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--device null") || text(&o).contains("--list-devices"), "{}", text(&o));
+    // A missing input, a broken graph, a bad preset, a bad buffer.
+    let o = run(&["play", "enhancer.ron", "missing.flac", "--device", "null"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("missing.flac"), "{}", text(&o));
+    std::fs::write(dir.path().join("broken.ron"), "(sample_rate: 44100, channels: 2, nodes: {,}, edges: [])")
+        .expect("w");
+    let o = run(&["play", "broken.ron", "--device", "null"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("broken.ron:1:"), "{}", text(&o));
+    std::fs::write(
+        dir.path().join("presets/bad.ron"),
+        "(\n    values: {\n        \"compressor.ratio\": 2.0,\n        \"compressor.threshold_db\": 12.0,\n    },\n)\n",
+    )
+    .expect("w");
+    let o = run(&["play", "enhancer.ron", "--device", "null", "--preset", "bad"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("presets/bad.ron:4:9: node \"compressor\": `threshold_db` must be between"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&["play", "enhancer.ron", "--device", "null", "--buffer", "8"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // Stdin closed at once: plays the (short) input to its end and exits 0.
+    let o = run(&["play", "enhancer.ron", "--device", "null", "--seconds", "0.5", "--buffer", "128"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("played to 0.50 s: 0 underruns"), "{}", text(&o));
+}
+
+#[test]
+fn presets_are_checked_whole_and_located() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    scratch_enhancer(dir.path());
+    let graph = Graph::load(&dir.path().join("enhancer.ron"), &Registry::with_builtins()).expect("graph");
+    let (mut engine, _audio) = Engine::new(graph, EngineOptions::default()).expect("engine");
+    let cases = [
+        (
+            "\"eq.bands[1].gain_db\": 1.0,\n        \"nosuch.gain_db\": 1.0,",
+            "p.ron:4:9: \"nosuch.gain_db\" names no node",
+        ),
+        (
+            "\"eq.bands[1].gain_db\": 1.0,\n        \"bass.nope\": 1.0,",
+            "p.ron:4:9: node \"bass\": has no parameter `nope`",
+        ),
+        (
+            "\"eq.bands[1].gain_db\": 1.0,\n        \"bass.gain_db\": 99.0,",
+            "p.ron:4:9: node \"bass\": `gain_db` must be between",
+        ),
+        (
+            "\"eq.bands[1].gain_db\": 1.0,\n        \"bass.gain_db\": \"loud\",",
+            "p.ron:4:9: node \"bass\": `gain_db` must be a number",
+        ),
+    ];
+    for (values, expected) in cases {
+        let text = format!("(\n    values: {{\n        {values}\n    }},\n)\n");
+        let preset = Preset::parse(&text, "p.ron").expect("parses");
+        let e = engine.apply_preset(&preset).expect_err("refused").to_string();
+        assert!(e.starts_with(expected), "{e}\nwanted: {expected}");
+        // Nothing was applied: the valid first value did not land either.
+        assert_eq!(engine.get("eq", "bands[1].gain_db").expect("known"), ParamValue::Number(-2.0));
+    }
+    let other = Preset::parse("(graph: \"other.ron\", values: {})", "q.ron").expect("parses");
+    let e = engine.apply_preset(&other).expect_err("wrong graph").to_string();
+    assert!(e.starts_with("q.ron:1:2: this preset is for other.ron"), "{e}");
+
+    // Every shipped preset fits the enhancer and lands whole; saving writes the running values back.
+    for name in ["warm", "bright", "loudness", "night"] {
+        let preset = Preset::load(&repo().join(format!("graphs/presets/{name}.ron"))).expect("shipped preset");
+        assert_eq!(engine.apply_preset(&preset).expect("fits"), preset.entries.len());
+        for e in &preset.entries {
+            let (node, param) = engine.split_key(&e.key).expect("key");
+            assert_eq!(engine.get(node, param).expect("value"), e.value, "{name}: {}", e.key);
+        }
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["preset", "save", "enhancer.ron", "mine", "--set", "bass.gain_db=4.5"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let saved = Preset::load(&dir.path().join("presets/mine.ron")).expect("saved preset parses");
+    assert_eq!(saved.graph.as_deref(), Some("enhancer.ron"));
+    let bass = saved.entries.iter().find(|e| e.key == "bass.gain_db").expect("bass");
+    assert_eq!(bass.value, ParamValue::Number(4.5));
+    assert_eq!(saved.entries.len(), 24, "every automatable parameter of the enhancer");
+    // Saving again does not overwrite.
+    let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["preset", "save", "enhancer.ron", "mine"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    let list = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["preset", "list", "enhancer.ron"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    let out = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success() && out.contains("mine: 24 values") && out.contains("night: 15 values"), "{out}");
+}
+
+#[test]
+fn the_player_api_plays_a_source_to_its_end_on_the_null_device() {
+    let text = "(sample_rate: 48000, channels: 2, nodes: { \"g\": Gain(gain_db: -6.0) }, \
+                edges: [(\"input\", \"g\"), (\"g\", \"output\")])";
+    let graph = Graph::parse(text, "t.ron", ".".as_ref(), &Registry::with_builtins()).expect("graph");
+    let (engine, audio) = Engine::new(graph, EngineOptions { threads: 1, ..Default::default() }).expect("engine");
+    let frames = 24000;
+    let ramp: Vec<f32> = (0..frames).map(|i| (i as f32 / frames as f32) * 0.5).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let record = dir.path().join("rec.wav");
+    let mut player = Player::start(
+        engine,
+        audio,
+        Box::new(MemorySource::new(vec![ramp.clone(), ramp.clone()])),
+        PlayerOptions {
+            device: DeviceChoice::Null,
+            buffer_frames: 480,
+            ahead_frames: None,
+            looping: false,
+            record: Some(record.clone()),
+        },
+    )
+    .expect("player starts");
+    let started = std::time::Instant::now();
+    while !player.is_finished() {
+        player.update().expect("plays");
+        assert!(started.elapsed() < Duration::from_secs(10), "half a second of audio never finished");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, path) = player.finish().expect("finishes");
+    assert_eq!(status.underruns, 0);
+    assert_eq!(status.callback_allocations, Some(0));
+    assert_eq!(status.state, "ended");
+    assert!((status.position_s - 0.5).abs() < 1e-9, "{}", status.position_s);
+    // The recording is the source at -6 dB, after the 256-frame fade-in, then silence to the last callback.
+    let (_, rec) = read_interleaved(&path.expect("recorded"));
+    let gain = 10f32.powf(-6.0 / 20.0);
+    for i in 256..frames {
+        let want = ramp[i] * gain;
+        assert!((rec[2 * i] - want).abs() < 1e-6 && (rec[2 * i + 1] - want).abs() < 1e-6, "frame {i}");
+    }
+    assert!(rec[2 * frames..].iter().all(|v| *v == 0.0));
+}
+
+/// With the `device` feature: the cpal path on a real ALSA device (the `file` plugin over `null`, which
+/// takes samples as fast as they come and writes them to a file).
+#[cfg(feature = "device")]
+#[test]
+fn the_cpal_path_plays_on_an_alsa_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("alsa.raw");
+    std::fs::write(
+        dir.path().join(".asoundrc"),
+        format!("pcm.!default {{\n type file\n slave.pcm \"null\"\n file \"{}\"\n format \"raw\"\n}}\n", raw.display()),
+    )
+    .expect("asoundrc");
+    let list = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["play", "--list-devices"])
+        .env("HOME", dir.path())
+        .output()
+        .expect("run");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success() && listed.contains("(default)"), "{listed}");
+    let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args([
+            "play",
+            &repo().join("graphs/enhancer.ron").display().to_string(),
+            "--seconds",
+            "1",
+            "--device",
+            "default",
+        ])
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("played to 1.00 s") && err.contains("0 allocations in the callback"), "{err}");
+    let bytes = std::fs::read(&raw).expect("ALSA wrote the stream");
+    assert!(bytes.iter().any(|b| *b != 0), "the device got sound");
+}
+
+/// With the `device` feature: a device that fails while playing (ALSA's `file` plugin writing to
+/// /dev/full) is reported, and playback stops cleanly with exit code 1.
+#[cfg(feature = "device")]
+#[test]
+fn a_failing_device_is_reported_and_playback_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(".asoundrc"),
+        "pcm.!default {\n type file\n slave.pcm \"null\"\n file \"/dev/full\"\n format \"raw\"\n}\n",
+    )
+    .expect("asoundrc");
+    let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["play", &repo().join("graphs/enhancer.ron").display().to_string(), "--seconds", "2"])
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{}", &err[err.len().saturating_sub(2000)..]);
+    assert!(
+        err.trim_end().ends_with("I/O error (5)'") && err.contains("error: audio device: "),
+        "{}",
+        &err[err.len().saturating_sub(2000)..]
+    );
+}
