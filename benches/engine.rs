@@ -467,6 +467,36 @@ fn ratios() {
             cold[2] / warm[2]
         );
     }
+    {
+        // Parameter event latency: a change set on the control side between two callbacks, on a steady
+        // DC input through a Gain node. Where does the output first move, in the next callback?
+        let text = "(sample_rate: 48000, channels: 2, nodes: { \"g\": Gain(gain_db: 0.0) }, \
+                    edges: [(\"input\", \"g\"), (\"g\", \"output\")])";
+        let g = Graph::parse(text, "gain.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
+        let block = 256;
+        let mut rig = start(g, EngineOptions { max_block: block, threads: 1, ..Default::default() });
+        let dc = vec![0.5f32; 2 * block];
+        let mut out = vec![0.0f32; 2 * block];
+        let mut first = Vec::new();
+        for trial in 0..200 {
+            // Settle (longer than the 20 ms ramp), then change between callbacks.
+            for _ in 0..8 {
+                rig.1.process(&AudioIn::new(&dc, block, 2, block), &mut AudioOut::new(&mut out, block, 2, block));
+            }
+            let before = out[block - 1];
+            let db = if trial % 2 == 0 { -6.0 } else { 0.0 };
+            rig.0.set("g", "gain_db", db).expect("valid");
+            rig.0.update();
+            rig.1.process(&AudioIn::new(&dc, block, 2, block), &mut AudioOut::new(&mut out, block, 2, block));
+            first.push(out[..block].iter().position(|v| *v != before).unwrap_or(usize::MAX));
+        }
+        let in_first_frame = first.iter().filter(|&&f| f == 0).count();
+        println!(
+            "  parameter event latency: the output moved at frame 0 of the next {block}-frame callback in {in_first_frame} of {} changes (latest frame: {})",
+            first.len(),
+            first.iter().max().copied().unwrap_or(0)
+        );
+    }
     for block in [512, 64] {
         let one = EngineOptions { max_block: block, threads: 1, ..Default::default() };
         let mut serial = start(graph("parallel.ron"), one);
