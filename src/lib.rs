@@ -11,6 +11,7 @@ pub mod monitor;
 pub mod node;
 pub mod nodes;
 pub mod play;
+pub mod plot;
 pub mod preset;
 pub mod registry;
 

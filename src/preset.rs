@@ -180,20 +180,20 @@ impl Preset {
         if parsed.values.len() > MAX_PRESET_VALUES {
             return Err(err(None, format!("a preset holds at most {MAX_PRESET_VALUES} values")));
         }
-        // File order and positions come from the walker; duplicates are refused (RON keeps the last).
-        let mut seen = std::collections::HashSet::new();
+        // File order, positions and duplicates come from the walker, when it read the same keys as ron (it
+        // does not decode escapes; on text it cannot follow, ron's order is kept, without positions).
+        let same_keys = entries_at.iter().all(|(k, _)| parsed.values.contains_key(k))
+            && parsed.values.keys().all(|k| entries_at.iter().any(|(w, _)| w == k));
         let mut entries = Vec::with_capacity(parsed.values.len());
-        for (key, offset) in &entries_at {
-            if !seen.insert(key.as_str()) {
-                return Err(err(at(*offset), format!("\"{}\" is given twice", key.escape_debug())));
+        let ordered: Vec<(&String, Option<usize>)> = if same_keys {
+            let mut seen = std::collections::HashSet::new();
+            for (key, offset) in &entries_at {
+                if !seen.insert(key.as_str()) {
+                    return Err(err(at(*offset), format!("\"{}\" is given twice", key.escape_debug())));
+                }
             }
-        }
-        let ordered: Vec<(&String, Option<usize>)> = if entries_at.len() == parsed.values.len()
-            && entries_at.iter().all(|(k, _)| parsed.values.contains_key(k))
-        {
             entries_at.iter().map(|(k, o)| (k, Some(*o))).collect()
         } else {
-            // The walker could not follow the text (it is lenient); keep ron's order, without positions.
             parsed.values.keys().map(|k| (k, None)).collect()
         };
         for (key, offset) in ordered {
@@ -299,6 +299,16 @@ mod tests {
         assert!(e.to_string().starts_with("p.ron:2:"), "{e}");
         let e = Preset::parse("(values: {}, extra: 1)", "p.ron").expect_err("unknown field");
         assert!(e.to_string().starts_with("p.ron:1:"), "{e}");
+    }
+
+    #[test]
+    fn escaped_keys_do_not_fool_the_duplicate_check() {
+        // Found by fuzzing: the span walker does not decode escapes, so "gai\n_db" read as "gain_db".
+        let src = "(values: {\"eq.gai\\n_db\": 1.0, \"eq.gain_db\": 2.0})";
+        let p = Preset::parse(src, "p.ron").expect("two different keys");
+        assert_eq!(p.entries.len(), 2);
+        let again = Preset::parse(&p.to_ron(), "q.ron").expect("its own output parses");
+        assert_eq!(again.entries.len(), 2);
     }
 
     #[test]

@@ -896,3 +896,242 @@ fn decoding_streams_in_flat_memory_whatever_the_length() {
     let growth = peaks[1].saturating_sub(peaks[0]);
     assert!(growth < 8 << 20, "peak resident memory grew by {growth} bytes for 10x the length: {peaks:?}");
 }
+
+/// The cookbook's magnitude in dB, written out again here (independent of the library's code).
+fn cookbook_db(kind: &str, f0: f64, gain_db: f64, q: f64, sr: f64, f: f64) -> f64 {
+    let a = 10f64.powf(gain_db / 40.0);
+    let w0 = std::f64::consts::TAU * f0 / sr;
+    let (alpha, cw) = (w0.sin() / (2.0 * q), w0.cos());
+    let sa = 2.0 * a.sqrt() * alpha;
+    let (b, den) = match kind {
+        "LowPass" => ([(1.0 - cw) / 2.0, 1.0 - cw, (1.0 - cw) / 2.0], [1.0 + alpha, -2.0 * cw, 1.0 - alpha]),
+        "HighPass" => ([(1.0 + cw) / 2.0, -(1.0 + cw), (1.0 + cw) / 2.0], [1.0 + alpha, -2.0 * cw, 1.0 - alpha]),
+        "BandPass" => ([alpha, 0.0, -alpha], [1.0 + alpha, -2.0 * cw, 1.0 - alpha]),
+        "Notch" => ([1.0, -2.0 * cw, 1.0], [1.0 + alpha, -2.0 * cw, 1.0 - alpha]),
+        "AllPass" => ([1.0 - alpha, -2.0 * cw, 1.0 + alpha], [1.0 + alpha, -2.0 * cw, 1.0 - alpha]),
+        "Peak" => ([1.0 + alpha * a, -2.0 * cw, 1.0 - alpha * a], [1.0 + alpha / a, -2.0 * cw, 1.0 - alpha / a]),
+        "LowShelf" => (
+            [
+                a * ((a + 1.0) - (a - 1.0) * cw + sa),
+                2.0 * a * ((a - 1.0) - (a + 1.0) * cw),
+                a * ((a + 1.0) - (a - 1.0) * cw - sa),
+            ],
+            [(a + 1.0) + (a - 1.0) * cw + sa, -2.0 * ((a - 1.0) + (a + 1.0) * cw), (a + 1.0) + (a - 1.0) * cw - sa],
+        ),
+        "HighShelf" => (
+            [
+                a * ((a + 1.0) + (a - 1.0) * cw + sa),
+                -2.0 * a * ((a - 1.0) + (a + 1.0) * cw),
+                a * ((a + 1.0) + (a - 1.0) * cw - sa),
+            ],
+            [(a + 1.0) - (a - 1.0) * cw + sa, 2.0 * ((a - 1.0) - (a + 1.0) * cw), (a + 1.0) - (a - 1.0) * cw - sa],
+        ),
+        other => panic!("{other}"),
+    };
+    // |B(e^jw)| / |A(e^jw)| by complex arithmetic.
+    let w = std::f64::consts::TAU * f / sr;
+    let eval = |c: [f64; 3]| {
+        let re = c[0] + c[1] * w.cos() + c[2] * (2.0 * w).cos();
+        let im = -c[1] * w.sin() - c[2] * (2.0 * w).sin();
+        re.hypot(im)
+    };
+    20.0 * (eval(b) / eval(den)).log10()
+}
+
+const EVERY_BAND: &str = r#"(sample_rate: 48000, channels: 2, nodes: {
+    "eq": Eq(bands: [
+        (kind: Peak, freq_hz: 1000.0, gain_db: 6.0, q: 1.4),
+        (kind: LowShelf, freq_hz: 120.0, gain_db: -4.0, q: 0.707),
+        (kind: HighShelf, freq_hz: 9000.0, gain_db: 3.0, q: 0.9),
+        (kind: LowPass, freq_hz: 15000.0, q: 0.707),
+        (kind: HighPass, freq_hz: 40.0, q: 0.6),
+        (kind: BandPass, freq_hz: 2500.0, q: 0.5),
+        (kind: Notch, freq_hz: 60.0, q: 8.0),
+        (kind: AllPass, freq_hz: 700.0, q: 0.707),
+    ]),
+    "comp": Compressor(threshold_db: -20.0, ratio: 3.0, attack_ms: 5.0, release_ms: 50.0, knee_db: 6.0, makeup_db: 0.0),
+    "limiter": Limiter(ceiling_db: -1.0, lookahead_ms: 2.0, release_ms: 50.0),
+}, edges: [("input", "eq"), ("eq", "comp"), ("comp", "limiter"), ("limiter", "output")])"#;
+
+#[test]
+fn plotted_responses_match_the_cookbook_for_every_band_kind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("bands.ron"), EVERY_BAND).expect("write");
+    let o = fxgraph(
+        &[
+            "plot",
+            "bands.ron",
+            "--node",
+            "eq",
+            "--node",
+            "comp",
+            "--node",
+            "limiter",
+            "-o",
+            "r.svg",
+            "--data",
+            "r.json",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let data: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("r.json")).expect("data")).expect("JSON");
+    let level = data["level_dbfs"].as_f64().expect("level");
+    assert!(level <= -20.0 - 3.0 - 10.0, "the impulse is below the compressor's knee: {level}");
+    let freqs: Vec<f64> = data["freq_hz"].as_array().expect("grid").iter().map(|v| v.as_f64().expect("f")).collect();
+    assert!(freqs[0] == 20.0 && *freqs.last().expect("last") > 23_000.0);
+    let curve = |name: &str, kind: &str| -> Vec<f64> {
+        let c = data["curves"]
+            .as_array()
+            .expect("curves")
+            .iter()
+            .find(|c| c["name"] == name && c["kind"] == kind)
+            .unwrap_or_else(|| panic!("curve {name} {kind}"));
+        c["magnitude_db"].as_array().expect("magnitude").iter().map(|v| v.as_f64().expect("dB")).collect()
+    };
+    let bands = [
+        ("Peak", 1000.0, 6.0, 1.4),
+        ("LowShelf", 120.0, -4.0, 0.707),
+        ("HighShelf", 9000.0, 3.0, 0.9),
+        ("LowPass", 15000.0, 0.0, 0.707),
+        ("HighPass", 40.0, 0.0, 0.6),
+        ("BandPass", 2500.0, 0.0, 0.5),
+        ("Notch", 60.0, 0.0, 8.0),
+        ("AllPass", 700.0, 0.0, 0.707),
+    ];
+    let mut whole = vec![0.0; freqs.len()];
+    for (i, (kind, f0, g, q)) in bands.iter().enumerate() {
+        let measured = curve(&format!("eq.bands[{i}]"), "measured");
+        let drawn = curve(&format!("eq.bands[{i}]"), "analytic");
+        for (j, &f) in freqs.iter().enumerate() {
+            let want = cookbook_db(kind, *f0, *g, *q, 48000.0, f);
+            whole[j] += want;
+            if want > -60.0 {
+                assert!((measured[j] - want).abs() < 0.05, "{kind} at {f:.1} Hz: measured {} want {want}", measured[j]);
+                assert!((drawn[j] - want).abs() < 0.05, "{kind} at {f:.1} Hz: cookbook curve {} want {want}", drawn[j]);
+            }
+        }
+    }
+    let eq = curve("eq", "measured");
+    for (j, f) in freqs.iter().enumerate() {
+        if whole[j] > -60.0 {
+            assert!((eq[j] - whole[j]).abs() < 0.05, "the Eq at {f:.1} Hz: {} want {}", eq[j], whole[j]);
+        }
+    }
+    // Below threshold the dynamics are flat, and the limiter's 2 ms lookahead shows as group delay.
+    for name in ["comp", "limiter"] {
+        assert!(curve(name, "measured").iter().all(|v| v.abs() < 0.01), "{name} is linear below its threshold");
+    }
+    let limiter = data["curves"].as_array().expect("curves").iter().find(|c| c["name"] == "limiter").expect("limiter");
+    let gd = limiter["group_delay_ms"][100].as_f64().expect("group delay");
+    assert!((gd - 2.0).abs() < 0.03, "{gd} ms");
+
+    // The picture is XML with a legend entry and a curve per requested node, band and cookbook curve.
+    let svg = std::fs::read_to_string(dir.path().join("r.svg")).expect("svg");
+    let doc = roxmltree::Document::parse(&svg).expect("the SVG parses as XML");
+    let texts: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .collect();
+    for name in ["graph", "eq", "comp", "limiter"] {
+        assert_eq!(texts.iter().filter(|t| **t == format!("{name} (measured)")).count(), 1, "{name}: {texts:?}");
+    }
+    assert_eq!(texts.iter().filter(|t| t.ends_with("(cookbook)")).count(), 9, "the Eq and its 8 bands");
+    let lines = doc.descendants().filter(|n| n.has_tag_name("polyline")).count();
+    assert!(lines >= 2 * (4 + 8 + 9), "{lines} polylines for 21 curves and their legend marks");
+}
+
+#[test]
+fn topology_goes_out_as_dot_and_through_graphviz() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let parallel = repo().join("graphs/parallel.ron");
+    let p = parallel.to_str().expect("utf-8");
+    let o = fxgraph(&["check", p, "--dot"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dot = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(dot.starts_with("digraph") && dot.contains("\"input\" -> ") && dot.contains("-> \"output\""), "{dot}");
+    assert_eq!(dot.matches("subgraph \"cluster_").count(), 4, "four parallel branches: {dot}");
+    assert!(dot.contains("Compressor\\nthreshold_db = -20 dB"), "{dot}");
+    assert!(dot.contains("latency 240 frames"), "{dot}");
+    if tool_exists("dot") {
+        let mut child = Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("dot");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), dot.as_bytes()).expect("write");
+        let out = child.wait_with_output().expect("dot runs");
+        assert!(out.status.success(), "dot -Tsvg accepts the DOT");
+        let svg = String::from_utf8_lossy(&out.stdout).into_owned();
+        let options = roxmltree::ParsingOptions { allow_dtd: true, ..Default::default() };
+        roxmltree::Document::parse_with_options(&svg, options).expect("dot's SVG parses");
+        let o = fxgraph(&["plot", p, "--topology", "-o", "topo.svg"], dir.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(std::fs::read_to_string(dir.path().join("topo.svg")).expect("drawn").contains("low_comp"));
+    } else {
+        assert!(std::env::var_os("CI").is_none(), "CI installs Graphviz");
+    }
+    // Without Graphviz: a note, and the DOT written instead.
+    let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["plot", p, "--topology", "-o", "t2.svg"])
+        .current_dir(dir.path())
+        .env("PATH", dir.path())
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Graphviz's `dot` is not installed"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(dir.path().join("t2.dot")).expect("dot file"), dot);
+}
+
+#[test]
+fn bench_draws_timing_and_levels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = repo().join("graphs/chain.ron");
+    let o = fxgraph(&["bench", g.to_str().expect("utf-8"), "--seconds", "2", "--plot", "b.svg"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = std::fs::read_to_string(dir.path().join("b.svg")).expect("svg");
+    let doc = roxmltree::Document::parse(&svg).expect("XML");
+    let texts: Vec<&str> =
+        doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(str::trim).collect();
+    for label in ["eq", "comp", "limiter", "mean", "p99", "max", "peak", "RMS"] {
+        assert!(texts.contains(&label), "{label}: {texts:?}");
+    }
+    // Three bars per node.
+    let bars = doc.descendants().filter(|n| n.has_tag_name("rect")).count();
+    assert!(bars >= 9, "{bars}");
+}
+
+fn tool_exists(name: &str) -> bool {
+    Command::new(name).arg("-V").output().is_ok()
+}
+
+#[test]
+fn inputs_at_absurd_sample_rates_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A WAV header claiming 16.8 MHz (found by fuzzing: resampling it took seconds and 600 MB).
+    let mut wav = Vec::new();
+    let data = [0u8; 400];
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes());
+    wav.extend_from_slice(&16_788_241u32.to_le_bytes());
+    wav.extend_from_slice(&(16_788_241u32 * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    std::fs::write(dir.path().join("fast.wav"), wav).expect("write");
+    let g = repo().join("graphs/chain.ron");
+    let o = fxgraph(&["render", g.to_str().expect("utf-8"), "-i", "fast.wav", "-o", "out.wav"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("16788241 Hz is not audio fxgraph plays"), "{}", stderr(&o));
+    assert!(!dir.path().join("out.wav").exists());
+}

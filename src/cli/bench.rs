@@ -13,6 +13,7 @@ pub(crate) fn run(
     block: usize,
     threads: Option<u32>,
     json: bool,
+    plot: Option<&Path>,
 ) -> Result<(), Failure> {
     if let Some(s) = seconds
         && !(s.is_finite() && s > 0.0)
@@ -46,17 +47,28 @@ pub(crate) fn run(
     let seconds = frames as f64 / f64::from(fmt.sample_rate);
     let mut source = fxgraph::render::MemorySource::new(channels);
     let (mut engine, mut audio) = start(graph, block, threads)?;
+    // With --plot, the output's levels are kept per 100 ms window (a pass over the output, inside the
+    // timing: the realtime factor then includes it).
+    let mut levels = plot.map(|_| fxgraph::plot::LevelSink::new(fmt.sample_rate, 0.1));
     let started = std::time::Instant::now();
-    render(
-        &mut engine,
-        &mut audio,
-        &mut source,
-        &mut fxgraph::render::NullSink,
-        block * crate::offline_batch(block),
-        &mut |_| true,
-    )?;
+    let sink: &mut dyn fxgraph::render::BlockSink = match &mut levels {
+        Some(l) => l,
+        None => &mut fxgraph::render::NullSink,
+    };
+    render(&mut engine, &mut audio, &mut source, sink, block * crate::offline_batch(block), &mut |_| true)?;
     let elapsed = started.elapsed().as_secs_f64();
     let report = engine.metrics();
+    if let (Some(path), Some(levels)) = (plot, levels) {
+        let track = levels.finish(fmt.channels);
+        let title = graph_path.display().to_string();
+        fxgraph::plot::write_picture(
+            path,
+            (1200, 860),
+            |a| fxgraph::plot::draw_bench(a, &title, &report, &track),
+            |a| fxgraph::plot::draw_bench(a, &title, &report, &track),
+        )?;
+        eprintln!("plot -> {}", path.display());
+    }
     let realtime_factor = seconds / elapsed.max(1e-12);
     if json {
         let nodes: Vec<serde_json::Value> = report

@@ -1,9 +1,14 @@
 //! `fxgraph check`: validates a graph and prints its processing order, branch groups and latency.
 
 use crate::{Failure, load, start};
+use fxgraph::ParamValue;
 use std::path::Path;
 
-pub(crate) fn run(graph_path: &Path) -> Result<(), Failure> {
+pub(crate) fn run(graph_path: &Path, dot: bool) -> Result<(), Failure> {
+    if dot {
+        print!("{}", to_dot(graph_path)?);
+        return Ok(());
+    }
     let graph = load(graph_path)?;
     let fmt = graph.format;
     let count = graph.nodes.len();
@@ -40,4 +45,107 @@ pub(crate) fn run(graph_path: &Path) -> Result<(), Failure> {
         plan.latency as f64 * 1000.0 / f64::from(fmt.sample_rate)
     );
     Ok(())
+}
+
+/// Whether a label already lists an Eq's bands (its third line is a band).
+fn eq_bands(lines: &[String]) -> bool {
+    lines.get(1).is_some_and(|k| k == "Eq")
+}
+
+/// A DOT label of several lines (Graphviz's `\\n` line breaks between the escaped lines).
+fn label(lines: &[String]) -> String {
+    let escaped: Vec<String> = lines.iter().map(|l| l.replace('\\', "\\\\").replace('"', "\\\"")).collect();
+    format!("\"{}\"", escaped.join("\\n"))
+}
+
+/// A DOT string literal.
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The graph as Graphviz DOT: nodes with their kind, key parameters and latency; edges (with latency
+/// compensation marked); parallel branch groups as clusters.
+pub(crate) fn to_dot(graph_path: &Path) -> Result<String, Failure> {
+    let graph = load(graph_path)?;
+    let fmt = graph.format;
+    let edges: Vec<(String, String)> = graph
+        .nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter().map(move |s| (*s, n.name.clone())))
+        .chain(graph.output.iter().map(|s| (*s, "output".to_string())))
+        .map(|(s, to)| {
+            let from = match s {
+                fxgraph::graph::Source::Input => "input".to_string(),
+                fxgraph::graph::Source::Node(i) => graph.nodes[i].name.clone(),
+            };
+            (from, to)
+        })
+        .collect();
+    let (mut engine, _audio) = start(graph, 512, 1)?;
+    let plan = engine.plan().clone();
+    let mut out = String::new();
+    out.push_str(&format!("digraph {} {{\n", quote(&graph_path.display().to_string())));
+    out.push_str(&format!(
+        "  label={}; labelloc=t; rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"sans-serif\"];\n  edge [fontname=\"sans-serif\", fontsize=10];\n",
+        quote(&format!("{} ({} Hz, {} ch, latency {} frames)", graph_path.display(), fmt.sample_rate, fmt.channels, plan.latency))
+    ));
+    out.push_str("  \"input\" [shape=oval];\n  \"output\" [shape=oval];\n");
+    for (i, name) in plan.names.iter().enumerate() {
+        let e = plan.order[i];
+        let kind = engine.spec(e).map_or("?", |p| p.kind()).to_string();
+        let latency = engine.world().get::<fxgraph::control::Latency>(e).map_or(0, |l| l.own);
+        let params = engine.params(name).unwrap_or_default();
+        let mut lines = vec![name.clone(), kind];
+        let eq = engine.spec(e).and_then(|s| s.as_any().downcast_ref::<fxgraph::nodes::builtin::EqParams>()).cloned();
+        if let Some(eq) = eq {
+            for b in &eq.bands {
+                let gain = if b.kind.uses_gain() { format!(" {:+} dB", b.gain_db) } else { String::new() };
+                lines.push(format!("{:?} {} Hz{gain} Q {}", b.kind, b.freq_hz, b.q));
+            }
+        }
+        for p in params.iter().take(if eq_bands(&lines) { 0 } else { 4 }) {
+            let value = match engine.get(name, &p.name) {
+                Ok(ParamValue::Number(v)) => format!("{v}{}{}", if p.unit.is_empty() { "" } else { " " }, p.unit),
+                Ok(ParamValue::Text(t)) => t,
+                Err(_) => continue,
+            };
+            lines.push(format!("{} = {value}", p.name));
+        }
+        if params.len() > 4 && !eq_bands(&lines) {
+            lines.push(format!("(+{} more)", params.len() - 4));
+        }
+        if latency > 0 {
+            lines.push(format!("latency {latency} frames"));
+        }
+        out.push_str(&format!("  {} [label={}];\n", quote(name), label(&lines)));
+    }
+    for (l, branches) in plan.levels.iter().enumerate() {
+        if branches.len() < 2 {
+            continue;
+        }
+        for (b, branch) in branches.iter().enumerate() {
+            out.push_str(&format!(
+                "  subgraph \"cluster_{l}_{b}\" {{ label={}; style=dashed; color=gray50; ",
+                quote(&format!("level {} branch {}", l + 1, b + 1))
+            ));
+            for &i in branch {
+                out.push_str(&format!("{}; ", quote(&plan.names[i])));
+            }
+            out.push_str("}\n");
+        }
+    }
+    for (from, to) in edges {
+        let comp = plan.compensations.iter().find(|(f, t, _)| *f == from && *t == to).map(|(_, _, n)| *n);
+        match comp {
+            Some(n) => out.push_str(&format!(
+                "  {} -> {} [label={}];\n",
+                quote(&from),
+                quote(&to),
+                quote(&format!("+{n} frames"))
+            )),
+            None => out.push_str(&format!("  {} -> {};\n", quote(&from), quote(&to))),
+        }
+    }
+    out.push_str("}\n");
+    Ok(out)
 }

@@ -5,6 +5,7 @@
 mod bench;
 mod check;
 mod play;
+mod plot;
 mod plugin;
 mod preset;
 mod render;
@@ -74,6 +75,9 @@ enum Command {
         /// Print one JSON object on stdout instead of the tables.
         #[arg(long)]
         json: bool,
+        /// Also draw per-node timing and the output's level over time (.svg or .png).
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Print a WebAssembly plugin's metadata, parameters, declared limits and ABI version, after checking that
     /// it loads and sets up.
@@ -85,6 +89,31 @@ enum Command {
     Check {
         /// The graph file (RON).
         graph: PathBuf,
+        /// Print the graph as Graphviz DOT instead: nodes with kind, key parameters and latency, edges,
+        /// parallel branch groups as clusters.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Draw a graph's frequency response (magnitude and group delay, measured through the engine with an
+    /// impulse below every dynamics threshold), or its topology with --topology.
+    Plot {
+        /// The graph file (RON).
+        graph: PathBuf,
+        /// The picture: .svg or .png [default: GRAPH-response.svg, GRAPH-topology.svg].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Also draw this node alone (and each band of an Eq, with the cookbook's curves); repeatable.
+        #[arg(long)]
+        node: Vec<String>,
+        /// Also write the plotted data: .csv or .json.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The impulse's level in dBFS [default: below every compressor threshold and limiter ceiling].
+        #[arg(long, allow_hyphen_values = true)]
+        level: Option<f64>,
+        /// Draw the topology with Graphviz's `dot` (or write the DOT when it is not installed).
+        #[arg(long)]
+        topology: bool,
     },
     /// Play a graph over an audio file (or the demo signal) in real time, controlled from stdin: one command
     /// per line (`help` lists them), each answered with one line, `ok ...` or `error: ...`.
@@ -189,10 +218,13 @@ fn main() -> ExitCode {
         Command::Render { graph, input, output, block, threads, seconds, format, metrics } => {
             render::run(&graph, input.as_deref(), output, block as usize, threads, seconds, format, metrics.as_deref())
         }
-        Command::Bench { graph, input, seconds, block, threads, json } => {
-            bench::run(&graph, input.as_deref(), seconds, block as usize, threads, json)
+        Command::Bench { graph, input, seconds, block, threads, json, plot } => {
+            bench::run(&graph, input.as_deref(), seconds, block as usize, threads, json, plot.as_deref())
         }
-        Command::Check { graph } => check::run(&graph),
+        Command::Check { graph, dot } => check::run(&graph, dot),
+        Command::Plot { graph, output, node, data, level, topology } => {
+            plot::run(&graph, output, &node, data.as_deref(), level, topology)
+        }
         Command::Plugin { path } => plugin::run(&path),
         Command::Play {
             graph,

@@ -364,6 +364,10 @@ impl<S: BlockSource> Resampled<S> {
                 .map_err(|e| anyhow::anyhow!("cannot resample {rate_in} Hz to {rate_out} Hz: {e}"))?;
         let out_max = resampler.output_frames_max();
         let chunk = resampler.input_frames_next();
+        // Rates with no common factor make rubato's FFTs long; past this the memory is not worth it.
+        if chunk > 1 << 18 || out_max > 1 << 18 {
+            bail!("cannot resample {rate_in} Hz to {rate_out} Hz: the two rates share too small a common factor");
+        }
         Ok(Self {
             delay: resampler.output_delay(),
             resampler,
@@ -478,6 +482,9 @@ impl<S: BlockSource> BlockSource for Resampled<S> {
     }
 }
 
+/// The sample rates an input file may have (the graphs' range, and down to 1 kHz for old recordings).
+pub const INPUT_RATES: std::ops::RangeInclusive<u32> = 1000..=768_000;
+
 /// Opens an audio file as a source at the graph's rate and channel count: decoded, remixed and resampled
 /// as the module documentation says. Returns it with a note on what was converted (empty if nothing).
 ///
@@ -486,6 +493,14 @@ impl<S: BlockSource> BlockSource for Resampled<S> {
 pub fn open_input(path: &Path, format: GraphFormat) -> anyhow::Result<(Box<dyn BlockSource>, String)> {
     let decoded = Decoded::open(path)?;
     let (rate, channels) = (decoded.sample_rate(), decoded.channels());
+    if !(INPUT_RATES.contains(&rate)) {
+        bail!(
+            "{}: a sample rate of {rate} Hz is not audio fxgraph plays (inputs are {} to {} Hz)",
+            path.display(),
+            INPUT_RATES.start(),
+            INPUT_RATES.end()
+        );
+    }
     let mut notes = Vec::new();
     let remixed =
         Remixed::new(decoded, channels, format.channels).map_err(|e| anyhow::anyhow!("{} {e}", path.display()))?;
