@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
-targets=${*:-graph manifest wav wasm_module decode preset}
+targets=${*:-graph manifest wav wasm_module decode preset package}
 mkdir -p logs
 for t in $targets; do
     mkdir -p "corpus/$t" "artifacts/$t"

@@ -10,6 +10,8 @@ pub mod io;
 pub mod monitor;
 pub mod node;
 pub mod nodes;
+#[cfg(feature = "wasm")]
+pub mod packages;
 pub mod play;
 pub mod plot;
 pub mod preset;

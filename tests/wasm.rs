@@ -747,3 +747,264 @@ fn faults_far_apart_are_forgiven_so_a_long_session_keeps_its_plugin() {
     let messages = e.engine.messages();
     assert!(!messages.iter().any(|m| m.text.raw().contains("bypassed for good")));
 }
+
+// ---- Plugin packages -------------------------------------------------------------------------------
+
+/// `fxgraph` with its plugin folder set to `root` (and no other user folder).
+fn fx(args: &[&str], dir: &Path, root: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(args)
+        .current_dir(dir)
+        .env("FXGRAPH_PLUGIN_PATH", root)
+        .env("XDG_DATA_HOME", dir.join("no-user-data"))
+        .output()
+        .expect("run fxgraph")
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A copy of the shipped package folder, with `edit` applied to its plugin.json.
+fn package_copy(dir: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let src = plugin_dir();
+    let to = dir.join(name);
+    std::fs::create_dir_all(&to).expect("mkdir");
+    for f in ["biquad_filter.wasm", "biquad_filter_c.wasm"] {
+        std::fs::copy(src.join(f), to.join(f)).expect("copy");
+    }
+    std::fs::copy(repo_plugins().join("README.md"), to.join("README.md")).expect("copy");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_plugins().join("plugin.json")).expect("plugin.json"))
+            .expect("json");
+    edit(&mut m);
+    std::fs::write(to.join("plugin.json"), serde_json::to_string_pretty(&m).expect("json")).expect("write");
+    to
+}
+
+/// The shipped package folder (plugin.json lives with the committed modules).
+fn repo_plugins() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/wasm"))
+}
+
+const BY_ID: &str = r#"(sample_rate: 48000, channels: 2,
+    nodes: { "filter": Wasm(id: "org.fxgraph.biquad-filter", version: "REQ", config: {"cutoff_hz": 3000.0}) },
+    edges: [("input", "filter"), ("filter", "output")])"#;
+
+fn picked(dir: &Path, root: &Path, req: &str) -> String {
+    std::fs::write(dir.join("g.ron"), BY_ID.replace("REQ", req)).expect("write");
+    let o = fx(&["check", "g.ron"], dir, root);
+    text(&o)
+}
+
+#[test]
+fn packages_install_by_id_pick_versions_and_remove() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (d, root) = (dir.path(), dir.path().join("plugins"));
+    // The shipped plugin, packaged by the documented command, installed.
+    let o = fx(&["plugin", "pack", repo_plugins().to_str().expect("utf-8"), "-o", "bq.tar.gz"], d, &root);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = fx(&["plugin", "install", "bq.tar.gz"], d, &root);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("installed org.fxgraph.biquad-filter 1.0.0"), "{}", text(&o));
+    // A graph naming it by id renders, bit for bit as the same module named by path.
+    std::fs::write(d.join("g.ron"), BY_ID.replace("REQ", "^1.0")).expect("write");
+    let path_form = BY_ID.replace(
+        r#"id: "org.fxgraph.biquad-filter", version: "REQ""#,
+        &format!("path: {:?}", plugin_dir().join("biquad_filter.wasm")),
+    );
+    std::fs::write(d.join("p.ron"), path_form).expect("write");
+    for (g, out) in [("g.ron", "a.wav"), ("p.ron", "b.wav")] {
+        let o = fx(&["render", g, "-o", out, "--seconds", "1"], d, &root);
+        assert!(o.status.success(), "{g}: {}", text(&o));
+    }
+    assert!(std::fs::read(d.join("a.wav")).expect("a") == std::fs::read(d.join("b.wav")).expect("b"));
+
+    // 1.1 beside 1.0 (its C build preferred): requirements pick the newest match.
+    let v11 = package_copy(d, "v11", |m| {
+        m["version"] = "1.1.0".into();
+        m["modules"][0]["preferred"] = false.into();
+        m["modules"][1]["preferred"] = true.into();
+    });
+    let o = fx(&["plugin", "install", v11.to_str().expect("utf-8")], d, &root);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(picked(d, &root, "^1.0").contains("Wasm (org.fxgraph.biquad-filter@1.1.0)"));
+    assert!(picked(d, &root, "~1.0").contains("Wasm (org.fxgraph.biquad-filter@1.0.0)"));
+    assert!(picked(d, &root, "=1.0.0").contains("Wasm (org.fxgraph.biquad-filter@1.0.0)"));
+    let none = picked(d, &root, "^2");
+    assert!(
+        none.contains("g.ron:2:62: node \"filter\": Wasm: `version` no installed version of \"org.fxgraph.biquad-filter\" matches \"^2\" (installed: 1.0.0, 1.1.0)"),
+        "{none}"
+    );
+    let list = text(&fx(&["plugin", "list"], d, &root));
+    assert!(
+        list.contains("org.fxgraph.biquad-filter 1.0.0") && list.contains("org.fxgraph.biquad-filter 1.1.0"),
+        "{list}"
+    );
+    assert!(list.contains("biquad_filter_c.wasm (c), biquad_filter.wasm (rust)"), "1.1 prefers its C build: {list}");
+
+    // Installing a version again is refused unless forced.
+    let o = fx(&["plugin", "install", v11.to_str().expect("utf-8")], d, &root);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("already installed"), "{}", text(&o));
+    let o = fx(&["plugin", "install", "--force", v11.to_str().expect("utf-8")], d, &root);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Remove 1.1, then everything.
+    let o = fx(&["plugin", "remove", "org.fxgraph.biquad-filter@1.1.0"], d, &root);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(picked(d, &root, "^1.0").contains("@1.0.0)"));
+    let o = fx(&["plugin", "remove", "org.fxgraph.biquad-filter"], d, &root);
+    assert!(o.status.success(), "{}", text(&o));
+    let missing = picked(d, &root, "^1.0");
+    assert!(
+        missing
+            .contains("g.ron:2:29: node \"filter\": Wasm: `id` no plugin \"org.fxgraph.biquad-filter\" is installed"),
+        "{missing}"
+    );
+    assert_eq!(std::fs::read_dir(&root).expect("root").count(), 0, "nothing is left in the plugin folder");
+}
+
+/// One raw archive entry: name, type, data, link target.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], Option<&'a [u8]>);
+
+/// A .tar.gz with entries written as given (names, types and sizes unchecked), for hostile packages.
+fn raw_archive(path: &Path, entries: &[RawEntry<'_>]) {
+    let file = std::fs::File::create(path).expect("create");
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::fast()));
+    for (name, kind, data, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let gnu = h.as_gnu_mut().expect("gnu header");
+            gnu.name[..name.len()].copy_from_slice(name);
+            if let Some(link) = link {
+                gnu.linkname[..link.len()].copy_from_slice(link);
+            }
+        }
+        h.set_entry_type(*kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, *data).expect("append");
+    }
+    b.into_inner().expect("finish tar").finish().expect("finish gz");
+}
+
+#[test]
+fn hostile_and_incompatible_packages_are_refused_leaving_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (d, root) = (dir.path(), dir.path().join("plugins"));
+    let manifest = std::fs::read(repo_plugins().join("plugin.json")).expect("plugin.json");
+    let module = std::fs::read(plugin_dir().join("biquad_filter.wasm")).expect("module");
+    let file = tar::EntryType::Regular;
+    let cases: Vec<(&str, Vec<RawEntry<'_>>, &str)> = vec![
+        (
+            "traversal",
+            vec![(b"p/plugin.json", file, &manifest, None), (b"p/../../evil.wasm", file, &module, None)],
+            "outside the package folder",
+        ),
+        ("absolute", vec![(b"/tmp/fxgraph-evil.wasm", file, &module, None)], "outside the package folder"),
+        (
+            "symlink",
+            vec![
+                (b"p/plugin.json", file, &manifest, None),
+                (b"p/biquad_filter.wasm", tar::EntryType::Symlink, b"", Some(b"/etc/passwd")),
+            ],
+            "is a link",
+        ),
+        (
+            "hardlink",
+            vec![
+                (b"p/plugin.json", file, &manifest, None),
+                (b"p/biquad_filter.wasm", tar::EntryType::Link, b"", Some(b"../../../etc/passwd")),
+            ],
+            "is a link",
+        ),
+        ("device", vec![(b"p/dev", tar::EntryType::Char, b"", None)], "packages may hold only files and folders"),
+    ];
+    let mut archives: Vec<(String, &str)> = Vec::new();
+    for (name, entries, why) in &cases {
+        raw_archive(&d.join(format!("{name}.tar.gz")), entries);
+        archives.push((format!("{name}.tar.gz"), why));
+    }
+    // A gzip bomb: a 100 MiB file of zeros (a hundred kilobytes compressed).
+    let zeros = vec![0u8; 100 << 20];
+    raw_archive(&d.join("bomb.tar.gz"), &[(b"p/plugin.json", file, &manifest, None), (b"p/zeros", file, &zeros, None)]);
+    archives.push(("bomb.tar.gz".into(), "unpacks to more than 64 MiB"));
+    drop(zeros);
+    // Too many files.
+    let names: Vec<Vec<u8>> = (0..300).map(|i| format!("p/f{i}").into_bytes()).collect();
+    let many: Vec<RawEntry<'_>> = names.iter().map(|n| (n.as_slice(), file, b"x".as_slice(), None)).collect();
+    raw_archive(&d.join("many.tar.gz"), &many);
+    archives.push(("many.tar.gz".into(), "more than 256 files"));
+    // An id with a path separator.
+    let evil_id = package_copy(d, "evil-id", |m| m["id"] = "../../evil".into());
+    assert!(
+        fx(&["plugin", "pack", evil_id.to_str().expect("utf-8"), "-o", "x.tar.gz"], d, &root).status.code() == Some(2)
+    );
+    let bad_manifest = String::from_utf8_lossy(&manifest).replace("org.fxgraph.biquad-filter", "../../evil");
+    raw_archive(
+        &d.join("id.tar.gz"),
+        &[(b"p/plugin.json", file, bad_manifest.as_bytes(), None), (b"p/biquad_filter.wasm", file, &module, None)],
+    );
+    archives.push(("id.tar.gz".into(), "no path separators"));
+    // A truncated archive, and one that is not gzip at all.
+    let o = fx(&["plugin", "pack", repo_plugins().to_str().expect("utf-8"), "-o", "good.tar.gz"], d, &root);
+    assert!(o.status.success(), "{}", text(&o));
+    let good = std::fs::read(d.join("good.tar.gz")).expect("good");
+    std::fs::write(d.join("cut.tar.gz"), &good[..good.len() / 2]).expect("write");
+    archives.push(("cut.tar.gz".into(), "truncated or corrupt"));
+    std::fs::write(d.join("plain.tar.gz"), b"not a package").expect("write");
+    archives.push(("plain.tar.gz".into(), "not a .tar.gz package"));
+    // Incompatible: another ABI, a newer fxgraph, a host function the host does not have, an import the
+    // manifest does not declare.
+    for (name, edit, why) in [
+        (
+            "abi",
+            Box::new(|m: &mut serde_json::Value| m["abi_versions"] = serde_json::json!([2]))
+                as Box<dyn Fn(&mut serde_json::Value)>,
+            "supports plugin ABI version(s) [2]; this fxgraph implements ABI version 1",
+        ),
+        (
+            "newer",
+            Box::new(|m: &mut serde_json::Value| m["min_fxgraph"] = "99.0.0".into()),
+            "needs fxgraph 99.0.0 or newer; this is fxgraph 0.1.0",
+        ),
+        (
+            "offer",
+            Box::new(|m: &mut serde_json::Value| {
+                m["host_functions"] = serde_json::json!(["fxgraph.log", "fxgraph.open_file"])
+            }),
+            "which this host does not offer",
+        ),
+        (
+            "undeclared",
+            Box::new(|m: &mut serde_json::Value| m["host_functions"] = serde_json::json!([])),
+            "which its manifest does not declare",
+        ),
+    ] {
+        let p = package_copy(d, name, edit);
+        archives.push((p.to_str().expect("utf-8").to_string(), why));
+    }
+    for (archive, why) in &archives {
+        let o = fx(&["plugin", "install", archive], d, &root);
+        assert_eq!(o.status.code(), Some(2), "{archive}: {}", text(&o));
+        assert!(text(&o).contains(why), "{archive}: wanted {why:?} in {}", text(&o));
+        let left: Vec<_> =
+            std::fs::read_dir(&root).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "{archive} left {left:?}");
+    }
+    assert!(!d.join("evil.wasm").exists() && !dir.path().parent().expect("tmp").join("evil.wasm").exists());
+    assert!(!Path::new("/tmp/fxgraph-evil.wasm").exists());
+
+    // At load too: an installed module whose manifest was edited to need a newer fxgraph is refused.
+    let o = fx(&["plugin", "install", "good.tar.gz"], d, &root);
+    assert!(o.status.success(), "{}", text(&o));
+    let json = root.join("org.fxgraph.biquad-filter/1.0.0/biquad_filter.json");
+    let edited = std::fs::read_to_string(&json)
+        .expect("json")
+        .replace("\"min_fxgraph\": \"0.1.0\"", "\"min_fxgraph\": \"99.0.0\"");
+    std::fs::write(&json, edited).expect("write");
+    let out = picked(d, &root, "^1");
+    assert!(out.contains("needs fxgraph 99.0.0 or newer; this is fxgraph 0.1.0"), "{out}");
+}

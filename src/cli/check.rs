@@ -15,7 +15,12 @@ pub(crate) fn run(graph_path: &Path, dot: bool) -> Result<(), Failure> {
     let (engine, _audio) = start(graph, 512, 1)?;
     let plan = engine.plan();
     let world = engine.world();
-    let kind_of = |i: usize| engine.spec(plan.order[i]).map_or("?", |p| p.kind());
+    let kind_of = |i: usize| {
+        engine.spec(plan.order[i]).map_or_else(
+            || "?".to_string(),
+            |p| if p.source() == p.kind() { p.kind().to_string() } else { format!("{} ({})", p.kind(), p.source()) },
+        )
+    };
     let latency_of = |i: usize| world.get::<fxgraph::control::Latency>(plan.order[i]).map_or(0, |l| l.own);
     println!("{}: valid ({} Hz, {} channels, {count} nodes)", graph_path.display(), fmt.sample_rate, fmt.channels);
     println!("processing order:");

@@ -81,9 +81,12 @@ enum Command {
     },
     /// Print a WebAssembly plugin's metadata, parameters, declared limits and ABI version, after checking that
     /// it loads and sets up.
+    #[command(args_conflicts_with_subcommands = true)]
     Plugin {
         /// The module (`NAME.wasm`, with `NAME.json` beside it).
-        path: PathBuf,
+        path: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<PluginCommand>,
     },
     /// Validate a graph and print its processing order, parallel branch groups and latency.
     Check {
@@ -158,6 +161,28 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum PluginCommand {
+    /// Install a package (.tar.gz or folder) into the first plugin folder, after validating everything.
+    Install {
+        package: PathBuf,
+        /// Replace the same version if it is installed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the installed plugins: id, version, name, kind, parameters, modules, folder.
+    List,
+    /// Remove an installed plugin: ID (every version) or ID@VERSION.
+    Remove { plugin: String },
+    /// Make a package from a plugin folder (its plugin.json and the files it names).
+    Pack {
+        dir: PathBuf,
+        /// The package [default: ID-VERSION.tar.gz].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum PresetCommand {
     /// Save the graph's values (with any --set applied) as preset NAME beside it.
     Save {
@@ -205,7 +230,19 @@ pub(crate) fn bad_input(e: impl Into<anyhow::Error>) -> Failure {
     Failure::Input(e.into())
 }
 
+/// Writing to a closed pipe (`fxgraph check g.ron | head`) ends the process quietly, as for other Unix
+/// tools, instead of panicking in `println!`.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE at start-up, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -225,7 +262,24 @@ fn main() -> ExitCode {
         Command::Plot { graph, output, node, data, level, topology } => {
             plot::run(&graph, output, &node, data.as_deref(), level, topology)
         }
-        Command::Plugin { path } => plugin::run(&path),
+        Command::Plugin { path, action } => match (path, action) {
+            (Some(path), None) => plugin::run(&path),
+            #[cfg(feature = "wasm")]
+            (_, Some(PluginCommand::Install { package, force })) => plugin::packages::install(&package, force),
+            #[cfg(feature = "wasm")]
+            (_, Some(PluginCommand::List)) => plugin::packages::list(),
+            #[cfg(feature = "wasm")]
+            (_, Some(PluginCommand::Remove { plugin })) => plugin::packages::remove(&plugin),
+            #[cfg(feature = "wasm")]
+            (_, Some(PluginCommand::Pack { dir, output })) => plugin::packages::pack(&dir, output.as_deref()),
+            #[cfg(not(feature = "wasm"))]
+            (_, Some(_)) => {
+                Err(bad_input(anyhow::anyhow!("this build of fxgraph has no WebAssembly support (feature `wasm`)")))
+            }
+            (None, None) => {
+                Err(bad_input(anyhow::anyhow!("fxgraph plugin needs a module, or one of install, list, remove, pack")))
+            }
+        },
         Command::Play {
             graph,
             input,

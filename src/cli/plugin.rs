@@ -53,6 +53,9 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
     let imports: Vec<String> = module.imports().map(|i| format!("{}.{}", i.module(), i.name())).collect();
     let exports: Vec<&str> = module.exports().map(|e| e.name()).collect();
     println!("imports: {}", if imports.is_empty() { "none".into() } else { imports.join(", ") });
+    if let Some(declared) = &manifest.host_functions {
+        println!("declared host functions: {}", if declared.is_empty() { "none".into() } else { declared.join(", ") });
+    }
     println!("exports: {}", exports.join(", "));
     println!("setup: ok (initialized at 48000 Hz, 2 channels, 512 frames)");
     Ok(())
@@ -61,4 +64,88 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
 #[cfg(not(feature = "wasm"))]
 pub(crate) fn run(_path: &Path) -> Result<(), Failure> {
     Err(Failure::Other(anyhow::anyhow!("this build of fxgraph has no WebAssembly support (feature `wasm`)")))
+}
+
+/// `fxgraph plugin install|list|remove|pack`.
+#[cfg(feature = "wasm")]
+pub(crate) mod packages {
+    use crate::{Failure, bad_input};
+    use fxgraph::packages::{self, PackageError};
+    use std::path::Path;
+
+    fn failure(e: PackageError) -> Failure {
+        match e {
+            PackageError::Refused(m) => bad_input(anyhow::anyhow!(m)),
+            PackageError::Io(m) => Failure::Other(anyhow::anyhow!(m)),
+        }
+    }
+
+    pub(crate) fn install(source: &Path, force: bool) -> Result<(), Failure> {
+        let root = packages::search_path().into_iter().next().ok_or_else(|| {
+            Failure::Other(anyhow::anyhow!("no plugin folder: set FXGRAPH_PLUGIN_PATH, XDG_DATA_HOME or HOME"))
+        })?;
+        let installed = packages::install(source, &root, force).map_err(failure)?;
+        let m = &installed.manifest;
+        println!(
+            "installed {} {} ({}, {} module{}, {} parameters) in {}",
+            m.id,
+            m.version,
+            m.name,
+            m.modules.len(),
+            if m.modules.len() == 1 { "" } else { "s" },
+            m.parameters,
+            installed.dir.display()
+        );
+        Ok(())
+    }
+
+    pub(crate) fn list() -> Result<(), Failure> {
+        let all = packages::installed();
+        if all.is_empty() {
+            let roots: Vec<String> = packages::search_path().iter().map(|p| p.display().to_string()).collect();
+            println!("no plugins installed (looked in {})", roots.join(":"));
+        }
+        for i in all {
+            let m = &i.manifest;
+            let modules: Vec<String> = m
+                .modules
+                .iter()
+                .map(|x| format!("{}{}", x.path, x.language.as_deref().map(|l| format!(" ({l})")).unwrap_or_default()))
+                .collect();
+            println!(
+                "{} {}  {}  {}, {} parameters, modules: {}  {}",
+                m.id,
+                m.version,
+                m.name,
+                m.kind,
+                m.parameters,
+                modules.join(", "),
+                i.dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    pub(crate) fn remove(spec: &str) -> Result<(), Failure> {
+        let (id, version) = match spec.split_once('@') {
+            Some((id, v)) => (id, Some(v)),
+            None => (spec, None),
+        };
+        for dir in packages::remove(id, version).map_err(failure)? {
+            println!("removed {}", dir.display());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pack(dir: &Path, out: Option<&Path>) -> Result<(), Failure> {
+        let text = std::fs::read_to_string(dir.join(packages::MANIFEST))
+            .map_err(|e| bad_input(anyhow::anyhow!("cannot read {}: {e}", dir.join(packages::MANIFEST).display())))?;
+        let m = packages::PackageManifest::parse(&text)
+            .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", dir.display())))?;
+        let default = std::path::PathBuf::from(format!("{}-{}.tar.gz", m.id, m.version));
+        let out = out.unwrap_or(&default);
+        let m = packages::pack(dir, out).map_err(failure)?;
+        println!("packed {} {} -> {}", m.id, m.version, out.display());
+        Ok(())
+    }
 }

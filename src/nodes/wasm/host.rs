@@ -22,8 +22,8 @@ pub const MIN_DEADLINE_TICKS: u64 = 2;
 /// Setting an instance up (instantiation, version, parameters, initialize, buffers, start: all of them
 /// together) may take half a second; so may stopping and cleaning up.
 pub const SETUP_DEADLINE_TICKS: u64 = 100;
-/// Imports a module may have.
-const ALLOWED_IMPORTS: [&str; 2] = ["log", "emit_event"];
+/// The functions of module `fxgraph` a plugin may import.
+pub const ALLOWED_IMPORTS: [&str; 2] = ["log", "emit_event"];
 /// Messages a plugin may leave between two polls (one block); later ones are counted as dropped.
 pub const MESSAGE_SLOTS: usize = 64;
 /// Bytes kept of one message.
@@ -164,6 +164,26 @@ pub fn check_imports(module: &Module, path: &Path) -> Result<(), String> {
                 path.display(),
                 crate::node::Untrusted::new(import.module()),
                 crate::node::Untrusted::new(import.name())
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a module's imports against the host functions its manifest declares, when it declares them.
+///
+/// # Errors
+/// A message naming an import that is not declared.
+pub fn check_declared(module: &Module, manifest: &crate::wasm::Manifest, path: &Path) -> Result<(), String> {
+    let Some(declared) = &manifest.host_functions else { return Ok(()) };
+    for import in module.imports() {
+        let name = format!("{}.{}", import.module(), import.name());
+        if !declared.contains(&name) {
+            return Err(format!(
+                "{} imports `{}`, which its manifest does not declare in `host_functions` (declared: {})",
+                path.display(),
+                crate::node::Untrusted::new(&name),
+                declared.join(", ")
             ));
         }
     }

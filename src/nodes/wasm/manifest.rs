@@ -104,6 +104,17 @@ pub struct Manifest {
     pub block_budget_us: u64,
     #[serde(default)]
     pub parameters: Vec<ParamDecl>,
+    /// The host functions the module imports, as `module.name` (from an installed package's
+    /// `plugin.json`); when given, an import not listed, or a listed function the host does not offer, is
+    /// refused.
+    #[serde(default)]
+    pub host_functions: Option<Vec<String>>,
+    /// The oldest fxgraph the plugin works with (a semantic version).
+    #[serde(default)]
+    pub min_fxgraph: Option<String>,
+    /// Set for a module of an installed package: its version (`source` names `id@version`).
+    #[serde(default)]
+    pub package_version: Option<String>,
 }
 
 impl Manifest {
@@ -145,6 +156,22 @@ impl Manifest {
         let m: Manifest = serde_json::from_str(text).map_err(|e| format!("not a valid plugin manifest: {e}"))?;
         if m.abi_version != ABI_VERSION {
             return Err(format!("declares ABI version {}, this host implements {ABI_VERSION}", m.abi_version));
+        }
+        if let Some(min) = &m.min_fxgraph {
+            let min =
+                semver::Version::parse(min).map_err(|e| format!("`min_fxgraph` {min:?} is not a version: {e}"))?;
+            let ours = semver::Version::parse(env!("CARGO_PKG_VERSION")).expect("the crate's version is semver");
+            if min > ours {
+                return Err(format!("needs fxgraph {min} or newer; this is fxgraph {ours}"));
+            }
+        }
+        for f in m.host_functions.iter().flatten() {
+            if !crate::wasm::host::ALLOWED_IMPORTS.iter().any(|a| f.strip_prefix("fxgraph.") == Some(*a)) {
+                return Err(format!(
+                    "declares the host function {:?}, which this host does not offer (it offers: fxgraph.log, fxgraph.emit_event)",
+                    f
+                ));
+            }
         }
         if m.id.is_empty() || m.id.len() > 128 || m.id.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
             return Err(format!(

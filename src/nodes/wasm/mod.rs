@@ -82,8 +82,15 @@ struct Bound {
 #[derive(Component, Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WasmParams {
-    /// The module, relative to the graph file.
+    /// The module, relative to the graph file (or give `id`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// An installed plugin by id (see [`crate::packages`]), instead of `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "plain_some")]
+    pub id: Option<String>,
+    /// With `id`: the versions accepted (semver requirement, e.g. `^1.0`) [default: any].
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "plain_some")]
+    pub version: Option<String>,
     /// Values for the plugin's parameters by key; the rest take their defaults.
     #[serde(default)]
     pub config: BTreeMap<String, ConfigValue>,
@@ -93,21 +100,55 @@ pub struct WasmParams {
     bound: Option<Bound>,
 }
 
+/// An optional string written plainly (`id: "x"`, not RON's `Some("x")`).
+fn plain_some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
 impl WasmParams {
     /// A plugin node for the module at `path` (relative to the graph's folder), with `config`.
     pub fn new(path: impl Into<String>, config: BTreeMap<String, ConfigValue>) -> Self {
-        Self { path: path.into(), config, on_fault: OnFault::Dry, bound: None }
+        Self { path: path.into(), id: None, version: None, config, on_fault: OnFault::Dry, bound: None }
     }
 
-    fn module_path(&self, base_dir: &Path) -> PathBuf {
-        base_dir.join(&self.path)
+    /// An installed plugin by id, with a version requirement.
+    pub fn by_id(id: impl Into<String>, version: Option<String>, config: BTreeMap<String, ConfigValue>) -> Self {
+        Self { path: String::new(), id: Some(id.into()), version, config, on_fault: OnFault::Dry, bound: None }
+    }
+
+    /// The module: `path` against the graph's folder, or the preferred module of the newest installed
+    /// version of `id` that `version` accepts. Errors name the field.
+    fn locate(&self, base_dir: &Path) -> Result<PathBuf, ParamError> {
+        match (&self.id, self.path.is_empty()) {
+            (Some(_), false) => Err(ParamError::new("id", "give `path` or `id`, not both".to_string())),
+            (None, true) => Err(ParamError::new(
+                "path",
+                "a Wasm node needs `path` (a module) or `id` (an installed plugin)".to_string(),
+            )),
+            (None, false) => {
+                if self.version.is_some() {
+                    return Err(ParamError::new("version", "`version` goes with `id`, not with `path`".to_string()));
+                }
+                Ok(base_dir.join(&self.path))
+            }
+            (Some(id), true) => crate::packages::resolve(id, self.version.as_deref().unwrap_or("*"))
+                .map(|i| i.module())
+                .map_err(|e| ParamError::new(if e.contains("matches") { "version" } else { "id" }, e)),
+        }
+    }
+
+    fn module_path(&self, base_dir: &Path) -> Result<PathBuf, String> {
+        match &self.bound {
+            Some(b) => Ok(b.module.clone()),
+            None => self.locate(base_dir).map_err(|e| e.message),
+        }
     }
 
     /// The manifest: the one found when the node was bound to its folder, else read now.
     fn manifest(&self, base_dir: &Path) -> Result<Arc<Manifest>, String> {
         match &self.bound {
             Some(b) => Ok(b.manifest.clone()),
-            None => Manifest::for_module(&self.module_path(base_dir)),
+            None => Manifest::for_module(&self.module_path(base_dir)?),
         }
     }
 }
@@ -118,23 +159,31 @@ impl NodeSpec for WasmParams {
     }
 
     fn bind(&mut self, ctx: &BuildContext<'_>) {
-        let module = self.module_path(ctx.base_dir);
-        self.bound = Manifest::for_module(&module).ok().map(|manifest| Bound { module, manifest });
+        self.bound = self
+            .locate(ctx.base_dir)
+            .ok()
+            .and_then(|module| Manifest::for_module(&module).ok().map(|manifest| Bound { module, manifest }));
     }
 
     fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
-        let path = self.module_path(ctx.base_dir);
-        let manifest = Manifest::for_module(&path).map_err(|e| ParamError::new("path", e))?;
+        let path = match &self.bound {
+            Some(b) => b.module.clone(),
+            None => self.locate(ctx.base_dir)?,
+        };
+        let field = if self.id.is_some() { "id" } else { "path" };
+        let manifest = Manifest::for_module(&path).map_err(|e| ParamError::new(field, e))?;
         manifest.resolve(&self.config, ctx.format.sample_rate)?;
-        compile(&path).map_err(|e| ParamError::new("path", e))?;
+        let module = compile(&path).map_err(|e| ParamError::new(field, e))?;
+        host::check_declared(&module, &manifest, &path).map_err(|e| ParamError::new(field, e))?;
         Ok(())
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
-        let path = self.module_path(ctx.base_dir);
+        let path = self.module_path(ctx.base_dir).map_err(NodeError)?;
         let manifest = Manifest::for_module(&path).map_err(NodeError)?;
         let params = manifest.resolve(&self.config, ctx.format.sample_rate).map_err(|e| NodeError(e.to_string()))?;
         let module = compile(&path).map_err(NodeError)?;
+        host::check_declared(&module, &manifest, &path).map_err(NodeError)?;
         let pre = prelink(&module).map_err(NodeError)?;
         Ok(Box::new(WasmProcessor::new(pre, manifest, params, self.on_fault)))
     }
@@ -169,11 +218,17 @@ impl NodeSpec for WasmParams {
 
     fn shape(&self) -> String {
         let module = self.bound.as_ref().map_or_else(|| PathBuf::from(&self.path), |b| b.module.clone());
-        format!("{} {:?}", module.display(), self.on_fault)
+        format!("{} {:?} {:?} {:?}", module.display(), self.id, self.version, self.on_fault)
     }
 
     fn source(&self) -> String {
-        self.bound.as_ref().map_or_else(|| self.path.clone(), |b| b.manifest.id.clone())
+        match &self.bound {
+            Some(b) => match &b.manifest.package_version {
+                Some(v) => format!("{}@{v}", b.manifest.id),
+                None => b.manifest.id.clone(),
+            },
+            None => self.id.clone().unwrap_or_else(|| self.path.clone()),
+        }
     }
 
     fn build_replacement(
@@ -182,7 +237,7 @@ impl NodeSpec for WasmParams {
         config: &ProcessConfig,
     ) -> Option<Result<Box<dyn std::any::Any + Send>, NodeError>> {
         let built = (|| {
-            let path = self.module_path(ctx.base_dir);
+            let path = self.module_path(ctx.base_dir)?;
             let manifest = Manifest::for_module(&path)?;
             let params = manifest.resolve(&self.config, config.sample_rate).map_err(|e| e.to_string())?;
             let pre = prelink(&compile(&path)?)?;
