@@ -2,6 +2,7 @@
 //! node contract of [`crate::node`] and registers in the [`crate::registry::Registry`].
 
 pub mod builtin;
+pub mod plugin;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 

@@ -320,6 +320,10 @@ pub struct Live {
     pub output: usize,
     /// Memory size after setup: the buffers were validated against it and it cannot change in a block.
     pub memory_size: usize,
+    /// The memory cap, the block deadline in epoch ticks, and the largest block (a buffer plane's frames).
+    pub memory_cap: usize,
+    pub deadline_ticks: u64,
+    pub max_block: usize,
 }
 
 /// Links a module against the ABI's imports once; each instance (the first, and each replacement after a
@@ -438,7 +442,21 @@ pub fn instantiate(
         return Err(format!("the input ({input}) and output ({output}) buffers overlap"));
     }
     // What the plugin logged during setup stays for the first poll.
-    Ok(Live { store, memory, process, set_param, start, stop, cleanup, input, output, memory_size })
+    Ok(Live {
+        store,
+        memory,
+        process,
+        set_param,
+        start,
+        stop,
+        cleanup,
+        input,
+        output,
+        memory_size,
+        memory_cap: manifest.memory_cap(),
+        deadline_ticks: deadline_ticks(manifest.block_budget_us, config),
+        max_block,
+    })
 }
 
 /// What the plugin logged so far, for an error message: `: "..."` (escaped), or nothing.
