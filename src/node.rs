@@ -309,6 +309,11 @@ pub trait NodeSpec: fmt::Debug + Send + Sync + 'static {
         self.kind().to_string()
     }
 
+    /// Names of the status numbers the node's processor publishes (plugins that declare some).
+    fn status_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// A copy, as a new box.
     fn clone_spec(&self) -> Box<dyn NodeSpec>;
 
@@ -348,6 +353,10 @@ pub trait PollContext {
     fn request_replacement(&mut self) -> bool;
     /// Publishes the node's fault count and, for plugins, its memory and cap in bytes.
     fn status(&mut self, faults: u64, memory: Option<(usize, usize)>);
+    /// Publishes a plugin's named status numbers (names from [`NodeSpec::status_names`]).
+    fn status_values(&mut self, values: &[f64]) {
+        let _ = values;
+    }
 }
 
 /// The audio side of one node.

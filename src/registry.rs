@@ -106,6 +106,8 @@ impl Registry {
         crate::nodes::builtin::register(&mut registry);
         #[cfg(feature = "wasm")]
         crate::nodes::wasm::register(&mut registry);
+        #[cfg(unix)]
+        crate::nodes::native::register(&mut registry);
         registry
     }
 

@@ -481,6 +481,10 @@ impl PollContext for Outbox<'_> {
     fn status(&mut self, faults: u64, memory: Option<(usize, usize)>) {
         self.stats.set_status(faults, memory);
     }
+
+    fn status_values(&mut self, values: &[f64]) {
+        self.stats.set_status_values(values);
+    }
 }
 
 /// Copies `n` frames of the call's input at `at` into `dst` (planar, `stride` apart), replacing NaN and

@@ -83,7 +83,8 @@ enum Command {
     /// it loads and sets up.
     #[command(args_conflicts_with_subcommands = true)]
     Plugin {
-        /// The module (`NAME.wasm`, with `NAME.json` beside it).
+        /// A WebAssembly module (`NAME.wasm`, with `NAME.json` beside it), a native plugin or a LADSPA
+        /// library (`.so`).
         path: Option<PathBuf>,
         #[command(subcommand)]
         action: Option<PluginCommand>,
@@ -242,6 +243,9 @@ fn default_sigpipe() {
 }
 
 fn main() -> ExitCode {
+    // Started again as an isolated plugin's host (`isolation: Process`): that is all this process does.
+    #[cfg(unix)]
+    fxgraph::nodes::native::isolate::run_if_plugin_host();
     default_sigpipe();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -263,7 +267,7 @@ fn main() -> ExitCode {
             plot::run(&graph, output, &node, data.as_deref(), level, topology)
         }
         Command::Plugin { path, action } => match (path, action) {
-            (Some(path), None) => plugin::run(&path),
+            (Some(path), None) => plugin::info(&path),
             #[cfg(feature = "wasm")]
             (_, Some(PluginCommand::Install { package, force })) => plugin::packages::install(&package, force),
             #[cfg(feature = "wasm")]

@@ -61,6 +61,44 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `fxgraph plugin PATH`: a WebAssembly module, a native plugin or a LADSPA library.
+pub(crate) fn info(path: &Path) -> Result<(), Failure> {
+    #[cfg(unix)]
+    if path.extension().is_none_or(|e| e != "wasm") {
+        use fxgraph::nodes::native;
+        // A bare LADSPA file name is looked up on LADSPA_PATH, as in graphs.
+        let found;
+        let path = if path.exists() {
+            path
+        } else {
+            found = native::ladspa::search(&path.to_string_lossy(), Path::new("."))
+                .map_err(|e| crate::bad_input(anyhow::anyhow!(e)))?;
+            found.as_path()
+        };
+        return match native::load(path) {
+            Ok(_) => {
+                let text = native::describe(path).map_err(|e| crate::bad_input(anyhow::anyhow!(e)))?;
+                print!("{text}");
+                Ok(())
+            }
+            Err(native_err) => match native::ladspa::describe(path) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(())
+                }
+                Err(ladspa_err) if native_err.contains("exports no") && ladspa_err.contains("exports no") => {
+                    Err(crate::bad_input(anyhow::anyhow!(
+                        "{}: neither an fxgraph native plugin nor a LADSPA library (it exports neither `fxgraph_plugin_v1` nor `ladspa_descriptor`)",
+                        path.display()
+                    )))
+                }
+                Err(_) => Err(crate::bad_input(anyhow::anyhow!(native_err))),
+            },
+        };
+    }
+    run(path)
+}
+
 #[cfg(not(feature = "wasm"))]
 pub(crate) fn run(_path: &Path) -> Result<(), Failure> {
     Err(Failure::Other(anyhow::anyhow!("this build of fxgraph has no WebAssembly support (feature `wasm`)")))

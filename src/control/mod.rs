@@ -151,6 +151,8 @@ pub(crate) struct ReaderNode {
     pub stats: Arc<NodeStats>,
     pub meter: Option<Arc<SharedMeter>>,
     pub latency: usize,
+    /// Names of the node's status numbers.
+    pub status_names: Vec<String>,
 }
 
 /// Reads the monitor's records from any thread while audio runs, without touching the engine or the
@@ -209,6 +211,7 @@ fn build_report(
                 budget_share: if block_ns > 0.0 { mean_ns / block_ns } else { 0.0 },
                 latency_frames: n.latency,
                 levels: n.meter.as_ref().map(|m| m.snapshot().levels(sr)),
+                status: n.status_names.iter().cloned().zip(n.stats.status_values(n.status_names.len())).collect(),
             }
         })
         .collect();

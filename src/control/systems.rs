@@ -693,6 +693,7 @@ pub(crate) fn refresh_reader(world: &mut World) {
             stats: audio.stats.clone(),
             meter: world.get::<Metered>(e).map(|m| m.0.clone()),
             latency: world.get::<Latency>(e).map_or(0, |l| l.own),
+            status_names: spec_of(world, e).map(|s| s.status_names()).unwrap_or_default(),
         });
     }
     let reader = world.resource::<ReaderNodes>().0.clone();

@@ -405,6 +405,9 @@ pub struct NodeReport {
     /// Levels at the node's output, if it is metered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub levels: Option<Levels>,
+    /// A plugin's named status numbers (native plugins that declare some).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<(String, f64)>,
 }
 
 /// Memory, where the platform and the application make it available.

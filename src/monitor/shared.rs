@@ -73,13 +73,30 @@ pub struct NodeStats {
     /// Linear memory and its cap in bytes, `u64::MAX` when the node has none.
     memory: AtomicU64,
     memory_cap: AtomicU64,
+    /// A plugin's named status numbers (`f64` bits), as many as it declares (at most [`STATUS_VALUES`]).
+    status: [AtomicU64; STATUS_VALUES],
 }
+
+/// Status numbers kept per node.
+pub const STATUS_VALUES: usize = 8;
 
 impl NodeStats {
     pub fn new() -> Self {
         let s = Self::default();
         s.memory.store(u64::MAX, Relaxed);
         s
+    }
+
+    /// Publishes a plugin's status numbers (from [`crate::node::PollContext::status_values`]).
+    pub fn set_status_values(&self, values: &[f64]) {
+        for (slot, v) in self.status.iter().zip(values) {
+            slot.store(v.to_bits(), Relaxed);
+        }
+    }
+
+    /// The first `n` status numbers.
+    pub fn status_values(&self, n: usize) -> Vec<f64> {
+        self.status.iter().take(n).map(|v| f64::from_bits(v.load(Relaxed))).collect()
     }
 
     /// Publishes the node's status (from [`crate::node::PollContext::status`]).

@@ -2,6 +2,8 @@
 //! node contract of [`crate::node`] and registers in the [`crate::registry::Registry`].
 
 pub mod builtin;
+#[cfg(unix)]
+pub mod native;
 pub mod plugin;
 #[cfg(feature = "wasm")]
 pub mod wasm;

@@ -101,6 +101,11 @@ pub trait Instance: Send + 'static {
     fn cleanup(&mut self);
     /// Hands over what the plugin said since the last poll, and any count worth reporting.
     fn drain(&mut self, _ctx: &mut dyn PollContext) {}
+    /// A health check after a block (the instance decides how often it really asks the plugin); an error
+    /// faults the instance.
+    fn check(&mut self) -> Result<(), Fault> {
+        Ok(())
+    }
     /// Memory in use and its cap, in bytes, where the backend knows.
     fn memory(&self) -> Option<(usize, usize)> {
         None
@@ -397,6 +402,22 @@ impl<I: Instance> Processor for PluginProcessor<I> {
             let key = self.keys.get(index).map_or("?", String::as_str);
             let msg = text(&mut buf, format_args!("the plugin refused {key} = {value} (error {code})"));
             ctx.message(MessageKind::Log(1), msg);
+        }
+        if let Some(live) = &mut self.live
+            && let Err(f) = live.check()
+        {
+            self.fault(f);
+            if let Some(mut dead) = self.dead.take() {
+                dead.drain(ctx);
+                ctx.retire(dead);
+            }
+            if let Some(fault) = self.fault.take() {
+                let msg = text(
+                    &mut buf,
+                    format_args!("fault {} ({} of {MAX_FAULTS} in a row): {fault}", self.faults, self.in_a_row),
+                );
+                ctx.message(MessageKind::Fault, msg);
+            }
         }
         if let Some(live) = &mut self.live {
             live.drain(ctx);

@@ -1,0 +1,635 @@
+//! The out-of-process tier: a native or LADSPA plugin run by a child process (`fxgraph` started again as a
+//! plugin host), audio exchanged through shared memory with one wake-up each way per block.
+//!
+//! - The host creates a memory file (`memfd`) holding a header and the input and output planes, starts the
+//!   child with it as file descriptor 3, and waits (on the control side) until the child has loaded and set
+//!   the plugin up.
+//! - Per block the host copies the input into the shared planes, bumps the header's `request` word and
+//!   wakes the child with a futex; the child runs the plugin on private buffers (with a guard page after
+//!   them, so writing past its output kills the child, not the host), copies the output back, sets `done`
+//!   and wakes the host. The host spins briefly, then waits on `done` in slices of a millisecond, checking
+//!   that the child still lives, until the deadline: the block's real-time duration, at least 5 ms.
+//! - A child that dies (segfault, abort, exit) or misses the deadline is a fault like a trapped
+//!   WebAssembly plugin: the node is bypassed, counted and reported, the child is killed and reaped on the
+//!   control side, and a new one is started with backoff. The host never blocks longer than the deadline.
+//! - Parameter changes travel in the header (values and dirty flags) with the next block: no extra round
+//!   trip. The child dies with its parent (`PR_SET_PDEATHSIG`).
+//!
+//! This is the one place the audio side waits: for the child, bounded by the deadline. Isolation trades
+//! that wait and two copies per block (see BENCHMARKS.md for the round trip) for a host that survives the
+//! plugin.
+#![allow(unsafe_code)] // Shared memory, futexes and process set-up; see the SAFETY notes.
+
+use super::NonFinite;
+use crate::buffer::AudioOut;
+use crate::node::{PollContext, ProcessConfig};
+use crate::nodes::plugin::{Fault, Instance};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The hidden first argument that makes `fxgraph` a plugin host.
+pub const HOST_ARG: &str = "__plugin-host";
+const MAGIC: u32 = 0x4678_4748; // "FxGH"
+const MAX_PARAMS: usize = 256;
+const STATUS: usize = crate::monitor::shared::STATUS_VALUES;
+const HEADER_BYTES: usize = 8192;
+
+const CMD_PROCESS: u32 = 1;
+const CMD_START: u32 = 2;
+const CMD_STOP: u32 = 3;
+const CMD_QUIT: u32 = 4;
+
+/// The shared header. The host writes the command fields and bumps `request`; the child answers by
+/// setting `done` to the same number. Each side only touches the other's fields between those two points.
+#[repr(C)]
+struct Header {
+    magic: u32,
+    channels: u32,
+    max_block: u32,
+    /// 0 while the child sets up, 1 ready, 2 failed (`error` says why).
+    ready: AtomicU32,
+    request: AtomicU32,
+    done: AtomicU32,
+    command: AtomicU32,
+    frames: AtomicU32,
+    result: AtomicI32,
+    latency: AtomicU32,
+    status_count: AtomicU32,
+    error_len: AtomicU32,
+    status: [AtomicU64; STATUS],
+    /// Parameter values (`f64` bits) by slot, with a dirty flag each; `param_ids` maps slots to ids.
+    param_count: AtomicU32,
+    param_ids: [AtomicU32; MAX_PARAMS],
+    param_dirty: [AtomicU32; MAX_PARAMS],
+    param_values: [AtomicU64; MAX_PARAMS],
+    error: [u8; 512],
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_BYTES);
+
+/// What the child loads.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Native(PathBuf),
+    Ladspa(PathBuf, String),
+}
+
+static HOST_PROGRAM: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Sets the plugin host program for this process (instead of `$FXGRAPH_PLUGIN_HOST`).
+pub fn set_host_program(path: PathBuf) {
+    *HOST_PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
+}
+
+/// The plugin host program: the one [`set_host_program`] gave, else `$FXGRAPH_PLUGIN_HOST`, else this
+/// program (which must call [`run_if_plugin_host`] first thing in `main`, as `fxgraph` does).
+pub fn host_program() -> Result<PathBuf, String> {
+    if let Some(p) = HOST_PROGRAM.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        return Ok(p);
+    }
+    match std::env::var_os("FXGRAPH_PLUGIN_HOST") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => std::env::current_exe().map_err(|e| format!("cannot find this program to start a plugin host: {e}")),
+    }
+}
+
+/// Checks that a plugin host can be started.
+///
+/// # Errors
+/// A message if the host program is missing.
+pub fn check_host() -> Result<(), String> {
+    let p = host_program()?;
+    if p.is_file() {
+        Ok(())
+    } else {
+        Err(format!("the plugin host {} does not exist (set FXGRAPH_PLUGIN_HOST to the fxgraph program)", p.display()))
+    }
+}
+
+/// The shared memory: a memory file mapped in this process.
+struct Shm {
+    fd: libc::c_int,
+    base: *mut u8,
+    len: usize,
+}
+
+impl Shm {
+    fn create(len: usize) -> Result<Self, String> {
+        // SAFETY: plain system calls with checked results.
+        unsafe {
+            let fd = libc::memfd_create(c"fxgraph-plugin".as_ptr(), libc::MFD_CLOEXEC);
+            if fd < 0 {
+                return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+            }
+            if libc::ftruncate(fd, len as libc::off_t) != 0 {
+                let e = std::io::Error::last_os_error();
+                libc::close(fd);
+                return Err(format!("ftruncate: {e}"));
+            }
+            Self::map(fd, len)
+        }
+    }
+
+    /// # Safety
+    /// `fd` is a memory file of at least `len` bytes, owned by the returned value.
+    unsafe fn map(fd: libc::c_int, len: usize) -> Result<Self, String> {
+        // SAFETY: per the caller's contract.
+        let base = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        };
+        if base == libc::MAP_FAILED {
+            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Self { fd, base: base.cast(), len })
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping starts with a zero-initialized or host-initialized Header; all shared fields
+        // are atomics.
+        unsafe { &*self.base.cast::<Header>() }
+    }
+
+    /// Plane `c` of the inputs (`out == false`) or outputs, `max_block` samples.
+    fn plane(&self, out: bool, c: usize) -> *mut f32 {
+        let h = self.header();
+        let (ch, mb) = (h.channels as usize, h.max_block as usize);
+        let at = HEADER_BYTES + 4 * mb * (c + if out { ch } else { 0 });
+        // SAFETY: within the mapping, whose size was computed from the same numbers.
+        unsafe { self.base.add(at).cast::<f32>() }
+    }
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        // SAFETY: unmapping and closing what `create`/`map` made.
+        unsafe {
+            libc::munmap(self.base.cast(), self.len);
+            libc::close(self.fd);
+        }
+    }
+}
+
+fn shm_len(channels: usize, max_block: usize) -> usize {
+    let len = HEADER_BYTES + 2 * 4 * channels * max_block;
+    len.div_ceil(4096) * 4096
+}
+
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: FUTEX_WAIT on a shared 32-bit word; returns on change, wake, timeout or signal.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, &ts as *const libc::timespec, 0, 0);
+    }
+}
+
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE on a shared 32-bit word.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
+    }
+}
+
+/// A plugin running in a child process (host side).
+pub struct Isolated {
+    shm: Shm,
+    child: std::process::Child,
+    channels: usize,
+    deadline: Duration,
+    slots: Vec<u32>,
+    status: Vec<f64>,
+    nonfinite: NonFinite,
+    latency: usize,
+    blocks: u64,
+    gone: bool,
+}
+
+// SAFETY: the mapping is used by one thread at a time (the engine moves instances, never shares them).
+unsafe impl Send for Isolated {}
+
+impl Isolated {
+    /// Starts a child running `target` and waits (up to five seconds) until it is set up (control side).
+    ///
+    /// # Errors
+    /// A message if the child cannot start, or says why the plugin cannot be set up, or dies.
+    pub fn spawn(
+        target: Target,
+        config: &ProcessConfig,
+        params: &[(u32, f64)],
+        status_count: usize,
+    ) -> Result<Self, String> {
+        use std::os::unix::process::CommandExt;
+        if params.len() > MAX_PARAMS {
+            return Err(format!("an isolated plugin may have at most {MAX_PARAMS} parameters"));
+        }
+        let shm = Shm::create(shm_len(config.channels, config.max_block))?;
+        {
+            // SAFETY: freshly mapped and zeroed; nobody else sees it yet.
+            let h = unsafe { &mut *shm.base.cast::<Header>() };
+            h.magic = MAGIC;
+            h.channels = config.channels as u32;
+            h.max_block = config.max_block as u32;
+            h.param_count.store(params.len() as u32, Ordering::Relaxed);
+            for (i, &(id, v)) in params.iter().enumerate() {
+                h.param_ids[i].store(id, Ordering::Relaxed);
+                h.param_values[i].store(v.to_bits(), Ordering::Relaxed);
+            }
+            h.status_count.store(status_count.min(STATUS) as u32, Ordering::Relaxed);
+        }
+        let program = host_program()?;
+        let mut cmd = std::process::Command::new(&program);
+        cmd.arg(HOST_ARG).arg(config.sample_rate.to_string());
+        match &target {
+            Target::Native(p) => cmd.arg("native").arg(p).arg(""),
+            Target::Ladspa(p, label) => cmd.arg("ladspa").arg(p).arg(label),
+        };
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        let fd = shm.fd;
+        // SAFETY: between fork and exec only async-signal-safe calls: dup2 or fcntl, and prctl.
+        unsafe {
+            cmd.pre_exec(move || {
+                // The memory file becomes fd 3, open across exec (dup2 clears close-on-exec; when it is
+                // fd 3 already, the flag is cleared directly).
+                let r = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+                if r < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start the plugin host {}: {e}", program.display()))?;
+        let started = Instant::now();
+        loop {
+            match shm.header().ready.load(Ordering::Acquire) {
+                1 => break,
+                2 => {
+                    let h = shm.header();
+                    let n = (h.error_len.load(Ordering::Relaxed) as usize).min(h.error.len());
+                    let msg = String::from_utf8_lossy(&h.error[..n]).into_owned();
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(msg);
+                }
+                _ => {}
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("the plugin host exited while setting the plugin up ({status})"));
+            }
+            if started.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("the plugin host did not set the plugin up within 5 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let block = Duration::from_secs_f64(config.max_block as f64 / f64::from(config.sample_rate));
+        let latency = shm.header().latency.load(Ordering::Relaxed) as usize;
+        Ok(Self {
+            deadline: block.max(Duration::from_millis(5)),
+            slots: params.iter().map(|p| p.0).collect(),
+            status: vec![0.0; status_count.min(STATUS)],
+            shm,
+            child,
+            channels: config.channels,
+            nonfinite: NonFinite::default(),
+            latency,
+            blocks: 0,
+            gone: false,
+        })
+    }
+
+    /// One round trip: `command`, then wait for the answer until the deadline.
+    fn call(&mut self, command: u32, frames: usize) -> Result<i32, Fault> {
+        if self.gone {
+            return Err(Fault::Crashed(0));
+        }
+        let request = {
+            let h = self.shm.header();
+            h.command.store(command, Ordering::Relaxed);
+            h.frames.store(frames as u32, Ordering::Relaxed);
+            let request = h.request.load(Ordering::Relaxed).wrapping_add(1);
+            h.request.store(request, Ordering::Release);
+            futex_wake(&h.request);
+            request
+        };
+        let until = Instant::now() + self.deadline;
+        let mut spins = 0u32;
+        loop {
+            let done = self.shm.header().done.load(Ordering::Acquire);
+            if done == request {
+                return Ok(self.shm.header().result.load(Ordering::Relaxed));
+            }
+            if spins < 4000 {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let now = Instant::now();
+            if now >= until {
+                self.gone = true;
+                return Err(self.why_gone().unwrap_or(Fault::TimedOut));
+            }
+            futex_wait(&self.shm.header().done, done, (until - now).min(Duration::from_millis(1)));
+            if self.shm.header().done.load(Ordering::Acquire) != request
+                && let Some(f) = self.why_gone()
+            {
+                self.gone = true;
+                return Err(f);
+            }
+        }
+    }
+
+    /// The child's end, if it has ended.
+    fn why_gone(&mut self) -> Option<Fault> {
+        use std::os::unix::process::ExitStatusExt;
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(Fault::Crashed(status.signal().unwrap_or(-status.code().unwrap_or(0)))),
+            _ => None,
+        }
+    }
+}
+
+impl Instance for Isolated {
+    fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault> {
+        if let Some(slot) = self.slots.iter().position(|&s| s == id) {
+            let h = self.shm.header();
+            h.param_values[slot].store(value.to_bits(), Ordering::Relaxed);
+            h.param_dirty[slot].store(1, Ordering::Relaxed);
+        }
+        Ok(0)
+    }
+
+    fn process(&mut self, audio: &mut AudioOut<'_>) -> Result<(), Fault> {
+        let n = audio.frames();
+        let ch = self.channels.min(audio.channels());
+        for c in 0..ch {
+            // SAFETY: `n` (at most max_block) samples of plane `c`; the child does not touch them now.
+            unsafe { std::ptr::copy_nonoverlapping(audio.channel(c).as_ptr(), self.shm.plane(false, c), n) };
+        }
+        match self.call(CMD_PROCESS, n)? {
+            0 => {}
+            fxgraph_plugin::ERR_PANIC => return Err(Fault::Panicked),
+            code => return Err(Fault::ErrorReturn(code)),
+        }
+        for c in 0..ch {
+            let out = audio.channel_mut(c);
+            // SAFETY: as above, the output plane, written by the child before it answered.
+            unsafe { std::ptr::copy_nonoverlapping(self.shm.plane(true, c), out.as_mut_ptr(), n) };
+            self.nonfinite.count += super::sanitize(out);
+        }
+        self.blocks += 1;
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<(), Fault> {
+        self.call(CMD_START, 0).map(|_| ())
+    }
+
+    fn stop(&mut self) -> Result<(), Fault> {
+        self.call(CMD_STOP, 0).map(|_| ())
+    }
+
+    fn cleanup(&mut self) {}
+
+    fn drain(&mut self, ctx: &mut dyn PollContext) {
+        if !self.status.is_empty() {
+            let h = self.shm.header();
+            for (v, s) in self.status.iter_mut().zip(&h.status) {
+                *v = f64::from_bits(s.load(Ordering::Relaxed));
+            }
+            ctx.status_values(&self.status);
+        }
+        self.nonfinite.report(ctx);
+    }
+
+    fn latency(&self) -> usize {
+        self.latency
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        // Control side: ask politely, then make sure.
+        if !self.gone {
+            let h = self.shm.header();
+            h.command.store(CMD_QUIT, Ordering::Relaxed);
+            h.request.fetch_add(1, Ordering::Release);
+            futex_wake(&h.request);
+            let until = Instant::now() + Duration::from_millis(100);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Private buffers for the plugin in the child, with an inaccessible page right after them.
+struct Guarded {
+    base: *mut u8,
+    len: usize,
+    data: *mut f32,
+}
+
+impl Guarded {
+    fn new(samples: usize) -> Result<Self, String> {
+        let bytes = (samples * 4).div_ceil(4096) * 4096;
+        let len = bytes + 4096;
+        // SAFETY: an anonymous mapping; the last page made inaccessible.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+            }
+            let base: *mut u8 = base.cast();
+            libc::mprotect(base.add(bytes).cast(), 4096, libc::PROT_NONE);
+            // The data ends where the guard page begins.
+            let data = base.add(bytes - samples * 4).cast::<f32>();
+            Ok(Self { base, len, data })
+        }
+    }
+
+    fn slice(&mut self, samples: usize) -> &mut [f32] {
+        // SAFETY: `samples` floats before the guard page, as allocated.
+        unsafe { std::slice::from_raw_parts_mut(self.data, samples) }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `new` mapped.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+/// If this process was started as a plugin host (first argument [`HOST_ARG`]), runs it and exits.
+/// Programs that embed fxgraph and use `isolation: Process` call this first thing in `main` (or point
+/// `FXGRAPH_PLUGIN_HOST` at the `fxgraph` program).
+pub fn run_if_plugin_host() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(HOST_ARG) {
+        std::process::exit(host_main(&args[2..]));
+    }
+}
+
+/// The child's side. Arguments: sample rate, `native` or `ladspa`, the library, the LADSPA label.
+fn host_main(args: &[String]) -> i32 {
+    let [rate, kind, path, label] = args else {
+        eprintln!("fxgraph plugin host: bad arguments");
+        return 2;
+    };
+    // SAFETY: fd 3 is the memory file the parent made; its size is read back before mapping the rest.
+    let shm = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(3, &mut st) != 0 {
+            eprintln!("fxgraph plugin host: no shared memory on fd 3");
+            return 2;
+        }
+        match Shm::map(3, st.st_size as usize) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("fxgraph plugin host: {e}");
+                return 2;
+            }
+        }
+    };
+    let h = shm.header();
+    if h.magic != MAGIC {
+        return 2;
+    }
+    let fail = |msg: String| {
+        let n = msg.len().min(h.error.len());
+        // SAFETY: within the mapping; the parent reads `error` only after seeing `ready == 2`.
+        unsafe {
+            let error = shm.base.add(std::mem::offset_of!(Header, error));
+            std::ptr::copy_nonoverlapping(msg.as_ptr(), error, n);
+        }
+        h.error_len.store(n as u32, Ordering::Relaxed);
+        h.ready.store(2, Ordering::Release);
+        1
+    };
+    let (channels, max_block) = (h.channels as usize, h.max_block as usize);
+    let Ok(sample_rate) = rate.parse::<u32>() else { return fail(format!("bad sample rate {rate}")) };
+    let config = ProcessConfig { sample_rate, channels, max_block };
+    let count = h.param_count.load(Ordering::Relaxed) as usize;
+    let mut params: Vec<(u32, f64)> = (0..count.min(MAX_PARAMS))
+        .map(|i| (h.param_ids[i].load(Ordering::Relaxed), f64::from_bits(h.param_values[i].load(Ordering::Relaxed))))
+        .collect();
+    let mut instance: Box<dyn Instance> = match kind.as_str() {
+        "native" => {
+            match super::load(Path::new(path)).and_then(|lib| super::NativeInstance::new(lib, &config, &params)) {
+                Ok(i) => Box::new(i),
+                Err(e) => return fail(e),
+            }
+        }
+        "ladspa" => {
+            let built = super::ladspa::load(Path::new(path)).and_then(|lib| {
+                let index = lib.find(label)?.index;
+                super::ladspa::LadspaInstance::new(lib, index, &config, &params)
+            });
+            match built {
+                Ok(i) => Box::new(i),
+                Err(e) => return fail(e),
+            }
+        }
+        other => return fail(format!("unknown plugin kind {other}")),
+    };
+    let mut buffers = match Guarded::new(channels * max_block) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    h.latency.store(instance.latency() as u32, Ordering::Relaxed);
+    h.ready.store(1, Ordering::Release);
+    let status_count = h.status_count.load(Ordering::Relaxed) as usize;
+    let mut status_ctx = StatusCtx { values: [0.0; STATUS], n: 0 };
+    let mut seen = 0u32;
+    loop {
+        let request = h.request.load(Ordering::Acquire);
+        if request == seen {
+            futex_wait(&h.request, seen, Duration::from_secs(1));
+            continue;
+        }
+        seen = request;
+        // Parameter changes first.
+        for (i, p) in params.iter_mut().enumerate() {
+            if h.param_dirty[i].swap(0, Ordering::Relaxed) != 0 {
+                p.1 = f64::from_bits(h.param_values[i].load(Ordering::Relaxed));
+                let _ = instance.set_param(p.0, p.1);
+            }
+        }
+        let result = match h.command.load(Ordering::Relaxed) {
+            CMD_PROCESS => {
+                let n = (h.frames.load(Ordering::Relaxed) as usize).min(max_block);
+                let data = buffers.slice(channels * max_block);
+                for c in 0..channels {
+                    // SAFETY: the parent wrote the input planes before its request.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(shm.plane(false, c), data[c * max_block..].as_mut_ptr(), n)
+                    };
+                }
+                let r = instance.process(&mut AudioOut::new(data, max_block, channels, n));
+                for c in 0..channels {
+                    // SAFETY: the output planes, read by the parent after our answer.
+                    unsafe { std::ptr::copy_nonoverlapping(data[c * max_block..].as_ptr(), shm.plane(true, c), n) };
+                }
+                if status_count > 0 {
+                    instance.drain(&mut status_ctx);
+                    for (slot, v) in h.status.iter().zip(&status_ctx.values[..status_ctx.n]) {
+                        slot.store(v.to_bits(), Ordering::Relaxed);
+                    }
+                }
+                match r {
+                    Ok(()) => 0,
+                    Err(Fault::Panicked) => fxgraph_plugin::ERR_PANIC,
+                    Err(Fault::ErrorReturn(c)) => c,
+                    Err(_) => -1,
+                }
+            }
+            CMD_START => i32::from(instance.start().is_err()),
+            CMD_STOP => i32::from(instance.stop().is_err()),
+            CMD_QUIT => {
+                instance.cleanup();
+                drop(instance);
+                return 0;
+            }
+            _ => -1,
+        };
+        h.result.store(result, Ordering::Relaxed);
+        h.done.store(request, Ordering::Release);
+        futex_wake(&h.done);
+    }
+}
+
+/// Collects what an instance publishes, in the child.
+struct StatusCtx {
+    values: [f64; STATUS],
+    n: usize,
+}
+
+impl PollContext for StatusCtx {
+    fn message(&mut self, _kind: crate::node::MessageKind, _text: &[u8]) {}
+    fn retire(&mut self, _garbage: Box<dyn std::any::Any + Send>) {}
+    fn request_replacement(&mut self) -> bool {
+        false
+    }
+    fn status(&mut self, _faults: u64, _memory: Option<(usize, usize)>) {}
+    fn status_values(&mut self, values: &[f64]) {
+        self.n = values.len().min(STATUS);
+        self.values[..self.n].copy_from_slice(&values[..self.n]);
+    }
+}

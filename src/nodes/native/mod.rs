@@ -1,0 +1,559 @@
+//! Native plugin nodes: shared libraries against fxgraph's own C ABI (`Native(path, config, preset)`,
+//! `plugins/include/fxgraph_plugin.h`, the Rust SDK in `sdk/`), and LADSPA plugins
+//! (`Ladspa(path, label, controls)`, see [`ladspa`]).
+//!
+//! Native code runs in the host's process unless the node says `isolation: Process` (see [`isolate`]): a
+//! native plugin that crashes (a segfault, an abort) takes the host down with it, which WebAssembly plugins
+//! cannot do. What the host guards against in process: a library that is not a plugin or not this ABI is
+//! refused before any of its code beyond the entry point runs; a panic in an SDK plugin is caught at the
+//! boundary and faults the node; an error return or a failed health check faults it (bypass, replacement
+//! with backoff, as for every plugin node: [`crate::nodes::plugin`]); NaN or infinity in its output is
+//! replaced with silence and counted.
+#![allow(unsafe_code)] // Calls into native code through the ABI's function pointers; see the SAFETY notes.
+
+pub mod isolate;
+pub mod ladspa;
+pub mod library;
+
+use super::plugin::{Fault, Instance, OnFault, PluginProcessor, text};
+use super::spec_boilerplate;
+use crate::buffer::AudioOut;
+use crate::node::{
+    BuildContext, MessageKind, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, PollContext, ProcessConfig,
+    Processor, Smoothing,
+};
+use crate::registry::{NodeKind, Registry};
+use bevy_ecs::component::Component;
+use fxgraph_plugin::abi;
+pub use library::{NativeInfo, NativeLibrary, NativeParam, load};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) fn register(registry: &mut Registry) {
+    registry.register(NodeKind::new::<NativeParams>("Native", "a native plugin (fxgraph's C ABI)"));
+    registry.register(NodeKind::new::<ladspa::LadspaParams>("Ladspa", "a LADSPA plugin"));
+}
+
+/// Where a native plugin's code runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Isolation {
+    /// In the host's process: fastest; a crash in the plugin is a crash of the host.
+    #[default]
+    InProcess,
+    /// In a child process, audio through shared memory: a crash or hang is a fault like any other.
+    Process,
+}
+
+/// The time a native plugin may take per block before the watchdog counts it (it cannot be interrupted in
+/// process; isolated, the deadline is enforced).
+pub const NATIVE_BUDGET: Duration = Duration::from_millis(20);
+/// How often status numbers are read, and the health checked, in blocks.
+const STATUS_EVERY: u64 = 64;
+const HEALTH_EVERY: u64 = 256;
+
+/// An optional string written plainly (`preset: "warm"`, not RON's `Some("warm")`).
+pub(crate) fn plain_some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+/// `Native(path, config, preset, on_fault, isolation)`.
+#[derive(Component, Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NativeParams {
+    /// The shared library, relative to the graph file.
+    pub path: String,
+    /// Parameter values by key; the rest take the preset's value, else their defaults.
+    #[serde(default)]
+    pub config: BTreeMap<String, ParamValue>,
+    /// One of the plugin's presets, applied before `config`.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "plain_some")]
+    pub preset: Option<String>,
+    #[serde(default)]
+    pub on_fault: OnFault,
+    #[serde(default)]
+    pub isolation: Isolation,
+    #[serde(skip)]
+    bound: Option<Arc<NativeLibrary>>,
+}
+
+impl NativeParams {
+    pub fn new(path: impl Into<String>, config: BTreeMap<String, ParamValue>) -> Self {
+        Self {
+            path: path.into(),
+            config,
+            preset: None,
+            on_fault: OnFault::Dry,
+            isolation: Isolation::InProcess,
+            bound: None,
+        }
+    }
+
+    fn library(&self, base_dir: &Path) -> Result<Arc<NativeLibrary>, String> {
+        match &self.bound {
+            Some(l) => Ok(l.clone()),
+            None => load(&base_dir.join(&self.path)),
+        }
+    }
+}
+
+/// Every parameter's `(id, value)`: defaults, then the preset's values, then `config`; all checked.
+///
+/// # Errors
+/// A [`ParamError`] naming the config key or the preset.
+pub fn resolve(
+    info: &NativeInfo,
+    config: &BTreeMap<String, ParamValue>,
+    preset: Option<&str>,
+) -> Result<Vec<(u32, f64)>, ParamError> {
+    let mut values: Vec<(u32, f64)> = info.params.iter().map(|p| (p.id, p.default)).collect();
+    if let Some(name) = preset {
+        let (_, set) = info.presets.iter().find(|(n, _)| n == name).ok_or_else(|| {
+            let known: Vec<&str> = info.presets.iter().map(|(n, _)| n.as_str()).collect();
+            ParamError::new(
+                "preset",
+                format!(
+                    "{} has no preset \"{name}\" (it has: {})",
+                    info.id,
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                ),
+            )
+        })?;
+        for (id, v) in set {
+            if let Some(slot) = values.iter_mut().find(|(i, _)| i == id) {
+                slot.1 = *v;
+            }
+        }
+    }
+    for (key, value) in config {
+        let Some(i) = info.params.iter().position(|p| &p.key == key) else {
+            let known: Vec<&str> = info.params.iter().map(|p| p.key.as_str()).collect();
+            return Err(ParamError::new(
+                format!("config.{key}"),
+                format!("is not a parameter of {} (it has: {})", info.id, known.join(", ")),
+            ));
+        };
+        let v = param_info(&info.params[i]).resolve(value).map_err(|m| ParamError::new(format!("config.{key}"), m))?;
+        check_kind(&info.params[i], v).map_err(|m| ParamError::new(format!("config.{key}"), m))?;
+        values[i].1 = v;
+    }
+    Ok(values)
+}
+
+fn check_kind(p: &NativeParam, v: f64) -> Result<(), String> {
+    if p.flags & abi::PARAM_TOGGLE != 0 && v != 0.0 && v != 1.0 {
+        return Err(format!("is a toggle: 0 or 1 (got {v})"));
+    }
+    if p.flags & abi::PARAM_INTEGER != 0 && v.fract() != 0.0 {
+        return Err(format!("must be a whole number (got {v})"));
+    }
+    Ok(())
+}
+
+pub(crate) fn param_info(p: &NativeParam) -> ParamInfo {
+    let smoothing = if p.stepped() { Smoothing::Step } else { Smoothing::Ramp };
+    ParamInfo::number(p.key.clone(), &p.unit, p.min, p.max, smoothing)
+}
+
+impl NodeSpec for NativeParams {
+    fn kind(&self) -> &'static str {
+        "Native"
+    }
+
+    fn bind(&mut self, ctx: &BuildContext<'_>) {
+        self.bound = load(&ctx.base_dir.join(&self.path)).ok();
+    }
+
+    fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        let lib = self.library(ctx.base_dir).map_err(|e| ParamError::new("path", e))?;
+        resolve(&lib.info, &self.config, self.preset.as_deref())?;
+        if self.isolation == Isolation::Process {
+            isolate::check_host().map_err(|e| ParamError::new("isolation", e))?;
+        }
+        Ok(())
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
+        let lib = self.library(ctx.base_dir).map_err(NodeError)?;
+        let params = resolve(&lib.info, &self.config, self.preset.as_deref()).map_err(|e| NodeError(e.to_string()))?;
+        Ok(Box::new(processor(lib, params, self.on_fault, self.isolation)))
+    }
+
+    fn params(&self, ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
+        match self.library(ctx.base_dir) {
+            Ok(l) => l.info.params.iter().map(param_info).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn param(&self, index: usize) -> f64 {
+        let Some(lib) = &self.bound else { return 0.0 };
+        resolve(&lib.info, &self.config, self.preset.as_deref())
+            .ok()
+            .and_then(|v| v.get(index).map(|x| x.1))
+            .unwrap_or(0.0)
+    }
+
+    fn set_param(&mut self, index: usize, value: f64) {
+        let Some(lib) = &self.bound else { return };
+        if let Some(p) = lib.info.params.get(index) {
+            self.config.insert(p.key.clone(), ParamValue::Number(value));
+        }
+    }
+
+    fn shape(&self) -> String {
+        format!("{} {:?} {:?}", self.path, self.on_fault, self.isolation)
+    }
+
+    fn source(&self) -> String {
+        self.bound.as_ref().map_or_else(|| self.path.clone(), |l| format!("{}@{}", l.info.id, l.info.version))
+    }
+
+    fn status_names(&self) -> Vec<String> {
+        self.bound.as_ref().map(|l| l.info.status_names.clone()).unwrap_or_default()
+    }
+
+    fn build_replacement(
+        &self,
+        ctx: &BuildContext<'_>,
+        config: &ProcessConfig,
+    ) -> Option<Result<Box<dyn std::any::Any + Send>, NodeError>> {
+        let built = (|| {
+            let lib = self.library(ctx.base_dir)?;
+            let params = resolve(&lib.info, &self.config, self.preset.as_deref()).map_err(|e| e.to_string())?;
+            let live = NativeLive::new(&lib, self.isolation, config, &params)?;
+            Ok(Box::new(live) as Box<dyn std::any::Any + Send>)
+        })();
+        Some(built.map_err(|e: String| NodeError(format!("{}: {e}", self.source()))))
+    }
+
+    spec_boilerplate!();
+}
+
+/// The audio side of a `Native` node.
+pub type NativeProcessor = PluginProcessor<NativeLive>;
+
+fn processor(
+    lib: Arc<NativeLibrary>,
+    params: Vec<(u32, f64)>,
+    on_fault: OnFault,
+    isolation: Isolation,
+) -> NativeProcessor {
+    let keys = lib.info.params.iter().map(|p| p.key.clone()).collect();
+    let numeric = lib.info.params.iter().map(|p| !p.stepped()).collect();
+    let name: Arc<str> = lib.info.id.as_str().into();
+    let make =
+        Box::new(move |config: &ProcessConfig, params: &[(u32, f64)]| NativeLive::new(&lib, isolation, config, params));
+    PluginProcessor::new(name, keys, params, numeric, on_fault, NATIVE_BUDGET, make)
+}
+
+/// A native instance, in this process or in a child.
+pub enum NativeLive {
+    InProcess(NativeInstance),
+    Isolated(isolate::Isolated),
+}
+
+impl NativeLive {
+    fn new(
+        lib: &Arc<NativeLibrary>,
+        isolation: Isolation,
+        config: &ProcessConfig,
+        params: &[(u32, f64)],
+    ) -> Result<Self, String> {
+        Ok(match isolation {
+            Isolation::InProcess => NativeLive::InProcess(NativeInstance::new(lib.clone(), config, params)?),
+            Isolation::Process => NativeLive::Isolated(isolate::Isolated::spawn(
+                isolate::Target::Native(lib.path.clone()),
+                config,
+                params,
+                lib.info.status_names.len(),
+            )?),
+        })
+    }
+
+    fn inner(&mut self) -> &mut dyn Instance {
+        match self {
+            NativeLive::InProcess(i) => i,
+            NativeLive::Isolated(i) => i,
+        }
+    }
+}
+
+impl Instance for NativeLive {
+    fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault> {
+        self.inner().set_param(id, value)
+    }
+    fn process(&mut self, audio: &mut AudioOut<'_>) -> Result<(), Fault> {
+        self.inner().process(audio)
+    }
+    fn start(&mut self) -> Result<(), Fault> {
+        self.inner().start()
+    }
+    fn stop(&mut self) -> Result<(), Fault> {
+        self.inner().stop()
+    }
+    fn cleanup(&mut self) {
+        self.inner().cleanup();
+    }
+    fn drain(&mut self, ctx: &mut dyn PollContext) {
+        self.inner().drain(ctx);
+    }
+    fn check(&mut self) -> Result<(), Fault> {
+        self.inner().check()
+    }
+    fn latency(&self) -> usize {
+        match self {
+            NativeLive::InProcess(i) => i.latency(),
+            NativeLive::Isolated(i) => i.latency(),
+        }
+    }
+}
+
+/// Replaces NaN and infinity with 0 in place; returns how many.
+pub(crate) fn sanitize(x: &mut [f32]) -> u64 {
+    let mut bad = 0u64;
+    for v in x {
+        if !v.is_finite() {
+            *v = 0.0;
+            bad += 1;
+        }
+    }
+    bad
+}
+
+/// Non-finite output samples replaced so far, reported as a message when the count grows.
+#[derive(Debug, Default)]
+pub(crate) struct NonFinite {
+    pub count: u64,
+    reported: u64,
+}
+
+impl NonFinite {
+    pub fn report(&mut self, ctx: &mut dyn PollContext) {
+        if self.count > self.reported {
+            let mut buf = [0u8; super::plugin::MESSAGE_BYTES];
+            let msg =
+                text(&mut buf, format_args!("{} non-finite output samples replaced with silence so far", self.count));
+            ctx.message(MessageKind::Log(2), msg);
+            self.reported = self.count;
+        }
+    }
+}
+
+/// A native plugin instance in this process.
+pub struct NativeInstance {
+    lib: Arc<NativeLibrary>,
+    ptr: *mut c_void,
+    channels: usize,
+    max_block: usize,
+    /// The block's input, kept so a failed call leaves the dry input in place.
+    scratch: Vec<f32>,
+    status: Vec<f64>,
+    blocks: u64,
+    nonfinite: NonFinite,
+    latency: usize,
+}
+
+// SAFETY: the instance pointer is only used by one thread at a time (the engine moves the processor
+// between threads, never shares it), which is what the ABI asks for.
+unsafe impl Send for NativeInstance {}
+
+impl NativeInstance {
+    /// Creates and initializes an instance (control side).
+    ///
+    /// # Errors
+    /// A message if `create` returns null or `initialize` refuses the configuration.
+    pub fn new(lib: Arc<NativeLibrary>, config: &ProcessConfig, params: &[(u32, f64)]) -> Result<Self, String> {
+        let f = lib.fns;
+        // SAFETY: the ABI's functions, checked non-null at load, called as the header says.
+        let ptr = unsafe { (f.create)() };
+        if ptr.is_null() {
+            return Err("create returned no instance".into());
+        }
+        let ids: Vec<u32> = params.iter().map(|p| p.0).collect();
+        let values: Vec<f64> = params.iter().map(|p| p.1).collect();
+        let c = abi::Config {
+            struct_size: std::mem::size_of::<abi::Config>() as u32,
+            sample_rate: config.sample_rate,
+            channels: config.channels as u32,
+            max_block: config.max_block as u32,
+            param_count: params.len() as u32,
+            param_ids: ids.as_ptr(),
+            param_values: values.as_ptr(),
+        };
+        let mut inst = Self {
+            status: vec![0.0; lib.info.status_names.len()],
+            lib,
+            ptr,
+            channels: config.channels,
+            max_block: config.max_block,
+            scratch: vec![0.0; config.channels * config.max_block],
+            blocks: 0,
+            nonfinite: NonFinite::default(),
+            latency: 0,
+        };
+        // SAFETY: as above; `c` and the arrays it points to outlive the call.
+        let code = unsafe { (f.initialize)(ptr, &c) };
+        if code != 0 {
+            return Err(format!(
+                "initialize refused {} Hz, {} channels, {} frames (error {code})",
+                config.sample_rate, config.channels, config.max_block
+            ));
+        }
+        // SAFETY: as above.
+        let code = unsafe { (f.start)(ptr) };
+        if code != 0 {
+            return Err(format!("start failed (error {code})"));
+        }
+        // SAFETY: as above.
+        inst.latency = unsafe { (f.latency)(ptr) } as usize;
+        Ok(inst)
+    }
+}
+
+fn code_to(code: i32) -> Result<(), Fault> {
+    match code {
+        0 => Ok(()),
+        fxgraph_plugin::ERR_PANIC => Err(Fault::Panicked),
+        c => Err(Fault::ErrorReturn(c)),
+    }
+}
+
+impl Instance for NativeInstance {
+    fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault> {
+        // SAFETY: the ABI's function, called as the header says.
+        match unsafe { (self.lib.fns.set_param)(self.ptr, id, value) } {
+            fxgraph_plugin::ERR_PANIC => Err(Fault::Panicked),
+            code => Ok(code),
+        }
+    }
+
+    fn process(&mut self, audio: &mut AudioOut<'_>) -> Result<(), Fault> {
+        let (n, ch) = (audio.frames(), self.channels.min(audio.channels()));
+        let mut inputs = [std::ptr::null::<f32>(); fxgraph_plugin::MAX_CHANNELS];
+        let mut outputs = [std::ptr::null_mut::<f32>(); fxgraph_plugin::MAX_CHANNELS];
+        for c in 0..ch {
+            let keep = &mut self.scratch[c * self.max_block..c * self.max_block + n];
+            keep.copy_from_slice(audio.channel(c));
+            inputs[c] = keep.as_ptr();
+            outputs[c] = audio.channel_mut(c).as_mut_ptr();
+        }
+        // SAFETY: `ch` distinct input and output buffers of `n` (at most max_block) frames, as the ABI says.
+        let code = unsafe { (self.lib.fns.process)(self.ptr, inputs.as_ptr(), outputs.as_ptr(), ch as u32, n as u32) };
+        if let Err(f) = code_to(code) {
+            for c in 0..ch {
+                audio.channel_mut(c).copy_from_slice(&self.scratch[c * self.max_block..c * self.max_block + n]);
+            }
+            return Err(f);
+        }
+        for c in 0..ch {
+            self.nonfinite.count += sanitize(audio.channel_mut(c));
+        }
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<(), Fault> {
+        // SAFETY: the ABI's function.
+        code_to(unsafe { (self.lib.fns.reset)(self.ptr) })
+    }
+
+    fn stop(&mut self) -> Result<(), Fault> {
+        // SAFETY: the ABI's function.
+        code_to(unsafe { (self.lib.fns.stop)(self.ptr) })
+    }
+
+    fn cleanup(&mut self) {}
+
+    fn drain(&mut self, ctx: &mut dyn PollContext) {
+        self.blocks += 1;
+        if !self.status.is_empty() && self.blocks % STATUS_EVERY == 1 {
+            // SAFETY: the ABI's function, with room for the declared count.
+            let code = unsafe { (self.lib.fns.status)(self.ptr, self.status.as_mut_ptr(), self.status.len() as u32) };
+            if code == 0 {
+                ctx.status_values(&self.status);
+            }
+        }
+        self.nonfinite.report(ctx);
+    }
+
+    fn check(&mut self) -> Result<(), Fault> {
+        if !self.blocks.is_multiple_of(HEALTH_EVERY) {
+            return Ok(());
+        }
+        // SAFETY: the ABI's function.
+        match unsafe { (self.lib.fns.health_check)(self.ptr) } {
+            0 => Ok(()),
+            fxgraph_plugin::ERR_PANIC => Err(Fault::Panicked),
+            c => Err(Fault::Unhealthy(c)),
+        }
+    }
+
+    fn latency(&self) -> usize {
+        self.latency
+    }
+}
+
+impl Drop for NativeInstance {
+    fn drop(&mut self) {
+        // SAFETY: the pointer `create` returned, destroyed once; the library stays loaded.
+        unsafe { (self.lib.fns.destroy)(self.ptr) };
+    }
+}
+
+/// What `fxgraph plugin` prints about a native library.
+pub fn describe(path: &Path) -> Result<String, String> {
+    let lib = load(path)?;
+    let i = &lib.info;
+    let mut s = format!(
+        "{}: {} {} ({}) by {}\nnative plugin ABI {}.{} (host implements {}.{}){}\nparameters:\n",
+        path.display(),
+        i.name,
+        i.version,
+        i.id,
+        i.vendor,
+        abi::ABI_MAJOR,
+        i.abi_minor,
+        abi::ABI_MAJOR,
+        abi::ABI_MINOR,
+        if i.in_place { ", processes in place" } else { "" }
+    );
+    for p in &i.params {
+        let kind = if p.flags & abi::PARAM_TOGGLE != 0 {
+            " toggle"
+        } else if p.flags & abi::PARAM_INTEGER != 0 {
+            " integer"
+        } else {
+            ""
+        };
+        s.push_str(&format!(
+            "  {:>2}  {:<16} {:<24} {} to {}{}{kind}, default {}\n",
+            p.id,
+            p.key,
+            p.name,
+            p.min,
+            p.max,
+            if p.unit.is_empty() { String::new() } else { format!(" {}", p.unit) },
+            p.default
+        ));
+    }
+    let names: Vec<&str> = i.presets.iter().map(|(n, _)| n.as_str()).collect();
+    s.push_str(&format!("presets: {}\n", if names.is_empty() { "none".into() } else { names.join(", ") }));
+    s.push_str(&format!(
+        "status: {}\n",
+        if i.status_names.is_empty() { "none".into() } else { i.status_names.join(", ") }
+    ));
+    // Set an instance up with the defaults, as a graph would.
+    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512 };
+    let params = resolve(i, &BTreeMap::new(), None).map_err(|e| e.to_string())?;
+    drop(NativeInstance::new(lib.clone(), &config, &params)?);
+    s.push_str("setup: ok (initialized at 48000 Hz, 2 channels, 512 frames)\n");
+    Ok(s)
+}
+
+/// The path a node names, for tools.
+pub fn path_of(spec: &NativeParams, base_dir: &Path) -> PathBuf {
+    base_dir.join(&spec.path)
+}

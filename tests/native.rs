@@ -1,0 +1,467 @@
+//! Native plugins: the SDK's enhancer and a plain-C plugin against analytic answers and the built-in
+//! shelves; libraries refused before their code runs; panics, NaN and crashes contained; LADSPA plugins from
+//! Debian's packages against what their documentation says; the out-of-process tier.
+
+use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph, ParamValue, Registry};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+#[global_allocator]
+static ALLOC: fxgraph::alloc::CountingAllocator = fxgraph::alloc::CountingAllocator;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Builds a crate's cdylib with cargo, in its own target folder (the test's own build holds the main one).
+fn cargo_cdylib(manifest: &str, package: Option<&str>, lib: &str) -> PathBuf {
+    let target = repo().join("target/test-plugins");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--release", "--offline", "--manifest-path"]).arg(repo().join(manifest));
+    if let Some(p) = package {
+        cmd.args(["-p", p]);
+    }
+    let o = cmd.arg("--target-dir").arg(&target).output().expect("cargo");
+    assert!(o.status.success(), "building {manifest}: {}", String::from_utf8_lossy(&o.stderr));
+    target.join("release").join(lib)
+}
+
+/// The SDK's enhancer plugin.
+fn enhancer() -> &'static PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| cargo_cdylib("Cargo.toml", Some("fxgraph-enhancer"), "libfxgraph_enhancer.so"))
+}
+
+/// The SDK test plugin that panics on purpose.
+fn panicky() -> &'static PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| cargo_cdylib("tests/native/panic_plugin/Cargo.toml", None, "libfxgraph_panic_plugin.so"))
+}
+
+/// Compiles C plugin sources with `cc` into `target/test-plugins/NAME.so`.
+fn cc(source: &str, name: &str, defines: &[&str]) -> PathBuf {
+    let out = repo().join("target/test-plugins").join(format!("{name}.so"));
+    std::fs::create_dir_all(out.parent().expect("dir")).expect("mkdir");
+    let mut cmd = Command::new("cc");
+    cmd.args(["-std=c99", "-O2", "-fPIC", "-shared", "-Wall", "-Werror"]);
+    for d in defines {
+        cmd.arg(format!("-D{d}"));
+    }
+    let o = cmd
+        .arg("-I")
+        .arg(repo().join("plugins/include"))
+        .arg("-o")
+        .arg(&out)
+        .arg(repo().join(source))
+        .arg("-lm")
+        .output()
+        .expect("cc");
+    assert!(o.status.success(), "cc {source} {defines:?}: {}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// Whether Debian's LADSPA plugins (`swh-plugins`, `ladspa-sdk`) are installed. Without them the LADSPA
+/// checks are skipped with a note, except in CI (`CI` set), which must run them (`.ci/run` installs them).
+fn ladspa() -> bool {
+    let have = ["amp_1181.so", "filter.so", "fast_lookahead_limiter_1913.so"]
+        .iter()
+        .all(|f| Path::new("/usr/lib/ladspa").join(f).exists());
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "swh-plugins and ladspa-sdk are not installed, and CI must run the LADSPA checks"
+        );
+        eprintln!(
+            "note: swh-plugins or ladspa-sdk is not installed (apt install swh-plugins ladspa-sdk); LADSPA checks skipped"
+        );
+    }
+    have
+}
+
+fn c_gain() -> &'static PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| cc("plugins/native/c/gain.c", "libfxgraph_gain", &[]))
+}
+
+fn graph(nodes: &str, chain: &[&str]) -> Graph {
+    let mut edges = vec![format!("(\"input\", \"{}\")", chain[0])];
+    for w in chain.windows(2) {
+        edges.push(format!("(\"{}\", \"{}\")", w[0], w[1]));
+    }
+    edges.push(format!("(\"{}\", \"output\")", chain[chain.len() - 1]));
+    let text = format!("(sample_rate: 48000, channels: 2, nodes: {{ {nodes} }}, edges: [{}])", edges.join(", "));
+    Graph::parse(&text, "native.ron", "/".as_ref(), &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Rig {
+    engine: Engine,
+    audio: AudioProcessor,
+}
+
+fn start(g: Graph) -> Rig {
+    let (engine, audio) =
+        Engine::new(g, EngineOptions { max_block: 512, threads: 1, ..Default::default() }).expect("engine");
+    Rig { engine, audio }
+}
+
+/// Runs interleaved-stereo `input` through in 512-frame calls, updating the control side after each.
+fn run(rig: &mut Rig, input: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0f32; input.len()];
+    for (x, y) in input.chunks(1024).zip(out.chunks_mut(1024)) {
+        rig.audio.process_interleaved(x, y, 2);
+        rig.engine.update();
+    }
+    out
+}
+
+fn sine(hz: f64, amp: f64, frames: usize) -> Vec<f32> {
+    (0..frames)
+        .flat_map(|n| {
+            let v = (amp * (std::f64::consts::TAU * hz * n as f64 / 48000.0).sin()) as f32;
+            [v, v]
+        })
+        .collect()
+}
+
+/// Peak of the left channel after the first `skip` frames.
+fn peak(x: &[f32], skip: usize) -> f64 {
+    x.chunks(2).skip(skip).fold(0.0f64, |p, f| p.max(f64::from(f[0]).abs()))
+}
+
+fn db(x: f64) -> f64 {
+    20.0 * x.log10()
+}
+
+/// The cookbook's low shelf magnitude (Q 0.707), written out here.
+fn low_shelf_db(f0: f64, gain_db: f64, f: f64) -> f64 {
+    let a = 10f64.powf(gain_db / 40.0);
+    let w0 = std::f64::consts::TAU * f0 / 48000.0;
+    let (alpha, c) = (w0.sin() / (2.0 * std::f64::consts::FRAC_1_SQRT_2), w0.cos());
+    let k = 2.0 * a.sqrt() * alpha;
+    let b = [
+        a * ((a + 1.0) - (a - 1.0) * c + k),
+        2.0 * a * ((a - 1.0) - (a + 1.0) * c),
+        a * ((a + 1.0) - (a - 1.0) * c - k),
+    ];
+    let d = [(a + 1.0) + (a - 1.0) * c + k, -2.0 * ((a - 1.0) + (a + 1.0) * c), (a + 1.0) + (a - 1.0) * c - k];
+    let w = std::f64::consts::TAU * f / 48000.0;
+    let mag =
+        |p: [f64; 3]| (p[0] + p[1] * w.cos() + p[2] * (2.0 * w).cos()).hypot(p[1] * w.sin() + p[2] * (2.0 * w).sin());
+    db(mag(b) / mag(d))
+}
+
+fn native(path: &Path, rest: &str) -> String {
+    format!("Native(path: {:?}{rest})", path.display().to_string())
+}
+
+#[test]
+fn the_sdk_enhancer_is_the_cookbook_shelf_and_matches_the_built_in() {
+    let bass_only =
+        ", config: {\"bass_gain_db\": 6.0, \"bass_freq_hz\": 100.0, \"treble_gain_db\": 0.0, \"width\": 1.0}";
+    // Against the cookbook, sine by sine.
+    for f in [30.0, 100.0, 400.0, 3000.0] {
+        let mut rig = start(graph(&format!("\"enh\": {}", native(enhancer(), bass_only)), &["enh"]));
+        let out = run(&mut rig, &sine(f, 0.25, 48000));
+        let measured = db(peak(&out, 24000) / 0.25);
+        let want = low_shelf_db(100.0, 6.0, f);
+        assert!((measured - want).abs() < 0.01, "{f} Hz: {measured} dB, cookbook {want} dB");
+    }
+    // Against the built-in BassBoost: the same filter, written twice.
+    let input: Vec<f32> = (0..96000).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.8).collect();
+    let a = run(&mut start(graph(&format!("\"enh\": {}", native(enhancer(), bass_only)), &["enh"])), &input);
+    let b = run(&mut start(graph("\"bass\": BassBoost(gain_db: 6.0, freq_hz: 100.0)", &["bass"])), &input);
+    let worst = a.iter().zip(&b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(worst < 1e-6, "{worst}");
+    // Width 0 makes mono; a preset applies, and config overrides it.
+    let out = run(
+        &mut start(graph(&format!("\"enh\": {}", native(enhancer(), ", config: {\"width\": 0.0}")), &["enh"])),
+        &input,
+    );
+    assert!(out.chunks(2).all(|f| f[0] == f[1]));
+    let mut rig = start(graph(
+        &format!("\"enh\": {}", native(enhancer(), ", preset: \"warm\", config: {\"width\": 1.0}")),
+        &["enh"],
+    ));
+    assert_eq!(rig.engine.get("enh", "bass_gain_db").expect("param"), ParamValue::Number(5.0));
+    assert_eq!(rig.engine.get("enh", "width").expect("param"), ParamValue::Number(1.0));
+    // Automation: every stage back to neutral, and after the ramp the output is the input, bit for bit.
+    for (k, v) in [("bass_gain_db", 0.0), ("treble_gain_db", 0.0)] {
+        rig.engine.set("enh", k, v).expect("set");
+    }
+    rig.engine.update();
+    let out = run(&mut rig, &input);
+    assert!(out[48000..].iter().zip(&input[48000..]).all(|(a, b)| a == b), "neutral after the ramp");
+    // Status numbers reach the monitor.
+    let report = rig.engine.metrics();
+    let node = report.nodes.iter().find(|n| n.name == "enh").expect("node");
+    let names: Vec<&str> = node.status.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["peak_in_dbfs", "peak_out_dbfs"]);
+    assert!(node.status[0].1 > -10.0 && node.status[0].1 <= 0.0, "{:?}", node.status);
+    // An unknown key, a bad preset, a value out of range: errors naming the field.
+    for (rest, want) in [
+        (", config: {\"gain\": 1.0}", "config.gain"),
+        (", preset: \"loud\"", "has no preset \"loud\" (it has: flat, warm, bright, wide)"),
+        (", config: {\"width\": 9.0}", "must be between 0 and 4"),
+    ] {
+        let text = format!(
+            "(sample_rate: 48000, channels: 2, nodes: {{ \"enh\": {} }}, edges: [(\"input\", \"enh\"), (\"enh\", \"output\")])",
+            native(enhancer(), rest)
+        );
+        let e =
+            Graph::parse(&text, "bad.ron", "/".as_ref(), &Registry::with_builtins()).expect_err("refused").to_string();
+        assert!(e.contains("node \"enh\"") && e.contains(want), "{e}");
+    }
+}
+
+#[test]
+fn the_plain_c_plugin_works_without_the_sdk() {
+    let input = sine(1000.0, 0.5, 24000);
+    let mut rig = start(graph(&format!("\"g\": {}", native(c_gain(), ", config: {\"gain_db\": -6.0}")), &["g"]));
+    let out = run(&mut rig, &input);
+    assert!((db(peak(&out, 0) / 0.5) + 6.0).abs() < 1e-4);
+    rig.engine.set("g", "invert", 1.0).expect("toggle");
+    rig.engine.update();
+    let out = run(&mut rig, &input);
+    let gain = 10f32.powf(-6.0 / 20.0);
+    assert!(
+        out.iter().zip(&input).all(|(y, x)| (y + x * gain).abs() < 1e-6),
+        "inverted at once (a toggle is not ramped)"
+    );
+    let mut rig = start(graph(&format!("\"g\": {}", native(c_gain(), ", preset: \"minus6\"")), &["g"]));
+    assert_eq!(rig.engine.get("g", "gain_db").expect("param"), ParamValue::Number(-6.0));
+    let o = Command::new(env!("CARGO_BIN_EXE_fxgraph")).arg("plugin").arg(c_gain()).output().expect("run");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("org.fxgraph.c-gain") && text.contains("presets: minus6, invert"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_libraries_are_refused_before_their_code_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("ran");
+    let text = dir.path().join("notes.so");
+    std::fs::write(&text, "not a library").expect("write");
+    // The pass-through plugin with its ELF class byte flipped: another architecture's library.
+    let good = cc("tests/native/variants.c", "variant_ok", &[]);
+    let mut bytes = std::fs::read(&good).expect("read");
+    bytes[4] = 1; // ELFCLASS32
+    let wrong_arch = dir.path().join("wrong_arch.so");
+    std::fs::write(&wrong_arch, bytes).expect("write");
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (text, "cannot load the library"),
+        (wrong_arch, "cannot load the library"),
+        (cc("tests/native/variants.c", "variant_no_entry", &["NO_ENTRY"]), "exports no `fxgraph_plugin_v1`"),
+        (
+            cc("tests/native/variants.c", "variant_abi2", &["ABI_MAJOR=2u"]),
+            "implements native plugin ABI 2.0; this fxgraph implements ABI 1.0",
+        ),
+        (
+            cc("tests/native/variants.c", "variant_short", &["SHORT_STRUCT"]),
+            "its descriptor is 64 bytes; ABI 1.0 needs at least",
+        ),
+        (
+            cc("tests/native/variants.c", "variant_null", &["NULL_PROCESS"]),
+            "the descriptor's `process` function is null",
+        ),
+    ];
+    for (lib, why) in &cases {
+        let graph_text = format!(
+            "(sample_rate: 48000, channels: 2, nodes: {{ \"p\": Native(path: {:?}) }}, edges: [(\"input\", \"p\"), (\"p\", \"output\")])",
+            lib.display().to_string()
+        );
+        std::fs::write(dir.path().join("g.ron"), graph_text).expect("write");
+        let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(["check", "g.ron"])
+            .current_dir(dir.path())
+            .env("FXG_TEST_MARKER", &marker)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", lib.display());
+        assert!(
+            err.contains(&lib.display().to_string()) && err.contains(why),
+            "{}: wanted {why:?}: {err}",
+            lib.display()
+        );
+        assert!(err.contains("g.ron:1:") && err.contains("node \"p\""), "located: {err}");
+        assert!(!marker.exists(), "{}: plugin code ran before the refusal", lib.display());
+    }
+    // A LADSPA library without the label asked for.
+    if !ladspa() {
+        return;
+    }
+    let text = "(sample_rate: 48000, channels: 2, nodes: { \"a\": Ladspa(path: \"amp_1181.so\", label: \"nope\") }, edges: [(\"input\", \"a\"), (\"a\", \"output\")])";
+    let e = Graph::parse(text, "l.ron", "/".as_ref(), &Registry::with_builtins()).expect_err("refused").to_string();
+    assert!(e.contains("has no plugin labelled \"nope\" (it has: amp)"), "{e}");
+}
+
+#[test]
+fn panics_and_nan_are_contained_in_process() {
+    let input = sine(440.0, 0.5, 48000);
+    // A panic in process: caught by the SDK, the node bypassed (dry), reported, then replaced.
+    let nodes = format!("\"p\": {}", native(panicky(), ", config: {\"panic_at\": 10}"));
+    let mut rig = start(graph(&nodes, &["p"]));
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    rig.engine.subscribe(move |e| sink.lock().expect("lock").push(e.to_string()));
+    let out = run(&mut rig, &input);
+    assert_eq!(out, input, "pass-through, and dry while faulted");
+    let report = rig.engine.metrics();
+    assert!(report.nodes[0].faults >= 1);
+    let events = events.lock().expect("lock").clone();
+    assert!(events.iter().any(|e| e.contains("Panicked")), "{events:?}");
+    // A panic in set_param too.
+    let mut rig = start(graph(&format!("\"p\": {}", native(panicky(), "")), &["p"]));
+    rig.engine.set("p", "panic_on_set", 1.0).expect("set");
+    rig.engine.update();
+    let out = run(&mut rig, &input);
+    assert_eq!(out, input);
+    assert!(rig.engine.metrics().nodes[0].faults >= 1);
+    // NaN out: replaced with silence and counted.
+    let nan = cc("tests/native/variants.c", "variant_nan", &["NAN_OUT"]);
+    let mut rig = start(graph(&format!("\"n\": {}", native(&nan, "")), &["n"]));
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    rig.engine.subscribe(move |e| sink.lock().expect("lock").push(e.to_string()));
+    let out = run(&mut rig, &input);
+    assert!(out.iter().all(|v| v.is_finite()));
+    assert!(out.chunks(2).skip(1).step_by(2).all(|f| f[0] == 0.0), "every other sample was NaN, now silence");
+    let events = events.lock().expect("lock").clone();
+    assert!(events.iter().any(|e| e.contains("non-finite output samples replaced with silence")), "{events:?}");
+}
+
+/// A steady sine through one LADSPA node; the left channel's peak after a second, in dB relative to the
+/// input's.
+fn through_ladspa(node: &str, hz: f64) -> (f64, Rig) {
+    let mut rig = start(graph(&format!("\"l\": {node}"), &["l"]));
+    let out = run(&mut rig, &sine(hz, 0.25, 96000));
+    (db(peak(&out, 48000) / 0.25), rig)
+}
+
+#[test]
+fn ladspa_plugins_do_what_their_documentation_says() {
+    if !ladspa() {
+        return;
+    }
+    // swh-plugins' amp: "Amps gain (dB)" +6 dB measures +6 dB (by port name, and by key).
+    for controls in ["{\"Amps gain (dB)\": 6.0}", "{\"amps_gain_db\": 6.0}"] {
+        let (gain, _) =
+            through_ladspa(&format!("Ladspa(path: \"amp_1181.so\", label: \"amp\", controls: {controls})"), 1000.0);
+        assert!((gain - 6.0).abs() < 0.01, "{gain}");
+    }
+    // ladspa-sdk's low-pass at 1 kHz: passes 100 Hz, attenuates above the cutoff.
+    let lpf = "Ladspa(path: \"filter.so\", label: \"lpf\", controls: {\"Cutoff Frequency (Hz)\": 1000.0})";
+    let (low, _) = through_ladspa(lpf, 100.0);
+    let (high, _) = through_ladspa(lpf, 8000.0);
+    assert!(low > -0.5 && high < -15.0, "100 Hz: {low} dB, 8 kHz: {high} dB");
+    // swh-plugins' fast lookahead limiter (a stereo plugin: one instance for both channels): a 0 dBFS sine
+    // under a -6 dB limit comes out at most -6 dBFS, with its latency reported and its attenuation shown.
+    let limiter = "Ladspa(path: \"fast_lookahead_limiter_1913.so\", label: \"fastLookaheadLimiter\", controls: {\"Limit (dB)\": -6.0})";
+    let mut rig = start(graph(&format!("\"l\": {limiter}"), &["l"]));
+    let out = run(&mut rig, &sine(500.0, 1.0, 96000));
+    let top = db(peak(&out, 48000));
+    assert!(top <= -5.99 && top > -7.0, "{top} dBFS");
+    assert!(rig.engine.latency_frames() > 0, "the latency port is the node's latency");
+    let report = rig.engine.metrics();
+    let status = &report.nodes[0].status;
+    assert!(status.iter().any(|(n, v)| n == "attenuation_db" && *v > 3.0), "{status:?}");
+    // A control outside its range hints is an error naming the port.
+    let text = "(sample_rate: 48000, channels: 2, nodes: { \"l\": Ladspa(path: \"amp_1181.so\", label: \"amp\", controls: {\"Amps gain (dB)\": 99.0}) }, edges: [(\"input\", \"l\"), (\"l\", \"output\")])";
+    let e = Graph::parse(text, "l.ron", "/".as_ref(), &Registry::with_builtins()).expect_err("refused").to_string();
+    assert!(e.contains("controls.Amps gain (dB)") && e.contains("must be between -70 and 70"), "{e}");
+    // `fxgraph plugin` lists a library's plugins and ports.
+    let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["plugin", "/usr/lib/ladspa/filter.so"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("label \"lpf\"") && text.contains("label \"hpf\"") && text.contains("\"Cutoff Frequency (Hz)\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn native_audio_side_allocates_nothing() {
+    let with_ladspa = ladspa();
+    let amp = if with_ladspa {
+        "Ladspa(path: \"amp_1181.so\", label: \"amp\", controls: {\"Amps gain (dB)\": -3.0})"
+    } else {
+        "Gain(gain_db: -3.0)"
+    };
+    let nodes = format!(
+        "\"enh\": {}, \"g\": {}, \"amp\": {amp}, \"iso\": {}",
+        native(enhancer(), ""),
+        native(c_gain(), ", config: {\"gain_db\": -1.0}"),
+        native(c_gain(), ", isolation: Process")
+    );
+    host_env();
+    let mut rig = start(graph(&nodes, &["enh", "g", "amp", "iso"]));
+    let input = sine(220.0, 0.3, 4800);
+    run(&mut rig, &input);
+    let before = fxgraph::alloc::CountingAllocator::stats().expect("installed").audio_calls;
+    for i in 0..200 {
+        if i % 10 == 0 {
+            rig.engine.set("enh", "bass_gain_db", f64::from(i % 7)).expect("set");
+            let key = if with_ladspa { "amps_gain_db" } else { "gain_db" };
+            rig.engine.set("amp", key, -f64::from(i % 5)).expect("set");
+        }
+        run(&mut rig, &input[..2048]);
+    }
+    let after = fxgraph::alloc::CountingAllocator::stats().expect("installed").audio_calls;
+    assert_eq!(after - before, 0, "allocations or frees on the audio side");
+}
+
+fn host_env() {
+    // The isolated plugins' host: the fxgraph program.
+    fxgraph::nodes::native::isolate::set_host_program(PathBuf::from(env!("CARGO_BIN_EXE_fxgraph")));
+}
+
+#[test]
+fn isolated_plugins_match_in_process_and_survive_crashes() {
+    host_env();
+    let input: Vec<f32> = (0..96000).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.8).collect();
+    // The same bits in a child process as in process, for an SDK plugin and a LADSPA one.
+    let mut nodes = vec![native(enhancer(), "")];
+    if ladspa() {
+        nodes.push("Ladspa(path: \"amp_1181.so\", label: \"amp\", controls: {\"Amps gain (dB)\": 6.0})".to_string());
+    }
+    for node in nodes {
+        let isolated = format!("{}, isolation: Process)", &node[..node.len() - 1]);
+        let a = run(&mut start(graph(&format!("\"n\": {node}"), &["n"])), &input);
+        let b = run(&mut start(graph(&format!("\"n\": {isolated}"), &["n"])), &input);
+        assert!(a == b, "{node}: isolated output differs");
+    }
+    // Crashers: contained; the rest of the graph plays on, the crashed node bypassed (dry).
+    for (variant, why) in [
+        ("NULL_DEREF", "Crashed: the plugin's process died of signal 11"),
+        ("ABORT", "Crashed: the plugin's process died of signal 6"),
+        ("HANG", "TimedOut"),
+        ("EXIT_IN_PROCESS", "exited with code 0"),
+        ("OVERRUN", "Crashed: the plugin's process died of signal"),
+    ] {
+        let lib = cc("tests/native/variants.c", &format!("variant_{}", variant.to_lowercase()), &[variant]);
+        let nodes = format!("\"pre\": Gain(gain_db: -6.0), \"bad\": {}", native(&lib, ", isolation: Process"));
+        let mut rig = start(graph(&nodes, &["pre", "bad"]));
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = events.clone();
+        rig.engine.subscribe(move |e| sink.lock().expect("lock").push(e.to_string()));
+        let started = std::time::Instant::now();
+        let out = run(&mut rig, &input);
+        let gain = 10f32.powf(-6.0 / 20.0);
+        assert!(out.iter().zip(&input).all(|(y, x)| (y - x * gain).abs() < 1e-6), "{variant}: the graph plays on, dry");
+        let events = events.lock().expect("lock").clone();
+        assert!(events.iter().any(|e| e.contains(why)), "{variant}: wanted {why:?} in {events:?}");
+        assert!(rig.engine.metrics().nodes.iter().any(|n| n.name == "bad" && n.faults >= 1));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "{variant}: {:?}", started.elapsed());
+    }
+    // In process, the same libraries load cleanly (running them there would end this test's process, as
+    // README says).
+    for variant in ["NULL_DEREF", "ABORT", "HANG", "EXIT_IN_PROCESS", "OVERRUN"] {
+        let lib = repo().join(format!("target/test-plugins/variant_{}.so", variant.to_lowercase()));
+        fxgraph::nodes::native::load(&lib).expect("loads in process");
+    }
+}
