@@ -64,16 +64,16 @@ fn cc(source: &str, name: &str, defines: &[&str]) -> PathBuf {
 /// Whether Debian's LADSPA plugins (`swh-plugins`, `ladspa-sdk`) are installed. Without them the LADSPA
 /// checks are skipped with a note, except in CI (`CI` set), which must run them (`.ci/run` installs them).
 fn ladspa() -> bool {
-    let have = ["amp_1181.so", "filter.so", "fast_lookahead_limiter_1913.so"]
+    let have = ["amp_1181.so", "filter.so", "fast_lookahead_limiter_1913.so", "tap_eq.so", "cmt.so"]
         .iter()
         .all(|f| Path::new("/usr/lib/ladspa").join(f).exists());
     if !have {
         assert!(
             std::env::var_os("CI").is_none(),
-            "swh-plugins and ladspa-sdk are not installed, and CI must run the LADSPA checks"
+            "swh-plugins, tap-plugins, cmt and ladspa-sdk are not installed, and CI must run the LADSPA checks"
         );
         eprintln!(
-            "note: swh-plugins or ladspa-sdk is not installed (apt install swh-plugins ladspa-sdk); LADSPA checks skipped"
+            "note: Debian's LADSPA plugins are not installed (apt install swh-plugins tap-plugins cmt ladspa-sdk); LADSPA checks skipped"
         );
     }
     have
@@ -368,6 +368,25 @@ fn ladspa_plugins_do_what_their_documentation_says() {
     let report = rig.engine.metrics();
     let status = &report.nodes[0].status;
     assert!(status.iter().any(|(n, v)| n == "attenuation_db" && *v > 3.0), "{status:?}");
+    // tap-plugins' equalizer: band 4 (1 kHz) at +6 dB lifts a 1 kHz sine by 6 dB, leaves 100 Hz and 10 kHz
+    // (other bands flat) within a fraction of a dB; it does not declare itself hard-real-time capable, and
+    // the node says so.
+    let eq = "Ladspa(path: \"tap_eq.so\", label: \"tap_equalizer\", controls: {\"band_4_gain_db\": 6.0})";
+    let mut rig = start(graph(&format!("\"l\": {eq}"), &["l"]));
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    rig.engine.subscribe(move |e| sink.lock().expect("lock").push(e.to_string()));
+    let mid = db(peak(&run(&mut rig, &sine(1000.0, 0.25, 96000)), 48000) / 0.25);
+    assert!((mid - 6.0).abs() < 0.1, "1 kHz: {mid} dB");
+    let events = events.lock().expect("lock").clone();
+    assert!(events.iter().any(|e| e.contains("does not declare itself hard-real-time capable")), "{events:?}");
+    for hz in [100.0, 10000.0] {
+        let (g, _) = through_ladspa(eq, hz);
+        assert!(g.abs() < 0.5, "{hz} Hz: {g} dB");
+    }
+    // cmt's stereo amplifier (linear gain, one instance for both channels): x2 measures +6.02 dB.
+    let (amp, _) = through_ladspa("Ladspa(path: \"cmt.so\", label: \"amp_stereo\", controls: {\"gain\": 2.0})", 1000.0);
+    assert!((amp - 20.0 * 2f64.log10()).abs() < 0.01, "{amp} dB");
     // A control outside its range hints is an error naming the port.
     let text = "(sample_rate: 48000, channels: 2, nodes: { \"l\": Ladspa(path: \"amp_1181.so\", label: \"amp\", controls: {\"Amps gain (dB)\": 99.0}) }, edges: [(\"input\", \"l\"), (\"l\", \"output\")])";
     let e = Graph::parse(text, "l.ron", "/".as_ref(), &Registry::with_builtins()).expect_err("refused").to_string();
