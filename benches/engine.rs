@@ -2,6 +2,7 @@
 //! serial one. Figures and the command that reproduces them are in BENCHMARKS.md.
 //!
 //! `cargo bench --bench engine`
+#![allow(unsafe_code)] // Calls a LADSPA plugin straight through its descriptor, as the reference for the node.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use fxgraph::buffer::{AudioIn, AudioOut};
@@ -516,6 +517,200 @@ fn ratios() {
     }
 }
 
+/// The SDK's enhancer and the plain-C gain, built as the tests build them (`target/test-plugins`).
+fn native_plugins() -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::process::Command;
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = repo.join("target/test-plugins");
+    let o = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--offline", "-p", "fxgraph-enhancer", "--manifest-path"])
+        .arg(repo.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .expect("cargo");
+    assert!(o.status.success(), "building the enhancer: {}", String::from_utf8_lossy(&o.stderr));
+    let gain = target.join("libfxgraph_gain.so");
+    let o = Command::new("cc")
+        .args(["-std=c99", "-O2", "-fPIC", "-shared", "-I"])
+        .arg(repo.join("plugins/include"))
+        .arg("-o")
+        .arg(&gain)
+        .arg(repo.join("plugins/native/c/gain.c"))
+        .arg("-lm")
+        .output()
+        .expect("cc");
+    assert!(o.status.success(), "cc gain.c: {}", String::from_utf8_lossy(&o.stderr));
+    (target.join("release/libfxgraph_enhancer.so"), gain)
+}
+
+/// A one-node stereo graph at 48 kHz.
+fn single_node(node: &str) -> Graph {
+    let text = format!(
+        "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
+    );
+    Graph::parse(&text, "bench.ron", ".".as_ref(), &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// swh-plugins' `amp` called straight through its LADSPA descriptor, one instance per channel, in calls of
+/// `block` frames: what a `Ladspa` node does, without the node.
+struct DirectLadspa {
+    _lib: libloading::Library,
+    desc: *const fxgraph::nodes::native::ladspa::Descriptor,
+    handles: [*mut std::ffi::c_void; 2],
+    gain: Box<f32>,
+}
+
+impl DirectLadspa {
+    fn new(gain_db: f32) -> Option<Self> {
+        use fxgraph::nodes::native::ladspa::Descriptor;
+        type DescriptorFn = unsafe extern "C" fn(std::ffi::c_ulong) -> *const Descriptor;
+        // SAFETY: a LADSPA library from Debian's swh-plugins; its entry point has LADSPA's signature.
+        let lib = unsafe { libloading::Library::new("/usr/lib/ladspa/amp_1181.so") }.ok()?;
+        // SAFETY: as above.
+        let desc = unsafe { lib.get::<DescriptorFn>(b"ladspa_descriptor").ok()?(0) };
+        assert!(!desc.is_null());
+        let mut gain = Box::new(gain_db);
+        // SAFETY: the descriptor's functions, called as LADSPA 1.1 says: instantiate, connect the control
+        // port (0) to a value that outlives the instance, activate.
+        let handles = unsafe {
+            let d = &*desc;
+            let mut h = [std::ptr::null_mut(); 2];
+            for slot in &mut h {
+                *slot = d.instantiate.expect("instantiate")(desc, 48000);
+                d.connect_port.expect("connect")(*slot, 0, &mut *gain);
+                if let Some(activate) = d.activate {
+                    activate(*slot);
+                }
+            }
+            h
+        };
+        Some(Self { _lib: lib, desc, handles, gain })
+    }
+
+    fn process(&mut self, input: &[f32], output: &mut [f32], block: usize) {
+        let n = input.len() / 2;
+        // SAFETY: ports 1 and 2 are the audio input and output; each points at `frames` valid samples for
+        // the call; the instance is used from this thread only.
+        unsafe {
+            let d = &*self.desc;
+            let (connect, run) = (d.connect_port.expect("connect"), d.run.expect("run"));
+            let mut at = 0;
+            while at < n {
+                let frames = block.min(n - at);
+                for (c, &h) in self.handles.iter().enumerate() {
+                    connect(h, 1, input.as_ptr().add(c * n + at).cast_mut());
+                    connect(h, 2, output.as_mut_ptr().add(c * n + at));
+                    run(h, frames as std::ffi::c_ulong);
+                }
+                at += frames;
+            }
+        }
+        black_box(&self.gain);
+    }
+}
+
+impl Drop for DirectLadspa {
+    fn drop(&mut self) {
+        // SAFETY: the instances were made by this descriptor and are not used again.
+        unsafe {
+            let d = &*self.desc;
+            for &h in &self.handles {
+                if let Some(deactivate) = d.deactivate {
+                    deactivate(h);
+                }
+                d.cleanup.expect("cleanup")(h);
+            }
+        }
+    }
+}
+
+/// Native plugin figures: the SDK enhancer's bass shelf against the built-in `BassBoost`, the C gain
+/// against the built-in `Gain`, a LADSPA node against calling the plugin directly, and the isolation round
+/// trip per block.
+fn native_ratios() {
+    let (enhancer, gain) = native_plugins();
+    fxgraph::nodes::native::isolate::set_host_program(env!("CARGO_BIN_EXE_fxgraph").into());
+    let input = demo(48000);
+    let frames = input.len() / 2;
+    let mut out = vec![0.0f32; input.len()];
+    let mut out2 = vec![0.0f32; input.len()];
+    let rounds = 41;
+    println!("native plugins ({rounds} ABBA rounds of {SECONDS} s of audio each; median [p25, p75]):");
+    let bass_native = format!(
+        "Native(path: \"{}\", config: {{\"bass_gain_db\": 3.0, \"bass_freq_hz\": 100.0, \"treble_gain_db\": 0.0, \"width\": 1.0}})",
+        enhancer.display()
+    );
+    let gain_native =
+        |extra: &str| format!("Native(path: \"{}\", config: {{\"gain_db\": -3.0}}{extra})", gain.display());
+    let pairs = [
+        (
+            "enhancer (bass shelf only) / built-in BassBoost",
+            "BassBoost(gain_db: 3.0, freq_hz: 100.0)".to_string(),
+            bass_native,
+        ),
+        ("C gain plugin / built-in Gain", "Gain(gain_db: -3.0)".to_string(), gain_native("")),
+    ];
+    for block in [512, 64] {
+        let options = EngineOptions { max_block: block, threads: 1, ..Default::default() };
+        for (label, builtin, native) in &pairs {
+            let mut a = start(single_node(builtin), options);
+            let mut b = start(single_node(native), options);
+            let (r, lo, hi, t) = paired(
+                rounds,
+                || run_engine(&mut a, black_box(&input), &mut out, block),
+                || run_engine(&mut b, black_box(&input), &mut out2, block),
+            );
+            println!(
+                "  block {block:>3}: {label} = {r:.3} [{lo:.3}, {hi:.3}] ({:.1} ns/frame built-in)",
+                t * 1e9 / frames as f64
+            );
+        }
+        match DirectLadspa::new(-3.0) {
+            Some(mut direct) => {
+                let node = "Ladspa(path: \"amp_1181.so\", label: \"amp\", controls: {\"amps_gain_db\": -3.0})";
+                let mut rig = start(single_node(node), options);
+                run_engine(&mut rig, &input, &mut out, block);
+                direct.process(&input, &mut out2, block);
+                assert!(out == out2, "the LADSPA node computes what the direct calls compute");
+                let (r, lo, hi, t) = paired(
+                    rounds,
+                    || direct.process(black_box(&input), &mut out2, block),
+                    || run_engine(&mut rig, black_box(&input), &mut out, block),
+                );
+                println!(
+                    "  block {block:>3}: LADSPA amp node / direct descriptor calls = {r:.2} [{lo:.2}, {hi:.2}] ({:.2} ns/frame direct; the node adds {:.0} ns per block, the engine's own input, output and metering included)",
+                    t * 1e9 / frames as f64,
+                    (r - 1.0) * t * 1e9 / frames.div_ceil(block) as f64
+                );
+                let mut builtin = start(single_node("Gain(gain_db: -3.0)"), options);
+                let (r, lo, hi, _) = paired(
+                    rounds,
+                    || run_engine(&mut builtin, black_box(&input), &mut out2, block),
+                    || run_engine(&mut rig, black_box(&input), &mut out, block),
+                );
+                println!("  block {block:>3}: LADSPA amp node / built-in Gain node = {r:.3} [{lo:.3}, {hi:.3}]");
+            }
+            None => println!("  (swh-plugins is not installed: no LADSPA figure)"),
+        }
+        // Isolation: the same C gain in a child process; the difference per block is the round trip.
+        let mut inproc = start(single_node(&gain_native("")), options);
+        let mut isolated = start(single_node(&gain_native(", isolation: Process")), options);
+        let (r, lo, hi, t) = paired(
+            rounds,
+            || run_engine(&mut inproc, black_box(&input), &mut out, block),
+            || run_engine(&mut isolated, black_box(&input), &mut out2, block),
+        );
+        let blocks = frames.div_ceil(block) as f64;
+        println!(
+            "  block {block:>3}: isolated / in-process C gain = {r:.2} [{lo:.2}, {hi:.2}]: round trip {:.2} us per block [{:.2}, {:.2}]",
+            (r - 1.0) * t / blocks * 1e6,
+            (lo - 1.0) * t / blocks * 1e6,
+            (hi - 1.0) * t / blocks * 1e6
+        );
+    }
+}
+
 fn chain(c: &mut Criterion) {
     let input = demo(48000);
     let n = input.len() / 2;
@@ -609,13 +804,16 @@ fn nodes(c: &mut Criterion) {
 }
 
 fn main() {
-    // `cargo bench --bench engine` runs everything; `-- ratios` only the paired ratios; any other filter
-    // only the matching criterion benchmarks.
+    // `cargo bench --bench engine` runs everything; `-- ratios` only the paired ratios, `-- native` only
+    // the native-plugin ones; any other filter only the matching criterion benchmarks.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     if filter.as_deref().is_none_or(|f| f == "ratios") {
         ratios();
     }
-    if filter.as_deref() == Some("ratios") {
+    if filter.as_deref().is_none_or(|f| f == "native") {
+        native_ratios();
+    }
+    if matches!(filter.as_deref(), Some("ratios" | "native")) {
         return;
     }
     let mut c =

@@ -314,6 +314,10 @@ impl Instance for NativeLive {
 
 /// Replaces NaN and infinity with 0 in place; returns how many.
 pub(crate) fn sanitize(x: &mut [f32]) -> u64 {
+    // A read-only count the compiler vectorizes; the repair pass runs only when it finds something.
+    if x.iter().fold(0u32, |n, v| n + u32::from(!v.is_finite())) == 0 {
+        return 0;
+    }
     let mut bad = 0u64;
     for v in x {
         if !v.is_finite() {
@@ -438,10 +442,13 @@ impl Instance for NativeInstance {
         for c in 0..ch {
             let keep = &mut self.scratch[c * self.max_block..c * self.max_block + n];
             keep.copy_from_slice(audio.channel(c));
-            inputs[c] = keep.as_ptr();
             outputs[c] = audio.channel_mut(c).as_mut_ptr();
+            // The dry copy is kept for a fault either way; a plugin that processes in place works on the
+            // node's buffer directly, any other reads the copy.
+            inputs[c] = if self.lib.info.in_place { outputs[c].cast_const() } else { keep.as_ptr() };
         }
-        // SAFETY: `ch` distinct input and output buffers of `n` (at most max_block) frames, as the ABI says.
+        // SAFETY: `ch` input and output buffers of `n` (at most max_block) frames, the same buffers only for
+        // a plugin that declares it processes in place, as the ABI says.
         let code = unsafe { (self.lib.fns.process)(self.ptr, inputs.as_ptr(), outputs.as_ptr(), ch as u32, n as u32) };
         if let Err(f) = code_to(code) {
             for c in 0..ch {
