@@ -1135,3 +1135,48 @@ fn inputs_at_absurd_sample_rates_are_refused() {
     assert!(stderr(&o).contains("16788241 Hz is not audio fxgraph plays"), "{}", stderr(&o));
     assert!(!dir.path().join("out.wav").exists());
 }
+
+/// What the fuzzers found stays fixed: every input in `fuzz/regressions/TARGET/` goes through the loader
+/// its target drives, which must answer (an error or a value) without panicking.
+#[test]
+fn fuzzer_findings_stay_fixed() {
+    let dir = repo().join("fuzz/regressions");
+    let files = |target: &str| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> =
+            std::fs::read_dir(dir.join(target)).expect("regressions").map(|e| e.expect("entry").path()).collect();
+        v.sort();
+        assert!(!v.is_empty(), "{target}: no regression inputs");
+        v
+    };
+    // A WAV header declaring 16.8 MHz: refused at once, naming the rate.
+    for f in files("decode") {
+        let format = fxgraph::GraphFormat { sample_rate: 48000, channels: 2 };
+        let e =
+            fxgraph::io::decode::open_input(&f, format).err().unwrap_or_else(|| panic!("{}: accepted", f.display()));
+        assert!(e.to_string().contains("Hz"), "{}: {e}", f.display());
+    }
+    // A preset whose keys hold escapes: parsed or refused, never a panic.
+    for f in files("preset") {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).expect("read")).into_owned();
+        if let Err(e) = fxgraph::preset::Preset::parse(&text, "regression.ron") {
+            let _ = e.to_string();
+        }
+    }
+    // A module that once ran past the fuzzer's time limit under load: compiles and sets up, or is refused.
+    #[cfg(feature = "wasm")]
+    for f in files("wasm_module") {
+        use fxgraph::wasm::host;
+        let bytes = std::fs::read(&f).expect("read");
+        if let Ok(module) = host::compile_bytes(&bytes, &f)
+            && let Ok(pre) = host::prelink(&module)
+        {
+            let manifest = fxgraph::wasm::Manifest::parse(
+                r#"{"id": "fuzz", "name": "Fuzz", "version": "0", "abi_version": 1, "memory_limit_bytes": 4194304,
+                    "block_budget_us": 2000, "parameters": []}"#,
+            )
+            .expect("manifest");
+            let config = fxgraph::ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512 };
+            let _ = host::instantiate(&pre, &manifest, &[], &config);
+        }
+    }
+}
