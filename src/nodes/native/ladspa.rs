@@ -14,8 +14,8 @@
 //! - A plugin that does not declare itself hard-real-time capable is reported when loaded.
 #![allow(unsafe_code)] // LADSPA is a C ABI; see the SAFETY notes.
 
-use super::library::NativeParam;
-use super::{Isolation, NonFinite, sanitize};
+use super::library::{Loaded, NativeParam, load_once};
+use super::{Isolation, NonFinite, Tiered, sanitize};
 use crate::buffer::AudioOut;
 use crate::node::{
     BuildContext, MessageKind, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, PollContext, ProcessConfig,
@@ -25,10 +25,10 @@ use crate::nodes::plugin::{Fault, Instance, OnFault, PluginProcessor, text};
 use crate::nodes::spec_boilerplate;
 use bevy_ecs::component::Component;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::{CStr, c_char, c_int, c_ulong, c_void};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 pub const PROPERTY_REALTIME: c_int = 0x1;
 pub const PROPERTY_INPLACE_BROKEN: c_int = 0x2;
@@ -275,15 +275,8 @@ pub fn search(name: &str, base_dir: &Path) -> Result<PathBuf, String> {
 /// # Errors
 /// A message naming the file: not a library, no `ladspa_descriptor`, a malformed descriptor.
 pub fn load(path: &Path) -> Result<Arc<LadspaLibrary>, String> {
-    static LOADED: OnceLock<Mutex<HashMap<PathBuf, Arc<LadspaLibrary>>>> = OnceLock::new();
-    let key = path.canonicalize().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let cache = LOADED.get_or_init(Default::default);
-    if let Some(lib) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-        return Ok(lib.clone());
-    }
-    let lib = Arc::new(open(&key).map_err(|e| format!("{}: {e}", path.display()))?);
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, lib.clone());
-    Ok(lib)
+    static LOADED: Loaded<LadspaLibrary> = OnceLock::new();
+    load_once(&LOADED, path, open)
 }
 
 /// # Safety
@@ -548,10 +541,7 @@ impl NodeSpec for LadspaParams {
 }
 
 /// A LADSPA instance set (one per channel, or one), in this process or isolated.
-pub enum LadspaLive {
-    InProcess(LadspaInstance),
-    Isolated(super::isolate::Isolated),
-}
+pub type LadspaLive = Tiered<LadspaInstance>;
 
 impl LadspaLive {
     fn new(
@@ -562,10 +552,10 @@ impl LadspaLive {
         params: &[(u32, f64)],
     ) -> Result<Self, String> {
         Ok(match isolation {
-            Isolation::InProcess => LadspaLive::InProcess(LadspaInstance::new(lib.clone(), index, config, params)?),
+            Isolation::InProcess => Tiered::InProcess(LadspaInstance::new(lib.clone(), index, config, params)?),
             Isolation::Process => {
                 let info = &lib.plugins[index];
-                LadspaLive::Isolated(super::isolate::Isolated::spawn(
+                Tiered::Isolated(super::isolate::Isolated::spawn(
                     super::isolate::Target::Ladspa(lib.path.clone(), info.label.clone()),
                     config,
                     params,
@@ -573,43 +563,6 @@ impl LadspaLive {
                 )?)
             }
         })
-    }
-
-    fn inner(&mut self) -> &mut dyn Instance {
-        match self {
-            LadspaLive::InProcess(i) => i,
-            LadspaLive::Isolated(i) => i,
-        }
-    }
-}
-
-impl Instance for LadspaLive {
-    fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault> {
-        self.inner().set_param(id, value)
-    }
-    fn process(&mut self, audio: &mut AudioOut<'_>) -> Result<(), Fault> {
-        self.inner().process(audio)
-    }
-    fn start(&mut self) -> Result<(), Fault> {
-        self.inner().start()
-    }
-    fn stop(&mut self) -> Result<(), Fault> {
-        self.inner().stop()
-    }
-    fn cleanup(&mut self) {
-        self.inner().cleanup();
-    }
-    fn drain(&mut self, ctx: &mut dyn PollContext) {
-        self.inner().drain(ctx);
-    }
-    fn check(&mut self) -> Result<(), Fault> {
-        self.inner().check()
-    }
-    fn latency(&self) -> usize {
-        match self {
-            LadspaLive::InProcess(i) => i.latency(),
-            LadspaLive::Isolated(i) => i.latency(),
-        }
     }
 }
 

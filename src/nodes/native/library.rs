@@ -80,9 +80,22 @@ impl std::fmt::Debug for NativeLibrary {
 /// another ABI major version, a descriptor or parameter struct shorter than ABI 1.0's, a null function
 /// pointer, malformed metadata.
 pub fn load(path: &Path) -> Result<Arc<NativeLibrary>, String> {
-    static LOADED: OnceLock<Mutex<HashMap<PathBuf, Arc<NativeLibrary>>>> = OnceLock::new();
+    static LOADED: Loaded<NativeLibrary> = OnceLock::new();
+    load_once(&LOADED, path, open)
+}
+
+/// Libraries of one kind loaded so far, by canonical path.
+pub(crate) type Loaded<T> = OnceLock<Mutex<HashMap<PathBuf, Arc<T>>>>;
+
+/// Opens the library at `path` once per process with `open`, and never unloads it: later calls (from any
+/// graph, under any path that resolves to the same file) share it.
+pub(crate) fn load_once<T>(
+    loaded: &'static Loaded<T>,
+    path: &Path,
+    open: impl FnOnce(&Path) -> Result<T, String>,
+) -> Result<Arc<T>, String> {
     let key = path.canonicalize().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let cache = LOADED.get_or_init(Default::default);
+    let cache = loaded.get_or_init(Default::default);
     if let Some(lib) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(lib.clone());
     }

@@ -250,11 +250,14 @@ fn processor(
     PluginProcessor::new(name, keys, params, numeric, on_fault, NATIVE_BUDGET, make)
 }
 
-/// A native instance, in this process or in a child.
-pub enum NativeLive {
-    InProcess(NativeInstance),
+/// A plugin instance in this process (`I`) or in a child process: what both native node kinds run.
+pub enum Tiered<I> {
+    InProcess(I),
     Isolated(isolate::Isolated),
 }
+
+/// A native instance, in this process or in a child.
+pub type NativeLive = Tiered<NativeInstance>;
 
 impl NativeLive {
     fn new(
@@ -264,8 +267,8 @@ impl NativeLive {
         params: &[(u32, f64)],
     ) -> Result<Self, String> {
         Ok(match isolation {
-            Isolation::InProcess => NativeLive::InProcess(NativeInstance::new(lib.clone(), config, params)?),
-            Isolation::Process => NativeLive::Isolated(isolate::Isolated::spawn(
+            Isolation::InProcess => Tiered::InProcess(NativeInstance::new(lib.clone(), config, params)?),
+            Isolation::Process => Tiered::Isolated(isolate::Isolated::spawn(
                 isolate::Target::Native(lib.path.clone()),
                 config,
                 params,
@@ -273,16 +276,18 @@ impl NativeLive {
             )?),
         })
     }
+}
 
+impl<I: Instance> Tiered<I> {
     fn inner(&mut self) -> &mut dyn Instance {
         match self {
-            NativeLive::InProcess(i) => i,
-            NativeLive::Isolated(i) => i,
+            Tiered::InProcess(i) => i,
+            Tiered::Isolated(i) => i,
         }
     }
 }
 
-impl Instance for NativeLive {
+impl<I: Instance> Instance for Tiered<I> {
     fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault> {
         self.inner().set_param(id, value)
     }
@@ -306,8 +311,8 @@ impl Instance for NativeLive {
     }
     fn latency(&self) -> usize {
         match self {
-            NativeLive::InProcess(i) => i.latency(),
-            NativeLive::Isolated(i) => i.latency(),
+            Tiered::InProcess(i) => i.latency(),
+            Tiered::Isolated(i) => i.latency(),
         }
     }
 }
