@@ -19,7 +19,7 @@ use crate::node::{MessageKind, NodeError, PollContext, ProcessConfig, Processor,
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Faults in a row after which a node stays bypassed. Faults are in a row unless a replacement instance
 /// runs for [`FORGIVE_SECONDS`] of audio without one in between.
@@ -136,6 +136,9 @@ pub struct PluginProcessor<I: Instance> {
     ramping: bool,
     on_fault: OnFault,
     budget: Duration,
+    /// `budget` in [`crate::clock`] ticks (set on the control side, in `initialize`): the watchdog reads the
+    /// cheap clock, not `Instant`, which is a system call in some VMs.
+    budget_ticks: u64,
     make: Factory<I>,
     config: Option<ProcessConfig>,
     live: Option<Box<I>>,
@@ -192,6 +195,7 @@ impl<I: Instance> PluginProcessor<I> {
             ramping: false,
             on_fault,
             budget,
+            budget_ticks: u64::MAX,
             make,
             config: None,
             live: None,
@@ -244,10 +248,10 @@ impl<I: Instance> PluginProcessor<I> {
             bypass(self.on_fault, audio);
             return;
         };
-        let started = Instant::now();
+        let started = crate::clock::now();
         let result = live.process(audio);
-        let elapsed = started.elapsed();
-        self.slow_blocks = if elapsed > self.budget { self.slow_blocks + 1 } else { 0 };
+        let elapsed = crate::clock::now().wrapping_sub(started);
+        self.slow_blocks = if elapsed > self.budget_ticks { self.slow_blocks + 1 } else { 0 };
         let fault = result.err().or((self.slow_blocks >= WATCHDOG_BLOCKS).then_some(Fault::OverBudget));
         if let Some(fault) = fault {
             self.fault(fault);
@@ -270,6 +274,7 @@ impl<I: Instance> Processor for PluginProcessor<I> {
         self.latency = live.latency();
         self.live = Some(Box::new(live));
         self.ramp_len = ramp_frames(RAMP_MS, config.sample_rate);
+        self.budget_ticks = (self.budget.as_nanos() as f64 / crate::clock::ns_per_tick()) as u64;
         self.forgive_frames = (FORGIVE_SECONDS * f64::from(config.sample_rate)) as u64;
         self.config = Some(*config);
         Ok(())
