@@ -518,6 +518,7 @@ fn ratios() {
 }
 
 /// The SDK's enhancer and the plain-C gain, built as the tests build them (`target/test-plugins`).
+#[cfg(target_os = "linux")]
 fn native_plugins() -> (std::path::PathBuf, std::path::PathBuf) {
     use std::process::Command;
     let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -545,6 +546,7 @@ fn native_plugins() -> (std::path::PathBuf, std::path::PathBuf) {
 }
 
 /// A one-node stereo graph at 48 kHz.
+#[cfg(target_os = "linux")]
 fn single_node(node: &str) -> Graph {
     let text = format!(
         "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
@@ -554,6 +556,7 @@ fn single_node(node: &str) -> Graph {
 
 /// swh-plugins' `amp` called straight through its LADSPA descriptor, one instance per channel, in calls of
 /// `block` frames: what a `Ladspa` node does, without the node.
+#[cfg(target_os = "linux")]
 struct DirectLadspa {
     _lib: libloading::Library,
     desc: *const fxgraph::nodes::native::ladspa::Descriptor,
@@ -561,6 +564,7 @@ struct DirectLadspa {
     gain: Box<f32>,
 }
 
+#[cfg(target_os = "linux")]
 impl DirectLadspa {
     fn new(gain_db: f32) -> Option<Self> {
         use fxgraph::nodes::native::ladspa::Descriptor;
@@ -610,6 +614,7 @@ impl DirectLadspa {
     }
 }
 
+#[cfg(target_os = "linux")]
 impl Drop for DirectLadspa {
     fn drop(&mut self) {
         // SAFETY: the instances were made by this descriptor and are not used again.
@@ -628,6 +633,7 @@ impl Drop for DirectLadspa {
 /// Native plugin figures: the SDK enhancer's bass shelf against the built-in `BassBoost`, the C gain
 /// against the built-in `Gain`, a LADSPA node against calling the plugin directly, and the isolation round
 /// trip per block.
+#[cfg(target_os = "linux")]
 fn native_ratios() {
     let (enhancer, gain) = native_plugins();
     fxgraph::nodes::native::isolate::set_host_program(env!("CARGO_BIN_EXE_fxgraph").into());
@@ -810,6 +816,7 @@ fn main() {
     if filter.as_deref().is_none_or(|f| f == "ratios") {
         ratios();
     }
+    #[cfg(target_os = "linux")]
     if filter.as_deref().is_none_or(|f| f == "native") {
         native_ratios();
     }

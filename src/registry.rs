@@ -106,7 +106,7 @@ impl Registry {
         crate::nodes::builtin::register(&mut registry);
         #[cfg(feature = "wasm")]
         crate::nodes::wasm::register(&mut registry);
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         crate::nodes::native::register(&mut registry);
         registry
     }

@@ -2,6 +2,8 @@
 //! shelves; libraries refused before their code runs; panics, NaN and crashes contained; LADSPA plugins from
 //! Debian's packages against what their documentation says; the out-of-process tier.
 
+#![cfg(target_os = "linux")] // Native plugins are hosted on Linux (the isolation tier uses memfd and futexes).
+
 use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph, ParamValue, Registry};
 use std::path::{Path, PathBuf};
 use std::process::Command;

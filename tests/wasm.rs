@@ -4,6 +4,9 @@
 //! otherwise from `plugins/wasm`.
 #![cfg(feature = "wasm")]
 
+#[global_allocator]
+static ALLOC: fxgraph::alloc::CountingAllocator = fxgraph::alloc::CountingAllocator;
+
 use fxgraph::buffer::{AudioIn, AudioOut};
 use fxgraph::{AudioProcessor, Engine, EngineError, EngineEvent, EngineOptions, Graph, GraphErrorKind, Registry};
 use std::path::{Path, PathBuf};
@@ -1090,9 +1093,11 @@ fn soak_with_a_plugin_that_faults_every_few_seconds() {
             samples.push((t, rss()));
             if samples.len() % 30 == 1 {
                 let faults = rig.engine.metrics().nodes.iter().find(|n| n.name == "flaky").map_or(0, |n| n.faults);
+                let heap = fxgraph::alloc::CountingAllocator::stats().expect("installed").live;
                 eprintln!(
-                    "soak: {t:>6.0} s of audio, RSS {:.2} MiB, {faults} faults",
-                    samples.last().expect("sample").1 as f64 / 1048576.0
+                    "soak: {t:>6.0} s of audio, RSS {:.2} MiB, heap {:.2} MiB, {faults} faults",
+                    samples.last().expect("sample").1 as f64 / 1048576.0,
+                    heap as f64 / 1048576.0
                 );
             }
         }

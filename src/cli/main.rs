@@ -244,7 +244,7 @@ fn default_sigpipe() {
 
 fn main() -> ExitCode {
     // Started again as an isolated plugin's host (`isolation: Process`): that is all this process does.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     fxgraph::nodes::native::isolate::run_if_plugin_host();
     default_sigpipe();
     tracing_subscriber::fmt()

@@ -63,7 +63,7 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
 
 /// `fxgraph plugin PATH`: a WebAssembly module, a native plugin or a LADSPA library.
 pub(crate) fn info(path: &Path) -> Result<(), Failure> {
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     if path.extension().is_none_or(|e| e != "wasm") {
         use fxgraph::nodes::native;
         // A bare LADSPA file name is looked up on LADSPA_PATH, as in graphs.

@@ -2,7 +2,7 @@
 //! node contract of [`crate::node`] and registers in the [`crate::registry::Registry`].
 
 pub mod builtin;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 pub mod native;
 pub mod plugin;
 #[cfg(feature = "wasm")]
