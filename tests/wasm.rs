@@ -1078,6 +1078,8 @@ fn soak_with_a_plugin_that_faults_every_few_seconds() {
         demo.fill(&mut AudioOut::new(&mut x, block, 2, block));
         rig.audio.process(&AudioIn::new(&x, block, 2, block), &mut AudioOut::new(&mut y, block, 2, block));
         rig.engine.update();
+        // As an application would: it takes the messages (and the engine's events, which it ignores here).
+        drop(rig.engine.events());
         for m in rig.engine.messages() {
             if m.text.raw().contains("fault injected next block") {
                 injected += 1;

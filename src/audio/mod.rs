@@ -165,10 +165,14 @@ impl AudioProcessor {
     pub(crate) fn new(s: AudioSetup) -> Self {
         let capacity = s.max_block * s.batch.max(1);
         let len = s.channels * capacity;
+        // Touched once here, so that its pages are not first faulted in on the audio thread.
+        let mut backlog = Vec::with_capacity(BACKLOG);
+        backlog.resize_with(BACKLOG, || FromAudio::TransitionDone);
+        backlog.clear();
         Self {
             from_control: s.from_control,
             to_control: s.to_control,
-            backlog: Vec::with_capacity(BACKLOG),
+            backlog,
             plan: None,
             channels: s.channels,
             max_block: s.max_block,

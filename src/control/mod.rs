@@ -32,7 +32,7 @@ pub use components::*;
 pub use systems::{ControlSet, ControlUpdate, Monitor};
 
 use crate::audio::workers::Workers;
-use crate::audio::{AudioProcessor, AudioSetup, ToAudio};
+use crate::audio::{AudioProcessor, AudioSetup, FromAudio, ToAudio};
 use crate::graph::{Graph, GraphError, Source};
 use crate::monitor::shared::{GraphStats, NodeStats, SharedMeter};
 use crate::monitor::{MemoryReport, MetricsReport, NodeReport};
@@ -239,8 +239,19 @@ fn build_report(
 
 /// Capacity of each queue between the two sides.
 const QUEUE: usize = 4096;
-/// Events kept for [`Engine::events`] and messages for [`Engine::messages`] when nobody takes them.
-const KEEP: usize = 10_000;
+
+/// Passes `fill` through every slot of a new queue once. Its memory is allocated but not yet touched:
+/// otherwise each page would be faulted in when a message first reaches it, a page fault on the audio
+/// thread each time and the process's resident memory creeping up over the first thousands of messages
+/// (over a megabyte for the queue from the audio side).
+fn prefault<T>(tx: &mut rtrb::Producer<T>, rx: &mut rtrb::Consumer<T>, fill: impl Fn() -> T) {
+    while tx.push(fill()).is_ok() {}
+    while rx.pop().is_ok() {}
+}
+/// Events kept for [`Engine::events`] and messages for [`Engine::messages`] when nobody takes them: the
+/// most recent, so that an application that never asks for one of the two holds a bounded history (a few
+/// hundred kilobytes), not one that grows with every fault.
+const KEEP: usize = 1024;
 
 /// The control side of a running graph: an ECS world holding the nodes, and the systems that drive the
 /// audio side. Not needed on the audio thread; see [`AudioProcessor`].
@@ -274,8 +285,10 @@ impl Engine {
         let heap_baseline = crate::alloc::CountingAllocator::stats().map(|s| s.allocated_total);
         let registry = graph.registry.clone();
         let format = graph.format;
-        let (to_audio, from_control) = rtrb::RingBuffer::new(QUEUE);
-        let (to_control, from_audio) = rtrb::RingBuffer::new(QUEUE);
+        let (mut to_audio, mut from_control) = rtrb::RingBuffer::new(QUEUE);
+        let (mut to_control, mut from_audio) = rtrb::RingBuffer::new(QUEUE);
+        prefault(&mut to_audio, &mut from_control, || ToAudio::Reset);
+        prefault(&mut to_control, &mut from_audio, || FromAudio::TransitionDone);
         let workers = if options.threads > 1 { Some(Workers::new(options.threads - 1)?) } else { None };
         let stats = Arc::new(GraphStats::new());
         let audio = AudioProcessor::new(AudioSetup {
