@@ -260,6 +260,19 @@ impl<I: Instance> PluginProcessor<I> {
     }
 }
 
+/// What a plugin node's `build_replacement` returns: the instance `make` builds (on the control side), or
+/// its error prefixed with the plugin's `source` (its id and version, or its path).
+pub fn replacement<T: std::any::Any + Send>(
+    source: impl FnOnce() -> String,
+    make: impl FnOnce() -> Result<T, String>,
+) -> Option<Result<Box<dyn std::any::Any + Send>, NodeError>> {
+    Some(
+        make()
+            .map(|live| Box::new(live) as Box<dyn std::any::Any + Send>)
+            .map_err(|e| NodeError(format!("{}: {e}", source()))),
+    )
+}
+
 /// What a bypassed plugin outputs: its input (already in place), or silence.
 pub fn bypass(on_fault: OnFault, audio: &mut AudioOut<'_>) {
     match on_fault {

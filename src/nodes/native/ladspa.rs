@@ -21,7 +21,7 @@ use crate::node::{
     BuildContext, MessageKind, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, PollContext, ProcessConfig,
     Processor, Smoothing,
 };
-use crate::nodes::plugin::{Fault, Instance, OnFault, PluginProcessor, text};
+use crate::nodes::plugin::{Fault, Instance, OnFault, PluginProcessor, replacement, text};
 use crate::nodes::spec_boilerplate;
 use bevy_ecs::component::Component;
 use serde::{Deserialize, Serialize};
@@ -528,13 +528,15 @@ impl NodeSpec for LadspaParams {
         ctx: &BuildContext<'_>,
         config: &ProcessConfig,
     ) -> Option<Result<Box<dyn std::any::Any + Send>, NodeError>> {
-        let built = (|| {
-            let (lib, index) = self.plugin(ctx.base_dir).map_err(|e| e.to_string())?;
-            let params = resolve(&lib.plugins[index], &self.controls, config.sample_rate).map_err(|e| e.to_string())?;
-            let live = LadspaLive::new(&lib, index, self.isolation, config, &params)?;
-            Ok(Box::new(live) as Box<dyn std::any::Any + Send>)
-        })();
-        Some(built.map_err(|e: String| NodeError(format!("{}: {e}", self.source()))))
+        replacement(
+            || self.source(),
+            || {
+                let (lib, index) = self.plugin(ctx.base_dir).map_err(|e| e.to_string())?;
+                let params =
+                    resolve(&lib.plugins[index], &self.controls, config.sample_rate).map_err(|e| e.to_string())?;
+                LadspaLive::new(&lib, index, self.isolation, config, &params)
+            },
+        )
     }
 
     spec_boilerplate!();

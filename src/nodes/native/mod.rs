@@ -15,7 +15,7 @@ pub mod isolate;
 pub mod ladspa;
 pub mod library;
 
-use super::plugin::{Fault, Instance, OnFault, PluginProcessor, text};
+use super::plugin::{Fault, Instance, OnFault, PluginProcessor, replacement, text};
 use super::spec_boilerplate;
 use crate::buffer::AudioOut;
 use crate::node::{
@@ -221,13 +221,14 @@ impl NodeSpec for NativeParams {
         ctx: &BuildContext<'_>,
         config: &ProcessConfig,
     ) -> Option<Result<Box<dyn std::any::Any + Send>, NodeError>> {
-        let built = (|| {
-            let lib = self.library(ctx.base_dir)?;
-            let params = resolve(&lib.info, &self.config, self.preset.as_deref()).map_err(|e| e.to_string())?;
-            let live = NativeLive::new(&lib, self.isolation, config, &params)?;
-            Ok(Box::new(live) as Box<dyn std::any::Any + Send>)
-        })();
-        Some(built.map_err(|e: String| NodeError(format!("{}: {e}", self.source()))))
+        replacement(
+            || self.source(),
+            || {
+                let lib = self.library(ctx.base_dir)?;
+                let params = resolve(&lib.info, &self.config, self.preset.as_deref()).map_err(|e| e.to_string())?;
+                NativeLive::new(&lib, self.isolation, config, &params)
+            },
+        )
     }
 
     spec_boilerplate!();

@@ -26,7 +26,7 @@ pub mod manifest;
 pub use host::{cache_dir, compile, deadline_ticks};
 pub use manifest::{ABI_VERSION, ConfigValue, HOST_MEMORY_CAP, Manifest, ParamDecl};
 
-use super::plugin::{ABSURD, Instance, PluginProcessor, text};
+use super::plugin::{ABSURD, Instance, PluginProcessor, replacement, text};
 pub use super::plugin::{FORGIVE_SECONDS, Fault, MAX_FAULTS, OnFault, WATCHDOG_BLOCKS};
 use super::spec_boilerplate;
 use crate::buffer::AudioOut;
@@ -214,15 +214,16 @@ impl NodeSpec for WasmParams {
         ctx: &BuildContext<'_>,
         config: &ProcessConfig,
     ) -> Option<Result<Box<dyn std::any::Any + Send>, NodeError>> {
-        let built = (|| {
-            let path = self.module_path(ctx.base_dir)?;
-            let manifest = Manifest::for_module(&path)?;
-            let params = manifest.resolve(&self.config, config.sample_rate).map_err(|e| e.to_string())?;
-            let pre = prelink(&compile(&path)?)?;
-            let live = instantiate(&pre, &manifest, &params, config)?;
-            Ok(Box::new(live) as Box<dyn std::any::Any + Send>)
-        })();
-        Some(built.map_err(|e: String| NodeError(format!("{}: {e}", self.source()))))
+        replacement(
+            || self.source(),
+            || {
+                let path = self.module_path(ctx.base_dir)?;
+                let manifest = Manifest::for_module(&path)?;
+                let params = manifest.resolve(&self.config, config.sample_rate).map_err(|e| e.to_string())?;
+                let pre = prelink(&compile(&path)?)?;
+                instantiate(&pre, &manifest, &params, config)
+            },
+        )
     }
 
     spec_boilerplate!();
