@@ -139,6 +139,10 @@ pub(crate) fn run(
         if let (Some(used), Some(cap)) = (n.memory_bytes, n.memory_cap_bytes) {
             println!("plugin {}: linear memory {} KiB of {} KiB, {} faults", n.name, used / 1024, cap / 1024, n.faults);
         }
+        if !n.status.is_empty() {
+            let values: Vec<String> = n.status.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+            println!("plugin {}: {}, {} faults", n.name, values.join(", "), n.faults);
+        }
     }
     let mib = |b: Option<u64>| b.map_or("n/a".to_string(), |b| format!("{:.1} MiB", b as f64 / 1048576.0));
     println!(
