@@ -282,6 +282,21 @@ fn run_fundsp(peer: &mut dyn fundsp::prelude32::AudioUnit, input: &[f32], output
     }
 }
 
+/// The monitor's cost: `chain.ron` at block 512 with the monitor on against off.
+fn monitor_cost(rounds: usize) {
+    let input = demo(48000);
+    let (mut out, mut out2) = (vec![0.0f32; input.len()], vec![0.0f32; input.len()]);
+    let on = EngineOptions { max_block: 512, threads: 1, ..Default::default() };
+    let mut with = start(graph("chain.ron"), on);
+    let mut without = start(graph("chain.ron"), EngineOptions { monitor: false, ..on });
+    let (r, lo, hi, _) = paired(
+        rounds,
+        || run_engine(&mut with, black_box(&input), &mut out, 512),
+        || run_engine(&mut without, black_box(&input), &mut out2, 512),
+    );
+    println!("  chain.ron, block 512: throughput with the monitor on / off = {r:.3} [{lo:.3}, {hi:.3}]");
+}
+
 /// The ratios BENCHMARKS.md records, each measured in pairs in this process.
 fn ratios() {
     let input = demo(48000);
@@ -331,17 +346,7 @@ fn ratios() {
         );
         println!("  chain.ron, block {block:>3}: engine throughput / FunDSP equivalent = {r:.3} [{lo:.3}, {hi:.3}]");
     }
-    {
-        let on = EngineOptions { max_block: 512, threads: 1, ..Default::default() };
-        let mut with = start(graph("chain.ron"), on);
-        let mut without = start(graph("chain.ron"), EngineOptions { monitor: false, ..on });
-        let (r, lo, hi, _) = paired(
-            rounds,
-            || run_engine(&mut with, black_box(&input), &mut out, 512),
-            || run_engine(&mut without, black_box(&input), &mut out2, 512),
-        );
-        println!("  chain.ron, block 512: throughput with the monitor on / off = {r:.3} [{lo:.3}, {hi:.3}]");
-    }
+    monitor_cost(rounds);
     for monitor in [false, true] {
         // Engine overhead: 32 unity-gain nodes against the same 32 passes over a buffer, per node per block.
         let nodes: String = (0..32).map(|i| format!("\"g{i}\": Gain(gain_db: 0.0),")).collect();
@@ -811,7 +816,8 @@ fn nodes(c: &mut Criterion) {
 
 fn main() {
     // `cargo bench --bench engine` runs everything; `-- ratios` only the paired ratios, `-- native` only
-    // the native-plugin ones; any other filter only the matching criterion benchmarks.
+    // the native-plugin ones, `-- monitor` only the monitor's cost (with more rounds); any other filter only
+    // the matching criterion benchmarks.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     if filter.as_deref().is_none_or(|f| f == "ratios") {
         ratios();
@@ -820,7 +826,10 @@ fn main() {
     if filter.as_deref().is_none_or(|f| f == "native") {
         native_ratios();
     }
-    if matches!(filter.as_deref(), Some("ratios" | "native")) {
+    if filter.as_deref() == Some("monitor") {
+        monitor_cost(81);
+    }
+    if matches!(filter.as_deref(), Some("ratios" | "native" | "monitor")) {
         return;
     }
     let mut c =

@@ -123,7 +123,6 @@ pub struct AudioProcessor {
     input: Box<[f32]>,
     fade_in: Box<[f32]>,
     fade_out: Box<[f32]>,
-    meter_scratch: Box<[f32]>,
     /// Events due at a later frame, latest first.
     pending: Vec<(u64, NodeId, u32, f64)>,
     frame: u64,
@@ -180,7 +179,6 @@ impl AudioProcessor {
             input: vec![0.0; len].into_boxed_slice(),
             fade_in: vec![0.0; capacity].into_boxed_slice(),
             fade_out: vec![0.0; capacity].into_boxed_slice(),
-            meter_scratch: vec![0.0; capacity].into_boxed_slice(),
             pending: Vec::with_capacity(PENDING_EVENTS),
             frame: 0,
             workers: s.workers,
@@ -291,7 +289,7 @@ impl AudioProcessor {
         let out = plan.output_samples();
         read_output(out, stride, ch, output, at, n);
         if self.monitor {
-            self.stats.output.feed_with(out, stride, ch, n, Some(&mut self.meter_scratch));
+            self.stats.output.feed(out, stride, ch, n);
             let ticks = clock::now().saturating_sub(t0);
             self.stats.add_timed(n as u64, ticks, ticks as f64 > n as f64 * self.ticks_per_frame);
         }

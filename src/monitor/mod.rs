@@ -142,79 +142,27 @@ pub struct Meter {
 
 /// A block's peak magnitude and sum of squares (`channels` planes `stride` apart, `frames` long).
 pub(crate) fn peak_and_sum_sq(data: &[f32], stride: usize, channels: usize, frames: usize) -> (f32, f64) {
-    measure(data, stride, channels, frames, None)
-}
-
-/// [`peak_and_sum_sq`], and in the same pass the sum of the channels into `mix` (at least `frames` long).
-pub(crate) fn measure(
-    data: &[f32],
-    stride: usize,
-    channels: usize,
-    frames: usize,
-    mut mix: Option<&mut [f32]>,
-) -> (f32, f64) {
-    // Eight independent lanes per statistic let the compiler vectorize what would otherwise be one long
-    // chain of dependent additions; each kernel is one simple loop over whole lanes.
-    let (mut peak, mut sq) = ([0f32; 8], [0f32; 8]);
-    let whole = frames - frames % 8;
+    // Sixteen independent lanes per statistic, in four groups of four: the compiler turns each group into one
+    // SIMD register, and four registers keep four additions in flight instead of one long dependent chain.
+    let (mut peak, mut sq) = ([[0f32; 4]; 4], [[0f32; 4]; 4]);
     for c in 0..channels {
         let x = &data[c * stride..c * stride + frames];
-        match mix.as_deref_mut() {
-            Some(m) if c == 0 => lanes_set(&x[..whole], &mut m[..whole], &mut peak, &mut sq),
-            Some(m) => lanes_add(&x[..whole], &mut m[..whole], &mut peak, &mut sq),
-            None => lanes(&x[..whole], &mut peak, &mut sq),
-        }
-        for (j, &v) in x[whole..].iter().enumerate() {
-            peak[j] = crate::dsp::max_abs(peak[j], v);
-            sq[j] += v * v;
-            if let Some(m) = mix.as_deref_mut() {
-                m[whole + j] = if c == 0 { v } else { m[whole + j] + v };
+        let mut chunks = x.chunks_exact(16);
+        for xs in &mut chunks {
+            for (k, group) in xs.chunks_exact(4).enumerate() {
+                for (j, &v) in group.iter().enumerate() {
+                    peak[k][j] = crate::dsp::max_abs(peak[k][j], v);
+                    sq[k][j] += v * v;
+                }
             }
         }
-    }
-    let block_sq: f64 = sq.iter().map(|&s| f64::from(s)).sum();
-    (peak.iter().fold(0.0f32, |p, &v| p.max(v)), block_sq)
-}
-
-fn lanes(x: &[f32], peak_out: &mut [f32; 8], sq_out: &mut [f32; 8]) {
-    // Local copies: accumulators the compiler can keep in registers and vectorize.
-    let (mut peak, mut sq) = (*peak_out, *sq_out);
-    for xs in x.chunks_exact(8) {
-        let xs: &[f32; 8] = xs.try_into().expect("eight lanes");
-        for j in 0..8 {
-            peak[j] = crate::dsp::max_abs(peak[j], xs[j]);
-            sq[j] += xs[j] * xs[j];
+        for (j, &v) in chunks.remainder().iter().enumerate() {
+            peak[j / 4][j % 4] = crate::dsp::max_abs(peak[j / 4][j % 4], v);
+            sq[j / 4][j % 4] += v * v;
         }
     }
-    (*peak_out, *sq_out) = (peak, sq);
-}
-
-fn lanes_set(x: &[f32], m: &mut [f32], peak_out: &mut [f32; 8], sq_out: &mut [f32; 8]) {
-    let (mut peak, mut sq) = (*peak_out, *sq_out);
-    for (xs, ms) in x.chunks_exact(8).zip(m.chunks_exact_mut(8)) {
-        let xs: &[f32; 8] = xs.try_into().expect("eight lanes");
-        let ms: &mut [f32; 8] = ms.try_into().expect("eight lanes");
-        for j in 0..8 {
-            peak[j] = crate::dsp::max_abs(peak[j], xs[j]);
-            sq[j] += xs[j] * xs[j];
-            ms[j] = xs[j];
-        }
-    }
-    (*peak_out, *sq_out) = (peak, sq);
-}
-
-fn lanes_add(x: &[f32], m: &mut [f32], peak_out: &mut [f32; 8], sq_out: &mut [f32; 8]) {
-    let (mut peak, mut sq) = (*peak_out, *sq_out);
-    for (xs, ms) in x.chunks_exact(8).zip(m.chunks_exact_mut(8)) {
-        let xs: &[f32; 8] = xs.try_into().expect("eight lanes");
-        let ms: &mut [f32; 8] = ms.try_into().expect("eight lanes");
-        for j in 0..8 {
-            peak[j] = crate::dsp::max_abs(peak[j], xs[j]);
-            sq[j] += xs[j] * xs[j];
-            ms[j] += xs[j];
-        }
-    }
-    (*peak_out, *sq_out) = (peak, sq);
+    let block_peak = peak.as_flattened().iter().fold(0.0f32, |p, &v| p.max(v));
+    (block_peak, sq.as_flattened().iter().map(|&s| f64::from(s)).sum())
 }
 
 /// The block-RMS histogram bin of a block with sum of squares `sum_sq` over `n` samples.
@@ -525,6 +473,52 @@ mod tests {
         assert!(at_1k.abs() < 0.5, "1 kHz band at {at_1k} dB");
         assert!(band(100.0).expect("100 Hz band") < -60.0);
         assert!(band(10000.0).expect("10 kHz band") < -60.0);
+    }
+
+    #[test]
+    fn block_peak_and_sum_of_squares_match_a_plain_double_precision_loop() {
+        for (channels, frames) in [(1, 1), (1, 15), (2, 512), (3, 37), (2, 4099)] {
+            let stride = frames + 3;
+            let data: Vec<f32> = (0..channels * stride).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
+            let (peak, sq) = peak_and_sum_sq(&data, stride, channels, frames);
+            let samples = || (0..channels).flat_map(|c| &data[c * stride..c * stride + frames]);
+            let want_peak = samples().fold(0.0f32, |p, v| p.max(v.abs()));
+            let want_sq: f64 = samples().map(|&v| f64::from(v) * f64::from(v)).sum();
+            assert_eq!(peak, want_peak, "{channels} channels, {frames} frames");
+            assert!((sq - want_sq).abs() <= 1e-5 * want_sq, "{channels} channels, {frames} frames: {sq} vs {want_sq}");
+        }
+    }
+
+    #[test]
+    fn the_shared_meter_records_what_the_plain_meter_does() {
+        // Blocks of awkward sizes (odd ones shift the ring's position to odd samples; 5000 frames overfill it),
+        // planes with a gap between them, and some clipped samples.
+        for channels in 1..=3 {
+            let (plain, shared) = (&mut Meter::new(), shared::SharedMeter::new());
+            let mut t = 0usize;
+            for frames in [1, 3, 37, 512, 255, 5000, 2, 4097, 64] {
+                let stride = frames + 5;
+                let data: Vec<f32> = (0..channels * stride)
+                    .map(|_| {
+                        t += 1;
+                        ((t * 48271) % 3001) as f32 / 1400.0 - 1.07
+                    })
+                    .collect();
+                plain.feed(&data, stride, channels, frames);
+                shared.feed(&data, stride, channels, frames);
+                let got = shared.snapshot();
+                assert_eq!(got.peak, plain.peak);
+                assert_eq!(got.sum_sq, plain.sum_sq);
+                assert_eq!((got.samples, got.clipped), (plain.samples, plain.clipped));
+                assert_eq!(got.block_rms, plain.block_rms);
+                assert_eq!((got.ring_pos, got.ring_filled), (plain.ring_pos, plain.ring_filled));
+                assert!(
+                    got.ring.iter().zip(&plain.ring).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{channels} channels"
+                );
+            }
+            assert!(plain.clipped > 0);
+        }
     }
 
     #[test]

@@ -158,19 +158,10 @@ impl SharedMeter {
     /// Measures one planar block (`channels` planes `stride` apart, `frames` long). Writer only; no
     /// allocation.
     pub fn feed(&self, data: &[f32], stride: usize, channels: usize, frames: usize) {
-        self.feed_with(data, stride, channels, frames, None);
-    }
-
-    /// [`feed`](Self::feed), with a scratch buffer (of at least `frames` samples) so that the mono mix is
-    /// computed in the same vectorized pass as the levels.
-    pub fn feed_with(&self, data: &[f32], stride: usize, channels: usize, frames: usize, scratch: Option<&mut [f32]>) {
         if frames == 0 || channels == 0 {
             return;
         }
-        let mix = scratch.filter(|s| s.len() >= frames);
-        let have_mix = mix.is_some();
-        let mut mix = mix;
-        let (block_peak, block_sq) = super::measure(data, stride, channels, frames, mix.as_deref_mut());
+        let (block_peak, block_sq) = super::peak_and_sum_sq(data, stride, channels, frames);
         let n = (channels * frames) as u64;
         if block_peak > f32::from_bits(self.peak.load(Relaxed)) {
             self.peak.store(block_peak.to_bits(), Relaxed);
@@ -187,17 +178,41 @@ impl SharedMeter {
         let bin = &self.block_rms[rms_bin(block_sq, n)];
         bin.store(bin.load(Relaxed).saturating_add(1), Relaxed);
 
-        // The mono mix of the block's last SPECTRUM_SIZE frames into the ring, two samples a store.
+        // The mono mix of the block's last SPECTRUM_SIZE frames into the ring. Each layout mixes a run of
+        // frames in one loop the compiler vectorizes.
         let scale = 1.0 / channels as f32;
-        let sample = |i: usize| -> f32 {
-            match &mix {
-                Some(m) => m[i] * scale,
-                None => (0..channels).map(|c| data[c * stride + i]).sum::<f32>() * scale,
+        let plane = |c: usize| &data[c * stride..c * stride + frames];
+        match channels {
+            1 => self.keep_latest(frames, |dst, at| dst.copy_from_slice(&plane(0)[at..at + dst.len()])),
+            2 => {
+                let (l, r) = (plane(0), plane(1));
+                self.keep_latest(frames, |dst, at| {
+                    for ((d, a), b) in dst.iter_mut().zip(&l[at..]).zip(&r[at..]) {
+                        *d = (a + b) * scale;
+                    }
+                });
             }
-        };
-        let skip = frames.saturating_sub(SPECTRUM_SIZE);
-        let mut pos = self.ring_pos.load(Relaxed) as usize;
-        let mut i = skip;
+            _ => self.keep_latest(frames, |dst, at| {
+                dst.copy_from_slice(&plane(0)[at..at + dst.len()]);
+                for c in 1..channels {
+                    for (d, x) in dst.iter_mut().zip(&plane(c)[at..]) {
+                        *d += x;
+                    }
+                }
+                for d in dst.iter_mut() {
+                    *d *= scale;
+                }
+            }),
+        }
+        let filled = (self.ring_filled.load(Relaxed) + frames as u64).min(SPECTRUM_SIZE as u64);
+        self.ring_filled.store(filled, Relaxed);
+    }
+
+    /// Writes the last [`SPECTRUM_SIZE`] of `frames` mono samples into the ring: `mono(dst, at)` fills `dst`
+    /// with the samples of frames `at..at + dst.len()`. Runs of frames go through a buffer on the stack, and
+    /// from there into the ring two samples a store.
+    #[inline(always)]
+    fn keep_latest(&self, frames: usize, mono: impl Fn(&mut [f32], usize)) {
         let put_half = |pos: usize, v: f32| {
             let word = &self.ring[pos / 2];
             let old = word.load(Relaxed);
@@ -208,35 +223,28 @@ impl SharedMeter {
             };
             word.store(new, Relaxed);
         };
-        if pos % 2 == 1 && i < frames {
-            put_half(pos, sample(i));
-            pos = (pos + 1) % SPECTRUM_SIZE;
-            i += 1;
-        }
-        while i + 1 < frames {
-            let pairs = ((frames - i) / 2).min((SPECTRUM_SIZE - pos) / 2);
-            let words = &self.ring[pos / 2..pos / 2 + pairs];
-            if have_mix && let Some(m) = &mix {
-                for (w, p) in words.iter().zip(m[i..i + 2 * pairs].chunks_exact(2)) {
-                    let (a, b) = ((p[0] * scale).to_bits(), (p[1] * scale).to_bits());
-                    w.store(u64::from(a) | (u64::from(b) << 32), Relaxed);
-                }
-            } else {
-                for (k, w) in words.iter().enumerate() {
-                    let (a, b) = (sample(i + 2 * k).to_bits(), sample(i + 2 * k + 1).to_bits());
-                    w.store(u64::from(a) | (u64::from(b) << 32), Relaxed);
-                }
+        let mut run = [0f32; 256];
+        let mut pos = self.ring_pos.load(Relaxed) as usize;
+        let mut at = frames.saturating_sub(SPECTRUM_SIZE);
+        while at < frames {
+            let len = (frames - at).min(SPECTRUM_SIZE - pos).min(run.len());
+            mono(&mut run[..len], at);
+            let (mut p, mut values) = (pos, &run[..len]);
+            if p % 2 == 1 {
+                put_half(p, values[0]);
+                (p, values) = (p + 1, &values[1..]);
             }
-            pos = (pos + 2 * pairs) % SPECTRUM_SIZE;
-            i += 2 * pairs;
-        }
-        if i < frames {
-            put_half(pos, sample(i));
-            pos = (pos + 1) % SPECTRUM_SIZE;
+            let pairs = values.chunks_exact(2);
+            if let [last] = pairs.remainder() {
+                put_half(p + values.len() - 1, *last);
+            }
+            for (w, v) in self.ring[p / 2..].iter().zip(pairs) {
+                w.store(u64::from(v[0].to_bits()) | (u64::from(v[1].to_bits()) << 32), Relaxed);
+            }
+            pos = (pos + len) % SPECTRUM_SIZE;
+            at += len;
         }
         self.ring_pos.store(pos as u64, Relaxed);
-        let filled = (self.ring_filled.load(Relaxed) + frames as u64).min(SPECTRUM_SIZE as u64);
-        self.ring_filled.store(filled, Relaxed);
     }
 
     /// A copy, for reports.
