@@ -179,26 +179,39 @@ fn compressor_steady_state_follows_its_static_curve() {
 
 #[test]
 fn compressor_attack_and_release_are_one_pole_time_constants() {
-    let src = single_node(
-        1,
-        "Compressor(threshold_db: -20.0, ratio: 10.0, attack_ms: 20.0, release_ms: 200.0, knee_db: 0.0, makeup_db: 0.0)",
-    );
-    // 1 s at -60 dBFS, 1 s at 0 dBFS, 1 s at -60 dBFS.
-    let low = 10f64.powf(-60.0 / 20.0);
-    let mut x = alternating(low, 48000);
-    x.extend(alternating(1.0, 48000));
-    x.extend(alternating(low, 48000));
-    let y = run(&src, vec![x.clone()], 256, 1, Parallelism::Adaptive);
-    let reduction = |n: usize| db(f64::from(x[n].abs())) - db(f64::from(y[0][n].abs()));
-    let full = 20.0 * (1.0 - 1.0 / 10.0); // 0 dBFS is 20 dB over the threshold
-    assert!((reduction(95999) - full).abs() < 0.01, "settled reduction {}", reduction(95999));
-    // One time constant after each step, a one-pole smoother has covered 1 - 1/e of the way.
-    let e = std::f64::consts::E;
-    let after_attack = reduction(48000 + 960 - 1);
-    assert!((after_attack - full * (1.0 - 1.0 / e)).abs() < 0.02 * full, "after attack_ms: {after_attack:.3} dB");
-    // On release the target drops to 0, so 1/e of the reduction remains after release_ms.
-    let after_release = reduction(96000 + 9600 - 1);
-    assert!((after_release - full / e).abs() < 0.02 * full, "after release_ms: {after_release:.3} dB");
+    // Attack faster than release, as usual, and the other way round.
+    for (attack_ms, release_ms) in [(20.0, 200.0), (100.0, 30.0)] {
+        let src = single_node(
+            1,
+            &format!(
+                "Compressor(threshold_db: -20.0, ratio: 10.0, attack_ms: {attack_ms:.1}, release_ms: {release_ms:.1}, \
+                 knee_db: 0.0, makeup_db: 0.0)"
+            ),
+        );
+        // 1 s at -60 dBFS, 1 s at 0 dBFS, 1 s at -60 dBFS.
+        let low = 10f64.powf(-60.0 / 20.0);
+        let mut x = alternating(low, 48000);
+        x.extend(alternating(1.0, 48000));
+        x.extend(alternating(low, 48000));
+        let y = run(&src, vec![x.clone()], 256, 1, Parallelism::Adaptive);
+        let reduction = |n: usize| db(f64::from(x[n].abs())) - db(f64::from(y[0][n].abs()));
+        let full = 20.0 * (1.0 - 1.0 / 10.0); // 0 dBFS is 20 dB over the threshold
+        assert!((reduction(95999) - full).abs() < 0.01, "settled reduction {}", reduction(95999));
+        // One time constant after each step, a one-pole smoother has covered 1 - 1/e of the way.
+        let e = std::f64::consts::E;
+        let frames = |ms: f64| (ms * 48.0) as usize;
+        let after_attack = reduction(48000 + frames(attack_ms) - 1);
+        assert!(
+            (after_attack - full * (1.0 - 1.0 / e)).abs() < 0.02 * full,
+            "attack {attack_ms} ms: {after_attack:.3} dB after it"
+        );
+        // On release the target drops to 0, so 1/e of the reduction remains after release_ms.
+        let after_release = reduction(96000 + frames(release_ms) - 1);
+        assert!(
+            (after_release - full / e).abs() < 0.02 * full,
+            "release {release_ms} ms: {after_release:.3} dB after it"
+        );
+    }
 }
 
 fn xorshift(seed: u64, frames: usize) -> Vec<f32> {

@@ -172,9 +172,9 @@ impl Compressor {
         // `d < 0`, and there the smaller coefficient gives the larger `c·d`; the release applies where
         // `d >= 0`, and there the larger one does. So when attack <= release (the usual case) the step is
         // the larger of both candidates, otherwise the smaller: the same choice, without a comparison and a
-        // coefficient lookup in the recursion. Written as `t·(1 - c) + c·env`, with `t·(1 - c)` computed
-        // ahead, the loop-carried chain is one multiply, one add and one max (12 cycles where the selecting
-        // form took 17), the frame rate's limit on this loop.
+        // coefficient lookup in the recursion. Written as `t·(1 - c) + c·env`, with `t·(1 - c)` off the
+        // chain, the loop-carried chain is one multiply, one add and one max (12 cycles of latency where
+        // the compare, flag, indexed load, multiply and add took 17), the frame rate's limit on this loop.
         let (ca, cr) = (self.attack, self.release);
         let (ka, kr) = (1.0 - ca, 1.0 - cr);
         let mut env = self.env_db;
