@@ -530,10 +530,34 @@ fn a_registered_kind_goes_through_the_lifecycle_in_order_on_its_entity() {
 }
 
 #[test]
+fn spectra_are_kept_while_someone_reports() {
+    let src = graph_file("chain.ron");
+    let (mut e, mut a) = engine(&src, 256, 1, Parallelism::Adaptive);
+    let play = |e: &mut Engine, a: &mut AudioProcessor, seconds: f64| {
+        let mut sink = MemorySink::default();
+        render(e, a, &mut MemorySource::new(demo(seconds)), &mut sink, 256, &mut |_| true).expect("render");
+    };
+    // Nobody has asked: the audio side kept no samples for a spectrum.
+    play(&mut e, &mut a, 0.5);
+    assert!(e.metrics().output.spectrum.is_empty());
+    // That report asked for the next 10 s: 4096 frames later there is one.
+    play(&mut e, &mut a, 0.5);
+    assert!(!e.metrics().output.spectrum.is_empty());
+    // More than 10 s without a report: the samples were dropped.
+    play(&mut e, &mut a, 11.0);
+    assert!(e.metrics().output.spectrum.is_empty());
+    // Kept for good, reports or not.
+    e.metrics_reader().keep_spectrum();
+    play(&mut e, &mut a, 11.0);
+    assert!(!e.metrics().output.spectrum.is_empty());
+}
+
+#[test]
 fn the_monitor_reports_timing_load_levels_and_memory() {
     let src = graph_file("chain.ron");
     let (mut e, mut a) = engine(&src, 256, 1, Parallelism::Adaptive);
     e.meter_node("comp").expect("comp runs");
+    e.metrics_reader().keep_spectrum();
     assert!(e.meter_node("nope").is_err());
     let mut sink = MemorySink::default();
     render(&mut e, &mut a, &mut MemorySource::new(demo(2.0)), &mut sink, 256, &mut |_| true).expect("render");

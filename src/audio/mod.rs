@@ -261,6 +261,7 @@ impl AudioProcessor {
     /// One block of `n` frames at offset `at` of the call.
     fn block(&mut self, input: Input<'_>, output: &mut Output<'_, '_>, at: usize, n: usize) {
         let t0 = if self.monitor { clock::now() } else { 0 };
+        let spectrum = self.monitor && self.stats.spectrum_wanted();
         let (ch, stride) = (self.channels, self.capacity);
         let Some(plan) = self.plan.as_deref_mut() else {
             write_silence(output, at, n, ch);
@@ -280,6 +281,7 @@ impl AudioProcessor {
             input: &self.input,
             frames: n,
             monitor: self.monitor,
+            spectrum,
             workers: self.workers.as_mut(),
             always_parallel: self.always_parallel,
             fade_in: &mut self.fade_in,
@@ -289,7 +291,7 @@ impl AudioProcessor {
         let out = plan.output_samples();
         read_output(out, stride, ch, output, at, n);
         if self.monitor {
-            self.stats.output.feed(out, stride, ch, n);
+            self.stats.output.feed(out, stride, ch, n, spectrum);
             let ticks = clock::now().saturating_sub(t0);
             self.stats.add_timed(n as u64, ticks, ticks as f64 > n as f64 * self.ticks_per_frame);
         }

@@ -228,6 +228,7 @@ impl Plan {
             stride: self.stride,
             max_block: self.max_block,
             monitor: ctx.monitor,
+            spectrum: ctx.spectrum,
             fading,
         };
         let branches = self.branches.as_mut_ptr();
@@ -295,6 +296,8 @@ pub struct RunContext<'a> {
     pub input: &'a [f32],
     pub frames: usize,
     pub monitor: bool,
+    /// Whether meters keep samples for a spectrum this block.
+    pub spectrum: bool,
     pub workers: Option<&'a mut Workers>,
     pub always_parallel: bool,
     pub fade_in: &'a mut [f32],
@@ -312,6 +315,7 @@ struct Io {
     stride: usize,
     max_block: usize,
     monitor: bool,
+    spectrum: bool,
     fading: bool,
 }
 
@@ -373,7 +377,7 @@ unsafe fn run_branch(parts: &Parts, b: usize) {
         if io.monitor
             && let Some(meter) = &slot.meter
         {
-            meter.feed(&branch.buf, stride, ch, n);
+            meter.feed(&branch.buf, stride, ch, n, io.spectrum);
             t = clock::now();
         }
     }

@@ -47,6 +47,10 @@ pub(crate) fn run(
     let seconds = frames as f64 / f64::from(fmt.sample_rate);
     let mut source = fxgraph::render::MemorySource::new(channels);
     let (mut engine, mut audio) = start(graph, block, threads)?;
+    if json {
+        // The JSON has the output's spectrum at the end.
+        engine.metrics_reader().keep_spectrum();
+    }
     // With --plot, the output's levels are kept per 100 ms window (a pass over the output, inside the
     // timing: the realtime factor then includes it).
     let mut levels = plot.map(|_| fxgraph::plot::LevelSink::new(fmt.sample_rate, 0.1));

@@ -64,6 +64,10 @@ pub(crate) fn run(
 
     let threads = default_threads(threads);
     let (mut engine, mut audio) = start(graph, block, threads)?;
+    if metrics.is_some() {
+        // The report at the end has the output's spectrum.
+        engine.metrics_reader().keep_spectrum();
+    }
     let wav_format = match format {
         Format::F32 => WavFormat::F32,
         Format::S16 => WavFormat::I16,

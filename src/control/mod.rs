@@ -165,9 +165,18 @@ pub struct MetricsReader {
     heap_baseline: Option<u64>,
 }
 
+/// How long after a report the meters keep samples for the next one's spectra.
+const SPECTRUM_WATCH_SECONDS: u64 = 10;
+
 impl MetricsReader {
     /// Everything the monitor knows now.
+    ///
+    /// Spectra ([`crate::monitor::Levels::spectrum`]) need the latest 4096 frames, which the audio side
+    /// keeps only while someone looks: each report asks for them for the next 10 seconds of audio, so a
+    /// reader that polls has them from its second report on (once 4096 frames have passed), and one that
+    /// wants them in a single report at the end calls [`keep_spectrum`](Self::keep_spectrum) first.
     pub fn report(&self) -> MetricsReport {
+        self.stats.watch_spectrum(SPECTRUM_WATCH_SECONDS * u64::from(self.config.format.sample_rate));
         let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner()).clone();
         build_report(&nodes, &self.stats, &self.config, self.heap_baseline)
     }
@@ -175,6 +184,12 @@ impl MetricsReader {
     /// Frames the audio side has processed.
     pub fn frames(&self) -> u64 {
         self.stats.frames()
+    }
+
+    /// Has the meters keep the latest samples for spectra from now on, whether or not anyone reports (an
+    /// offline render that reports once at its end). Costs the audio side about 1% at block 512.
+    pub fn keep_spectrum(&self) {
+        self.stats.watch_spectrum(u64::MAX);
     }
 }
 

@@ -316,8 +316,9 @@ pub struct Levels {
     /// Samples whose magnitude exceeded 1.0 (0 dBFS).
     pub clipped_samples: u64,
     pub samples: u64,
-    /// Third-octave band levels of the latest 4096 frames (mono mix, Hann window), empty until that much
-    /// has been measured.
+    /// Third-octave band levels of the latest 4096 frames (mono mix, Hann window). Empty until that many
+    /// frames have been kept: the audio side keeps them only while someone asks (see
+    /// [`crate::MetricsReader::report`] and [`crate::MetricsReader::keep_spectrum`]).
     pub spectrum: Vec<Band>,
 }
 
@@ -505,7 +506,7 @@ mod tests {
                     })
                     .collect();
                 plain.feed(&data, stride, channels, frames);
-                shared.feed(&data, stride, channels, frames);
+                shared.feed(&data, stride, channels, frames, true);
                 let got = shared.snapshot();
                 assert_eq!(got.peak, plain.peak);
                 assert_eq!(got.sum_sq, plain.sum_sq);

@@ -155,9 +155,10 @@ impl SharedMeter {
         }
     }
 
-    /// Measures one planar block (`channels` planes `stride` apart, `frames` long). Writer only; no
-    /// allocation.
-    pub fn feed(&self, data: &[f32], stride: usize, channels: usize, frames: usize) {
+    /// Measures one planar block (`channels` planes `stride` apart, `frames` long), and with `spectrum` keeps
+    /// its mono mix for a spectrum; without, the samples kept so far are dropped (they are no longer the
+    /// latest). Writer only; no allocation.
+    pub fn feed(&self, data: &[f32], stride: usize, channels: usize, frames: usize, spectrum: bool) {
         if frames == 0 || channels == 0 {
             return;
         }
@@ -178,6 +179,12 @@ impl SharedMeter {
         let bin = &self.block_rms[rms_bin(block_sq, n)];
         bin.store(bin.load(Relaxed).saturating_add(1), Relaxed);
 
+        if !spectrum {
+            if self.ring_filled.load(Relaxed) != 0 {
+                self.ring_filled.store(0, Relaxed);
+            }
+            return;
+        }
         // The mono mix of the block's last SPECTRUM_SIZE frames into the ring. Each layout mixes a run of
         // frames in one loop the compiler vectorizes.
         let scale = 1.0 / channels as f32;
@@ -283,12 +290,27 @@ pub struct GraphStats {
     dropped_messages: AtomicU64,
     /// Parameter events applied later than the frame they asked for (the pending list was full).
     late_events: AtomicU64,
+    /// The frame until which meters keep the samples for a spectrum (see [`Self::watch_spectrum`]).
+    spectrum_until: AtomicU64,
     pub output: SharedMeter,
 }
 
 impl GraphStats {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Asks the meters to keep the latest samples for a spectrum for the next `frames` frames (from any
+    /// thread; a longer request already made stands). Keeping them costs the audio side a mono mix and a
+    /// store per two samples, so they are kept only while someone asks.
+    pub fn watch_spectrum(&self, frames: u64) {
+        let until = self.frames().saturating_add(frames);
+        self.spectrum_until.fetch_max(until, Relaxed);
+    }
+
+    /// Whether the meters keep samples for a spectrum now (audio side, once per block).
+    pub(crate) fn spectrum_wanted(&self) -> bool {
+        self.frames() < self.spectrum_until.load(Relaxed)
     }
 
     pub(crate) fn add_frames(&self, n: u64) {
