@@ -140,8 +140,17 @@ pub struct Meter {
     pub(crate) ring_filled: usize,
 }
 
-/// A block's peak magnitude and sum of squares (`channels` planes `stride` apart, `frames` long).
-pub(crate) fn peak_and_sum_sq(data: &[f32], stride: usize, channels: usize, frames: usize) -> (f32, f64) {
+/// What both meters measure of one block.
+pub(crate) struct BlockLevels {
+    pub peak: f32,
+    pub sum_sq: f64,
+    /// Samples whose magnitude exceeds 1.0.
+    pub clipped: u64,
+}
+
+/// A block's peak magnitude, sum of squares and clipped samples (`channels` planes `stride` apart, `frames`
+/// long).
+pub(crate) fn block_levels(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
     // Sixteen independent lanes per statistic, in four groups of four: the compiler turns each group into one
     // SIMD register, and four registers keep four additions in flight instead of one long dependent chain.
     let (mut peak, mut sq) = ([[0f32; 4]; 4], [[0f32; 4]; 4]);
@@ -161,8 +170,14 @@ pub(crate) fn peak_and_sum_sq(data: &[f32], stride: usize, channels: usize, fram
             sq[j / 4][j % 4] += v * v;
         }
     }
-    let block_peak = peak.as_flattened().iter().fold(0.0f32, |p, &v| p.max(v));
-    (block_peak, sq.as_flattened().iter().map(|&s| f64::from(s)).sum())
+    let peak = peak.as_flattened().iter().fold(0.0f32, |p, &v| p.max(v));
+    // Only a block that peaks over full scale can hold clipped samples: count them then.
+    let clipped = if peak > 1.0 {
+        (0..channels).map(|c| data[c * stride..c * stride + frames].iter().filter(|v| v.abs() > 1.0).count()).sum()
+    } else {
+        0
+    };
+    BlockLevels { peak, sum_sq: sq.as_flattened().iter().map(|&s| f64::from(s)).sum(), clipped: clipped as u64 }
 }
 
 /// The block-RMS histogram bin of a block with sum of squares `sum_sq` over `n` samples.
@@ -197,17 +212,13 @@ impl Meter {
         if frames == 0 || channels == 0 {
             return;
         }
-        let (block_peak, block_sq) = peak_and_sum_sq(data, stride, channels, frames);
+        let block = block_levels(data, stride, channels, frames);
         let n = (channels * frames) as u64;
-        self.peak = self.peak.max(block_peak);
-        self.sum_sq += block_sq;
+        self.peak = self.peak.max(block.peak);
+        self.sum_sq += block.sum_sq;
         self.samples += n;
-        if block_peak > 1.0 {
-            for c in 0..channels {
-                self.clipped += data[c * stride..c * stride + frames].iter().filter(|v| v.abs() > 1.0).count() as u64;
-            }
-        }
-        let bin = rms_bin(block_sq, n);
+        self.clipped += block.clipped;
+        let bin = rms_bin(block.sum_sq, n);
         self.block_rms[bin] = self.block_rms[bin].saturating_add(1);
         let skip = frames.saturating_sub(SPECTRUM_SIZE);
         let scale = 1.0 / channels as f32;
@@ -477,17 +488,24 @@ mod tests {
     }
 
     #[test]
-    fn block_peak_and_sum_of_squares_match_a_plain_double_precision_loop() {
-        for (channels, frames) in [(1, 1), (1, 15), (2, 512), (3, 37), (2, 4099)] {
+    fn block_levels_match_a_plain_double_precision_loop() {
+        // Blocks peaking at 0.9 (none clipped) and at 1.2 (some clipped).
+        let mut clipping_blocks = 0;
+        for (channels, frames, amplitude) in [(1, 1, 0.9), (1, 15, 1.2), (2, 512, 0.9), (3, 37, 1.2), (2, 4099, 1.2)] {
             let stride = frames + 3;
-            let data: Vec<f32> = (0..channels * stride).map(|i| ((i * 7919) % 2001) as f32 / 1000.0 - 1.0).collect();
-            let (peak, sq) = peak_and_sum_sq(&data, stride, channels, frames);
+            let data: Vec<f32> =
+                (0..channels * stride).map(|i| (((i * 7919) % 2001) as f32 / 1000.0 - 1.0) * amplitude).collect();
+            let BlockLevels { peak, sum_sq: sq, clipped } = block_levels(&data, stride, channels, frames);
             let samples = || (0..channels).flat_map(|c| &data[c * stride..c * stride + frames]);
             let want_peak = samples().fold(0.0f32, |p, v| p.max(v.abs()));
             let want_sq: f64 = samples().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let want_clipped = samples().filter(|v| v.abs() > 1.0).count() as u64;
             assert_eq!(peak, want_peak, "{channels} channels, {frames} frames");
             assert!((sq - want_sq).abs() <= 1e-5 * want_sq, "{channels} channels, {frames} frames: {sq} vs {want_sq}");
+            assert_eq!(clipped, want_clipped, "{channels} channels, {frames} frames");
+            clipping_blocks += usize::from(clipped > 0);
         }
+        assert_eq!(clipping_blocks, 3);
     }
 
     #[test]

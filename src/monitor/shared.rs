@@ -162,21 +162,17 @@ impl SharedMeter {
         if frames == 0 || channels == 0 {
             return;
         }
-        let (block_peak, block_sq) = super::peak_and_sum_sq(data, stride, channels, frames);
+        let block = super::block_levels(data, stride, channels, frames);
         let n = (channels * frames) as u64;
-        if block_peak > f32::from_bits(self.peak.load(Relaxed)) {
-            self.peak.store(block_peak.to_bits(), Relaxed);
+        if block.peak > f32::from_bits(self.peak.load(Relaxed)) {
+            self.peak.store(block.peak.to_bits(), Relaxed);
         }
-        self.sum_sq.store((f64::from_bits(self.sum_sq.load(Relaxed)) + block_sq).to_bits(), Relaxed);
+        self.sum_sq.store((f64::from_bits(self.sum_sq.load(Relaxed)) + block.sum_sq).to_bits(), Relaxed);
         bump(&self.samples, n);
-        if block_peak > 1.0 {
-            // Only a block that peaks over full scale can hold clipped samples: count them then.
-            let clipped: usize = (0..channels)
-                .map(|c| data[c * stride..c * stride + frames].iter().filter(|v| v.abs() > 1.0).count())
-                .sum();
-            bump(&self.clipped, clipped as u64);
+        if block.clipped > 0 {
+            bump(&self.clipped, block.clipped);
         }
-        let bin = &self.block_rms[rms_bin(block_sq, n)];
+        let bin = &self.block_rms[rms_bin(block.sum_sq, n)];
         bin.store(bin.load(Relaxed).saturating_add(1), Relaxed);
 
         if !spectrum {
