@@ -72,6 +72,8 @@ struct Fused<const N: usize, const M: usize> {
     gains: Vec<f32>,
     required: Vec<f32>,
     ceiling: f32,
+    /// The engine's choice of kernels ([`fxgraph::dsp::fma_kernels`]): the loop computes the same bits.
+    fma: bool,
 }
 
 const FUSED_BLOCK: usize = 512;
@@ -126,6 +128,7 @@ impl<const N: usize, const M: usize> Fused<N, M> {
             d,
             gains: vec![0.0; FUSED_BLOCK],
             required: vec![0.0; FUSED_BLOCK],
+            fma: fxgraph::dsp::fma_kernels(),
         }
     }
 
@@ -137,12 +140,28 @@ impl<const N: usize, const M: usize> Fused<N, M> {
         let mut at = 0;
         while at < n {
             let m = FUSED_BLOCK.min(n - at);
-            self.block(&xl[at..at + m], &xr[at..at + m], &mut yl[at..at + m], &mut yr[at..at + m]);
+            let (xl, xr, yl, yr) = (&xl[at..at + m], &xr[at..at + m], &mut yl[at..at + m], &mut yr[at..at + m]);
+            #[cfg(target_arch = "x86_64")]
+            if self.fma {
+                // SAFETY: `fma_kernels()` found AVX2 and FMA on this CPU.
+                unsafe { self.block_fma(xl, xr, yl, yr) };
+                at += m;
+                continue;
+            }
+            self.block::<false>(xl, xr, yl, yr);
             at += m;
         }
     }
 
-    fn block(&mut self, xl: &[f32], xr: &[f32], yl: &mut [f32], yr: &mut [f32]) {
+    /// The block with the FMA kernels: a multiply and the add after it fused, as the engine does.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block_fma(&mut self, xl: &[f32], xr: &[f32], yl: &mut [f32], yr: &mut [f32]) {
+        self.block::<true>(xl, xr, yl, yr);
+    }
+
+    #[inline(always)]
+    fn block<const FMA: bool>(&mut self, xl: &[f32], xr: &[f32], yl: &mut [f32], yr: &mut [f32]) {
         let (m, d) = (xl.len(), self.d);
         let [dl, dr] = &mut self.delay;
         let g = &mut self.gains[..m];
@@ -156,7 +175,7 @@ impl<const N: usize, const M: usize> Fused<N, M> {
             };
             let mut v = [f64::from(l), f64::from(r)];
             for b in 0..N {
-                v = k[b].tick2(v, &mut st[b]);
+                v = tick2::<FMA>(&k[b], v, &mut st[b]);
             }
             let (l, r) = (v[0] as f32, v[1] as f32);
             dl[d + i] = l;
@@ -173,7 +192,7 @@ impl<const N: usize, const M: usize> Fused<N, M> {
             if M > 0 {
                 let mut v = [f64::from(l), f64::from(r)];
                 for b in 0..M {
-                    v = k[b].tick2(v, &mut st[b]);
+                    v = tick2::<FMA>(&k[b], v, &mut st[b]);
                 }
                 (l, r) = (v[0] as f32, v[1] as f32);
             }
@@ -191,6 +210,38 @@ impl<const N: usize, const M: usize> Fused<N, M> {
         dl.copy_within(m..m + d, 0);
         dr.copy_within(m..m + d, 0);
     }
+}
+
+/// [`Coeffs::tick2`], with the FMA version in explicit `f64x2` registers as the engine's cascade has it
+/// (written with plain arithmetic, the compiler packs the two state updates into one 256-bit operation and
+/// puts a shuffle into the recursion, which would make this reference slower than it needs to be).
+#[inline(always)]
+fn tick2<const FMA: bool>(k: &Coeffs, x: [f64; 2], s: &mut [[f64; 2]; 2]) -> [f64; 2] {
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        // SAFETY: `FMA` is true only in `block_fma`, which runs where `fma_kernels()` found AVX2 and FMA.
+        return unsafe { tick2_fma(k, x, s) };
+    }
+    k.tick2::<FMA>(x, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tick2_fma(k: &Coeffs, x: [f64; 2], s: &mut [[f64; 2]; 2]) -> [f64; 2] {
+    use std::arch::x86_64::*;
+    // SAFETY (loads and stores): each pointer is to two `f64`s; no alignment is required.
+    let (x, s0, s1) = unsafe { (_mm_loadu_pd(x.as_ptr()), _mm_loadu_pd(s[0].as_ptr()), _mm_loadu_pd(s[1].as_ptr())) };
+    let y = _mm_fmadd_pd(_mm_set1_pd(k.b0), x, s0);
+    let s0 = _mm_fmadd_pd(_mm_set1_pd(-k.a1), y, _mm_fmadd_pd(_mm_set1_pd(k.b1), x, s1));
+    let s1 = _mm_fmadd_pd(_mm_set1_pd(-k.a2), y, _mm_mul_pd(_mm_set1_pd(k.b2), x));
+    let mut out = [0.0; 2];
+    unsafe {
+        _mm_storeu_pd(s[0].as_mut_ptr(), s0);
+        _mm_storeu_pd(s[1].as_mut_ptr(), s1);
+        _mm_storeu_pd(out.as_mut_ptr(), y);
+    }
+    out
 }
 
 type FusedChain = Fused<3, 0>;
@@ -312,6 +363,22 @@ fn ratios() {
     let mut out2 = vec![0.0f32; input.len()];
     let rounds = 41;
     println!("paired ratios ({rounds} ABBA rounds of {audio_s} s of audio each; median [p25, p75]):");
+    println!(
+        "  kernels: {} (FXGRAPH_KERNELS=baseline for the baseline x86-64 ones)",
+        if fxgraph::dsp::fma_kernels() { "AVX2 + FMA" } else { "baseline" }
+    );
+    // Each fused loop computes exactly the engine's DSP: same bits out.
+    for reference in [false, true] {
+        let g = || if reference { reference_graph() } else { graph("chain.ron") };
+        let mut engine = start(g(), EngineOptions { max_block: 512, threads: 1, ..Default::default() });
+        run_engine(&mut engine, &input, &mut out, 512);
+        if reference {
+            FusedReference::new(&g()).process(&input, &mut out2);
+        } else {
+            FusedChain::new(&g()).process(&input, &mut out2);
+        }
+        assert!(out.iter().zip(&out2).all(|(a, b)| a.to_bits() == b.to_bits()), "fused loop differs from the engine");
+    }
 
     let mut fused = FusedChain::new(&graph("chain.ron"));
     for block in [512, 64] {

@@ -1,6 +1,7 @@
 //! Second-order IIR filters from Robert Bristow-Johnson's Audio EQ Cookbook, in transposed direct form II,
 //! with `f64` coefficients and state (as sox, ffmpeg and FunDSP compute them).
 
+use super::mac;
 use super::smooth::{Ramp, ramp_frames};
 use crate::buffer::AudioOut;
 use crate::node::{RAMP_MS, RAMP_STEP};
@@ -100,21 +101,31 @@ impl Coeffs {
     }
 
     /// One TDF-II step in `f64`: returns y and updates the two state registers.
+    ///
+    /// The first state register is updated as `(b1·x + s2) - a1·y`, so the feedback path (y, then a1·y,
+    /// then the subtraction) is the only part of the recursion that waits on y.
     #[inline(always)]
     pub fn tick(&self, x: f64, s: &mut [f64; 2]) -> f64 {
         let y = self.b0 * x + s[0];
-        s[0] = self.b1 * x - self.a1 * y + s[1];
+        s[0] = (self.b1 * x + s[1]) - self.a1 * y;
         s[1] = self.b2 * x - self.a2 * y;
         y
     }
 
     /// [`tick`](Self::tick) on two channels at once, written lane by lane so the compiler keeps both in one
-    /// SSE2 register (`f64x2`). `s` is `[s1, s2]`, each `[left, right]`. Same operations, same bits.
+    /// `f64x2` register. `s` is `[s1, s2]`, each `[left, right]`. Without `FMA` it is the same operations
+    /// as `tick`, the same bits; with `FMA` (see [`mac`]) each multiply and the add that follows it are
+    /// one fused step, and the recursion waits on two of them a frame instead of an add, a multiply and a
+    /// subtraction.
     #[inline(always)]
-    pub fn tick2(&self, x: [f64; 2], s: &mut [[f64; 2]; 2]) -> [f64; 2] {
-        let y = [self.b0 * x[0] + s[0][0], self.b0 * x[1] + s[0][1]];
-        s[0] = [self.b1 * x[0] - self.a1 * y[0] + s[1][0], self.b1 * x[1] - self.a1 * y[1] + s[1][1]];
-        s[1] = [self.b2 * x[0] - self.a2 * y[0], self.b2 * x[1] - self.a2 * y[1]];
+    pub fn tick2<const FMA: bool>(&self, x: [f64; 2], s: &mut [[f64; 2]; 2]) -> [f64; 2] {
+        let (na1, na2) = (-self.a1, -self.a2);
+        let y = [mac::<FMA>(self.b0, x[0], s[0][0]), mac::<FMA>(self.b0, x[1], s[0][1])];
+        s[0] = [
+            mac::<FMA>(na1, y[0], mac::<FMA>(self.b1, x[0], s[1][0])),
+            mac::<FMA>(na1, y[1], mac::<FMA>(self.b1, x[1], s[1][1])),
+        ];
+        s[1] = [mac::<FMA>(na2, y[0], self.b2 * x[0]), mac::<FMA>(na2, y[1], self.b2 * x[1])];
         y
     }
 
@@ -187,6 +198,8 @@ pub struct BiquadCascade {
     ramping: bool,
     /// Frames since the last reset.
     frames: u64,
+    /// Whether to run the AVX2 + FMA kernels ([`super::fma_kernels`]).
+    fma: bool,
 }
 
 impl BiquadCascade {
@@ -205,7 +218,16 @@ impl BiquadCascade {
             ramp_pos: 0,
             ramping: false,
             frames: 0,
+            fma: super::fma_kernels(),
         }
+    }
+
+    /// Runs the baseline kernels (a multiply and an add where the FMA kernels fuse them) even where the CPU
+    /// has FMA: for tests that compare both.
+    #[doc(hidden)]
+    pub fn plain_arithmetic(mut self) -> Self {
+        self.fma = false;
+        self
     }
 
     /// The current coefficients, band by band.
@@ -329,6 +351,27 @@ impl BiquadCascade {
     }
 
     fn run(&mut self, audio: &mut AudioOut<'_>) {
+        #[cfg(target_arch = "x86_64")]
+        if self.fma {
+            #[allow(unsafe_code)]
+            // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
+            unsafe {
+                self.run_fma(audio)
+            };
+            return;
+        }
+        self.run_with::<false>(audio);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_fma(&mut self, audio: &mut AudioOut<'_>) {
+        self.run_with::<true>(audio);
+    }
+
+    #[inline(always)]
+    fn run_with<const FMA: bool>(&mut self, audio: &mut AudioOut<'_>) {
         let bands = self.coeffs.len();
         let n = audio.frames();
         if bands == 0 || n == 0 {
@@ -340,14 +383,7 @@ impl BiquadCascade {
             for ((v, l), r) in data.iter_mut().zip(l.iter()).zip(r.iter()) {
                 *v = [f64::from(*l), f64::from(*r)];
             }
-            for (k, st) in self.coeffs.chunks(GROUP).zip(state.chunks_mut(GROUP)) {
-                match k.len() {
-                    1 => group::<1>(k, st, data),
-                    2 => group::<2>(k, st, data),
-                    3 => group::<3>(k, st, data),
-                    _ => group::<4>(k, st, data),
-                }
-            }
+            cascade::<FMA>(&self.coeffs, state, data);
             for ((v, l), r) in data.iter().zip(l.iter_mut()).zip(r.iter_mut()) {
                 *l = v[0] as f32;
                 *r = v[1] as f32;
@@ -359,14 +395,7 @@ impl BiquadCascade {
             for (v, y) in data.iter_mut().zip(y.iter()) {
                 *v = [f64::from(*y), 0.0];
             }
-            for (k, st) in self.coeffs.chunks(GROUP).zip(self.odd.chunks_mut(GROUP)) {
-                match k.len() {
-                    1 => group::<1>(k, st, data),
-                    2 => group::<2>(k, st, data),
-                    3 => group::<3>(k, st, data),
-                    _ => group::<4>(k, st, data),
-                }
-            }
+            cascade::<FMA>(&self.coeffs, &mut self.odd, data);
             for (v, y) in data.iter().zip(y.iter_mut()) {
                 *y = v[0] as f32;
             }
@@ -374,21 +403,109 @@ impl BiquadCascade {
     }
 }
 
-/// Bands applied together in one pass over a block: their state and coefficients stay in registers
-/// (4 bands: 8 SSE2 registers of state), and the recursions of the bands overlap in the pipeline.
-const GROUP: usize = 4;
+/// The most bands applied together in one pass over a block. Their state stays in registers (five bands:
+/// ten of the sixteen), and the recursions of the bands overlap in the pipeline; each band's recursion
+/// alone would leave the CPU waiting most of the time.
+pub const MAX_GROUP: usize = 5;
+
+/// Runs the whole cascade over `data` (stereo frames as `f64x2`) in as few groups as [`MAX_GROUP`] allows,
+/// of sizes as equal as possible (seven bands: four and three), so no group is left alone with its own
+/// recursion's latency.
+#[inline(always)]
+fn cascade<const FMA: bool>(k: &[Coeffs], s: &mut [[[f64; 2]; 2]], data: &mut [[f64; 2]]) {
+    let groups = k.len().div_ceil(MAX_GROUP);
+    let mut at = 0;
+    for g in 0..groups {
+        // The first `k.len() % groups` groups take one band more.
+        let size = k.len() / groups + usize::from(g < k.len() % groups);
+        let (k, s) = (&k[at..at + size], &mut s[at..at + size]);
+        #[cfg(target_arch = "x86_64")]
+        if FMA {
+            #[allow(unsafe_code)]
+            // SAFETY: this module instantiates `cascade::<true>` only in `run_fma`, which runs only where
+            // `fma_kernels()` found AVX2 and FMA.
+            unsafe {
+                match size {
+                    1 => fma::group::<1>(k, s, data),
+                    2 => fma::group::<2>(k, s, data),
+                    3 => fma::group::<3>(k, s, data),
+                    4 => fma::group::<4>(k, s, data),
+                    _ => fma::group::<5>(k, s, data),
+                }
+            }
+            at += size;
+            continue;
+        }
+        match size {
+            1 => group::<1, FMA>(k, s, data),
+            2 => group::<2, FMA>(k, s, data),
+            3 => group::<3, FMA>(k, s, data),
+            4 => group::<4, FMA>(k, s, data),
+            _ => group::<5, FMA>(k, s, data),
+        }
+        at += size;
+    }
+}
 
 /// Runs `N` bands over `data` (stereo frames as `f64x2`), each frame through every band in order.
 #[inline(always)]
-fn group<const N: usize>(k: &[Coeffs], s: &mut [[[f64; 2]; 2]], data: &mut [[f64; 2]]) {
+fn group<const N: usize, const FMA: bool>(k: &[Coeffs], s: &mut [[[f64; 2]; 2]], data: &mut [[f64; 2]]) {
     let k: [Coeffs; N] = std::array::from_fn(|i| k[i]);
     let mut st: [[[f64; 2]; 2]; N] = std::array::from_fn(|i| s[i]);
     for v in data.iter_mut() {
         let mut x = *v;
         for b in 0..N {
-            x = k[b].tick2(x, &mut st[b]);
+            x = k[b].tick2::<FMA>(x, &mut st[b]);
         }
         *v = x;
     }
     s[..N].copy_from_slice(&st);
+}
+
+/// The FMA group in explicit `f64x2` registers. Written with plain arithmetic, the compiler packs the two
+/// state updates of a band into one 256-bit operation, which puts a lane shuffle into the recursion and
+/// makes it slower than the baseline; the arithmetic is [`Coeffs::tick2`]'s with `FMA`, the same bits.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod fma {
+    use super::Coeffs;
+    use std::arch::x86_64::{__m128d, _mm_fmadd_pd, _mm_loadu_pd, _mm_mul_pd, _mm_set1_pd, _mm_storeu_pd};
+
+    #[inline(always)]
+    fn load(v: &[f64; 2]) -> __m128d {
+        // SAFETY: `v` is two readable `f64`s; the load has no alignment requirement.
+        unsafe { _mm_loadu_pd(v.as_ptr()) }
+    }
+
+    #[inline(always)]
+    fn store(v: &mut [f64; 2], x: __m128d) {
+        // SAFETY: `v` is two writable `f64`s; the store has no alignment requirement.
+        unsafe { _mm_storeu_pd(v.as_mut_ptr(), x) }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(super) fn group<const N: usize>(k: &[Coeffs], s: &mut [[[f64; 2]; 2]], data: &mut [[f64; 2]]) {
+        let b0: [__m128d; N] = std::array::from_fn(|i| _mm_set1_pd(k[i].b0));
+        let b1: [__m128d; N] = std::array::from_fn(|i| _mm_set1_pd(k[i].b1));
+        let b2: [__m128d; N] = std::array::from_fn(|i| _mm_set1_pd(k[i].b2));
+        let na1: [__m128d; N] = std::array::from_fn(|i| _mm_set1_pd(-k[i].a1));
+        let na2: [__m128d; N] = std::array::from_fn(|i| _mm_set1_pd(-k[i].a2));
+        let mut s0: [__m128d; N] = std::array::from_fn(|i| load(&s[i][0]));
+        let mut s1: [__m128d; N] = std::array::from_fn(|i| load(&s[i][1]));
+        for v in data.iter_mut() {
+            let mut x = load(v);
+            for b in 0..N {
+                let y = _mm_fmadd_pd(b0[b], x, s0[b]);
+                s0[b] = _mm_fmadd_pd(na1[b], y, _mm_fmadd_pd(b1[b], x, s1[b]));
+                s1[b] = _mm_fmadd_pd(na2[b], y, _mm_mul_pd(b2[b], x));
+                x = y;
+            }
+            store(v, x);
+        }
+        for i in 0..N {
+            store(&mut s[i][0], s0[i]);
+            store(&mut s[i][1], s1[i]);
+        }
+    }
 }

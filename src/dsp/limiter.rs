@@ -20,8 +20,8 @@
 //! delay line, so each output sample holds the ceiling that was in force when it entered. The release time
 //! takes effect at once.
 
-use super::fmin;
 use super::smooth::{Ramp, ramp_frames};
+use super::{fmin, macf};
 
 use crate::buffer::AudioOut;
 use crate::node::RAMP_MS;
@@ -62,6 +62,8 @@ pub struct Limiter {
     inv_window: f64,
     released: f32,
     gains: Vec<f32>,
+    /// Whether to run the AVX2 + FMA kernels ([`super::fma_kernels`]).
+    fma: bool,
 }
 
 impl Limiter {
@@ -90,7 +92,16 @@ impl Limiter {
             inv_window: 1.0 / (lookahead + 1) as f64,
             released: 1.0,
             gains: Vec::new(),
+            fma: super::fma_kernels(),
         }
+    }
+
+    /// Runs the baseline kernels (a multiply and an add where the FMA kernels fuse them) even where the CPU
+    /// has FMA: for tests that compare both.
+    #[doc(hidden)]
+    pub fn plain_arithmetic(mut self) -> Self {
+        self.fma = false;
+        self
     }
 
     /// The linear ceiling.
@@ -157,10 +168,32 @@ impl Limiter {
     /// back. The chunk position and the history position are the same counter modulo the window, so the
     /// work goes in segments up to the window's end: no branch per frame.
     pub fn required_to_gains(&mut self, g: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.fma {
+            #[allow(unsafe_code)]
+            // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
+            unsafe {
+                self.required_to_gains_fma(g)
+            };
+            return;
+        }
+        self.required_to_gains_with::<false>(g);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn required_to_gains_fma(&mut self, g: &mut [f32]) {
+        self.required_to_gains_with::<true>(g);
+    }
+
+    #[inline(always)]
+    fn required_to_gains_with<const FMA: bool>(&mut self, g: &mut [f32]) {
         let w = self.window();
         let (release, inv) = (self.release, self.inv_window);
         // `h + a·(r - h)` as `h·(1 - a) + a·r`: the loop-carried chain is then one multiply, one add and one
-        // min (12 cycles where the difference form took 16), the frame rate's limit on this loop.
+        // min (12 cycles where the difference form took 16), the frame rate's limit on this loop; with FMA,
+        // one fused multiply-add and one min (8 cycles).
         let keep = 1.0 - release;
         let mut rest = g;
         while !rest.is_empty() {
@@ -176,7 +209,7 @@ impl Limiter {
                 *c = required;
                 cmin = fmin(cmin, required);
                 let held = fmin(*s, cmin);
-                let released = fmin(held, held * keep + release * rel);
+                let released = fmin(held, macf::<FMA>(release, rel, held * keep));
                 rel = released;
                 sum += f64::from(released) - f64::from(*h);
                 *h = released;
@@ -188,14 +221,14 @@ impl Limiter {
                 // The chunk is complete: its suffix minima serve the next W frames.
                 let mut mn = 1.0f32;
                 for j in (0..w).rev() {
-                    mn = mn.min(self.chunk[j]);
+                    mn = fmin(mn, self.chunk[j]);
                     self.suffix[j] = mn;
                 }
                 self.chunk_pos = 0;
                 self.chunk_min = 1.0;
                 // Re-add exactly once per window so rounding in the running sum cannot build up; the
                 // window's last gain uses the exact sum.
-                self.hist_sum = self.hist.iter().map(|&g| f64::from(g)).sum();
+                self.hist_sum = sum_f64(&self.hist);
                 if let Some(last) = seg.last_mut() {
                     *last = (self.hist_sum * inv) as f32;
                 }
@@ -209,6 +242,27 @@ impl Limiter {
     }
 
     pub fn process(&mut self, audio: &mut AudioOut<'_>) {
+        #[cfg(target_arch = "x86_64")]
+        if self.fma {
+            #[allow(unsafe_code)]
+            // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
+            unsafe {
+                self.process_fma(audio)
+            };
+            return;
+        }
+        self.process_with::<false>(audio);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn process_fma(&mut self, audio: &mut AudioOut<'_>) {
+        self.process_with::<true>(audio);
+    }
+
+    #[inline(always)]
+    fn process_with<const FMA: bool>(&mut self, audio: &mut AudioOut<'_>) {
         let n = audio.frames();
         let d = self.lookahead;
         let mut gains = std::mem::take(&mut self.gains);
@@ -235,7 +289,7 @@ impl Limiter {
             self.ceiling = self.ceiling_ramp.value() as f32;
             // Frames entered with a ceiling other than the resting one leave the line after `d + n` more.
             self.ceiling_moved = if self.ceiling_ramp.active() { d + n } else { self.ceiling_moved.saturating_sub(n) };
-            self.required_to_gains(g);
+            self.required_to_gains_with::<FMA>(g);
             for c in 0..self.channels {
                 let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
                 let y = audio.channel_mut(c);
@@ -251,7 +305,7 @@ impl Limiter {
         for v in g.iter_mut() {
             *v = self.required_gain(*v);
         }
-        self.required_to_gains(g);
+        self.required_to_gains_with::<FMA>(g);
         let ceiling = self.ceiling;
         for c in 0..self.channels {
             let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
@@ -262,4 +316,19 @@ impl Limiter {
         }
         self.gains = gains;
     }
+}
+
+/// The sum of `x` in `f64`, in eight running sums (which vectorize) added at the end, where one running
+/// sum would wait on each addition in turn.
+#[inline(always)]
+fn sum_f64(x: &[f32]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&v| f64::from(v)).sum();
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += f64::from(v);
+        }
+    }
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
 }
