@@ -6,7 +6,8 @@
 //!
 //! 1. The caller publishes a job (a function and a count of tasks) by storing a new generation into the
 //!    job's claim word, and unparks workers that went to sleep. It never takes a lock.
-//! 2. Workers spin for a short while after each job (so back-to-back blocks find them awake), then park.
+//! 2. Workers spin for a short while after each job (so back-to-back blocks find them awake), then park;
+//!    offline runs spin longer ([`Workers::with_spin`]).
 //! 3. Tasks are claimed one at a time with a compare-and-swap on the claim word, which carries the job's
 //!    generation: a worker that arrives after the job ended cannot claim anything.
 //! 4. The caller claims tasks too, so a task no worker has claimed is run by the caller. It then waits,
@@ -20,8 +21,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long a worker spins for the next job before it parks.
-const SPIN: Duration = Duration::from_micros(200);
+/// How long a worker spins for the next job before it parks, by default: back-to-back callbacks find it
+/// awake.
+pub const SPIN: Duration = Duration::from_micros(200);
 
 /// The shared job slot. `claim` packs the generation (high 32 bits), the task count (next 16) and the
 /// next task to claim (low 16), so a claim sees all three at once.
@@ -36,6 +38,8 @@ struct Shared {
     shutdown: AtomicBool,
     sleeping: Vec<AtomicBool>,
     threads: std::sync::OnceLock<Vec<std::thread::Thread>>,
+    /// How long a worker spins for the next job before it parks.
+    spin: Duration,
 }
 
 /// A task function: runs task `i` of the job whose environment is `env`.
@@ -60,6 +64,17 @@ impl Workers {
     /// # Errors
     /// If the threads cannot be started.
     pub fn new(threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
+        Self::with_spin(threads, SPIN)
+    }
+
+    /// Starts `threads` workers that spin for `spin` after each job before they park. Offline work, which
+    /// runs serial stages (and reads and writes files) for longer than [`SPIN`] between parallel jobs, keeps
+    /// them awake with a longer spin: a parked worker wakes late, and the caller then runs most of the
+    /// tasks itself.
+    ///
+    /// # Errors
+    /// If the threads cannot be started.
+    pub fn with_spin(threads: usize, spin: Duration) -> Result<Self, rayon::ThreadPoolBuildError> {
         let shared = Arc::new(Shared {
             claim: AtomicU64::new(0),
             done: AtomicUsize::new(0),
@@ -69,6 +84,7 @@ impl Workers {
             shutdown: AtomicBool::new(false),
             sleeping: (0..threads).map(|_| AtomicBool::new(false)).collect(),
             threads: std::sync::OnceLock::new(),
+            spin,
         });
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -187,7 +203,7 @@ fn worker(s: &Shared, index: usize) {
                 break g;
             }
             spins += 1;
-            if !spins.is_multiple_of(64) || since.elapsed() < SPIN {
+            if !spins.is_multiple_of(64) || since.elapsed() < s.spin {
                 std::hint::spin_loop();
                 continue;
             }

@@ -76,6 +76,9 @@ pub enum Parallelism {
     Always,
 }
 
+/// How long the workers of a batched (offline) engine spin for the next job before they park.
+const OFFLINE_SPIN: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl Default for EngineOptions {
     fn default() -> Self {
         Self {
@@ -304,7 +307,10 @@ impl Engine {
         let (mut to_control, mut from_audio) = rtrb::RingBuffer::new(QUEUE);
         prefault(&mut to_audio, &mut from_control, || ToAudio::Reset);
         prefault(&mut to_control, &mut from_audio, || FromAudio::TransitionDone);
-        let workers = if options.threads > 1 { Some(Workers::new(options.threads - 1)?) } else { None };
+        // Offline (batched) runs spend longer than a callback between parallel jobs: serial levels, probes,
+        // file reads and writes. Their workers spin through that rather than park and wake late.
+        let spin = if options.batch > 1 { OFFLINE_SPIN } else { crate::audio::workers::SPIN };
+        let workers = if options.threads > 1 { Some(Workers::with_spin(options.threads - 1, spin)?) } else { None };
         let stats = Arc::new(GraphStats::new());
         let audio = AudioProcessor::new(AudioSetup {
             from_control,

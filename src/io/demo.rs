@@ -87,17 +87,25 @@ impl DemoSignal {
     /// were written (0 at the end).
     pub fn fill(&mut self, out: &mut crate::AudioOut<'_>) -> usize {
         let n = (out.frames() as u64).min(self.total - self.next) as usize;
-        let len = (self.period.len() / 2) as u64;
-        for i in 0..n {
-            let k = ((self.next + i as u64) % len) as usize * 2;
-            let (l, r) = (self.period[k], self.period[k + 1]);
+        let len = self.period.len() / 2;
+        // Runs of the period without a wrap: one pass per channel each.
+        let mut done = 0;
+        while done < n {
+            let k = ((self.next + done as u64) % len as u64) as usize;
+            let run = (len - k).min(n - done);
+            let frames = self.period[2 * k..2 * (k + run)].chunks_exact(2);
             if self.channels == 1 {
-                out.channel_mut(0)[i] = 0.5 * (l + r);
+                for (y, lr) in out.channel_mut(0)[done..done + run].iter_mut().zip(frames) {
+                    *y = 0.5 * (lr[0] + lr[1]);
+                }
             } else {
                 for c in 0..self.channels {
-                    out.channel_mut(c)[i] = if c % 2 == 0 { l } else { r };
+                    for (y, lr) in out.channel_mut(c)[done..done + run].iter_mut().zip(frames.clone()) {
+                        *y = lr[c % 2];
+                    }
                 }
             }
+            done += run;
         }
         self.next += n as u64;
         n
