@@ -151,6 +151,25 @@ pub(crate) struct BlockLevels {
 /// A block's peak magnitude, sum of squares and clipped samples (`channels` planes `stride` apart, `frames`
 /// long).
 pub(crate) fn block_levels(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
+    #[cfg(target_arch = "x86_64")]
+    if crate::dsp::fma_kernels() {
+        // SAFETY: `fma_kernels()` found AVX2 on this CPU.
+        #[allow(unsafe_code)]
+        return unsafe { block_levels_avx2(data, stride, channels, frames) };
+    }
+    block_levels_with(data, stride, channels, frames)
+}
+
+/// [`block_levels`] with 256-bit registers: the same lanes, the same bits.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_levels_avx2(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
+    block_levels_with(data, stride, channels, frames)
+}
+
+#[inline(always)]
+fn block_levels_with(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
     // Sixteen independent lanes per statistic, in four groups of four: the compiler turns each group into one
     // SIMD register, and four registers keep four additions in flight instead of one long dependent chain.
     let (mut peak, mut sq) = ([[0f32; 4]; 4], [[0f32; 4]; 4]);
