@@ -350,24 +350,8 @@ impl BiquadCascade {
         }
     }
 
-    fn run(&mut self, audio: &mut AudioOut<'_>) {
-        #[cfg(target_arch = "x86_64")]
-        if self.fma {
-            #[allow(unsafe_code)]
-            // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
-            unsafe {
-                self.run_fma(audio)
-            };
-            return;
-        }
-        self.run_with::<false>(audio);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_fma(&mut self, audio: &mut AudioOut<'_>) {
-        self.run_with::<true>(audio);
+    fma_dispatch! {
+        fn run(audio: &mut AudioOut<'_>) via run_fma => run_with
     }
 
     #[inline(always)]
@@ -437,25 +421,26 @@ fn cascade<const FMA: bool>(k: &[Coeffs], s: &mut [[[f64; 2]; 2]], data: &mut [[
             continue;
         }
         match size {
-            1 => group::<1, FMA>(k, s, data),
-            2 => group::<2, FMA>(k, s, data),
-            3 => group::<3, FMA>(k, s, data),
-            4 => group::<4, FMA>(k, s, data),
-            _ => group::<5, FMA>(k, s, data),
+            1 => group::<1>(k, s, data),
+            2 => group::<2>(k, s, data),
+            3 => group::<3>(k, s, data),
+            4 => group::<4>(k, s, data),
+            _ => group::<5>(k, s, data),
         }
         at += size;
     }
 }
 
-/// Runs `N` bands over `data` (stereo frames as `f64x2`), each frame through every band in order.
+/// Runs `N` bands over `data` (stereo frames as `f64x2`), each frame through every band in order, with the
+/// baseline kernels ([`fma::group`] is the FMA one).
 #[inline(always)]
-fn group<const N: usize, const FMA: bool>(k: &[Coeffs], s: &mut [[[f64; 2]; 2]], data: &mut [[f64; 2]]) {
+fn group<const N: usize>(k: &[Coeffs], s: &mut [[[f64; 2]; 2]], data: &mut [[f64; 2]]) {
     let k: [Coeffs; N] = std::array::from_fn(|i| k[i]);
     let mut st: [[[f64; 2]; 2]; N] = std::array::from_fn(|i| s[i]);
     for v in data.iter_mut() {
         let mut x = *v;
         for b in 0..N {
-            x = k[b].tick2::<FMA>(x, &mut st[b]);
+            x = k[b].tick2::<false>(x, &mut st[b]);
         }
         *v = x;
     }

@@ -171,26 +171,10 @@ impl Compressor {
         gain_reduction_db(fastmath::gain_to_db(level), c.threshold_db, c.slope, c.half_knee_db, c.inv_2knee)
     }
 
-    /// Turns each frame's peak magnitude into the gain to apply, in place: the level and gain computer,
-    /// the envelope, and the gain (with the makeup ramp, if it moves), each as its own pass.
-    pub fn peaks_to_gains(&mut self, g: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.fma {
-            #[allow(unsafe_code)]
-            // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
-            unsafe {
-                self.peaks_to_gains_fma(g)
-            };
-            return;
-        }
-        self.peaks_to_gains_with::<false>(g);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn peaks_to_gains_fma(&mut self, g: &mut [f32]) {
-        self.peaks_to_gains_with::<true>(g);
+    fma_dispatch! {
+        /// Turns each frame's peak magnitude into the gain to apply, in place: the level and gain computer,
+        /// the envelope, and the gain (with the makeup ramp, if it moves), each as its own pass.
+        pub fn peaks_to_gains(g: &mut [f32]) via peaks_to_gains_fma => peaks_to_gains_with
     }
 
     #[inline(always)]
@@ -264,24 +248,8 @@ impl Compressor {
         }
     }
 
-    fn run(&mut self, audio: &mut AudioOut<'_>) {
-        #[cfg(target_arch = "x86_64")]
-        if self.fma {
-            #[allow(unsafe_code)]
-            // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
-            unsafe {
-                self.run_fma(audio)
-            };
-            return;
-        }
-        self.run_with::<false>(audio);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run_fma(&mut self, audio: &mut AudioOut<'_>) {
-        self.run_with::<true>(audio);
+    fma_dispatch! {
+        fn run(audio: &mut AudioOut<'_>) via run_fma => run_with
     }
 
     #[inline(always)]

@@ -163,28 +163,12 @@ impl Limiter {
         if peak > self.ceiling { self.ceiling / peak } else { 1.0 }
     }
 
-    /// Turns each frame's required gain (from [`required_gain`](Self::required_gain)) into the gain to
-    /// apply, in place; frames go through in order, and each gain applies to the frame `latency()` frames
-    /// back. The chunk position and the history position are the same counter modulo the window, so the
-    /// work goes in segments up to the window's end: no branch per frame.
-    pub fn required_to_gains(&mut self, g: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.fma {
-            #[allow(unsafe_code)]
-            // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
-            unsafe {
-                self.required_to_gains_fma(g)
-            };
-            return;
-        }
-        self.required_to_gains_with::<false>(g);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn required_to_gains_fma(&mut self, g: &mut [f32]) {
-        self.required_to_gains_with::<true>(g);
+    fma_dispatch! {
+        /// Turns each frame's required gain (from [`required_gain`](Self::required_gain)) into the gain to
+        /// apply, in place; frames go through in order, and each gain applies to the frame `latency()` frames
+        /// back. The chunk position and the history position are the same counter modulo the window, so the
+        /// work goes in segments up to the window's end: no branch per frame.
+        pub fn required_to_gains(g: &mut [f32]) via required_to_gains_fma => required_to_gains_with
     }
 
     #[inline(always)]
@@ -241,24 +225,8 @@ impl Limiter {
         }
     }
 
-    pub fn process(&mut self, audio: &mut AudioOut<'_>) {
-        #[cfg(target_arch = "x86_64")]
-        if self.fma {
-            #[allow(unsafe_code)]
-            // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
-            unsafe {
-                self.process_fma(audio)
-            };
-            return;
-        }
-        self.process_with::<false>(audio);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn process_fma(&mut self, audio: &mut AudioOut<'_>) {
-        self.process_with::<true>(audio);
+    fma_dispatch! {
+        pub fn process(audio: &mut AudioOut<'_>) via process_fma => process_with
     }
 
     #[inline(always)]

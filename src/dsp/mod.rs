@@ -9,6 +9,34 @@
 //! each block and cleared if it is not finite. The graph's input is sanitized too (non-finite samples become
 //! 0.0) and the limiter treats non-finite input as silence, so its output is always finite.
 
+/// Defines `fn $name(&mut self, args)`, which runs `$with::<true>` compiled for AVX2 + FMA where the
+/// processor's `fma` field is set and `$with::<false>` otherwise, and `fn $fma`, that compiled entry. The
+/// processors set `fma` from [`fma_kernels`] when they are built.
+macro_rules! fma_dispatch {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) via $fma:ident => $with:ident) => {
+        $(#[$attr])*
+        $vis fn $name(&mut self, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if self.fma {
+                #[allow(unsafe_code)]
+                // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
+                unsafe {
+                    self.$fma($($arg),*)
+                };
+                return;
+            }
+            self.$with::<false>($($arg),*);
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[allow(unsafe_code)]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $fma(&mut self, $($arg: $ty),*) {
+            self.$with::<true>($($arg),*);
+        }
+    };
+}
+
 pub mod biquad;
 pub mod compressor;
 pub mod denormal;

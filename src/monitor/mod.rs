@@ -138,6 +138,8 @@ pub struct Meter {
     pub(crate) ring: Vec<f32>,
     pub(crate) ring_pos: usize,
     pub(crate) ring_filled: usize,
+    /// Whether the level pass runs in 256-bit registers (decided here, on the control side).
+    wide: bool,
 }
 
 /// What both meters measure of one block.
@@ -149,11 +151,12 @@ pub(crate) struct BlockLevels {
 }
 
 /// A block's peak magnitude, sum of squares and clipped samples (`channels` planes `stride` apart, `frames`
-/// long).
-pub(crate) fn block_levels(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
+/// long). `wide`: the meter's choice, made when it was built, of the 256-bit version (see
+/// [`crate::dsp::fma_kernels`]).
+pub(crate) fn block_levels(data: &[f32], stride: usize, channels: usize, frames: usize, wide: bool) -> BlockLevels {
     #[cfg(target_arch = "x86_64")]
-    if crate::dsp::fma_kernels() {
-        // SAFETY: `fma_kernels()` found AVX2 on this CPU.
+    if wide {
+        // SAFETY: `wide` is set only where `fma_kernels()` found AVX2 on this CPU.
         #[allow(unsafe_code)]
         return unsafe { block_levels_avx2(data, stride, channels, frames) };
     }
@@ -223,6 +226,7 @@ impl Meter {
             ring: vec![0.0; SPECTRUM_SIZE],
             ring_pos: 0,
             ring_filled: 0,
+            wide: crate::dsp::fma_kernels(),
         }
     }
 
@@ -231,7 +235,7 @@ impl Meter {
         if frames == 0 || channels == 0 {
             return;
         }
-        let block = block_levels(data, stride, channels, frames);
+        let block = block_levels(data, stride, channels, frames, self.wide);
         let n = (channels * frames) as u64;
         self.peak = self.peak.max(block.peak);
         self.sum_sq += block.sum_sq;
@@ -514,7 +518,8 @@ mod tests {
             let stride = frames + 3;
             let data: Vec<f32> =
                 (0..channels * stride).map(|i| (((i * 7919) % 2001) as f32 / 1000.0 - 1.0) * amplitude).collect();
-            let BlockLevels { peak, sum_sq: sq, clipped } = block_levels(&data, stride, channels, frames);
+            let BlockLevels { peak, sum_sq: sq, clipped } =
+                block_levels(&data, stride, channels, frames, crate::dsp::fma_kernels());
             let samples = || (0..channels).flat_map(|c| &data[c * stride..c * stride + frames]);
             let want_peak = samples().fold(0.0f32, |p, v| p.max(v.abs()));
             let want_sq: f64 = samples().map(|&v| f64::from(v) * f64::from(v)).sum();

@@ -132,6 +132,8 @@ pub struct SharedMeter {
     ring: Box<[AtomicU64]>,
     ring_pos: AtomicU64,
     ring_filled: AtomicU64,
+    /// Whether the level pass runs in 256-bit registers (decided here, on the control side).
+    wide: bool,
 }
 
 impl Default for SharedMeter {
@@ -152,6 +154,7 @@ impl SharedMeter {
             ring: (0..SPECTRUM_SIZE / 2).map(|_| AtomicU64::new(0)).collect(),
             ring_pos: AtomicU64::new(0),
             ring_filled: AtomicU64::new(0),
+            wide: crate::dsp::fma_kernels(),
         }
     }
 
@@ -162,7 +165,7 @@ impl SharedMeter {
         if frames == 0 || channels == 0 {
             return;
         }
-        let block = super::block_levels(data, stride, channels, frames);
+        let block = super::block_levels(data, stride, channels, frames, self.wide);
         let n = (channels * frames) as u64;
         if block.peak > f32::from_bits(self.peak.load(Relaxed)) {
             self.peak.store(block.peak.to_bits(), Relaxed);
