@@ -726,6 +726,67 @@ fn every_biquad_node_is_within_minus_120_db_of_a_double_precision_reference_on_m
 }
 
 #[test]
+fn side_jobs_run_once_each_beside_the_graph_and_leave_its_output_alone() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+    let input = demo(0.5);
+    let frames = input[0].len();
+    for (name, threads) in [("parallel.ron", 2), ("chain.ron", 2), ("parallel.ron", 1)] {
+        let src = graph_file(name);
+        let block = 256;
+        let reference = bits(&run(&src, input.clone(), block, 1, Parallelism::Adaptive));
+        let (_engine, mut audio) = engine(&src, block, threads, Parallelism::Always);
+        let latency = _engine.latency_frames();
+        let mut out = vec![Vec::new(); 2];
+        let (mut input_buf, mut output_buf) = (vec![0.0f32; 2 * block], vec![0.0f32; 2 * block]);
+        let (runs, in_audio, flushed) = (AtomicUsize::new(0), AtomicBool::new(false), AtomicBool::new(false));
+        for start in (0..frames + latency).step_by(block) {
+            let n = block.min(frames + latency - start);
+            for c in 0..2 {
+                for i in 0..n {
+                    input_buf[c * block + i] = input[c].get(start + i).copied().unwrap_or(0.0);
+                }
+            }
+            // With workers, each job waits until the other has started: they run at the same time, on two
+            // threads. Without, they run one after the other.
+            let started = [AtomicBool::new(false), AtomicBool::new(false)];
+            let job = |me: usize| {
+                runs.fetch_add(1, Ordering::Relaxed);
+                in_audio.fetch_or(fxgraph::audio::in_audio_context(), Ordering::Relaxed);
+                // The caller's floating-point mode, not the audio side's flush-to-zero: half the smallest
+                // normal f32 is a subnormal, not zero.
+                flushed.fetch_or(std::hint::black_box(f32::MIN_POSITIVE) * 0.5 == 0.0, Ordering::Relaxed);
+                started[me].store(true, Ordering::SeqCst);
+                if threads > 1 {
+                    let t0 = Instant::now();
+                    while !started[1 - me].load(Ordering::SeqCst) {
+                        assert!(
+                            t0.elapsed() < Duration::from_secs(10),
+                            "{name}, block at {start}: side job {me} ran alone"
+                        );
+                        std::hint::spin_loop();
+                    }
+                }
+            };
+            let (mut a, mut b) = (|| job(0), || job(1));
+            audio.process_overlapping(
+                &AudioIn::new(&input_buf, block, 2, n),
+                &mut AudioOut::new(&mut output_buf, block, 2, n),
+                &mut [&mut a, &mut b],
+            );
+            for c in 0..2 {
+                out[c].extend_from_slice(&output_buf[c * block..c * block + n]);
+            }
+        }
+        let out: Vec<Vec<f32>> = out.into_iter().map(|c| c[latency..].to_vec()).collect();
+        assert!(bits(&out) == reference, "{name}, {threads} threads: the output changed");
+        assert_eq!(runs.load(Ordering::Relaxed), 2 * (frames + latency).div_ceil(block), "{name}: once each");
+        assert!(!in_audio.load(Ordering::Relaxed), "{name}: a side job ran in the audio context");
+        assert!(!flushed.load(Ordering::Relaxed), "{name}: a side job ran with flush-to-zero");
+    }
+}
+
+#[test]
 fn batched_runs_give_the_same_bits() {
     // Offline runs may hold several blocks per hand-off to the workers; nodes still see blocks of at most
     // max_block and the output is the reference's, bit for bit.

@@ -20,7 +20,7 @@ pub mod workers;
 
 use crate::buffer::{AudioIn, AudioOut};
 use crate::clock;
-use crate::dsp::denormal::FlushDenormals;
+use crate::dsp::denormal::{FloatMode, FlushDenormals};
 use crate::monitor::shared::{GraphStats, NodeStats, SharedMeter};
 use crate::node::{MessageKind, PollContext};
 use plan::{Plan, Slot};
@@ -51,6 +51,11 @@ pub(crate) struct AudioContext(bool);
 impl AudioContext {
     pub(crate) fn enter() -> Self {
         Self(AUDIO_CONTEXT.with(|c| c.replace(true)))
+    }
+
+    /// Marks the current thread as doing other work (a side job) until the guard is dropped.
+    pub(crate) fn leave() -> Self {
+        Self(AUDIO_CONTEXT.with(|c| c.replace(false)))
     }
 }
 
@@ -224,7 +229,33 @@ impl AudioProcessor {
     /// frames. Channels beyond the graph's are ignored on input and silenced on output.
     pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
         let frames = input.frames().min(output.frames());
-        self.run(Input::Planar(input), Output::Planar(output), frames);
+        self.run(Input::Planar(input), Output::Planar(output), frames, None);
+    }
+
+    /// [`process`](Self::process), and each of the `side` jobs once, on a worker thread while the caller
+    /// runs a stretch of the graph that leaves that worker idle: beside the last serial level (all of a
+    /// chain), else beside the last level's branches. Jobs may run at the same time as each other. With
+    /// no workers they run after the processing. For offline work that does not touch the audio (reading
+    /// the next input and writing the last output, as [`crate::render::render`] does), so it costs no time
+    /// of its own. The output is the same as [`process`](Self::process)'s, bit for bit.
+    ///
+    /// The jobs run outside the audio context (they may allocate and do I/O) and with the calling thread's
+    /// floating-point mode, not the audio side's flush-to-zero. A wait for them is counted in this call's
+    /// time (and so in the DSP load the monitor reports), not in any node's.
+    ///
+    /// Not for a device callback: the call waits for the jobs, however long they take.
+    ///
+    /// # Panics
+    /// With more than 64 jobs.
+    pub fn process_overlapping(
+        &mut self,
+        input: &AudioIn<'_>,
+        output: &mut AudioOut<'_>,
+        side: &mut [&mut (dyn FnMut() + Send)],
+    ) {
+        let frames = input.frames().min(output.frames());
+        let side = plan::Side { jobs: side, mode: FloatMode::current() };
+        self.run(Input::Planar(input), Output::Planar(output), frames, Some(side));
     }
 
     /// Processes interleaved audio with `channels` channels per frame (usually the graph's), as a device
@@ -232,10 +263,16 @@ impl AudioProcessor {
     pub fn process_interleaved(&mut self, input: &[f32], output: &mut [f32], channels: usize) {
         let channels = channels.max(1);
         let frames = (input.len() / channels).min(output.len() / channels);
-        self.run(Input::Interleaved(input, channels), Output::Interleaved(output, channels), frames);
+        self.run(Input::Interleaved(input, channels), Output::Interleaved(output, channels), frames, None);
     }
 
-    fn run(&mut self, input: Input<'_>, mut output: Output<'_, '_>, frames: usize) {
+    fn run(
+        &mut self,
+        input: Input<'_>,
+        mut output: Output<'_, '_>,
+        frames: usize,
+        mut side: Option<plan::Side<'_, '_>>,
+    ) {
         let _audio = AudioContext::enter();
         let _ftz = FlushDenormals::new();
         let mut done = 0;
@@ -252,14 +289,24 @@ impl AudioProcessor {
                     break;
                 }
             }
-            self.block(input, &mut output, done, n);
+            self.block(input, &mut output, done, n, side.take());
             done += n;
+        }
+        if let Some(side) = side {
+            side.run_here();
         }
         self.flush_backlog();
     }
 
     /// One block of `n` frames at offset `at` of the call.
-    fn block(&mut self, input: Input<'_>, output: &mut Output<'_, '_>, at: usize, n: usize) {
+    fn block(
+        &mut self,
+        input: Input<'_>,
+        output: &mut Output<'_, '_>,
+        at: usize,
+        n: usize,
+        side: Option<plan::Side<'_, '_>>,
+    ) {
         let t0 = if self.monitor { clock::now() } else { 0 };
         let spectrum = self.monitor && self.stats.spectrum_wanted();
         let (ch, stride) = (self.channels, self.capacity);
@@ -267,6 +314,9 @@ impl AudioProcessor {
             write_silence(output, at, n, ch);
             self.frame += n as u64;
             self.stats.add_frames(n as u64);
+            if let Some(side) = side {
+                side.run_here();
+            }
             return;
         };
         // The input, with non-finite samples replaced by silence, into the plan's input buffer (or straight
@@ -284,6 +334,7 @@ impl AudioProcessor {
             spectrum,
             workers: self.workers.as_mut(),
             always_parallel: self.always_parallel,
+            side,
             fade_in: &mut self.fade_in,
             fade_out: &mut self.fade_out,
         };

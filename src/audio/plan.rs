@@ -19,6 +19,7 @@ use super::NodeId;
 use super::workers::Workers;
 use crate::buffer::AudioOut;
 use crate::clock;
+use crate::dsp::denormal::FloatMode;
 use crate::monitor::shared::{NodeStats, SharedMeter};
 use crate::node::Processor;
 use std::ops::Range;
@@ -206,7 +207,7 @@ impl Plan {
 
     /// Runs one block of `frames` frames. The graph input is already in `input` (or in the buffer of the
     /// branch that takes it); the output is left where [`output`](Self::output) finds it.
-    pub fn run(&mut self, ctx: &mut RunContext<'_>) {
+    pub fn run(&mut self, ctx: &mut RunContext<'_, '_>) {
         let frames = ctx.frames;
         // Crossfade gains for this block.
         let fading = self.crossfade.is_some();
@@ -234,7 +235,16 @@ impl Plan {
         let branches = self.branches.as_mut_ptr();
         let slots = self.slots.as_mut_ptr();
         let parts = Parts { branches, slots, io };
-        for level in &mut self.levels {
+        // Side jobs run beside the level that leaves a worker idle the longest: the last serial level, or
+        // else beside the last level's branches.
+        let side = ctx.side.take().map(|side| SideJobs::new(side.jobs, side.mode));
+        let host = match (&side, ctx.workers.is_some()) {
+            (Some(_), true) => {
+                self.levels.iter().rposition(|l| l.branches.len() == 1).or(self.levels.len().checked_sub(1))
+            }
+            _ => None,
+        };
+        for (index, level) in self.levels.iter_mut().enumerate() {
             let range = level.branches.clone();
             let parallel_ok = range.len() > 1 && ctx.workers.is_some();
             let (parallel, timed) = match (parallel_ok, ctx.always_parallel) {
@@ -243,22 +253,48 @@ impl Plan {
                 (true, false) => level.choice.choose(),
             };
             let t0 = timed.then(Instant::now);
-            if parallel && let Some(workers) = ctx.workers.as_deref_mut() {
-                let start = range.start;
-                let task = |i: usize| {
-                    // SAFETY: each task index is claimed once, so branch `start + i` is run by one thread; the
-                    // branches of a level are distinct and read only earlier levels (see `run_branch`).
-                    unsafe { run_branch(&parts, start + i) }
-                };
-                workers.run(range.len(), &task);
-            } else {
-                for b in range {
-                    // SAFETY: one thread; see `run_branch`.
-                    unsafe { run_branch(&parts, b) }
+            let side = if host == Some(index) { side.as_ref() } else { None };
+            match (ctx.workers.as_deref_mut(), side) {
+                (Some(workers), side) if parallel || side.is_some() => {
+                    let start = range.start;
+                    // The branches' tasks come first, so the caller starts on them at once.
+                    let branch_tasks = if parallel { range.len() } else { 1 };
+                    let task = |i: usize| {
+                        if let Some(job) = i.checked_sub(branch_tasks) {
+                            if let Some(side) = side {
+                                // SAFETY: task `branch_tasks + job` is claimed once, so one thread runs the job.
+                                unsafe { side.run(job) }
+                            }
+                        } else if parallel {
+                            // SAFETY: each task index is claimed once, so branch `start + i` is run by one
+                            // thread; the branches of a level are distinct and read only earlier levels (see
+                            // `run_branch`).
+                            unsafe { run_branch(&parts, start + i) }
+                        } else {
+                            for b in range.clone() {
+                                // SAFETY: one task runs every branch, in order; see `run_branch`.
+                                unsafe { run_branch(&parts, b) }
+                            }
+                        }
+                    };
+                    workers.run(branch_tasks + side.map_or(0, SideJobs::len), &task);
+                }
+                _ => {
+                    for b in range {
+                        // SAFETY: one thread; see `run_branch`.
+                        unsafe { run_branch(&parts, b) }
+                    }
                 }
             }
             if let Some(t0) = t0 {
                 level.choice.record(parallel, t0.elapsed().as_nanos() as f64);
+            }
+        }
+        // Jobs no worker took (no workers, or no levels) run now.
+        if let Some(side) = &side {
+            for job in 0..side.len() {
+                // SAFETY: no other thread has them now.
+                unsafe { side.run(job) }
             }
         }
         if self.output_from == OutputFrom::Mix {
@@ -292,7 +328,7 @@ impl Plan {
 }
 
 /// What a block needs besides the plan.
-pub struct RunContext<'a> {
+pub struct RunContext<'a, 's> {
     pub input: &'a [f32],
     pub frames: usize,
     pub monitor: bool,
@@ -300,8 +336,66 @@ pub struct RunContext<'a> {
     pub spectrum: bool,
     pub workers: Option<&'a mut Workers>,
     pub always_parallel: bool,
+    /// Jobs to run once each beside the processing (see [`crate::AudioProcessor::process_overlapping`]).
+    pub side: Option<Side<'a, 's>>,
     pub fade_in: &'a mut [f32],
     pub fade_out: &'a mut [f32],
+}
+
+/// Side jobs for one block, and the floating-point mode of the thread that gave them.
+pub struct Side<'a, 's> {
+    pub jobs: &'a mut [&'s mut (dyn FnMut() + Send + 's)],
+    pub mode: FloatMode,
+}
+
+impl Side<'_, '_> {
+    /// Runs every job on the calling thread, outside the audio context and in the giver's mode.
+    pub fn run_here(self) {
+        let _mode = self.mode.enter();
+        let _other = super::AudioContext::leave();
+        for job in self.jobs {
+            job();
+        }
+    }
+}
+
+/// Side jobs shared with the workers for one level: whichever thread claims a job's task runs it.
+struct SideJobs<'a, 's> {
+    jobs: std::cell::UnsafeCell<&'a mut [&'s mut (dyn FnMut() + Send + 's)]>,
+    len: usize,
+    /// Bit `i`: job `i` has run.
+    ran: std::sync::atomic::AtomicU64,
+    mode: FloatMode,
+}
+
+// SAFETY: the jobs are `Send`, and each is called by one thread at most, once (see `run`).
+unsafe impl Sync for SideJobs<'_, '_> {}
+
+impl<'a, 's> SideJobs<'a, 's> {
+    fn new(jobs: &'a mut [&'s mut (dyn FnMut() + Send + 's)], mode: FloatMode) -> Self {
+        assert!(jobs.len() <= 64, "at most 64 side jobs");
+        Self { len: jobs.len(), jobs: std::cell::UnsafeCell::new(jobs), ran: 0.into(), mode }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Runs job `i` unless it has run, outside the audio context and in the giver's floating-point mode.
+    ///
+    /// # Safety
+    /// No other thread may run job `i` meanwhile.
+    unsafe fn run(&self, i: usize) {
+        let bit = 1u64 << i;
+        if self.ran.fetch_or(bit, std::sync::atomic::Ordering::Relaxed) & bit == 0 {
+            let _mode = self.mode.enter();
+            let _other = super::AudioContext::leave();
+            // SAFETY: by the contract, this thread alone touches job `i`; jobs are distinct objects, so
+            // the pointer to the one element is all this thread takes of the slice.
+            let job: *mut &'s mut (dyn FnMut() + Send + 's) = unsafe { (*self.jobs.get()).as_mut_ptr().add(i) };
+            unsafe { (*job)() }
+        }
+    }
 }
 
 /// The block's shared facts, as the branch function sees them.

@@ -189,7 +189,9 @@ fn worker(s: &Shared, index: usize) {
     let _ftz = crate::dsp::denormal::FlushDenormals::new();
     // Everything a worker does is audio work.
     let _audio = super::AudioContext::enter();
-    let mut seen = s.claim.load(Ordering::Acquire) & !0xFFFF_FFFF;
+    // No generation yet: a job published before this thread got here is still joined (its claim word
+    // tells whether any task is left).
+    let mut seen = 0;
     loop {
         // Wait for a new generation: spin for a while, then park.
         let mut since = Instant::now();

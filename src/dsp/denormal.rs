@@ -32,6 +32,43 @@ impl FlushDenormals {
     }
 }
 
+/// A thread's floating-point mode (MXCSR on x86-64), read with [`FloatMode::current`] on one thread and
+/// applied with [`FloatMode::enter`] on another: work handed from a thread outside the audio side to a
+/// worker then computes as it would have where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct FloatMode {
+    #[cfg(target_arch = "x86_64")]
+    mxcsr: u32,
+}
+
+impl FloatMode {
+    /// The calling thread's mode.
+    pub fn current() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Self { mxcsr: read_mxcsr() }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Self {}
+        }
+    }
+
+    /// Sets this mode on the calling thread until the guard is dropped (restoring the mode it had).
+    pub fn enter(self) -> FlushDenormals {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let previous = read_mxcsr();
+            write_mxcsr(self.mxcsr);
+            FlushDenormals { previous }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            FlushDenormals {}
+        }
+    }
+}
+
 impl Drop for FlushDenormals {
     fn drop(&mut self) {
         #[cfg(target_arch = "x86_64")]
@@ -52,8 +89,8 @@ fn read_mxcsr() -> u32 {
 
 #[cfg(target_arch = "x86_64")]
 fn write_mxcsr(value: u32) {
-    // SAFETY: ldmxcsr loads a value read from MXCSR with only the FTZ and DAZ mode bits changed; both are
-    // valid modes and affect only this thread's floating-point rounding of tiny values.
+    // SAFETY: ldmxcsr loads a value read from MXCSR (of this thread or another), possibly with only the FTZ
+    // and DAZ mode bits changed; both are valid modes and affect only this thread's rounding of tiny values.
     unsafe {
         std::arch::asm!("ldmxcsr [{}]", in(reg) &value, options(nostack, readonly, preserves_flags));
     }

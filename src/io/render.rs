@@ -175,6 +175,10 @@ pub struct Interrupted;
 /// exactly as many frames as the source gave. The audio side cuts each read into blocks of at most its
 /// `max_block` frames.
 ///
+/// Reading the next block and writing the last one is a side job of each block's processing
+/// ([`AudioProcessor::process_overlapping`]): with worker threads, a worker does it while the graph leaves
+/// it idle; without, it runs after the processing. The output is the same either way.
+///
 /// # Errors
 /// Whatever the source or sink returns.
 pub fn render(
@@ -189,16 +193,20 @@ pub fn render(
     let channels = engine.format().channels;
     let span = tracing::info_span!("render", block, channels, latency = engine.latency_frames());
     let _entered = span.enter();
-    let mut input = vec![0.0f32; channels * block];
-    let mut output = vec![0.0f32; channels * block];
+    // Two buffers each way: this block's, and the next input or the last output, which the side job reads
+    // into or writes from while this block is processed.
+    let [mut input, mut next_input, mut output, mut last_output] =
+        std::array::from_fn(|_| vec![0.0f32; channels * block]);
+    // The frames of `last_output` still to write: (first, count).
+    let mut unwritten: Option<(usize, usize)> = None;
     let mut skip = engine.latency_frames();
     let mut tail = skip;
     let mut stats = RenderStats::default();
+    let mut got = source.read(&mut AudioOut::new(&mut input, block, channels, block))?;
     let mut source_done = false;
     loop {
-        let mut got = 0;
+        let consumed = got;
         if !source_done {
-            got = source.read(&mut AudioOut::new(&mut input, block, channels, block))?;
             source_done = got < block;
             stats.frames += got as u64;
         }
@@ -213,24 +221,45 @@ pub fn render(
         if frames == 0 {
             break;
         }
-        audio.process(
+        // Two side jobs, which may run at the same time: write what the last block left, and read the next
+        // block.
+        let (mut wrote, mut read): (anyhow::Result<()>, anyhow::Result<usize>) = (Ok(()), Ok(0));
+        let mut write = || {
+            if let Some((first, count)) = unwritten.take() {
+                wrote = sink.write(&AudioIn::new(&last_output, block, channels, first + count).slice(first, count));
+            }
+        };
+        let mut read_next = || {
+            if !source_done {
+                read = source.read(&mut AudioOut::new(&mut next_input, block, channels, block));
+            }
+        };
+        audio.process_overlapping(
             &AudioIn::new(&input, block, channels, frames),
             &mut AudioOut::new(&mut output, block, channels, frames),
+            &mut [&mut write, &mut read_next],
         );
+        wrote?;
+        got = read?;
         stats.blocks += 1;
         if stats.blocks % 64 == 0 {
             // Control-side work between blocks: plugin messages go to `tracing`, faulted plugins are
             // replaced.
             engine.update();
         }
-        let start = skip.min(frames);
-        skip -= start;
-        if start < frames {
-            sink.write(&AudioIn::new(&output, block, channels, frames).slice(start, frames - start))?;
+        let first = skip.min(frames);
+        skip -= first;
+        if first < frames {
+            unwritten = Some((first, frames - first));
         }
-        if !progress(got as u64) {
+        std::mem::swap(&mut output, &mut last_output);
+        std::mem::swap(&mut input, &mut next_input);
+        if !progress(consumed as u64) {
             return Err(Interrupted.into());
         }
+    }
+    if let Some((first, count)) = unwritten {
+        sink.write(&AudioIn::new(&last_output, block, channels, first + count).slice(first, count))?;
     }
     engine.update();
     Ok(stats)
