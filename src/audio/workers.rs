@@ -9,7 +9,9 @@
 //! 2. Workers spin for a short while after each job (so back-to-back blocks find them awake), then park;
 //!    offline runs spin longer ([`Workers::with_spin`]).
 //! 3. Tasks are claimed one at a time with a compare-and-swap on the claim word, which carries the job's
-//!    generation: a worker that arrives after the job ended cannot claim anything.
+//!    generation: a worker that arrives after the job ended cannot claim anything. The caller claims from
+//!    the front (task 0, 1, ...) and workers from the back, so with one worker a branch keeps running on
+//!    the same thread block after block, and its state and buffers stay in that core's cache.
 //! 4. The caller claims tasks too, so a task no worker has claimed is run by the caller. It then waits,
 //!    spinning, only for tasks a worker has already started: bounded by that task's own work.
 //!
@@ -25,8 +27,8 @@ use std::time::{Duration, Instant};
 /// awake.
 pub const SPIN: Duration = Duration::from_micros(200);
 
-/// The shared job slot. `claim` packs the generation (high 32 bits), the task count (next 16) and the
-/// next task to claim (low 16), so a claim sees all three at once.
+/// The shared job slot. `claim` packs the generation (high 32 bits), the end of the unclaimed tasks (next
+/// 16) and their start (low 16), so a claim sees all three at once.
 struct Shared {
     claim: AtomicU64,
     /// Tasks finished in the current generation.
@@ -143,7 +145,7 @@ impl Workers {
             }
         }
         // The caller claims tasks like any worker.
-        while let Some(i) = claim(s, generation) {
+        while let Some(i) = claim(s, generation, false) {
             run_task(s, call::<F>, task as *const F as usize, i);
         }
         // Only tasks already running on a worker remain.
@@ -156,19 +158,20 @@ impl Workers {
     }
 }
 
-/// Claims the next task of `generation`, if any is left.
-fn claim(s: &Shared, generation: u64) -> Option<usize> {
+/// Claims the first (or with `from_back`, the last) unclaimed task of `generation`, if any is left.
+fn claim(s: &Shared, generation: u64, from_back: bool) -> Option<usize> {
     let mut current = s.claim.load(Ordering::Acquire);
     loop {
         if current & !0xFFFF_FFFF != generation {
             return None;
         }
-        let (count, i) = (((current >> 16) & 0xFFFF) as usize, (current & 0xFFFF) as usize);
-        if i >= count {
+        let (end, start) = (((current >> 16) & 0xFFFF) as usize, (current & 0xFFFF) as usize);
+        if start >= end {
             return None;
         }
-        match s.claim.compare_exchange_weak(current, current + 1, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return Some(i),
+        let (next, task) = if from_back { (current - (1 << 16), end - 1) } else { (current + 1, start) };
+        match s.claim.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return Some(task),
             Err(seen) => current = seen,
         }
     }
@@ -217,7 +220,7 @@ fn worker(s: &Shared, index: usize) {
             since = Instant::now();
         };
         seen = generation;
-        while let Some(i) = claim(s, generation) {
+        while let Some(i) = claim(s, generation, true) {
             // Read after the claim: the generation cannot end (so the caller cannot rewrite the fields)
             // before this task is done.
             let (f, env) = (s.run.load(Ordering::Acquire), s.env.load(Ordering::Acquire));
