@@ -334,22 +334,26 @@ fn run_fundsp(peer: &mut dyn fundsp::prelude32::AudioUnit, input: &[f32], output
 }
 
 /// The monitor's cost: `chain.ron` at block 512 with the monitor on against off, and with the samples
-/// for a spectrum kept as well (as while someone reads reports).
+/// for a spectrum kept as well (as while someone reads reports). One engine, the monitor switched between
+/// runs ([`Engine::set_monitor`]): two engines built alike differ by about 1% in speed (where their
+/// processors and buffers landed in memory), which is a third of what is measured here.
 fn monitor_cost(rounds: usize) {
     let input = demo(48000);
-    let (mut out, mut out2) = (vec![0.0f32; input.len()], vec![0.0f32; input.len()]);
-    let on = EngineOptions { max_block: 512, threads: 1, ..Default::default() };
-    let mut without = start(graph("chain.ron"), EngineOptions { monitor: false, ..on });
+    let out = std::cell::RefCell::new(vec![0.0f32; input.len()]);
+    let engine = std::cell::RefCell::new(start(
+        graph("chain.ron"),
+        EngineOptions { max_block: 512, threads: 1, ..Default::default() },
+    ));
     for spectrum in [false, true] {
-        let mut with = start(graph("chain.ron"), on);
         if spectrum {
-            with.0.metrics_reader().keep_spectrum();
+            engine.borrow_mut().0.metrics_reader().keep_spectrum();
         }
-        let (r, lo, hi, _) = paired(
-            rounds,
-            || run_engine(&mut with, black_box(&input), &mut out, 512),
-            || run_engine(&mut without, black_box(&input), &mut out2, 512),
-        );
+        let run = |on: bool| {
+            let mut e = engine.borrow_mut();
+            e.0.set_monitor(on);
+            run_engine(&mut e, black_box(&input), &mut out.borrow_mut(), 512);
+        };
+        let (r, lo, hi, _) = paired(rounds, || run(true), || run(false));
         let what = if spectrum { "on, spectrum kept" } else { "on" };
         println!("  chain.ron, block 512: throughput with the monitor {what} / off = {r:.3} [{lo:.3}, {hi:.3}]");
     }

@@ -787,6 +787,43 @@ fn side_jobs_run_once_each_beside_the_graph_and_leave_its_output_alone() {
 }
 
 #[test]
+fn the_monitor_can_be_switched_off_and_on_while_audio_runs() {
+    // Timing and levels are recorded only for blocks processed with the monitor on; the output does not
+    // change.
+    let src = graph_file("chain.ron");
+    let input = demo(0.5);
+    let reference = bits(&run(&src, input.clone(), 256, 1, Parallelism::Adaptive));
+    let (mut engine, mut audio) = engine(&src, 256, 1, Parallelism::Adaptive);
+    let frames = input[0].len();
+    let latency = engine.latency_frames();
+    let planar: Vec<f32> =
+        input.iter().flat_map(|c| c.iter().copied().chain(std::iter::repeat_n(0.0, latency))).collect();
+    let total = frames + latency;
+    let mut output = vec![0.0f32; 2 * total];
+    let (mut blocks_on, mut samples_on, mut at) = (0u64, 0u64, 0);
+    for (segment, on) in [(0.2, true), (0.3, false), (0.5, true)] {
+        engine.set_monitor(on);
+        let end = if on && segment == 0.5 { total } else { at + (segment * frames as f64) as usize / 256 * 256 };
+        while at < end {
+            let n = 256.min(end - at);
+            audio.process(
+                &AudioIn::new(&planar, total, 2, total).slice(at, n),
+                &mut AudioOut::new(&mut output, total, 2, total).slice_mut(at, n),
+            );
+            blocks_on += u64::from(on);
+            samples_on += if on { 2 * n as u64 } else { 0 };
+            at += n;
+        }
+        engine.update();
+        let report = engine.metrics();
+        assert!(report.nodes.iter().all(|n| n.calls == blocks_on), "after a segment with the monitor {on}");
+        assert_eq!(report.output.samples, samples_on, "after a segment with the monitor {on}: levels");
+    }
+    let out: Vec<Vec<f32>> = (0..2).map(|c| output[c * total + latency..(c + 1) * total].to_vec()).collect();
+    assert!(bits(&out) == reference, "switching the monitor changed the output");
+}
+
+#[test]
 fn batched_runs_give_the_same_bits() {
     // Offline runs may hold several blocks per hand-off to the workers; nodes still see blocks of at most
     // max_block and the output is the reference's, bit for bit.

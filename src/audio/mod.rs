@@ -85,6 +85,8 @@ pub(crate) enum ToAudio {
     Meter { node: NodeId, meter: Option<Arc<SharedMeter>> },
     /// Clear all node state (a seek).
     Reset,
+    /// Turn the monitor's timing and metering on or off; the clock ticks a frame lasts, for the load.
+    Monitor { on: bool, ticks_per_frame: f64 },
     /// Hand everything back and play silence.
     Stop,
 }
@@ -412,6 +414,10 @@ impl AudioProcessor {
                     }
                 }
                 ToAudio::Reset => self.reset(),
+                ToAudio::Monitor { on, ticks_per_frame } => {
+                    self.monitor = on;
+                    self.ticks_per_frame = ticks_per_frame;
+                }
                 ToAudio::Stop => {
                     if let Some(p) = self.plan.take() {
                         self.retire(p);

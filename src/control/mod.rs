@@ -854,6 +854,18 @@ impl Engine {
         self.world.resource_mut::<Link>().send(ToAudio::Reset);
     }
 
+    /// Turns the monitor on or off at the audio side's next block (it starts as
+    /// [`EngineOptions::monitor`] says): per-node and per-block timing, and the levels of the output and of
+    /// metered nodes. While it is off the audio side reads no clock and measures nothing, and the records
+    /// keep what they had: timing figures and the DSP load cover the blocks processed with it on.
+    pub fn set_monitor(&mut self, on: bool) {
+        // Calibrated here, once per process, on the control side.
+        let ticks_per_frame =
+            if on { 1e9 / f64::from(self.format().sample_rate) / crate::clock::ns_per_tick() } else { 0.0 };
+        self.world.resource_mut::<EngineConfig>().monitor = on;
+        self.world.resource_mut::<Link>().send(ToAudio::Monitor { on, ticks_per_frame });
+    }
+
     /// Stops processing: the audio side plays silence and hands the processors back, which are stopped and
     /// kept for [`start`](Self::start). Idempotent.
     pub fn stop(&mut self) {

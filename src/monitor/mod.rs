@@ -160,46 +160,127 @@ pub(crate) fn block_levels(data: &[f32], stride: usize, channels: usize, frames:
         #[allow(unsafe_code)]
         return unsafe { block_levels_avx2(data, stride, channels, frames) };
     }
-    block_levels_with(data, stride, channels, frames)
+    block_levels_plain(data, stride, channels, frames)
 }
 
-/// [`block_levels`] with 256-bit registers: the same lanes, the same bits.
+/// Lanes of the level pass: `GROUPS` groups of `WIDTH`. Sample `i` of a channel goes to lane `i % 32`
+/// (the remainder of a channel after its last full 32 to lanes 0, 1, ...), so the sum of squares rounds
+/// the same way in both versions.
+const WIDTH: usize = 8;
+const GROUPS: usize = 4;
+type Lanes = [[f32; WIDTH]; GROUPS];
+
+/// [`block_levels`] with 256-bit registers, written with intrinsics (the plain version's arrays were
+/// kept on the stack): one register per group, so four maxima and four sums are in flight at once. The
+/// same lanes and operations as [`block_levels_plain`], so the same bits.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn block_levels_avx2(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
-    block_levels_with(data, stride, channels, frames)
-}
-
-#[inline(always)]
-fn block_levels_with(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
-    // Sixteen independent lanes per statistic, in four groups of four: the compiler turns each group into one
-    // SIMD register, and four registers keep four additions in flight instead of one long dependent chain.
-    let (mut peak, mut sq) = ([[0f32; 4]; 4], [[0f32; 4]; 4]);
+fn block_levels_avx2(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_and_ps, _mm256_castsi256_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_mul_ps,
+        _mm256_set1_epi32, _mm256_storeu_ps,
+    };
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+    let (mut peak, mut sq) = ([[0f32; WIDTH]; GROUPS], [[0f32; WIDTH]; GROUPS]);
     for c in 0..channels {
         let x = &data[c * stride..c * stride + frames];
-        let mut chunks = x.chunks_exact(16);
+        let mut chunks = x.chunks_exact(WIDTH * GROUPS);
+        // SAFETY (the loads and stores below): each one reads or writes 8 f32 inside `xs` (32 long), or
+        // inside one 8-lane group of `peak` or `sq`.
+        let load = |lanes: &Lanes| -> [__m256; GROUPS] {
+            std::array::from_fn(|k| unsafe { _mm256_loadu_ps(lanes[k].as_ptr()) })
+        };
+        let (mut p, mut q) = (load(&peak), load(&sq));
         for xs in &mut chunks {
-            for (k, group) in xs.chunks_exact(4).enumerate() {
-                for (j, &v) in group.iter().enumerate() {
-                    peak[k][j] = crate::dsp::max_abs(peak[k][j], v);
-                    sq[k][j] += v * v;
+            for k in 0..GROUPS {
+                let v = unsafe { _mm256_loadu_ps(xs.as_ptr().add(k * WIDTH)) };
+                // max(|v|, p): |v| where it is greater, else p (a NaN sample is ignored), as `max_abs`.
+                p[k] = _mm256_max_ps(_mm256_and_ps(v, magnitude), p[k]);
+                q[k] = _mm256_add_ps(q[k], _mm256_mul_ps(v, v));
+            }
+        }
+        for k in 0..GROUPS {
+            unsafe {
+                _mm256_storeu_ps(peak[k].as_mut_ptr(), p[k]);
+                _mm256_storeu_ps(sq[k].as_mut_ptr(), q[k]);
+            }
+        }
+        remainder(&mut peak, &mut sq, chunks.remainder());
+    }
+    finish(&peak, &sq, data, stride, channels, frames)
+}
+
+/// [`block_levels`] in plain code. Each channel goes through in two passes of sixteen lanes (four
+/// groups of four, which baseline x86-64 keeps in eight registers); a lane sees its samples in the same
+/// order as in the 256-bit version.
+fn block_levels_plain(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
+    const HALF: usize = WIDTH * GROUPS / 2;
+    let (mut peak, mut sq) = ([[0f32; WIDTH]; GROUPS], [[0f32; WIDTH]; GROUPS]);
+    for c in 0..channels {
+        let x = &data[c * stride..c * stride + frames];
+        for half in 0..2 {
+            // Lane `HALF * half + 4 * g + j` of the 32 is (g, j) here.
+            let (mut p, mut q) = ([[0f32; 4]; 4], [[0f32; 4]; 4]);
+            for g in 0..4 {
+                for j in 0..4 {
+                    let lane = HALF * half + 4 * g + j;
+                    (p[g][j], q[g][j]) = (peak[lane / WIDTH][lane % WIDTH], sq[lane / WIDTH][lane % WIDTH]);
+                }
+            }
+            for xs in x.chunks_exact(WIDTH * GROUPS) {
+                for (g, group) in xs[HALF * half..HALF * (half + 1)].chunks_exact(4).enumerate() {
+                    for (j, &v) in group.iter().enumerate() {
+                        p[g][j] = crate::dsp::max_abs(p[g][j], v);
+                        q[g][j] += v * v;
+                    }
+                }
+            }
+            for g in 0..4 {
+                for j in 0..4 {
+                    let lane = HALF * half + 4 * g + j;
+                    (peak[lane / WIDTH][lane % WIDTH], sq[lane / WIDTH][lane % WIDTH]) = (p[g][j], q[g][j]);
                 }
             }
         }
-        for (j, &v) in chunks.remainder().iter().enumerate() {
-            peak[j / 4][j % 4] = crate::dsp::max_abs(peak[j / 4][j % 4], v);
-            sq[j / 4][j % 4] += v * v;
+        remainder(&mut peak, &mut sq, x.chunks_exact(WIDTH * GROUPS).remainder());
+    }
+    finish(&peak, &sq, data, stride, channels, frames)
+}
+
+/// A channel's last samples (fewer than 32) into lanes 0, 1, ...
+#[inline(always)]
+fn remainder(peak: &mut Lanes, sq: &mut Lanes, rest: &[f32]) {
+    for (j, &v) in rest.iter().enumerate() {
+        let (k, j) = (j / WIDTH, j % WIDTH);
+        peak[k][j] = crate::dsp::max_abs(peak[k][j], v);
+        sq[k][j] += v * v;
+    }
+}
+
+/// The lanes reduced in a fixed order, and the clipped samples counted. Inlined into each version, so the
+/// reduction runs in its registers: first the four groups lane by lane, then the eight lanes as a tree.
+#[inline(always)]
+fn finish(peak: &Lanes, sq: &Lanes, data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
+    // The lanes hold magnitudes, never NaN: a compare-and-select is their maximum, in any order.
+    let mut p = peak[0];
+    let mut q = sq[0].map(f64::from);
+    for k in 1..GROUPS {
+        for j in 0..WIDTH {
+            p[j] = crate::dsp::max_abs(p[j], peak[k][j]);
+            q[j] += f64::from(sq[k][j]);
         }
     }
-    let peak = peak.as_flattened().iter().fold(0.0f32, |p, &v| p.max(v));
+    let max = |a: f32, b: f32| if b > a { b } else { a };
+    let peak = max(max(max(p[0], p[4]), max(p[1], p[5])), max(max(p[2], p[6]), max(p[3], p[7])));
+    let sum_sq = ((q[0] + q[4]) + (q[1] + q[5])) + ((q[2] + q[6]) + (q[3] + q[7]));
     // Only a block that peaks over full scale can hold clipped samples: count them then.
     let clipped = if peak > 1.0 {
         (0..channels).map(|c| data[c * stride..c * stride + frames].iter().filter(|v| v.abs() > 1.0).count()).sum()
     } else {
         0
     };
-    BlockLevels { peak, sum_sq: sq.as_flattened().iter().map(|&s| f64::from(s)).sum(), clipped: clipped as u64 }
+    BlockLevels { peak, sum_sq, clipped: clipped as u64 }
 }
 
 /// The block-RMS histogram bin of a block with sum of squares `sum_sq` over `n` samples.
@@ -520,6 +601,12 @@ mod tests {
                 (0..channels * stride).map(|i| (((i * 7919) % 2001) as f32 / 1000.0 - 1.0) * amplitude).collect();
             let BlockLevels { peak, sum_sq: sq, clipped } =
                 block_levels(&data, stride, channels, frames, crate::dsp::fma_kernels());
+            // Both versions give the same bits.
+            let plain = block_levels_plain(&data, stride, channels, frames);
+            assert_eq!(
+                (peak.to_bits(), sq.to_bits(), clipped),
+                (plain.peak.to_bits(), plain.sum_sq.to_bits(), plain.clipped)
+            );
             let samples = || (0..channels).flat_map(|c| &data[c * stride..c * stride + frames]);
             let want_peak = samples().fold(0.0f32, |p, v| p.max(v.abs()));
             let want_sq: f64 = samples().map(|&v| f64::from(v) * f64::from(v)).sum();
