@@ -283,10 +283,31 @@ fn finish(peak: &Lanes, sq: &Lanes, data: &[f32], stride: usize, channels: usize
     BlockLevels { peak, sum_sq, clipped: clipped as u64 }
 }
 
-/// The block-RMS histogram bin of a block with sum of squares `sum_sq` over `n` samples.
+/// The block-RMS histogram bin of a block with sum of squares `sum_sq` over `n` samples: its RMS in dBFS,
+/// rounded to the nearest half dB, counted from [`RMS_FLOOR_DB`], clamped to the bins. Found by a
+/// branch-free search of the bins' edges (a logarithm and a rounding cost about three times as much).
 pub(crate) fn rms_bin(sum_sq: f64, n: u64) -> usize {
-    let rms_db = 10.0 * (sum_sq / n as f64).max(1e-30).log10() as f32;
-    ((rms_db - RMS_FLOOR_DB) * 2.0).round().clamp(0.0, (RMS_BINS - 1) as f32) as usize
+    let mean_sq = sum_sq / n as f64;
+    let edges = rms_edges();
+    // The last bin whose lower edge is at most `mean_sq` (bin 0's edge is 0; NaN lands there too).
+    let (mut bin, mut size) = (0, RMS_BINS);
+    while size > 1 {
+        let half = size / 2;
+        bin = if edges[bin + half] <= mean_sq { bin + half } else { bin };
+        size -= half;
+    }
+    bin
+}
+
+/// The mean square at which each block-RMS bin starts: bin `b` holds RMS from `RMS_FLOOR_DB + (b - 0.5) / 2`
+/// dBFS. Computed once; meters ask for it when they are built, so the audio side never computes it.
+pub(crate) fn rms_edges() -> &'static [f64; RMS_BINS] {
+    static EDGES: std::sync::OnceLock<[f64; RMS_BINS]> = std::sync::OnceLock::new();
+    EDGES.get_or_init(|| {
+        std::array::from_fn(|b| {
+            if b == 0 { 0.0 } else { 10f64.powf((f64::from(RMS_FLOOR_DB) + (b as f64 - 0.5) / 2.0) / 10.0) }
+        })
+    })
 }
 
 impl Default for Meter {
@@ -298,6 +319,7 @@ impl Default for Meter {
 impl Meter {
     /// Allocates the meter's storage (control side).
     pub fn new() -> Self {
+        rms_edges();
         Self {
             peak: 0.0,
             sum_sq: 0.0,
@@ -589,6 +611,21 @@ mod tests {
         assert!(at_1k.abs() < 0.5, "1 kHz band at {at_1k} dB");
         assert!(band(100.0).expect("100 Hz band") < -60.0);
         assert!(band(10000.0).expect("10 kHz band") < -60.0);
+    }
+
+    #[test]
+    fn rms_bins_are_the_nearest_half_db() {
+        // Levels from -130 to +15 dBFS in steps that never land on an edge, and the clamped ends.
+        for step in 0..=2900 {
+            let db = -130.0 + f64::from(step) * 0.05 + 0.013;
+            let n = 1024;
+            let sum_sq = 10f64.powf(db / 10.0) * n as f64;
+            let want = ((db - f64::from(RMS_FLOOR_DB)) * 2.0).round().clamp(0.0, (RMS_BINS - 1) as f64) as usize;
+            assert_eq!(rms_bin(sum_sq, n), want, "{db} dBFS");
+        }
+        assert_eq!(rms_bin(0.0, 64), 0);
+        assert_eq!(rms_bin(f64::NAN, 64), 0);
+        assert_eq!(rms_bin(f64::INFINITY, 64), RMS_BINS - 1);
     }
 
     #[test]
