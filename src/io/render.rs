@@ -225,8 +225,8 @@ pub fn render(
         // block.
         let (mut wrote, mut read): (anyhow::Result<()>, anyhow::Result<usize>) = (Ok(()), Ok(0));
         let mut write = || {
-            if let Some((first, count)) = unwritten.take() {
-                wrote = sink.write(&AudioIn::new(&last_output, block, channels, first + count).slice(first, count));
+            if let Some(part) = unwritten.take() {
+                wrote = write_part(sink, &last_output, block, channels, part);
             }
         };
         let mut read_next = || {
@@ -258,9 +258,20 @@ pub fn render(
             return Err(Interrupted.into());
         }
     }
-    if let Some((first, count)) = unwritten {
-        sink.write(&AudioIn::new(&last_output, block, channels, first + count).slice(first, count))?;
+    if let Some(part) = unwritten {
+        write_part(sink, &last_output, block, channels, part)?;
     }
     engine.update();
     Ok(stats)
+}
+
+/// Writes frames `first..first + count` of a planar buffer (`block` frames a channel) to `sink`.
+fn write_part(
+    sink: &mut dyn BlockSink,
+    buf: &[f32],
+    block: usize,
+    channels: usize,
+    (first, count): (usize, usize),
+) -> anyhow::Result<()> {
+    sink.write(&AudioIn::new(buf, block, channels, first + count).slice(first, count))
 }
