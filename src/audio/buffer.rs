@@ -4,19 +4,32 @@
 //! node costs no allocation. Nodes process in place: an [`AudioOut`] holds a node's input when
 //! [`Processor::process`](crate::node::Processor::process) is called and its output when it returns.
 
+#![allow(unsafe_code)] // Views hold pointers, so that they borrow only their own samples; see `AudioOut::from_raw`.
+
+use std::marker::PhantomData;
+
 /// Samples a planar view of this shape covers.
 fn span(stride: usize, channels: usize, frames: usize) -> usize {
     if channels == 0 { 0 } else { (channels - 1) * stride + frames }
 }
 
 /// A read-only planar block: `channels` channels of `frames` samples each.
+///
+/// It holds a pointer rather than a slice of the whole span: the parallel executor hands a node a view of
+/// a few frames of a buffer whose other frames another thread reads at the same time, so a view must
+/// never claim (borrow) more than the samples it covers.
 #[derive(Clone, Copy)]
 pub struct AudioIn<'a> {
-    data: &'a [f32],
+    data: *const f32,
     stride: usize,
     channels: usize,
     frames: usize,
+    _borrow: PhantomData<&'a [f32]>,
 }
+
+// SAFETY: an `AudioIn` is a shared borrow of `f32`s, like `&[f32]`.
+unsafe impl Send for AudioIn<'_> {}
+unsafe impl Sync for AudioIn<'_> {}
 
 impl<'a> AudioIn<'a> {
     /// Views `data` as `channels` planes `stride` samples apart, of which the first `frames` are used.
@@ -25,7 +38,7 @@ impl<'a> AudioIn<'a> {
     /// If `frames > stride` or `data` is too short to hold the last channel.
     pub fn new(data: &'a [f32], stride: usize, channels: usize, frames: usize) -> Self {
         assert!(frames <= stride && data.len() >= span(stride, channels, frames), "planar view out of bounds");
-        Self { data, stride, channels, frames }
+        Self { data: data.as_ptr(), stride, channels, frames, _borrow: PhantomData }
     }
 
     pub fn channels(&self) -> usize {
@@ -37,33 +50,54 @@ impl<'a> AudioIn<'a> {
     }
 
     /// The samples of channel `c`.
+    ///
+    /// # Panics
+    /// If `c` is not a channel of the view.
     pub fn channel(&self, c: usize) -> &'a [f32] {
-        let start = c * self.stride;
-        &self.data[start..start + self.frames]
+        assert!(c < self.channels, "channel {c} of {}", self.channels);
+        // SAFETY: the constructor checked that every channel's `frames` samples lie in the borrowed data.
+        unsafe { std::slice::from_raw_parts(self.data.add(c * self.stride), self.frames) }
     }
 
     /// Frames `start..start + frames` of every channel.
     pub fn slice(&self, start: usize, frames: usize) -> AudioIn<'a> {
         assert!(start + frames <= self.frames);
-        let end = span(self.stride, self.channels, start + frames);
-        AudioIn { data: &self.data[start..end.max(start)], stride: self.stride, channels: self.channels, frames }
+        // SAFETY: a part of the view's own frames.
+        let data = unsafe { self.data.add(start) };
+        AudioIn { data, stride: self.stride, channels: self.channels, frames, _borrow: PhantomData }
     }
 }
 
 /// A writable planar block with the same layout as [`AudioIn`].
 pub struct AudioOut<'a> {
-    data: &'a mut [f32],
+    data: *mut f32,
     stride: usize,
     channels: usize,
     frames: usize,
+    _borrow: PhantomData<&'a mut [f32]>,
 }
+
+// SAFETY: an `AudioOut` is an exclusive borrow of `f32`s, like `&mut [f32]`.
+unsafe impl Send for AudioOut<'_> {}
+unsafe impl Sync for AudioOut<'_> {}
 
 impl<'a> AudioOut<'a> {
     /// # Panics
     /// If `frames > stride` or `data` is too short to hold the last channel.
     pub fn new(data: &'a mut [f32], stride: usize, channels: usize, frames: usize) -> Self {
         assert!(frames <= stride && data.len() >= span(stride, channels, frames), "planar view out of bounds");
-        Self { data, stride, channels, frames }
+        Self { data: data.as_mut_ptr(), stride, channels, frames, _borrow: PhantomData }
+    }
+
+    /// A view of `channels` planes `stride` samples apart starting at `data`, `frames` samples each.
+    ///
+    /// # Safety
+    /// `frames <= stride`, and for `'a` the view's samples (`frames` from `data + c * stride` for each
+    /// channel `c`) must be valid for reads and writes and accessed by nothing else. Samples between the
+    /// channels are not part of the view: other threads may use them meanwhile.
+    pub(crate) unsafe fn from_raw(data: *mut f32, stride: usize, channels: usize, frames: usize) -> Self {
+        debug_assert!(frames <= stride);
+        Self { data, stride, channels, frames, _borrow: PhantomData }
     }
 
     pub fn channels(&self) -> usize {
@@ -75,40 +109,62 @@ impl<'a> AudioOut<'a> {
     }
 
     /// The samples of channel `c`.
+    ///
+    /// # Panics
+    /// If `c` is not a channel of the view.
     pub fn channel(&self, c: usize) -> &[f32] {
-        let start = c * self.stride;
-        &self.data[start..start + self.frames]
+        assert!(c < self.channels, "channel {c} of {}", self.channels);
+        // SAFETY: the view's samples of channel `c`, borrowed as long as `self` is.
+        unsafe { std::slice::from_raw_parts(self.data.add(c * self.stride), self.frames) }
     }
 
     /// A read-only view of the same block.
     pub fn as_in(&self) -> AudioIn<'_> {
-        AudioIn { data: self.data, stride: self.stride, channels: self.channels, frames: self.frames }
+        AudioIn {
+            data: self.data,
+            stride: self.stride,
+            channels: self.channels,
+            frames: self.frames,
+            _borrow: PhantomData,
+        }
     }
 
     /// The first `frames` frames only.
     pub fn prefix(&mut self, frames: usize) -> AudioOut<'_> {
         assert!(frames <= self.frames);
-        AudioOut { data: self.data, stride: self.stride, channels: self.channels, frames }
+        AudioOut { data: self.data, stride: self.stride, channels: self.channels, frames, _borrow: PhantomData }
     }
 
     /// Frames `start..start + frames` of every channel.
     pub fn slice_mut(&mut self, start: usize, frames: usize) -> AudioOut<'_> {
         assert!(start + frames <= self.frames);
-        let end = span(self.stride, self.channels, start + frames);
-        AudioOut { data: &mut self.data[start..end.max(start)], stride: self.stride, channels: self.channels, frames }
+        // SAFETY: a part of the view's own frames.
+        let data = unsafe { self.data.add(start) };
+        AudioOut { data, stride: self.stride, channels: self.channels, frames, _borrow: PhantomData }
     }
 
+    /// The samples of channel `c`, to write.
+    ///
+    /// # Panics
+    /// If `c` is not a channel of the view.
     pub fn channel_mut(&mut self, c: usize) -> &mut [f32] {
-        let start = c * self.stride;
-        &mut self.data[start..start + self.frames]
+        assert!(c < self.channels, "channel {c} of {}", self.channels);
+        // SAFETY: the view's samples of channel `c`, borrowed exclusively as long as `self` is.
+        unsafe { std::slice::from_raw_parts_mut(self.data.add(c * self.stride), self.frames) }
     }
 
     /// Channels `a` and `b` (`a < b`) at once, for stereo processing.
     pub fn pair_mut(&mut self, a: usize, b: usize) -> (&mut [f32], &mut [f32]) {
         assert!(a < b && b < self.channels);
-        let (lo, hi) = self.data.split_at_mut(b * self.stride);
         let frames = self.frames;
-        (&mut lo[a * self.stride..a * self.stride + frames], &mut hi[..frames])
+        // SAFETY: two different channels of the view: disjoint (`frames <= stride`), and borrowed
+        // exclusively as long as `self` is.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.data.add(a * self.stride), frames),
+                std::slice::from_raw_parts_mut(self.data.add(b * self.stride), frames),
+            )
+        }
     }
 
     /// Copies `input` into this block (same channel count and length).
