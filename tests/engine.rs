@@ -823,6 +823,137 @@ fn the_monitor_can_be_switched_off_and_on_while_audio_runs() {
     assert!(bits(&out) == reference, "switching the monitor changed the output");
 }
 
+/// Runs `input` through `src` in runs of `block * batch` frames (the offline renderer's hand-off).
+fn run_batched(
+    src: &str,
+    input: Vec<Vec<f32>>,
+    block: usize,
+    batch: usize,
+    threads: usize,
+    p: Parallelism,
+) -> Vec<Vec<f32>> {
+    let options = EngineOptions { max_block: block, threads, batch, parallelism: p, ..Default::default() };
+    let (mut engine, mut audio) = Engine::new(parse(src), options).expect("engine starts");
+    let mut sink = MemorySink::default();
+    render(&mut engine, &mut audio, &mut MemorySource::new(input), &mut sink, block * batch, &mut |_| true)
+        .expect("render");
+    sink.channels
+}
+
+#[test]
+fn the_dataflow_executor_gives_the_reference_bits_on_a_tangled_graph() {
+    // Offline runs of several blocks go to the dataflow executor, which runs branches a chunk at a time on
+    // whichever thread is free. Here: branches of different latency (delay lines on the edges that line
+    // them up), a branch reading a mix of two others and one reading the input beside them, three levels,
+    // and an output that mixes three branches with delays. Every way must give the single-thread bits.
+    let src = r#"(sample_rate: 48000, channels: 2,
+        nodes: {
+            "lim": Limiter(ceiling_db: -3.0, lookahead_ms: 5.0, release_ms: 50.0),
+            "after_lim": Eq(bands: [(kind: HighPass, freq_hz: 150.0, q: 0.7071)]),
+            "dry": Gain(gain_db: -2.0),
+            "mix": Compressor(threshold_db: -20.0, ratio: 3.0, attack_ms: 5.0, release_ms: 80.0, knee_db: 6.0, makeup_db: 0.0),
+            "tail": Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 4.0, q: 1.0)]),
+            "side": Eq(bands: [(kind: LowPass, freq_hz: 500.0, q: 0.7071)]),
+            "late": Limiter(ceiling_db: -6.0, lookahead_ms: 2.0, release_ms: 30.0),
+        },
+        edges: [
+            ("input", "lim"), ("lim", "after_lim"), ("input", "dry"),
+            ("after_lim", "mix"), ("dry", "mix"), ("mix", "tail"),
+            ("input", "side"), ("side", "late"),
+            ("tail", "output"), ("late", "output"), ("dry", "output"),
+        ],
+    )"#;
+    let input = demo(2.0);
+    let reference = bits(&run(src, input.clone(), 512, 1, Parallelism::Adaptive));
+    assert!(reference[0].iter().any(|&b| b != 0));
+    for (threads, block, batch, p) in [
+        (2, 512, 8, Parallelism::Always),
+        (2, 64, 64, Parallelism::Always),
+        (3, 100, 13, Parallelism::Always),
+        (2, 512, 8, Parallelism::Adaptive),
+        (4, 256, 3, Parallelism::Always),
+    ] {
+        let out = bits(&run_batched(src, input.clone(), block, batch, threads, p));
+        assert!(out == reference, "{threads} threads ({p:?}), block {block}, batch {batch}: the output changed");
+    }
+}
+
+/// A node kind that panics on its `at`-th block.
+#[derive(Debug, Clone, serde::Deserialize, bevy_ecs::component::Component)]
+struct Bomb {
+    at: usize,
+}
+
+impl NodeSpec for Bomb {
+    fn kind(&self) -> &'static str {
+        "Bomb"
+    }
+    fn validate(&self, _ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        Ok(())
+    }
+    fn build(&self, _ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
+        Ok(Box::new(BombProcessor { left: self.at }))
+    }
+    fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
+        Vec::new()
+    }
+    fn param(&self, _index: usize) -> f64 {
+        0.0
+    }
+    fn set_param(&mut self, _index: usize, _value: f64) {}
+    fn clone_spec(&self) -> Box<dyn NodeSpec> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+struct BombProcessor {
+    left: usize,
+}
+
+impl Processor for BombProcessor {
+    fn initialize(&mut self, _config: &ProcessConfig) -> Result<(), NodeError> {
+        Ok(())
+    }
+    fn process(&mut self, _audio: &mut AudioOut<'_>) {
+        self.left = self.left.saturating_sub(1);
+        assert!(self.left > 0, "the bomb went off");
+    }
+}
+
+#[test]
+fn a_panicking_node_stops_a_parallel_run_instead_of_hanging_it() {
+    // Whichever thread runs the panicking chunk, the others stop taking chunks and the panic reaches the
+    // caller, in every executor.
+    let mut registry = Registry::with_builtins();
+    registry.register(NodeKind::new::<Bomb>("Bomb", "panics on a given block"));
+    let src = r#"(sample_rate: 48000, channels: 2,
+        nodes: { "a": Gain(gain_db: -1.0), "b": Bomb(at: 30), "c": Gain(gain_db: 1.0), "sum": Gain(gain_db: 0.0) },
+        edges: [("input", "a"), ("input", "b"), ("a", "sum"), ("b", "sum"), ("input", "c"), ("c", "sum"), ("sum", "output")])"#;
+    for (threads, block, batch) in [(2, 64, 64), (3, 512, 8), (2, 128, 1), (1, 64, 64)] {
+        let graph = Graph::parse(src, "bomb.ron", ".".as_ref(), &registry).expect("valid");
+        let options =
+            EngineOptions { max_block: block, threads, batch, parallelism: Parallelism::Always, ..Default::default() };
+        let (mut engine, mut audio) = Engine::new(graph, options).expect("starts");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut sink = MemorySink::default();
+                let source = &mut MemorySource::new(demo(2.0));
+                render(&mut engine, &mut audio, source, &mut sink, block * batch, &mut |_| true).map(|_| ())
+            }));
+            let _ = tx.send(result.is_err());
+        });
+        let panicked = rx.recv_timeout(std::time::Duration::from_secs(60));
+        assert_eq!(panicked, Ok(true), "{threads} threads, block {block}, batch {batch}: the panic must end the run");
+    }
+}
+
 #[test]
 fn batched_runs_give_the_same_bits() {
     // Offline runs may hold several blocks per hand-off to the workers; nodes still see blocks of at most

@@ -596,14 +596,20 @@ fn reset_clears_all_state_as_a_fresh_engine_would_have_it() {
 fn every_executor_allocates_nothing_while_events_and_edits_arrive() {
     let dir = tempfile::tempdir().expect("tempdir");
     plugins(dir.path());
-    for (threads, parallelism) in [(1, Parallelism::Adaptive), (2, Parallelism::Adaptive), (3, Parallelism::Always)] {
+    // The last case runs several blocks per call (an offline batch), so the dataflow executor runs them.
+    for (threads, parallelism, batch, frames) in [
+        (1, Parallelism::Adaptive, 1, 300),
+        (2, Parallelism::Adaptive, 1, 300),
+        (3, Parallelism::Always, 1, 300),
+        (2, Parallelism::Always, 8, 1000),
+    ] {
         let graph = Graph::parse(G1, "g1.ron", dir.path(), &Registry::with_builtins()).expect("valid");
-        let options = EngineOptions { max_block: 128, threads, parallelism, ..Default::default() };
+        let options = EngineOptions { max_block: 128, threads, parallelism, batch, ..Default::default() };
         let (mut engine, audio) = Engine::new(graph, options).expect("starts");
         engine.meter_node("comp").expect("metered");
         let player = std::thread::spawn(move || {
             let mut audio = audio;
-            let (x, mut y) = (vec![0.25f32; 2 * 300], vec![0.0f32; 2 * 300]);
+            let (x, mut y) = (vec![0.25f32; 2 * frames], vec![0.0f32; 2 * frames]);
             let mut fresh = 0u64;
             for _ in 0..1500 {
                 let before = (AUDIO_ALLOCS.load(Ordering::SeqCst), AUDIO_FREES.load(Ordering::SeqCst));

@@ -408,7 +408,7 @@ pub(crate) fn build(
         .filter(|(_, id)| runtime.get(id).is_some_and(|r| r.polls))
         .map(|(p, _)| p)
         .collect();
-    let branches = desc
+    let branches: Vec<Branch> = desc
         .branches
         .iter()
         .map(|b| Branch {
@@ -442,7 +442,9 @@ pub(crate) fn build(
         }
         None => (Vec::new(), Vec::new()),
     };
+    let flow = plan::Flow::new(&branches);
     plan::Plan {
+        flow,
         slots,
         branches,
         levels: desc.levels.iter().map(|l| Level::new(l.clone())).collect(),
