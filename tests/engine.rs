@@ -417,6 +417,28 @@ fn stereo_width_and_gain_do_what_they_say() {
     }
 }
 
+/// The `NodeSpec` methods of a test kind with no parameters.
+macro_rules! spec_without_params {
+    () => {
+        fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
+            Vec::new()
+        }
+        fn param(&self, _index: usize) -> f64 {
+            0.0
+        }
+        fn set_param(&mut self, _index: usize, _value: f64) {}
+        fn clone_spec(&self) -> Box<dyn NodeSpec> {
+            Box::new(self.clone())
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+        fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+            self
+        }
+    };
+}
+
 /// A node kind from outside the crate, recording the lifecycle calls it gets.
 #[derive(Debug, Clone, serde::Deserialize, bevy_ecs::component::Component)]
 struct Probe {}
@@ -435,22 +457,7 @@ impl NodeSpec for Probe {
         log.lock().expect("log").push("build".into());
         Ok(Box::new(ProbeProcessor(log)))
     }
-    fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
-        Vec::new()
-    }
-    fn param(&self, _index: usize) -> f64 {
-        0.0
-    }
-    fn set_param(&mut self, _index: usize, _value: f64) {}
-    fn clone_spec(&self) -> Box<dyn NodeSpec> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
-        self
-    }
+    spec_without_params!();
 }
 
 struct ProbeProcessor(Arc<Mutex<Vec<String>>>);
@@ -894,22 +901,7 @@ impl NodeSpec for Bomb {
     fn build(&self, _ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
         Ok(Box::new(BombProcessor { left: self.at }))
     }
-    fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
-        Vec::new()
-    }
-    fn param(&self, _index: usize) -> f64 {
-        0.0
-    }
-    fn set_param(&mut self, _index: usize, _value: f64) {}
-    fn clone_spec(&self) -> Box<dyn NodeSpec> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
-        self
-    }
+    spec_without_params!();
 }
 
 struct BombProcessor {
