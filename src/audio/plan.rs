@@ -156,7 +156,8 @@ pub struct Plan {
     pub stride: usize,
     /// The most frames a node is given at once.
     pub max_block: usize,
-    /// The dataflow executor's bookkeeping, for runs of more than one chunk.
+    /// The dataflow executor's bookkeeping, for runs of more than one chunk, and the buffer addresses
+    /// every executor reaches the buffers through.
     pub flow: Flow,
 }
 
@@ -289,6 +290,7 @@ impl Plan {
             x.pos = (x.pos + frames).min(x.len);
         }
     }
+
     /// The graph's output after [`run`](Self::run).
     pub fn output_samples(&self) -> &[f32] {
         match self.output_from {
@@ -411,6 +413,19 @@ pub struct BufPtr(*mut f32);
 unsafe impl Send for BufPtr {}
 unsafe impl Sync for BufPtr {}
 
+/// Runs `work(0..own)` and the side jobs as the tasks of one job on `workers`. The caller claims tasks
+/// from the front, so it starts on the work at once; workers claim from the back, so they take the side
+/// jobs first.
+fn run_with_side(workers: &mut Workers, own: usize, side: Option<&SideJobs<'_, '_>>, work: impl Fn(usize) + Sync) {
+    let task = |i: usize| match (i.checked_sub(own), side) {
+        // SAFETY: task `own + job` is claimed once, so one thread runs the job.
+        (Some(job), Some(side)) => unsafe { side.run(job) },
+        (Some(_), None) => {}
+        (None, _) => work(i),
+    };
+    workers.run(own + side.map_or(0, SideJobs::len), &task);
+}
+
 /// The level-by-level executor: the branches of each level in order, or (where there are workers and it
 /// pays) concurrently.
 fn run_levels(
@@ -440,15 +455,9 @@ fn run_levels(
         match (workers.as_deref_mut(), side) {
             (Some(workers), side) if parallel || side.is_some() => {
                 let start = range.start;
-                // The branches' tasks come first, so the caller starts on them at once.
                 let branch_tasks = if parallel { range.len() } else { 1 };
-                let task = |i: usize| {
-                    if let Some(job) = i.checked_sub(branch_tasks) {
-                        if let Some(side) = side {
-                            // SAFETY: task `branch_tasks + job` is claimed once, so one thread runs the job.
-                            unsafe { side.run(job) }
-                        }
-                    } else if parallel {
+                run_with_side(workers, branch_tasks, side, |i| {
+                    if parallel {
                         // SAFETY: each task index is claimed once, so branch `start + i` is run by one
                         // thread; the branches of a level are distinct and read only earlier levels, which
                         // have finished.
@@ -459,8 +468,7 @@ fn run_levels(
                             unsafe { run_range(parts, b, 0, frames) }
                         }
                     }
-                };
-                workers.run(branch_tasks + side.map_or(0, SideJobs::len), &task);
+                });
             }
             _ => {
                 for b in range {
@@ -497,6 +505,7 @@ pub struct Flow {
     finished: AtomicU32,
     /// Set when a chunk panicked: the other threads stop taking chunks.
     abort: AtomicBool,
+    /// Each branch's buffer address, set by [`Plan::run`] for every run and used by every executor.
     bufs: Box<[BufPtr]>,
     /// Dataflow or one thread, by measured time (the "parallel" side of the choice is the dataflow).
     choice: Adaptive,
@@ -561,7 +570,6 @@ impl Flow {
     ) {
         let (flow, timed) = if always_parallel { (true, false) } else { self.choice.choose() };
         let t0 = timed.then(Instant::now);
-        let sides = side.map_or(0, SideJobs::len);
         let frames = parts.io.frames;
         if flow {
             for p in self.progress.iter() {
@@ -573,32 +581,18 @@ impl Flow {
             let participants = workers.threads() + 1;
             let chunks = frames.div_ceil(chunk) as u32;
             let this = &*self;
-            let task = |i: usize| {
-                if let Some(job) = i.checked_sub(participants) {
-                    if let Some(side) = side {
-                        // SAFETY: task `participants + job` is claimed once, so one thread runs the job.
-                        unsafe { side.run(job) }
-                    }
-                } else {
-                    // SAFETY: every task runs chunks only as `participate` claims them.
-                    unsafe { this.participate(parts, i, participants, chunk, chunks) }
-                }
-            };
-            workers.run(participants + sides, &task);
+            run_with_side(workers, participants, side, |i| {
+                // SAFETY: every task runs chunks only as `participate` claims them.
+                unsafe { this.participate(parts, i, participants, chunk, chunks) }
+            });
         } else {
             let nb = self.progress.len();
-            let task = |i: usize| {
-                if i == 0 {
-                    for b in 0..nb {
-                        // SAFETY: one task runs every branch, in order.
-                        unsafe { run_range(parts, b, 0, frames) }
-                    }
-                } else if let Some(side) = side {
-                    // SAFETY: task `1 + job` is claimed once, so one thread runs the job.
-                    unsafe { side.run(i - 1) }
+            run_with_side(workers, 1, side, |_| {
+                for b in 0..nb {
+                    // SAFETY: one task runs every branch, in order.
+                    unsafe { run_range(parts, b, 0, frames) }
                 }
-            };
-            workers.run(1 + sides, &task);
+            });
         }
         if let Some(t0) = t0 {
             self.choice.record(flow, t0.elapsed().as_nanos() as f64);
