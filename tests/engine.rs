@@ -847,29 +847,32 @@ fn run_batched(
     sink.channels
 }
 
+/// Branches of different latency (delay lines on the edges that line them up), a branch reading a mix of
+/// two others and one reading the input beside them, three levels, and an output that mixes three branches
+/// with delays.
+const TANGLED: &str = r#"(sample_rate: 48000, channels: 2,
+    nodes: {
+        "lim": Limiter(ceiling_db: -3.0, lookahead_ms: 5.0, release_ms: 50.0),
+        "after_lim": Eq(bands: [(kind: HighPass, freq_hz: 150.0, q: 0.7071)]),
+        "dry": Gain(gain_db: -2.0),
+        "mix": Compressor(threshold_db: -20.0, ratio: 3.0, attack_ms: 5.0, release_ms: 80.0, knee_db: 6.0, makeup_db: 0.0),
+        "tail": Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 4.0, q: 1.0)]),
+        "side": Eq(bands: [(kind: LowPass, freq_hz: 500.0, q: 0.7071)]),
+        "late": Limiter(ceiling_db: -6.0, lookahead_ms: 2.0, release_ms: 30.0),
+    },
+    edges: [
+        ("input", "lim"), ("lim", "after_lim"), ("input", "dry"),
+        ("after_lim", "mix"), ("dry", "mix"), ("mix", "tail"),
+        ("input", "side"), ("side", "late"),
+        ("tail", "output"), ("late", "output"), ("dry", "output"),
+    ],
+)"#;
+
 #[test]
 fn the_dataflow_executor_gives_the_reference_bits_on_a_tangled_graph() {
     // Offline runs of several blocks go to the dataflow executor, which runs branches a chunk at a time on
-    // whichever thread is free. Here: branches of different latency (delay lines on the edges that line
-    // them up), a branch reading a mix of two others and one reading the input beside them, three levels,
-    // and an output that mixes three branches with delays. Every way must give the single-thread bits.
-    let src = r#"(sample_rate: 48000, channels: 2,
-        nodes: {
-            "lim": Limiter(ceiling_db: -3.0, lookahead_ms: 5.0, release_ms: 50.0),
-            "after_lim": Eq(bands: [(kind: HighPass, freq_hz: 150.0, q: 0.7071)]),
-            "dry": Gain(gain_db: -2.0),
-            "mix": Compressor(threshold_db: -20.0, ratio: 3.0, attack_ms: 5.0, release_ms: 80.0, knee_db: 6.0, makeup_db: 0.0),
-            "tail": Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 4.0, q: 1.0)]),
-            "side": Eq(bands: [(kind: LowPass, freq_hz: 500.0, q: 0.7071)]),
-            "late": Limiter(ceiling_db: -6.0, lookahead_ms: 2.0, release_ms: 30.0),
-        },
-        edges: [
-            ("input", "lim"), ("lim", "after_lim"), ("input", "dry"),
-            ("after_lim", "mix"), ("dry", "mix"), ("mix", "tail"),
-            ("input", "side"), ("side", "late"),
-            ("tail", "output"), ("late", "output"), ("dry", "output"),
-        ],
-    )"#;
+    // whichever thread is free. Every way must give the single-thread bits.
+    let src = TANGLED;
     let input = demo(2.0);
     let reference = bits(&run(src, input.clone(), 512, 1, Parallelism::Adaptive));
     assert!(reference[0].iter().any(|&b| b != 0));
@@ -882,6 +885,47 @@ fn the_dataflow_executor_gives_the_reference_bits_on_a_tangled_graph() {
     ] {
         let out = bits(&run_batched(src, input.clone(), block, batch, threads, p));
         assert!(out == reference, "{threads} threads ({p:?}), block {block}, batch {batch}: the output changed");
+    }
+}
+
+#[test]
+fn levels_and_counts_do_not_depend_on_the_executor_or_the_batch() {
+    // The output's meter, a node's meter and the count of non-finite input samples see the same blocks
+    // (those the nodes are called with) whichever executor runs and however many blocks a call holds:
+    // serial, level by level, or dataflow, where a worker may copy the input in and the output out.
+    let mut input = demo(2.0);
+    for i in [100, 20_000, 50_001] {
+        input[0][i] = f32::NAN;
+        input[1][i + 3] = f32::NEG_INFINITY;
+    }
+    let measure = |threads: usize, block: usize, batch: usize, p: Parallelism| {
+        let options = EngineOptions { max_block: block, threads, batch, parallelism: p, ..Default::default() };
+        let (mut engine, mut audio) = Engine::new(parse(TANGLED), options).expect("engine starts");
+        engine.meter_node("mix").expect("mix runs");
+        let mut sink = MemorySink::default();
+        render(&mut engine, &mut audio, &mut MemorySource::new(input.clone()), &mut sink, block * batch, &mut |_| true)
+            .expect("render");
+        let r = engine.metrics();
+        let levels = |l: &fxgraph::monitor::Levels| {
+            (l.peak_dbfs.to_bits(), l.rms_dbfs.to_bits(), l.dynamic_range_db.to_bits(), l.clipped_samples, l.samples)
+        };
+        let node = r.nodes.iter().find(|n| n.name == "mix").and_then(|n| n.levels.as_ref()).map(levels);
+        (bits(&sink.channels), levels(&r.output), node, r.nonfinite_input_samples)
+    };
+    let reference = measure(1, 256, 1, Parallelism::Adaptive);
+    assert_eq!(reference.3, 6);
+    assert!(reference.2.is_some_and(|n| n.4 > 0), "the metered node was measured");
+    for (threads, batch, p) in [
+        (1, 16, Parallelism::Adaptive),
+        (2, 1, Parallelism::Always),
+        (2, 16, Parallelism::Always),
+        (3, 7, Parallelism::Always),
+    ] {
+        let got = measure(threads, 256, batch, p);
+        assert!(got.0 == reference.0, "{threads} threads, batch {batch}: the output changed");
+        assert_eq!(got.1, reference.1, "{threads} threads, batch {batch}: the output's levels");
+        assert_eq!(got.2, reference.2, "{threads} threads, batch {batch}: the node's levels");
+        assert_eq!(got.3, reference.3, "{threads} threads, batch {batch}: non-finite input samples");
     }
 }
 

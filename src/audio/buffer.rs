@@ -41,6 +41,17 @@ impl<'a> AudioIn<'a> {
         Self { data: data.as_ptr(), stride, channels, frames, _borrow: PhantomData }
     }
 
+    /// A view of `channels` planes `stride` samples apart starting at `data`, `frames` samples each.
+    ///
+    /// # Safety
+    /// `frames <= stride`, and for `'a` the view's samples (`frames` from `data + c * stride` for each
+    /// channel `c`) must be valid for reads and written by nothing. Samples between the channels are not
+    /// part of the view: other threads may write them meanwhile.
+    pub(crate) unsafe fn from_raw(data: *const f32, stride: usize, channels: usize, frames: usize) -> Self {
+        debug_assert!(frames <= stride);
+        Self { data, stride, channels, frames, _borrow: PhantomData }
+    }
+
     pub fn channels(&self) -> usize {
         self.channels
     }

@@ -15,6 +15,7 @@
 //! `max_block` frames, and at the frames where parameter events are due.
 
 pub mod buffer;
+mod ends;
 pub mod plan;
 pub mod workers;
 
@@ -26,6 +27,7 @@ use crate::node::{MessageKind, PollContext};
 use plan::{Plan, Slot};
 use std::any::Any;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use workers::Workers;
 
 /// A node's identity on the audio side: stable while the node keeps its processor.
@@ -321,19 +323,23 @@ impl AudioProcessor {
             }
             return;
         };
-        // The input, with non-finite samples replaced by silence, into the plan's input buffer (or straight
-        // into the buffer of the one branch that reads it).
-        let target: &mut [f32] = match plan.input_branch() {
-            Some(b) => &mut plan.branches[b].buf,
-            None => &mut self.input,
+        // The plan takes the input (non-finite samples replaced by silence) and hands over the output through
+        // `ends`, and meters the output.
+        let ends = ends::CallEnds {
+            input,
+            output: std::cell::UnsafeCell::new(output),
+            at,
+            channels: ch,
+            stride,
+            nonfinite: AtomicU64::new(0),
         };
-        let nonfinite = write_input(target, stride, ch, input, at, n);
-        self.stats.add_nonfinite(nonfinite);
         let mut ctx = plan::RunContext {
-            input: &self.input,
+            input: &mut self.input,
+            ends: &ends,
             frames: n,
             monitor: self.monitor,
             spectrum,
+            output_meter: Some(&self.stats.output),
             workers: self.workers.as_mut(),
             always_parallel: self.always_parallel,
             side,
@@ -341,10 +347,8 @@ impl AudioProcessor {
             fade_out: &mut self.fade_out,
         };
         plan.run(&mut ctx);
-        let out = plan.output_samples();
-        read_output(out, stride, ch, output, at, n);
+        self.stats.add_nonfinite(ends.nonfinite.into_inner());
         if self.monitor {
-            self.stats.output.feed(out, stride, ch, n, spectrum);
             let ticks = clock::now().saturating_sub(t0);
             self.stats.add_timed(n as u64, ticks, ticks as f64 > n as f64 * self.ticks_per_frame);
         }
@@ -545,79 +549,6 @@ impl PollContext for Outbox<'_> {
 
     fn status_values(&mut self, values: &[f64]) {
         self.stats.set_status_values(values);
-    }
-}
-
-/// Copies `n` frames of the call's input at `at` into `dst` (planar, `stride` apart), replacing NaN and
-/// infinity with 0. Returns how many were replaced.
-fn write_input(dst: &mut [f32], stride: usize, channels: usize, input: Input<'_>, at: usize, n: usize) -> u64 {
-    // Non-finite samples become 0.0 and are counted. Local counts keep the loops free of stores to memory
-    // and of calls, so they vectorize.
-    #[inline(always)]
-    fn clean(d: &mut [f32], s: impl Iterator<Item = f32>) -> u64 {
-        let mut bad = 0u32;
-        for (d, s) in d.iter_mut().zip(s) {
-            let finite = s.is_finite();
-            bad += u32::from(!finite);
-            *d = if finite { s } else { 0.0 };
-        }
-        u64::from(bad)
-    }
-    let mut nonfinite = 0u64;
-    match input {
-        Input::Planar(src) => {
-            for c in 0..channels {
-                let d = &mut dst[c * stride..c * stride + n];
-                if c < src.channels() {
-                    nonfinite += clean(d, src.channel(c)[at..at + n].iter().copied());
-                } else {
-                    d.fill(0.0);
-                }
-            }
-        }
-        Input::Interleaved(src, src_ch) => {
-            for c in 0..channels {
-                let d = &mut dst[c * stride..c * stride + n];
-                if c < src_ch {
-                    nonfinite += clean(d, src[at * src_ch..(at + n) * src_ch].iter().skip(c).step_by(src_ch).copied());
-                } else {
-                    d.fill(0.0);
-                }
-            }
-        }
-    }
-    nonfinite
-}
-
-/// Copies `n` frames of the graph's output (planar, `stride` apart) into the call's output at `at`.
-fn read_output(src: &[f32], stride: usize, channels: usize, output: &mut Output<'_, '_>, at: usize, n: usize) {
-    match output {
-        Output::Planar(dst) => {
-            for c in 0..dst.channels() {
-                let d = &mut dst.channel_mut(c)[at..at + n];
-                if c < channels {
-                    d.copy_from_slice(&src[c * stride..c * stride + n]);
-                } else {
-                    d.fill(0.0);
-                }
-            }
-        }
-        Output::Interleaved(dst, dst_ch) => {
-            let dst_ch = *dst_ch;
-            if dst_ch == 2 && channels == 2 {
-                let (l, r) = (&src[..n], &src[stride..stride + n]);
-                for ((f, &l), &r) in dst[at * 2..(at + n) * 2].chunks_exact_mut(2).zip(l).zip(r) {
-                    f[0] = l;
-                    f[1] = r;
-                }
-            } else {
-                for (i, f) in dst[at * dst_ch..(at + n) * dst_ch].chunks_exact_mut(dst_ch).enumerate() {
-                    for (c, v) in f.iter_mut().enumerate() {
-                        *v = if c < channels { src[c * stride + i] } else { 0.0 };
-                    }
-                }
-            }
-        }
     }
 }
 

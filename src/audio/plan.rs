@@ -21,7 +21,7 @@
 
 use super::NodeId;
 use super::workers::Workers;
-use crate::buffer::AudioOut;
+use crate::buffer::{AudioIn, AudioOut};
 use crate::clock;
 use crate::dsp::denormal::FloatMode;
 use crate::monitor::shared::{NodeStats, SharedMeter};
@@ -208,22 +208,19 @@ impl Plan {
         }
     }
 
-    /// The branch that takes the graph input in place, if any.
-    pub fn input_branch(&self) -> Option<usize> {
-        self.branches.iter().position(|b| b.takes_input)
-    }
-
-    /// Runs `ctx.frames` frames (at most [`stride`](Self::stride)). The graph input is already in
-    /// `ctx.input` (or in the buffer of the branch that takes it); the output is left where
-    /// [`output_samples`](Self::output_samples) finds it.
+    /// Runs `ctx.frames` frames (at most [`stride`](Self::stride)): the graph input through `ctx.ends`, the
+    /// branches, the output mix, the output's meter, and the output through `ctx.ends` again.
     ///
     /// With workers, a run of more than one [chunk](Flow::chunk) (an offline batch) goes to the **dataflow**
     /// executor: every thread takes the next (branch, chunk) whose inputs are ready, so a branch that reads
     /// others (a mix after parallel bands) works on chunk `j` while they work on chunk `j + 1`, and no thread
-    /// waits at a level's end. A shorter run (a device callback's block) runs level by level.
-    pub fn run(&mut self, ctx: &mut RunContext<'_, '_>) {
+    /// waits at a level's end. Copying the input in and the output out are two more tasks of that kind, so
+    /// they too run beside the branches. A shorter run (a device callback's block) runs level by level,
+    /// between the input and the output.
+    pub(crate) fn run(&mut self, ctx: &mut RunContext<'_, '_>) {
         let frames = ctx.frames;
         assert!(frames <= self.stride, "a run of {frames} frames in buffers of {}", self.stride);
+        assert!(ctx.input.len() >= self.channels * self.stride, "the input buffer holds a run");
         // Crossfade gains for this block.
         let fading = self.crossfade.is_some();
         if let Some(x) = &self.crossfade {
@@ -241,8 +238,10 @@ impl Plan {
         for (ptr, b) in self.flow.bufs.iter_mut().zip(&mut self.branches) {
             *ptr = BufPtr(b.buf.as_mut_ptr());
         }
+        let input = ctx.input.as_mut_ptr();
+        let output_buf = self.output_buf.as_mut_ptr();
         let io = Io {
-            input: ctx.input.as_ptr(),
+            input,
             fade_in: ctx.fade_in.as_ptr(),
             fade_out: ctx.fade_out.as_ptr(),
             frames,
@@ -255,9 +254,25 @@ impl Plan {
         };
         let parts = Parts {
             branches: self.branches.as_mut_ptr(),
+            branch_count: self.branches.len(),
             slots: self.slots.as_mut_ptr(),
             bufs: self.flow.bufs.as_ptr(),
             io,
+            // The graph input goes straight into the buffer of a branch that is its only reader.
+            input_to: match self.branches.iter().position(|b| b.takes_input) {
+                Some(b) => self.flow.bufs[b].0,
+                None => input,
+            },
+            output: self.output.as_mut_ptr(),
+            outputs: self.output.len(),
+            output_buf,
+            output_from: match self.output_from {
+                OutputFrom::Branch(b) => self.flow.bufs[b].0,
+                OutputFrom::Mix => output_buf,
+            },
+            mix_output: self.output_from == OutputFrom::Mix,
+            output_meter: ctx.output_meter.filter(|_| ctx.monitor),
+            ends: ctx.ends,
         };
         let side = ctx.side.take().map(|side| SideJobs::new(side.jobs, side.mode));
         let chunk = Flow::chunk(self.max_block);
@@ -265,7 +280,12 @@ impl Plan {
             Some(workers) if self.branches.len() > 1 && frames > chunk => {
                 self.flow.run(workers, &parts, side.as_ref(), chunk, ctx.always_parallel);
             }
-            workers => run_levels(&mut self.levels, workers, &parts, side.as_ref(), ctx.always_parallel),
+            workers => {
+                // SAFETY: this thread alone runs the plan here, each end once, in order.
+                unsafe { run_input(&parts, 0, frames) };
+                run_levels(&mut self.levels, workers, &parts, side.as_ref(), ctx.always_parallel);
+                unsafe { run_output(&parts, 0, frames) };
+            }
         }
         // Jobs no worker took (no workers, or no levels) run now.
         if let Some(side) = &side {
@@ -274,28 +294,8 @@ impl Plan {
                 unsafe { side.run(job) }
             }
         }
-        if self.output_from == OutputFrom::Mix {
-            let dst = self.output_buf.as_mut_ptr();
-            for (k, edge) in self.output.iter_mut().enumerate() {
-                let src = match edge.from {
-                    Src::Input => io.input,
-                    Src::Branch(b) => self.flow.bufs[b].0,
-                };
-                // SAFETY: every branch has finished; the output buffer is distinct from them and holds
-                // `stride` frames per channel.
-                unsafe { mix_edge(dst, src, edge, k == 0, &io, 0, frames) };
-            }
-        }
         if let Some(x) = &mut self.crossfade {
             x.pos = (x.pos + frames).min(x.len);
-        }
-    }
-
-    /// The graph's output after [`run`](Self::run).
-    pub fn output_samples(&self) -> &[f32] {
-        match self.output_from {
-            OutputFrom::Branch(b) => &self.branches[b].buf,
-            OutputFrom::Mix => &self.output_buf,
         }
     }
 
@@ -306,18 +306,42 @@ impl Plan {
 }
 
 /// What a block needs besides the plan.
-pub struct RunContext<'a, 's> {
-    pub input: &'a [f32],
+pub(crate) struct RunContext<'a, 's> {
+    /// The graph input's buffer for the branches that read it (unless one branch alone takes it in place):
+    /// the plan's channels and stride.
+    pub input: &'a mut [f32],
+    /// Where the input comes from and the output goes.
+    pub ends: &'a dyn Ends,
     pub frames: usize,
     pub monitor: bool,
     /// Whether meters keep samples for a spectrum this block.
     pub spectrum: bool,
+    /// The graph output's meter, fed while `monitor` is on.
+    pub output_meter: Option<&'a SharedMeter>,
     pub workers: Option<&'a mut Workers>,
     pub always_parallel: bool,
     /// Jobs to run once each beside the processing (see [`crate::AudioProcessor::process_overlapping`]).
     pub side: Option<Side<'a, 's>>,
     pub fade_in: &'a mut [f32],
     pub fade_out: &'a mut [f32],
+}
+
+/// The two ends of a run, supplied by its caller: where the graph input comes from and where the output
+/// goes. Each function is called over consecutive ranges of the run's frames, from frame 0 and in order, one
+/// call at a time; calls may come from different threads, each call's writes visible to the next.
+pub(crate) trait Ends: Sync {
+    /// Writes frames `at..at + n` of the graph input to `dst`: planar, the plan's channels and stride.
+    ///
+    /// # Safety
+    /// Frames `at..at + n` of each channel of `dst` are the caller's to write, and nothing else accesses
+    /// them meanwhile.
+    unsafe fn input(&self, dst: *mut f32, at: usize, n: usize);
+
+    /// Takes frames `at..at + n` of the graph output from `src`: planar, the plan's channels and stride.
+    ///
+    /// # Safety
+    /// Frames `at..at + n` of each channel of `src` are final and not written meanwhile.
+    unsafe fn output(&self, src: *const f32, at: usize, n: usize);
 }
 
 /// Side jobs for one block, and the floating-point mode of the thread that gave them.
@@ -379,7 +403,7 @@ impl<'a, 's> SideJobs<'a, 's> {
 /// The block's shared facts, as the branch function sees them.
 #[derive(Clone, Copy)]
 struct Io {
-    input: *const f32,
+    input: *mut f32,
     fade_in: *const f32,
     fade_out: *const f32,
     frames: usize,
@@ -391,19 +415,31 @@ struct Io {
     fading: bool,
 }
 
-/// Pointers into the plan for the branch function.
-struct Parts {
+/// Pointers into the plan for the branch function and the run's ends.
+struct Parts<'e> {
     branches: *mut Branch,
+    branch_count: usize,
     slots: *mut Slot,
     /// The address of each branch's buffer.
     bufs: *const BufPtr,
     io: Io,
+    /// Where the graph input is written: the input buffer, or the buffer of the one branch that takes it.
+    input_to: *mut f32,
+    /// The output's edges, mixed into `output_buf` when `mix_output`.
+    output: *mut Edge,
+    outputs: usize,
+    output_buf: *mut f32,
+    mix_output: bool,
+    /// The buffer the graph output is in after the output mix.
+    output_from: *const f32,
+    output_meter: Option<&'e SharedMeter>,
+    ends: &'e dyn Ends,
 }
 
 // SAFETY: `Parts` is shared with worker threads only for the duration of one `Workers::run`, during which
 // each part of a branch (its inputs and nodes, and each range of frames of its buffer) is written by one
 // thread at a time and read by others only once it is final (see `run_range`).
-unsafe impl Sync for Parts {}
+unsafe impl Sync for Parts<'_> {}
 
 /// The address of a branch's buffer.
 #[derive(Clone, Copy)]
@@ -431,7 +467,7 @@ fn run_with_side(workers: &mut Workers, own: usize, side: Option<&SideJobs<'_, '
 fn run_levels(
     levels: &mut [Level],
     mut workers: Option<&mut Workers>,
-    parts: &Parts,
+    parts: &Parts<'_>,
     side: Option<&SideJobs<'_, '_>>,
     always_parallel: bool,
 ) {
@@ -519,24 +555,45 @@ impl Flow {
     /// does not (see [`participate`](Self::participate)).
     const SLACK: u32 = 1;
 
-    /// The bookkeeping for `branches`.
-    pub fn new(branches: &[Branch]) -> Self {
+    /// The bookkeeping for `branches` and the graph's `output` edges (mixed when `output_from` says so).
+    /// Its tasks are the branches, then the input (task `branches.len()`), then the output (the next).
+    pub fn new(branches: &[Branch], output: &[Edge], output_from: OutputFrom) -> Self {
+        let input_task = branches.len() as u32;
+        let task_of = |src: Src| match src {
+            Src::Input => input_task,
+            Src::Branch(b) => b as u32,
+        };
         let mut deps = Vec::new();
         let mut dep_at = vec![0u32];
+        let add = |deps: &mut Vec<u32>, start: usize, t: u32| {
+            if !deps[start..].contains(&t) {
+                deps.push(t);
+            }
+        };
         for b in branches {
             let start = deps.len();
+            if b.takes_input {
+                add(&mut deps, start, input_task);
+            }
             for edge in &b.inputs {
-                if let Src::Branch(s) = edge.from
-                    && !deps[start..].contains(&(s as u32))
-                {
-                    deps.push(s as u32);
-                }
+                add(&mut deps, start, task_of(edge.from));
             }
             dep_at.push(deps.len() as u32);
         }
+        // The input reads nothing of the run's.
+        dep_at.push(deps.len() as u32);
+        let start = deps.len();
+        match output_from {
+            OutputFrom::Branch(b) => add(&mut deps, start, b as u32),
+            OutputFrom::Mix => {
+                for edge in output {
+                    add(&mut deps, start, task_of(edge.from));
+                }
+            }
+        }
+        dep_at.push(deps.len() as u32);
         Self {
-            progress: branches
-                .iter()
+            progress: (0..branches.len() + 2)
                 .map(|_| Progress { state: AtomicU32::new(0), owner: AtomicU32::new(u32::MAX) })
                 .collect(),
             deps: deps.into(),
@@ -563,7 +620,7 @@ impl Flow {
     fn run(
         &mut self,
         workers: &mut Workers,
-        parts: &Parts,
+        parts: &Parts<'_>,
         side: Option<&SideJobs<'_, '_>>,
         chunk: usize,
         always_parallel: bool,
@@ -586,11 +643,14 @@ impl Flow {
                 unsafe { this.participate(parts, i, participants, chunk, chunks) }
             });
         } else {
-            let nb = self.progress.len();
             run_with_side(workers, 1, side, |_| {
-                for b in 0..nb {
-                    // SAFETY: one task runs every branch, in order.
-                    unsafe { run_range(parts, b, 0, frames) }
+                // SAFETY: one task runs the input, every branch and the output, in order.
+                unsafe {
+                    run_input(parts, 0, frames);
+                    for b in 0..self.bufs.len() {
+                        run_range(parts, b, 0, frames);
+                    }
+                    run_output(parts, 0, frames);
                 }
             });
         }
@@ -615,18 +675,18 @@ impl Flow {
     /// # Safety
     /// Only during a run whose bookkeeping has been reset, with `parts` describing that run, and while every
     /// thread that touches its branches does so through this function.
-    unsafe fn participate(&self, parts: &Parts, p: usize, participants: usize, chunk: usize, chunks: u32) {
-        let nb = self.progress.len();
-        let first = p * nb / participants;
+    unsafe fn participate(&self, parts: &Parts<'_>, p: usize, participants: usize, chunk: usize, chunks: u32) {
+        let tasks = self.progress.len();
+        let first = p * tasks / participants;
         loop {
-            if self.abort.load(Ordering::Relaxed) || self.finished.load(Ordering::Acquire) as usize == nb {
+            if self.abort.load(Ordering::Relaxed) || self.finished.load(Ordering::Acquire) as usize == tasks {
                 return;
             }
             // The ready (branch, chunk) with the lowest chunk, and the one this thread ran last time.
             let mut best: Option<(usize, u32)> = None;
             let mut mine: Option<(usize, u32)> = None;
-            for i in 0..nb {
-                let b = if first + i < nb { first + i } else { first + i - nb };
+            for i in 0..tasks {
+                let b = if first + i < tasks { first + i } else { first + i - tasks };
                 let state = self.progress[b].state.load(Ordering::Acquire);
                 if state & RUNNING != 0 || state >= chunks || mine.is_some_and(|(_, j)| j <= state) {
                     continue;
@@ -660,10 +720,11 @@ impl Flow {
             let abort = AbortOnUnwind(&self.abort);
             self.progress[b].owner.store(p as u32, Ordering::Relaxed);
             let at = j as usize * chunk;
-            // SAFETY: this thread alone holds chunk `j` of branch `b` (the claim), so its inputs, nodes and
-            // those frames of its buffer; the branches it reads have finished those frames and only read
-            // them from now on; chunks are whole node calls.
-            unsafe { run_range(parts, b, at, chunk.min(parts.io.frames - at)) };
+            // SAFETY: this thread alone holds chunk `j` of task `b` (the claim): of a branch, its inputs,
+            // nodes and those frames of its buffer; of an end, that end's call for those frames. The tasks
+            // it reads have finished those frames and only read them from now on; chunks are whole node
+            // calls.
+            unsafe { run_task(parts, b, at, chunk.min(parts.io.frames - at)) };
             std::mem::forget(abort);
             // Releases the chunk's frames and the branch's state to whoever claims what follows.
             self.progress[b].state.store(j + 1, Ordering::Release);
@@ -683,6 +744,79 @@ impl Drop for AbortOnUnwind<'_> {
     }
 }
 
+/// Runs frames `at..at + n` of dataflow task `t`: a branch, the input (the task after the branches) or
+/// the output (the last).
+///
+/// # Safety
+/// As [`run_range`] for a branch; for an end, as [`run_input`] or [`run_output`].
+unsafe fn run_task(parts: &Parts<'_>, t: usize, at: usize, n: usize) {
+    // SAFETY: passed on.
+    unsafe {
+        match t.checked_sub(parts.branch_count) {
+            None => run_range(parts, t, at, n),
+            Some(0) => run_input(parts, at, n),
+            Some(_) => run_output(parts, at, n),
+        }
+    }
+}
+
+/// Writes frames `at..at + n` of the graph input where the branches read it.
+///
+/// # Safety
+/// Called for consecutive ranges from 0, one call at a time, before any branch reads those frames; `at + n`
+/// is at most the run's frames.
+unsafe fn run_input(parts: &Parts<'_>, at: usize, n: usize) {
+    // SAFETY: those frames are this call's (the contract), and `input_to` holds the run's frames.
+    unsafe { parts.ends.input(parts.input_to.add(at), at, n) }
+}
+
+/// Mixes frames `at..at + n` of the graph output (where it is a mix), meters them, and hands them to the
+/// run's end, in blocks of at most `max_block` frames for the meter.
+///
+/// # Safety
+/// Called for consecutive ranges from 0, one call at a time, once those frames of everything the output
+/// reads are final; `at + n` is at most the run's frames.
+unsafe fn run_output(parts: &Parts<'_>, at: usize, n: usize) {
+    let io = parts.io;
+    if parts.mix_output {
+        for k in 0..parts.outputs {
+            // SAFETY: the output's edges and buffer are this call's alone (one call at a time).
+            let edge = unsafe { &mut *parts.output.add(k) };
+            let src = match edge.from {
+                Src::Input => io.input,
+                // SAFETY: the plan's buffer addresses, one per branch.
+                Src::Branch(b) => unsafe { (*parts.bufs.add(b)).0 },
+            };
+            // SAFETY: frames `at..at + n` of `src` are final; the output buffer is distinct from the
+            // branches' and holds the run's frames.
+            unsafe { mix_edge(parts.output_buf, src, edge, k == 0, &io, at, n) };
+        }
+    }
+    // SAFETY: those frames of the output are final (the contract, and the mix above).
+    let src = unsafe { parts.output_from.add(at) };
+    if let Some(meter) = parts.output_meter {
+        // SAFETY: as above.
+        unsafe { feed_blocks(meter, src, &io, n) };
+    }
+    unsafe { parts.ends.output(src, at, n) };
+}
+
+/// Feeds `n` frames from `data` (planar, the run's channels and stride) to `meter`, in blocks of at most
+/// `max_block` frames: a meter's block levels are those of the blocks nodes are called with, whatever the
+/// executor and however many blocks a run holds.
+///
+/// # Safety
+/// Those frames of each channel are valid and not written meanwhile.
+unsafe fn feed_blocks(meter: &SharedMeter, data: *const f32, io: &Io, n: usize) {
+    let mut off = 0;
+    while off < n {
+        let len = io.max_block.min(n - off);
+        // SAFETY: by the contract.
+        meter.feed(&unsafe { AudioIn::from_raw(data.add(off), io.stride, io.channels, len) }, io.spectrum);
+        off += len;
+    }
+}
+
 /// Runs frames `at..at + n` of branch `b`: prepares that part of its input, then runs its nodes over it
 /// in place, each in calls of at most `max_block` frames.
 ///
@@ -690,7 +824,7 @@ impl Drop for AbortOnUnwind<'_> {
 /// No other thread may access branch `b`'s inputs or nodes, or frames `at..at + n` of its buffer,
 /// meanwhile; frames `at..at + n` of every branch that `b` reads must be final and not written during the
 /// call; `at + n` is at most the run's frames and `at` a multiple of `max_block`.
-unsafe fn run_range(parts: &Parts, b: usize, at: usize, n: usize) {
+unsafe fn run_range(parts: &Parts<'_>, b: usize, at: usize, n: usize) {
     let io = parts.io;
     let (ch, stride) = (io.channels, io.stride);
     // SAFETY: the branch's fields other than its buffer are this thread's by the contract (its buffer is
@@ -738,10 +872,8 @@ unsafe fn run_range(parts: &Parts, b: usize, at: usize, n: usize) {
         if io.monitor
             && let Some(meter) = &slot.meter
         {
-            let span = if ch == 0 { 0 } else { (ch - 1) * stride + n };
-            // SAFETY: the samples from frame `at` of the first channel to frame `at + n` of the last: this
-            // branch's, which no thread writes meanwhile (only this one writes them).
-            meter.feed(unsafe { std::slice::from_raw_parts(buf.add(at), span) }, stride, ch, n, io.spectrum);
+            // SAFETY: frames `at..at + n` of this branch, which only this thread writes.
+            unsafe { feed_blocks(meter, buf.add(at), &io, n) };
             t = clock::now();
         }
     }

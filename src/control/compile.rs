@@ -442,13 +442,14 @@ pub(crate) fn build(
         }
         None => (Vec::new(), Vec::new()),
     };
-    let flow = plan::Flow::new(&branches);
+    let output: Vec<Edge> = desc.output.iter().map(edge).collect();
+    let flow = plan::Flow::new(&branches, &output, output_from);
     plan::Plan {
         flow,
         slots,
         branches,
         levels: desc.levels.iter().map(|l| Level::new(l.clone())).collect(),
-        output: desc.output.iter().map(edge).collect(),
+        output,
         output_buf: vec![0.0; if output_from == OutputFrom::Mix { len } else { 0 }].into_boxed_slice(),
         output_from,
         pos_of,

@@ -11,6 +11,7 @@
 
 pub mod shared;
 
+use crate::buffer::AudioIn;
 use serde::Serialize;
 
 /// Sub-buckets per octave of the timing histogram (8: each bucket spans 1/8 octave, about 9%).
@@ -150,17 +151,16 @@ pub(crate) struct BlockLevels {
     pub clipped: u64,
 }
 
-/// A block's peak magnitude, sum of squares and clipped samples (`channels` planes `stride` apart, `frames`
-/// long). `wide`: the meter's choice, made when it was built, of the 256-bit version (see
+/// A planar block's peak magnitude, sum of squares and clipped samples. `wide`: the meter's choice, made when it was built, of the 256-bit version (see
 /// [`crate::dsp::fma_kernels`]).
-pub(crate) fn block_levels(data: &[f32], stride: usize, channels: usize, frames: usize, wide: bool) -> BlockLevels {
+pub(crate) fn block_levels(block: &AudioIn<'_>, wide: bool) -> BlockLevels {
     #[cfg(target_arch = "x86_64")]
     if wide {
         // SAFETY: `wide` is set only where `fma_kernels()` found AVX2 on this CPU.
         #[allow(unsafe_code)]
-        return unsafe { block_levels_avx2(data, stride, channels, frames) };
+        return unsafe { block_levels_avx2(block) };
     }
-    block_levels_plain(data, stride, channels, frames)
+    block_levels_plain(block)
 }
 
 /// Lanes of the level pass: `GROUPS` groups of `WIDTH`. Sample `i` of a channel goes to lane `i % 32`
@@ -176,15 +176,15 @@ type Lanes = [[f32; WIDTH]; GROUPS];
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[target_feature(enable = "avx2,fma")]
-fn block_levels_avx2(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
+fn block_levels_avx2(block: &AudioIn<'_>) -> BlockLevels {
     use std::arch::x86_64::{
         __m256, _mm256_add_ps, _mm256_and_ps, _mm256_castsi256_ps, _mm256_loadu_ps, _mm256_max_ps, _mm256_mul_ps,
         _mm256_set1_epi32, _mm256_storeu_ps,
     };
     let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
     let (mut peak, mut sq) = ([[0f32; WIDTH]; GROUPS], [[0f32; WIDTH]; GROUPS]);
-    for c in 0..channels {
-        let x = &data[c * stride..c * stride + frames];
+    for c in 0..block.channels() {
+        let x = block.channel(c);
         let mut chunks = x.chunks_exact(WIDTH * GROUPS);
         // SAFETY (the loads and stores below): each one reads or writes 8 f32 inside `xs` (32 long), or
         // inside one 8-lane group of `peak` or `sq`.
@@ -208,17 +208,17 @@ fn block_levels_avx2(data: &[f32], stride: usize, channels: usize, frames: usize
         }
         remainder(&mut peak, &mut sq, chunks.remainder());
     }
-    finish(&peak, &sq, data, stride, channels, frames)
+    finish(&peak, &sq, block)
 }
 
 /// [`block_levels`] in plain code. Each channel goes through in two passes of sixteen lanes (four
 /// groups of four, which baseline x86-64 keeps in eight registers); a lane sees its samples in the same
 /// order as in the 256-bit version.
-fn block_levels_plain(data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
+fn block_levels_plain(block: &AudioIn<'_>) -> BlockLevels {
     const HALF: usize = WIDTH * GROUPS / 2;
     let (mut peak, mut sq) = ([[0f32; WIDTH]; GROUPS], [[0f32; WIDTH]; GROUPS]);
-    for c in 0..channels {
-        let x = &data[c * stride..c * stride + frames];
+    for c in 0..block.channels() {
+        let x = block.channel(c);
         for half in 0..2 {
             // Lane `HALF * half + 4 * g + j` of the 32 is (g, j) here.
             let (mut p, mut q) = ([[0f32; 4]; 4], [[0f32; 4]; 4]);
@@ -245,7 +245,7 @@ fn block_levels_plain(data: &[f32], stride: usize, channels: usize, frames: usiz
         }
         remainder(&mut peak, &mut sq, x.chunks_exact(WIDTH * GROUPS).remainder());
     }
-    finish(&peak, &sq, data, stride, channels, frames)
+    finish(&peak, &sq, block)
 }
 
 /// A channel's last samples (fewer than 32) into lanes 0, 1, ...
@@ -261,7 +261,7 @@ fn remainder(peak: &mut Lanes, sq: &mut Lanes, rest: &[f32]) {
 /// The lanes reduced in a fixed order, and the clipped samples counted. Inlined into each version, so the
 /// reduction runs in its registers: first the four groups lane by lane, then the eight lanes as a tree.
 #[inline(always)]
-fn finish(peak: &Lanes, sq: &Lanes, data: &[f32], stride: usize, channels: usize, frames: usize) -> BlockLevels {
+fn finish(peak: &Lanes, sq: &Lanes, block: &AudioIn<'_>) -> BlockLevels {
     // The lanes hold magnitudes, never NaN: a compare-and-select is their maximum, in any order.
     let mut p = peak[0];
     let mut q = sq[0].map(f64::from);
@@ -276,7 +276,7 @@ fn finish(peak: &Lanes, sq: &Lanes, data: &[f32], stride: usize, channels: usize
     let sum_sq = ((q[0] + q[4]) + (q[1] + q[5])) + ((q[2] + q[6]) + (q[3] + q[7]));
     // Only a block that peaks over full scale can hold clipped samples: count them then.
     let clipped = if peak > 1.0 {
-        (0..channels).map(|c| data[c * stride..c * stride + frames].iter().filter(|v| v.abs() > 1.0).count()).sum()
+        (0..block.channels()).map(|c| block.channel(c).iter().filter(|v| v.abs() > 1.0).count()).sum()
     } else {
         0
     };
@@ -338,7 +338,7 @@ impl Meter {
         if frames == 0 || channels == 0 {
             return;
         }
-        let block = block_levels(data, stride, channels, frames, self.wide);
+        let block = block_levels(&AudioIn::new(data, stride, channels, frames), self.wide);
         let n = (channels * frames) as u64;
         self.peak = self.peak.max(block.peak);
         self.sum_sq += block.sum_sq;
@@ -637,9 +637,9 @@ mod tests {
             let data: Vec<f32> =
                 (0..channels * stride).map(|i| (((i * 7919) % 2001) as f32 / 1000.0 - 1.0) * amplitude).collect();
             let BlockLevels { peak, sum_sq: sq, clipped } =
-                block_levels(&data, stride, channels, frames, crate::dsp::fma_kernels());
+                block_levels(&AudioIn::new(&data, stride, channels, frames), crate::dsp::fma_kernels());
             // Both versions give the same bits.
-            let plain = block_levels_plain(&data, stride, channels, frames);
+            let plain = block_levels_plain(&AudioIn::new(&data, stride, channels, frames));
             assert_eq!(
                 (peak.to_bits(), sq.to_bits(), clipped),
                 (plain.peak.to_bits(), plain.sum_sq.to_bits(), plain.clipped)
@@ -672,7 +672,7 @@ mod tests {
                     })
                     .collect();
                 plain.feed(&data, stride, channels, frames);
-                shared.feed(&data, stride, channels, frames, true);
+                shared.feed(&AudioIn::new(&data, stride, channels, frames), true);
                 let got = shared.snapshot();
                 assert_eq!(got.peak, plain.peak);
                 assert_eq!(got.sum_sq, plain.sum_sq);

@@ -6,6 +6,7 @@
 //! a snapshot taken during a block may mix two blocks' figures, never tear a value.
 
 use super::{BUCKETS, Meter, RMS_BINS, SPECTRUM_SIZE, Timing, bucket_of, rms_bin};
+use crate::buffer::AudioIn;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Adds `v` to a counter that only this thread writes.
@@ -159,24 +160,24 @@ impl SharedMeter {
         }
     }
 
-    /// Measures one planar block (`channels` planes `stride` apart, `frames` long), and with `spectrum` keeps
-    /// its mono mix for a spectrum; without, the samples kept so far are dropped (they are no longer the
-    /// latest). Writer only; no allocation.
-    pub fn feed(&self, data: &[f32], stride: usize, channels: usize, frames: usize, spectrum: bool) {
+    /// Measures one planar block, and with `spectrum` keeps its mono mix for a spectrum; without, the
+    /// samples kept so far are dropped (they are no longer the latest). Writer only; no allocation.
+    pub fn feed(&self, block: &AudioIn<'_>, spectrum: bool) {
+        let (channels, frames) = (block.channels(), block.frames());
         if frames == 0 || channels == 0 {
             return;
         }
-        let block = super::block_levels(data, stride, channels, frames, self.wide);
+        let levels = super::block_levels(block, self.wide);
         let n = (channels * frames) as u64;
-        if block.peak > f32::from_bits(self.peak.load(Relaxed)) {
-            self.peak.store(block.peak.to_bits(), Relaxed);
+        if levels.peak > f32::from_bits(self.peak.load(Relaxed)) {
+            self.peak.store(levels.peak.to_bits(), Relaxed);
         }
-        self.sum_sq.store((f64::from_bits(self.sum_sq.load(Relaxed)) + block.sum_sq).to_bits(), Relaxed);
+        self.sum_sq.store((f64::from_bits(self.sum_sq.load(Relaxed)) + levels.sum_sq).to_bits(), Relaxed);
         bump(&self.samples, n);
-        if block.clipped > 0 {
-            bump(&self.clipped, block.clipped);
+        if levels.clipped > 0 {
+            bump(&self.clipped, levels.clipped);
         }
-        let bin = &self.block_rms[rms_bin(block.sum_sq, n)];
+        let bin = &self.block_rms[rms_bin(levels.sum_sq, n)];
         bin.store(bin.load(Relaxed).saturating_add(1), Relaxed);
 
         if !spectrum {
@@ -188,7 +189,7 @@ impl SharedMeter {
         // The mono mix of the block's last SPECTRUM_SIZE frames into the ring. Each layout mixes a run of
         // frames in one loop the compiler vectorizes.
         let scale = 1.0 / channels as f32;
-        let plane = |c: usize| &data[c * stride..c * stride + frames];
+        let plane = |c: usize| block.channel(c);
         match channels {
             1 => self.keep_latest(frames, |dst, at| dst.copy_from_slice(&plane(0)[at..at + dst.len()])),
             2 => {
