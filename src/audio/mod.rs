@@ -339,7 +339,7 @@ impl AudioProcessor {
             frames: n,
             monitor: self.monitor,
             spectrum,
-            output_meter: Some(&self.stats.output),
+            output_meter: &self.stats.output,
             workers: self.workers.as_mut(),
             always_parallel: self.always_parallel,
             side,

@@ -271,7 +271,7 @@ impl Plan {
                 OutputFrom::Mix => output_buf,
             },
             mix_output: self.output_from == OutputFrom::Mix,
-            output_meter: ctx.output_meter.filter(|_| ctx.monitor),
+            output_meter: ctx.monitor.then_some(ctx.output_meter),
             ends: ctx.ends,
         };
         let side = ctx.side.take().map(|side| SideJobs::new(side.jobs, side.mode));
@@ -317,7 +317,7 @@ pub(crate) struct RunContext<'a, 's> {
     /// Whether meters keep samples for a spectrum this block.
     pub spectrum: bool,
     /// The graph output's meter, fed while `monitor` is on.
-    pub output_meter: Option<&'a SharedMeter>,
+    pub output_meter: &'a SharedMeter,
     pub workers: Option<&'a mut Workers>,
     pub always_parallel: bool,
     /// Jobs to run once each beside the processing (see [`crate::AudioProcessor::process_overlapping`]).
@@ -437,9 +437,21 @@ struct Parts<'e> {
 }
 
 // SAFETY: `Parts` is shared with worker threads only for the duration of one `Workers::run`, during which
-// each part of a branch (its inputs and nodes, and each range of frames of its buffer) is written by one
-// thread at a time and read by others only once it is final (see `run_range`).
+// each part of a branch (its inputs and nodes, and each range of frames of its buffer) and each end (the
+// input's buffer, the output's edges and buffer) is written by one thread at a time and read by others only
+// once it is final (see `run_range`, `run_input` and `run_output`).
 unsafe impl Sync for Parts<'_> {}
+
+impl Parts<'_> {
+    /// The buffer an edge reads: the graph input's, or a branch's.
+    fn source(&self, src: Src) -> *const f32 {
+        match src {
+            Src::Input => self.io.input,
+            // SAFETY: `bufs` holds one address per branch, and edges name branches of the plan.
+            Src::Branch(b) => unsafe { (*self.bufs.add(b)).0 },
+        }
+    }
+}
 
 /// The address of a branch's buffer.
 #[derive(Clone, Copy)]
@@ -647,7 +659,7 @@ impl Flow {
                 // SAFETY: one task runs the input, every branch and the output, in order.
                 unsafe {
                     run_input(parts, 0, frames);
-                    for b in 0..self.bufs.len() {
+                    for b in 0..parts.branch_count {
                         run_range(parts, b, 0, frames);
                     }
                     run_output(parts, 0, frames);
@@ -682,7 +694,7 @@ impl Flow {
             if self.abort.load(Ordering::Relaxed) || self.finished.load(Ordering::Acquire) as usize == tasks {
                 return;
             }
-            // The ready (branch, chunk) with the lowest chunk, and the one this thread ran last time.
+            // The ready (task, chunk) with the lowest chunk, and the one this thread ran last time.
             let mut best: Option<(usize, u32)> = None;
             let mut mine: Option<(usize, u32)> = None;
             for i in 0..tasks {
@@ -782,11 +794,7 @@ unsafe fn run_output(parts: &Parts<'_>, at: usize, n: usize) {
         for k in 0..parts.outputs {
             // SAFETY: the output's edges and buffer are this call's alone (one call at a time).
             let edge = unsafe { &mut *parts.output.add(k) };
-            let src = match edge.from {
-                Src::Input => io.input,
-                // SAFETY: the plan's buffer addresses, one per branch.
-                Src::Branch(b) => unsafe { (*parts.bufs.add(b)).0 },
-            };
+            let src = parts.source(edge.from);
             // SAFETY: frames `at..at + n` of `src` are final; the output buffer is distinct from the
             // branches' and holds the run's frames.
             unsafe { mix_edge(parts.output_buf, src, edge, k == 0, &io, at, n) };
@@ -835,11 +843,7 @@ unsafe fn run_range(parts: &Parts<'_>, b: usize, at: usize, n: usize) {
     let buf = unsafe { (*parts.bufs.add(b)).0 };
     if !takes_input {
         for (k, edge) in inputs.iter_mut().enumerate() {
-            let src = match edge.from {
-                Src::Input => io.input,
-                // SAFETY: the plan's buffer addresses, one per branch.
-                Src::Branch(s) => unsafe { (*parts.bufs.add(s)).0 },
-            };
+            let src = parts.source(edge.from);
             // SAFETY: frames `at..at + n` of `src` are final (the contract), and of `buf` this thread's.
             unsafe { mix_edge(buf, src, edge, k == 0, &io, at, n) };
         }
