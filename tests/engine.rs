@@ -559,6 +559,56 @@ fn spectra_are_kept_while_someone_reports() {
     assert!(!e.metrics().output.spectrum.is_empty());
 }
 
+/// The audio side publishes its latest samples for a spectrum after the first block that follows a
+/// report, driven here as a device callback would drive it (not through `render`, which publishes at its
+/// end); each spectrum is of the latest 4096 frames at that block.
+#[test]
+fn a_polling_reader_gets_the_window_after_its_last_report() {
+    let src = graph_file("chain.ron");
+    let (mut e, mut a) = engine(&src, 256, 1, Parallelism::Adaptive);
+    // A 1 kHz tone for 0.5 s, then a 5 kHz one.
+    let tone = |hz: f64, from: usize, n: usize| -> Vec<f32> {
+        (from..from + n).map(|i| (0.25 * (TAU * hz * i as f64 / 48000.0).sin()) as f32).collect()
+    };
+    let mut at = 0;
+    let mut play = |a: &mut AudioProcessor, hz: f64, frames: usize| {
+        for _ in 0..frames / 256 {
+            let x = tone(hz, at, 256);
+            let input = [x.clone(), x].concat();
+            let mut out = vec![0.0f32; 512];
+            a.process(&AudioIn::new(&input, 256, 2, 256), &mut AudioOut::new(&mut out, 256, 2, 256));
+            at += 256;
+        }
+    };
+    // The loudest third-octave band of a report's output spectrum.
+    let loudest = |e: &mut Engine| {
+        let bands = e.metrics().output.spectrum;
+        bands.iter().max_by(|x, y| x.level_db.total_cmp(&y.level_db)).map(|b| b.center_hz)
+    };
+    play(&mut a, 1000.0, 24000);
+    assert_eq!(loudest(&mut e), None, "nobody had asked");
+    play(&mut a, 1000.0, 24000);
+    let first = loudest(&mut e).expect("the first report's request was served");
+    assert!((first - 1000.0).abs() < 100.0, "{first}");
+    // The tone changes after that report: the next one holds the window published at the first block
+    // after it, which is still the 1 kHz tone; the one after that, the 5 kHz tone.
+    play(&mut a, 5000.0, 24000);
+    let then = loudest(&mut e).expect("served");
+    assert!((then - 1000.0).abs() < 100.0, "{then}");
+    play(&mut a, 5000.0, 24000);
+    let now = loudest(&mut e).expect("served");
+    assert!((now - 5000.0).abs() < 500.0, "{now}");
+    // Kept for good before any report, with one report at the end: the window is published by the
+    // driving thread after its last block.
+    let (mut e, mut a) = engine(&src, 256, 1, Parallelism::Adaptive);
+    e.metrics_reader().keep_spectrum();
+    play(&mut a, 5000.0, 24000);
+    assert_eq!(loudest(&mut e), None, "nothing asked for a window yet");
+    a.publish_spectra();
+    let end = loudest(&mut e).expect("published");
+    assert!((end - 5000.0).abs() < 500.0, "{end}");
+}
+
 #[test]
 fn the_monitor_reports_timing_load_levels_and_memory() {
     let src = graph_file("chain.ron");

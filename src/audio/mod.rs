@@ -22,7 +22,7 @@ pub mod workers;
 use crate::buffer::{AudioIn, AudioOut};
 use crate::clock;
 use crate::dsp::denormal::{FloatMode, FlushDenormals};
-use crate::monitor::shared::{GraphStats, NodeStats, SharedMeter};
+use crate::monitor::shared::{GraphStats, MeterWriter, NodeStats, Spectrum, SpectrumTail};
 use crate::node::{MessageKind, PollContext};
 use plan::{Plan, Slot};
 use std::any::Any;
@@ -84,7 +84,7 @@ pub(crate) enum ToAudio {
     /// A fresh instance for a node that asked for one.
     Replacement { node: NodeId, object: Box<dyn Any + Send> },
     /// Start (or stop) metering a node's output.
-    Meter { node: NodeId, meter: Option<Arc<SharedMeter>> },
+    Meter { node: NodeId, meter: Option<MeterWriter> },
     /// Clear all node state (a seek).
     Reset,
     /// Turn the monitor's timing and metering on or off; the clock ticks a frame lasts, for the load.
@@ -108,7 +108,7 @@ pub(crate) enum FromAudio {
     /// Something to drop on the control side (an old plan with the processors it no longer uses, a faulted
     /// plugin instance, a replacement that did not fit).
     Retired(Box<dyn Any + Send>),
-    RetiredMeter(Arc<SharedMeter>),
+    RetiredMeter(MeterWriter),
     Message(RawMessage),
     /// A node asks for a fresh instance.
     NeedReplacement(NodeId),
@@ -138,6 +138,8 @@ pub struct AudioProcessor {
     workers: Option<Workers>,
     always_parallel: bool,
     stats: Arc<GraphStats>,
+    /// The output meter's samples for a spectrum (the meter is in `stats`).
+    output_tail: SpectrumTail,
     monitor: bool,
     ticks_per_frame: f64,
     dropped: u64,
@@ -193,6 +195,7 @@ impl AudioProcessor {
             workers: s.workers,
             always_parallel: s.always_parallel,
             stats: s.stats,
+            output_tail: SpectrumTail::new(),
             monitor: s.monitor,
             ticks_per_frame: if s.monitor { 1e9 / f64::from(s.sample_rate) / clock::ns_per_tick() } else { 0.0 },
             dropped: 0,
@@ -226,6 +229,19 @@ impl AudioProcessor {
         }
         if let Some(p) = &mut self.plan {
             p.reset();
+        }
+    }
+
+    /// Hands each meter's latest samples for a spectrum to the readers now, rather than after the first
+    /// block following a report's request: for a thread that drives the audio side offline and reports
+    /// once after its last block ([`crate::render::render`] calls it at its end). Meters keep samples only
+    /// while someone asks ([`crate::MetricsReader::keep_spectrum`]), and publish only a whole window.
+    /// No allocation: 2048 stores per meter.
+    pub fn publish_spectra(&mut self) {
+        self.stats.output.publish(&self.output_tail);
+        let slots = self.plan.iter_mut().flat_map(|p| p.slots.iter());
+        for m in slots.filter_map(|s| s.meter.as_ref()) {
+            m.meter.publish(&m.tail);
         }
     }
 
@@ -312,7 +328,7 @@ impl AudioProcessor {
         side: Option<plan::Side<'_, '_>>,
     ) {
         let t0 = if self.monitor { clock::now() } else { 0 };
-        let spectrum = self.monitor && self.stats.spectrum_wanted();
+        let spectrum = if self.monitor { self.stats.spectrum() } else { Spectrum::default() };
         let (ch, stride) = (self.channels, self.capacity);
         let Some(plan) = self.plan.as_deref_mut() else {
             write_silence(output, at, n, ch);
@@ -340,6 +356,7 @@ impl AudioProcessor {
             monitor: self.monitor,
             spectrum,
             output_meter: &self.stats.output,
+            output_tail: &mut self.output_tail,
             workers: self.workers.as_mut(),
             always_parallel: self.always_parallel,
             side,

@@ -24,7 +24,7 @@ use super::workers::Workers;
 use crate::buffer::{AudioIn, AudioOut};
 use crate::clock;
 use crate::dsp::denormal::FloatMode;
-use crate::monitor::shared::{NodeStats, SharedMeter};
+use crate::monitor::shared::{MeterWriter, NodeStats, SharedMeter, Spectrum, SpectrumTail};
 use crate::node::Processor;
 use std::ops::Range;
 use std::sync::Arc;
@@ -82,7 +82,7 @@ pub struct Slot {
     pub id: NodeId,
     pub processor: Option<Box<dyn Processor>>,
     pub stats: Arc<NodeStats>,
-    pub meter: Option<Arc<SharedMeter>>,
+    pub meter: Option<MeterWriter>,
 }
 
 /// A chain of nodes working in place in one buffer.
@@ -271,7 +271,7 @@ impl Plan {
                 OutputFrom::Mix => output_buf,
             },
             mix_output: self.output_from == OutputFrom::Mix,
-            output_meter: ctx.monitor.then_some(ctx.output_meter),
+            output_meter: ctx.monitor.then_some((ctx.output_meter, std::ptr::from_mut(ctx.output_tail))),
             ends: ctx.ends,
         };
         let side = ctx.side.take().map(|side| SideJobs::new(side.jobs, side.mode));
@@ -314,10 +314,11 @@ pub(crate) struct RunContext<'a, 's> {
     pub ends: &'a dyn Ends,
     pub frames: usize,
     pub monitor: bool,
-    /// Whether meters keep samples for a spectrum this block.
-    pub spectrum: bool,
-    /// The graph output's meter, fed while `monitor` is on.
+    /// What meters do with samples for a spectrum this block.
+    pub spectrum: Spectrum,
+    /// The graph output's meter, fed while `monitor` is on, and its tail.
     pub output_meter: &'a SharedMeter,
+    pub output_tail: &'a mut SpectrumTail,
     pub workers: Option<&'a mut Workers>,
     pub always_parallel: bool,
     /// Jobs to run once each beside the processing (see [`crate::AudioProcessor::process_overlapping`]).
@@ -411,7 +412,7 @@ struct Io {
     stride: usize,
     max_block: usize,
     monitor: bool,
-    spectrum: bool,
+    spectrum: Spectrum,
     fading: bool,
 }
 
@@ -432,7 +433,7 @@ struct Parts<'e> {
     mix_output: bool,
     /// The buffer the graph output is in after the output mix.
     output_from: *const f32,
-    output_meter: Option<&'e SharedMeter>,
+    output_meter: Option<(&'e SharedMeter, *mut SpectrumTail)>,
     ends: &'e dyn Ends,
 }
 
@@ -802,9 +803,9 @@ unsafe fn run_output(parts: &Parts<'_>, at: usize, n: usize) {
     }
     // SAFETY: those frames of the output are final (the contract, and the mix above).
     let src = unsafe { parts.output_from.add(at) };
-    if let Some(meter) = parts.output_meter {
-        // SAFETY: as above.
-        unsafe { feed_blocks(meter, src, &io, n) };
+    if let Some((meter, tail)) = parts.output_meter {
+        // SAFETY: as above; the tail is this call's alone, like the output's edges.
+        unsafe { feed_blocks(meter, &mut *tail, src, &io, n) };
     }
     unsafe { parts.ends.output(src, at, n) };
 }
@@ -815,12 +816,12 @@ unsafe fn run_output(parts: &Parts<'_>, at: usize, n: usize) {
 ///
 /// # Safety
 /// Those frames of each channel are valid and not written meanwhile.
-unsafe fn feed_blocks(meter: &SharedMeter, data: *const f32, io: &Io, n: usize) {
+unsafe fn feed_blocks(meter: &SharedMeter, tail: &mut SpectrumTail, data: *const f32, io: &Io, n: usize) {
     let mut off = 0;
     while off < n {
         let len = io.max_block.min(n - off);
         // SAFETY: by the contract.
-        meter.feed(&unsafe { AudioIn::from_raw(data.add(off), io.stride, io.channels, len) }, io.spectrum);
+        meter.feed(&unsafe { AudioIn::from_raw(data.add(off), io.stride, io.channels, len) }, tail, io.spectrum);
         off += len;
     }
 }
@@ -874,10 +875,10 @@ unsafe fn run_range(parts: &Parts<'_>, b: usize, at: usize, n: usize) {
             off += len;
         }
         if io.monitor
-            && let Some(meter) = &slot.meter
+            && let Some(m) = &mut slot.meter
         {
             // SAFETY: frames `at..at + n` of this branch, which only this thread writes.
-            unsafe { feed_blocks(meter, buf.add(at), &io, n) };
+            unsafe { feed_blocks(&m.meter, &mut m.tail, buf.add(at), &io, n) };
             t = clock::now();
         }
     }

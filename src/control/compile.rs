@@ -11,7 +11,7 @@
 
 use crate::audio::NodeId;
 use crate::audio::plan::{self, Branch, Crossfade, Edge, EdgeAt, Fade, Level, OutputFrom, Slot, Src};
-use crate::monitor::shared::{NodeStats, SharedMeter};
+use crate::monitor::shared::{MeterWriter, NodeStats, SharedMeter};
 use crate::node::Processor;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -397,7 +397,7 @@ pub(crate) fn build(
                 id,
                 processor: fresh.remove(&id),
                 stats: rt.map_or_else(|| Arc::new(NodeStats::new()), |r| r.stats.clone()),
-                meter: rt.and_then(|r| r.meter.clone()),
+                meter: rt.and_then(|r| r.meter.clone()).map(MeterWriter::new),
             }
         })
         .collect();

@@ -34,7 +34,7 @@ pub use systems::{ControlSet, ControlUpdate, Monitor};
 use crate::audio::workers::Workers;
 use crate::audio::{AudioProcessor, AudioSetup, FromAudio, ToAudio};
 use crate::graph::{Graph, GraphError, Source};
-use crate::monitor::shared::{GraphStats, NodeStats, SharedMeter};
+use crate::monitor::shared::{GraphStats, MeterWriter, NodeStats, SharedMeter};
 use crate::monitor::{MemoryReport, MetricsReport, NodeReport};
 use crate::node::{BuildContext, GraphFormat, Message, NodeSpec, ParamInfo, ParamValue};
 use crate::registry::Registry;
@@ -175,13 +175,19 @@ impl MetricsReader {
     /// Everything the monitor knows now.
     ///
     /// Spectra ([`crate::monitor::Levels::spectrum`]) need the latest 4096 frames, which the audio side
-    /// keeps only while someone looks: each report asks for them for the next 10 seconds of audio, so a
-    /// reader that polls has them from its second report on (once 4096 frames have passed), and one that
-    /// wants them in a single report at the end calls [`keep_spectrum`](Self::keep_spectrum) first.
+    /// keeps only while someone looks, in buffers of its own. Each report asks it to keep them for the next
+    /// 10 seconds of audio and to publish its latest window after its next block (once it holds 4096
+    /// frames): a reader that polls has spectra from its second report on, each of the 4096 frames up to
+    /// the block after the report before. One that wants them in a single report at the end calls
+    /// [`keep_spectrum`](Self::keep_spectrum) first, and the thread that drove the audio side
+    /// [`AudioProcessor::publish_spectra`](crate::AudioProcessor::publish_spectra) after its last block
+    /// ([`crate::render::render`] does).
     pub fn report(&self) -> MetricsReport {
         self.stats.watch_spectrum(SPECTRUM_WATCH_SECONDS * u64::from(self.config.format.sample_rate));
         let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        build_report(&nodes, &self.stats, &self.config, self.heap_baseline)
+        let report = build_report(&nodes, &self.stats, &self.config, self.heap_baseline);
+        self.stats.ask_spectrum();
+        report
     }
 
     /// Frames the audio side has processed.
@@ -190,7 +196,8 @@ impl MetricsReader {
     }
 
     /// Has the meters keep the latest samples for spectra from now on, whether or not anyone reports (an
-    /// offline render that reports once at its end). Costs the audio side about 1% at block 512.
+    /// offline render that reports once at its end). Costs the audio side a mono mix of each metered
+    /// block into a buffer of its own.
     pub fn keep_spectrum(&self) {
         self.stats.watch_spectrum(u64::MAX);
     }
@@ -945,7 +952,7 @@ impl Engine {
         let meter = Arc::new(SharedMeter::new());
         self.world.entity_mut(e).insert(Metered(meter.clone()));
         if let Some(id) = self.world.get::<AudioNode>(e).map(|a| a.id) {
-            self.world.resource_mut::<Link>().send(ToAudio::Meter { node: id, meter: Some(meter) });
+            self.world.resource_mut::<Link>().send(ToAudio::Meter { node: id, meter: Some(MeterWriter::new(meter)) });
         }
         systems::refresh_reader(&mut self.world);
         Ok(())

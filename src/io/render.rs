@@ -261,6 +261,7 @@ pub fn render(
     if let Some(part) = unwritten {
         write_part(sink, &last_output, block, channels, part)?;
     }
+    audio.publish_spectra();
     engine.update();
     Ok(stats)
 }

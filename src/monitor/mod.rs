@@ -662,8 +662,9 @@ mod tests {
         // planes with a gap between them, and some clipped samples.
         for channels in 1..=3 {
             let (plain, shared) = (&mut Meter::new(), shared::SharedMeter::new());
+            let mut tail = shared::SpectrumTail::new();
             let mut t = 0usize;
-            for frames in [1, 3, 37, 512, 255, 5000, 2, 4097, 64] {
+            for (request, frames) in [1, 3, 37, 512, 255, 5000, 2, 4097, 64, 4095, 1].into_iter().enumerate() {
                 let stride = frames + 5;
                 let data: Vec<f32> = (0..channels * stride)
                     .map(|_| {
@@ -672,20 +673,73 @@ mod tests {
                     })
                     .collect();
                 plain.feed(&data, stride, channels, frames);
-                shared.feed(&AudioIn::new(&data, stride, channels, frames), true);
+                // Every block comes with a new request: the meter publishes once its tail is full.
+                let spectrum = shared::Spectrum { keep: true, request: request as u64 + 1 };
+                shared.feed(&AudioIn::new(&data, stride, channels, frames), &mut tail, spectrum);
                 let got = shared.snapshot();
                 assert_eq!(got.peak, plain.peak);
                 assert_eq!(got.sum_sq, plain.sum_sq);
                 assert_eq!((got.samples, got.clipped), (plain.samples, plain.clipped));
                 assert_eq!(got.block_rms, plain.block_rms);
-                assert_eq!((got.ring_pos, got.ring_filled), (plain.ring_pos, plain.ring_filled));
-                assert!(
-                    got.ring.iter().zip(&plain.ring).all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{channels} channels"
-                );
+                assert_eq!(got.ring_filled, if plain.ring_filled == SPECTRUM_SIZE { SPECTRUM_SIZE } else { 0 });
+                if got.ring_filled > 0 {
+                    // The published window, oldest first, is the plain meter's ring read from its position.
+                    let want = plain.ring[plain.ring_pos..].iter().chain(&plain.ring[..plain.ring_pos]);
+                    assert_eq!(got.ring_pos, 0);
+                    assert!(got.ring.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()), "{channels} channels");
+                }
             }
             assert!(plain.clipped > 0);
         }
+    }
+
+    #[test]
+    fn a_meter_publishes_its_latest_window_once_per_request_and_drops_it_when_unwatched() {
+        let (meter, mut tail) = (shared::SharedMeter::new(), shared::SpectrumTail::new());
+        let mut t = 0u32;
+        let mut block = || -> Vec<f32> {
+            (0..2 * 512)
+                .map(|_| {
+                    t += 1;
+                    t as f32
+                })
+                .collect()
+        };
+        // Samples count up, so each window differs from the one before; `fed` is the mono mix of the
+        // blocks fed so far, worked out here.
+        let feed = |tail: &mut shared::SpectrumTail, data: &[f32], keep: bool, request: u64| {
+            meter.feed(&AudioIn::new(data, 512, 2, 512), tail, shared::Spectrum { keep, request })
+        };
+        let window = || meter.snapshot().ring;
+        let mut fed = Vec::new();
+        // Kept but nobody asked: nothing is published, even once the tail is full.
+        for _ in 0..9 {
+            let b = block();
+            fed.extend((0..512).map(|i| (b[i] + b[512 + i]) * 0.5));
+            feed(&mut tail, &b, true, 0);
+        }
+        assert_eq!(meter.snapshot().ring_filled, 0);
+        // Asked (request 1): published after the next block, the latest 4096 mono samples in order.
+        let b = block();
+        fed.extend((0..512).map(|i| (b[i] + b[512 + i]) * 0.5));
+        feed(&mut tail, &b, true, 1);
+        assert_eq!(meter.snapshot().ring_filled, SPECTRUM_SIZE);
+        assert_eq!(window(), fed[fed.len() - SPECTRUM_SIZE..]);
+        // The same request again: the window stays as published.
+        let published = window();
+        feed(&mut tail, &block(), true, 1);
+        assert_eq!(window(), published);
+        // An offline caller publishes at the end whatever the requests.
+        meter.publish(&tail);
+        assert_ne!(window(), published);
+        // No longer watched: the tail and the published window are dropped, and a new request after
+        // watching again waits for a whole window.
+        feed(&mut tail, &block(), false, 1);
+        assert_eq!(meter.snapshot().ring_filled, 0);
+        feed(&mut tail, &block(), true, 2);
+        assert_eq!(meter.snapshot().ring_filled, 0);
+        meter.publish(&tail);
+        assert_eq!(meter.snapshot().ring_filled, 0);
     }
 
     #[test]

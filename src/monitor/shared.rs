@@ -7,7 +7,8 @@
 
 use super::{BUCKETS, Meter, RMS_BINS, SPECTRUM_SIZE, Timing, bucket_of, rms_bin};
 use crate::buffer::AudioIn;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, fence};
 
 /// Adds `v` to a counter that only this thread writes.
 #[inline(always)]
@@ -123,18 +124,145 @@ impl NodeStats {
 }
 
 /// A [`Meter`] that one thread feeds and any thread reads.
+///
+/// The levels are atomics the writer updates each block. The samples for a spectrum are different: the
+/// writer keeps them in its own [`SpectrumTail`], in plain memory, and copies the latest
+/// [`SPECTRUM_SIZE`] into the meter's ring only when a reader has asked (see [`Spectrum::request`]), so
+/// keeping them costs a mono mix into the tail, not an atomic store per two samples.
 pub struct SharedMeter {
     peak: AtomicU32,
     sum_sq: AtomicU64,
     samples: AtomicU64,
     clipped: AtomicU64,
     block_rms: [AtomicU32; RMS_BINS],
-    /// The latest mono samples, two per word (frame `2k` in the low half, `2k + 1` in the high one).
+    /// The latest mono samples as last published, oldest first, two per word (sample `2k` in the low half,
+    /// `2k + 1` in the high one).
     ring: Box<[AtomicU64]>,
-    ring_pos: AtomicU64,
+    /// How many samples of `ring` hold a published window: 0 or [`SPECTRUM_SIZE`].
     ring_filled: AtomicU64,
+    /// Odd while the writer publishes into `ring`, bumped twice per publication (a sequence lock over
+    /// atomics: a reader that sees it change, or odd, retries).
+    ring_seq: AtomicU64,
     /// Whether the level pass runs in 256-bit registers (decided here, on the control side).
     wide: bool,
+}
+
+/// What the writer of a meter does with the samples for a spectrum this block (one per block, the same
+/// for every meter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spectrum {
+    /// Keep the block's mono mix in the tail; without, the tail is dropped (its samples are no longer the
+    /// latest) and so is the published window.
+    pub keep: bool,
+    /// The readers' latest request number: a writer whose tail is full and that has not published for it
+    /// yet does so after this block.
+    pub request: u64,
+}
+
+/// The audio side's own copy of a meter's latest mono samples, written a block at a time without atomics.
+/// Allocated on the control side, with its meter.
+pub struct SpectrumTail {
+    /// The sum of the channels (scaled to their mean when published).
+    samples: Box<[f32]>,
+    /// How many channels were summed (1 before any block).
+    channels: usize,
+    /// Where the next sample goes.
+    pos: usize,
+    /// How many of `samples` are the latest ones (at most [`SPECTRUM_SIZE`]).
+    filled: usize,
+    /// The request this tail was last published for.
+    served: u64,
+}
+
+impl Default for SpectrumTail {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpectrumTail {
+    /// Allocates the tail (control side).
+    pub fn new() -> Self {
+        Self { samples: vec![0.0; SPECTRUM_SIZE].into_boxed_slice(), channels: 1, pos: 0, filled: 0, served: 0 }
+    }
+
+    /// Appends the sum of the channels of the block's last [`SPECTRUM_SIZE`] frames, with 256-bit
+    /// registers where `wide`.
+    fn push(&mut self, block: &AudioIn<'_>, wide: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: `wide` is set only where `fma_kernels()` found AVX2 on this CPU.
+            #[allow(unsafe_code)]
+            return unsafe { self.push_avx2(block) };
+        }
+        let _ = wide;
+        self.push_plain(block);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    fn push_avx2(&mut self, block: &AudioIn<'_>) {
+        self.push_plain(block);
+    }
+
+    /// Each layout sums a run of frames in one loop the compiler vectorizes.
+    #[inline(always)]
+    fn push_plain(&mut self, block: &AudioIn<'_>) {
+        let (channels, frames) = (block.channels(), block.frames());
+        if channels != self.channels {
+            // Samples summed over another number of channels would be scaled wrongly.
+            (self.channels, self.filled) = (channels, 0);
+        }
+        let mut at = frames.saturating_sub(SPECTRUM_SIZE);
+        while at < frames {
+            let len = (frames - at).min(SPECTRUM_SIZE - self.pos);
+            let dst = &mut self.samples[self.pos..self.pos + len];
+            let plane = |c: usize| &block.channel(c)[at..at + len];
+            match channels {
+                1 => dst.copy_from_slice(plane(0)),
+                2 => {
+                    for ((d, a), b) in dst.iter_mut().zip(plane(0)).zip(plane(1)) {
+                        *d = a + b;
+                    }
+                }
+                _ => {
+                    dst.copy_from_slice(plane(0));
+                    for c in 1..channels {
+                        for (d, x) in dst.iter_mut().zip(plane(c)) {
+                            *d += x;
+                        }
+                    }
+                }
+            }
+            self.pos = (self.pos + len) % SPECTRUM_SIZE;
+            at += len;
+        }
+        self.filled = (self.filled + frames).min(SPECTRUM_SIZE);
+    }
+
+    /// Whether it holds a whole window.
+    pub fn full(&self) -> bool {
+        self.filled == SPECTRUM_SIZE
+    }
+}
+
+/// The audio side's end of a node's meter: the shared record and the tail only the writer touches.
+pub struct MeterWriter {
+    pub meter: Arc<SharedMeter>,
+    pub tail: SpectrumTail,
+}
+
+impl MeterWriter {
+    /// Allocates the tail (control side).
+    pub fn new(meter: Arc<SharedMeter>) -> Self {
+        Self { meter, tail: SpectrumTail::new() }
+    }
+
+    /// [`SharedMeter::feed`] with this meter's tail.
+    pub fn feed(&mut self, block: &AudioIn<'_>, spectrum: Spectrum) {
+        self.meter.feed(block, &mut self.tail, spectrum);
+    }
 }
 
 impl Default for SharedMeter {
@@ -154,15 +282,15 @@ impl SharedMeter {
             clipped: AtomicU64::new(0),
             block_rms: std::array::from_fn(|_| AtomicU32::new(0)),
             ring: (0..SPECTRUM_SIZE / 2).map(|_| AtomicU64::new(0)).collect(),
-            ring_pos: AtomicU64::new(0),
             ring_filled: AtomicU64::new(0),
+            ring_seq: AtomicU64::new(0),
             wide: crate::dsp::fma_kernels(),
         }
     }
 
-    /// Measures one planar block, and with `spectrum` keeps its mono mix for a spectrum; without, the
-    /// samples kept so far are dropped (they are no longer the latest). Writer only; no allocation.
-    pub fn feed(&self, block: &AudioIn<'_>, spectrum: bool) {
+    /// Measures one planar block, and does with its samples what `spectrum` says, in `tail` (this meter's
+    /// own). Writer only; no allocation.
+    pub fn feed(&self, block: &AudioIn<'_>, tail: &mut SpectrumTail, spectrum: Spectrum) {
         let (channels, frames) = (block.channels(), block.frames());
         if frames == 0 || channels == 0 {
             return;
@@ -180,82 +308,40 @@ impl SharedMeter {
         let bin = &self.block_rms[rms_bin(levels.sum_sq, n)];
         bin.store(bin.load(Relaxed).saturating_add(1), Relaxed);
 
-        if !spectrum {
-            if self.ring_filled.load(Relaxed) != 0 {
+        if !spectrum.keep {
+            if tail.filled != 0 {
+                tail.filled = 0;
                 self.ring_filled.store(0, Relaxed);
             }
             return;
         }
-        // The mono mix of the block's last SPECTRUM_SIZE frames into the ring. Each layout mixes a run of
-        // frames in one loop the compiler vectorizes.
-        let scale = 1.0 / channels as f32;
-        let plane = |c: usize| block.channel(c);
-        match channels {
-            1 => self.keep_latest(frames, |dst, at| dst.copy_from_slice(&plane(0)[at..at + dst.len()])),
-            2 => {
-                let (l, r) = (plane(0), plane(1));
-                self.keep_latest(frames, |dst, at| {
-                    for ((d, a), b) in dst.iter_mut().zip(&l[at..]).zip(&r[at..]) {
-                        *d = (a + b) * scale;
-                    }
-                });
-            }
-            _ => self.keep_latest(frames, |dst, at| {
-                dst.copy_from_slice(&plane(0)[at..at + dst.len()]);
-                for c in 1..channels {
-                    for (d, x) in dst.iter_mut().zip(&plane(c)[at..]) {
-                        *d += x;
-                    }
-                }
-                for d in dst.iter_mut() {
-                    *d *= scale;
-                }
-            }),
+        tail.push(block, self.wide);
+        if tail.full() && tail.served != spectrum.request {
+            tail.served = spectrum.request;
+            self.publish(tail);
         }
-        let filled = (self.ring_filled.load(Relaxed) + frames as u64).min(SPECTRUM_SIZE as u64);
-        self.ring_filled.store(filled, Relaxed);
     }
 
-    /// Writes the last [`SPECTRUM_SIZE`] of `frames` mono samples into the ring: `mono(dst, at)` fills `dst`
-    /// with the samples of frames `at..at + dst.len()`. Runs of frames go through a buffer on the stack, and
-    /// from there into the ring two samples a store.
-    #[inline(always)]
-    fn keep_latest(&self, frames: usize, mono: impl Fn(&mut [f32], usize)) {
-        let put_half = |pos: usize, v: f32| {
-            let word = &self.ring[pos / 2];
-            let old = word.load(Relaxed);
-            let new = if pos.is_multiple_of(2) {
-                (old & !0xFFFF_FFFF) | u64::from(v.to_bits())
-            } else {
-                (old & 0xFFFF_FFFF) | (u64::from(v.to_bits()) << 32)
-            };
-            word.store(new, Relaxed);
-        };
-        let mut run = [0f32; 256];
-        let mut pos = self.ring_pos.load(Relaxed) as usize;
-        let mut at = frames.saturating_sub(SPECTRUM_SIZE);
-        while at < frames {
-            let len = (frames - at).min(SPECTRUM_SIZE - pos).min(run.len());
-            mono(&mut run[..len], at);
-            let (mut p, mut values) = (pos, &run[..len]);
-            if p % 2 == 1 {
-                put_half(p, values[0]);
-                (p, values) = (p + 1, &values[1..]);
-            }
-            let pairs = values.chunks_exact(2);
-            if let [last] = pairs.remainder() {
-                put_half(p + values.len() - 1, *last);
-            }
-            for (w, v) in self.ring[p / 2..].iter().zip(pairs) {
-                w.store(u64::from(v[0].to_bits()) | (u64::from(v[1].to_bits()) << 32), Relaxed);
-            }
-            pos = (pos + len) % SPECTRUM_SIZE;
-            at += len;
+    /// Copies the tail's window into the ring for readers, oldest sample first, if the tail is full.
+    /// Writer only: 2048 stores, no allocation.
+    pub fn publish(&self, tail: &SpectrumTail) {
+        if !tail.full() {
+            return;
         }
-        self.ring_pos.store(pos as u64, Relaxed);
+        let seq = self.ring_seq.load(Relaxed);
+        self.ring_seq.store(seq + 1, Relaxed);
+        fence(Release);
+        let scale = 1.0 / tail.channels as f32;
+        let sample = |i: usize| u64::from((tail.samples[(tail.pos + i) % SPECTRUM_SIZE] * scale).to_bits());
+        for (k, word) in self.ring.iter().enumerate() {
+            word.store(sample(2 * k) | (sample(2 * k + 1) << 32), Relaxed);
+        }
+        self.ring_filled.store(SPECTRUM_SIZE as u64, Relaxed);
+        self.ring_seq.store(seq + 2, Release);
     }
 
-    /// A copy, for reports.
+    /// A copy, for reports. Its samples for a spectrum are the last published window, or none if the
+    /// writer was publishing a new one at every try.
     pub fn snapshot(&self) -> Meter {
         let mut m = Meter::new();
         m.peak = f32::from_bits(self.peak.load(Relaxed));
@@ -265,13 +351,25 @@ impl SharedMeter {
         for (dst, src) in m.block_rms.iter_mut().zip(&self.block_rms) {
             *dst = src.load(Relaxed);
         }
-        for (dst, src) in m.ring.chunks_exact_mut(2).zip(self.ring.iter()) {
-            let w = src.load(Relaxed);
-            dst[0] = f32::from_bits(w as u32);
-            dst[1] = f32::from_bits((w >> 32) as u32);
+        for _ in 0..4 {
+            let seq = self.ring_seq.load(Acquire);
+            if seq % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let filled = self.ring_filled.load(Relaxed) as usize;
+            for (dst, src) in m.ring.chunks_exact_mut(2).zip(self.ring.iter()) {
+                let w = src.load(Relaxed);
+                dst[0] = f32::from_bits(w as u32);
+                dst[1] = f32::from_bits((w >> 32) as u32);
+            }
+            fence(Acquire);
+            if self.ring_seq.load(Relaxed) == seq {
+                m.ring_filled = filled;
+                break;
+            }
         }
-        m.ring_pos = self.ring_pos.load(Relaxed) as usize;
-        m.ring_filled = self.ring_filled.load(Relaxed) as usize;
+        m.ring_pos = 0;
         m
     }
 }
@@ -293,6 +391,8 @@ pub struct GraphStats {
     late_events: AtomicU64,
     /// The frame until which meters keep the samples for a spectrum (see [`Self::watch_spectrum`]).
     spectrum_until: AtomicU64,
+    /// Readers' requests for spectra, counted (see [`Self::ask_spectrum`]).
+    spectrum_request: AtomicU64,
     pub output: SharedMeter,
 }
 
@@ -302,16 +402,23 @@ impl GraphStats {
     }
 
     /// Asks the meters to keep the latest samples for a spectrum for the next `frames` frames (from any
-    /// thread; a longer request already made stands). Keeping them costs the audio side a mono mix and a
-    /// store per two samples, so they are kept only while someone asks.
+    /// thread; a longer request already made stands). Keeping them costs the audio side a mono mix into a
+    /// buffer of its own, so they are kept only while someone asks.
     pub fn watch_spectrum(&self, frames: u64) {
         let until = self.frames().saturating_add(frames);
         self.spectrum_until.fetch_max(until, Relaxed);
     }
 
-    /// Whether the meters keep samples for a spectrum now (audio side, once per block).
-    pub(crate) fn spectrum_wanted(&self) -> bool {
-        self.frames() < self.spectrum_until.load(Relaxed)
+    /// Asks each meter that keeps samples to publish its latest window for readers, after the first block
+    /// at which it holds a whole one (from any thread).
+    pub fn ask_spectrum(&self) {
+        self.spectrum_request.fetch_add(1, Relaxed);
+    }
+
+    /// What the meters do with samples for a spectrum this block (audio side, once per block).
+    pub(crate) fn spectrum(&self) -> Spectrum {
+        let keep = self.frames() < self.spectrum_until.load(Relaxed);
+        Spectrum { keep, request: if keep { self.spectrum_request.load(Relaxed) } else { 0 } }
     }
 
     pub(crate) fn add_frames(&self, n: u64) {
