@@ -59,7 +59,7 @@ pub(crate) fn run(
         Some(l) => l,
         None => &mut fxgraph::render::NullSink,
     };
-    render(&mut engine, &mut audio, &mut source, sink, block * crate::offline_batch(block), &mut |_| true)?;
+    render(&mut engine, &mut audio, &mut source, sink, block * crate::offline_batch(block, threads), &mut |_| true)?;
     let elapsed = started.elapsed().as_secs_f64();
     let report = engine.metrics();
     if let (Some(path), Some(levels)) = (plot, levels) {

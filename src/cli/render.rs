@@ -98,18 +98,24 @@ pub(crate) fn run(
         stop.load(Ordering::Relaxed) == 0
     };
     let started = std::time::Instant::now();
-    let stats =
-        render(&mut engine, &mut audio, source.as_mut(), &mut sink, block * crate::offline_batch(block), &mut progress)
-            .map_err(|e| {
-                if e.is::<fxgraph::render::Interrupted>() {
-                    if let Some(bar) = &bar {
-                        bar.abandon();
-                    }
-                    return Failure::Signal(signal.load(Ordering::Relaxed) as i32);
-                }
-                // Reading the input is the only part of the render that can fail on bad data.
-                if input.is_some() { bad_input(e) } else { Failure::Other(e) }
-            });
+    let stats = render(
+        &mut engine,
+        &mut audio,
+        source.as_mut(),
+        &mut sink,
+        block * crate::offline_batch(block, threads),
+        &mut progress,
+    )
+    .map_err(|e| {
+        if e.is::<fxgraph::render::Interrupted>() {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Failure::Signal(signal.load(Ordering::Relaxed) as i32);
+        }
+        // Reading the input is the only part of the render that can fail on bad data.
+        if input.is_some() { bad_input(e) } else { Failure::Other(e) }
+    });
     let stats = match stats {
         Ok(s) => s,
         Err(failure) => {
