@@ -258,11 +258,6 @@ impl MeterWriter {
     pub fn new(meter: Arc<SharedMeter>) -> Self {
         Self { meter, tail: SpectrumTail::new() }
     }
-
-    /// [`SharedMeter::feed`] with this meter's tail.
-    pub fn feed(&mut self, block: &AudioIn<'_>, spectrum: Spectrum) {
-        self.meter.feed(block, &mut self.tail, spectrum);
-    }
 }
 
 impl Default for SharedMeter {
