@@ -932,6 +932,9 @@ fn the_dataflow_executor_gives_the_reference_bits_on_a_tangled_graph() {
         (3, 100, 13, Parallelism::Always),
         (2, 512, 8, Parallelism::Adaptive),
         (4, 256, 3, Parallelism::Always),
+        // Long runs, cut into larger chunks (16 per run): 1024 frames, and 1300 (13 blocks of 100).
+        (2, 512, 32, Parallelism::Always),
+        (3, 100, 200, Parallelism::Always),
     ] {
         let out = bits(&run_batched(src, input.clone(), block, batch, threads, p));
         assert!(out == reference, "{threads} threads ({p:?}), block {block}, batch {batch}: the output changed");
@@ -970,6 +973,7 @@ fn levels_and_counts_do_not_depend_on_the_executor_or_the_batch() {
         (2, 1, Parallelism::Always),
         (2, 16, Parallelism::Always),
         (3, 7, Parallelism::Always),
+        (2, 64, Parallelism::Always),
     ] {
         let got = measure(threads, 256, batch, p);
         assert!(got.0 == reference.0, "{threads} threads, batch {batch}: the output changed");
