@@ -336,7 +336,7 @@ pub(crate) fn load(path: &Path) -> Result<Graph, Failure> {
 
 /// The frames of one offline run (see `EngineOptions::batch`): with several threads, 16384, since each run
 /// ends with the last chunks of the branches after the others' (the output mix, a limiter), which leave a
-/// thread idle, and longer runs pay that less often (5% to 9% faster than 4096 with two threads on
+/// thread idle, and longer runs pay that less often (3% to 9% faster than 4096 with two threads on
 /// `parallel.ron`, BENCHMARKS.md); on one thread, 4096, whose buffers stay in cache between a branch and
 /// the next (16384 was 2% slower there).
 pub(crate) fn offline_run(threads: usize) -> usize {
