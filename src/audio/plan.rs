@@ -623,7 +623,7 @@ impl Flow {
     }
 
     /// Frames per chunk of a run of `frames` with nodes given at most `max_block` at once: at least
-    /// [`MIN_CHUNK`](Self::MIN_CHUNK), and larger in long runs, which keep [`CHUNKS`](Self::CHUNKS) to
+    /// `MIN_CHUNK`, and larger in long runs, which keep `CHUNKS` to
     /// pipeline with (fewer claims: 1.6% to 3.5% faster on `parallel.ron` with two threads and 16384-frame runs
     /// at 1024 frames than at 512). A whole number of node calls, so every node is called with the same
     /// frames as in the level-by-level executor, and the output is the same bit for bit.
