@@ -581,6 +581,14 @@ fn ratios() {
             first.iter().max().copied().unwrap_or(0)
         );
     }
+    parallel_speedups(rounds);
+}
+
+/// `parallel.ron` driven like a device callback (one block per call), two threads against one.
+fn parallel_speedups(rounds: usize) {
+    let input = demo(48000);
+    let audio_s = SECONDS;
+    let (mut out, mut out2) = (vec![0.0f32; input.len()], vec![0.0f32; input.len()]);
     for block in [512, 64] {
         let one = EngineOptions { max_block: block, threads: 1, ..Default::default() };
         let mut serial = start(graph("parallel.ron"), one);
@@ -894,8 +902,9 @@ fn nodes(c: &mut Criterion) {
 
 fn main() {
     // `cargo bench --bench engine` runs everything; `-- ratios` only the paired ratios, `-- native` only
-    // the native-plugin ones, `-- monitor` only the monitor's cost (with more rounds); any other filter only
-    // the matching criterion benchmarks.
+    // the native-plugin ones, `-- monitor` only the monitor's cost and `-- speedup` only the callback-driven
+    // speed-ups of `parallel.ron` (both with more rounds); any other filter only the matching criterion
+    // benchmarks.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     if filter.as_deref().is_none_or(|f| f == "ratios") {
         ratios();
@@ -907,7 +916,10 @@ fn main() {
     if filter.as_deref() == Some("monitor") {
         monitor_cost(81);
     }
-    if matches!(filter.as_deref(), Some("ratios" | "native" | "monitor")) {
+    if filter.as_deref() == Some("speedup") {
+        parallel_speedups(81);
+    }
+    if matches!(filter.as_deref(), Some("ratios" | "native" | "monitor" | "speedup")) {
         return;
     }
     let mut c =

@@ -953,43 +953,61 @@ unsafe fn mix_edge(dst: *mut f32, src: *const f32, edge: &mut Edge, first: bool,
 /// (alternating, so the worker threads are awake for the parallel probes as they would be in use), then
 /// keeps the way whose best recent time is clearly lower. The fastest of a few runs is a steady measure on
 /// a noisy machine; re-probing follows changes in load.
+///
+/// Where one thread keeps winning outright (the parallel runs no faster at all), the period doubles at
+/// each probe that confirms it, up to [`Self::MAX_BACKOFF`] times the first: there the parallel probes are
+/// the slow runs (each wakes the workers, which can take longer than a short block's work), and staying
+/// serial a while longer risks nothing. A close call, and a parallel choice, are re-checked at the first
+/// period, so that a change in the load on the workers' cores is noticed soon.
 struct Adaptive {
+    base: u64,
     period: u64,
+    /// Runs since this period's probes began.
+    phase: u64,
     serial_ns: [f64; 4],
     parallel_ns: [f64; 4],
     serial_runs: usize,
     parallel_runs: usize,
-    blocks: u64,
+    decided: bool,
     parallel: bool,
 }
 
 impl Adaptive {
     const PROBES: u64 = 8;
+    const MAX_BACKOFF: u64 = 16;
 
-    /// A choice that probes every `period` runs.
+    /// A choice that probes every `period` runs (more rarely while one thread keeps winning).
     fn every(period: u64) -> Self {
+        let period = period.max(Self::PROBES + 1);
         Self {
-            period: period.max(Self::PROBES + 1),
+            base: period,
+            period,
+            phase: 0,
             serial_ns: [0.0; 4],
             parallel_ns: [0.0; 4],
             serial_runs: 0,
             parallel_runs: 0,
-            blocks: 0,
+            decided: false,
             parallel: false,
         }
     }
 
     /// Whether to run this block's level in parallel, and whether to time it.
     fn choose(&mut self) -> (bool, bool) {
-        let phase = self.blocks % self.period;
-        self.blocks += 1;
+        let phase = self.phase;
+        self.phase = if phase + 1 >= self.period { 0 } else { phase + 1 };
         if phase < Self::PROBES {
             return (phase % 2 == 1, true);
         }
         if phase == Self::PROBES {
             let best = |v: &[f64; 4]| v.iter().copied().fold(f64::INFINITY, f64::min);
             // Parallel only when clearly (20%) faster: a close call is not worth waking a second core for.
-            self.parallel = best(&self.parallel_ns) < 0.8 * best(&self.serial_ns);
+            let (serial_ns, parallel_ns) = (best(&self.serial_ns), best(&self.parallel_ns));
+            let parallel = parallel_ns < 0.8 * serial_ns;
+            // Backing off only where parallel lost outright: a close call is probed at the first period.
+            let confirmed = self.decided && !self.parallel && parallel_ns >= serial_ns;
+            self.period = if confirmed { (self.period * 2).min(self.base * Self::MAX_BACKOFF) } else { self.base };
+            (self.parallel, self.decided) = (parallel, true);
         }
         (self.parallel, false)
     }
@@ -1002,5 +1020,71 @@ impl Adaptive {
         };
         times[*runs % times.len()] = ns;
         *runs += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Adaptive;
+
+    /// Runs `runs` choices where a serial run takes `serial_ns` and a parallel one `parallel_ns` (each a
+    /// function of the run's index); returns the indices of the timed (probe) runs and the choices made.
+    fn drive(
+        a: &mut Adaptive,
+        runs: u64,
+        serial_ns: impl Fn(u64) -> f64,
+        parallel_ns: impl Fn(u64) -> f64,
+    ) -> (Vec<u64>, Vec<bool>) {
+        let (mut probes, mut chosen) = (Vec::new(), Vec::new());
+        for i in 0..runs {
+            let (parallel, timed) = a.choose();
+            if timed {
+                probes.push(i);
+                a.record(parallel, if parallel { parallel_ns(i) } else { serial_ns(i) });
+            } else {
+                chosen.push(parallel);
+            }
+        }
+        (probes, chosen)
+    }
+
+    /// The first run of each probing period (probes come in runs of `PROBES`).
+    fn period_starts(probes: &[u64]) -> Vec<u64> {
+        probes.iter().copied().filter(|i| !probes.contains(&i.wrapping_sub(1))).collect()
+    }
+
+    #[test]
+    fn a_serial_choice_that_wins_outright_is_probed_ever_more_rarely_a_close_or_parallel_one_at_the_base_period() {
+        let mut serial = Adaptive::every(100);
+        let (probes, chosen) = drive(&mut serial, 100 * 40, |_| 1.0, |_| 3.0);
+        assert!(chosen.iter().all(|&p| !p));
+        // 0, then 100 (the first confirmation doubles the period), 300, 700, 1500, then every 1600.
+        assert_eq!(period_starts(&probes), [0, 100, 300, 700, 1500, 3100]);
+        assert_eq!(probes.len() as u64, 6 * Adaptive::PROBES);
+
+        // Parallel 10% faster: not enough to choose it, too close to stop checking at the base period.
+        let mut close = Adaptive::every(100);
+        let (probes, chosen) = drive(&mut close, 1000, |_| 1.0, |_| 0.9);
+        assert!(chosen.iter().all(|&p| !p));
+        assert_eq!(period_starts(&probes), (0..10).map(|k| 100 * k).collect::<Vec<_>>());
+
+        let mut parallel = Adaptive::every(100);
+        let (probes, chosen) = drive(&mut parallel, 1000, |_| 3.0, |_| 1.0);
+        assert!(chosen.iter().all(|&p| p));
+        assert_eq!(period_starts(&probes), (0..10).map(|k| 100 * k).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_change_of_winner_returns_to_the_base_period() {
+        let mut a = Adaptive::every(100);
+        // Serial wins until run 1500, parallel after: the probes at 1500 see it and choose parallel.
+        let (probes, chosen) =
+            drive(&mut a, 2000, |i| if i < 1500 { 1.0 } else { 3.0 }, |i| if i < 1500 { 3.0 } else { 1.0 });
+        assert_eq!(period_starts(&probes), [0, 100, 300, 700, 1500, 1600, 1700, 1800, 1900]);
+        assert!(!chosen[0] && *chosen.last().unwrap());
+        // And back: a parallel choice that stops paying is dropped at the next base period.
+        let (probes, chosen) = drive(&mut a, 200, |_| 1.0, |_| 3.0);
+        assert_eq!(period_starts(&probes), [0, 100]);
+        assert!(!chosen.last().unwrap());
     }
 }
