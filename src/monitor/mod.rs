@@ -320,7 +320,7 @@ pub(crate) fn rms_bin(sum_sq: f64, n: u64) -> usize {
     let mean_sq = sum_sq / n as f64;
     let edges = rms_edges();
     // Below bin 1's edge, silence and NaN too: bin 0.
-    if !(mean_sq >= edges[1]) {
+    if mean_sq.is_nan() || mean_sq < edges[1] {
         return 0;
     }
     // The bin is floor(20 log10(mean_sq) + 0.5 - 2 RMS_FLOOR_DB) = floor(20 log10(2) log2(mean_sq) + ...).
