@@ -914,7 +914,7 @@ fn main() {
         native_ratios();
     }
     if filter.as_deref() == Some("monitor") {
-        monitor_cost(81);
+        monitor_cost(2001);
     }
     if filter.as_deref() == Some("speedup") {
         parallel_speedups(81);
