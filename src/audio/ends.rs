@@ -46,6 +46,48 @@ impl plan::Ends for CallEnds<'_, '_, '_, '_> {
 /// `n` samples from `dst + c * stride` for each of the `channels` are valid for writes, and nothing else
 /// accesses them meanwhile.
 unsafe fn write_input(dst: *mut f32, stride: usize, channels: usize, input: Input<'_>, at: usize, n: usize) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::dsp::fma_kernels() {
+        // SAFETY: `fma_kernels()` found AVX2 on this CPU; the rest is this function's contract.
+        return unsafe { write_input_avx2(dst, stride, channels, input, at, n) };
+    }
+    // SAFETY: this function's contract.
+    unsafe { write_input_with(dst, stride, channels, input, at, n) }
+}
+
+/// [`write_input`] compiled for AVX2: the planar copy-and-check runs 8 samples a step instead of 4
+/// (in a profile of `chain.ron` at block 512 driven one block per call: 2.3% of the samples with
+/// baseline SSE2, 1.6% with AVX2).
+///
+/// # Safety
+/// As [`write_input`], on a CPU with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn write_input_avx2(
+    dst: *mut f32,
+    stride: usize,
+    channels: usize,
+    input: Input<'_>,
+    at: usize,
+    n: usize,
+) -> u64 {
+    // SAFETY: the contract.
+    unsafe { write_input_with(dst, stride, channels, input, at, n) }
+}
+
+/// [`write_input`]'s body, inlined into each version.
+///
+/// # Safety
+/// As [`write_input`].
+#[inline(always)]
+unsafe fn write_input_with(
+    dst: *mut f32,
+    stride: usize,
+    channels: usize,
+    input: Input<'_>,
+    at: usize,
+    n: usize,
+) -> u64 {
     // Non-finite samples become 0.0 and are counted. Local counts keep the loops free of stores to memory
     // and of calls, so they vectorize.
     #[inline(always)]
