@@ -336,26 +336,29 @@ fn run_fundsp(peer: &mut dyn fundsp::prelude32::AudioUnit, input: &[f32], output
 /// The monitor's cost: `chain.ron` at block 512 with the monitor on against off, and with the samples
 /// for a spectrum kept as well (as while someone reads reports). One engine, the monitor switched between
 /// runs ([`Engine::set_monitor`]): two engines built alike differ by about 1% in speed (where their
-/// processors and buffers landed in memory), which is a third of what is measured here.
-fn monitor_cost(rounds: usize) {
+/// processors and buffers landed in memory), which is a third of what is measured here. `chain.ron` is
+/// the lightest of the chains (the monitor's work per block is about the same whatever the nodes do);
+/// `with_reference` adds the reference chain, which does more per block.
+fn monitor_cost(rounds: usize, with_reference: bool) {
     let input = demo(48000);
     let out = std::cell::RefCell::new(vec![0.0f32; input.len()]);
-    let engine = std::cell::RefCell::new(start(
-        graph("chain.ron"),
-        EngineOptions { max_block: 512, threads: 1, ..Default::default() },
-    ));
-    for spectrum in [false, true] {
-        if spectrum {
-            engine.borrow_mut().0.metrics_reader().keep_spectrum();
+    let graphs = [("chain.ron", graph("chain.ron")), ("reference chain", reference_graph())];
+    for (name, g) in graphs.into_iter().take(if with_reference { 2 } else { 1 }) {
+        let engine =
+            std::cell::RefCell::new(start(g, EngineOptions { max_block: 512, threads: 1, ..Default::default() }));
+        for spectrum in [false, true] {
+            if spectrum {
+                engine.borrow_mut().0.metrics_reader().keep_spectrum();
+            }
+            let run = |on: bool| {
+                let mut e = engine.borrow_mut();
+                e.0.set_monitor(on);
+                run_engine(&mut e, black_box(&input), &mut out.borrow_mut(), 512);
+            };
+            let (r, lo, hi, _) = paired(rounds, || run(true), || run(false));
+            let what = if spectrum { "on, spectrum kept" } else { "on" };
+            println!("  {name}, block 512: throughput with the monitor {what} / off = {r:.3} [{lo:.3}, {hi:.3}]");
         }
-        let run = |on: bool| {
-            let mut e = engine.borrow_mut();
-            e.0.set_monitor(on);
-            run_engine(&mut e, black_box(&input), &mut out.borrow_mut(), 512);
-        };
-        let (r, lo, hi, _) = paired(rounds, || run(true), || run(false));
-        let what = if spectrum { "on, spectrum kept" } else { "on" };
-        println!("  chain.ron, block 512: throughput with the monitor {what} / off = {r:.3} [{lo:.3}, {hi:.3}]");
     }
 }
 
@@ -424,7 +427,7 @@ fn ratios() {
         );
         println!("  chain.ron, block {block:>3}: engine throughput / FunDSP equivalent = {r:.3} [{lo:.3}, {hi:.3}]");
     }
-    monitor_cost(rounds);
+    monitor_cost(rounds, false);
     for monitor in [false, true] {
         // Engine overhead: 32 unity-gain nodes against the same 32 passes over a buffer, per node per block.
         let nodes: String = (0..32).map(|i| format!("\"g{i}\": Gain(gain_db: 0.0),")).collect();
@@ -914,7 +917,7 @@ fn main() {
         native_ratios();
     }
     if filter.as_deref() == Some("monitor") {
-        monitor_cost(2001);
+        monitor_cost(2001, true);
     }
     if filter.as_deref() == Some("speedup") {
         parallel_speedups(81);
