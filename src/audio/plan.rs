@@ -807,11 +807,13 @@ unsafe fn run_output(parts: &Parts<'_>, at: usize, n: usize) {
     }
     // SAFETY: those frames of the output are final (the contract, and the mix above).
     let src = unsafe { parts.output_from.add(at) };
+    unsafe { parts.ends.output(src, at, n) };
+    // Metered after the copy: the meter's last stores (the spectrum's samples, when kept) then drain while
+    // the block ends, instead of holding up the copy's loads (0.3% to 0.5% of `chain.ron`'s time).
     if let Some((meter, tail)) = parts.output_meter {
         // SAFETY: as above; the tail is this call's alone, like the output's edges.
         unsafe { feed_blocks(meter, &mut *tail, src, &io, n) };
     }
-    unsafe { parts.ends.output(src, at, n) };
 }
 
 /// Feeds `n` frames from `data` (planar, the run's channels and stride) to `meter`, in blocks of at most
