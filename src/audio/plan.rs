@@ -787,8 +787,8 @@ unsafe fn run_input(parts: &Parts<'_>, at: usize, n: usize) {
     unsafe { parts.ends.input(parts.input_to.add(at), at, n) }
 }
 
-/// Mixes frames `at..at + n` of the graph output (where it is a mix), meters them, and hands them to the
-/// run's end, in blocks of at most `max_block` frames for the meter.
+/// Mixes frames `at..at + n` of the graph output (where it is a mix), hands them to the run's end and
+/// meters them, in blocks of at most `max_block` frames for the meter.
 ///
 /// # Safety
 /// Called for consecutive ranges from 0, one call at a time, once those frames of everything the output
