@@ -24,6 +24,10 @@ pub struct ProcessConfig {
     pub channels: usize,
     /// The largest `frames` any call to [`Processor::process`] will pass.
     pub max_block: usize,
+    /// Whether blocks are due in real time (a device callback, `play`) rather than rendered offline
+    /// (`render`, `bench`), where nothing is late. Plugin nodes charge a plugin for its own CPU time in
+    /// either case; their time-budget watchdog runs only in real time.
+    pub realtime: bool,
 }
 
 /// The graph-wide format a node's parameters are validated against.
@@ -340,6 +344,25 @@ impl Clone for Box<dyn NodeSpec> {
     }
 }
 
+/// A plugin node's health, as it publishes it after each block ([`PollContext::status`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PluginHealth {
+    /// Faults so far (each bypassed the plugin and had it re-created).
+    pub faults: u64,
+    /// Blocks (`process` calls) whose output was, wholly or in part, the node's bypass (its dry input or
+    /// silence) instead of the plugin's.
+    pub bypassed_blocks: u64,
+    /// Frames of output that were the bypass.
+    pub bypassed_frames: u64,
+    /// Non-finite output samples replaced with silence.
+    pub replaced_samples: u64,
+    /// Calls that passed their deadline in wall time while the plugin had not used it (the thread was
+    /// preempted): late, which in real time is an underrun, but not the plugin's fault.
+    pub preempted_calls: u64,
+    /// Memory in use and its cap, in bytes, where the backend knows.
+    pub memory: Option<(usize, usize)>,
+}
+
 /// What a processor may hand to the control side from the audio thread, without allocating or waiting.
 /// The engine passes one to [`Processor::poll`] after each block, on the thread that drives the graph.
 pub trait PollContext {
@@ -351,8 +374,12 @@ pub trait PollContext {
     /// Asks the control side for a fresh instance ([`NodeSpec::build_replacement`]). False if the request
     /// could not be queued (ask again at the next poll).
     fn request_replacement(&mut self) -> bool;
-    /// Publishes the node's fault count and, for plugins, its memory and cap in bytes.
-    fn status(&mut self, faults: u64, memory: Option<(usize, usize)>);
+    /// Publishes a plugin node's health: its faults and what they cost, and its memory.
+    fn status(&mut self, health: &PluginHealth);
+    /// Records a fault at `frame` (counted from the start of the node's processing).
+    fn fault_at(&mut self, frame: u64) {
+        let _ = frame;
+    }
     /// Publishes a plugin's named status numbers (names from [`NodeSpec::status_names`]).
     fn status_values(&mut self, values: &[f64]) {
         let _ = values;

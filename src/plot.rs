@@ -79,8 +79,10 @@ pub fn measurement_level(graph: &Graph) -> f64 {
 /// If the graph cannot start.
 pub fn impulse_response(graph: Graph, level_dbfs: f64, frames: usize) -> anyhow::Result<Vec<f64>> {
     let channels = graph.format.channels;
-    let (_engine, mut audio) =
-        Engine::new(graph, EngineOptions { max_block: 4096, threads: 1, monitor: false, ..Default::default() })?;
+    let (_engine, mut audio) = Engine::new(
+        graph,
+        EngineOptions { max_block: 4096, threads: 1, monitor: false, realtime: false, ..Default::default() },
+    )?;
     let amplitude = 10f64.powf(level_dbfs / 20.0);
     let block = 4096;
     let mut input = vec![0.0f32; channels * block];

@@ -511,6 +511,94 @@ fn render_writes_metrics_json_on_request() {
     assert!(v["memory"]["peak_rss_bytes"].as_u64().is_some());
 }
 
+#[cfg(feature = "wasm")]
+#[test]
+fn a_run_in_which_a_plugin_faulted_says_so_and_exits_with_code_3() {
+    // A plugin that halves its input and traps on its third block: the first instance at frame 1024, and
+    // each fresh one two blocks after it takes over, until the node is bypassed for good after the fifth.
+    // Bypassed blocks are the dry input, so the render differs from a clean one, and says so.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = r#"(module
+      (memory (export "memory") 2)
+      (global $blocks (mut i32) (i32.const 0))
+      (data (i32.const 16) "\00\04\00\00\00\20\00\00")
+      (func (export "fxg_abi_version") (result i32) (i32.const 1))
+      (func (export "fxg_set_param") (param i32 f32) (result i32) (i32.const 0))
+      (func (export "fxg_initialize") (param i32 i32 i32) (result i32) (i32.const 0))
+      (func (export "fxg_buffers") (result i32) (i32.const 16))
+      (func (export "fxg_start"))
+      (func (export "fxg_process") (param $n i32) (result i32) (local $i i32)
+        (global.set $blocks (i32.add (global.get $blocks) (i32.const 1)))
+        (if (i32.eq (global.get $blocks) (i32.const 3)) (then unreachable))
+        (loop $halve
+          (f32.store (i32.add (i32.const 8192) (local.get $i))
+            (f32.mul (f32.load (i32.add (i32.const 1024) (local.get $i))) (f32.const 0.5)))
+          (local.set $i (i32.add (local.get $i) (i32.const 4)))
+          (br_if $halve (i32.lt_u (local.get $i) (i32.const 4096))))
+        (i32.const 0))
+      (func (export "fxg_stop"))
+      (func (export "fxg_cleanup")))"#;
+    std::fs::write(dir.path().join("flaky.wasm"), wat::parse_str(module).expect("module")).expect("write");
+    std::fs::write(
+        dir.path().join("flaky.json"),
+        r#"{"id": "test.flaky", "name": "Flaky", "version": "0.0.1", "abi_version": 1,
+            "memory_limit_bytes": 1048576, "block_budget_us": 5000, "parameters": []}"#,
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("g.ron"),
+        r#"(sample_rate: 48000, channels: 2, nodes: { "half": Wasm(path: "flaky.wasm") },
+            edges: [("input", "half"), ("half", "output")])"#,
+    )
+    .expect("write");
+    let render = |extra: &[&str]| {
+        let mut args =
+            vec!["render", "g.ron", "-o", "out.wav", "--seconds", "1", "--threads", "1", "--metrics", "m.json"];
+        args.extend_from_slice(extra);
+        fxgraph(&args, dir.path())
+    };
+    let o = render(&[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("plugin faults changed this render"), "{err}");
+    assert!(err.contains("node \"half\" (Wasm): 5 faults (at 0.021 s, "), "{err}");
+    assert!(err.contains(" blocks bypassed ("), "{err}");
+    assert!(err.contains("--allow-faults"), "{err}");
+    // The output is written all the same, whole.
+    let reader = hound::WavReader::open(dir.path().join("out.wav")).expect("the output is written");
+    assert_eq!(reader.duration(), 48000);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.json")).expect("metrics")).expect("json");
+    let node = &m["nodes"][0];
+    assert_eq!(node["faults"].as_u64(), Some(5), "{node}");
+    let times: Vec<f64> = node["fault_times_s"].as_array().expect("times").iter().filter_map(|t| t.as_f64()).collect();
+    assert_eq!(times.len(), 5, "{node}");
+    assert!((times[0] - 1024.0 / 48000.0).abs() < 1e-9 && times.windows(2).all(|w| w[0] < w[1]), "{node}");
+    // Bypassed: the five faulted blocks, those before each replacement took over, and all after the fifth.
+    let (blocks, frames) =
+        (node["bypassed_blocks"].as_u64().expect("blocks"), node["bypassed_frames"].as_u64().expect("frames"));
+    assert!(blocks >= 5 && frames <= 512 * blocks && frames > 512 * (blocks - 1), "{node}");
+    assert!(frames as f64 >= (1.0 - times[4]) * 48000.0, "{node}");
+    // Accepted on request: exit 0, the same summary.
+    let o = render(&["--allow-faults"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("5 faults (at 0.021 s, "), "{}", stderr(&o));
+    // bench says the same in its JSON, and with its exit code.
+    let o = fxgraph(&["bench", "g.ron", "--seconds", "1", "--threads", "1", "--json"], dir.path());
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["faulted"], true);
+    assert_eq!(v["nodes"][0]["faults"], 5);
+    let o = fxgraph(&["bench", "g.ron", "--seconds", "1", "--threads", "1", "--json", "--allow-faults"], dir.path());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A clean run says nothing of faults.
+    let o = fxgraph(
+        &["render", repo().join("graphs/mastering.ron").to_str().expect("utf-8"), "--seconds", "1"],
+        dir.path(),
+    );
+    assert!(o.status.success() && !stderr(&o).contains("fault"), "{}", stderr(&o));
+}
+
 #[test]
 fn no_edit_of_a_shipped_graph_can_panic_the_loader() {
     // Random edits as typing makes them (a few characters deleted, inserted or replaced, quotes, brackets
@@ -1175,7 +1263,7 @@ fn fuzzer_findings_stay_fixed() {
                     "block_budget_us": 2000, "parameters": []}"#,
             )
             .expect("manifest");
-            let config = fxgraph::ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512 };
+            let config = fxgraph::ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
             let _ = host::instantiate(&pre, &manifest, &[], &config);
         }
     }

@@ -463,6 +463,7 @@ fn isolated_plugins_match_in_process_and_survive_crashes() {
         ("HANG", "TimedOut"),
         ("EXIT_IN_PROCESS", "exited with code 0"),
         ("OVERRUN", "Crashed: the plugin's process died of signal"),
+        ("SLEEP", "TimedOut"),
     ] {
         let lib = cc("tests/native/variants.c", &format!("variant_{}", variant.to_lowercase()), &[variant]);
         let nodes = format!("\"pre\": Gain(gain_db: -6.0), \"bad\": {}", native(&lib, ", isolation: Process"));
@@ -481,8 +482,137 @@ fn isolated_plugins_match_in_process_and_survive_crashes() {
     }
     // In process, the same libraries load cleanly (running them there would end this test's process, as
     // README says).
-    for variant in ["NULL_DEREF", "ABORT", "HANG", "EXIT_IN_PROCESS", "OVERRUN"] {
+    for variant in ["NULL_DEREF", "ABORT", "HANG", "EXIT_IN_PROCESS", "OVERRUN", "SLEEP"] {
         let lib = repo().join(format!("target/test-plugins/variant_{}.so", variant.to_lowercase()));
         fxgraph::nodes::native::load(&lib).expect("loads in process");
     }
+}
+
+/// Threads that keep every core busy until dropped, as a parallel batch of renders or a compile would.
+struct Busy {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Busy {
+    /// Three spinning threads per core.
+    fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..3 * cores)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A WebAssembly plugin that works about a millisecond a block (a counting loop), then halves its input.
+/// Its budget (1 ms) makes the deadline two 5 ms ticks: a thread preempted inside it for that long passes
+/// the deadline in wall time without having used it.
+#[cfg(feature = "wasm")]
+fn busy_wasm(dir: &Path) -> PathBuf {
+    let text = r#"(module
+      (memory (export "memory") 2)
+      (data (i32.const 16) "\00\04\00\00\00\20\00\00")
+      (func (export "fxg_abi_version") (result i32) (i32.const 1))
+      (func (export "fxg_set_param") (param i32 f32) (result i32) (i32.const 0))
+      (func (export "fxg_initialize") (param i32 i32 i32) (result i32) (i32.const 0))
+      (func (export "fxg_buffers") (result i32) (i32.const 16))
+      (func (export "fxg_start"))
+      (func (export "fxg_process") (param $n i32) (result i32) (local $i i32) (local $k i32)
+        (loop $work
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br_if $work (i32.lt_u (local.get $k) (i32.const 1000000))))
+        (loop $halve
+          (f32.store (i32.add (i32.const 8192) (local.get $i))
+            (f32.mul (f32.load (i32.add (i32.const 1024) (local.get $i))) (f32.const 0.5)))
+          (local.set $i (i32.add (local.get $i) (i32.const 4)))
+          (br_if $halve (i32.lt_u (local.get $i) (i32.const 4096))))
+        (i32.const 0))
+      (func (export "fxg_stop"))
+      (func (export "fxg_cleanup")))"#;
+    let path = dir.join("busy.wasm");
+    std::fs::write(&path, wat::parse_str(text).expect("module")).expect("write");
+    std::fs::write(
+        dir.join("busy.json"),
+        r#"{"id": "test.busy", "name": "Busy", "version": "0.0.1", "abi_version": 1,
+            "memory_limit_bytes": 1048576, "block_budget_us": 1000, "parameters": []}"#,
+    )
+    .expect("write");
+    path
+}
+
+/// Renders `input` offline through `graph` (as `render` does: one thread, no real-time deadlines);
+/// returns the output and the report.
+fn render_offline(graph: Graph, input: &[f32]) -> (Vec<f32>, fxgraph::monitor::MetricsReport) {
+    let (mut engine, mut audio) =
+        Engine::new(graph, EngineOptions { max_block: 512, threads: 1, realtime: false, ..Default::default() })
+            .expect("engine");
+    let mut out = vec![0.0f32; input.len()];
+    for (x, y) in input.chunks(1024).zip(out.chunks_mut(1024)) {
+        audio.process_interleaved(x, y, 2);
+        engine.update();
+    }
+    let report = engine.metrics();
+    (out, report)
+}
+
+#[cfg(feature = "wasm")]
+#[test]
+fn a_busy_machine_changes_no_bit_of_a_render_and_faults_no_healthy_plugin() {
+    // The shipped filter (stateful: a bypassed block or a fresh instance changes the bits after it), the
+    // busy WebAssembly plugin, the SDK enhancer and the busy C plugin in child processes: each busy plugin
+    // halves its input, so a block bypassed dry would change the output too.
+    host_env();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let busy = busy_wasm(dir.path());
+    let worker = cc("tests/native/variants.c", "variant_work", &["WORK=1000000"]);
+    let filter = repo().join("plugins/wasm/biquad_filter.wasm");
+    let nodes = format!(
+        "\"filter\": Wasm(path: \"{}\", config: {{\"cutoff_hz\": 5000.0}}), \"busy\": Wasm(path: \"{}\"), \
+         \"enh\": {}, \"work\": {}",
+        filter.display(),
+        busy.display(),
+        native(enhancer(), ", isolation: Process, config: {\"bass_gain_db\": 6.0}"),
+        native(&worker, ", isolation: Process")
+    );
+    let chain = ["filter", "busy", "enh", "work"];
+    let input = sine(440.0, 0.5, 2 * 48000);
+    let (idle, report) = render_offline(graph(&nodes, &chain), &input);
+    assert!(report.nodes.iter().all(|n| !n.faulted()), "idle: {:?}", report.nodes);
+    assert!(idle.iter().any(|&v| v != 0.0));
+    // Under load until the load has made some plugin call late, at most five times: every time, the same
+    // bits and no fault.
+    let mut late = 0;
+    for attempt in 0..5 {
+        let _busy = Busy::start();
+        let (loaded, report) = render_offline(graph(&nodes, &chain), &input);
+        let differ = idle.iter().zip(&loaded).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "attempt {attempt}: {differ} samples differ from the idle render");
+        for n in &report.nodes {
+            assert!(!n.faulted(), "attempt {attempt}: node {} faulted under load: {n:?}", n.name);
+        }
+        late = report.nodes.iter().map(|n| n.preempted_calls).sum::<u64>();
+        if late > 0 {
+            break;
+        }
+    }
+    assert!(late > 0, "the load never made a plugin call pass its deadline: this test checked nothing");
 }

@@ -339,6 +339,69 @@ fn the_player_api_plays_a_source_to_its_end_on_the_null_device() {
     assert!(rec[2 * frames..].iter().all(|v| *v == 0.0));
 }
 
+#[cfg(feature = "wasm")]
+#[test]
+fn a_plugin_that_spins_in_play_is_stopped_bypassed_and_reported() {
+    // A plugin whose process never returns, on the null device (real time): each block it is given is
+    // stopped at its deadline and bypassed dry; after five faults it stays bypassed, and playback goes on.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let module = r#"(module
+      (memory (export "memory") 2)
+      (data (i32.const 16) "\00\04\00\00\00\20\00\00")
+      (func (export "fxg_abi_version") (result i32) (i32.const 1))
+      (func (export "fxg_set_param") (param i32 f32) (result i32) (i32.const 0))
+      (func (export "fxg_initialize") (param i32 i32 i32) (result i32) (i32.const 0))
+      (func (export "fxg_buffers") (result i32) (i32.const 16))
+      (func (export "fxg_start"))
+      (func (export "fxg_process") (param $n i32) (result i32) (loop $l (br $l)) (i32.const 0))
+      (func (export "fxg_stop"))
+      (func (export "fxg_cleanup")))"#;
+    std::fs::write(dir.path().join("spin.wasm"), wat::parse_str(module).expect("module")).expect("write");
+    std::fs::write(
+        dir.path().join("spin.json"),
+        r#"{"id": "test.spin", "name": "Spin", "version": "0.0.1", "abi_version": 1,
+            "memory_limit_bytes": 1048576, "block_budget_us": 500, "parameters": []}"#,
+    )
+    .expect("write");
+    let text = "(sample_rate: 48000, channels: 2, nodes: { \"spin\": Wasm(path: \"spin.wasm\") }, \
+                edges: [(\"input\", \"spin\"), (\"spin\", \"output\")])";
+    let graph = Graph::parse(text, "t.ron", dir.path(), &Registry::with_builtins()).expect("graph");
+    let (engine, audio) = Engine::new(graph, EngineOptions { threads: 1, ..Default::default() }).expect("engine");
+    let frames = 48000;
+    let tone: Vec<f32> = (0..frames).map(|i| (i as f32 * 0.05).sin() * 0.25).collect();
+    let mut player = Player::start(
+        engine,
+        audio,
+        Box::new(MemorySource::new(vec![tone.clone(), tone])),
+        PlayerOptions {
+            device: DeviceChoice::Null,
+            buffer_frames: 480,
+            ahead_frames: None,
+            looping: false,
+            record: None,
+        },
+    )
+    .expect("player starts");
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    player.engine().subscribe(move |e| sink.lock().expect("lock").push(e.to_string()));
+    let started = std::time::Instant::now();
+    while !player.is_finished() {
+        player.update().expect("plays");
+        assert!(started.elapsed() < Duration::from_secs(20), "a second of audio never finished");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, _) = player.finish().expect("finishes");
+    assert_eq!(status.state, "ended");
+    let node = &status.nodes[0];
+    assert_eq!(node.faults, 5, "{node:?}");
+    assert!(node.bypassed_blocks >= 5, "{node:?}");
+    let events = events.lock().expect("lock").clone();
+    let faults = events.iter().filter(|e| e.contains("Trap: wasm trap: interrupt")).count();
+    assert_eq!(faults, 5, "{events:?}");
+    assert!(events.iter().any(|e| e.contains("bypassed for good")), "{events:?}");
+}
+
 /// With the `device` feature: the cpal path on a real ALSA device (the `file` plugin over `null`, which
 /// takes samples as fast as they come and writes them to a file).
 #[cfg(feature = "device")]

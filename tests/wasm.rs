@@ -61,7 +61,12 @@ fn noise(n: usize) -> Vec<f32> {
 }
 
 fn start(g: Graph) -> Result<Rig, EngineError> {
-    Engine::new(g, EngineOptions { max_block: 512, threads: 1, ..Default::default() })
+    start_with(g, true)
+}
+
+/// A started graph in real time (as `play` and device callbacks run it) or offline (as `render` does).
+fn start_with(g: Graph, realtime: bool) -> Result<Rig, EngineError> {
+    Engine::new(g, EngineOptions { max_block: 512, threads: 1, realtime, ..Default::default() })
         .map(|(engine, audio)| Rig { engine, audio })
 }
 
@@ -555,6 +560,36 @@ fn a_plugin_always_over_its_budget_is_bypassed_by_the_watchdog_without_a_trap() 
         "one watchdog fault after 8 slow blocks (fastest {fastest_us} us, budget {budget_us} us): {faults:?}"
     );
     assert!(faults[0].contains("OverBudget") && !faults[0].contains("Trap"), "{}", faults[0]);
+    // Offline nothing is late: the same plugin is slow, and never faulted for it.
+    let mut e = start_with(graph(&g, dir.path()).expect("valid"), false).expect("starts");
+    assert_eq!(run(&mut e, &input, 12), expected);
+    assert_eq!(e.engine.metrics().nodes[0].faults, 0, "offline, a slow plugin is only slow");
+}
+
+#[test]
+fn a_plugin_that_spins_is_stopped_after_its_own_deadline_in_real_time_and_offline() {
+    // The hostile corpus's budget (500 us) makes the deadline two 5 ms ticks: a call is stopped at the first
+    // tick at which the plugin has used 5 ms of CPU time, which on an idle machine is 5 to 10 ms after it
+    // began, as when the deadline was wall time. CPU time is what the plugin is charged, so it is what this
+    // test measures: it does not depend on how busy the machine is.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = install(dir.path(), "spin", &wat(&module(&Variant { process: "(loop $l (br $l))", ..BASE })));
+    let input = noise(2 * 512);
+    for realtime in [true, false] {
+        let mut e = start_with(graph(&text, dir.path()).expect("valid"), realtime).expect("starts");
+        let (cpu0, wall0) = (fxgraph::clock::thread_cpu_ns(), std::time::Instant::now());
+        assert_eq!(run(&mut e, &input, 1), input, "bypassed dry");
+        let cpu_ms = (fxgraph::clock::thread_cpu_ns() - cpu0) as f64 / 1e6;
+        let wall = wall0.elapsed();
+        assert!(
+            (4.0..20.0).contains(&cpu_ms),
+            "realtime {realtime}: the stuck block used {cpu_ms} ms of CPU ({wall:?})"
+        );
+        let report = e.engine.metrics();
+        assert_eq!(report.nodes[0].faults, 1, "realtime {realtime}");
+        assert_eq!((report.nodes[0].bypassed_blocks, report.nodes[0].bypassed_frames), (1, 512), "realtime {realtime}");
+        assert_eq!(report.nodes[0].fault_times_s, [0.0], "realtime {realtime}");
+    }
 }
 
 #[test]

@@ -32,6 +32,6 @@ fuzz_target!(|data: &[u8]| {
     });
     let Ok(module) = host::compile_bytes(data, Path::new("fuzz.wasm")) else { return };
     let Ok(pre) = host::prelink(&module) else { return };
-    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512 };
+    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
     let _ = host::instantiate(&pre, manifest(), &[(0, 0.0), (1, 1000.0)], &config);
 });

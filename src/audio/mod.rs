@@ -23,7 +23,7 @@ use crate::buffer::{AudioIn, AudioOut};
 use crate::clock;
 use crate::dsp::denormal::{FloatMode, FlushDenormals};
 use crate::monitor::shared::{GraphStats, MeterWriter, NodeStats, Spectrum, SpectrumTail};
-use crate::node::{MessageKind, PollContext};
+use crate::node::{MessageKind, PluginHealth, PollContext};
 use plan::{Plan, Slot};
 use std::any::Any;
 use std::sync::Arc;
@@ -143,6 +143,8 @@ pub struct AudioProcessor {
     monitor: bool,
     ticks_per_frame: f64,
     dropped: u64,
+    /// Replacement instances asked of the control side so far.
+    requests: u64,
 }
 
 /// Where a call's input comes from.
@@ -199,6 +201,7 @@ impl AudioProcessor {
             monitor: s.monitor,
             ticks_per_frame: if s.monitor { 1e9 / f64::from(s.sample_rate) / clock::ns_per_tick() } else { 0.0 },
             dropped: 0,
+            requests: 0,
         }
     }
 
@@ -213,6 +216,14 @@ impl AudioProcessor {
     /// Frames processed so far: the audio side's clock, against which [`crate::Engine::set_at`] schedules.
     pub fn frame(&self) -> u64 {
         self.frame
+    }
+
+    /// How many times nodes have asked the control side for a replacement instance (a plugin that
+    /// faulted): a thread that drives the audio side offline and updates the engine only now and then
+    /// ([`crate::render::render`]) updates it as soon as this grows, so a faulted plugin is replaced after
+    /// its backoff rather than at the next periodic update.
+    pub fn replacement_requests(&self) -> u64 {
+        self.requests
     }
 
     /// Frames by which the output lags the input in the plan now running.
@@ -378,6 +389,7 @@ impl AudioProcessor {
                 node: slot.id,
                 stats: &slot.stats,
                 dropped: &mut self.dropped,
+                requests: &mut self.requests,
             };
             if let Some(p) = &mut slot.processor {
                 p.poll(&mut outbox);
@@ -535,6 +547,7 @@ struct Outbox<'a> {
     node: NodeId,
     stats: &'a NodeStats,
     dropped: &'a mut u64,
+    requests: &'a mut u64,
 }
 
 impl PollContext for Outbox<'_> {
@@ -557,11 +570,17 @@ impl PollContext for Outbox<'_> {
     }
 
     fn request_replacement(&mut self) -> bool {
-        self.tx.push(FromAudio::NeedReplacement(self.node)).is_ok()
+        let sent = self.tx.push(FromAudio::NeedReplacement(self.node)).is_ok();
+        *self.requests += u64::from(sent);
+        sent
     }
 
-    fn status(&mut self, faults: u64, memory: Option<(usize, usize)>) {
-        self.stats.set_status(faults, memory);
+    fn status(&mut self, health: &PluginHealth) {
+        self.stats.set_status(health);
+    }
+
+    fn fault_at(&mut self, frame: u64) {
+        self.stats.record_fault(frame);
     }
 
     fn status_values(&mut self, values: &[f64]) {

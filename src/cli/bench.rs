@@ -1,11 +1,12 @@
 //! `fxgraph bench`: the demo signal through a graph with no file output; speed, timing, load, levels.
 
-use crate::{Failure, bad_input, default_threads, load, start};
+use crate::{Failure, bad_input, default_threads, load, report_faults, start};
 use fxgraph::demo::DemoSignal;
 use fxgraph::io::decode::open_input;
 use fxgraph::render::{BlockSource, render};
 use std::path::Path;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     graph_path: &Path,
     input: Option<&Path>,
@@ -14,6 +15,7 @@ pub(crate) fn run(
     threads: Option<u32>,
     json: bool,
     plot: Option<&Path>,
+    allow_faults: bool,
 ) -> Result<(), Failure> {
     if let Some(s) = seconds
         && !(s.is_finite() && s > 0.0)
@@ -82,7 +84,10 @@ pub(crate) fn run(
                 serde_json::json!({
                     "name": n.name, "kind": n.kind, "calls": n.calls, "mean_ns": n.mean_ns, "p50_ns": n.p50_ns,
                     "p99_ns": n.p99_ns, "max_ns": n.max_ns, "budget_share": n.budget_share, "faults": n.faults,
-                    "memory_bytes": n.memory_bytes, "memory_cap_bytes": n.memory_cap_bytes,
+                    "fault_times_s": n.fault_times_s, "bypassed_blocks": n.bypassed_blocks,
+                    "bypassed_frames": n.bypassed_frames, "replaced_samples": n.replaced_samples,
+                    "preempted_calls": n.preempted_calls, "memory_bytes": n.memory_bytes,
+                    "memory_cap_bytes": n.memory_cap_bytes,
                 })
             })
             .collect();
@@ -102,9 +107,10 @@ pub(crate) fn run(
             "peak_rss_bytes": report.memory.peak_rss_bytes,
             "memory": report.memory,
             "output": report.output,
+            "faulted": report.faulted_nodes().next().is_some(),
         });
         println!("{out}");
-        return Ok(());
+        return report_faults(&report, allow_faults, "benchmark");
     }
     let us = |ns: f64| ns / 1000.0;
     println!(
@@ -161,5 +167,5 @@ pub(crate) fn run(
         "output: peak {:.2} dBFS, RMS {:.2} dBFS, crest factor {:.2} dB, dynamic range {:.1} dB, clipped samples {}",
         o.peak_dbfs, o.rms_dbfs, o.crest_factor_db, o.dynamic_range_db, o.clipped_samples
     );
-    Ok(())
+    report_faults(&report, allow_faults, "benchmark")
 }

@@ -1,6 +1,7 @@
 //! `fxgraph`: render, check, benchmark and inspect effect graphs.
 //!
-//! Exit codes: 0 success, 2 bad input of any kind (graph, audio file, arguments), 1 anything else.
+//! Exit codes: 0 success, 2 bad input of any kind (graph, audio file, arguments), 3 a render or benchmark
+//! that finished but in which a plugin faulted (so its output differs from a clean run), 1 anything else.
 
 mod bench;
 mod check;
@@ -53,6 +54,9 @@ enum Command {
         /// Also write the monitor's metrics (timing, load, levels, memory) to this JSON file.
         #[arg(long)]
         metrics: Option<PathBuf>,
+        /// Exit with 0 even when a plugin faulted during the render (the summary still says so).
+        #[arg(long)]
+        allow_faults: bool,
     },
     /// Render the demo signal through a graph with no file output and report speed, per-node timing, DSP
     /// load, levels and memory.
@@ -78,6 +82,9 @@ enum Command {
         /// Also draw per-node timing and the output's level over time (.svg or .png).
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Exit with 0 even when a plugin faulted during the run (the report still says so).
+        #[arg(long)]
+        allow_faults: bool,
     },
     /// Print a WebAssembly plugin's metadata, parameters, declared limits and ABI version, after checking that
     /// it loads and sets up.
@@ -219,6 +226,8 @@ pub(crate) enum Failure {
     /// Stopped by a signal after finishing cleanly (what was played is kept): the same exit code, no
     /// message.
     Stopped(i32),
+    /// Finished, but a plugin faulted (the summary is printed already): exit code 3.
+    Faulted,
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
@@ -256,11 +265,21 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Render { graph, input, output, block, threads, seconds, format, metrics } => {
-            render::run(&graph, input.as_deref(), output, block as usize, threads, seconds, format, metrics.as_deref())
+        Command::Render { graph, input, output, block, threads, seconds, format, metrics, allow_faults } => {
+            render::run(
+                &graph,
+                input.as_deref(),
+                output,
+                block as usize,
+                threads,
+                seconds,
+                format,
+                metrics.as_deref(),
+                allow_faults,
+            )
         }
-        Command::Bench { graph, input, seconds, block, threads, json, plot } => {
-            bench::run(&graph, input.as_deref(), seconds, block as usize, threads, json, plot.as_deref())
+        Command::Bench { graph, input, seconds, block, threads, json, plot, allow_faults } => {
+            bench::run(&graph, input.as_deref(), seconds, block as usize, threads, json, plot.as_deref(), allow_faults)
         }
         Command::Check { graph, dot } => check::run(&graph, dot),
         Command::Plot { graph, output, node, data, level, topology } => {
@@ -327,7 +346,48 @@ fn main() -> ExitCode {
             ExitCode::from((128 + sig).clamp(0, 255) as u8)
         }
         Err(Failure::Stopped(sig)) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
+        Err(Failure::Faulted) => ExitCode::from(3),
     }
+}
+
+/// Says on stderr which nodes a fault changed during an offline run, when, and at what cost; then fails
+/// with [`Failure::Faulted`] unless `allow` is set. A run without faults says nothing.
+pub(crate) fn report_faults(report: &fxgraph::monitor::MetricsReport, allow: bool, what: &str) -> Result<(), Failure> {
+    let faulted: Vec<_> = report.faulted_nodes().collect();
+    if faulted.is_empty() {
+        return Ok(());
+    }
+    eprintln!("warning: plugin faults changed this {what}; it differs from a run without them:");
+    for n in faulted {
+        let mut parts = Vec::new();
+        if n.faults > 0 {
+            let times: Vec<String> = n.fault_times_s.iter().map(|t| format!("{t:.3} s")).collect();
+            let more = if (n.faults as usize) > times.len() { ", ..." } else { "" };
+            parts.push(format!(
+                "{} fault{} (at {}{more})",
+                n.faults,
+                if n.faults == 1 { "" } else { "s" },
+                times.join(", ")
+            ));
+        }
+        if n.bypassed_frames > 0 {
+            parts.push(format!(
+                "{} block{} bypassed ({:.3} s of audio)",
+                n.bypassed_blocks,
+                if n.bypassed_blocks == 1 { "" } else { "s" },
+                n.bypassed_frames as f64 / f64::from(report.sample_rate)
+            ));
+        }
+        if n.replaced_samples > 0 {
+            parts.push(format!("{} non-finite output samples replaced with silence", n.replaced_samples));
+        }
+        eprintln!("  node \"{}\" ({}): {}", n.name, n.kind, parts.join("; "));
+    }
+    if allow {
+        return Ok(());
+    }
+    eprintln!("exit code 3: pass --allow-faults to accept a {what} with faults");
+    Err(Failure::Faulted)
 }
 
 pub(crate) fn load(path: &Path) -> Result<Graph, Failure> {
@@ -349,13 +409,14 @@ pub(crate) fn offline_batch(block: usize, threads: usize) -> usize {
 }
 
 /// Starts a graph for offline work: the control side and the audio side, with blocks of `max_block`
-/// frames batched for the workers.
+/// frames batched for the workers, and nothing due in real time.
 pub(crate) fn start(graph: Graph, max_block: usize, threads: usize) -> Result<(Engine, AudioProcessor), Failure> {
     let batch = offline_batch(max_block, threads);
-    Engine::new(graph, EngineOptions { max_block, threads, batch, ..EngineOptions::default() }).map_err(|e| match e {
-        EngineError::Node { .. } => bad_input(e),
-        other => Failure::Other(other.into()),
-    })
+    Engine::new(graph, EngineOptions { max_block, threads, batch, realtime: false, ..EngineOptions::default() })
+        .map_err(|e| match e {
+            EngineError::Node { .. } => bad_input(e),
+            other => Failure::Other(other.into()),
+        })
 }
 
 pub(crate) fn default_threads(threads: Option<u32>) -> usize {

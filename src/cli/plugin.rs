@@ -17,12 +17,12 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
     spec.bind(&ctx);
     let mut processor = spec.build(&ctx).map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;
     processor
-        .initialize(&ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512 })
+        .initialize(&ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false })
         .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;
     processor.cleanup();
     println!("{}: {} {} ({})", path.display(), manifest.name, manifest.version, manifest.id);
     println!("ABI version {} (host implements {ABI_VERSION})", manifest.abi_version);
-    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512 };
+    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
     println!(
         "limits: memory {} KiB (host cap {} KiB), {} us per block; hard deadline {} ms at 512 frames, 48 kHz",
         manifest.memory_cap() / 1024,

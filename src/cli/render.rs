@@ -1,6 +1,6 @@
 //! `fxgraph render`: a graph over a WAV file or the demo signal, into a WAV file, atomically.
 
-use crate::{Failure, Format, bad_input, default_threads, load, start, write_atomically};
+use crate::{Failure, Format, bad_input, default_threads, load, report_faults, start, write_atomically};
 use fxgraph::demo::DemoSignal;
 use fxgraph::io::decode::open_input;
 use fxgraph::render::{BlockSource, Limited, render};
@@ -21,6 +21,7 @@ pub(crate) fn run(
     seconds: Option<f64>,
     format: Format,
     metrics: Option<&Path>,
+    allow_faults: bool,
 ) -> Result<(), Failure> {
     if let Some(s) = seconds
         && !(s.is_finite() && s > 0.0)
@@ -149,10 +150,10 @@ pub(crate) fn run(
     if engine.nonfinite_input() > 0 {
         eprintln!("warning: {} non-finite input samples were replaced by silence", engine.nonfinite_input());
     }
+    let report = engine.metrics();
     if let Some(metrics_path) = metrics {
-        let report = engine.metrics();
         let text = serde_json::to_string_pretty(&report).map_err(|e| Failure::Other(e.into()))?;
         write_atomically(metrics_path, &text)?;
     }
-    Ok(())
+    report_faults(&report, allow_faults, "render")
 }

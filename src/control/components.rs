@@ -156,6 +156,8 @@ pub struct EngineConfig {
     pub batch: usize,
     pub threads: usize,
     pub monitor: bool,
+    /// Whether blocks are due in real time (see [`super::EngineOptions::realtime`]).
+    pub realtime: bool,
     pub base_dir: PathBuf,
     /// The file the graph came from (for errors and reloads).
     pub file: String,

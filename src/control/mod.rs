@@ -64,6 +64,12 @@ pub struct EngineOptions {
     /// bits are the same. It delays nothing but costs latency where something waits on each block: keep 1
     /// (the default) for real-time use.
     pub batch: usize,
+    /// Whether the audio side runs in real time (a device callback; the default) or offline (rendering a
+    /// file, where nothing is late). Either way a plugin's deadline counts only the CPU time it used itself,
+    /// so a thread that the machine preempted never faults a plugin, and the output does not depend on how
+    /// busy the machine is. In real time a plugin over its time budget for several blocks in a row is also
+    /// bypassed (the watchdog); offline a slow plugin only makes the render slower.
+    pub realtime: bool,
 }
 
 /// See [`EngineOptions::parallelism`].
@@ -88,6 +94,7 @@ impl Default for EngineOptions {
             monitor: true,
             crossfade_ms: 20.0,
             batch: 1,
+            realtime: true,
         }
     }
 }
@@ -222,6 +229,7 @@ fn build_report(
             let t = n.stats.timing.snapshot();
             let mean_ns = t.mean_ns() * ns;
             let memory = n.stats.memory();
+            let health = n.stats.health();
             NodeReport {
                 name: n.name.clone(),
                 kind: n.kind.clone(),
@@ -230,7 +238,12 @@ fn build_report(
                 p50_ns: to_ns(t.quantile_ns(0.5)),
                 p99_ns: to_ns(t.quantile_ns(0.99)),
                 max_ns: to_ns(t.max_ns()),
-                faults: n.stats.faults(),
+                faults: health.faults,
+                fault_times_s: n.stats.fault_frames().iter().map(|&f| f as f64 / f64::from(sr)).collect(),
+                bypassed_blocks: health.bypassed_blocks,
+                bypassed_frames: health.bypassed_frames,
+                replaced_samples: health.replaced_samples,
+                preempted_calls: health.preempted_calls,
                 memory_bytes: memory.map(|m| m.0),
                 memory_cap_bytes: memory.map(|m| m.1),
                 budget_share: if block_ns > 0.0 { mean_ns / block_ns } else { 0.0 },
@@ -338,6 +351,7 @@ impl Engine {
             batch: options.batch,
             threads: options.threads,
             monitor: options.monitor,
+            realtime: options.realtime,
             base_dir: graph.base_dir.clone(),
             file: graph.file.clone(),
             crossfade_frames: (options.crossfade_ms * 1e-3 * f64::from(format.sample_rate)).round() as usize,

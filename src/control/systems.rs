@@ -88,6 +88,7 @@ fn process_config(config: &EngineConfig) -> ProcessConfig {
         sample_rate: config.format.sample_rate,
         channels: config.format.channels,
         max_block: config.max_block,
+        realtime: config.realtime,
     }
 }
 

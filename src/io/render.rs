@@ -166,7 +166,8 @@ pub struct RenderStats {
 pub struct Interrupted;
 
 /// Renders `source` through the audio side `audio` into `sink`, reading `block` frames at a time, with
-/// `engine` (its control side) updated every 64 blocks, so plugin messages are delivered while it runs.
+/// `engine` (its control side) updated every 64 blocks, so plugin messages are delivered while it runs, and
+/// after any block in which a plugin asked for a replacement.
 /// `progress` is told the input frames consumed after each block; returning `false` stops the render with
 /// [`Interrupted`].
 ///
@@ -202,6 +203,7 @@ pub fn render(
     let mut skip = engine.latency_frames();
     let mut tail = skip;
     let mut stats = RenderStats::default();
+    let mut requests = audio.replacement_requests();
     let mut got = source.read(&mut AudioOut::new(&mut input, block, channels, block))?;
     let mut source_done = false;
     loop {
@@ -242,9 +244,10 @@ pub fn render(
         wrote?;
         got = read?;
         stats.blocks += 1;
-        if stats.blocks % 64 == 0 {
-            // Control-side work between blocks: plugin messages go to `tracing`, faulted plugins are
-            // replaced.
+        if stats.blocks % 64 == 0 || audio.replacement_requests() != requests {
+            // Control-side work between blocks: plugin messages go to `tracing`, and a faulted plugin's
+            // replacement is built at once, to take over when its backoff ends.
+            requests = audio.replacement_requests();
             engine.update();
         }
         let first = skip.min(frames);

@@ -515,6 +515,18 @@ pub struct NodeReport {
     pub max_ns: u64,
     /// Faults the node reported (plugins: traps, error returns, bad output, overruns).
     pub faults: u64,
+    /// When the first faults happened: seconds from the start of the node's processing (at most 16).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fault_times_s: Vec<f64>,
+    /// Blocks whose output was, wholly or in part, the node's bypass instead of the plugin's, and the frames
+    /// that were.
+    pub bypassed_blocks: u64,
+    pub bypassed_frames: u64,
+    /// Non-finite output samples of a plugin replaced with silence.
+    pub replaced_samples: u64,
+    /// Plugin calls that passed their deadline in wall time while the plugin had not used it (its thread
+    /// was preempted): late blocks, not faults.
+    pub preempted_calls: u64,
     /// A plugin's linear memory now, and its cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<usize>,
@@ -598,6 +610,20 @@ pub struct MetricsReport {
     pub nonfinite_input_samples: u64,
     /// Node messages lost because the queue to the control side was full.
     pub dropped_messages: u64,
+}
+
+impl NodeReport {
+    /// Whether a fault changed the node's output: it faulted, was bypassed, or had samples replaced.
+    pub fn faulted(&self) -> bool {
+        self.faults > 0 || self.bypassed_frames > 0 || self.replaced_samples > 0
+    }
+}
+
+impl MetricsReport {
+    /// The nodes whose output a fault changed (see [`NodeReport::faulted`]).
+    pub fn faulted_nodes(&self) -> impl Iterator<Item = &NodeReport> {
+        self.nodes.iter().filter(|n| n.faulted())
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 use super::{BUCKETS, Meter, RMS_BINS, SPECTRUM_SIZE, Timing, bucket_of, rms_bin};
 use crate::buffer::AudioIn;
+use crate::node::PluginHealth;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, fence};
 
@@ -72,6 +73,13 @@ impl SharedTiming {
 pub struct NodeStats {
     pub timing: SharedTiming,
     faults: AtomicU64,
+    bypassed_blocks: AtomicU64,
+    bypassed_frames: AtomicU64,
+    replaced_samples: AtomicU64,
+    preempted_calls: AtomicU64,
+    /// The frames of the first [`FAULT_TIMES`] faults, and how many are recorded.
+    fault_frames: [AtomicU64; FAULT_TIMES],
+    fault_frames_len: AtomicU64,
     /// Linear memory and its cap in bytes, `u64::MAX` when the node has none.
     memory: AtomicU64,
     memory_cap: AtomicU64,
@@ -81,6 +89,8 @@ pub struct NodeStats {
 
 /// Status numbers kept per node.
 pub const STATUS_VALUES: usize = 8;
+/// Faults per node whose times are kept (the first ones).
+pub const FAULT_TIMES: usize = 16;
 
 impl NodeStats {
     pub fn new() -> Self {
@@ -101,10 +111,14 @@ impl NodeStats {
         self.status.iter().take(n).map(|v| f64::from_bits(v.load(Relaxed))).collect()
     }
 
-    /// Publishes the node's status (from [`crate::node::PollContext::status`]).
-    pub fn set_status(&self, faults: u64, memory: Option<(usize, usize)>) {
-        self.faults.store(faults, Relaxed);
-        match memory {
+    /// Publishes a plugin node's health (from [`crate::node::PollContext::status`]).
+    pub fn set_status(&self, health: &PluginHealth) {
+        self.faults.store(health.faults, Relaxed);
+        self.bypassed_blocks.store(health.bypassed_blocks, Relaxed);
+        self.bypassed_frames.store(health.bypassed_frames, Relaxed);
+        self.replaced_samples.store(health.replaced_samples, Relaxed);
+        self.preempted_calls.store(health.preempted_calls, Relaxed);
+        match health.memory {
             Some((used, cap)) => {
                 self.memory.store(used as u64, Relaxed);
                 self.memory_cap.store(cap as u64, Relaxed);
@@ -113,8 +127,35 @@ impl NodeStats {
         }
     }
 
+    /// Records a fault's frame, while fewer than [`FAULT_TIMES`] are (one writer: the audio side).
+    pub fn record_fault(&self, frame: u64) {
+        let n = self.fault_frames_len.load(Relaxed) as usize;
+        if n < FAULT_TIMES {
+            self.fault_frames[n].store(frame, Relaxed);
+            self.fault_frames_len.store(n as u64 + 1, Release);
+        }
+    }
+
     pub fn faults(&self) -> u64 {
         self.faults.load(Relaxed)
+    }
+
+    /// The node's health as last published (without its memory: see [`memory`](Self::memory)).
+    pub fn health(&self) -> PluginHealth {
+        PluginHealth {
+            faults: self.faults.load(Relaxed),
+            bypassed_blocks: self.bypassed_blocks.load(Relaxed),
+            bypassed_frames: self.bypassed_frames.load(Relaxed),
+            replaced_samples: self.replaced_samples.load(Relaxed),
+            preempted_calls: self.preempted_calls.load(Relaxed),
+            memory: None,
+        }
+    }
+
+    /// The frames of the first faults (at most [`FAULT_TIMES`]).
+    pub fn fault_frames(&self) -> Vec<u64> {
+        let n = (self.fault_frames_len.load(Acquire) as usize).min(FAULT_TIMES);
+        self.fault_frames[..n].iter().map(|f| f.load(Relaxed)).collect()
     }
 
     pub fn memory(&self) -> Option<(usize, usize)> {

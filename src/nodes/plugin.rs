@@ -11,11 +11,22 @@
 //!   control side to be dropped there, and a fresh one, built on the control side, takes over after a
 //!   backoff of 2, 4, 8, 16 blocks; after [`MAX_FAULTS`] faults in a row (none [`FORGIVE_SECONDS`] of clean
 //!   audio apart) the node stays bypassed;
-//! - an instance over its time budget for [`WATCHDOG_BLOCKS`] blocks in a row is faulted.
+//! - in real time ([`ProcessConfig::realtime`]), an instance over its time budget for [`WATCHDOG_BLOCKS`]
+//!   blocks in a row is faulted. Offline nothing is late, and the watchdog does not run.
+//!
+//! # Whose time
+//! A plugin is charged only for the CPU time it used itself, never for time its thread spent preempted:
+//! on a busy machine a block may take far longer in wall time than the plugin computed, and that is a late
+//! block (in real time, a device-level underrun), not the plugin's fault. The watchdog compares a call's
+//! wall time with the budget first (the cheap clock), and only for a call over it asks the backend for the
+//! plugin's own CPU time ([`Instance::own_time_ns`], a system call); the backends' hard deadlines charge
+//! CPU time the same way ([`CpuMark`]). So the same input gives the same output bits however busy the
+//! machine is, and a plugin that really spins is still stopped.
 
 use crate::buffer::AudioOut;
+use crate::clock::CpuMark;
 use crate::dsp::smooth::{Ramp, ramp_frames};
-use crate::node::{MessageKind, NodeError, PollContext, ProcessConfig, Processor, RAMP_MS, RAMP_STEP};
+use crate::node::{MessageKind, NodeError, PluginHealth, PollContext, ProcessConfig, Processor, RAMP_MS, RAMP_STEP};
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::sync::Arc;
@@ -92,8 +103,9 @@ impl std::fmt::Display for Fault {
 pub trait Instance: Send + 'static {
     /// Sends a parameter's value. `Ok(0)`: taken; `Ok(code)`: refused by the plugin (reported, not a fault).
     fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault>;
-    /// Processes `audio` in place. On `Err`, `audio` must still hold the input.
-    fn process(&mut self, audio: &mut AudioOut<'_>) -> Result<(), Fault>;
+    /// Processes `audio` in place. On `Err`, `audio` must still hold the input. `mark` is the call's start
+    /// on this thread, for a backend whose deadline charges the plugin's CPU time.
+    fn process(&mut self, audio: &mut AudioOut<'_>, mark: &CpuMark) -> Result<(), Fault>;
     /// Clears state (after `initialize`, `stop` or for a seek).
     fn start(&mut self) -> Result<(), Fault>;
     fn stop(&mut self) -> Result<(), Fault>;
@@ -114,7 +126,31 @@ pub trait Instance: Send + 'static {
     fn latency(&self) -> usize {
         0
     }
+    /// The CPU time the plugin used itself in the last [`process`](Self::process) call, at least (ns).
+    /// Asked only after a call that took longer than the budget in wall time; it may make a system call.
+    /// The default is the calling thread's time since `mark`: the plugin ran on it.
+    fn own_time_ns(&mut self, mark: &CpuMark) -> u64 {
+        mark.used_at_least()
+    }
+    /// What happened since the last call that is not a fault: calls that passed their deadline in wall
+    /// time while the plugin had not used it, and non-finite output samples replaced with silence.
+    fn take_counts(&mut self) -> Counts {
+        Counts::default()
+    }
 }
+
+/// See [`Instance::take_counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Calls that ran past their deadline in wall time because the plugin's thread (or process) was
+    /// preempted, and were let finish.
+    pub preempted_calls: u64,
+    /// Non-finite output samples replaced with silence.
+    pub replaced_samples: u64,
+}
+
+/// Faults whose frames a processor keeps between two polls.
+const FAULT_FRAMES: usize = 4;
 
 /// Builds instances for a [`PluginProcessor`]: from the processing configuration and the parameters'
 /// `(id, value)`s. Runs on the control side.
@@ -139,6 +175,13 @@ pub struct PluginProcessor<I: Instance> {
     /// `budget` in [`crate::clock`] ticks (set on the control side, in `initialize`): the watchdog reads the
     /// cheap clock, not `Instant`, which is a system call in some VMs.
     budget_ticks: u64,
+    /// Whether the watchdog runs ([`ProcessConfig::realtime`]).
+    realtime: bool,
+    /// How old (in ticks) the thread's CPU-clock reading behind a [`CpuMark`] may be: an eighth of the
+    /// budget, from 20 µs to 1 ms, so a reading is taken at most every 20 µs of wall time.
+    mark_age: u64,
+    /// The last call took longer than the budget in wall time: mark the next one exactly.
+    suspect: bool,
     make: Factory<I>,
     config: Option<ProcessConfig>,
     live: Option<Box<I>>,
@@ -160,6 +203,15 @@ pub struct PluginProcessor<I: Instance> {
     retry_at: u64,
     slow_blocks: u32,
     latency: usize,
+    /// Frames processed since the node started (a fault's time).
+    position: u64,
+    /// What [`PluginHealth`] publishes.
+    health: PluginHealth,
+    /// Frames of faults not yet handed over (the first [`FAULT_FRAMES`] between two polls).
+    fault_frames: [u64; FAULT_FRAMES],
+    new_faults: usize,
+    /// Replaced samples already reported in a message.
+    replaced_reported: u64,
 }
 
 /// Writes formatted text into a fixed buffer (no allocation), cutting what does not fit.
@@ -196,6 +248,9 @@ impl<I: Instance> PluginProcessor<I> {
             on_fault,
             budget,
             budget_ticks: u64::MAX,
+            realtime: true,
+            mark_age: 0,
+            suspect: false,
             make,
             config: None,
             live: None,
@@ -214,11 +269,21 @@ impl<I: Instance> PluginProcessor<I> {
             retry_at: 0,
             slow_blocks: 0,
             latency: 0,
+            position: 0,
+            health: PluginHealth::default(),
+            fault_frames: [0; FAULT_FRAMES],
+            new_faults: 0,
+            replaced_reported: 0,
         }
     }
 
-    /// Faults the instance: counted, reported at the next poll, handed back, replaced after a backoff.
-    fn fault(&mut self, fault: Fault) {
+    /// Faults the instance at frame `at` of the current block: counted, reported at the next poll, handed
+    /// back, replaced after a backoff.
+    fn fault(&mut self, fault: Fault, at: usize) {
+        if self.new_faults < FAULT_FRAMES {
+            self.fault_frames[self.new_faults] = self.position + at as u64;
+            self.new_faults += 1;
+        }
         self.faults = self.faults.saturating_add(1);
         self.in_a_row += 1;
         self.clean_frames = 0;
@@ -233,30 +298,41 @@ impl<I: Instance> PluginProcessor<I> {
         self.requested = false;
     }
 
-    fn send_param(&mut self, index: usize, value: f64) {
+    /// Sends a parameter's value at frame `at` of the current block.
+    fn send_param(&mut self, index: usize, value: f64, at: usize) {
         let Some(live) = &mut self.live else { return };
         match live.set_param(self.params[index].0, value) {
             Ok(0) => {}
             Ok(code) => self.refused = Some((index, value, code)),
-            Err(f) => self.fault(f),
+            Err(f) => self.fault(f, at),
         }
     }
 
-    /// Runs one chunk through the instance, or bypasses it.
-    fn run(&mut self, audio: &mut AudioOut<'_>) {
+    /// Runs the chunk at frame `at` of the current block through the instance, or bypasses it; returns
+    /// whether it was bypassed.
+    fn run(&mut self, audio: &mut AudioOut<'_>, at: usize) -> bool {
         let Some(live) = &mut self.live else {
             bypass(self.on_fault, audio);
-            return;
+            return true;
         };
-        let started = crate::clock::now();
-        let result = live.process(audio);
-        let elapsed = crate::clock::now().wrapping_sub(started);
-        self.slow_blocks = if elapsed > self.budget_ticks { self.slow_blocks + 1 } else { 0 };
+        let mark = CpuMark::start(self.mark_age, self.suspect);
+        let result = live.process(audio, &mark);
+        let elapsed = crate::clock::now().wrapping_sub(mark.start);
+        // Over the budget in wall time: the next call is marked exactly, and in real time the plugin's own
+        // CPU time decides whether this block counts against it (a preempted thread is not its fault).
+        self.suspect = elapsed > self.budget_ticks;
+        let over = self.suspect && self.realtime && live.own_time_ns(&mark) > self.budget.as_nanos() as u64;
+        let counts = live.take_counts();
+        self.health.preempted_calls += counts.preempted_calls;
+        self.health.replaced_samples += counts.replaced_samples;
+        self.slow_blocks = if over { self.slow_blocks + 1 } else { 0 };
         let fault = result.err().or((self.slow_blocks >= WATCHDOG_BLOCKS).then_some(Fault::OverBudget));
         if let Some(fault) = fault {
-            self.fault(fault);
+            self.fault(fault, at);
             bypass(self.on_fault, audio);
+            return true;
         }
+        false
     }
 }
 
@@ -287,7 +363,11 @@ impl<I: Instance> Processor for PluginProcessor<I> {
         self.latency = live.latency();
         self.live = Some(Box::new(live));
         self.ramp_len = ramp_frames(RAMP_MS, config.sample_rate);
-        self.budget_ticks = (self.budget.as_nanos() as f64 / crate::clock::ns_per_tick()) as u64;
+        let ns_per_tick = crate::clock::ns_per_tick();
+        self.budget_ticks = (self.budget.as_nanos() as f64 / ns_per_tick) as u64;
+        let age_ns = (self.budget.as_nanos() as f64 / 8.0).clamp(20e3, 1e6);
+        self.mark_age = (age_ns / ns_per_tick) as u64;
+        self.realtime = config.realtime;
         self.forgive_frames = (FORGIVE_SECONDS * f64::from(config.sample_rate)) as u64;
         self.config = Some(*config);
         Ok(())
@@ -311,6 +391,7 @@ impl<I: Instance> Processor for PluginProcessor<I> {
         }
         let n = audio.frames();
         let mut at = 0;
+        let mut bypassed = 0;
         while at < n {
             let mut chunk = n - at;
             if self.ramping {
@@ -321,7 +402,7 @@ impl<I: Instance> Processor for PluginProcessor<I> {
                     for i in 0..self.ramps.len() {
                         if self.moving[i] {
                             let v = if done { self.params[i].1 } else { self.ramps[i].value() };
-                            self.send_param(i, v);
+                            self.send_param(i, v, at);
                         }
                     }
                     if done {
@@ -333,7 +414,9 @@ impl<I: Instance> Processor for PluginProcessor<I> {
                     chunk = chunk.min(RAMP_STEP - self.ramp_pos % RAMP_STEP);
                 }
             }
-            self.run(&mut audio.slice_mut(at, chunk));
+            if self.run(&mut audio.slice_mut(at, chunk), at) {
+                bypassed += chunk;
+            }
             if self.live.is_some() && self.in_a_row > 0 {
                 self.clean_frames += chunk as u64;
                 if self.clean_frames >= self.forgive_frames {
@@ -348,6 +431,11 @@ impl<I: Instance> Processor for PluginProcessor<I> {
             }
             at += chunk;
         }
+        if bypassed > 0 {
+            self.health.bypassed_blocks += 1;
+            self.health.bypassed_frames += bypassed as u64;
+        }
+        self.position += n as u64;
     }
 
     fn set_param(&mut self, index: usize, value: f64) {
@@ -369,7 +457,7 @@ impl<I: Instance> Processor for PluginProcessor<I> {
             self.ramping = true;
         } else {
             self.ramps[index].jump(value);
-            self.send_param(index, value);
+            self.send_param(index, value, 0);
         }
     }
 
@@ -381,7 +469,7 @@ impl<I: Instance> Processor for PluginProcessor<I> {
             self.ramping = false;
             for i in 0..self.params.len() {
                 if self.moving[i] {
-                    self.send_param(i, self.params[i].1);
+                    self.send_param(i, self.params[i].1, 0);
                 }
             }
             self.moving.fill(false);
@@ -389,7 +477,7 @@ impl<I: Instance> Processor for PluginProcessor<I> {
         if let Some(live) = &mut self.live
             && let Err(f) = live.start()
         {
-            self.fault(f);
+            self.fault(f, 0);
         }
     }
 
@@ -402,6 +490,11 @@ impl<I: Instance> Processor for PluginProcessor<I> {
     }
 
     fn poll(&mut self, ctx: &mut dyn PollContext) {
+        if let Some(live) = &mut self.live
+            && let Err(f) = live.check()
+        {
+            self.fault(f, 0);
+        }
         let mut buf = [0u8; MESSAGE_BYTES];
         if let Some(mut dead) = self.dead.take() {
             // What the plugin said before it faulted goes out with the fault.
@@ -410,32 +503,35 @@ impl<I: Instance> Processor for PluginProcessor<I> {
         }
         if let Some(fault) = self.fault.take() {
             let permanent = if self.in_a_row >= MAX_FAULTS { "; bypassed for good" } else { "" };
+            let at = self.fault_frames[self.new_faults.max(1) - 1];
+            let rate = self.config.map_or(1.0, |c| f64::from(c.sample_rate));
             let msg = text(
                 &mut buf,
-                format_args!("fault {} ({} of {MAX_FAULTS} in a row): {fault}{permanent}", self.faults, self.in_a_row),
+                format_args!(
+                    "fault {} ({} of {MAX_FAULTS} in a row): {fault} (at {:.3} s){permanent}",
+                    self.faults,
+                    self.in_a_row,
+                    at as f64 / rate
+                ),
             );
             ctx.message(MessageKind::Fault, msg);
         }
+        for &frame in &self.fault_frames[..self.new_faults] {
+            ctx.fault_at(frame);
+        }
+        self.new_faults = 0;
         if let Some((index, value, code)) = self.refused.take() {
             let key = self.keys.get(index).map_or("?", String::as_str);
             let msg = text(&mut buf, format_args!("the plugin refused {key} = {value} (error {code})"));
             ctx.message(MessageKind::Log(1), msg);
         }
-        if let Some(live) = &mut self.live
-            && let Err(f) = live.check()
-        {
-            self.fault(f);
-            if let Some(mut dead) = self.dead.take() {
-                dead.drain(ctx);
-                ctx.retire(dead);
-            }
-            if let Some(fault) = self.fault.take() {
-                let msg = text(
-                    &mut buf,
-                    format_args!("fault {} ({} of {MAX_FAULTS} in a row): {fault}", self.faults, self.in_a_row),
-                );
-                ctx.message(MessageKind::Fault, msg);
-            }
+        if self.health.replaced_samples > self.replaced_reported {
+            let msg = text(
+                &mut buf,
+                format_args!("{} non-finite output samples replaced with silence so far", self.health.replaced_samples),
+            );
+            ctx.message(MessageKind::Log(2), msg);
+            self.replaced_reported = self.health.replaced_samples;
         }
         if let Some(live) = &mut self.live {
             live.drain(ctx);
@@ -443,8 +539,9 @@ impl<I: Instance> Processor for PluginProcessor<I> {
         if self.wants_replacement && !self.requested {
             self.requested = ctx.request_replacement();
         }
-        let memory = self.live.as_ref().and_then(|l| l.memory());
-        ctx.status(u64::from(self.faults), memory);
+        self.health.faults = u64::from(self.faults);
+        self.health.memory = self.live.as_ref().and_then(|l| l.memory());
+        ctx.status(&self.health);
     }
 
     fn install(&mut self, replacement: Box<dyn std::any::Any + Send>) -> Result<(), Box<dyn std::any::Any + Send>> {

@@ -458,6 +458,10 @@ pub struct NodeStatus {
     pub p99_us: f64,
     pub max_us: f64,
     pub faults: u64,
+    /// Blocks whose output was the node's bypass (a faulted plugin).
+    pub bypassed_blocks: u64,
+    /// Plugin calls that passed their deadline because the thread was preempted (late, not faulted).
+    pub preempted_calls: u64,
 }
 
 /// A graph playing on a device. See the [module documentation](self).
@@ -699,6 +703,8 @@ impl Player {
                     p99_us: n.p99_ns as f64 / 1e3,
                     max_us: n.max_ns as f64 / 1e3,
                     faults: n.faults,
+                    bypassed_blocks: n.bypassed_blocks,
+                    preempted_calls: n.preempted_calls,
                 })
                 .collect(),
         }

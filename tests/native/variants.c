@@ -5,7 +5,9 @@
  *   SHORT_STRUCT   a descriptor that claims to be shorter than ABI 1.0's;
  *   NULL_PROCESS   a null process function;
  *   NULL_DEREF, ABORT, HANG, EXIT_IN_PROCESS, OVERRUN: crash (in different ways) on the 20th block;
- *   NAN_OUT        outputs NaN in every other sample.
+ *   SLEEP          blocks (sleeps) forever on the 20th block, using no CPU time;
+ *   NAN_OUT        outputs NaN in every other sample;
+ *   WORK=N         a healthy but busy plugin: N steps of arithmetic a block, then half its input.
  * Every variant touches $FXG_TEST_MARKER (if set) from create, so a test can tell whether any of its code
  * beyond the entry point ran. */
 #include <fcntl.h>
@@ -50,7 +52,7 @@ static int32_t t_set_param(void *i, uint32_t id, double v) {
 __attribute__((unused)) static int32_t t_process(void *instance, const float *const *in, float *const *out, uint32_t ch, uint32_t n) {
     state_t *s = instance;
     s->blocks++;
-#if defined(NULL_DEREF) || defined(ABORT) || defined(HANG) || defined(EXIT_IN_PROCESS) || defined(OVERRUN)
+#if defined(NULL_DEREF) || defined(ABORT) || defined(HANG) || defined(EXIT_IN_PROCESS) || defined(OVERRUN) || defined(SLEEP)
     if (s->blocks == 20) {
 #if defined(NULL_DEREF)
         volatile float *p = 0;
@@ -64,8 +66,24 @@ __attribute__((unused)) static int32_t t_process(void *instance, const float *co
         exit(0);
 #elif defined(OVERRUN)
         for (uint32_t k = 0; k < (1u << 24); k++) out[ch - 1][n + k] = 1.0f;
+#elif defined(SLEEP)
+        for (;;) {
+            sleep(1);
+        }
 #endif
     }
+#endif
+#ifdef WORK
+    volatile uint32_t x = s->blocks;
+    for (uint32_t k = 0; k < (WORK); k++) {
+        x = x * 1664525u + 1013904223u;
+    }
+    for (uint32_t c = 0; c < ch; c++) {
+        for (uint32_t k = 0; k < n; k++) {
+            out[c][k] = 0.5f * in[c][k];
+        }
+    }
+    return FXG_OK;
 #endif
     for (uint32_t c = 0; c < ch; c++) {
         for (uint32_t k = 0; k < n; k++) {

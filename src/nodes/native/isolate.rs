@@ -8,10 +8,16 @@
 //!   wakes the child with a futex; the child runs the plugin on private buffers (with a guard page after
 //!   them, so writing past its output kills the child, not the host), copies the output back, sets `done`
 //!   and wakes the host. The host spins briefly, then waits on `done` in slices of a millisecond, checking
-//!   that the child still lives, until the deadline: the block's real-time duration, at least 5 ms.
-//! - A child that dies (segfault, abort, exit) or misses the deadline is a fault like a trapped
+//!   that the child still lives.
+//! - The deadline is the block's real-time duration, at least 5 ms, of the child's own time: the CPU time
+//!   it used on the block (the child notes its process CPU clock when it takes the request; the host
+//!   reads the same clock) plus any time the host finds it asleep (blocked, stopped) after the deadline
+//!   has passed in wall time. Time the child spends waiting for a CPU is not its own: on a busy machine a
+//!   block may take longer, which is late, not a fault.
+//! - A child that dies (segfault, abort, exit) or uses up its deadline is a fault like a trapped
 //!   WebAssembly plugin: the node is bypassed, counted and reported, the child is killed and reaped on the
-//!   control side, and a new one is started with backoff. The host never blocks longer than the deadline.
+//!   control side, and a new one is started with backoff. Past the deadline in wall time the host waits
+//!   only while the child is runnable and has not used its time.
 //! - Parameter changes travel in the header (values and dirty flags) with the next block: no extra round
 //!   trip. The child dies with its parent (`PR_SET_PDEATHSIG`).
 //!
@@ -20,10 +26,10 @@
 //! plugin.
 #![allow(unsafe_code)] // Shared memory, futexes and process set-up; see the SAFETY notes.
 
-use super::NonFinite;
 use crate::buffer::AudioOut;
+use crate::clock::CpuMark;
 use crate::node::{PollContext, ProcessConfig};
-use crate::nodes::plugin::{Fault, Instance};
+use crate::nodes::plugin::{Counts, Fault, Instance};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -54,6 +60,11 @@ struct Header {
     command: AtomicU32,
     frames: AtomicU32,
     result: AtomicI32,
+    /// The last request the child took, and its process CPU clock (ns) when it took it.
+    picked: AtomicU32,
+    cpu_at_pick: AtomicU64,
+    /// Non-finite output samples the child replaced, in all.
+    replaced: AtomicU64,
     latency: AtomicU32,
     status_count: AtomicU32,
     error_len: AtomicU32,
@@ -193,18 +204,69 @@ fn futex_wake(word: &AtomicU32) {
     }
 }
 
+/// The calling process's CPU time (ns), all threads.
+fn process_cpu_ns() -> u64 {
+    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec it is given (and fails cleanly for a bad clock).
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+/// How the host sees the child's time: its process CPU clock, and its state in `/proc` (both opened on
+/// the control side; read on the audio side only once a block is past its deadline in wall time).
+struct ChildClock {
+    cpu: Option<libc::clockid_t>,
+    stat: Option<std::fs::File>,
+}
+
+impl ChildClock {
+    fn open(pid: u32) -> Self {
+        let mut id: libc::clockid_t = 0;
+        // SAFETY: writes the clock id of a process we started (and have not reaped).
+        let cpu = (unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut id) } == 0).then_some(id);
+        Self { cpu, stat: std::fs::File::open(format!("/proc/{pid}/stat")).ok() }
+    }
+
+    /// The child's CPU time (ns), if the clock can be read.
+    fn cpu_ns(&self) -> Option<u64> {
+        self.cpu.map(clock_ns).filter(|&t| t > 0)
+    }
+
+    /// Whether the child is runnable or running (`R` in `/proc/PID/stat`); unknown counts as not.
+    fn runnable(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 512];
+        let Some(n) = self.stat.as_ref().and_then(|f| f.read_at(&mut buf, 0).ok()) else { return false };
+        // `PID (COMM) STATE ...`: the command may hold anything, so the state follows the last ')'.
+        let text = &buf[..n];
+        text.iter().rposition(|&b| b == b')').and_then(|i| text.get(i + 2)) == Some(&b'R')
+    }
+}
+
 /// A plugin running in a child process (host side).
 pub struct Isolated {
     shm: Shm,
     child: std::process::Child,
+    clock: ChildClock,
     channels: usize,
     deadline: Duration,
     slots: Vec<u32>,
     status: Vec<f64>,
-    nonfinite: NonFinite,
+    /// Non-finite output samples replaced since the last [`Instance::take_counts`].
+    replaced: u64,
     latency: usize,
     blocks: u64,
     gone: bool,
+    /// Calls let run past the deadline in wall time because the child had not used its time.
+    preempted: u64,
+    /// The child's count of replaced samples at the last [`Instance::take_counts`].
+    child_replaced: u64,
 }
 
 // SAFETY: the mapping is used by one thread at a time (the engine moves instances, never shares them).
@@ -289,20 +351,23 @@ impl Isolated {
         let block = Duration::from_secs_f64(config.max_block as f64 / f64::from(config.sample_rate));
         let latency = shm.header().latency.load(Ordering::Relaxed) as usize;
         Ok(Self {
+            clock: ChildClock::open(child.id()),
             deadline: block.max(Duration::from_millis(5)),
             slots: params.iter().map(|p| p.0).collect(),
             status: vec![0.0; status_count.min(STATUS)],
             shm,
             child,
             channels: config.channels,
-            nonfinite: NonFinite::default(),
+            replaced: 0,
             latency,
             blocks: 0,
             gone: false,
+            preempted: 0,
+            child_replaced: 0,
         })
     }
 
-    /// One round trip: `command`, then wait for the answer until the deadline.
+    /// One round trip: `command`, then wait for the answer until the child has used its deadline.
     fn call(&mut self, command: u32, frames: usize) -> Result<i32, Fault> {
         if self.gone {
             return Err(Fault::Crashed(0));
@@ -316,7 +381,12 @@ impl Isolated {
             futex_wake(&h.request);
             request
         };
-        let until = Instant::now() + self.deadline;
+        let mut check_at = Instant::now() + self.deadline;
+        // Past the deadline: when the child was last checked, the time it was seen asleep since, and
+        // whether this call has been let run on.
+        let mut checked: Option<Instant> = None;
+        let mut asleep = Duration::ZERO;
+        let mut extended = false;
         let mut spins = 0u32;
         loop {
             let done = self.shm.header().done.load(Ordering::Acquire);
@@ -329,11 +399,28 @@ impl Isolated {
                 continue;
             }
             let now = Instant::now();
-            if now >= until {
-                self.gone = true;
-                return Err(self.why_gone().unwrap_or(Fault::TimedOut));
+            if now >= check_at {
+                // The deadline has passed in wall time: the child is charged its CPU time on this request,
+                // and the time it spent asleep (blocked or stopped) rather than waiting for a CPU.
+                let runnable = self.clock.runnable();
+                if let Some(prev) = checked
+                    && !runnable
+                {
+                    asleep += now - prev;
+                }
+                checked = Some(now);
+                let used = Duration::from_nanos(self.used_on(request).unwrap_or(u64::MAX)) + asleep;
+                if used >= self.deadline {
+                    self.gone = true;
+                    return Err(self.why_gone().unwrap_or(Fault::TimedOut));
+                }
+                if !extended {
+                    extended = true;
+                    self.preempted += 1;
+                }
+                check_at = now + Duration::from_millis(1);
             }
-            futex_wait(&self.shm.header().done, done, (until - now).min(Duration::from_millis(1)));
+            futex_wait(&self.shm.header().done, done, (check_at - now).min(Duration::from_millis(1)));
             if self.shm.header().done.load(Ordering::Acquire) != request
                 && let Some(f) = self.why_gone()
             {
@@ -341,6 +428,17 @@ impl Isolated {
                 return Err(f);
             }
         }
+    }
+
+    /// The child's CPU time on `request` so far (ns): 0 before it took it, `None` if its clock cannot be
+    /// read (then the wall time is charged, as a plain deadline would).
+    fn used_on(&self, request: u32) -> Option<u64> {
+        let h = self.shm.header();
+        if h.picked.load(Ordering::Acquire) != request {
+            return Some(0);
+        }
+        let now = self.clock.cpu_ns()?;
+        Some(now.saturating_sub(h.cpu_at_pick.load(Ordering::Relaxed)))
     }
 
     /// The child's end, if it has ended.
@@ -363,7 +461,7 @@ impl Instance for Isolated {
         Ok(0)
     }
 
-    fn process(&mut self, audio: &mut AudioOut<'_>) -> Result<(), Fault> {
+    fn process(&mut self, audio: &mut AudioOut<'_>, _mark: &CpuMark) -> Result<(), Fault> {
         let n = audio.frames();
         let ch = self.channels.min(audio.channels());
         for c in 0..ch {
@@ -379,7 +477,7 @@ impl Instance for Isolated {
             let out = audio.channel_mut(c);
             // SAFETY: as above, the output plane, written by the child before it answered.
             unsafe { std::ptr::copy_nonoverlapping(self.shm.plane(true, c), out.as_mut_ptr(), n) };
-            self.nonfinite.count += super::sanitize(out);
+            self.replaced += super::sanitize(out);
         }
         self.blocks += 1;
         Ok(())
@@ -403,11 +501,24 @@ impl Instance for Isolated {
             }
             ctx.status_values(&self.status);
         }
-        self.nonfinite.report(ctx);
     }
 
     fn latency(&self) -> usize {
         self.latency
+    }
+
+    fn own_time_ns(&mut self, _mark: &CpuMark) -> u64 {
+        // The child waits for the next request now, so its clock stands where the block ended.
+        let request = self.shm.header().request.load(Ordering::Relaxed);
+        self.used_on(request).unwrap_or(u64::MAX)
+    }
+
+    fn take_counts(&mut self) -> Counts {
+        // What the child replaced, and anything non-finite that reached the shared planes all the same.
+        let child = self.shm.header().replaced.load(Ordering::Relaxed);
+        let replaced = std::mem::take(&mut self.replaced) + child.saturating_sub(self.child_replaced);
+        self.child_replaced = child;
+        Counts { preempted_calls: std::mem::take(&mut self.preempted), replaced_samples: replaced }
     }
 }
 
@@ -525,7 +636,7 @@ fn host_main(args: &[String]) -> i32 {
     };
     let (channels, max_block) = (h.channels as usize, h.max_block as usize);
     let Ok(sample_rate) = rate.parse::<u32>() else { return fail(format!("bad sample rate {rate}")) };
-    let config = ProcessConfig { sample_rate, channels, max_block };
+    let config = ProcessConfig { sample_rate, channels, max_block, realtime: false };
     let count = h.param_count.load(Ordering::Relaxed) as usize;
     let mut params: Vec<(u32, f64)> = (0..count.min(MAX_PARAMS))
         .map(|i| (h.param_ids[i].load(Ordering::Relaxed), f64::from_bits(h.param_values[i].load(Ordering::Relaxed))))
@@ -565,6 +676,9 @@ fn host_main(args: &[String]) -> i32 {
             continue;
         }
         seen = request;
+        // The host charges this request the CPU time used from here.
+        h.cpu_at_pick.store(process_cpu_ns(), Ordering::Relaxed);
+        h.picked.store(request, Ordering::Release);
         // Parameter changes first.
         for (i, p) in params.iter_mut().enumerate() {
             if h.param_dirty[i].swap(0, Ordering::Relaxed) != 0 {
@@ -582,7 +696,11 @@ fn host_main(args: &[String]) -> i32 {
                         std::ptr::copy_nonoverlapping(shm.plane(false, c), data[c * max_block..].as_mut_ptr(), n)
                     };
                 }
-                let r = instance.process(&mut AudioOut::new(data, max_block, channels, n));
+                let r = instance.process(&mut AudioOut::new(data, max_block, channels, n), &CpuMark::default());
+                let replaced = instance.take_counts().replaced_samples;
+                if replaced > 0 {
+                    h.replaced.store(h.replaced.load(Ordering::Relaxed) + replaced, Ordering::Relaxed);
+                }
                 for c in 0..channels {
                     // SAFETY: the output planes, read by the parent after our answer.
                     unsafe { std::ptr::copy_nonoverlapping(data[c * max_block..].as_ptr(), shm.plane(true, c), n) };
@@ -627,7 +745,7 @@ impl PollContext for StatusCtx {
     fn request_replacement(&mut self) -> bool {
         false
     }
-    fn status(&mut self, _faults: u64, _memory: Option<(usize, usize)>) {}
+    fn status(&mut self, _health: &crate::node::PluginHealth) {}
     fn status_values(&mut self, values: &[f64]) {
         self.n = values.len().min(STATUS);
         self.values[..self.n].copy_from_slice(&values[..self.n]);

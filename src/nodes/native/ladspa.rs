@@ -15,13 +15,14 @@
 #![allow(unsafe_code)] // LADSPA is a C ABI; see the SAFETY notes.
 
 use super::library::{Loaded, NativeParam, load_once};
-use super::{Isolation, NonFinite, Tiered, sanitize};
+use super::{Isolation, Tiered, sanitize};
 use crate::buffer::AudioOut;
+use crate::clock::CpuMark;
 use crate::node::{
     BuildContext, MessageKind, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, PollContext, ProcessConfig,
     Processor, Smoothing,
 };
-use crate::nodes::plugin::{Fault, Instance, OnFault, PluginProcessor, replacement, text};
+use crate::nodes::plugin::{Counts, Fault, Instance, OnFault, PluginProcessor, replacement, text};
 use crate::nodes::spec_boilerplate;
 use bevy_ecs::component::Component;
 use serde::{Deserialize, Serialize};
@@ -584,7 +585,8 @@ pub struct LadspaInstance {
     out_ports: Vec<usize>,
     latency_port: Option<usize>,
     status: Vec<f64>,
-    nonfinite: NonFinite,
+    /// Non-finite output samples replaced since the last [`Instance::take_counts`].
+    replaced: u64,
     warned: bool,
     hard_rt: bool,
     active: bool,
@@ -627,7 +629,7 @@ impl LadspaInstance {
                 .collect(),
             latency_port: info.ports(PortKind::ControlOut).find(|p| p.key == "latency").map(|p| p.index),
             status: Vec::new(),
-            nonfinite: NonFinite::default(),
+            replaced: 0,
             warned: false,
             hard_rt: info.hard_rt(),
             active: false,
@@ -719,7 +721,7 @@ impl Instance for LadspaInstance {
         Ok(0)
     }
 
-    fn process(&mut self, audio: &mut AudioOut<'_>) -> Result<(), Fault> {
+    fn process(&mut self, audio: &mut AudioOut<'_>, _mark: &CpuMark) -> Result<(), Fault> {
         let n = audio.frames();
         let run = self.d().run.expect("checked at load");
         for c in 0..audio.channels() {
@@ -732,7 +734,7 @@ impl Instance for LadspaInstance {
         for c in 0..audio.channels() {
             let out = audio.channel_mut(c);
             out.copy_from_slice(&self.output[c * self.max_block..c * self.max_block + n]);
-            self.nonfinite.count += sanitize(out);
+            self.replaced += sanitize(out);
         }
         Ok(())
     }
@@ -766,11 +768,14 @@ impl Instance for LadspaInstance {
             }
             ctx.status_values(&self.status);
         }
-        self.nonfinite.report(ctx);
     }
 
     fn latency(&self) -> usize {
         self.latency_port.map_or(0, |p| self.control_out[0][p].max(0.0) as usize)
+    }
+
+    fn take_counts(&mut self) -> Counts {
+        Counts { replaced_samples: std::mem::take(&mut self.replaced), ..Counts::default() }
     }
 }
 

@@ -15,12 +15,13 @@ pub mod isolate;
 pub mod ladspa;
 pub mod library;
 
-use super::plugin::{Fault, Instance, OnFault, PluginProcessor, replacement, text};
+use super::plugin::{Counts, Fault, Instance, OnFault, PluginProcessor, replacement};
 use super::spec_boilerplate;
 use crate::buffer::AudioOut;
+use crate::clock::CpuMark;
 use crate::node::{
-    BuildContext, MessageKind, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, PollContext, ProcessConfig,
-    Processor, Smoothing,
+    BuildContext, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, PollContext, ProcessConfig, Processor,
+    Smoothing,
 };
 use crate::registry::{NodeKind, Registry};
 use bevy_ecs::component::Component;
@@ -292,8 +293,14 @@ impl<I: Instance> Instance for Tiered<I> {
     fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault> {
         self.inner().set_param(id, value)
     }
-    fn process(&mut self, audio: &mut AudioOut<'_>) -> Result<(), Fault> {
-        self.inner().process(audio)
+    fn process(&mut self, audio: &mut AudioOut<'_>, mark: &CpuMark) -> Result<(), Fault> {
+        self.inner().process(audio, mark)
+    }
+    fn own_time_ns(&mut self, mark: &CpuMark) -> u64 {
+        self.inner().own_time_ns(mark)
+    }
+    fn take_counts(&mut self) -> Counts {
+        self.inner().take_counts()
     }
     fn start(&mut self) -> Result<(), Fault> {
         self.inner().start()
@@ -334,25 +341,6 @@ pub(crate) fn sanitize(x: &mut [f32]) -> u64 {
     bad
 }
 
-/// Non-finite output samples replaced so far, reported as a message when the count grows.
-#[derive(Debug, Default)]
-pub(crate) struct NonFinite {
-    pub count: u64,
-    reported: u64,
-}
-
-impl NonFinite {
-    pub fn report(&mut self, ctx: &mut dyn PollContext) {
-        if self.count > self.reported {
-            let mut buf = [0u8; super::plugin::MESSAGE_BYTES];
-            let msg =
-                text(&mut buf, format_args!("{} non-finite output samples replaced with silence so far", self.count));
-            ctx.message(MessageKind::Log(2), msg);
-            self.reported = self.count;
-        }
-    }
-}
-
 /// A native plugin instance in this process.
 pub struct NativeInstance {
     lib: Arc<NativeLibrary>,
@@ -363,7 +351,8 @@ pub struct NativeInstance {
     scratch: Vec<f32>,
     status: Vec<f64>,
     blocks: u64,
-    nonfinite: NonFinite,
+    /// Non-finite output samples replaced since the last [`Instance::take_counts`].
+    replaced: u64,
     latency: usize,
 }
 
@@ -402,7 +391,7 @@ impl NativeInstance {
             max_block: config.max_block,
             scratch: vec![0.0; config.channels * config.max_block],
             blocks: 0,
-            nonfinite: NonFinite::default(),
+            replaced: 0,
             latency: 0,
         };
         // SAFETY: as above; `c` and the arrays it points to outlive the call.
@@ -441,7 +430,7 @@ impl Instance for NativeInstance {
         }
     }
 
-    fn process(&mut self, audio: &mut AudioOut<'_>) -> Result<(), Fault> {
+    fn process(&mut self, audio: &mut AudioOut<'_>, _mark: &CpuMark) -> Result<(), Fault> {
         let (n, ch) = (audio.frames(), self.channels.min(audio.channels()));
         let mut inputs = [std::ptr::null::<f32>(); fxgraph_plugin::MAX_CHANNELS];
         let mut outputs = [std::ptr::null_mut::<f32>(); fxgraph_plugin::MAX_CHANNELS];
@@ -463,7 +452,7 @@ impl Instance for NativeInstance {
             return Err(f);
         }
         for c in 0..ch {
-            self.nonfinite.count += sanitize(audio.channel_mut(c));
+            self.replaced += sanitize(audio.channel_mut(c));
         }
         Ok(())
     }
@@ -489,7 +478,10 @@ impl Instance for NativeInstance {
                 ctx.status_values(&self.status);
             }
         }
-        self.nonfinite.report(ctx);
+    }
+
+    fn take_counts(&mut self) -> Counts {
+        Counts { replaced_samples: std::mem::take(&mut self.replaced), ..Counts::default() }
     }
 
     fn check(&mut self) -> Result<(), Fault> {
@@ -559,7 +551,7 @@ pub fn describe(path: &Path) -> Result<String, String> {
         if i.status_names.is_empty() { "none".into() } else { i.status_names.join(", ") }
     ));
     // Set an instance up with the defaults, as a graph would.
-    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512 };
+    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
     let params = resolve(i, &BTreeMap::new(), None).map_err(|e| e.to_string())?;
     drop(NativeInstance::new(lib.clone(), &config, &params)?);
     s.push_str("setup: ok (initialized at 48000 Hz, 2 channels, 512 frames)\n");

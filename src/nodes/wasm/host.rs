@@ -2,15 +2,20 @@
 //! imports, and creating a checked instance (control side only).
 
 use super::manifest::{ABI_VERSION, Manifest};
+use crate::clock::CpuMark;
 use crate::node::{MessageKind, ProcessConfig};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
-use wasmtime::{Config, Engine, Instance, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, TypedFunc};
+use wasmtime::{
+    Config, Engine, Instance, InstancePre, Linker, Memory, Module, ResourceLimiter, Store, TypedFunc, UpdateDeadline,
+};
 
-/// Epoch ticks are this long; hard deadlines are whole ticks.
+/// Epoch ticks are this long. At each tick past a call's deadline the host checks how much CPU time the
+/// plugin has used: once that reaches the deadline the call is interrupted, else it goes on (its thread was
+/// preempted, which is not the plugin's doing).
 pub const TICK: Duration = Duration::from_millis(5);
 /// A block's hard deadline is this many times the manifest's budget (the watchdog handles mere
 /// slowness)...
@@ -30,7 +35,9 @@ pub const MESSAGE_SLOTS: usize = 64;
 pub const MESSAGE_BYTES: usize = crate::audio::MESSAGE_BYTES;
 
 /// The hard deadline of one `fxg_process` call, in epoch ticks, for a plugin with this budget at this
-/// block size and rate.
+/// block size and rate. The call is interrupted at the first tick at which the plugin has used more than
+/// `ticks - 1` ticks of CPU time: on an idle machine a plugin that spins is stopped after `ticks - 1` to
+/// `ticks` ticks of wall time, and on a busy one after as much of its own time.
 pub fn deadline_ticks(budget_us: u64, config: &ProcessConfig) -> u64 {
     let tick_us = TICK.as_micros() as u64;
     let from_budget = (budget_us.saturating_mul(DEADLINE_FACTOR)).div_ceil(tick_us);
@@ -243,14 +250,50 @@ pub struct Slot {
 }
 
 /// Per-instance host state: the memory cap, whether the host is inside a real-time call (a block, or a
-/// parameter change between blocks), and message slots filled by the `log` and `emit_event` imports
-/// without allocating.
+/// parameter change between blocks), the current call's start and CPU-time deadline, and message slots
+/// filled by the `log` and `emit_event` imports without allocating.
 pub struct HostState {
     memory_cap: usize,
     pub in_block: bool,
+    /// The current call's start, and the CPU time it may use before it is interrupted (ns).
+    mark: CpuMark,
+    deadline_ns: u64,
+    /// Whether the current call has passed a tick deadline without being interrupted, and how many calls
+    /// did since the last count was taken.
+    extended: bool,
+    pub preempted: u64,
     pub slots: Vec<Slot>,
     pub used: usize,
     pub dropped: u64,
+}
+
+impl HostState {
+    /// Arms the deadline for a call starting at `mark`: `ticks` epoch ticks of wall time, after which the
+    /// plugin's own CPU time is checked at every tick (see [`deadline_ticks`]).
+    pub fn arm(store: &mut Store<HostState>, mark: CpuMark, ticks: u64) {
+        let state = store.data_mut();
+        state.mark = mark;
+        state.deadline_ns = ticks.saturating_sub(1).max(1).saturating_mul(TICK.as_nanos() as u64);
+        state.extended = false;
+        store.set_epoch_deadline(ticks);
+    }
+
+    /// At a tick past the deadline: interrupts a call whose plugin has used its CPU time, lets one whose
+    /// thread was preempted go on until it has.
+    fn on_deadline(&mut self) -> UpdateDeadline {
+        // At most: time the thread spent just before the call (less than the mark's age, far below a
+        // deadline) counts against the plugin, so a spinning plugin is stopped at the same tick as ever.
+        let used = self.mark.used_at_most();
+        if used >= self.deadline_ns {
+            return UpdateDeadline::Interrupt;
+        }
+        if !self.extended {
+            self.extended = true;
+            self.preempted += 1;
+        }
+        let tick = TICK.as_nanos() as u64;
+        UpdateDeadline::Continue((self.deadline_ns - used).div_ceil(tick).max(1))
+    }
 }
 
 impl HostState {
@@ -323,6 +366,9 @@ pub struct Live {
     /// The memory cap, the block deadline in epoch ticks, and the largest block (a buffer plane's frames).
     pub memory_cap: usize,
     pub deadline_ticks: u64,
+    /// The age (in clock ticks, 1 ms) a CPU-time reading may have for the mark of a call that is not a
+    /// block (parameter changes, a reset's start).
+    pub mark_age: u64,
     pub max_block: usize,
 }
 
@@ -374,14 +420,19 @@ pub fn instantiate(
     let state = HostState {
         memory_cap: manifest.memory_cap(),
         in_block: false,
+        mark: CpuMark::default(),
+        deadline_ns: 0,
+        extended: false,
+        preempted: 0,
         slots: vec![empty; MESSAGE_SLOTS],
         used: 0,
         dropped: 0,
     };
     let mut store = Store::new(engine(), state);
     store.limiter(|s| s as &mut dyn ResourceLimiter);
+    store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_deadline()));
     // One deadline for the whole setup, so a module cannot stretch it call by call.
-    store.set_epoch_deadline(SETUP_DEADLINE_TICKS);
+    HostState::arm(&mut store, CpuMark::start(0, true), SETUP_DEADLINE_TICKS);
     let instance: Instance = pre.instantiate(&mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
     let memory = instance.get_memory(&mut store, "memory").ok_or("the module exports no `memory`")?;
     macro_rules! export {
@@ -441,7 +492,8 @@ pub fn instantiate(
     if input < output + plane && output < input + plane {
         return Err(format!("the input ({input}) and output ({output}) buffers overlap"));
     }
-    // What the plugin logged during setup stays for the first poll.
+    // What the plugin logged during setup stays for the first poll; setup's pace is not audio's.
+    store.data_mut().preempted = 0;
     Ok(Live {
         store,
         memory,
@@ -455,6 +507,7 @@ pub fn instantiate(
         memory_size,
         memory_cap: manifest.memory_cap(),
         deadline_ticks: deadline_ticks(manifest.block_budget_us, config),
+        mark_age: (1e6 / crate::clock::ns_per_tick()) as u64,
         max_block,
     })
 }
@@ -485,7 +538,7 @@ mod tests {
 
     #[test]
     fn the_deadline_is_capped_by_the_block_period_whatever_the_budget() {
-        let cfg = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512 };
+        let cfg = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
         // 512 frames at 48 kHz: 10.7 ms; four periods: 42.7 ms, 9 ticks.
         assert_eq!(deadline_ticks(1_000_000, &cfg), 9);
         // Ten budgets of 2 ms: 20 ms, 4 ticks.

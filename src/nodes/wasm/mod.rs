@@ -26,10 +26,11 @@ pub mod manifest;
 pub use host::{cache_dir, compile, deadline_ticks};
 pub use manifest::{ABI_VERSION, ConfigValue, HOST_MEMORY_CAP, Manifest, ParamDecl};
 
-use super::plugin::{ABSURD, Instance, PluginProcessor, replacement, text};
+use super::plugin::{ABSURD, Counts, Instance, PluginProcessor, replacement, text};
 pub use super::plugin::{FORGIVE_SECONDS, Fault, MAX_FAULTS, OnFault, WATCHDOG_BLOCKS};
 use super::spec_boilerplate;
 use crate::buffer::AudioOut;
+use crate::clock::CpuMark;
 use crate::node::{
     BuildContext, MessageKind, NodeError, NodeSpec, ParamError, ParamInfo, PollContext, ProcessConfig, Processor,
 };
@@ -273,16 +274,24 @@ fn drain_slots(live: &mut Live, ctx: &mut dyn PollContext) {
     state.dropped = 0;
 }
 
-impl Instance for Live {
-    fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault> {
+impl Live {
+    /// Calls `f` inside a real-time call: no memory growth, the block deadline armed from `mark`.
+    fn guarded<R>(&mut self, mark: CpuMark, f: impl FnOnce(&mut Self) -> wasmtime::Result<R>) -> Result<R, Fault> {
         self.store.data_mut().in_block = true;
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = self.set_param.call(&mut self.store, (id as i32, value as f32));
+        HostState::arm(&mut self.store, mark, self.deadline_ticks);
+        let result = f(self);
         self.store.data_mut().in_block = false;
         result.map_err(|e| fault_of(&e))
     }
+}
 
-    fn process(&mut self, audio: &mut AudioOut<'_>) -> Result<(), Fault> {
+impl Instance for Live {
+    fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault> {
+        let mark = CpuMark::start(self.mark_age, false);
+        self.guarded(mark, |live| live.set_param.call(&mut live.store, (id as i32, value as f32)))
+    }
+
+    fn process(&mut self, audio: &mut AudioOut<'_>, mark: &CpuMark) -> Result<(), Fault> {
         let n = audio.frames();
         let plane = 4 * self.max_block;
         {
@@ -294,14 +303,9 @@ impl Instance for Live {
                 }
             }
         }
-        self.store.data_mut().in_block = true;
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = self.process.call(&mut self.store, n as i32);
-        self.store.data_mut().in_block = false;
-        match result {
-            Err(e) => Err(fault_of(&e)),
-            Ok(0) if self.memory.data_size(&self.store) != self.memory_size => Err(Fault::MemoryGrew),
-            Ok(0) => {
+        match self.guarded(*mark, |live| live.process.call(&mut live.store, n as i32))? {
+            0 if self.memory.data_size(&self.store) != self.memory_size => Err(Fault::MemoryGrew),
+            0 => {
                 let mem = self.memory.data(&self.store);
                 let output = self.output;
                 let sample = |c: usize, i: usize| {
@@ -321,26 +325,27 @@ impl Instance for Live {
                 }
                 Ok(())
             }
-            Ok(code) => Err(Fault::ErrorReturn(code)),
+            code => Err(Fault::ErrorReturn(code)),
         }
     }
 
     fn start(&mut self) -> Result<(), Fault> {
-        self.store.data_mut().in_block = true;
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let result = self.start.call(&mut self.store, ());
-        self.store.data_mut().in_block = false;
-        result.map_err(|e| fault_of(&e))
+        let mark = CpuMark::start(self.mark_age, false);
+        self.guarded(mark, |live| live.start.call(&mut live.store, ()))
     }
 
     fn stop(&mut self) -> Result<(), Fault> {
-        self.store.set_epoch_deadline(host::SETUP_DEADLINE_TICKS);
+        HostState::arm(&mut self.store, CpuMark::start(0, true), host::SETUP_DEADLINE_TICKS);
         self.stop.call(&mut self.store, ()).map_err(|e| fault_of(&e))
     }
 
     fn cleanup(&mut self) {
-        self.store.set_epoch_deadline(host::SETUP_DEADLINE_TICKS);
+        HostState::arm(&mut self.store, CpuMark::start(0, true), host::SETUP_DEADLINE_TICKS);
         let _ = self.cleanup.call(&mut self.store, ());
+    }
+
+    fn take_counts(&mut self) -> Counts {
+        Counts { preempted_calls: std::mem::take(&mut self.store.data_mut().preempted), replaced_samples: 0 }
     }
 
     fn drain(&mut self, ctx: &mut dyn PollContext) {
