@@ -581,6 +581,7 @@ fn a_plugin_that_spins_is_stopped_after_its_own_deadline_in_real_time_and_offlin
         assert_eq!(run(&mut e, &input, 1), input, "bypassed dry");
         let cpu_ms = (fxgraph::clock::thread_cpu_ns() - cpu0) as f64 / 1e6;
         let wall = wall0.elapsed();
+        eprintln!("realtime {realtime}: the stuck block used {cpu_ms:.2} ms of CPU in {wall:?}");
         assert!(
             (4.0..20.0).contains(&cpu_ms),
             "realtime {realtime}: the stuck block used {cpu_ms} ms of CPU ({wall:?})"
