@@ -1,23 +1,38 @@
 //! Engine throughput against a hand-fused loop of the same DSP, and the parallel executor against the
 //! serial one. Figures and the command that reproduces them are in BENCHMARKS.md.
 //!
-//! `cargo bench --bench engine`
+//! `cargo build --release && cargo bench -p fxgraph-benches --bench engine` (the native-plugin figures start
+//! the release `fxgraph` binary as the isolation tier's plugin host).
 #![allow(unsafe_code)] // Calls a LADSPA plugin straight through its descriptor, as the reference for the node.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use fxgraph::buffer::{AudioIn, AudioOut};
-use fxgraph::demo::DemoSignal;
 use fxgraph::dsp::biquad::Coeffs;
 use fxgraph::dsp::compressor::Compressor;
 use fxgraph::dsp::limiter::{Limiter, LimiterSettings};
-use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph, Parallelism, Registry};
+use fxgraph::io::demo::DemoSignal;
+use fxgraph::node::{AudioIn, AudioOut};
+use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph, Parallelism};
 use std::hint::black_box;
 
 const SECONDS: f64 = 1.0;
 
+/// The repository (this crate is its `benches` folder).
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The release `fxgraph` binary, which the isolation tier starts as a plugin host.
+#[cfg(target_os = "linux")]
+fn fxgraph_binary() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo().join("target"), Into::into);
+    let exe = target.join("release/fxgraph");
+    assert!(exe.is_file(), "{} not found: run `cargo build --release` first", exe.display());
+    exe
+}
+
 fn graph(name: &str) -> Graph {
-    let path = format!("{}/graphs/{name}", env!("CARGO_MANIFEST_DIR"));
-    Graph::load(path.as_ref(), &Registry::with_builtins()).expect("valid graph")
+    let path = repo().join("graphs").join(name);
+    Graph::load(path.as_ref()).expect("valid graph")
 }
 
 /// One second of the demo signal, planar stereo.
@@ -248,8 +263,8 @@ type FusedChain = Fused<3, 0>;
 type FusedReference = Fused<5, 1>;
 
 fn reference_graph() -> Graph {
-    let path = format!("{}/benches/reference.ron", env!("CARGO_MANIFEST_DIR"));
-    Graph::load(path.as_ref(), &Registry::with_builtins()).expect("valid graph")
+    let path = repo().join("benches/reference.ron");
+    Graph::load(path.as_ref()).expect("valid graph")
 }
 
 /// Times `a` and `b` in interleaved ABBA rounds and returns the median over rounds of time(b) / time(a),
@@ -436,7 +451,7 @@ fn ratios() {
             .collect();
         let text =
             format!("(sample_rate: 48000, channels: 2, nodes: {{ {nodes} }}, edges: [{edges} (\"g31\", \"output\")])");
-        let g = Graph::parse(&text, "unity32.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
+        let g = Graph::parse(&text, "unity32.ron", ".".as_ref()).expect("valid");
         let block = 512;
         let mut engine = start(g, EngineOptions { max_block: block, threads: 1, monitor, ..Default::default() });
         let mut work = input.clone();
@@ -475,7 +490,7 @@ fn ratios() {
         );
     }
     // The WebAssembly biquad against the built-in one with the same settings.
-    let plugins = format!("{}/plugins/wasm", env!("CARGO_MANIFEST_DIR"));
+    let plugins = repo().join("plugins/wasm").display().to_string();
     let single = |node: &str| {
         format!(
             "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
@@ -485,10 +500,9 @@ fn ratios() {
         "Wasm(path: \"biquad_filter.wasm\", config: {\"type\": \"lowpass\", \"cutoff_hz\": 12000.0, \"resonance\": 0.707})",
     );
     let native_text = single("Eq(bands: [(kind: LowPass, freq_hz: 12000.0, q: 0.707)])");
-    let registry = Registry::with_builtins();
     for block in [512, 64] {
         let options = EngineOptions { max_block: block, threads: 1, monitor: false, ..Default::default() };
-        let load = |text: &str| Graph::parse(text, "bench.ron", plugins.as_ref(), &registry).expect("valid");
+        let load = |text: &str| Graph::parse(text, "bench.ron", plugins.as_ref()).expect("valid");
         let mut wasm = start(load(&wasm_text), options);
         let mut native = start(load(&native_text), options);
         let (r, lo, hi, _) = paired(
@@ -539,7 +553,7 @@ fn ratios() {
                     .expect("copy");
                 let text = single(&format!("Wasm(path: \"p{i}-{j}.wasm\")"));
                 let t = std::time::Instant::now();
-                let g = Graph::parse(&text, "bench.ron", &dir, &registry).expect("valid");
+                let g = Graph::parse(&text, "bench.ron", &dir).expect("valid");
                 drop(Engine::new(g, EngineOptions::default()).expect("engine"));
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
@@ -559,7 +573,7 @@ fn ratios() {
         // DC input through a Gain node. Where does the output first move, in the next callback?
         let text = "(sample_rate: 48000, channels: 2, nodes: { \"g\": Gain(gain_db: 0.0) }, \
                     edges: [(\"input\", \"g\"), (\"g\", \"output\")])";
-        let g = Graph::parse(text, "gain.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
+        let g = Graph::parse(text, "gain.ron", ".".as_ref()).expect("valid");
         let block = 256;
         let mut rig = start(g, EngineOptions { max_block: block, threads: 1, ..Default::default() });
         let dc = vec![0.5f32; 2 * block];
@@ -615,7 +629,7 @@ fn parallel_speedups(rounds: usize) {
 #[cfg(target_os = "linux")]
 fn native_plugins() -> (std::path::PathBuf, std::path::PathBuf) {
     use std::process::Command;
-    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let repo = repo();
     let target = repo.join("target/test-plugins");
     let o = Command::new(env!("CARGO"))
         .args(["build", "--release", "--offline", "-p", "fxgraph-enhancer", "--manifest-path"])
@@ -645,7 +659,7 @@ fn single_node(node: &str) -> Graph {
     let text = format!(
         "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
     );
-    Graph::parse(&text, "bench.ron", ".".as_ref(), &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"))
+    Graph::parse(&text, "bench.ron", ".".as_ref()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// swh-plugins' `amp` called straight through its LADSPA descriptor, one instance per channel, in calls of
@@ -730,7 +744,7 @@ impl Drop for DirectLadspa {
 #[cfg(target_os = "linux")]
 fn native_ratios() {
     let (enhancer, gain) = native_plugins();
-    fxgraph::nodes::native::isolate::set_host_program(env!("CARGO_BIN_EXE_fxgraph").into());
+    fxgraph::nodes::native::isolate::set_host_program(fxgraph_binary());
     let input = demo(48000);
     let frames = input.len() / 2;
     let mut out = vec![0.0f32; input.len()];
@@ -893,7 +907,7 @@ fn nodes(c: &mut Criterion) {
             "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
         );
         for block in [64, 512, 4096] {
-            let g = Graph::parse(&text, "node.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
+            let g = Graph::parse(&text, "node.ron", ".".as_ref()).expect("valid");
             let mut engine = start(g, EngineOptions { max_block: block, threads: 1, ..Default::default() });
             group.bench_with_input(BenchmarkId::new(name, block), &block, |b, &block| {
                 b.iter(|| run_engine(&mut engine, black_box(&input), &mut out, block));

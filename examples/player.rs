@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<()> {
     };
 
     // The graph's two halves: the control side (an ECS world) and the audio side.
-    let graph = Graph::load(graph.as_ref(), &Registry::with_builtins())?;
+    let graph = Graph::load(graph.as_ref())?;
     let (engine, audio) = Engine::new(graph, EngineOptions::default())?;
     // Any audio file, decoded and converted to the graph's rate and channels as it streams.
     let (source, _note) = open_input(input.as_ref(), engine.format())?;

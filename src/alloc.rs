@@ -1,4 +1,5 @@
-//! An opt-in counting allocator, so the monitor can report heap use.
+//! An opt-in counting allocator, so the monitor can report heap use and tests can prove that the audio side
+//! allocates nothing, and the mark of a thread doing the audio side's work ([`in_audio_context`]).
 //!
 //! ```no_run
 //! #[global_allocator]
@@ -61,9 +62,44 @@ impl CountingAllocator {
     }
 }
 
+thread_local! {
+    /// Whether this thread is doing the audio side's work now. Const-initialized without a destructor, so
+    /// reading it never allocates (it may be read from a global allocator).
+    static AUDIO_CONTEXT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is running the audio side's work right now: inside
+/// `AudioProcessor::process` (or `process_interleaved`), or a worker thread of the parallel executor.
+/// An application (or a test) can install a global allocator that checks it, to prove that the audio side
+/// allocates nothing, as nih-plug's `assert_process_allocs` does.
+pub fn in_audio_context() -> bool {
+    AUDIO_CONTEXT.with(|c| c.get())
+}
+
+/// Marks the current thread as doing audio work until the guard is dropped (restoring what it was).
+pub(crate) struct AudioContext(bool);
+
+impl AudioContext {
+    pub(crate) fn enter() -> Self {
+        Self(AUDIO_CONTEXT.with(|c| c.replace(true)))
+    }
+
+    /// Marks the current thread as doing other work (a side job) until the guard is dropped.
+    pub(crate) fn leave() -> Self {
+        Self(AUDIO_CONTEXT.with(|c| c.replace(false)))
+    }
+}
+
+impl Drop for AudioContext {
+    fn drop(&mut self) {
+        let was = self.0;
+        AUDIO_CONTEXT.with(|c| c.set(was));
+    }
+}
+
 /// Counts a call made while the thread does audio work.
 fn audio_check() {
-    if crate::audio::in_audio_context() {
+    if in_audio_context() {
         AUDIO_CALLS.fetch_add(1, Ordering::Relaxed);
         THREAD_AUDIO_CALLS.with(|c| c.set(c.get() + 1));
     }

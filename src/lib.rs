@@ -2,7 +2,7 @@
 
 pub mod alloc;
 pub mod audio;
-pub mod clock;
+mod clock;
 pub mod control;
 pub mod dsp;
 pub mod graph;
@@ -10,20 +10,13 @@ pub mod io;
 pub mod monitor;
 pub mod node;
 pub mod nodes;
-#[cfg(feature = "wasm")]
-pub mod packages;
 pub mod play;
-pub mod plot;
-pub mod preset;
-pub mod registry;
 
-pub use audio::buffer;
 pub use audio::{AudioProcessor, NodeId};
-pub use buffer::{AudioIn, AudioOut};
+pub use control::render;
 pub use control::{Engine, EngineError, EngineEvent, EngineOptions, MetricsReader, Parallelism};
-pub use graph::{Graph, GraphError, GraphErrorKind};
-pub use io::{demo, render, wav};
-pub use node::{GraphFormat, NodeSpec, ParamInfo, ParamValue, ProcessConfig, Processor};
+pub use graph::{Graph, GraphError, GraphErrorKind, preset};
+pub use io::{demo, wav};
+pub use node::{AudioIn, AudioOut, GraphFormat, NodeSpec, ParamInfo, ParamValue, ProcessConfig, Processor, Registry};
 #[cfg(feature = "wasm")]
 pub use nodes::wasm;
-pub use registry::Registry;

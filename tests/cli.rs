@@ -1,6 +1,6 @@
 //! Graph files and the `fxgraph` command: every shipped graph, every kind of bad graph, WAV in and out.
 
-use fxgraph::{Graph, GraphErrorKind, Registry};
+use fxgraph::{Graph, GraphErrorKind};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -31,7 +31,7 @@ fn shipped_graphs() -> Vec<PathBuf> {
 fn the_issue_s_chain_loads_exactly_as_written() {
     let text = std::fs::read_to_string(repo().join("graphs/chain.ron")).expect("chain.ron");
     assert!(text.contains(r#""comp": Compressor(threshold_db: -18.0, ratio: 4.0, attack_ms: 10.0, release_ms: 100.0, knee_db: 6.0, makeup_db: 2.0),"#));
-    let graph = Graph::parse(&text, "chain.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
+    let graph = Graph::parse(&text, "chain.ron", ".".as_ref()).expect("valid");
     let kinds: Vec<&str> = graph.nodes.iter().map(|n| n.spec.kind()).collect();
     assert_eq!(kinds, ["Eq", "Compressor", "Limiter"]);
     assert_eq!((graph.format.sample_rate, graph.format.channels), (48000, 2));
@@ -235,9 +235,8 @@ fn position_of(src: &str, needle: &str, nth: usize) -> (usize, usize) {
 
 #[test]
 fn each_kind_of_bad_graph_is_reported_with_file_line_column_and_node() {
-    let registry = Registry::with_builtins();
     for case in BAD {
-        let err = Graph::parse(case.src, "bad.ron", ".".as_ref(), &registry).expect_err(case.name);
+        let err = Graph::parse(case.src, "bad.ron", ".".as_ref()).expect_err(case.name);
         assert_eq!(err.kind, case.kind, "{}: {err}", case.name);
         assert_eq!(err.node.as_deref(), case.node, "{}: {err}", case.name);
         let want = if case.name == "missing parameter" {
@@ -604,7 +603,6 @@ fn no_edit_of_a_shipped_graph_can_panic_the_loader() {
     // Random edits as typing makes them (a few characters deleted, inserted or replaced, quotes, brackets
     // and multibyte characters among them) of every shipped graph: the loader answers each with a graph
     // or an error whose position lies inside the file, never a panic.
-    let registry = Registry::with_builtins();
     let alphabet: Vec<char> = "\"'()[]{},:;.-+0123456789eE_ aZ\n\t/*#!r\\é€😀".chars().collect();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = |n: usize| {
@@ -633,7 +631,7 @@ fn no_edit_of_a_shipped_graph_can_panic_the_loader() {
             }
             let text: String = chars.into_iter().collect();
             cases += 1;
-            let result = std::panic::catch_unwind(|| Graph::parse(&text, "edited.ron", &dir, &registry));
+            let result = std::panic::catch_unwind(|| Graph::parse(&text, "edited.ron", &dir));
             match result {
                 Err(_) => panic!("the loader panicked on:\n{text}"),
                 Ok(Err(e)) => {
@@ -665,7 +663,7 @@ fn no_edit_of_a_shipped_graph_can_panic_the_loader() {
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    assert!(Graph::parse(&deep, "deep.ron", ".".as_ref(), &registry).is_err());
+    assert!(Graph::parse(&deep, "deep.ron", ".".as_ref()).is_err());
 }
 
 #[test]
@@ -1246,19 +1244,19 @@ fn fuzzer_findings_stay_fixed() {
     // A preset whose keys hold escapes: parsed or refused, never a panic.
     for f in files("preset") {
         let text = String::from_utf8_lossy(&std::fs::read(&f).expect("read")).into_owned();
-        if let Err(e) = fxgraph::preset::Preset::parse(&text, "regression.ron") {
+        if let Err(e) = fxgraph::graph::preset::Preset::parse(&text, "regression.ron") {
             let _ = e.to_string();
         }
     }
     // A module that once ran past the fuzzer's time limit under load: compiles and sets up, or is refused.
     #[cfg(feature = "wasm")]
     for f in files("wasm_module") {
-        use fxgraph::wasm::host;
+        use fxgraph::nodes::wasm::host;
         let bytes = std::fs::read(&f).expect("read");
         if let Ok(module) = host::compile_bytes(&bytes, &f)
             && let Ok(pre) = host::prelink(&module)
         {
-            let manifest = fxgraph::wasm::Manifest::parse(
+            let manifest = fxgraph::nodes::wasm::Manifest::parse(
                 r#"{"id": "fuzz", "name": "Fuzz", "version": "0", "abi_version": 1, "memory_limit_bytes": 4194304,
                     "block_budget_us": 2000, "parameters": []}"#,
             )

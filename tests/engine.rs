@@ -1,10 +1,11 @@
 //! DSP and engine behaviour, checked against analytic answers.
 
-use fxgraph::buffer::{AudioIn, AudioOut};
+use fxgraph::control::render::render;
 use fxgraph::control::{Lifecycle, NodeName};
+use fxgraph::io::stream::{MemorySink, MemorySource};
+use fxgraph::node::NodeKind;
+use fxgraph::node::{AudioIn, AudioOut};
 use fxgraph::node::{BuildContext, GraphFormat, NodeError, NodeSpec, ParamError, ParamInfo, ProcessConfig, Processor};
-use fxgraph::registry::{NodeKind, Registry};
-use fxgraph::render::{MemorySink, MemorySource, render};
 use fxgraph::{AudioProcessor, Engine, EngineOptions, Parallelism};
 use fxgraph::{Graph, demo::DemoSignal};
 use std::f64::consts::TAU;
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 const SR: f64 = 48000.0;
 
 fn parse(src: &str) -> Graph {
-    Graph::parse(src, "test.ron", ".".as_ref(), &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"))
+    Graph::parse(src, "test.ron", ".".as_ref()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn engine(src: &str, block: usize, threads: usize, parallelism: Parallelism) -> (Engine, AudioProcessor) {
@@ -274,7 +275,7 @@ fn demo(seconds: f64) -> Vec<Vec<f32>> {
     let frames = demo.total_frames() as usize;
     let mut buf = vec![0.0f32; 2 * frames];
     demo.fill(&mut AudioOut::new(&mut buf, frames, 2, frames));
-    fxgraph::render::BlockSink::write(&mut sink, &AudioIn::new(&buf, frames, 2, frames)).expect("memory sink");
+    fxgraph::io::stream::BlockSink::write(&mut sink, &AudioIn::new(&buf, frames, 2, frames)).expect("memory sink");
     sink.channels
 }
 
@@ -493,10 +494,10 @@ impl Processor for ProbeProcessor {
 
 #[test]
 fn a_registered_kind_goes_through_the_lifecycle_in_order_on_its_entity() {
-    let mut registry = Registry::with_builtins();
+    let mut registry = fxgraph::nodes::registry();
     registry.register(NodeKind::new::<Probe>("Probe", "records lifecycle calls"));
     let src = "(sample_rate: 44100, channels: 1, nodes: { \"p\": Probe() }, edges: [(\"input\", \"p\"), (\"p\", \"output\")])";
-    let graph = Graph::parse(src, "probe.ron", ".".as_ref(), &registry).expect("valid");
+    let graph = Graph::parse_with(src, "probe.ron", ".".as_ref(), &registry).expect("valid");
     let (mut engine, mut audio) =
         Engine::new(graph, EngineOptions { max_block: 64, threads: 1, ..Default::default() }).expect("starts");
     let state = |e: &Engine| {
@@ -809,7 +810,7 @@ fn side_jobs_run_once_each_beside_the_graph_and_leave_its_output_alone() {
             let started = [AtomicBool::new(false), AtomicBool::new(false)];
             let job = |me: usize| {
                 runs.fetch_add(1, Ordering::Relaxed);
-                in_audio.fetch_or(fxgraph::audio::in_audio_context(), Ordering::Relaxed);
+                in_audio.fetch_or(fxgraph::alloc::in_audio_context(), Ordering::Relaxed);
                 // The caller's floating-point mode, not the audio side's flush-to-zero: half the smallest
                 // normal f32 is a subnormal, not zero.
                 flushed.fetch_or(std::hint::black_box(f32::MIN_POSITIVE) * 0.5 == 0.0, Ordering::Relaxed);
@@ -1020,13 +1021,13 @@ impl Processor for BombProcessor {
 fn a_panicking_node_stops_a_parallel_run_instead_of_hanging_it() {
     // Whichever thread runs the panicking chunk, the others stop taking chunks and the panic reaches the
     // caller, in every executor.
-    let mut registry = Registry::with_builtins();
+    let mut registry = fxgraph::nodes::registry();
     registry.register(NodeKind::new::<Bomb>("Bomb", "panics on a given block"));
     let src = r#"(sample_rate: 48000, channels: 2,
         nodes: { "a": Gain(gain_db: -1.0), "b": Bomb(at: 30), "c": Gain(gain_db: 1.0), "sum": Gain(gain_db: 0.0) },
         edges: [("input", "a"), ("input", "b"), ("a", "sum"), ("b", "sum"), ("input", "c"), ("c", "sum"), ("sum", "output")])"#;
     for (threads, block, batch) in [(2, 64, 64), (3, 512, 8), (2, 128, 1), (1, 64, 64)] {
-        let graph = Graph::parse(src, "bomb.ron", ".".as_ref(), &registry).expect("valid");
+        let graph = Graph::parse_with(src, "bomb.ron", ".".as_ref(), &registry).expect("valid");
         let options =
             EngineOptions { max_block: block, threads, batch, parallelism: Parallelism::Always, ..Default::default() };
         let (mut engine, mut audio) = Engine::new(graph, options).expect("starts");

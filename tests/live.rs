@@ -2,9 +2,9 @@
 //! edits everything, with allocations and frees counted on the audio side; smoothing without clicks; graph
 //! edits that keep state; sample-accurate events; reset; file watching.
 
-use fxgraph::buffer::{AudioIn, AudioOut};
 use fxgraph::control::AudioNode;
-use fxgraph::{AudioProcessor, Engine, EngineEvent, EngineOptions, Graph, Parallelism, Registry};
+use fxgraph::node::{AudioIn, AudioOut};
+use fxgraph::{AudioProcessor, Engine, EngineEvent, EngineOptions, Graph, Parallelism};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::f64::consts::TAU;
 use std::path::Path;
@@ -20,7 +20,7 @@ static AUDIO_FREES: AtomicU64 = AtomicU64::new(0);
 static FIRST_SIZE: AtomicU64 = AtomicU64::new(0);
 
 fn counted(size: usize) -> bool {
-    let hit = ARMED.load(Ordering::Relaxed) && fxgraph::audio::in_audio_context();
+    let hit = ARMED.load(Ordering::Relaxed) && fxgraph::alloc::in_audio_context();
     if hit {
         let _ = FIRST_SIZE.compare_exchange(0, size as u64, Ordering::Relaxed, Ordering::Relaxed);
     }
@@ -202,8 +202,7 @@ fn largest_step(x: &[f32]) -> (f32, usize) {
 fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothing_allocates_on_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     plugins(dir.path());
-    let registry = Registry::with_builtins();
-    let graph = Graph::parse(G1, "g1.ron", dir.path(), &registry).expect("valid");
+    let graph = Graph::parse(G1, "g1.ron", dir.path()).expect("valid");
     let options = EngineOptions { max_block: 512, threads: 2, parallelism: Parallelism::Always, ..Default::default() };
     let (mut engine, audio) = Engine::new(graph, options).expect("starts");
     let reader = engine.metrics_reader();
@@ -368,10 +367,9 @@ fn a_structural_edit_adds_no_step_beyond_the_signal_s_own() {
     // from silence, a step of 0.04.
     let dir = tempfile::tempdir().expect("tempdir");
     plugins(dir.path());
-    let registry = Registry::with_builtins();
     let texts = [G1.to_string(), g2(), g3()];
     for (a, b) in [(2, 0), (0, 1), (1, 2), (0, 2), (2, 1), (1, 0)] {
-        let graph = Graph::parse(&texts[a], "a.ron", dir.path(), &registry).expect("valid");
+        let graph = Graph::parse(&texts[a], "a.ron", dir.path()).expect("valid");
         let options = EngineOptions { max_block: 128, ..Default::default() };
         let (mut engine, mut audio) = Engine::new(graph, options).expect("starts");
         let mut out = Vec::new();
@@ -451,7 +449,7 @@ fn parameter_jumps_are_smoothed_sample_accurately_and_settle_on_the_analytic_res
     let stage = 24000usize;
     let mut outputs = Vec::new();
     for call in [37, 512, 4096] {
-        let graph = Graph::parse(text, "smooth.ron", ".".as_ref(), &Registry::with_builtins()).expect("valid");
+        let graph = Graph::parse(text, "smooth.ron", ".".as_ref()).expect("valid");
         let (mut engine, mut audio) =
             Engine::new(graph, EngineOptions { max_block: 512, ..Default::default() }).expect("starts");
         // Large jumps, each at an exact frame.
@@ -521,7 +519,7 @@ fn a_graph_edit_keeps_unchanged_nodes_and_their_state() {
         .replace("gain_db: 12.0", "gain_db: 11.0")
         .replace(r#""lim": Limiter"#, r#""side": Gain(gain_db: -30.0), "lim": Limiter"#)
         .replace(r#"("lim", "output")"#, r#"("input", "side"), ("side", "lim"), ("lim", "output")"#);
-    let graph = Graph::parse(a, "a.ron", dir.path(), &Registry::with_builtins()).expect("valid");
+    let graph = Graph::parse(a, "a.ron", dir.path()).expect("valid");
     let (mut engine, mut audio) =
         Engine::new(graph, EngineOptions { max_block: 256, ..Default::default() }).expect("starts");
     let ids = |e: &mut Engine| -> Vec<Option<u32>> {
@@ -571,7 +569,7 @@ fn a_graph_edit_keeps_unchanged_nodes_and_their_state() {
 fn reset_clears_all_state_as_a_fresh_engine_would_have_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     plugins(dir.path());
-    let graph = || Graph::parse(G1, "g1.ron", dir.path(), &Registry::with_builtins()).expect("valid");
+    let graph = || Graph::parse(G1, "g1.ron", dir.path()).expect("valid");
     let options = EngineOptions { max_block: 256, ..Default::default() };
     let (mut engine, mut audio) = Engine::new(graph(), options).expect("starts");
     let (_e2, mut unreset) = Engine::new(graph(), options).expect("starts");
@@ -603,7 +601,7 @@ fn every_executor_allocates_nothing_while_events_and_edits_arrive() {
         (3, Parallelism::Always, 1, 300),
         (2, Parallelism::Always, 8, 1000),
     ] {
-        let graph = Graph::parse(G1, "g1.ron", dir.path(), &Registry::with_builtins()).expect("valid");
+        let graph = Graph::parse(G1, "g1.ron", dir.path()).expect("valid");
         let options = EngineOptions { max_block: 128, threads, parallelism, batch, ..Default::default() };
         let (mut engine, audio) = Engine::new(graph, options).expect("starts");
         engine.meter_node("comp").expect("metered");

@@ -4,7 +4,7 @@
 
 #![cfg(target_os = "linux")] // Native plugins are hosted on Linux (the isolation tier uses memfd and futexes).
 
-use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph, ParamValue, Registry};
+use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph, ParamValue};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -93,7 +93,7 @@ fn graph(nodes: &str, chain: &[&str]) -> Graph {
     }
     edges.push(format!("(\"{}\", \"output\")", chain[chain.len() - 1]));
     let text = format!("(sample_rate: 48000, channels: 2, nodes: {{ {nodes} }}, edges: [{}])", edges.join(", "));
-    Graph::parse(&text, "native.ron", "/".as_ref(), &Registry::with_builtins()).unwrap_or_else(|e| panic!("{e}"))
+    Graph::parse(&text, "native.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Rig {
@@ -210,8 +210,7 @@ fn the_sdk_enhancer_is_the_cookbook_shelf_and_matches_the_built_in() {
             "(sample_rate: 48000, channels: 2, nodes: {{ \"enh\": {} }}, edges: [(\"input\", \"enh\"), (\"enh\", \"output\")])",
             native(enhancer(), rest)
         );
-        let e =
-            Graph::parse(&text, "bad.ron", "/".as_ref(), &Registry::with_builtins()).expect_err("refused").to_string();
+        let e = Graph::parse(&text, "bad.ron", "/".as_ref()).expect_err("refused").to_string();
         assert!(e.contains("node \"enh\"") && e.contains(want), "{e}");
     }
 }
@@ -296,7 +295,7 @@ fn bad_libraries_are_refused_before_their_code_runs() {
         return;
     }
     let text = "(sample_rate: 48000, channels: 2, nodes: { \"a\": Ladspa(path: \"amp_1181.so\", label: \"nope\") }, edges: [(\"input\", \"a\"), (\"a\", \"output\")])";
-    let e = Graph::parse(text, "l.ron", "/".as_ref(), &Registry::with_builtins()).expect_err("refused").to_string();
+    let e = Graph::parse(text, "l.ron", "/".as_ref()).expect_err("refused").to_string();
     assert!(e.contains("has no plugin labelled \"nope\" (it has: amp)"), "{e}");
 }
 
@@ -391,7 +390,7 @@ fn ladspa_plugins_do_what_their_documentation_says() {
     assert!((amp - 20.0 * 2f64.log10()).abs() < 0.01, "{amp} dB");
     // A control outside its range hints is an error naming the port.
     let text = "(sample_rate: 48000, channels: 2, nodes: { \"l\": Ladspa(path: \"amp_1181.so\", label: \"amp\", controls: {\"Amps gain (dB)\": 99.0}) }, edges: [(\"input\", \"l\"), (\"l\", \"output\")])";
-    let e = Graph::parse(text, "l.ron", "/".as_ref(), &Registry::with_builtins()).expect_err("refused").to_string();
+    let e = Graph::parse(text, "l.ron", "/".as_ref()).expect_err("refused").to_string();
     assert!(e.contains("controls.Amps gain (dB)") && e.contains("must be between -70 and 70"), "{e}");
     // `fxgraph plugin` lists a library's plugins and ports.
     let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))

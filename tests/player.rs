@@ -2,10 +2,10 @@
 //! status) checked for answers, underruns, callback allocations and clicks in the recording; located
 //! preset errors; the library's player API; and, with the `device` feature, the cpal path on ALSA.
 
+use fxgraph::graph::preset::Preset;
+use fxgraph::io::stream::MemorySource;
 use fxgraph::play::{DeviceChoice, Player, PlayerOptions};
-use fxgraph::preset::Preset;
-use fxgraph::render::MemorySource;
-use fxgraph::{Engine, EngineOptions, Graph, ParamValue, Registry};
+use fxgraph::{Engine, EngineOptions, Graph, ParamValue};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -227,7 +227,7 @@ fn play_refuses_what_it_cannot_play_with_exit_code_2() {
 fn presets_are_checked_whole_and_located() {
     let dir = tempfile::tempdir().expect("tempdir");
     scratch_enhancer(dir.path());
-    let graph = Graph::load(&dir.path().join("enhancer.ron"), &Registry::with_builtins()).expect("graph");
+    let graph = Graph::load(&dir.path().join("enhancer.ron")).expect("graph");
     let (mut engine, _audio) = Engine::new(graph, EngineOptions::default()).expect("engine");
     let cases = [
         (
@@ -299,7 +299,7 @@ fn presets_are_checked_whole_and_located() {
 fn the_player_api_plays_a_source_to_its_end_on_the_null_device() {
     let text = "(sample_rate: 48000, channels: 2, nodes: { \"g\": Gain(gain_db: -6.0) }, \
                 edges: [(\"input\", \"g\"), (\"g\", \"output\")])";
-    let graph = Graph::parse(text, "t.ron", ".".as_ref(), &Registry::with_builtins()).expect("graph");
+    let graph = Graph::parse(text, "t.ron", ".".as_ref()).expect("graph");
     let (engine, audio) = Engine::new(graph, EngineOptions { threads: 1, ..Default::default() }).expect("engine");
     let frames = 24000;
     let ramp: Vec<f32> = (0..frames).map(|i| (i as f32 / frames as f32) * 0.5).collect();
@@ -365,7 +365,7 @@ fn a_plugin_that_spins_in_play_is_stopped_bypassed_and_reported() {
     .expect("write");
     let text = "(sample_rate: 48000, channels: 2, nodes: { \"spin\": Wasm(path: \"spin.wasm\") }, \
                 edges: [(\"input\", \"spin\"), (\"spin\", \"output\")])";
-    let graph = Graph::parse(text, "t.ron", dir.path(), &Registry::with_builtins()).expect("graph");
+    let graph = Graph::parse(text, "t.ron", dir.path()).expect("graph");
     let (engine, audio) = Engine::new(graph, EngineOptions { threads: 1, ..Default::default() }).expect("engine");
     let frames = 48000;
     let tone: Vec<f32> = (0..frames).map(|i| (i as f32 * 0.05).sin() * 0.25).collect();

@@ -5,7 +5,7 @@
 #![no_main]
 
 use fxgraph::GraphFormat;
-use fxgraph::buffer::AudioOut;
+use fxgraph::node::AudioOut;
 use fxgraph::io::decode::open_input;
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;

@@ -11,14 +11,14 @@ fn plugins() -> &'static PathBuf {
     DIR.get_or_init(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/wasm")))
 }
 
-fn registry() -> &'static fxgraph::Registry {
-    static R: OnceLock<fxgraph::Registry> = OnceLock::new();
-    R.get_or_init(fxgraph::Registry::with_builtins)
+fn registry() -> &'static fxgraph::node::Registry {
+    static R: OnceLock<fxgraph::node::Registry> = OnceLock::new();
+    R.get_or_init(fxgraph::nodes::registry)
 }
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Err(e) = fxgraph::Graph::parse(&text, "fuzz.ron", plugins(), registry()) {
+    if let Err(e) = fxgraph::Graph::parse_with(&text, "fuzz.ron", plugins(), registry()) {
         // The error renders, and its position lies inside the text.
         let _ = e.to_string();
         if let Some((line, col)) = e.position {

@@ -1,7 +1,7 @@
 //! The plugin manifest parser, and the resolution of a config against a parsed manifest.
 #![no_main]
 
-use fxgraph::wasm::{ConfigValue, Manifest};
+use fxgraph::nodes::wasm::{ConfigValue, Manifest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -31,9 +31,9 @@ fuzz_target!(|data: &[u8]| {
         gz.write_all(data).expect("compress");
         std::fs::write(&archive, gz.finish().expect("compress")).expect("scratch file");
     }
-    if fxgraph::packages::unpack(&archive, &into).is_ok() {
+    if fxgraph::nodes::wasm::packages::unpack(&archive, &into).is_ok() {
         if let Ok(text) = std::fs::read_to_string(into.join("plugin.json")) {
-            let _ = fxgraph::packages::PackageManifest::parse(&text);
+            let _ = fxgraph::nodes::wasm::packages::PackageManifest::parse(&text);
         }
     }
     // Nothing was written beside the folder it was given.

@@ -2,7 +2,7 @@
 //! answer with the values applied or an error located inside the text, never a panic.
 #![no_main]
 
-use fxgraph::preset::Preset;
+use fxgraph::graph::preset::Preset;
 use fxgraph::{Engine, EngineOptions, Graph, Registry};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Mutex, OnceLock};
@@ -11,7 +11,7 @@ fn engine() -> &'static Mutex<Engine> {
     static E: OnceLock<Mutex<Engine>> = OnceLock::new();
     E.get_or_init(|| {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../graphs/enhancer.ron");
-        let graph = Graph::load(path.as_ref(), &Registry::with_builtins()).expect("enhancer.ron");
+        let graph = Graph::load(path.as_ref()).expect("enhancer.ron");
         let (engine, audio) = Engine::new(graph, EngineOptions { threads: 1, ..Default::default() }).expect("engine");
         std::mem::forget(audio); // no audio runs; the engine only checks and applies values
         Mutex::new(engine)
@@ -20,7 +20,7 @@ fn engine() -> &'static Mutex<Engine> {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let check = |e: &fxgraph::preset::PresetError| {
+    let check = |e: &fxgraph::graph::preset::PresetError| {
         let _ = e.to_string();
         if let Some((line, col)) = e.position {
             let lines: Vec<&str> = text.split('\n').collect();

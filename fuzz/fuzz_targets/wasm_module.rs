@@ -4,7 +4,7 @@
 #![no_main]
 
 use fxgraph::node::ProcessConfig;
-use fxgraph::wasm::{Manifest, host};
+use fxgraph::nodes::wasm::{Manifest, host};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 use std::sync::OnceLock;

@@ -4,8 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(channels) = fxgraph::wav::decode_bytes(data) {
-        let info = fxgraph::wav::parse_header(data).expect("a file that decodes has a header");
+    if let Ok(channels) = fxgraph::io::wav::decode_bytes(data) {
+        let info = fxgraph::io::wav::parse_header(data).expect("a file that decodes has a header");
         assert_eq!(channels.len(), info.channels);
         for c in &channels {
             assert_eq!(c.len() as u64, info.frames);

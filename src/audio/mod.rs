@@ -14,16 +14,16 @@
 //! A call may pass any number of frames, planar or interleaved: it is cut into blocks of at most
 //! `max_block` frames, and at the frames where parameter events are due.
 
-pub mod buffer;
 mod ends;
 pub mod plan;
 pub mod workers;
 
-use crate::buffer::{AudioIn, AudioOut};
+use crate::alloc::AudioContext;
 use crate::clock;
 use crate::dsp::denormal::{FloatMode, FlushDenormals};
 use crate::monitor::shared::{GraphStats, MeterWriter, NodeStats, Spectrum, SpectrumTail};
-use crate::node::{MessageKind, PluginHealth, PollContext};
+use crate::node::{AudioIn, AudioOut};
+use crate::node::{MESSAGE_BYTES, MessageKind, PluginHealth, PollContext};
 use plan::{Plan, Slot};
 use std::any::Any;
 use std::sync::Arc;
@@ -33,43 +33,6 @@ use workers::Workers;
 /// A node's identity on the audio side: stable while the node keeps its processor.
 pub type NodeId = u32;
 
-thread_local! {
-    /// Whether this thread is doing the audio side's work now. Const-initialized without a destructor, so
-    /// reading it never allocates (it may be read from a global allocator).
-    static AUDIO_CONTEXT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Whether the calling thread is running the audio side's work right now: inside
-/// [`AudioProcessor::process`] (or `process_interleaved`), or a worker thread of the parallel executor.
-/// An application (or a test) can install a global allocator that checks it, to prove that the audio side
-/// allocates nothing, as nih-plug's `assert_process_allocs` does.
-pub fn in_audio_context() -> bool {
-    AUDIO_CONTEXT.with(|c| c.get())
-}
-
-/// Marks the current thread as doing audio work until the guard is dropped (restoring what it was).
-pub(crate) struct AudioContext(bool);
-
-impl AudioContext {
-    pub(crate) fn enter() -> Self {
-        Self(AUDIO_CONTEXT.with(|c| c.replace(true)))
-    }
-
-    /// Marks the current thread as doing other work (a side job) until the guard is dropped.
-    pub(crate) fn leave() -> Self {
-        Self(AUDIO_CONTEXT.with(|c| c.replace(false)))
-    }
-}
-
-impl Drop for AudioContext {
-    fn drop(&mut self) {
-        let was = self.0;
-        AUDIO_CONTEXT.with(|c| c.set(was));
-    }
-}
-
-/// Bytes kept of one node message.
-pub const MESSAGE_BYTES: usize = 240;
 /// Parameter events scheduled for a later frame that the audio side can hold.
 pub const PENDING_EVENTS: usize = 1024;
 /// Messages to the control side (other than node messages) the audio side can hold when the queue is full.
@@ -220,7 +183,7 @@ impl AudioProcessor {
 
     /// How many times nodes have asked the control side for a replacement instance (a plugin that
     /// faulted): a thread that drives the audio side offline and updates the engine only now and then
-    /// ([`crate::render::render`]) updates it as soon as this grows, so a faulted plugin is replaced after
+    /// ([`crate::control::render::render`]) updates it as soon as this grows, so a faulted plugin is replaced after
     /// its backoff rather than at the next periodic update.
     pub fn replacement_requests(&self) -> u64 {
         self.requests
@@ -245,7 +208,7 @@ impl AudioProcessor {
 
     /// Hands each meter's latest samples for a spectrum to the readers now, rather than after the first
     /// block following a report's request: for a thread that drives the audio side offline and reports
-    /// once after its last block ([`crate::render::render`] calls it at its end). Meters keep samples only
+    /// once after its last block ([`crate::control::render::render`] calls it at its end). Meters keep samples only
     /// while someone asks ([`crate::MetricsReader::keep_spectrum`]), and publish only a whole window.
     /// No allocation: 2048 stores per meter.
     pub fn publish_spectra(&mut self) {
@@ -267,7 +230,7 @@ impl AudioProcessor {
     /// runs a stretch of the graph that leaves that worker idle: beside the last serial level (all of a
     /// chain), else beside the last level's branches. Jobs may run at the same time as each other. With
     /// no workers they run after the processing. For offline work that does not touch the audio (reading
-    /// the next input and writing the last output, as [`crate::render::render`] does), so it costs no time
+    /// the next input and writing the last output, as [`crate::control::render::render`] does), so it costs no time
     /// of its own. The output is the same as [`process`](Self::process)'s, bit for bit.
     ///
     /// The jobs run outside the audio context (they may allocate and do I/O) and with the calling thread's

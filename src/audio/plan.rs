@@ -21,11 +21,11 @@
 
 use super::NodeId;
 use super::workers::Workers;
-use crate::buffer::{AudioIn, AudioOut};
 use crate::clock;
 use crate::dsp::denormal::FloatMode;
 use crate::monitor::shared::{MeterWriter, NodeStats, SharedMeter, Spectrum, SpectrumTail};
 use crate::node::Processor;
+use crate::node::{AudioIn, AudioOut};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -355,7 +355,7 @@ impl Side<'_, '_> {
     /// Runs every job on the calling thread, outside the audio context and in the giver's mode.
     pub fn run_here(self) {
         let _mode = self.mode.enter();
-        let _other = super::AudioContext::leave();
+        let _other = crate::alloc::AudioContext::leave();
         for job in self.jobs {
             job();
         }
@@ -392,7 +392,7 @@ impl<'a, 's> SideJobs<'a, 's> {
         let bit = 1u64 << i;
         if self.ran.fetch_or(bit, std::sync::atomic::Ordering::Relaxed) & bit == 0 {
             let _mode = self.mode.enter();
-            let _other = super::AudioContext::leave();
+            let _other = crate::alloc::AudioContext::leave();
             // SAFETY: by the contract, this thread alone touches job `i`; jobs are distinct objects, so
             // the pointer to the one element is all this thread takes of the slice.
             let job: *mut &'s mut (dyn FnMut() + Send + 's) = unsafe { (*self.jobs.get()).as_mut_ptr().add(i) };

@@ -191,7 +191,7 @@ fn worker(s: &Shared, index: usize) {
     // Every thread computes with the same floating-point mode, so results do not depend on the thread.
     let _ftz = crate::dsp::denormal::FlushDenormals::new();
     // Everything a worker does is audio work.
-    let _audio = super::AudioContext::enter();
+    let _audio = crate::alloc::AudioContext::enter();
     // No generation yet: a job published before this thread got here is still joined (its claim word
     // tells whether any task is left).
     let mut seen = 0;

@@ -1,9 +1,10 @@
 //! `fxgraph bench`: the demo signal through a graph with no file output; speed, timing, load, levels.
 
 use crate::{Failure, bad_input, default_threads, load, report_faults, start};
-use fxgraph::demo::DemoSignal;
+use fxgraph::control::render::render;
 use fxgraph::io::decode::open_input;
-use fxgraph::render::{BlockSource, render};
+use fxgraph::io::demo::DemoSignal;
+use fxgraph::io::stream::BlockSource;
 use std::path::Path;
 
 #[allow(clippy::too_many_arguments)]
@@ -47,7 +48,7 @@ pub(crate) fn run(
     drop(source);
     let frames = channels[0].len();
     let seconds = frames as f64 / f64::from(fmt.sample_rate);
-    let mut source = fxgraph::render::MemorySource::new(channels);
+    let mut source = fxgraph::io::stream::MemorySource::new(channels);
     let (mut engine, mut audio) = start(graph, block, threads)?;
     if json {
         // The JSON has the output's spectrum at the end.
@@ -55,11 +56,11 @@ pub(crate) fn run(
     }
     // With --plot, the output's levels are kept per 100 ms window (a pass over the output, inside the
     // timing: the realtime factor then includes it).
-    let mut levels = plot.map(|_| fxgraph::plot::LevelSink::new(fmt.sample_rate, 0.1));
+    let mut levels = plot.map(|_| crate::picture::LevelSink::new(fmt.sample_rate, 0.1));
     let started = std::time::Instant::now();
-    let sink: &mut dyn fxgraph::render::BlockSink = match &mut levels {
+    let sink: &mut dyn fxgraph::io::stream::BlockSink = match &mut levels {
         Some(l) => l,
-        None => &mut fxgraph::render::NullSink,
+        None => &mut fxgraph::io::stream::NullSink,
     };
     render(&mut engine, &mut audio, &mut source, sink, block * crate::offline_batch(block, threads), &mut |_| true)?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -67,11 +68,11 @@ pub(crate) fn run(
     if let (Some(path), Some(levels)) = (plot, levels) {
         let track = levels.finish(fmt.channels);
         let title = graph_path.display().to_string();
-        fxgraph::plot::write_picture(
+        crate::picture::write_picture(
             path,
             (1200, 860),
-            |a| fxgraph::plot::draw_bench(a, &title, &report, &track),
-            |a| fxgraph::plot::draw_bench(a, &title, &report, &track),
+            |a| crate::picture::draw_bench(a, &title, &report, &track),
+            |a| crate::picture::draw_bench(a, &title, &report, &track),
         )?;
         eprintln!("plot -> {}", path.display());
     }

@@ -5,6 +5,7 @@
 
 mod bench;
 mod check;
+mod picture;
 mod play;
 mod plot;
 mod plugin;
@@ -12,7 +13,7 @@ mod preset;
 mod render;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use fxgraph::{AudioProcessor, Engine, EngineError, EngineOptions, Graph, Registry};
+use fxgraph::{AudioProcessor, Engine, EngineError, EngineOptions, Graph};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -391,7 +392,7 @@ pub(crate) fn report_faults(report: &fxgraph::monitor::MetricsReport, allow: boo
 }
 
 pub(crate) fn load(path: &Path) -> Result<Graph, Failure> {
-    Graph::load(path, &Registry::with_builtins()).map_err(bad_input)
+    Graph::load(path).map_err(bad_input)
 }
 
 /// The frames of one offline run (see `EngineOptions::batch`): with several threads, 16384, since each run

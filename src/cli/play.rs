@@ -3,11 +3,11 @@
 //! `error: ...`; notices (watched-file reloads, plugin messages) go to stderr.
 
 use crate::{Failure, bad_input, default_threads, load};
-use fxgraph::demo::DemoSignal;
+use fxgraph::graph::preset::Preset;
 use fxgraph::io::decode::open_input;
+use fxgraph::io::demo::DemoSignal;
+use fxgraph::io::stream::{BlockSource, Limited};
 use fxgraph::play::{DeviceChoice, PlayError, Player, PlayerOptions, list_devices};
-use fxgraph::preset::Preset;
-use fxgraph::render::{BlockSource, Limited};
 use fxgraph::{Engine, EngineError, EngineOptions, ParamValue};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::BufRead;
@@ -60,7 +60,7 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
     if let Some(rec) = &args.record {
         for (what, path) in [("graph file", Some(graph_path.as_path())), ("input", args.input.as_deref())] {
             if let Some(path) = path
-                && fxgraph::wav::same_file(path, rec)
+                && fxgraph::io::wav::same_file(path, rec)
             {
                 return Err(bad_input(anyhow::anyhow!(
                     "refusing to overwrite the {what} {} with the recording",

@@ -1,8 +1,8 @@
 //! `fxgraph plot`: a graph's measured frequency response (magnitude and group delay), the cookbook curves of
 //! its built-in filters, or its topology through Graphviz.
 
+use crate::picture::{draw_response, response, write_picture};
 use crate::{Failure, bad_input, load, write_atomically};
-use fxgraph::plot::{draw_response, response, write_picture};
 use std::path::{Path, PathBuf};
 
 pub(crate) fn run(
@@ -25,7 +25,7 @@ pub(crate) fn run(
     }
     let output = output.unwrap_or_else(|| PathBuf::from(format!("{stem}-response.svg")));
     for path in [Some(output.as_path()), data].into_iter().flatten() {
-        if fxgraph::wav::same_file(path, graph_path) {
+        if fxgraph::io::wav::same_file(path, graph_path) {
             return Err(bad_input(anyhow::anyhow!("refusing to overwrite the graph file {}", path.display())));
         }
     }

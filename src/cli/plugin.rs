@@ -8,7 +8,7 @@ use std::path::Path;
 #[cfg(feature = "wasm")]
 pub(crate) fn run(path: &Path) -> Result<(), Failure> {
     use fxgraph::node::{BuildContext, GraphFormat, NodeSpec, ProcessConfig};
-    use fxgraph::wasm::{ABI_VERSION, WasmParams, inspect};
+    use fxgraph::nodes::wasm::{ABI_VERSION, WasmParams, inspect};
     let (manifest, module) = inspect(path).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
     // Set an instance up with the defaults, as a graph would: proves the exports and the buffers are sound.
     let mut spec = WasmParams::new(path.display().to_string(), Default::default());
@@ -26,9 +26,10 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
     println!(
         "limits: memory {} KiB (host cap {} KiB), {} us per block; hard deadline {} ms at 512 frames, 48 kHz",
         manifest.memory_cap() / 1024,
-        fxgraph::wasm::HOST_MEMORY_CAP / 1024,
+        fxgraph::nodes::wasm::HOST_MEMORY_CAP / 1024,
         manifest.block_budget_us,
-        fxgraph::wasm::deadline_ticks(manifest.block_budget_us, &config) * fxgraph::wasm::host::TICK.as_millis() as u64
+        fxgraph::nodes::wasm::deadline_ticks(manifest.block_budget_us, &config)
+            * fxgraph::nodes::wasm::host::TICK.as_millis() as u64
     );
     println!("parameters:");
     for p in &manifest.parameters {
@@ -45,8 +46,8 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
             }
         };
         let default = match &p.default {
-            fxgraph::wasm::ConfigValue::Number(n) => n.to_string(),
-            fxgraph::wasm::ConfigValue::Text(t) => format!("\"{t}\""),
+            fxgraph::nodes::wasm::ConfigValue::Number(n) => n.to_string(),
+            fxgraph::nodes::wasm::ConfigValue::Text(t) => format!("\"{t}\""),
         };
         println!("  {:>2}  {:<12} {:<16} {range}, default {default}", p.id, p.key, p.name);
     }
@@ -108,7 +109,7 @@ pub(crate) fn run(_path: &Path) -> Result<(), Failure> {
 #[cfg(feature = "wasm")]
 pub(crate) mod packages {
     use crate::{Failure, bad_input};
-    use fxgraph::packages::{self, PackageError};
+    use fxgraph::nodes::wasm::packages::{self, PackageError};
     use std::path::Path;
 
     fn failure(e: PackageError) -> Failure {

@@ -1,7 +1,7 @@
 //! `fxgraph preset`: save a graph's values as a preset, list (and check) the presets beside a graph.
 
 use crate::{Failure, bad_input, load, start};
-use fxgraph::preset::Preset;
+use fxgraph::graph::preset::Preset;
 use std::path::Path;
 
 /// Saves the graph's values, with `sets` (`node.param=value`) applied, as preset `name` beside it.

@@ -1,10 +1,11 @@
 //! `fxgraph render`: a graph over a WAV file or the demo signal, into a WAV file, atomically.
 
 use crate::{Failure, Format, bad_input, default_threads, load, report_faults, start, write_atomically};
-use fxgraph::demo::DemoSignal;
+use fxgraph::control::render::render;
 use fxgraph::io::decode::open_input;
-use fxgraph::render::{BlockSource, Limited, render};
-use fxgraph::wav::{WavFormat, WavSink, same_file};
+use fxgraph::io::demo::DemoSignal;
+use fxgraph::io::stream::{BlockSource, Limited};
+use fxgraph::io::wav::{WavFormat, WavSink, same_file};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -108,7 +109,7 @@ pub(crate) fn run(
         &mut progress,
     )
     .map_err(|e| {
-        if e.is::<fxgraph::render::Interrupted>() {
+        if e.is::<fxgraph::control::render::Interrupted>() {
             if let Some(bar) = &bar {
                 bar.abandon();
             }

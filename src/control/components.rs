@@ -2,8 +2,8 @@
 
 use crate::audio::{FromAudio, NodeId, ToAudio};
 use crate::monitor::shared::{NodeStats, SharedMeter};
+use crate::node::NodeKind;
 use crate::node::{GraphFormat, NodeSpec, Processor};
-use crate::registry::NodeKind;
 use bevy_ecs::prelude::*;
 use std::collections::VecDeque;
 use std::path::PathBuf;

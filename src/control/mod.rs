@@ -25,6 +25,7 @@
 
 pub mod compile;
 pub mod components;
+pub mod render;
 pub mod systems;
 mod watch;
 
@@ -36,8 +37,8 @@ use crate::audio::{AudioProcessor, AudioSetup, FromAudio, ToAudio};
 use crate::graph::{Graph, GraphError, Source};
 use crate::monitor::shared::{GraphStats, MeterWriter, NodeStats, SharedMeter};
 use crate::monitor::{MemoryReport, MetricsReport, NodeReport};
+use crate::node::Registry;
 use crate::node::{BuildContext, GraphFormat, Message, NodeSpec, ParamInfo, ParamValue};
-use crate::registry::Registry;
 use bevy_ecs::prelude::*;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -188,7 +189,7 @@ impl MetricsReader {
     /// the block after the report before. One that wants them in a single report at the end calls
     /// [`keep_spectrum`](Self::keep_spectrum) first, and the thread that drove the audio side
     /// [`AudioProcessor::publish_spectra`](crate::AudioProcessor::publish_spectra) after its last block
-    /// ([`crate::render::render`] does).
+    /// ([`crate::control::render::render`] does).
     pub fn report(&self) -> MetricsReport {
         self.stats.watch_spectrum(SPECTRUM_WATCH_SECONDS * u64::from(self.config.format.sample_rate));
         let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -372,7 +373,7 @@ impl Engine {
         world.insert_resource(ReaderNodes(Arc::new(Mutex::new(Vec::new()))));
         world.spawn((GraphInput, NodeName("input".into())));
         world.spawn((GraphOutput, NodeName("output".into()), Inputs::default()));
-        world.add_schedule(systems::update_schedule(&registry));
+        world.add_schedule(systems::update_schedule());
         let mut monitor = Schedule::new(Monitor);
         monitor.add_systems(systems::publish_metrics);
         world.add_schedule(monitor);
@@ -533,13 +534,14 @@ impl Engine {
         }
     }
 
-    /// Checks a new value and returns the edited description.
+    /// Checks a new value and returns the edited description, and whether the change rebuilds the node.
+    #[allow(clippy::type_complexity)]
     fn edited(
         &mut self,
         node: &str,
         param: &str,
         value: ParamValue,
-    ) -> Result<(Entity, usize, f64, Box<dyn NodeSpec>), EngineError> {
+    ) -> Result<(Entity, usize, f64, Box<dyn NodeSpec>, bool), EngineError> {
         let (e, index, info) = self.find_param(node, param)?;
         let bad = |message: String| EngineError::BadValue { node: node.into(), param: param.into(), message };
         let v = info.resolve(&value).map_err(bad)?;
@@ -548,22 +550,19 @@ impl Engine {
         spec.set_param(index, v);
         spec.validate(&BuildContext { format: config.format, base_dir: &config.base_dir })
             .map_err(|err| bad(err.message))?;
-        Ok((e, index, v, spec))
+        Ok((e, index, v, spec, info.smoothing == crate::node::Smoothing::Rebuild))
     }
 
     /// Sets a parameter by name (`"threshold_db"`, `"bands[1].gain_db"`, a plugin's manifest key) on the
-    /// node's component. It reaches the audio side, smoothed, at the next [`update`](Self::update).
+    /// node's component, and sends it to the audio side at once (smoothed as the parameter's
+    /// [`Smoothing`](crate::node::Smoothing) says). A parameter whose change rebuilds the node (a limiter's
+    /// lookahead) is rebuilt and cross-faded at the next [`update`](Self::update).
     ///
     /// # Errors
     /// [`EngineError::NoSuchNode`], [`EngineError::NoSuchParam`], or [`EngineError::BadValue`] for a value
     /// of the wrong type or out of range; nothing changes then.
     pub fn set(&mut self, node: &str, param: &str, value: impl Into<ParamValue>) -> Result<(), EngineError> {
-        let (e, _, _, spec) = self.edited(node, param, value.into())?;
-        let access = self.world.get::<SpecAccess>(e).map(|a| a.0);
-        if let Some(kind) = access {
-            (kind.set)(&mut self.world, e, spec);
-        }
-        Ok(())
+        self.set_value(node, param, value.into(), None)
     }
 
     /// Sets a parameter to take effect at frame `frame` of the audio side's clock
@@ -579,9 +578,15 @@ impl Engine {
         value: impl Into<ParamValue>,
         frame: u64,
     ) -> Result<(), EngineError> {
-        let (e, index, v, spec) = self.edited(node, param, value.into())?;
+        self.set_value(node, param, value.into(), Some(frame))
+    }
+
+    /// The one path of a parameter change by name: found (its index), checked once, written to the node's
+    /// component and its baseline (so the diff system has nothing left to do), and sent by index.
+    fn set_value(&mut self, node: &str, param: &str, value: ParamValue, at: Option<u64>) -> Result<(), EngineError> {
+        let (e, index, v, spec, rebuilds) = self.edited(node, param, value)?;
         let kind = self.world.get::<SpecAccess>(e).map(|a| a.0);
-        if let Some(mut b) = self.world.get_mut::<Baseline>(e) {
+        if !rebuilds && let Some(mut b) = self.world.get_mut::<Baseline>(e) {
             if let Some(slot) = b.values.get_mut(index) {
                 *slot = v;
             }
@@ -590,20 +595,9 @@ impl Engine {
         if let Some(kind) = kind {
             (kind.set)(&mut self.world, e, spec);
         }
-        match self.world.get::<AudioNode>(e).map(|a| a.id) {
-            Some(id) => self.world.resource_mut::<Link>().send(ToAudio::Param {
-                node: id,
-                index: index as u32,
-                value: v,
-                at: Some(frame),
-            }),
-            None => {
-                if let Some(mut s) = self.world.get_mut::<ProcessorSlot>(e)
-                    && let Some(p) = s.0.get_mut()
-                {
-                    p.set_param(index, v);
-                }
-            }
+        if !rebuilds {
+            let audio = self.world.get::<AudioNode>(e).map(|a| a.id);
+            systems::send_param(&mut self.world, e, audio, index, v, at);
         }
         Ok(())
     }
@@ -637,9 +631,12 @@ impl Engine {
     /// audio side in the same block.
     ///
     /// # Errors
-    /// A [`PresetError`](crate::preset::PresetError) located at the offending key; nothing changes then.
-    pub fn apply_preset(&mut self, preset: &crate::preset::Preset) -> Result<usize, crate::preset::PresetError> {
-        use crate::preset::PresetError;
+    /// A [`PresetError`](crate::graph::preset::PresetError) located at the offending key; nothing changes then.
+    pub fn apply_preset(
+        &mut self,
+        preset: &crate::graph::preset::Preset,
+    ) -> Result<usize, crate::graph::preset::PresetError> {
+        use crate::graph::preset::PresetError;
         let err = |position, node: Option<&str>, message: String| PresetError {
             file: preset.file.clone(),
             position,
@@ -702,12 +699,12 @@ impl Engine {
     }
 
     /// Every automatable parameter's current value, as a preset for the running graph (in file order).
-    pub fn snapshot(&mut self) -> crate::preset::Preset {
+    pub fn snapshot(&mut self) -> crate::graph::preset::Preset {
         let mut entries = Vec::new();
         for node in self.node_names() {
             for p in self.params(&node).unwrap_or_default() {
                 if let Ok(value) = self.get(&node, &p.name) {
-                    entries.push(crate::preset::PresetEntry {
+                    entries.push(crate::graph::preset::PresetEntry {
                         key: format!("{node}.{}", p.name),
                         value,
                         position: None,
@@ -717,7 +714,7 @@ impl Engine {
         }
         let file = self.config().file.clone();
         let graph = Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned());
-        crate::preset::Preset { file: String::new(), graph, graph_position: None, entries }
+        crate::graph::preset::Preset { file: String::new(), graph, graph_position: None, entries }
     }
 
     /// Edits the running graph to match `graph`, by node name: nodes whose description is unchanged keep
@@ -815,7 +812,7 @@ impl Engine {
     /// # Errors
     /// The graph's [`GraphError`] (file, line, column, node), or as [`apply`](Self::apply).
     pub fn apply_str(&mut self, text: &str, file: &str, base_dir: &Path) -> Result<(), EngineError> {
-        let graph = Graph::parse(text, file, base_dir, &self.registry)?;
+        let graph = Graph::parse_with(text, file, base_dir, &self.registry)?;
         self.apply(graph)
     }
 
@@ -824,7 +821,7 @@ impl Engine {
     /// # Errors
     /// As [`apply_str`](Self::apply_str).
     pub fn load(&mut self, path: &Path) -> Result<(), EngineError> {
-        let graph = Graph::load(path, &self.registry)?;
+        let graph = Graph::load_with(path, &self.registry)?;
         self.apply(graph)
     }
 

@@ -4,8 +4,8 @@
 //! | set | systems | does |
 //! |---|---|---|
 //! | [`ControlSet::Receive`] | `receive` | takes what the audio side sent: retired plans and instances (stopped, cleaned up and dropped here), node messages, requests for replacement instances (built here), acknowledgements |
-//! | [`ControlSet::Attach`] | `attach_access::<T>` per kind, `adopt` | gives entities spawned with a parameter component their engine components and a [`Baseline`] |
-//! | [`ControlSet::Diff`] | `diff_params::<T>` per kind, `detect_topology` | turns `Changed<T>` parameter components into parameter events (or a rebuild), and notices edited edges, removed nodes and bypasses |
+//! | [`ControlSet::Attach`] | `attach_access`, `adopt` | gives entities spawned with a parameter component their engine components and a [`Baseline`] |
+//! | [`ControlSet::Diff`] | `diff_params`, `detect_topology` | turns changed parameter components into parameter events (or a rebuild), and notices edited edges, removed nodes and bypasses |
 //! | [`ControlSet::Compile`] | `compile` | builds and initializes new processors, compiles the changed topology into a plan, starts the processors and sends the plan to cross-fade to |
 //! | [`ControlSet::Flush`] | `flush` | pushes queued messages into the audio side's queue |
 //!
@@ -18,8 +18,8 @@ use super::components::*;
 use crate::audio::plan::Plan as AudioPlan;
 use crate::audio::{FromAudio, NodeId, ToAudio};
 use crate::monitor::shared::{GraphStats, NodeStats};
+use crate::node::Registry;
 use crate::node::{BuildContext, Message, NodeSpec, ProcessConfig, Processor, Smoothing};
-use crate::registry::{Registry, SpecComponent};
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
 use std::collections::{HashMap, HashSet};
@@ -55,27 +55,19 @@ pub(crate) struct Stats(pub Arc<GraphStats>);
 #[derive(Resource, Clone)]
 pub(crate) struct ReaderNodes(pub Arc<std::sync::Mutex<Vec<super::ReaderNode>>>);
 
-/// Builds the update schedule for a registry's kinds.
-pub(crate) fn update_schedule(registry: &Registry) -> Schedule {
+/// Builds the update schedule. The systems reach each kind's parameter component through the kind's
+/// [`NodeKind`](crate::node::NodeKind), so the schedule is the same for every registry.
+pub(crate) fn update_schedule() -> Schedule {
     let mut s = Schedule::new(ControlUpdate);
     s.configure_sets(
         (ControlSet::Receive, ControlSet::Attach, ControlSet::Diff, ControlSet::Compile, ControlSet::Flush).chain(),
     );
     s.add_systems(receive.in_set(ControlSet::Receive));
-    s.add_systems(adopt.in_set(ControlSet::Attach));
-    s.add_systems(detect_topology.in_set(ControlSet::Diff));
+    s.add_systems((attach_access, adopt).chain().in_set(ControlSet::Attach));
+    s.add_systems((diff_params, detect_topology).chain().in_set(ControlSet::Diff));
     s.add_systems(compile_system.in_set(ControlSet::Compile));
     s.add_systems(flush.in_set(ControlSet::Flush));
-    for kind in registry.kinds() {
-        (kind.systems)(&mut s);
-    }
     s
-}
-
-/// Adds `T`'s attach and diff systems (see [`crate::registry::NodeKind::new`]).
-pub(crate) fn add_kind_systems<T: SpecComponent>(s: &mut Schedule) {
-    s.add_systems(attach_access::<T>.in_set(ControlSet::Attach).before(adopt));
-    s.add_systems(diff_params::<T>.in_set(ControlSet::Diff));
 }
 
 /// The build context of the engine's format.
@@ -233,16 +225,17 @@ fn replace(world: &mut World, id: NodeId) {
     }
 }
 
-/// Gives an entity spawned with `T` the glue to reach it as a [`NodeSpec`].
-#[allow(clippy::type_complexity)]
-fn attach_access<T: SpecComponent>(
-    mut commands: Commands,
-    kinds: Res<Kinds>,
-    added: Query<(Entity, &T), (Added<T>, Without<SpecAccess>)>,
-) {
-    for (e, spec) in &added {
-        if let Some(kind) = kinds.0.get(spec.kind()) {
-            commands.entity(e).insert(SpecAccess(*kind));
+/// Gives an entity spawned with a kind's parameter component the glue to reach it as a [`NodeSpec`].
+fn attach_access(world: &mut World) {
+    let kinds: Vec<crate::node::NodeKind> = world.resource::<Kinds>().0.kinds().copied().collect();
+    for kind in kinds {
+        for e in (kind.holders)(world) {
+            if world.get::<SpecAccess>(e).is_none()
+                && let Some(spec) = (kind.get)(world, e)
+                && spec.kind() == kind.name
+            {
+                world.entity_mut(e).insert(SpecAccess(kind));
+            }
         }
     }
 }
@@ -304,69 +297,112 @@ pub(crate) fn same_shape(a: &dyn NodeSpec, b: &dyn NodeSpec, config: &EngineConf
 
 /// What a changed parameter component means.
 enum Diff {
+    /// The baseline's values and shape: nothing to do (the edit was sent when it was made).
+    Same,
     Invalid(String),
     Rebuild,
     Events(Vec<(usize, f64)>),
 }
 
 fn diff(spec: &dyn NodeSpec, baseline: &Baseline, config: &EngineConfig) -> Diff {
+    let shaped = same_shape(spec, baseline.spec.as_ref(), config);
+    let values = param_values(spec, config);
+    if shaped && values == baseline.values {
+        return Diff::Same;
+    }
     if let Err(err) = spec.validate(&ctx(config)) {
         return Diff::Invalid(format!("{}: {err}", spec.kind()));
     }
-    if !same_shape(spec, baseline.spec.as_ref(), config) {
+    if !shaped {
         return Diff::Rebuild;
     }
-    let values = param_values(spec, config);
     Diff::Events(
         values.iter().enumerate().filter(|(i, v)| baseline.values.get(*i) != Some(*v)).map(|(i, v)| (i, *v)).collect(),
     )
 }
 
-/// Turns changed `T` components into parameter events for the audio side (or into a rebuild). An invalid
-/// edit is refused: the component goes back to the last good value and the application is told.
-#[allow(clippy::type_complexity)]
-fn diff_params<T: SpecComponent>(
-    mut commands: Commands,
-    config: Res<EngineConfig>,
-    mut link: ResMut<Link>,
-    mut state: ResMut<AudioState>,
-    mut inbox: ResMut<Inbox>,
-    mut nodes: Query<(Entity, &NodeName, &mut T, &mut Baseline, Option<&AudioNode>, &mut ProcessorSlot), Changed<T>>,
+/// Turns changed parameter components into parameter events for the audio side (or into a rebuild). An
+/// invalid edit is refused: the component goes back to the last good value and the application is told.
+/// A component whose values are the baseline's (an edit already sent, by [`crate::Engine::set`]) costs a
+/// comparison and nothing else.
+fn diff_params(world: &mut World) {
+    let config = world.resource::<EngineConfig>().clone();
+    let kinds: Vec<crate::node::NodeKind> = world.resource::<Kinds>().0.kinds().copied().collect();
+    for kind in kinds {
+        for e in (kind.changed)(world) {
+            let Some(access) = world.get::<SpecAccess>(e) else { continue };
+            if access.0.name != kind.name {
+                continue;
+            }
+            let (Some(spec), Some(baseline)) = ((kind.get)(world, e), world.get::<Baseline>(e)) else { continue };
+            let outcome = diff(spec, baseline, &config);
+            let spec = spec.clone_spec();
+            let name = name_of(world, e);
+            match outcome {
+                Diff::Same => {}
+                Diff::Invalid(text) => {
+                    let text = format!("node \"{name}\": {text}; the edit is undone");
+                    tracing::warn!(target: "fxgraph::control", "{text}");
+                    world.resource_mut::<Inbox>().events.push(EngineEvent::EditRefused(text));
+                    let old = world.get::<Baseline>(e).map(|b| b.spec.clone_spec());
+                    if let Some(old) = old {
+                        (kind.set)(world, e, old);
+                    }
+                }
+                Diff::Rebuild => {
+                    let values = param_values(spec.as_ref(), &config);
+                    let mut entity = world.entity_mut(e);
+                    // Held processors were built for the old shape: drop them.
+                    if let Some(mut held) = entity.get_mut::<ProcessorSlot>()
+                        && let Some(mut p) = held.0.get_mut().take()
+                    {
+                        p.cleanup();
+                    }
+                    if entity.contains::<AudioNode>() {
+                        entity.insert(NeedsRebuild);
+                    }
+                    if let Some(mut baseline) = entity.get_mut::<Baseline>() {
+                        baseline.spec = spec;
+                        baseline.values = values;
+                    }
+                    world.resource_mut::<AudioState>().dirty = true;
+                }
+                Diff::Events(events) => {
+                    let audio = world.get::<AudioNode>(e).map(|a| a.id);
+                    for &(index, value) in &events {
+                        send_param(world, e, audio, index, value, None);
+                    }
+                    if let Some(mut baseline) = world.get_mut::<Baseline>(e) {
+                        for (index, value) in events {
+                            if let Some(v) = baseline.values.get_mut(index) {
+                                *v = value;
+                            }
+                        }
+                        baseline.spec = spec;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends a parameter's new value to the node's processor: through the queue to the audio side (at frame
+/// `at` of its clock, or at once), or straight to the processor while the control side holds it.
+pub(crate) fn send_param(
+    world: &mut World,
+    e: Entity,
+    audio: Option<NodeId>,
+    index: usize,
+    value: f64,
+    at: Option<u64>,
 ) {
-    for (e, name, mut spec, mut baseline, audio, mut held) in &mut nodes {
-        match diff(&*spec, &baseline, &config) {
-            Diff::Invalid(text) => {
-                let text = format!("node \"{}\": {text}; the edit is undone", name.0);
-                tracing::warn!(target: "fxgraph::control", "{text}");
-                inbox.events.push(EngineEvent::EditRefused(text));
-                if let Some(old) = baseline.spec.as_any().downcast_ref::<T>() {
-                    *spec = old.clone();
-                }
-            }
-            Diff::Rebuild => {
-                // Held processors were built for the old shape: drop them.
-                if let Some(mut p) = held.0.get_mut().take() {
-                    p.cleanup();
-                }
-                if audio.is_some() {
-                    commands.entity(e).insert(NeedsRebuild);
-                }
-                baseline.spec = spec.clone_spec();
-                baseline.values = param_values(&*spec, &config);
-                state.dirty = true;
-            }
-            Diff::Events(events) => {
-                for (index, value) in events {
-                    if let Some(a) = audio {
-                        link.send(ToAudio::Param { node: a.id, index: index as u32, value, at: None });
-                    } else if let Some(p) = held.0.get_mut() {
-                        p.set_param(index, value);
-                    }
-                    if let Some(v) = baseline.values.get_mut(index) {
-                        *v = value;
-                    }
-                }
-                baseline.spec = spec.clone_spec();
+    match audio {
+        Some(id) => world.resource_mut::<Link>().send(ToAudio::Param { node: id, index: index as u32, value, at }),
+        None => {
+            if let Some(mut held) = world.get_mut::<ProcessorSlot>(e)
+                && let Some(p) = held.0.get_mut()
+            {
+                p.set_param(index, value);
             }
         }
     }

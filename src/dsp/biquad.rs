@@ -3,7 +3,7 @@
 
 use super::mac;
 use super::smooth::{Ramp, ramp_frames};
-use crate::buffer::AudioOut;
+use crate::node::AudioOut;
 use crate::node::{RAMP_MS, RAMP_STEP};
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,7 @@ use super::denormal::flush;
 use super::fastmath;
 use super::smooth::{Ramp, ramp_frames};
 use super::{fmax, fmin, macf};
-use crate::buffer::AudioOut;
+use crate::node::AudioOut;
 use crate::node::{RAMP_MS, RAMP_STEP};
 
 /// Compressor settings in user units.

@@ -23,7 +23,7 @@
 use super::smooth::{Ramp, ramp_frames};
 use super::{fmin, macf};
 
-use crate::buffer::AudioOut;
+use crate::node::AudioOut;
 use crate::node::RAMP_MS;
 
 #[derive(Debug, Clone, Copy, PartialEq)]

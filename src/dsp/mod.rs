@@ -129,8 +129,8 @@ mod tests {
     use super::biquad::{BandKind, BandSettings, BiquadCascade};
     use super::compressor::{Compressor, CompressorSettings};
     use super::limiter::{Limiter, LimiterSettings};
-    use crate::buffer::AudioOut;
     use crate::io::demo::DemoSignal;
+    use crate::node::AudioOut;
 
     const FRAMES: usize = 48000 * 2;
 

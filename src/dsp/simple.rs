@@ -1,7 +1,7 @@
 //! Per-sample processors without memory: gain and mid/side stereo width, each with a ramped setting.
 
 use super::smooth::{Ramp, ramp_gains};
-use crate::buffer::AudioOut;
+use crate::node::AudioOut;
 
 /// A gain whose changes ramp sample by sample.
 #[derive(Debug, Clone)]

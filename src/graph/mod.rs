@@ -1,12 +1,12 @@
 //! Graph files: parsing, validation and precise errors.
 //!
 //! The file type is not the runtime type: a [`Graph`] is the validated description (nodes by index, edges
-//! resolved), from which [`crate::engine::Engine`] builds the live ECS world.
+//! resolved), from which the engine ([`crate::control::Engine`]) builds the live ECS world.
 
 pub mod locate;
+pub mod preset;
 
-use crate::node::{GraphFormat, NodeSpec};
-use crate::registry::Registry;
+use crate::node::{GraphFormat, NodeSpec, Registry};
 use locate::{Spanned, Value, line_col};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -133,11 +133,20 @@ impl Ctx<'_> {
 }
 
 impl Graph {
-    /// Reads and validates a graph file.
+    /// Reads and validates a graph file, with the built-in node kinds ([`crate::nodes::registry`]).
     ///
     /// # Errors
     /// A [`GraphError`] naming the file, and where possible the line, column and node.
-    pub fn load(path: &Path, registry: &Registry) -> Result<Graph, GraphError> {
+    pub fn load(path: &Path) -> Result<Graph, GraphError> {
+        Self::load_with(path, &crate::nodes::registry())
+    }
+
+    /// Reads and validates a graph file whose node kinds are found in `registry` (the built-in kinds and
+    /// an application's own).
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_with(path: &Path, registry: &Registry) -> Result<Graph, GraphError> {
         let file = path.display().to_string();
         let src = std::fs::read_to_string(path).map_err(|e| GraphError {
             kind: GraphErrorKind::Io,
@@ -147,14 +156,23 @@ impl Graph {
             message: format!("cannot read graph file: {e}"),
         })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::parse(&src, &file, &base_dir, registry)
+        Self::parse_with(&src, &file, &base_dir, registry)
     }
 
-    /// Validates graph text. `file` names it in errors; `base_dir` resolves relative paths in parameters.
+    /// Validates graph text, with the built-in node kinds. `file` names it in errors; `base_dir` resolves
+    /// relative paths in parameters.
     ///
     /// # Errors
     /// A [`GraphError`] naming the file, and where possible the line, column and node.
-    pub fn parse(src: &str, file: &str, base_dir: &Path, registry: &Registry) -> Result<Graph, GraphError> {
+    pub fn parse(src: &str, file: &str, base_dir: &Path) -> Result<Graph, GraphError> {
+        Self::parse_with(src, file, base_dir, &crate::nodes::registry())
+    }
+
+    /// Validates graph text whose node kinds are found in `registry`.
+    ///
+    /// # Errors
+    /// As [`parse`](Self::parse).
+    pub fn parse_with(src: &str, file: &str, base_dir: &Path, registry: &Registry) -> Result<Graph, GraphError> {
         let cx = Ctx { src, file };
         let doc = locate::walk(src);
         let node_entries: &[(Spanned, Spanned)] = match doc.as_ref().and_then(|d| d.field("nodes")) {

@@ -11,10 +11,10 @@
 //!
 //! Everything streams: memory stays the same whatever the file's length.
 
-use crate::buffer::AudioOut;
+use crate::io::stream::BlockSource;
+use crate::io::wav::WavSource;
+use crate::node::AudioOut;
 use crate::node::GraphFormat;
-use crate::render::BlockSource;
-use crate::wav::WavSource;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};

@@ -1,7 +1,7 @@
-//! Getting audio in and out: WAV files, the built-in demo signal, and offline rendering through the audio
-//! side.
+//! Getting audio in and out: streams of blocks, WAV files, other formats through symphonia (decoded,
+//! resampled and remixed to a graph's format), and the built-in demo signal.
 
 pub mod decode;
 pub mod demo;
-pub mod render;
+pub mod stream;
 pub mod wav;

@@ -12,8 +12,8 @@
 //! as ffmpeg's `-rf64 auto` does: every file starts with a 28-byte `JUNK` chunk, which becomes the `ds64`
 //! chunk holding the 64-bit sizes when the data outgrows 32 bits.
 
-use crate::buffer::{AudioIn, AudioOut};
-use crate::render::{BlockSink, BlockSource};
+use crate::io::stream::{BlockSink, BlockSource};
+use crate::node::{AudioIn, AudioOut};
 use anyhow::{Context, bail};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};

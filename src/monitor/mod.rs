@@ -11,7 +11,7 @@
 
 pub mod shared;
 
-use crate::buffer::AudioIn;
+use crate::node::AudioIn;
 use serde::Serialize;
 
 /// Sub-buckets per octave of the timing histogram (8: each bucket spans 1/8 octave, about 9%).

@@ -6,7 +6,7 @@
 //! a snapshot taken during a block may mix two blocks' figures, never tear a value.
 
 use super::{BUCKETS, Meter, RMS_BINS, SPECTRUM_SIZE, Timing, bucket_of, rms_bin};
-use crate::buffer::AudioIn;
+use crate::node::AudioIn;
 use crate::node::PluginHealth;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, fence};

@@ -3,17 +3,17 @@
 //! for how a change is smoothed.
 
 use super::spec_boilerplate;
-use crate::buffer::AudioOut;
 use crate::dsp::biquad::{BandKind, BandSettings, BiquadCascade};
 use crate::dsp::compressor::{Compressor, CompressorParam, CompressorSettings};
 use crate::dsp::limiter::{Limiter, LimiterSettings};
 use crate::dsp::simple::RampedGain;
 use crate::dsp::smooth::ramp_frames;
+use crate::node::AudioOut;
 use crate::node::{
     BuildContext, GraphFormat, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, ProcessConfig, Processor,
     RAMP_MS, Smoothing,
 };
-use crate::registry::{NodeKind, Registry};
+use crate::node::{NodeKind, Registry};
 use bevy_ecs::component::Component;
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,7 @@
-//! Node kinds: the built-in DSP, and WebAssembly plugins (with the `wasm` feature). Each implements the
-//! node contract of [`crate::node`] and registers in the [`crate::registry::Registry`].
+//! Node kinds: the built-in DSP, WebAssembly plugins (with the `wasm` feature) and native plugins (Linux).
+//! Each implements the node contract of [`crate::node`]; [`registry`] gathers them.
+
+use crate::node::Registry;
 
 pub mod builtin;
 #[cfg(target_os = "linux")]
@@ -7,6 +9,18 @@ pub mod native;
 pub mod plugin;
 #[cfg(feature = "wasm")]
 pub mod wasm;
+
+/// A registry holding every built-in kind: the DSP nodes, `Wasm` with the `wasm` feature, and `Native`
+/// and `Ladspa` on Linux. [`Graph::load`](crate::graph::Graph::load) parses with it.
+pub fn registry() -> Registry {
+    let mut registry = Registry::new();
+    builtin::register(&mut registry);
+    #[cfg(feature = "wasm")]
+    wasm::register(&mut registry);
+    #[cfg(target_os = "linux")]
+    native::register(&mut registry);
+    registry
+}
 
 /// Implements the boilerplate of [`crate::node::NodeSpec`] for a `Clone` type.
 macro_rules! spec_boilerplate {

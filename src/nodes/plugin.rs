@@ -23,9 +23,9 @@
 //! CPU time the same way ([`CpuMark`]). So the same input gives the same output bits however busy the
 //! machine is, and a plugin that really spins is still stopped.
 
-use crate::buffer::AudioOut;
 use crate::clock::CpuMark;
 use crate::dsp::smooth::{Ramp, ramp_frames};
+use crate::node::AudioOut;
 use crate::node::{MessageKind, NodeError, PluginHealth, PollContext, ProcessConfig, Processor, RAMP_MS, RAMP_STEP};
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
@@ -42,7 +42,7 @@ pub const WATCHDOG_BLOCKS: u32 = 8;
 /// Output magnitudes above this are absurd (about +60 dBFS).
 pub const ABSURD: f32 = 1000.0;
 /// Bytes kept of one message.
-pub const MESSAGE_BYTES: usize = crate::audio::MESSAGE_BYTES;
+pub const MESSAGE_BYTES: usize = crate::node::MESSAGE_BYTES;
 
 /// What a faulted plugin outputs for the block.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

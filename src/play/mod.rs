@@ -22,12 +22,12 @@ pub mod device;
 
 pub use device::{DeviceChoice, DeviceInfo, list_devices};
 
-use crate::AudioProcessor;
-use crate::audio::AudioContext;
-use crate::buffer::{AudioIn, AudioOut};
+use crate::alloc::AudioContext;
+use crate::audio::AudioProcessor;
 use crate::control::Engine;
-use crate::render::BlockSource;
-use crate::wav::{WavFormat, WavSink};
+use crate::io::stream::BlockSource;
+use crate::io::wav::{WavFormat, WavSink};
+use crate::node::{AudioIn, AudioOut};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -376,7 +376,7 @@ impl Recorder {
         let stop = Arc::new(AtomicU32::new(0));
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("fxgraph-recorder".into()).spawn(move || {
-            use crate::render::BlockSink;
+            use crate::io::stream::BlockSink;
             const FRAMES: usize = 4096;
             let mut planar = vec![0.0f32; FRAMES * channels];
             loop {

@@ -26,8 +26,8 @@
 //! plugin.
 #![allow(unsafe_code)] // Shared memory, futexes and process set-up; see the SAFETY notes.
 
-use crate::buffer::AudioOut;
 use crate::clock::CpuMark;
+use crate::node::AudioOut;
 use crate::node::{PollContext, ProcessConfig};
 use crate::nodes::plugin::{Counts, Fault, Instance};
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 pub const HOST_ARG: &str = "__plugin-host";
 const MAGIC: u32 = 0x4678_4748; // "FxGH"
 const MAX_PARAMS: usize = 256;
-const STATUS: usize = crate::monitor::shared::STATUS_VALUES;
+const STATUS: usize = crate::node::STATUS_VALUES;
 const HEADER_BYTES: usize = 8192;
 
 const CMD_PROCESS: u32 = 1;

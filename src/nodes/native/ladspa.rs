@@ -16,8 +16,8 @@
 
 use super::library::{Loaded, NativeParam, load_once};
 use super::{Isolation, Tiered, sanitize};
-use crate::buffer::AudioOut;
 use crate::clock::CpuMark;
+use crate::node::AudioOut;
 use crate::node::{
     BuildContext, MessageKind, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, PollContext, ProcessConfig,
     Processor, Smoothing,
@@ -517,11 +517,7 @@ impl NodeSpec for LadspaParams {
 
     fn status_names(&self) -> Vec<String> {
         let Some((lib, i)) = &self.bound else { return Vec::new() };
-        lib.plugins[*i]
-            .ports(PortKind::ControlOut)
-            .take(crate::monitor::shared::STATUS_VALUES)
-            .map(|p| p.key.clone())
-            .collect()
+        lib.plugins[*i].ports(PortKind::ControlOut).take(crate::node::STATUS_VALUES).map(|p| p.key.clone()).collect()
     }
 
     fn build_replacement(
@@ -562,7 +558,7 @@ impl LadspaLive {
                     super::isolate::Target::Ladspa(lib.path.clone(), info.label.clone()),
                     config,
                     params,
-                    info.ports(PortKind::ControlOut).count().min(crate::monitor::shared::STATUS_VALUES),
+                    info.ports(PortKind::ControlOut).count().min(crate::node::STATUS_VALUES),
                 )?)
             }
         })
@@ -622,11 +618,7 @@ impl LadspaInstance {
             output: vec![0.0; config.channels * config.max_block],
             controls: (0..count).map(|_| vec![0.0f32; ports].into_boxed_slice()).collect(),
             control_out: (0..count).map(|_| vec![0.0f32; ports].into_boxed_slice()).collect(),
-            out_ports: info
-                .ports(PortKind::ControlOut)
-                .map(|p| p.index)
-                .take(crate::monitor::shared::STATUS_VALUES)
-                .collect(),
+            out_ports: info.ports(PortKind::ControlOut).map(|p| p.index).take(crate::node::STATUS_VALUES).collect(),
             latency_port: info.ports(PortKind::ControlOut).find(|p| p.key == "latency").map(|p| p.index),
             status: Vec::new(),
             replaced: 0,

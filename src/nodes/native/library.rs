@@ -237,13 +237,13 @@ fn open(path: &Path) -> Result<NativeLibrary, String> {
             presets.push((name, values));
         }
         let mut status_names = Vec::new();
-        if desc.status_count as usize > crate::monitor::shared::STATUS_VALUES
+        if desc.status_count as usize > crate::node::STATUS_VALUES
             || (desc.status_count > 0 && desc.status_names.is_null())
         {
             return Err(format!(
                 "declares {} status values (at most {})",
                 desc.status_count,
-                crate::monitor::shared::STATUS_VALUES
+                crate::node::STATUS_VALUES
             ));
         }
         for i in 0..desc.status_count as usize {

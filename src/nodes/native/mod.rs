@@ -17,13 +17,13 @@ pub mod library;
 
 use super::plugin::{Counts, Fault, Instance, OnFault, PluginProcessor, replacement};
 use super::spec_boilerplate;
-use crate::buffer::AudioOut;
 use crate::clock::CpuMark;
+use crate::node::AudioOut;
 use crate::node::{
     BuildContext, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, PollContext, ProcessConfig, Processor,
     Smoothing,
 };
-use crate::registry::{NodeKind, Registry};
+use crate::node::{NodeKind, Registry};
 use bevy_ecs::component::Component;
 use fxgraph_plugin::abi;
 pub use library::{NativeInfo, NativeLibrary, NativeParam, load};

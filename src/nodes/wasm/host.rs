@@ -32,7 +32,7 @@ pub const ALLOWED_IMPORTS: [&str; 2] = ["log", "emit_event"];
 /// Messages a plugin may leave between two polls (one block); later ones are counted as dropped.
 pub const MESSAGE_SLOTS: usize = 64;
 /// Bytes kept of one message.
-pub const MESSAGE_BYTES: usize = crate::audio::MESSAGE_BYTES;
+pub const MESSAGE_BYTES: usize = crate::node::MESSAGE_BYTES;
 
 /// The hard deadline of one `fxg_process` call, in epoch ticks, for a plugin with this budget at this
 /// block size and rate. The call is interrupted at the first tick at which the plugin has used more than
@@ -181,7 +181,7 @@ pub fn check_imports(module: &Module, path: &Path) -> Result<(), String> {
 ///
 /// # Errors
 /// A message naming an import that is not declared.
-pub fn check_declared(module: &Module, manifest: &crate::wasm::Manifest, path: &Path) -> Result<(), String> {
+pub fn check_declared(module: &Module, manifest: &crate::nodes::wasm::Manifest, path: &Path) -> Result<(), String> {
     let Some(declared) = &manifest.host_functions else { return Ok(()) };
     for import in module.imports() {
         let name = format!("{}.{}", import.module(), import.name());

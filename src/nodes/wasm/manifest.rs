@@ -166,7 +166,7 @@ impl Manifest {
             }
         }
         for f in m.host_functions.iter().flatten() {
-            if !crate::wasm::host::ALLOWED_IMPORTS.iter().any(|a| f.strip_prefix("fxgraph.") == Some(*a)) {
+            if !crate::nodes::wasm::host::ALLOWED_IMPORTS.iter().any(|a| f.strip_prefix("fxgraph.") == Some(*a)) {
                 return Err(format!(
                     "declares the host function {:?}, which this host does not offer (it offers: fxgraph.log, fxgraph.emit_event)",
                     f

@@ -22,6 +22,7 @@
 
 pub mod host;
 pub mod manifest;
+pub mod packages;
 
 pub use host::{cache_dir, compile, deadline_ticks};
 pub use manifest::{ABI_VERSION, ConfigValue, HOST_MEMORY_CAP, Manifest, ParamDecl};
@@ -29,12 +30,12 @@ pub use manifest::{ABI_VERSION, ConfigValue, HOST_MEMORY_CAP, Manifest, ParamDec
 use super::plugin::{ABSURD, Counts, Instance, PluginProcessor, replacement, text};
 pub use super::plugin::{FORGIVE_SECONDS, Fault, MAX_FAULTS, OnFault, WATCHDOG_BLOCKS};
 use super::spec_boilerplate;
-use crate::buffer::AudioOut;
 use crate::clock::CpuMark;
+use crate::node::AudioOut;
 use crate::node::{
     BuildContext, MessageKind, NodeError, NodeSpec, ParamError, ParamInfo, PollContext, ProcessConfig, Processor,
 };
-use crate::registry::{NodeKind, Registry};
+use crate::node::{NodeKind, Registry};
 use bevy_ecs::component::Component;
 use host::{HostState, Live, Ticking, instantiate, prelink};
 pub use host::{MESSAGE_BYTES, MESSAGE_SLOTS};
@@ -110,7 +111,7 @@ impl WasmParams {
                 }
                 Ok(base_dir.join(&self.path))
             }
-            (Some(id), true) => crate::packages::resolve(id, self.version.as_deref().unwrap_or("*"))
+            (Some(id), true) => crate::nodes::wasm::packages::resolve(id, self.version.as_deref().unwrap_or("*"))
                 .map(|i| i.module())
                 .map_err(|e| ParamError::new(if e.contains("matches") { "version" } else { "id" }, e)),
         }

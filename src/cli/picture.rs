@@ -8,11 +8,11 @@
 //! log-spaced frequencies from 20 Hz to just below Nyquist (a direct discrete-time Fourier transform in
 //! `f64`, so no bin falls between grid points).
 
-use crate::buffer::{AudioIn, AudioOut};
-use crate::dsp::biquad::{BandKind, Coeffs};
-use crate::graph::{Graph, GraphNode, Source};
-use crate::nodes::builtin::{BassBoostParams, CompressorParams, EqParams, LimiterParams, TrebleBoostParams};
-use crate::{Engine, EngineOptions};
+use fxgraph::dsp::biquad::{BandKind, Coeffs};
+use fxgraph::graph::{Graph, GraphNode, Source};
+use fxgraph::node::{AudioIn, AudioOut};
+use fxgraph::nodes::builtin::{BassBoostParams, CompressorParams, EqParams, LimiterParams, TrebleBoostParams};
+use fxgraph::{Engine, EngineOptions};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::Serialize;
@@ -142,7 +142,7 @@ pub fn evaluate(h: &[f64], freqs: &[f64], sample_rate: f64) -> (Vec<f64>, Vec<Op
 }
 
 /// A graph holding one node, from the graph's input to its output.
-fn alone(graph: &Graph, node: &GraphNode, spec: Box<dyn crate::node::NodeSpec>) -> Graph {
+fn alone(graph: &Graph, node: &GraphNode, spec: Box<dyn fxgraph::node::NodeSpec>) -> Graph {
     Graph {
         file: graph.file.clone(),
         base_dir: graph.base_dir.clone(),
@@ -154,7 +154,7 @@ fn alone(graph: &Graph, node: &GraphNode, spec: Box<dyn crate::node::NodeSpec>) 
 }
 
 /// The cookbook curve of a built-in filter node, and of each of its bands (empty for other kinds).
-fn analytic(spec: &dyn crate::node::NodeSpec, freqs: &[f64], sample_rate: f64) -> Vec<(Option<usize>, Vec<f64>)> {
+fn analytic(spec: &dyn fxgraph::node::NodeSpec, freqs: &[f64], sample_rate: f64) -> Vec<(Option<usize>, Vec<f64>)> {
     let any = spec.as_any();
     let bands: Vec<(BandKind, f64, f64, f64)> = if let Some(eq) = any.downcast_ref::<EqParams>() {
         eq.bands.iter().map(|b| (b.kind, b.freq_hz, b.gain_db, b.q)).collect()
@@ -454,7 +454,7 @@ pub struct LevelTrack {
     pub points: Vec<(f64, f64, f64)>,
 }
 
-/// A [`BlockSink`](crate::render::BlockSink) that keeps peak and RMS per window of `window` frames.
+/// A [`BlockSink`](fxgraph::io::stream::BlockSink) that keeps peak and RMS per window of `window` frames.
 pub struct LevelSink {
     window: usize,
     sample_rate: f64,
@@ -498,7 +498,7 @@ impl LevelSink {
     }
 }
 
-impl crate::render::BlockSink for LevelSink {
+impl fxgraph::io::stream::BlockSink for LevelSink {
     fn write(&mut self, block: &AudioIn<'_>) -> anyhow::Result<()> {
         let channels = block.channels();
         let mut at = 0;
@@ -529,7 +529,7 @@ impl crate::render::BlockSink for LevelSink {
 pub fn draw_bench<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
-    report: &crate::monitor::MetricsReport,
+    report: &fxgraph::monitor::MetricsReport,
     levels: &LevelTrack,
 ) -> anyhow::Result<()> {
     let (top, bottom) = root.split_vertically((root.dim_in_pixel().1 as f64 * 0.55) as u32);
@@ -570,7 +570,7 @@ pub fn draw_bench<DB: DrawingBackend>(
         .y_desc("% of budget (log)")
         .draw()
         .map_err(plot_err)?;
-    type Stat = fn(&crate::monitor::NodeReport) -> f64;
+    type Stat = fn(&fxgraph::monitor::NodeReport) -> f64;
     let stats: [(&str, RGBColor, Stat); 3] = [
         ("mean", PALETTE[0], |x| x.mean_ns),
         ("p99", PALETTE[4], |x| x.p99_ns as f64),

@@ -1,11 +1,12 @@
-//! The registry of node kinds: every kind a graph file may name, built-in or plugin, is found here.
+//! Node kinds: every kind a graph file may name, built-in or plugin, is a [`NodeKind`] in a [`Registry`].
 //!
 //! A kind is a name, a parse function that turns the kind's parameter text (the `( ... )` after the kind
-//! name in the file) into its typed parameter component, and the glue the engine needs to reach that
-//! component as a [`NodeSpec`] and to diff it every update (see [`crate::control`]). The engine never
-//! matches on kinds, so registering a new kind touches nothing else.
+//! name in the file) into its typed parameter component, and the typed access the engine needs to reach
+//! that component on an entity as a [`NodeSpec`] and to find the entities where it changed. The engine
+//! never matches on kinds, so registering a new kind touches nothing else. The built-in kinds are
+//! gathered by `fxgraph::nodes::registry()`.
 
-use crate::node::NodeSpec;
+use super::NodeSpec;
 use bevy_ecs::component::{Component, Mutable};
 use bevy_ecs::prelude::*;
 use serde::de::DeserializeOwned;
@@ -32,8 +33,10 @@ pub struct NodeKind {
     pub(crate) get: for<'w> fn(&'w World, Entity) -> Option<&'w dyn NodeSpec>,
     /// Replaces the component's value (false if `spec` is another kind).
     pub(crate) set: fn(&mut World, Entity, Box<dyn NodeSpec>) -> bool,
-    /// Adds the kind's systems (attach and diff) to the engine's update schedule.
-    pub(crate) systems: fn(&mut Schedule),
+    /// The entities that hold the kind's component.
+    pub(crate) holders: fn(&mut World) -> Vec<Entity>,
+    /// The entities whose component was added or changed since the exclusive system that asks last ran.
+    pub(crate) changed: fn(&mut World) -> Vec<Entity>,
 }
 
 impl std::fmt::Debug for NodeKind {
@@ -71,6 +74,14 @@ impl NodeKind {
                 _ => false,
             }
         }
+        fn holders<T: SpecComponent>(world: &mut World) -> Vec<Entity> {
+            world.query_filtered::<Entity, With<T>>().iter(world).collect()
+        }
+        fn changed<T: SpecComponent>(world: &mut World) -> Vec<Entity> {
+            // A query made here compares against `World::last_change_tick`: inside an exclusive system,
+            // the system's last run.
+            world.query_filtered::<Entity, Changed<T>>().iter(world).collect()
+        }
         Self {
             name,
             summary,
@@ -78,7 +89,8 @@ impl NodeKind {
             insert: insert::<T>,
             get: get::<T>,
             set: set::<T>,
-            systems: crate::control::systems::add_kind_systems::<T>,
+            holders: holders::<T>,
+            changed: changed::<T>,
         }
     }
 }
@@ -98,17 +110,6 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// A registry holding every built-in kind (and `Wasm` with the `wasm` feature).
-    pub fn with_builtins() -> Self {
-        let mut registry = Self::new();
-        crate::nodes::builtin::register(&mut registry);
-        #[cfg(feature = "wasm")]
-        crate::nodes::wasm::register(&mut registry);
-        #[cfg(target_os = "linux")]
-        crate::nodes::native::register(&mut registry);
-        registry
     }
 
     /// Adds a kind, returning the one it replaces.

@@ -25,7 +25,7 @@
 //! first.
 
 use crate::node::ProcessConfig;
-use crate::wasm::{ABI_VERSION, Manifest, host};
+use crate::nodes::wasm::{ABI_VERSION, Manifest, host};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -1,0 +1,150 @@
+//! Audio as a stream of blocks: where blocks come from ([`BlockSource`]: files, the demo signal, memory) and
+//! where they go ([`BlockSink`]).
+
+use crate::node::{AudioIn, AudioOut};
+
+/// Where blocks come from. `read` fills up to `out.frames()` frames and returns how many: fewer only at
+/// the end (0 once it is reached).
+pub trait BlockSource: Send {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize>;
+
+    /// Frames left to read, when known.
+    fn frames(&self) -> Option<u64> {
+        None
+    }
+
+    /// Moves to frame `frame` (from the start).
+    ///
+    /// # Errors
+    /// If the source cannot seek.
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        let _ = frame;
+        anyhow::bail!("this source cannot seek")
+    }
+}
+
+/// Where blocks go.
+pub trait BlockSink: Send {
+    fn write(&mut self, block: &AudioIn<'_>) -> anyhow::Result<()>;
+}
+
+impl BlockSource for super::demo::DemoSignal {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        Ok(self.fill(out))
+    }
+
+    fn frames(&self) -> Option<u64> {
+        Some(self.remaining())
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        self.set_position(frame);
+        Ok(())
+    }
+}
+
+/// Plays planar vectors (for tests, benchmarks and embedding).
+#[derive(Debug, Clone, Default)]
+pub struct MemorySource {
+    pub channels: Vec<Vec<f32>>,
+    pub position: usize,
+}
+
+impl MemorySource {
+    pub fn new(channels: Vec<Vec<f32>>) -> Self {
+        Self { channels, position: 0 }
+    }
+}
+
+impl BlockSource for MemorySource {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        let len = self.channels.first().map_or(0, Vec::len);
+        let n = out.frames().min(len - self.position);
+        for (c, src) in self.channels.iter().enumerate().take(out.channels()) {
+            out.channel_mut(c)[..n].copy_from_slice(&src[self.position..self.position + n]);
+        }
+        self.position += n;
+        Ok(n)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        Some((self.channels.first().map_or(0, Vec::len) - self.position) as u64)
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        self.position = (frame as usize).min(self.channels.first().map_or(0, Vec::len));
+        Ok(())
+    }
+}
+
+/// A source cut after a number of frames.
+pub struct Limited<S> {
+    inner: S,
+    limit: u64,
+    left: u64,
+}
+
+impl<S> Limited<S> {
+    pub fn new(inner: S, frames: u64) -> Self {
+        Self { inner, limit: frames, left: frames }
+    }
+}
+
+impl<S: BlockSource> BlockSource for Limited<S> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        let want = (out.frames() as u64).min(self.left) as usize;
+        let n = self.inner.read(&mut out.prefix(want))?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        self.inner.frames().map(|f| f.min(self.left))
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        self.inner.seek(frame.min(self.limit))?;
+        self.left = self.limit.saturating_sub(frame);
+        Ok(())
+    }
+}
+
+impl BlockSource for Box<dyn BlockSource> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+        (**self).read(out)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        (**self).frames()
+    }
+
+    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+        (**self).seek(frame)
+    }
+}
+
+/// Collects everything into planar vectors (for tests and benchmarks).
+#[derive(Debug, Clone, Default)]
+pub struct MemorySink {
+    pub channels: Vec<Vec<f32>>,
+}
+
+impl BlockSink for MemorySink {
+    fn write(&mut self, block: &AudioIn<'_>) -> anyhow::Result<()> {
+        self.channels.resize(block.channels(), Vec::new());
+        for (c, dst) in self.channels.iter_mut().enumerate() {
+            dst.extend_from_slice(block.channel(c));
+        }
+        Ok(())
+    }
+}
+
+/// Discards everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullSink;
+
+impl BlockSink for NullSink {
+    fn write(&mut self, _block: &AudioIn<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
