@@ -255,7 +255,7 @@ fn default_sigpipe() {
 fn main() -> ExitCode {
     // Started again as an isolated plugin's host (`isolation: Process`): that is all this process does.
     #[cfg(target_os = "linux")]
-    fxgraph::nodes::native::isolate::run_if_plugin_host();
+    fxgraph::nodes::native::run_if_plugin_host();
     default_sigpipe();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -310,7 +310,7 @@ impl Default for SharedMeter {
 impl SharedMeter {
     /// Allocates the meter (control side).
     pub fn new() -> Self {
-        super::rms_edges();
+        super::meter::rms_edges();
         Self {
             peak: AtomicU32::new(0),
             sum_sq: AtomicU64::new(0),

@@ -30,51 +30,51 @@ use crate::clock::CpuMark;
 use crate::node::AudioOut;
 use crate::node::{PollContext, ProcessConfig};
 use crate::nodes::plugin::{Counts, Fault, Instance};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The hidden first argument that makes `fxgraph` a plugin host.
 pub const HOST_ARG: &str = "__plugin-host";
-const MAGIC: u32 = 0x4678_4748; // "FxGH"
-const MAX_PARAMS: usize = 256;
-const STATUS: usize = crate::node::STATUS_VALUES;
-const HEADER_BYTES: usize = 8192;
+pub(super) const MAGIC: u32 = 0x4678_4748; // "FxGH"
+pub(super) const MAX_PARAMS: usize = 256;
+pub(super) const STATUS: usize = crate::node::STATUS_VALUES;
+pub(super) const HEADER_BYTES: usize = 8192;
 
-const CMD_PROCESS: u32 = 1;
-const CMD_START: u32 = 2;
-const CMD_STOP: u32 = 3;
-const CMD_QUIT: u32 = 4;
+pub(super) const CMD_PROCESS: u32 = 1;
+pub(super) const CMD_START: u32 = 2;
+pub(super) const CMD_STOP: u32 = 3;
+pub(super) const CMD_QUIT: u32 = 4;
 
 /// The shared header. The host writes the command fields and bumps `request`; the child answers by
 /// setting `done` to the same number. Each side only touches the other's fields between those two points.
 #[repr(C)]
-struct Header {
-    magic: u32,
-    channels: u32,
-    max_block: u32,
+pub(super) struct Header {
+    pub(super) magic: u32,
+    pub(super) channels: u32,
+    pub(super) max_block: u32,
     /// 0 while the child sets up, 1 ready, 2 failed (`error` says why).
-    ready: AtomicU32,
-    request: AtomicU32,
-    done: AtomicU32,
-    command: AtomicU32,
-    frames: AtomicU32,
-    result: AtomicI32,
+    pub(super) ready: AtomicU32,
+    pub(super) request: AtomicU32,
+    pub(super) done: AtomicU32,
+    pub(super) command: AtomicU32,
+    pub(super) frames: AtomicU32,
+    pub(super) result: AtomicI32,
     /// The last request the child took, and its process CPU clock (ns) when it took it.
-    picked: AtomicU32,
-    cpu_at_pick: AtomicU64,
+    pub(super) picked: AtomicU32,
+    pub(super) cpu_at_pick: AtomicU64,
     /// Non-finite output samples the child replaced, in all.
-    replaced: AtomicU64,
-    latency: AtomicU32,
-    status_count: AtomicU32,
-    error_len: AtomicU32,
-    status: [AtomicU64; STATUS],
+    pub(super) replaced: AtomicU64,
+    pub(super) latency: AtomicU32,
+    pub(super) status_count: AtomicU32,
+    pub(super) error_len: AtomicU32,
+    pub(super) status: [AtomicU64; STATUS],
     /// Parameter values (`f64` bits) by slot, with a dirty flag each; `param_ids` maps slots to ids.
-    param_count: AtomicU32,
-    param_ids: [AtomicU32; MAX_PARAMS],
-    param_dirty: [AtomicU32; MAX_PARAMS],
-    param_values: [AtomicU64; MAX_PARAMS],
-    error: [u8; 512],
+    pub(super) param_count: AtomicU32,
+    pub(super) param_ids: [AtomicU32; MAX_PARAMS],
+    pub(super) param_dirty: [AtomicU32; MAX_PARAMS],
+    pub(super) param_values: [AtomicU64; MAX_PARAMS],
+    pub(super) error: [u8; 512],
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_BYTES);
@@ -119,10 +119,10 @@ pub fn check_host() -> Result<(), String> {
 }
 
 /// The shared memory: a memory file mapped in this process.
-struct Shm {
-    fd: libc::c_int,
-    base: *mut u8,
-    len: usize,
+pub(super) struct Shm {
+    pub(super) fd: libc::c_int,
+    pub(super) base: *mut u8,
+    pub(super) len: usize,
 }
 
 impl Shm {
@@ -144,7 +144,7 @@ impl Shm {
 
     /// # Safety
     /// `fd` is a memory file of at least `len` bytes, owned by the returned value.
-    unsafe fn map(fd: libc::c_int, len: usize) -> Result<Self, String> {
+    pub(super) unsafe fn map(fd: libc::c_int, len: usize) -> Result<Self, String> {
         // SAFETY: per the caller's contract.
         let base = unsafe {
             libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
@@ -155,14 +155,14 @@ impl Shm {
         Ok(Self { fd, base: base.cast(), len })
     }
 
-    fn header(&self) -> &Header {
+    pub(super) fn header(&self) -> &Header {
         // SAFETY: the mapping starts with a zero-initialized or host-initialized Header; all shared fields
         // are atomics.
         unsafe { &*self.base.cast::<Header>() }
     }
 
     /// Plane `c` of the inputs (`out == false`) or outputs, `max_block` samples.
-    fn plane(&self, out: bool, c: usize) -> *mut f32 {
+    pub(super) fn plane(&self, out: bool, c: usize) -> *mut f32 {
         let h = self.header();
         let (ch, mb) = (h.channels as usize, h.max_block as usize);
         let at = HEADER_BYTES + 4 * mb * (c + if out { ch } else { 0 });
@@ -186,7 +186,7 @@ fn shm_len(channels: usize, max_block: usize) -> usize {
     len.div_ceil(4096) * 4096
 }
 
-fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+pub(super) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs() as libc::time_t,
         tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
@@ -197,7 +197,7 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     }
 }
 
-fn futex_wake(word: &AtomicU32) {
+pub(super) fn futex_wake(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE on a shared 32-bit word.
     unsafe {
         libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX, 0, 0, 0);
@@ -205,7 +205,7 @@ fn futex_wake(word: &AtomicU32) {
 }
 
 /// The calling process's CPU time (ns), all threads.
-fn process_cpu_ns() -> u64 {
+pub(super) fn process_cpu_ns() -> u64 {
     clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
@@ -540,214 +540,5 @@ impl Drop for Isolated {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Private buffers for the plugin in the child, with an inaccessible page right after them.
-struct Guarded {
-    base: *mut u8,
-    len: usize,
-    data: *mut f32,
-}
-
-impl Guarded {
-    fn new(samples: usize) -> Result<Self, String> {
-        let bytes = (samples * 4).div_ceil(4096) * 4096;
-        let len = bytes + 4096;
-        // SAFETY: an anonymous mapping; the last page made inaccessible.
-        unsafe {
-            let base = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            if base == libc::MAP_FAILED {
-                return Err(format!("mmap: {}", std::io::Error::last_os_error()));
-            }
-            let base: *mut u8 = base.cast();
-            libc::mprotect(base.add(bytes).cast(), 4096, libc::PROT_NONE);
-            // The data ends where the guard page begins.
-            let data = base.add(bytes - samples * 4).cast::<f32>();
-            Ok(Self { base, len, data })
-        }
-    }
-
-    fn slice(&mut self, samples: usize) -> &mut [f32] {
-        // SAFETY: `samples` floats before the guard page, as allocated.
-        unsafe { std::slice::from_raw_parts_mut(self.data, samples) }
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        // SAFETY: unmapping what `new` mapped.
-        unsafe { libc::munmap(self.base.cast(), self.len) };
-    }
-}
-
-/// If this process was started as a plugin host (first argument [`HOST_ARG`]), runs it and exits.
-/// Programs that embed fxgraph and use `isolation: Process` call this first thing in `main` (or point
-/// `FXGRAPH_PLUGIN_HOST` at the `fxgraph` program).
-pub fn run_if_plugin_host() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(HOST_ARG) {
-        std::process::exit(host_main(&args[2..]));
-    }
-}
-
-/// The child's side. Arguments: sample rate, `native` or `ladspa`, the library, the LADSPA label.
-fn host_main(args: &[String]) -> i32 {
-    let [rate, kind, path, label] = args else {
-        eprintln!("fxgraph plugin host: bad arguments");
-        return 2;
-    };
-    // SAFETY: fd 3 is the memory file the parent made; its size is read back before mapping the rest.
-    let shm = unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(3, &mut st) != 0 {
-            eprintln!("fxgraph plugin host: no shared memory on fd 3");
-            return 2;
-        }
-        match Shm::map(3, st.st_size as usize) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("fxgraph plugin host: {e}");
-                return 2;
-            }
-        }
-    };
-    let h = shm.header();
-    if h.magic != MAGIC {
-        return 2;
-    }
-    let fail = |msg: String| {
-        let n = msg.len().min(h.error.len());
-        // SAFETY: within the mapping; the parent reads `error` only after seeing `ready == 2`.
-        unsafe {
-            let error = shm.base.add(std::mem::offset_of!(Header, error));
-            std::ptr::copy_nonoverlapping(msg.as_ptr(), error, n);
-        }
-        h.error_len.store(n as u32, Ordering::Relaxed);
-        h.ready.store(2, Ordering::Release);
-        1
-    };
-    let (channels, max_block) = (h.channels as usize, h.max_block as usize);
-    let Ok(sample_rate) = rate.parse::<u32>() else { return fail(format!("bad sample rate {rate}")) };
-    let config = ProcessConfig { sample_rate, channels, max_block, realtime: false };
-    let count = h.param_count.load(Ordering::Relaxed) as usize;
-    let mut params: Vec<(u32, f64)> = (0..count.min(MAX_PARAMS))
-        .map(|i| (h.param_ids[i].load(Ordering::Relaxed), f64::from_bits(h.param_values[i].load(Ordering::Relaxed))))
-        .collect();
-    let mut instance: Box<dyn Instance> = match kind.as_str() {
-        "native" => {
-            match super::load(Path::new(path)).and_then(|lib| super::NativeInstance::new(lib, &config, &params)) {
-                Ok(i) => Box::new(i),
-                Err(e) => return fail(e),
-            }
-        }
-        "ladspa" => {
-            let built = super::ladspa::load(Path::new(path)).and_then(|lib| {
-                let index = lib.find(label)?.index;
-                super::ladspa::LadspaInstance::new(lib, index, &config, &params)
-            });
-            match built {
-                Ok(i) => Box::new(i),
-                Err(e) => return fail(e),
-            }
-        }
-        other => return fail(format!("unknown plugin kind {other}")),
-    };
-    let mut buffers = match Guarded::new(channels * max_block) {
-        Ok(b) => b,
-        Err(e) => return fail(e),
-    };
-    h.latency.store(instance.latency() as u32, Ordering::Relaxed);
-    h.ready.store(1, Ordering::Release);
-    let status_count = h.status_count.load(Ordering::Relaxed) as usize;
-    let mut status_ctx = StatusCtx { values: [0.0; STATUS], n: 0 };
-    let mut seen = 0u32;
-    loop {
-        let request = h.request.load(Ordering::Acquire);
-        if request == seen {
-            futex_wait(&h.request, seen, Duration::from_secs(1));
-            continue;
-        }
-        seen = request;
-        // The host charges this request the CPU time used from here.
-        h.cpu_at_pick.store(process_cpu_ns(), Ordering::Relaxed);
-        h.picked.store(request, Ordering::Release);
-        // Parameter changes first.
-        for (i, p) in params.iter_mut().enumerate() {
-            if h.param_dirty[i].swap(0, Ordering::Relaxed) != 0 {
-                p.1 = f64::from_bits(h.param_values[i].load(Ordering::Relaxed));
-                let _ = instance.set_param(p.0, p.1);
-            }
-        }
-        let result = match h.command.load(Ordering::Relaxed) {
-            CMD_PROCESS => {
-                let n = (h.frames.load(Ordering::Relaxed) as usize).min(max_block);
-                let data = buffers.slice(channels * max_block);
-                for c in 0..channels {
-                    // SAFETY: the parent wrote the input planes before its request.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(shm.plane(false, c), data[c * max_block..].as_mut_ptr(), n)
-                    };
-                }
-                let r = instance.process(&mut AudioOut::new(data, max_block, channels, n), &CpuMark::default());
-                let replaced = instance.take_counts().replaced_samples;
-                if replaced > 0 {
-                    h.replaced.store(h.replaced.load(Ordering::Relaxed) + replaced, Ordering::Relaxed);
-                }
-                for c in 0..channels {
-                    // SAFETY: the output planes, read by the parent after our answer.
-                    unsafe { std::ptr::copy_nonoverlapping(data[c * max_block..].as_ptr(), shm.plane(true, c), n) };
-                }
-                if status_count > 0 {
-                    instance.drain(&mut status_ctx);
-                    for (slot, v) in h.status.iter().zip(&status_ctx.values[..status_ctx.n]) {
-                        slot.store(v.to_bits(), Ordering::Relaxed);
-                    }
-                }
-                match r {
-                    Ok(()) => 0,
-                    Err(Fault::Panicked) => fxgraph_plugin::ERR_PANIC,
-                    Err(Fault::ErrorReturn(c)) => c,
-                    Err(_) => -1,
-                }
-            }
-            CMD_START => i32::from(instance.start().is_err()),
-            CMD_STOP => i32::from(instance.stop().is_err()),
-            CMD_QUIT => {
-                instance.cleanup();
-                drop(instance);
-                return 0;
-            }
-            _ => -1,
-        };
-        h.result.store(result, Ordering::Relaxed);
-        h.done.store(request, Ordering::Release);
-        futex_wake(&h.done);
-    }
-}
-
-/// Collects what an instance publishes, in the child.
-struct StatusCtx {
-    values: [f64; STATUS],
-    n: usize,
-}
-
-impl PollContext for StatusCtx {
-    fn message(&mut self, _kind: crate::node::MessageKind, _text: &[u8]) {}
-    fn retire(&mut self, _garbage: Box<dyn std::any::Any + Send>) {}
-    fn request_replacement(&mut self) -> bool {
-        false
-    }
-    fn status(&mut self, _health: &crate::node::PluginHealth) {}
-    fn status_values(&mut self, values: &[f64]) {
-        self.n = values.len().min(STATUS);
-        self.values[..self.n].copy_from_slice(&values[..self.n]);
     }
 }

@@ -11,9 +11,12 @@
 //! replaced with silence and counted.
 #![allow(unsafe_code)] // Calls into native code through the ABI's function pointers; see the SAFETY notes.
 
+mod host;
 pub mod isolate;
 pub mod ladspa;
 pub mod library;
+
+pub use host::run_if_plugin_host;
 
 use super::plugin::{Counts, Fault, Instance, OnFault, PluginProcessor, replacement};
 use super::spec_boilerplate;

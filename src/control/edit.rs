@@ -1,0 +1,196 @@
+//! Editing the running graph: whole graphs ([`Engine::apply`], [`Engine::load`], [`Engine::watch`]), a
+//! node's bypass, and the transport (reset, stop, start).
+
+use super::*;
+use crate::graph::{Graph, Source};
+use std::path::Path;
+
+impl Engine {
+    /// Edits the running graph to match `graph`, by node name: nodes whose description is unchanged keep
+    /// their processor and state, parameter-only changes become smoothed events, and anything structural
+    /// is compiled into a new plan that the audio side cross-fades to (at the next
+    /// [`update`](Self::update)).
+    ///
+    /// # Errors
+    /// [`EngineError::Options`] if the sample rate or channel count differs from the running graph's.
+    pub fn apply(&mut self, graph: Graph) -> Result<(), EngineError> {
+        let format = self.config().format;
+        if graph.format != format {
+            return Err(EngineError::Options(format!(
+                "{} is {} Hz, {} channels; the running graph is {} Hz, {} channels",
+                graph.file, graph.format.sample_rate, graph.format.channels, format.sample_rate, format.channels
+            )));
+        }
+        let input = self.endpoint::<GraphInput>();
+        let mut q = self.world.query_filtered::<(Entity, &NodeName), With<SpecAccess>>();
+        let existing: Vec<(Entity, String)> = q.iter(&self.world).map(|(e, n)| (e, n.0.clone())).collect();
+        let mut entities = Vec::new();
+        let mut kept = std::collections::HashSet::new();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let found = existing.iter().find(|(_, n)| *n == node.name).map(|(e, _)| *e);
+            let same_kind = found.and_then(|e| self.spec(e)).is_some_and(|s| s.kind() == node.spec.kind());
+            let e = match found {
+                Some(e) if same_kind => {
+                    kept.insert(e);
+                    // Parameters (or shape) only: the diff system decides between events and a rebuild.
+                    if let Some(kind) = self.world.get::<SpecAccess>(e).map(|a| a.0) {
+                        (kind.set)(&mut self.world, e, node.spec.clone_spec());
+                    }
+                    if self.world.get::<FileOrder>(e) != Some(&FileOrder(i)) {
+                        self.world.entity_mut(e).insert(FileOrder(i));
+                    }
+                    e
+                }
+                _ => {
+                    if let Some(e) = found {
+                        self.world.despawn(e);
+                    }
+                    let kind = *self.registry.get(node.spec.kind()).ok_or_else(|| EngineError::Node {
+                        node: node.name.clone(),
+                        message: format!("kind `{}` is not registered", node.spec.kind()),
+                    })?;
+                    let e = self.world.spawn((NodeName(node.name.clone()), FileOrder(i))).id();
+                    let mut entity = self.world.entity_mut(e);
+                    (kind.insert)(node.spec.clone_spec(), &mut entity);
+                    entity.insert(SpecAccess(kind));
+                    kept.insert(e);
+                    e
+                }
+            };
+            entities.push(e);
+        }
+        for (e, _) in existing {
+            if !kept.contains(&e) {
+                self.despawn_node(e);
+            }
+        }
+        let resolve = |s: &Source| match s {
+            Source::Input => input,
+            Source::Node(i) => entities[*i],
+        };
+        for (node, &e) in graph.nodes.iter().zip(&entities) {
+            let inputs = Inputs(node.inputs.iter().map(resolve).collect());
+            if self.world.get::<Inputs>(e) != Some(&inputs) {
+                self.world.entity_mut(e).insert(inputs);
+            }
+        }
+        let out = self.endpoint::<GraphOutput>();
+        let output = Inputs(graph.output.iter().map(resolve).collect());
+        if self.world.get::<Inputs>(out) != Some(&output) {
+            self.world.entity_mut(out).insert(output);
+        }
+        let mut config = self.world.resource_mut::<EngineConfig>();
+        config.base_dir = graph.base_dir.clone();
+        config.file = graph.file.clone();
+        Ok(())
+    }
+
+    /// Removes a node entity; its processor (on the control side) is cleaned up.
+    pub(super) fn despawn_node(&mut self, e: Entity) {
+        if let Some(mut slot) = self.world.get_mut::<ProcessorSlot>(e)
+            && let Some(mut p) = slot.0.get_mut().take()
+        {
+            p.stop();
+            p.cleanup();
+        }
+        self.world.despawn(e);
+    }
+
+    /// Parses graph text and [`apply`](Self::apply)s it.
+    ///
+    /// # Errors
+    /// The graph's [`GraphError`] (file, line, column, node), or as [`apply`](Self::apply).
+    pub fn apply_str(&mut self, text: &str, file: &str, base_dir: &Path) -> Result<(), EngineError> {
+        let graph = Graph::parse_with(text, file, base_dir, &self.registry)?;
+        self.apply(graph)
+    }
+
+    /// Loads a graph file and [`apply`](Self::apply)s it.
+    ///
+    /// # Errors
+    /// As [`apply_str`](Self::apply_str).
+    pub fn load(&mut self, path: &Path) -> Result<(), EngineError> {
+        let graph = Graph::load_with(path, &self.registry)?;
+        self.apply(graph)
+    }
+
+    pub(super) fn reload(&mut self, path: &Path) {
+        match self.load(path) {
+            Ok(()) => {
+                let file = path.display().to_string();
+                systems::event(&mut self.world, EngineEvent::GraphReloaded(file));
+            }
+            Err(EngineError::Graph(e)) => systems::event(&mut self.world, EngineEvent::GraphError(e)),
+            Err(e) => systems::event(&mut self.world, EngineEvent::CompileFailed(e.to_string())),
+        }
+    }
+
+    /// Follows edits to a graph file: each time it changes on disk, the next [`update`](Self::update)
+    /// reloads and applies it. A broken edit is reported ([`EngineEvent::GraphError`], with file, line and
+    /// column) and the last good graph keeps playing.
+    ///
+    /// # Errors
+    /// If the file's folder cannot be watched.
+    pub fn watch(&mut self, path: &Path) -> Result<(), EngineError> {
+        let w = watch::Watcher::new(path)
+            .map_err(|e| EngineError::Options(format!("cannot watch {}: {e}", path.display())))?;
+        self.watcher = Some(w);
+        Ok(())
+    }
+
+    /// Adds or removes a node from the signal path (its inputs then feed its consumers directly),
+    /// crossfaded. A bypassed node's processor is set aside and its state cleared when it comes back.
+    ///
+    /// # Errors
+    /// [`EngineError::NoSuchNode`].
+    pub fn bypass(&mut self, node: &str, on: bool) -> Result<(), EngineError> {
+        let e = self.node(node).ok_or_else(|| EngineError::NoSuchNode(node.into()))?;
+        let mut entity = self.world.entity_mut(e);
+        if on {
+            if !entity.contains::<Bypassed>() {
+                entity.insert(Bypassed);
+            }
+        } else {
+            entity.remove::<Bypassed>();
+        }
+        Ok(())
+    }
+
+    /// Clears all node state on the audio side (as for a seek), at its next block.
+    pub fn reset(&mut self) {
+        self.world.resource_mut::<Link>().send(ToAudio::Reset);
+    }
+
+    /// Stops processing: the audio side plays silence and hands the processors back, which are stopped and
+    /// kept for [`start`](Self::start). Idempotent.
+    pub fn stop(&mut self) {
+        let mut state = self.world.resource_mut::<AudioState>();
+        if state.stopped || state.stopping {
+            return;
+        }
+        state.stopping = true;
+        self.world.resource_mut::<Link>().send(ToAudio::Stop);
+    }
+
+    /// Starts processing again after [`stop`](Self::stop) (the processors start with cleared state), at the
+    /// next [`update`](Self::update) after the audio side has handed them back. Idempotent.
+    pub fn start(&mut self) {
+        let mut state = self.world.resource_mut::<AudioState>();
+        if state.stopped {
+            state.stopped = false;
+            state.dirty = true;
+        }
+    }
+
+    /// Whether the engine is stopped (the audio side plays silence).
+    pub fn is_stopped(&self) -> bool {
+        let state = self.world.resource::<AudioState>();
+        state.stopped || state.stopping
+    }
+
+    /// Whether a crossfade to a new plan is in progress (or a plan has been sent and not yet taken).
+    pub fn is_transitioning(&self) -> bool {
+        let state = self.world.resource::<AudioState>();
+        state.in_flight || state.dirty
+    }
+}

@@ -1,0 +1,57 @@
+//! What an engine is started with: [`EngineOptions`].
+
+/// Options for [`Engine::new`].
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    /// The largest block the audio side processes at once (longer calls are cut into blocks of this size).
+    pub max_block: usize,
+    /// 1 runs the single-threaded reference executor; more runs branches in parallel on this many threads
+    /// (the thread that drives the audio side, and `threads - 1` workers).
+    pub threads: usize,
+    /// How the parallel executor picks between running a level's branches concurrently or one after
+    /// another. Either way the output is the same.
+    pub parallelism: Parallelism,
+    /// Record per-node and per-block timing and the output's levels (see [`Engine::metrics`]).
+    pub monitor: bool,
+    /// Length of the crossfade when the graph's structure changes while it plays.
+    pub crossfade_ms: f64,
+    /// For offline rendering: how many blocks a run of the audio side may hold. Each level of the graph
+    /// then hands its branches to the worker threads once per run instead of once per block, which
+    /// amortizes the hand-off; every node still gets blocks of at most `max_block` frames and the output
+    /// bits are the same. It delays nothing but costs latency where something waits on each block: keep 1
+    /// (the default) for real-time use.
+    pub batch: usize,
+    /// Whether the audio side runs in real time (a device callback; the default) or offline (rendering a
+    /// file, where nothing is late). Either way a plugin's deadline counts only the CPU time it used itself,
+    /// so a thread that the machine preempted never faults a plugin, and the output does not depend on how
+    /// busy the machine is. In real time a plugin over its time budget for several blocks in a row is also
+    /// bypassed (the watchdog); offline a slow plugin only makes the render slower.
+    pub realtime: bool,
+}
+
+/// See [`EngineOptions::parallelism`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Parallelism {
+    /// Measure both ways on the first blocks (and now and then later) and use the faster.
+    #[default]
+    Adaptive,
+    /// Always run branches concurrently (for tests and benchmarks).
+    Always,
+}
+
+/// How long the workers of a batched (offline) engine spin for the next job before they park.
+pub(super) const OFFLINE_SPIN: std::time::Duration = std::time::Duration::from_millis(5);
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_block: 512,
+            threads: 1,
+            parallelism: Parallelism::Adaptive,
+            monitor: true,
+            crossfade_ms: 20.0,
+            batch: 1,
+            realtime: true,
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Presets on a running graph: applied whole or not at all ([`Engine::apply_preset`]), and the running
+//! values as a preset ([`Engine::snapshot`]).
+
+use super::*;
+use crate::node::{BuildContext, NodeSpec};
+use std::path::Path;
+
+impl Engine {
+    /// Applies a preset as one smoothed change: every value is checked first (node, parameter, range, and
+    /// the node's own consistency rules), and only if all pass are they set together, so they reach the
+    /// audio side in the same block.
+    ///
+    /// # Errors
+    /// A [`PresetError`](crate::graph::preset::PresetError) located at the offending key; nothing changes then.
+    pub fn apply_preset(
+        &mut self,
+        preset: &crate::graph::preset::Preset,
+    ) -> Result<usize, crate::graph::preset::PresetError> {
+        use crate::graph::preset::PresetError;
+        let err = |position, node: Option<&str>, message: String| PresetError {
+            file: preset.file.clone(),
+            position,
+            node: node.map(str::to_owned),
+            message,
+        };
+        let running = self.config().file.clone();
+        if let Some(g) = &preset.graph {
+            let name = Path::new(&running).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if *g != name {
+                return Err(err(
+                    preset.graph_position,
+                    None,
+                    format!("this preset is for {g}; the running graph is {running}"),
+                ));
+            }
+        }
+        let config = self.config().clone();
+        let cx = BuildContext { format: config.format, base_dir: &config.base_dir };
+        // Per node, in first-mention order: the edited description, and where its first value is.
+        type Edit = (Entity, String, Box<dyn NodeSpec>, Option<(usize, usize)>);
+        let mut edits: Vec<Edit> = Vec::new();
+        for entry in &preset.entries {
+            let (node, param) = self.split_key(&entry.key).map_err(|_| {
+                err(
+                    entry.position,
+                    None,
+                    format!(
+                        "\"{}\" names no node of the running graph (its nodes: {})",
+                        entry.key.escape_debug(),
+                        self.node_names().join(", ")
+                    ),
+                )
+            })?;
+            let (e, index, info) = self
+                .find_param(node, param)
+                .map_err(|x| err(entry.position, Some(node), strip_node(&x.to_string())))?;
+            let v =
+                info.resolve(&entry.value).map_err(|m| err(entry.position, Some(node), format!("`{param}` {m}")))?;
+            let slot = match edits.iter().position(|(x, ..)| *x == e) {
+                Some(i) => i,
+                None => {
+                    let spec = self.spec(e).ok_or_else(|| err(entry.position, Some(node), "is gone".into()))?;
+                    edits.push((e, node.to_owned(), spec.clone_spec(), entry.position));
+                    edits.len() - 1
+                }
+            };
+            edits[slot].2.set_param(index, v);
+        }
+        for (_, node, spec, position) in &edits {
+            spec.validate(&cx).map_err(|x| err(*position, Some(node), x.message))?;
+        }
+        let n = preset.entries.len();
+        for (e, _, spec, _) in edits {
+            if let Some(kind) = self.world.get::<SpecAccess>(e).map(|a| a.0) {
+                (kind.set)(&mut self.world, e, spec);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every automatable parameter's current value, as a preset for the running graph (in file order).
+    pub fn snapshot(&mut self) -> crate::graph::preset::Preset {
+        let mut entries = Vec::new();
+        for node in self.node_names() {
+            for p in self.params(&node).unwrap_or_default() {
+                if let Ok(value) = self.get(&node, &p.name) {
+                    entries.push(crate::graph::preset::PresetEntry {
+                        key: format!("{node}.{}", p.name),
+                        value,
+                        position: None,
+                    });
+                }
+            }
+        }
+        let file = self.config().file.clone();
+        let graph = Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned());
+        crate::graph::preset::Preset { file: String::new(), graph, graph_position: None, entries }
+    }
+}
+
+/// An engine error's message without its leading `node "NAME": ` (the preset error names the node).
+fn strip_node(message: &str) -> String {
+    match message.strip_prefix("node \"").and_then(|m| m.split_once("\" ")) {
+        Some((_, rest)) => rest.to_owned(),
+        None => message.to_owned(),
+    }
+}
