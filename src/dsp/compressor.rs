@@ -45,6 +45,22 @@ pub enum CompressorParam {
     MakeupDb,
 }
 
+impl CompressorParam {
+    /// The parameter a node kind names so (`threshold_db`, `ratio`, `attack_ms`, `release_ms`, `knee_db`,
+    /// `makeup_db`).
+    pub fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "threshold_db" => Self::ThresholdDb,
+            "ratio" => Self::Ratio,
+            "attack_ms" => Self::AttackMs,
+            "release_ms" => Self::ReleaseMs,
+            "knee_db" => Self::KneeDb,
+            "makeup_db" => Self::MakeupDb,
+            _ => return None,
+        })
+    }
+}
+
 /// Audio-side compressor state.
 ///
 /// Threshold, ratio and knee ramp over the ramp length in steps of [`RAMP_STEP`] frames (they move the

@@ -32,51 +32,183 @@ pub(crate) fn register(registry: &mut Registry) {
     }
 }
 
-/// A numeric parameter of a kind with a fixed list of them.
+/// How far up a parameter goes.
+#[derive(Debug, Clone, Copy)]
+enum Upper {
+    /// To this value, inclusive.
+    To(f64),
+    /// To just below the Nyquist frequency of the graph's rate (and above the minimum, exclusive).
+    BelowNyquist,
+}
+
+/// One numeric parameter of a kind with a fixed list of them, as [`fixed_params!`] declares it.
+#[derive(Debug, Clone, Copy)]
 struct Field {
     name: &'static str,
     unit: &'static str,
     min: f64,
-    max: f64,
+    max: Upper,
     smoothing: Smoothing,
 }
 
-const fn field(name: &'static str, unit: &'static str, min: f64, max: f64, smoothing: Smoothing) -> Field {
-    Field { name, unit, min, max, smoothing }
-}
-
-fn infos(fields: &[Field]) -> Vec<ParamInfo> {
-    fields.iter().map(|f| ParamInfo::number(f.name, f.unit, f.min, f.max, f.smoothing)).collect()
-}
-
-/// Checks each value against its field's range.
-fn check(fields: &[Field], values: &[f64]) -> Result<(), ParamError> {
-    for (f, v) in fields.iter().zip(values) {
-        ParamInfo::number(f.name, f.unit, f.min, f.max, f.smoothing)
-            .resolve(&ParamValue::Number(*v))
-            .map_err(|m| ParamError::new(f.name, m))?;
+impl Field {
+    fn info(&self, format: &GraphFormat) -> ParamInfo {
+        let max = match self.max {
+            Upper::To(max) => max,
+            Upper::BelowNyquist => format.nyquist_hz(),
+        };
+        ParamInfo::number(self.name, self.unit, self.min, max, self.smoothing)
     }
-    Ok(())
+
+    /// Checks a value against the field's range at the graph's format; the error names the field.
+    fn check(&self, value: f64, format: &GraphFormat) -> Result<(), ParamError> {
+        match self.max {
+            Upper::To(_) => self.info(format).resolve(&ParamValue::Number(value)).map(drop),
+            Upper::BelowNyquist => frequency(value, format),
+        }
+        .map_err(|m| ParamError::new(self.name, m))
+    }
+}
+
+/// A parameter component whose parameters are a fixed list of numbers, declared once by
+/// [`fixed_params!`]: the names, units, ranges and smoothing in one table, beside the fields. Everything
+/// the node contract asks about them follows from it.
+trait Fixed {
+    const FIELDS: &'static [Field];
+    fn value(&self, index: usize) -> Option<f64>;
+    fn value_mut(&mut self, index: usize) -> Option<&mut f64>;
+
+    /// Every field's value against its range.
+    fn check_fields(&self, format: &GraphFormat) -> Result<(), ParamError> {
+        for (i, field) in Self::FIELDS.iter().enumerate() {
+            field.check(self.value(i).unwrap_or(f64::NAN), format)?;
+        }
+        Ok(())
+    }
+
+    /// The parameter of this name, by its index in the table.
+    fn index_of(name: &str) -> Option<usize> {
+        Self::FIELDS.iter().position(|f| f.name == name)
+    }
+}
+
+/// Declares a parameter component with a fixed list of numeric parameters: the struct (each field
+/// `pub f64`, with its doc and serde attributes) and, for each field, its unit, lowest value, [`Upper`]
+/// bound and smoothing, in the order that gives the parameters their indices.
+macro_rules! fixed_params {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $(
+                $(#[$fmeta:meta])*
+                $field:ident: $unit:literal, $min:expr, $max:expr, $smoothing:ident;
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Component, Debug, Clone, PartialEq, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: f64,)*
+        }
+
+        impl Fixed for $name {
+            const FIELDS: &'static [Field] = &[$(Field {
+                name: stringify!($field),
+                unit: $unit,
+                min: $min,
+                max: $max,
+                smoothing: Smoothing::$smoothing,
+            }),*];
+
+            fn value(&self, index: usize) -> Option<f64> {
+                [$(self.$field),*].get(index).copied()
+            }
+
+            fn value_mut(&mut self, index: usize) -> Option<&mut f64> {
+                [$(&mut self.$field),*].into_iter().nth(index)
+            }
+        }
+    };
+}
+
+/// The [`NodeSpec`] methods that a [`Fixed`] component's table answers: `params`, `param`, `set_param`,
+/// and the boilerplate.
+macro_rules! fixed_spec {
+    () => {
+        fn params(&self, ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
+            Self::FIELDS.iter().map(|f| f.info(&ctx.format)).collect()
+        }
+
+        fn param(&self, index: usize) -> f64 {
+            self.value(index).unwrap_or(0.0)
+        }
+
+        fn set_param(&mut self, index: usize, value: f64) {
+            if let Some(v) = self.value_mut(index) {
+                *v = value;
+            }
+        }
+
+        spec_boilerplate!();
+    };
 }
 
 /// Checks `0 < freq < Nyquist`.
-fn frequency(path: &str, freq_hz: f64, format: &GraphFormat) -> Result<(), ParamError> {
+fn frequency(freq_hz: f64, format: &GraphFormat) -> Result<(), String> {
     let nyquist = format.nyquist_hz();
     if freq_hz.is_finite() && freq_hz > 0.0 && freq_hz < nyquist {
         Ok(())
     } else {
-        Err(ParamError::new(
-            path,
-            format!(
-                "must be above 0 Hz and below the Nyquist frequency, {nyquist} Hz at {} Hz (got {freq_hz})",
-                format.sample_rate
-            ),
+        Err(format!(
+            "must be above 0 Hz and below the Nyquist frequency, {nyquist} Hz at {} Hz (got {freq_hz})",
+            format.sample_rate
         ))
     }
 }
 
-fn frequency_info(name: String, format: &GraphFormat) -> ParamInfo {
-    ParamInfo::number(name, "Hz", 0.0, format.nyquist_hz(), Smoothing::Ramp)
+/// The DSP behind a built-in node, as [`Node`] drives it: the processor lifecycle without the
+/// boilerplate every built-in kind would repeat.
+trait Dsp: Send + 'static {
+    /// Allocates for `config` (control side).
+    fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError>;
+    /// Clears all state (at start, and for a seek).
+    fn clear(&mut self);
+    fn run(&mut self, audio: &mut AudioOut<'_>);
+    /// Takes parameter `index`'s new value.
+    fn set(&mut self, index: usize, value: f64);
+    fn latency(&self) -> usize {
+        0
+    }
+}
+
+/// A built-in node's processor: its [`Dsp`] behind the [`Processor`] contract.
+struct Node<D>(D);
+
+impl<D: Dsp> Processor for Node<D> {
+    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
+        self.0.prepare(config)
+    }
+
+    fn start(&mut self) {
+        self.0.clear();
+    }
+
+    fn reset(&mut self) {
+        self.0.clear();
+    }
+
+    fn process(&mut self, audio: &mut AudioOut<'_>) {
+        self.0.run(audio);
+    }
+
+    fn set_param(&mut self, index: usize, value: f64) {
+        self.0.set(index, value);
+    }
+
+    fn latency_frames(&self) -> usize {
+        self.0.latency()
+    }
 }
 
 /// One band of an [`EqParams`].
@@ -99,7 +231,7 @@ impl BandParams {
     }
 
     fn validate(&self, prefix: &str, format: &GraphFormat) -> Result<(), ParamError> {
-        frequency(&format!("{prefix}freq_hz"), self.freq_hz, format)?;
+        frequency(self.freq_hz, format).map_err(|m| ParamError::new(format!("{prefix}freq_hz"), m))?;
         ParamInfo::number("gain_db", "dB", -48.0, 48.0, Smoothing::Ramp)
             .resolve(&ParamValue::Number(self.gain_db))
             .map_err(|m| ParamError::new(format!("{prefix}gain_db"), m))?;
@@ -139,13 +271,19 @@ impl NodeSpec for EqParams {
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
         let bands = self.bands.iter().map(BandParams::settings).collect();
-        Ok(Box::new(EqProcessor { cascade: BiquadCascade::new(bands, ctx.format.sample_rate), shelf: false }))
+        Ok(Box::new(Node(Cascade { cascade: BiquadCascade::new(bands, ctx.format.sample_rate), shelf: false })))
     }
 
     fn params(&self, ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
         let mut out = Vec::new();
         for i in 0..self.bands.len() {
-            out.push(frequency_info(format!("bands[{i}].freq_hz"), &ctx.format));
+            out.push(ParamInfo::number(
+                format!("bands[{i}].freq_hz"),
+                "Hz",
+                0.0,
+                ctx.format.nyquist_hz(),
+                Smoothing::Ramp,
+            ));
             out.push(ParamInfo::number(format!("bands[{i}].gain_db"), "dB", -48.0, 48.0, Smoothing::Ramp));
             out.push(ParamInfo::number(format!("bands[{i}].q"), "", 0.0, 100.0, Smoothing::Ramp));
         }
@@ -169,32 +307,28 @@ impl NodeSpec for EqParams {
     spec_boilerplate!();
 }
 
-/// The processor of `Eq`, `BassBoost` and `TrebleBoost`.
-pub struct EqProcessor {
+/// The DSP of `Eq`, `BassBoost` and `TrebleBoost`: a biquad cascade.
+struct Cascade {
     cascade: BiquadCascade,
     /// A one-band shelf preset: parameter 0 is the gain, 1 the frequency.
     shelf: bool,
 }
 
-impl Processor for EqProcessor {
-    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
+impl Dsp for Cascade {
+    fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
         self.cascade.prepare(config.channels, config.max_block);
         Ok(())
     }
 
-    fn start(&mut self) {
+    fn clear(&mut self) {
         self.cascade.reset();
     }
 
-    fn reset(&mut self) {
-        self.cascade.reset();
-    }
-
-    fn process(&mut self, audio: &mut AudioOut<'_>) {
+    fn run(&mut self, audio: &mut AudioOut<'_>) {
         self.cascade.process(audio);
     }
 
-    fn set_param(&mut self, index: usize, value: f64) {
+    fn set(&mut self, index: usize, value: f64) {
         let (band, which) = match (self.shelf, index) {
             (true, 0) => (0, 1),
             (true, _) => (0, 0),
@@ -204,38 +338,26 @@ impl Processor for EqProcessor {
     }
 }
 
-const COMPRESSOR: [Field; 6] = [
-    field("threshold_db", "dB", -96.0, 0.0, Smoothing::Ramp),
-    field("ratio", "", 1.0, 100.0, Smoothing::Ramp),
-    field("attack_ms", "ms", 0.0, 1000.0, Smoothing::Step),
-    field("release_ms", "ms", 0.0, 5000.0, Smoothing::Step),
-    field("knee_db", "dB", 0.0, 48.0, Smoothing::Ramp),
-    field("makeup_db", "dB", -24.0, 48.0, Smoothing::Ramp),
-];
-
-/// `Compressor(...)`: feed-forward, stereo-linked (one gain for all channels, from the loudest one).
-#[derive(Component, Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CompressorParams {
-    /// Level where compression starts (center of the knee), -96..=0 dBFS.
-    pub threshold_db: f64,
-    /// Input dB over threshold per output dB, 1..=100.
-    pub ratio: f64,
-    /// Time constant of the gain reduction rising, 0..=1000 ms.
-    pub attack_ms: f64,
-    /// Time constant of the gain reduction falling, 0..=5000 ms.
-    pub release_ms: f64,
-    /// Width of the soft knee, 0..=48 dB (0 is a hard knee).
-    pub knee_db: f64,
-    /// Gain after compression, -24..=48 dB.
-    pub makeup_db: f64,
+fixed_params! {
+    /// `Compressor(...)`: feed-forward, stereo-linked (one gain for all channels, from the loudest one).
+    pub struct CompressorParams {
+        /// Level where compression starts (center of the knee), -96..=0 dBFS.
+        threshold_db: "dB", -96.0, Upper::To(0.0), Ramp;
+        /// Input dB over threshold per output dB, 1..=100.
+        ratio: "", 1.0, Upper::To(100.0), Ramp;
+        /// Time constant of the gain reduction rising, 0..=1000 ms.
+        attack_ms: "ms", 0.0, Upper::To(1000.0), Step;
+        /// Time constant of the gain reduction falling, 0..=5000 ms.
+        release_ms: "ms", 0.0, Upper::To(5000.0), Step;
+        /// Width of the soft knee, 0..=48 dB (0 is a hard knee).
+        knee_db: "dB", 0.0, Upper::To(48.0), Ramp;
+        /// Gain after compression, -24..=48 dB.
+        makeup_db: "dB", -24.0, Upper::To(48.0), Ramp;
+    }
 }
 
 impl CompressorParams {
-    fn values(&self) -> [f64; 6] {
-        [self.threshold_db, self.ratio, self.attack_ms, self.release_ms, self.knee_db, self.makeup_db]
-    }
-
+    /// The compressor's settings, in the DSP's terms.
     pub fn settings(&self) -> CompressorSettings {
         CompressorSettings {
             threshold_db: self.threshold_db as f32,
@@ -253,88 +375,52 @@ impl NodeSpec for CompressorParams {
         "Compressor"
     }
 
-    fn validate(&self, _ctx: &BuildContext<'_>) -> Result<(), ParamError> {
-        check(&COMPRESSOR, &self.values())
+    fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        self.check_fields(&ctx.format)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
-        Ok(Box::new(CompressorProcessor(Compressor::new(&self.settings(), ctx.format.sample_rate))))
+        let params = Self::FIELDS.iter().map(|f| CompressorParam::named(f.name)).collect();
+        Ok(Box::new(Node(CompressorDsp(Compressor::new(&self.settings(), ctx.format.sample_rate), params))))
     }
 
-    fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
-        infos(&COMPRESSOR)
-    }
-
-    fn param(&self, index: usize) -> f64 {
-        self.values().get(index).copied().unwrap_or(0.0)
-    }
-
-    fn set_param(&mut self, index: usize, value: f64) {
-        let fields = [
-            &mut self.threshold_db,
-            &mut self.ratio,
-            &mut self.attack_ms,
-            &mut self.release_ms,
-            &mut self.knee_db,
-            &mut self.makeup_db,
-        ];
-        if let Some(f) = fields.into_iter().nth(index) {
-            *f = value;
-        }
-    }
-
-    spec_boilerplate!();
+    fixed_spec!();
 }
 
-pub struct CompressorProcessor(Compressor);
+/// A compressor, and the DSP's name for each parameter index.
+struct CompressorDsp(Compressor, Vec<Option<CompressorParam>>);
 
-impl Processor for CompressorProcessor {
-    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
+impl Dsp for CompressorDsp {
+    fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
         self.0.prepare(config.max_block);
         Ok(())
     }
 
-    fn start(&mut self) {
+    fn clear(&mut self) {
         self.0.reset();
     }
 
-    fn reset(&mut self) {
-        self.0.reset();
-    }
-
-    fn process(&mut self, audio: &mut AudioOut<'_>) {
+    fn run(&mut self, audio: &mut AudioOut<'_>) {
         self.0.process(audio);
     }
 
-    fn set_param(&mut self, index: usize, value: f64) {
-        let param = match index {
-            0 => CompressorParam::ThresholdDb,
-            1 => CompressorParam::Ratio,
-            2 => CompressorParam::AttackMs,
-            3 => CompressorParam::ReleaseMs,
-            4 => CompressorParam::KneeDb,
-            _ => CompressorParam::MakeupDb,
-        };
-        self.0.set(param, value);
+    fn set(&mut self, index: usize, value: f64) {
+        if let Some(Some(param)) = self.1.get(index) {
+            self.0.set(*param, value);
+        }
     }
 }
 
-const LIMITER: [Field; 3] = [
-    field("ceiling_db", "dB", -60.0, 0.0, Smoothing::Ramp),
-    field("lookahead_ms", "ms", 0.0, 50.0, Smoothing::Rebuild),
-    field("release_ms", "ms", 0.0, 5000.0, Smoothing::Step),
-];
-
-/// `Limiter(...)`: lookahead brickwall; no output sample exceeds the ceiling.
-#[derive(Component, Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimiterParams {
-    /// Largest output magnitude, -60..=0 dBFS.
-    pub ceiling_db: f64,
-    /// Lookahead, and so latency, 0..=50 ms.
-    pub lookahead_ms: f64,
-    /// Time constant of the gain recovering, 0..=5000 ms.
-    pub release_ms: f64,
+fixed_params! {
+    /// `Limiter(...)`: lookahead brickwall; no output sample exceeds the ceiling.
+    pub struct LimiterParams {
+        /// Largest output magnitude, -60..=0 dBFS.
+        ceiling_db: "dB", -60.0, Upper::To(0.0), Ramp;
+        /// Lookahead, and so latency, 0..=50 ms.
+        lookahead_ms: "ms", 0.0, Upper::To(50.0), Rebuild;
+        /// Time constant of the gain recovering, 0..=5000 ms.
+        release_ms: "ms", 0.0, Upper::To(5000.0), Step;
+    }
 }
 
 impl NodeSpec for LimiterParams {
@@ -342,8 +428,8 @@ impl NodeSpec for LimiterParams {
         "Limiter"
     }
 
-    fn validate(&self, _ctx: &BuildContext<'_>) -> Result<(), ParamError> {
-        check(&LIMITER, &[self.ceiling_db, self.lookahead_ms, self.release_ms])
+    fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        self.check_fields(&ctx.format)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
@@ -352,67 +438,58 @@ impl NodeSpec for LimiterParams {
             lookahead_ms: self.lookahead_ms as f32,
             release_ms: self.release_ms as f32,
         };
-        Ok(Box::new(LimiterProcessor(Limiter::new(&settings, ctx.format.sample_rate))))
+        let dsp = LimiterDsp {
+            limiter: Limiter::new(&settings, ctx.format.sample_rate),
+            ceiling: Self::index_of("ceiling_db"),
+            release: Self::index_of("release_ms"),
+        };
+        Ok(Box::new(Node(dsp)))
     }
 
-    fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
-        infos(&LIMITER)
-    }
-
-    fn param(&self, index: usize) -> f64 {
-        [self.ceiling_db, self.lookahead_ms, self.release_ms].get(index).copied().unwrap_or(0.0)
-    }
-
-    fn set_param(&mut self, index: usize, value: f64) {
-        if let Some(f) = [&mut self.ceiling_db, &mut self.lookahead_ms, &mut self.release_ms].into_iter().nth(index) {
-            *f = value;
-        }
-    }
-
-    spec_boilerplate!();
+    fixed_spec!();
 }
 
-pub struct LimiterProcessor(Limiter);
+/// A limiter, and the indices of the parameters it takes while it runs (its lookahead is rebuilt, never
+/// set).
+struct LimiterDsp {
+    limiter: Limiter,
+    ceiling: Option<usize>,
+    release: Option<usize>,
+}
 
-impl Processor for LimiterProcessor {
-    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
-        self.0.prepare(config.channels, config.max_block);
+impl Dsp for LimiterDsp {
+    fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
+        self.limiter.prepare(config.channels, config.max_block);
         Ok(())
     }
 
-    fn start(&mut self) {
-        self.0.reset();
+    fn clear(&mut self) {
+        self.limiter.reset();
     }
 
-    fn reset(&mut self) {
-        self.0.reset();
+    fn run(&mut self, audio: &mut AudioOut<'_>) {
+        self.limiter.process(audio);
     }
 
-    fn process(&mut self, audio: &mut AudioOut<'_>) {
-        self.0.process(audio);
-    }
-
-    fn latency_frames(&self) -> usize {
-        self.0.latency()
-    }
-
-    fn set_param(&mut self, index: usize, value: f64) {
-        match index {
-            0 => self.0.set_ceiling_db(value),
-            2 => self.0.set_release_ms(value),
-            // The lookahead is rebuilt, never set.
-            _ => {}
+    fn set(&mut self, index: usize, value: f64) {
+        if Some(index) == self.ceiling {
+            self.limiter.set_ceiling_db(value);
+        } else if Some(index) == self.release {
+            self.limiter.set_release_ms(value);
         }
+    }
+
+    fn latency(&self) -> usize {
+        self.limiter.latency()
     }
 }
 
-const GAIN: [Field; 1] = [field("gain_db", "dB", -96.0, 48.0, Smoothing::Ramp)];
-
-/// `Gain(gain_db)`: -96..=48 dB, ramped.
-#[derive(Component, Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct GainParams {
-    pub gain_db: f64,
+fixed_params! {
+    /// `Gain(gain_db)`: -96..=48 dB, ramped.
+    pub struct GainParams {
+        /// The gain, -96..=48 dB.
+        gain_db: "dB", -96.0, Upper::To(48.0), Ramp;
+    }
 }
 
 impl NodeSpec for GainParams {
@@ -420,62 +497,46 @@ impl NodeSpec for GainParams {
         "Gain"
     }
 
-    fn validate(&self, _ctx: &BuildContext<'_>) -> Result<(), ParamError> {
-        check(&GAIN, &[self.gain_db])
+    fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        self.check_fields(&ctx.format)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
         let len = ramp_frames(RAMP_MS, ctx.format.sample_rate);
-        Ok(Box::new(GainProcessor(RampedGain::new(crate::dsp::db_to_gain(self.gain_db), len))))
+        Ok(Box::new(Node(GainDsp(RampedGain::new(crate::dsp::db_to_gain(self.gain_db), len)))))
     }
 
-    fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
-        infos(&GAIN)
-    }
-
-    fn param(&self, _index: usize) -> f64 {
-        self.gain_db
-    }
-
-    fn set_param(&mut self, _index: usize, value: f64) {
-        self.gain_db = value;
-    }
-
-    spec_boilerplate!();
+    fixed_spec!();
 }
 
-pub struct GainProcessor(RampedGain);
+/// A ramped gain, set in dB.
+struct GainDsp(RampedGain);
 
-impl Processor for GainProcessor {
-    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
+impl Dsp for GainDsp {
+    fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
         self.0.prepare(config.max_block);
         Ok(())
     }
 
-    fn start(&mut self) {
+    fn clear(&mut self) {
         self.0.settle();
     }
 
-    fn reset(&mut self) {
-        self.0.settle();
-    }
-
-    fn process(&mut self, audio: &mut AudioOut<'_>) {
+    fn run(&mut self, audio: &mut AudioOut<'_>) {
         self.0.process(audio);
     }
 
-    fn set_param(&mut self, _index: usize, value: f64) {
+    fn set(&mut self, _index: usize, value: f64) {
         self.0.set(crate::dsp::db_to_gain(value));
     }
 }
 
-const WIDTH: [Field; 1] = [field("width", "", 0.0, 4.0, Smoothing::Ramp)];
-
-/// `StereoWidth(width)`: mid/side width, 0..=4 (0 = mono, 1 = unchanged), ramped. Needs a stereo graph.
-#[derive(Component, Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct StereoWidthParams {
-    pub width: f64,
+fixed_params! {
+    /// `StereoWidth(width)`: mid/side width, 0..=4 (0 = mono, 1 = unchanged), ramped. Needs a stereo graph.
+    pub struct StereoWidthParams {
+        /// The side's gain against the mid's, 0..=4.
+        width: "", 0.0, Upper::To(4.0), Ramp;
+    }
 }
 
 impl NodeSpec for StereoWidthParams {
@@ -490,33 +551,22 @@ impl NodeSpec for StereoWidthParams {
                 format!("needs a stereo graph (this graph has {} channels)", ctx.format.channels),
             ));
         }
-        check(&WIDTH, &[self.width])
+        self.check_fields(&ctx.format)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
         let len = ramp_frames(RAMP_MS, ctx.format.sample_rate);
-        Ok(Box::new(WidthProcessor(RampedGain::new(self.width, len))))
+        Ok(Box::new(Node(WidthDsp(RampedGain::new(self.width, len)))))
     }
 
-    fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
-        infos(&WIDTH)
-    }
-
-    fn param(&self, _index: usize) -> f64 {
-        self.width
-    }
-
-    fn set_param(&mut self, _index: usize, value: f64) {
-        self.width = value;
-    }
-
-    spec_boilerplate!();
+    fixed_spec!();
 }
 
-pub struct WidthProcessor(RampedGain);
+/// A ramped mid/side width.
+struct WidthDsp(RampedGain);
 
-impl Processor for WidthProcessor {
-    fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
+impl Dsp for WidthDsp {
+    fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
         if config.channels != 2 {
             return Err(NodeError(format!("StereoWidth needs 2 channels, not {}", config.channels)));
         }
@@ -524,19 +574,15 @@ impl Processor for WidthProcessor {
         Ok(())
     }
 
-    fn start(&mut self) {
+    fn clear(&mut self) {
         self.0.settle();
     }
 
-    fn reset(&mut self) {
-        self.0.settle();
-    }
-
-    fn process(&mut self, audio: &mut AudioOut<'_>) {
+    fn run(&mut self, audio: &mut AudioOut<'_>) {
         self.0.process_width(audio);
     }
 
-    fn set_param(&mut self, _index: usize, value: f64) {
+    fn set(&mut self, _index: usize, value: f64) {
         self.0.set(value);
     }
 }
@@ -549,39 +595,27 @@ fn default_treble_hz() -> f64 {
     8000.0
 }
 
-/// `BassBoost(gain_db, freq_hz)`: a Butterworth-slope (Q 0.707) low shelf, -24..=24 dB, at `freq_hz`
-/// (default 100 Hz). The bass stage of the original enhancer chain. Both parameters ramp.
-#[derive(Component, Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct BassBoostParams {
-    pub gain_db: f64,
-    #[serde(default = "default_bass_hz")]
-    pub freq_hz: f64,
+fixed_params! {
+    /// `BassBoost(gain_db, freq_hz)`: a Butterworth-slope (Q 0.707) low shelf, -24..=24 dB, at `freq_hz`
+    /// (default 100 Hz). The bass stage of the original enhancer chain. Both parameters ramp.
+    pub struct BassBoostParams {
+        /// The shelf's gain, -24..=24 dB.
+        gain_db: "dB", -24.0, Upper::To(24.0), Ramp;
+        /// The shelf's midpoint, below Nyquist.
+        #[serde(default = "default_bass_hz")]
+        freq_hz: "Hz", 0.0, Upper::BelowNyquist, Ramp;
+    }
 }
 
-/// `TrebleBoost(gain_db, freq_hz)`: a Q 0.707 high shelf, -24..=24 dB, at `freq_hz` (default 8000 Hz).
-#[derive(Component, Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrebleBoostParams {
-    pub gain_db: f64,
-    #[serde(default = "default_treble_hz")]
-    pub freq_hz: f64,
-}
-
-fn shelf_validate(gain_db: f64, freq_hz: f64, format: &GraphFormat) -> Result<(), ParamError> {
-    ParamInfo::number("gain_db", "dB", -24.0, 24.0, Smoothing::Ramp)
-        .resolve(&ParamValue::Number(gain_db))
-        .map_err(|m| ParamError::new("gain_db", m))?;
-    frequency("freq_hz", freq_hz, format)
-}
-
-fn shelf_params(format: &GraphFormat) -> Vec<ParamInfo> {
-    vec![ParamInfo::number("gain_db", "dB", -24.0, 24.0, Smoothing::Ramp), frequency_info("freq_hz".into(), format)]
-}
-
-fn shelf_build(kind: BandKind, gain_db: f64, freq_hz: f64, sample_rate: u32) -> Box<dyn Processor> {
-    let band = BandSettings { kind, freq_hz, gain_db, q: std::f64::consts::FRAC_1_SQRT_2 };
-    Box::new(EqProcessor { cascade: BiquadCascade::new(vec![band], sample_rate), shelf: true })
+fixed_params! {
+    /// `TrebleBoost(gain_db, freq_hz)`: a Q 0.707 high shelf, -24..=24 dB, at `freq_hz` (default 8000 Hz).
+    pub struct TrebleBoostParams {
+        /// The shelf's gain, -24..=24 dB.
+        gain_db: "dB", -24.0, Upper::To(24.0), Ramp;
+        /// The shelf's midpoint, below Nyquist.
+        #[serde(default = "default_treble_hz")]
+        freq_hz: "Hz", 0.0, Upper::BelowNyquist, Ramp;
+    }
 }
 
 macro_rules! shelf_kind {
@@ -592,30 +626,21 @@ macro_rules! shelf_kind {
             }
 
             fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
-                shelf_validate(self.gain_db, self.freq_hz, &ctx.format)
+                self.check_fields(&ctx.format)
             }
 
             fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
-                Ok(shelf_build($band, self.gain_db, self.freq_hz, ctx.format.sample_rate))
+                let band = BandSettings {
+                    kind: $band,
+                    freq_hz: self.freq_hz,
+                    gain_db: self.gain_db,
+                    q: std::f64::consts::FRAC_1_SQRT_2,
+                };
+                let cascade = BiquadCascade::new(vec![band], ctx.format.sample_rate);
+                Ok(Box::new(Node(Cascade { cascade, shelf: true })))
             }
 
-            fn params(&self, ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
-                shelf_params(&ctx.format)
-            }
-
-            fn param(&self, index: usize) -> f64 {
-                if index == 0 { self.gain_db } else { self.freq_hz }
-            }
-
-            fn set_param(&mut self, index: usize, value: f64) {
-                if index == 0 {
-                    self.gain_db = value;
-                } else {
-                    self.freq_hz = value;
-                }
-            }
-
-            spec_boilerplate!();
+            fixed_spec!();
         }
     };
 }
