@@ -6,25 +6,34 @@
 //! ```
 //! (Without a sound card, pass `null` as a third argument: the headless device keeps real-time pace.)
 
-use fxgraph::io::decode::open_input;
-use fxgraph::play::{Player, PlayerOptions};
-use fxgraph::{Engine, EngineOptions, Graph, Registry};
+use fxgraph::prelude::*;
 use std::time::{Duration, Instant};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let [_, graph, input, rest @ ..] = args.as_slice() else {
-        anyhow::bail!("usage: player GRAPH.ron AUDIO_FILE [DEVICE]");
+        return Err(Error::Options("usage: player GRAPH.ron AUDIO_FILE [DEVICE]".into()));
     };
 
     // The graph's two halves: the control side (an ECS world) and the audio side.
     let graph = Graph::load(graph.as_ref())?;
     let (engine, audio) = Engine::new(graph, EngineOptions::default())?;
     // Any audio file, decoded and converted to the graph's rate and channels as it streams.
-    let (source, _note) = open_input(input.as_ref(), engine.format())?;
+    let source = AudioFile::open(input.as_ref(), engine.format())?;
 
-    let device = rest.first().map_or(Ok(fxgraph::play::DeviceChoice::Default), |d| d.parse())?;
-    let mut player = Player::start(engine, audio, source, PlayerOptions { device, ..PlayerOptions::default() })?;
+    let device = rest.first().map_or(Ok(DeviceChoice::default()), |d| d.parse())?;
+    let mut player = Player::start(engine, audio, Box::new(source), PlayerOptions { device, ..Default::default() })?;
+    println!("latency {} frames", player.engine().latency_frames());
 
     // The control loop: edits go in from here, lock-free; the device callback only copies audio.
     let started = Instant::now();

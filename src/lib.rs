@@ -1,22 +1,22 @@
 #![doc = include_str!("../README.md")]
 
 pub mod alloc;
-pub mod audio;
+mod audio;
 mod clock;
 pub mod control;
 pub mod dsp;
+mod error;
 pub mod graph;
 pub mod io;
 pub mod monitor;
 pub mod node;
 pub mod nodes;
 pub mod play;
+pub mod prelude;
 
 pub use audio::{AudioProcessor, NodeId};
-pub use control::render;
-pub use control::{Engine, EngineError, EngineEvent, EngineOptions, MetricsReader, Parallelism};
-pub use graph::{Graph, GraphError, GraphErrorKind, preset};
-pub use io::{demo, wav};
-pub use node::{AudioIn, AudioOut, GraphFormat, NodeSpec, ParamInfo, ParamValue, ProcessConfig, Processor, Registry};
-#[cfg(feature = "wasm")]
-pub use nodes::wasm;
+pub use control::render::{OfflineRenderer, RenderStats};
+pub use control::{Engine, EngineEvent, EngineOptions, MetricsReader, Parallelism};
+pub use error::{Error, Result};
+pub use graph::{Graph, GraphError, GraphErrorKind};
+pub use node::{AudioIn, AudioOut, GraphFormat, ParamInfo, ParamValue, ProcessConfig};

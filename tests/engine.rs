@@ -1,13 +1,14 @@
 //! DSP and engine behaviour, checked against analytic answers.
 
+use fxgraph::Graph;
 use fxgraph::control::render::render;
 use fxgraph::control::{Lifecycle, NodeName};
+use fxgraph::io::demo::DemoSignal;
 use fxgraph::io::stream::{MemorySink, MemorySource};
 use fxgraph::node::NodeKind;
 use fxgraph::node::{AudioIn, AudioOut};
 use fxgraph::node::{BuildContext, GraphFormat, NodeError, NodeSpec, ParamError, ParamInfo, ProcessConfig, Processor};
 use fxgraph::{AudioProcessor, Engine, EngineOptions, Parallelism};
-use fxgraph::{Graph, demo::DemoSignal};
 use std::f64::consts::TAU;
 use std::sync::{Arc, Mutex};
 
@@ -1066,4 +1067,34 @@ fn batched_runs_give_the_same_bits() {
         let expected = total / run * batch + (total % run).div_ceil(block);
         assert_eq!(report.nodes[0].calls, expected as u64, "every node saw blocks of at most {block}");
     }
+}
+
+/// Which handles may cross threads, asserted when this file compiles (as kira's `tests/sync_send.rs` does):
+/// moving one to the wrong thread, or sharing one that must not be shared, is a compile error.
+///
+/// - `Engine` (the control side) is `Send`: it may live on any one thread (a UI's). It is not `Sync`: its
+///   methods take `&mut self`, and the subscribers it calls are `FnMut`; a program that reaches it from
+///   several threads wraps it in a `Mutex`.
+/// - `AudioProcessor` (the audio side) is `Send` and not `Sync`: exactly one thread drives it at a time.
+/// - `MetricsReader` is `Send + Sync` and cheap to clone: any thread may read the monitor while audio runs.
+/// - `Player` is `Send`; `Graph`, `GraphError` and `Error` are `Send + Sync`.
+#[test]
+fn handles_are_send_and_sync_where_documented() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<fxgraph::Engine>();
+    send::<fxgraph::AudioProcessor>();
+    send::<fxgraph::play::Player>();
+    send_sync::<fxgraph::MetricsReader>();
+    send_sync::<fxgraph::Graph>();
+    send_sync::<fxgraph::GraphError>();
+    send_sync::<fxgraph::Error>();
+    // Not `Sync`: naming `is_sync` for a type that is would be ambiguous (two impls apply), and not compile.
+    trait NotSync<A> {
+        fn is_sync() {}
+    }
+    impl<T: ?Sized> NotSync<()> for T {}
+    impl<T: ?Sized + Sync> NotSync<u8> for T {}
+    <fxgraph::Engine as NotSync<_>>::is_sync();
+    <fxgraph::AudioProcessor as NotSync<_>>::is_sync();
 }

@@ -250,19 +250,19 @@ fn presets_are_checked_whole_and_located() {
     for (values, expected) in cases {
         let text = format!("(\n    values: {{\n        {values}\n    }},\n)\n");
         let preset = Preset::parse(&text, "p.ron").expect("parses");
-        let e = engine.apply_preset(&preset).expect_err("refused").to_string();
+        let e = engine.apply_preset_values(&preset).expect_err("refused").to_string();
         assert!(e.starts_with(expected), "{e}\nwanted: {expected}");
         // Nothing was applied: the valid first value did not land either.
         assert_eq!(engine.get("eq", "bands[1].gain_db").expect("known"), ParamValue::Number(-2.0));
     }
     let other = Preset::parse("(graph: \"other.ron\", values: {})", "q.ron").expect("parses");
-    let e = engine.apply_preset(&other).expect_err("wrong graph").to_string();
+    let e = engine.apply_preset_values(&other).expect_err("wrong graph").to_string();
     assert!(e.starts_with("q.ron:1:2: this preset is for other.ron"), "{e}");
 
     // Every shipped preset fits the enhancer and lands whole; saving writes the running values back.
     for name in ["warm", "bright", "loudness", "night"] {
         let preset = Preset::load(&repo().join(format!("graphs/presets/{name}.ron"))).expect("shipped preset");
-        assert_eq!(engine.apply_preset(&preset).expect("fits"), preset.entries.len());
+        assert_eq!(engine.apply_preset_values(&preset).expect("fits"), preset.entries.len());
         for e in &preset.entries {
             let (node, param) = engine.split_key(&e.key).expect("key");
             assert_eq!(engine.get(node, param).expect("value"), e.value, "{name}: {}", e.key);
@@ -366,7 +366,11 @@ fn a_plugin_that_spins_in_play_is_stopped_bypassed_and_reported() {
     let text = "(sample_rate: 48000, channels: 2, nodes: { \"spin\": Wasm(path: \"spin.wasm\") }, \
                 edges: [(\"input\", \"spin\"), (\"spin\", \"output\")])";
     let graph = Graph::parse(text, "t.ron", dir.path()).expect("graph");
-    let (engine, audio) = Engine::new(graph, EngineOptions { threads: 1, ..Default::default() }).expect("engine");
+    let (mut engine, audio) = Engine::new(graph, EngineOptions { threads: 1, ..Default::default() }).expect("engine");
+    // Subscribed before playback starts: the first block is processed while the player starts.
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    engine.subscribe(move |e| sink.lock().expect("lock").push(e.to_string()));
     let frames = 48000;
     let tone: Vec<f32> = (0..frames).map(|i| (i as f32 * 0.05).sin() * 0.25).collect();
     let mut player = Player::start(
@@ -382,9 +386,6 @@ fn a_plugin_that_spins_in_play_is_stopped_bypassed_and_reported() {
         },
     )
     .expect("player starts");
-    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = events.clone();
-    player.engine().subscribe(move |e| sink.lock().expect("lock").push(e.to_string()));
     let started = std::time::Instant::now();
     while !player.is_finished() {
         player.update().expect("plays");

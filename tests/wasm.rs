@@ -8,7 +8,7 @@
 static ALLOC: fxgraph::alloc::CountingAllocator = fxgraph::alloc::CountingAllocator;
 
 use fxgraph::node::{AudioIn, AudioOut};
-use fxgraph::{AudioProcessor, Engine, EngineError, EngineEvent, EngineOptions, Graph, GraphErrorKind};
+use fxgraph::{AudioProcessor, Engine, EngineEvent, EngineOptions, Graph, GraphErrorKind};
 use std::path::{Path, PathBuf};
 
 fn plugin_dir() -> PathBuf {
@@ -71,12 +71,12 @@ fn noise(n: usize) -> Vec<f32> {
         .collect()
 }
 
-fn start(g: Graph) -> Result<Rig, EngineError> {
+fn start(g: Graph) -> fxgraph::Result<Rig> {
     start_with(g, true)
 }
 
 /// A started graph in real time (as `play` and device callbacks run it) or offline (as `render` does).
-fn start_with(g: Graph, realtime: bool) -> Result<Rig, EngineError> {
+fn start_with(g: Graph, realtime: bool) -> fxgraph::Result<Rig> {
     Engine::new(g, EngineOptions { max_block: 512, threads: 1, realtime, ..Default::default() })
         .map(|(engine, audio)| Rig { engine, audio })
 }

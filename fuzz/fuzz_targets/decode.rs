@@ -6,7 +6,7 @@
 
 use fxgraph::GraphFormat;
 use fxgraph::node::AudioOut;
-use fxgraph::io::decode::open_input;
+use fxgraph::io::decode::AudioFile;
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let path = scratch();
     std::fs::write(path, data).expect("scratch file");
     let format = GraphFormat { sample_rate: 48000, channels: 2 };
-    let Ok((mut source, _note)) = open_input(path, format) else { return };
+    let Ok(mut source) = AudioFile::open(path, format) else { return };
     let block = 1024;
     let mut buf = vec![0.0f32; 2 * block];
     // Bounded: a hostile header may declare hours of audio; a few seconds exercise every path.

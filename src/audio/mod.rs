@@ -176,6 +176,19 @@ impl AudioProcessor {
         self.max_block
     }
 
+    /// The most frames one call processes in one go: the largest block times the engine's batch (a longer
+    /// call is cut into runs of this many).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Takes what the control side has sent (the first plan, parameter events) without processing audio,
+    /// as every call does before its first block: for a caller that wants to know the plan's
+    /// [latency](Self::latency_frames) before the first block.
+    pub fn take_messages(&mut self) {
+        self.receive();
+    }
+
     /// Frames processed so far: the audio side's clock, against which [`crate::Engine::set_at`] schedules.
     pub fn frame(&self) -> u64 {
         self.frame

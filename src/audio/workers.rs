@@ -61,14 +61,6 @@ impl std::fmt::Debug for Workers {
 }
 
 impl Workers {
-    /// Starts `threads` workers.
-    ///
-    /// # Errors
-    /// If the threads cannot be started.
-    pub fn new(threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
-        Self::with_spin(threads, SPIN)
-    }
-
     /// Starts `threads` workers that spin for `spin` after each job before they park. Offline work, which
     /// runs serial stages (and reads and writes files) for longer than [`SPIN`] between parallel jobs, keeps
     /// them awake with a longer spin: a parked worker wakes late, and the caller then runs most of the
@@ -250,7 +242,7 @@ mod tests {
 
     #[test]
     fn every_task_runs_once_whoever_claims_it() {
-        let mut w = Workers::new(3).expect("workers");
+        let mut w = Workers::with_spin(3, SPIN).expect("workers");
         for round in 0..2000usize {
             let hits: Vec<AtomicUsize> = (0..7).map(|_| AtomicUsize::new(0)).collect();
             let task = |i: usize| {
@@ -263,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_panicking_task_is_reported_to_the_caller() {
-        let mut w = Workers::new(1).expect("workers");
+        let mut w = Workers::with_spin(1, SPIN).expect("workers");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             w.run(4, &|i: usize| assert!(i != 2, "task 2 fails"));
         }));

@@ -2,7 +2,7 @@
 
 use crate::{Failure, bad_input, default_threads, load, report_faults, start};
 use fxgraph::control::render::render;
-use fxgraph::io::decode::open_input;
+use fxgraph::io::decode::AudioFile;
 use fxgraph::io::demo::DemoSignal;
 use fxgraph::io::stream::BlockSource;
 use std::path::Path;
@@ -30,7 +30,7 @@ pub(crate) fn run(
     // (and allocations) are measured.
     let limit = seconds.map(|s| (s * f64::from(fmt.sample_rate)) as u64);
     let mut source: Box<dyn BlockSource> = match input {
-        Some(path) => open_input(path, fmt).map_err(bad_input)?.0,
+        Some(path) => Box::new(AudioFile::open(path, fmt).map_err(bad_input)?),
         None => Box::new(DemoSignal::new(fmt.sample_rate, fmt.channels, seconds.unwrap_or(10.0))),
     };
     let mut channels: Vec<Vec<f32>> = vec![Vec::new(); fmt.channels];

@@ -13,7 +13,7 @@ mod preset;
 mod render;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use fxgraph::{AudioProcessor, Engine, EngineError, EngineOptions, Graph};
+use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -231,8 +231,26 @@ pub(crate) enum Failure {
     Faulted,
 }
 
-impl<E: Into<anyhow::Error>> From<E> for Failure {
-    fn from(e: E) -> Self {
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Other(e)
+    }
+}
+
+impl From<fxgraph::Error> for Failure {
+    fn from(e: fxgraph::Error) -> Self {
+        if e.is_bad_input() { Failure::Input(e.into()) } else { Failure::Other(e.into()) }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Other(e.into())
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Self {
         Failure::Other(e.into())
     }
 }
@@ -414,10 +432,7 @@ pub(crate) fn offline_batch(block: usize, threads: usize) -> usize {
 pub(crate) fn start(graph: Graph, max_block: usize, threads: usize) -> Result<(Engine, AudioProcessor), Failure> {
     let batch = offline_batch(max_block, threads);
     Engine::new(graph, EngineOptions { max_block, threads, batch, realtime: false, ..EngineOptions::default() })
-        .map_err(|e| match e {
-            EngineError::Node { .. } => bad_input(e),
-            other => Failure::Other(other.into()),
-        })
+        .map_err(Failure::from)
 }
 
 pub(crate) fn default_threads(threads: Option<u32>) -> usize {

@@ -499,7 +499,7 @@ impl LevelSink {
 }
 
 impl fxgraph::io::stream::BlockSink for LevelSink {
-    fn write(&mut self, block: &AudioIn<'_>) -> anyhow::Result<()> {
+    fn write(&mut self, block: &AudioIn<'_>) -> fxgraph::Result<()> {
         let channels = block.channels();
         let mut at = 0;
         while at < block.frames() {

@@ -4,11 +4,11 @@
 
 use crate::{Failure, bad_input, default_threads, load};
 use fxgraph::graph::preset::Preset;
-use fxgraph::io::decode::open_input;
+use fxgraph::io::decode::AudioFile;
 use fxgraph::io::demo::DemoSignal;
 use fxgraph::io::stream::{BlockSource, Limited};
-use fxgraph::play::{DeviceChoice, PlayError, Player, PlayerOptions, list_devices};
-use fxgraph::{Engine, EngineError, EngineOptions, ParamValue};
+use fxgraph::play::{DeviceChoice, Player, PlayerOptions, list_devices};
+use fxgraph::{Engine, EngineOptions, ParamValue};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -34,11 +34,8 @@ const HELP: &str = "commands: set NODE.PARAM VALUE | get NODE.PARAM | params NOD
                     preset NAME | preset save NAME | presets | bypass NODE on|off | seek SECONDS | pause | resume | \
                     loop on|off | status | quit";
 
-fn play_error(e: PlayError) -> Failure {
-    match e {
-        PlayError::NoDevice(_) | PlayError::Options(_) | PlayError::Source(_) => bad_input(e),
-        other => Failure::Other(other.into()),
-    }
+fn play_error(e: fxgraph::Error) -> Failure {
+    Failure::from(e)
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
@@ -73,7 +70,9 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let fmt = graph.format;
     let source: Box<dyn BlockSource> = match &args.input {
         Some(path) => {
-            let (source, note) = open_input(path, fmt).map_err(bad_input)?;
+            let file = AudioFile::open(path, fmt).map_err(bad_input)?;
+            let note = file.conversion().to_owned();
+            let source: Box<dyn BlockSource> = Box::new(file);
             if !note.is_empty() {
                 eprintln!("note: {}: {note}", path.display());
             }
@@ -90,18 +89,24 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         threads: default_threads(args.threads),
         ..EngineOptions::default()
     };
-    let (mut engine, audio) = Engine::new(graph, options).map_err(|e| match e {
-        EngineError::Node { .. } => bad_input(e),
-        other => Failure::Other(other.into()),
-    })?;
+    let (mut engine, audio) = Engine::new(graph, options)?;
     if let Some(name) = &args.preset {
-        apply_preset(&mut engine, &graph_path, name).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+        engine.apply_preset(name).map_err(bad_input)?;
         engine.update();
     }
     if args.watch {
         engine.watch(&graph_path).map_err(|e| Failure::Other(e.into()))?;
     }
-    let device = args.device.as_deref().map_or(DeviceChoice::Default, |d| d.parse().unwrap_or(DeviceChoice::Null));
+    let device = match args.device.as_deref() {
+        Some(name) => name.parse::<DeviceChoice>(),
+        None if cfg!(feature = "device") => Ok(DeviceChoice::default()),
+        None => "default".parse::<DeviceChoice>(),
+    }
+    .map_err(|e| {
+        bad_input(anyhow::anyhow!(
+            "{e}: rebuild with `--features device` for sound devices, or play headlessly with `--device null`"
+        ))
+    })?;
     let mut player = Player::start(
         engine,
         audio,
@@ -204,21 +209,6 @@ struct State {
     graph: PathBuf,
 }
 
-fn apply_preset(engine: &mut Engine, graph: &Path, name: &str) -> Result<usize, String> {
-    let path = Preset::path_for(graph, name)?;
-    if !path.exists() {
-        let known = Preset::list(graph);
-        return Err(format!(
-            "no preset \"{name}\" beside {} (looked for {}; presets there: {})",
-            graph.display(),
-            path.display(),
-            if known.is_empty() { "none".into() } else { known.join(", ") }
-        ));
-    }
-    let preset = Preset::load(&path).map_err(|e| e.to_string())?;
-    engine.apply_preset(&preset).map_err(|e| e.to_string())
-}
-
 /// A value as typed: a number, or a word (an enumeration's choice), quotes optional.
 fn parse_value(text: &str) -> ParamValue {
     match text.parse::<f64>() {
@@ -278,15 +268,17 @@ fn command(player: &mut Player, state: &mut State, line: &str) -> (String, bool)
         "presets" => Ok(Preset::list(&state.graph).join(" ")),
         "preset" => match rest.split_once(char::is_whitespace) {
             Some(("save", name)) => (|| {
-                let path = Preset::path_for(&state.graph, name.trim())?;
+                let path = Preset::path_for(&state.graph, name.trim()).map_err(|e| e.to_string())?;
                 let mut preset = player.engine().snapshot();
                 preset.file = path.display().to_string();
-                preset.save(&path, false).map_err(|e| format!("{e:#}"))?;
+                preset.save(&path, false).map_err(|e| e.to_string())?;
                 Ok(format!("saved {}", path.display()))
             })(),
-            _ => {
-                apply_preset(player.engine(), &state.graph.clone(), rest).map(|n| format!("preset {rest} ({n} values)"))
-            }
+            _ => player
+                .engine()
+                .apply_preset(rest)
+                .map(|n| format!("preset {rest} ({n} values)"))
+                .map_err(|e| e.to_string()),
         },
         "bypass" => (|| {
             let (node, on) = rest.rsplit_once(char::is_whitespace).ok_or("usage: bypass NODE on|off")?;

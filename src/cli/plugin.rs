@@ -109,14 +109,11 @@ pub(crate) fn run(_path: &Path) -> Result<(), Failure> {
 #[cfg(feature = "wasm")]
 pub(crate) mod packages {
     use crate::{Failure, bad_input};
-    use fxgraph::nodes::wasm::packages::{self, PackageError};
+    use fxgraph::nodes::wasm::packages;
     use std::path::Path;
 
-    fn failure(e: PackageError) -> Failure {
-        match e {
-            PackageError::Refused(m) => bad_input(anyhow::anyhow!(m)),
-            PackageError::Io(m) => Failure::Other(anyhow::anyhow!(m)),
-        }
+    fn failure(e: fxgraph::Error) -> Failure {
+        Failure::from(e)
     }
 
     pub(crate) fn install(source: &Path, force: bool) -> Result<(), Failure> {

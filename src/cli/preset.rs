@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Saves the graph's values, with `sets` (`node.param=value`) applied, as preset `name` beside it.
 pub(crate) fn save(graph_path: &Path, name: &str, sets: &[String], force: bool) -> Result<(), Failure> {
-    let path = Preset::path_for(graph_path, name).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
+    let path = Preset::path_for(graph_path, name)?;
     let graph = load(graph_path)?;
     let (mut engine, _audio) = start(graph, 512, 1)?;
     for set in sets {
@@ -37,8 +37,8 @@ pub(crate) fn list(graph_path: &Path) -> Result<(), Failure> {
     }
     let mut bad = 0;
     for name in names {
-        let path = Preset::path_for(graph_path, &name).map_err(|e| bad_input(anyhow::anyhow!(e)))?;
-        match Preset::load(&path).and_then(|p| engine.apply_preset(&p)) {
+        let path = Preset::path_for(graph_path, &name)?;
+        match Preset::load(&path).map_err(fxgraph::Error::Preset).and_then(|p| engine.apply_preset_values(&p)) {
             Ok(n) => println!("{name}: {n} values"),
             Err(e) => {
                 bad += 1;

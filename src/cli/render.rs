@@ -2,7 +2,7 @@
 
 use crate::{Failure, Format, bad_input, default_threads, load, report_faults, start, write_atomically};
 use fxgraph::control::render::render;
-use fxgraph::io::decode::open_input;
+use fxgraph::io::decode::AudioFile;
 use fxgraph::io::demo::DemoSignal;
 use fxgraph::io::stream::{BlockSource, Limited};
 use fxgraph::io::wav::{WavFormat, WavSink, same_file};
@@ -49,7 +49,8 @@ pub(crate) fn run(
     // The source, and how many frames it will give (for the progress bar).
     let (mut source, total): (Box<dyn BlockSource>, u64) = match input {
         Some(path) => {
-            let (source, note) = open_input(path, fmt).map_err(bad_input)?;
+            let source = AudioFile::open(path, fmt).map_err(bad_input)?;
+            let note = source.conversion().to_owned();
             if !note.is_empty() {
                 eprintln!("note: {}: {note}", path.display());
             }
@@ -108,15 +109,14 @@ pub(crate) fn run(
         block * crate::offline_batch(block, threads),
         &mut progress,
     )
-    .map_err(|e| {
-        if e.is::<fxgraph::control::render::Interrupted>() {
+    .map_err(|e| match e {
+        fxgraph::Error::Interrupted => {
             if let Some(bar) = &bar {
                 bar.abandon();
             }
-            return Failure::Signal(signal.load(Ordering::Relaxed) as i32);
+            Failure::Signal(signal.load(Ordering::Relaxed) as i32)
         }
-        // Reading the input is the only part of the render that can fail on bad data.
-        if input.is_some() { bad_input(e) } else { Failure::Other(e) }
+        e => Failure::from(e),
     });
     let stats = match stats {
         Ok(s) => s,

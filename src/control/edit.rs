@@ -2,6 +2,7 @@
 //! node's bypass, and the transport (reset, stop, start).
 
 use super::*;
+use crate::error::{Error, Result};
 use crate::graph::{Graph, Source};
 use std::path::Path;
 
@@ -12,11 +13,11 @@ impl Engine {
     /// [`update`](Self::update)).
     ///
     /// # Errors
-    /// [`EngineError::Options`] if the sample rate or channel count differs from the running graph's.
-    pub fn apply(&mut self, graph: Graph) -> Result<(), EngineError> {
+    /// [`Error::Options`] if the sample rate or channel count differs from the running graph's.
+    pub fn apply(&mut self, graph: Graph) -> Result<()> {
         let format = self.config().format;
         if graph.format != format {
-            return Err(EngineError::Options(format!(
+            return Err(Error::Options(format!(
                 "{} is {} Hz, {} channels; the running graph is {} Hz, {} channels",
                 graph.file, graph.format.sample_rate, graph.format.channels, format.sample_rate, format.channels
             )));
@@ -45,7 +46,7 @@ impl Engine {
                     if let Some(e) = found {
                         self.world.despawn(e);
                     }
-                    let kind = *self.registry.get(node.spec.kind()).ok_or_else(|| EngineError::Node {
+                    let kind = *self.registry.get(node.spec.kind()).ok_or_else(|| Error::Node {
                         node: node.name.clone(),
                         message: format!("kind `{}` is not registered", node.spec.kind()),
                     })?;
@@ -100,7 +101,7 @@ impl Engine {
     ///
     /// # Errors
     /// The graph's [`GraphError`] (file, line, column, node), or as [`apply`](Self::apply).
-    pub fn apply_str(&mut self, text: &str, file: &str, base_dir: &Path) -> Result<(), EngineError> {
+    pub fn apply_str(&mut self, text: &str, file: &str, base_dir: &Path) -> Result<()> {
         let graph = Graph::parse_with(text, file, base_dir, &self.registry)?;
         self.apply(graph)
     }
@@ -109,7 +110,7 @@ impl Engine {
     ///
     /// # Errors
     /// As [`apply_str`](Self::apply_str).
-    pub fn load(&mut self, path: &Path) -> Result<(), EngineError> {
+    pub fn load(&mut self, path: &Path) -> Result<()> {
         let graph = Graph::load_with(path, &self.registry)?;
         self.apply(graph)
     }
@@ -120,7 +121,7 @@ impl Engine {
                 let file = path.display().to_string();
                 systems::event(&mut self.world, EngineEvent::GraphReloaded(file));
             }
-            Err(EngineError::Graph(e)) => systems::event(&mut self.world, EngineEvent::GraphError(e)),
+            Err(Error::Graph(e)) => systems::event(&mut self.world, EngineEvent::GraphError(e)),
             Err(e) => systems::event(&mut self.world, EngineEvent::CompileFailed(e.to_string())),
         }
     }
@@ -131,9 +132,9 @@ impl Engine {
     ///
     /// # Errors
     /// If the file's folder cannot be watched.
-    pub fn watch(&mut self, path: &Path) -> Result<(), EngineError> {
-        let w = watch::Watcher::new(path)
-            .map_err(|e| EngineError::Options(format!("cannot watch {}: {e}", path.display())))?;
+    pub fn watch(&mut self, path: &Path) -> Result<()> {
+        let w =
+            watch::Watcher::new(path).map_err(|e| Error::Options(format!("cannot watch {}: {e}", path.display())))?;
         self.watcher = Some(w);
         Ok(())
     }
@@ -142,9 +143,9 @@ impl Engine {
     /// crossfaded. A bypassed node's processor is set aside and its state cleared when it comes back.
     ///
     /// # Errors
-    /// [`EngineError::NoSuchNode`].
-    pub fn bypass(&mut self, node: &str, on: bool) -> Result<(), EngineError> {
-        let e = self.node(node).ok_or_else(|| EngineError::NoSuchNode(node.into()))?;
+    /// [`Error::NoSuchNode`].
+    pub fn bypass(&mut self, node: &str, on: bool) -> Result<()> {
+        let e = self.node(node).ok_or_else(|| Error::NoSuchNode(node.into()))?;
         let mut entity = self.world.entity_mut(e);
         if on {
             if !entity.contains::<Bypassed>() {

@@ -4,28 +4,6 @@
 use crate::graph::GraphError;
 use crate::node::Message;
 
-/// A graph that failed to start, or an edit that was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EngineError {
-    #[error("node \"{node}\": {message}")]
-    Node { node: String, message: String },
-    #[error("no node is named \"{0}\"")]
-    NoSuchNode(String),
-    #[error("node \"{node}\" has no parameter `{param}` (it has: {known})")]
-    NoSuchParam { node: String, param: String, known: String },
-    #[error("node \"{node}\": `{param}` {message}")]
-    BadValue { node: String, param: String, message: String },
-    #[error("{0}")]
-    Graph(#[from] GraphError),
-    #[error("the graph cannot be compiled: {0}")]
-    Compile(String),
-    #[error("invalid engine options: {0}")]
-    Options(String),
-    #[error("cannot start the worker threads: {0}")]
-    ThreadPool(#[from] rayon::ThreadPoolBuildError),
-}
-
 /// Something the application may want to know, delivered to [`Engine::subscribe`]rs and by
 /// [`Engine::events`].
 #[derive(Debug, Clone)]

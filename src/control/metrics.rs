@@ -3,6 +3,7 @@
 //! [`set_monitor`](Engine::set_monitor).
 
 use super::*;
+use crate::error::{Error, Result};
 use crate::monitor::shared::{GraphStats, MeterWriter, NodeStats, SharedMeter};
 use crate::monitor::{MemoryReport, MetricsReport, NodeReport};
 use std::sync::{Arc, Mutex};
@@ -145,9 +146,9 @@ impl Engine {
     /// Measures the levels at a node's output from now on (the meter is allocated here).
     ///
     /// # Errors
-    /// [`EngineError::NoSuchNode`].
-    pub fn meter_node(&mut self, name: &str) -> Result<(), EngineError> {
-        let e = self.node(name).ok_or_else(|| EngineError::NoSuchNode(name.into()))?;
+    /// [`Error::NoSuchNode`].
+    pub fn meter_node(&mut self, name: &str) -> Result<()> {
+        let e = self.node(name).ok_or_else(|| Error::NoSuchNode(name.into()))?;
         let meter = Arc::new(SharedMeter::new());
         self.world.entity_mut(e).insert(Metered(meter.clone()));
         if let Some(id) = self.world.get::<AudioNode>(e).map(|a| a.id) {

@@ -36,7 +36,7 @@ pub mod systems;
 mod watch;
 
 pub use components::*;
-pub use events::{EngineError, EngineEvent, Subscriber};
+pub use events::{EngineEvent, Subscriber};
 pub use metrics::MetricsReader;
 pub(crate) use metrics::ReaderNode;
 pub use options::{EngineOptions, Parallelism};
@@ -44,6 +44,7 @@ pub use systems::{ControlSet, ControlUpdate, Monitor};
 
 use crate::audio::workers::Workers;
 use crate::audio::{AudioProcessor, AudioSetup, FromAudio, ToAudio};
+use crate::error::{Error, Result};
 use crate::graph::{Graph, Source};
 use crate::monitor::shared::GraphStats;
 use crate::node::Registry;
@@ -85,17 +86,21 @@ impl Engine {
     /// side and the audio side. Move the [`AudioProcessor`] to the thread that drives audio.
     ///
     /// # Errors
-    /// [`EngineError::Node`] if a node fails to build or initialize, [`EngineError::Options`] for a zero
-    /// block size or thread count, [`EngineError::ThreadPool`] if worker threads cannot be started.
-    pub fn new(graph: Graph, options: EngineOptions) -> Result<(Engine, AudioProcessor), EngineError> {
+    /// [`Error::Node`] if a node fails to build or initialize, [`Error::Options`] for a zero
+    /// block size or thread count, [`Error::ThreadPool`] if worker threads cannot be started.
+    pub fn new(graph: Graph, options: EngineOptions) -> Result<(Engine, AudioProcessor)> {
         if options.max_block == 0 || options.threads == 0 || options.batch == 0 {
-            return Err(EngineError::Options("block size, batch and thread count must be at least 1".into()));
+            return Err(Error::Options(
+                "invalid engine options: block size, batch and thread count must be at least 1".into(),
+            ));
         }
         if options.max_block.saturating_mul(options.batch) > 1 << 20 {
-            return Err(EngineError::Options("a block times its batch may hold at most 1048576 frames".into()));
+            return Err(Error::Options(
+                "invalid engine options: a block times its batch may hold at most 1048576 frames".into(),
+            ));
         }
         if !(options.crossfade_ms.is_finite() && (0.0..=1000.0).contains(&options.crossfade_ms)) {
-            return Err(EngineError::Options("the crossfade must be 0 to 1000 ms".into()));
+            return Err(Error::Options("invalid engine options: the crossfade must be 0 to 1000 ms".into()));
         }
         let heap_baseline = crate::alloc::CountingAllocator::stats().map(|s| s.allocated_total);
         let registry = graph.registry.clone();
@@ -168,13 +173,13 @@ impl Engine {
                 Some((node, message)) => (node.to_string(), message.to_string()),
                 None => (String::new(), text),
             };
-            return Err(EngineError::Node { node, message });
+            return Err(Error::Node { node, message });
         }
         Ok((engine, audio))
     }
 
     /// Spawns a validated graph's nodes and edges into an empty world.
-    fn spawn_graph(&mut self, graph: Graph) -> Result<(), EngineError> {
+    fn spawn_graph(&mut self, graph: Graph) -> Result<()> {
         let input = self.endpoint::<GraphInput>();
         let mut entities = Vec::new();
         for (i, node) in graph.nodes.iter().enumerate() {
@@ -191,7 +196,7 @@ impl Engine {
         }
         let output: Vec<Entity> = graph.output.iter().map(resolve).collect();
         for ((node, e), inputs) in graph.nodes.into_iter().zip(&entities).zip(inputs) {
-            let kind = *self.registry.get(node.spec.kind()).ok_or_else(|| EngineError::Node {
+            let kind = *self.registry.get(node.spec.kind()).ok_or_else(|| Error::Node {
                 node: node.name.clone(),
                 message: format!("kind `{}` is not registered", node.spec.kind()),
             })?;

@@ -2,25 +2,26 @@
 //! a change takes (see [`Engine::set`]).
 
 use super::*;
+use crate::error::{Error, Result};
 use crate::node::{BuildContext, NodeSpec, ParamInfo, ParamValue};
 
 impl Engine {
     /// The automatable parameters of node `name`, in index order.
     ///
     /// # Errors
-    /// [`EngineError::NoSuchNode`].
-    pub fn params(&mut self, name: &str) -> Result<Vec<ParamInfo>, EngineError> {
-        let e = self.node(name).ok_or_else(|| EngineError::NoSuchNode(name.into()))?;
+    /// [`Error::NoSuchNode`].
+    pub fn params(&mut self, name: &str) -> Result<Vec<ParamInfo>> {
+        let e = self.node(name).ok_or_else(|| Error::NoSuchNode(name.into()))?;
         let config = self.config().clone();
-        let spec = self.spec(e).ok_or_else(|| EngineError::NoSuchNode(name.into()))?;
+        let spec = self.spec(e).ok_or_else(|| Error::NoSuchNode(name.into()))?;
         Ok(spec.params(&BuildContext { format: config.format, base_dir: &config.base_dir }))
     }
 
     /// The current value of a parameter.
     ///
     /// # Errors
-    /// [`EngineError::NoSuchNode`] or [`EngineError::NoSuchParam`].
-    pub fn get(&mut self, node: &str, param: &str) -> Result<ParamValue, EngineError> {
+    /// [`Error::NoSuchNode`] or [`Error::NoSuchParam`].
+    pub fn get(&mut self, node: &str, param: &str) -> Result<ParamValue> {
         let (e, index, info) = self.find_param(node, param)?;
         let value = self.spec(e).map_or(0.0, |s| s.param(index));
         Ok(match &info.choices {
@@ -29,12 +30,12 @@ impl Engine {
         })
     }
 
-    pub(super) fn find_param(&mut self, node: &str, param: &str) -> Result<(Entity, usize, ParamInfo), EngineError> {
+    pub(super) fn find_param(&mut self, node: &str, param: &str) -> Result<(Entity, usize, ParamInfo)> {
         let params = self.params(node)?;
-        let e = self.node(node).ok_or_else(|| EngineError::NoSuchNode(node.into()))?;
+        let e = self.node(node).ok_or_else(|| Error::NoSuchNode(node.into()))?;
         match params.iter().position(|p| p.name == param) {
             Some(i) => Ok((e, i, params[i].clone())),
-            None => Err(EngineError::NoSuchParam {
+            None => Err(Error::NoSuchParam {
                 node: node.into(),
                 param: param.into(),
                 known: params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
@@ -49,12 +50,12 @@ impl Engine {
         node: &str,
         param: &str,
         value: ParamValue,
-    ) -> Result<(Entity, usize, f64, Box<dyn NodeSpec>, bool), EngineError> {
+    ) -> Result<(Entity, usize, f64, Box<dyn NodeSpec>, bool)> {
         let (e, index, info) = self.find_param(node, param)?;
-        let bad = |message: String| EngineError::BadValue { node: node.into(), param: param.into(), message };
+        let bad = |message: String| Error::BadValue { node: node.into(), param: param.into(), message };
         let v = info.resolve(&value).map_err(bad)?;
         let config = self.config().clone();
-        let mut spec = self.spec(e).ok_or_else(|| EngineError::NoSuchNode(node.into()))?.clone_spec();
+        let mut spec = self.spec(e).ok_or_else(|| Error::NoSuchNode(node.into()))?.clone_spec();
         spec.set_param(index, v);
         spec.validate(&BuildContext { format: config.format, base_dir: &config.base_dir })
             .map_err(|err| bad(err.message))?;
@@ -67,9 +68,9 @@ impl Engine {
     /// lookahead) is rebuilt and cross-faded at the next [`update`](Self::update).
     ///
     /// # Errors
-    /// [`EngineError::NoSuchNode`], [`EngineError::NoSuchParam`], or [`EngineError::BadValue`] for a value
+    /// [`Error::NoSuchNode`], [`Error::NoSuchParam`], or [`Error::BadValue`] for a value
     /// of the wrong type or out of range; nothing changes then.
-    pub fn set(&mut self, node: &str, param: &str, value: impl Into<ParamValue>) -> Result<(), EngineError> {
+    pub fn set(&mut self, node: &str, param: &str, value: impl Into<ParamValue>) -> Result<()> {
         self.set_value(node, param, value.into(), None)
     }
 
@@ -79,19 +80,13 @@ impl Engine {
     ///
     /// # Errors
     /// As [`set`](Self::set).
-    pub fn set_at(
-        &mut self,
-        node: &str,
-        param: &str,
-        value: impl Into<ParamValue>,
-        frame: u64,
-    ) -> Result<(), EngineError> {
+    pub fn set_at(&mut self, node: &str, param: &str, value: impl Into<ParamValue>, frame: u64) -> Result<()> {
         self.set_value(node, param, value.into(), Some(frame))
     }
 
     /// The one path of a parameter change by name: found (its index), checked once, written to the node's
     /// component and its baseline (so the diff system has nothing left to do), and sent by index.
-    fn set_value(&mut self, node: &str, param: &str, value: ParamValue, at: Option<u64>) -> Result<(), EngineError> {
+    fn set_value(&mut self, node: &str, param: &str, value: ParamValue, at: Option<u64>) -> Result<()> {
         let (e, index, v, spec, rebuilds) = self.edited(node, param, value)?;
         let kind = self.world.get::<SpecAccess>(e).map(|a| a.0);
         if !rebuilds && let Some(mut b) = self.world.get_mut::<Baseline>(e) {
@@ -114,14 +109,14 @@ impl Engine {
     /// hold dots).
     ///
     /// # Errors
-    /// [`EngineError::NoSuchNode`] if no node's name is such a prefix.
-    pub fn split_key<'k>(&mut self, key: &'k str) -> Result<(&'k str, &'k str), EngineError> {
+    /// [`Error::NoSuchNode`] if no node's name is such a prefix.
+    pub fn split_key<'k>(&mut self, key: &'k str) -> Result<(&'k str, &'k str)> {
         let names = self.node_names();
         names
             .iter()
             .filter(|n| key.len() > n.len() + 1 && key.starts_with(n.as_str()) && key.as_bytes()[n.len()] == b'.')
             .max_by_key(|n| n.len())
             .map(|n| (&key[..n.len()], &key[n.len() + 1..]))
-            .ok_or_else(|| EngineError::NoSuchNode(key.split('.').next().unwrap_or(key).to_owned()))
+            .ok_or_else(|| Error::NoSuchNode(key.split('.').next().unwrap_or(key).to_owned()))
     }
 }

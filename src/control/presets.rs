@@ -2,26 +2,51 @@
 //! values as a preset ([`Engine::snapshot`]).
 
 use super::*;
+use crate::error::{Error, Result};
 use crate::node::{BuildContext, NodeSpec};
 use std::path::Path;
 
 impl Engine {
+    /// Applies preset `name` as one smoothed change: `presets/NAME.ron` beside the running graph's file, or,
+    /// for a name with a `/` or ending in `.ron`, the preset file at that path. Returns how many values it
+    /// set. See [`apply_preset_values`](Self::apply_preset_values).
+    ///
+    /// # Errors
+    /// [`Error::Options`] for a name that is not a plain file name, [`Error::Preset`] for a preset that is
+    /// missing (naming the presets there are), cannot be read, or does not fit the graph, located at the
+    /// offending key; nothing changes then.
+    pub fn apply_preset(&mut self, name: &str) -> Result<usize> {
+        use crate::graph::preset::{Preset, preset_error};
+        let path = if name.contains('/') || name.ends_with(".ron") {
+            std::path::PathBuf::from(name)
+        } else {
+            let graph = Path::new(&self.config().file).to_path_buf();
+            let path = Preset::path_for(&graph, name)?;
+            if !path.exists() {
+                let known = Preset::list(&graph);
+                let message = format!(
+                    "no preset \"{name}\" beside {} (looked for {}; presets there: {})",
+                    graph.display(),
+                    path.display(),
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                );
+                return Err(Error::Preset(preset_error(&path.display().to_string(), None, None, message)));
+            }
+            path
+        };
+        let preset = Preset::load(&path).map_err(Error::Preset)?;
+        self.apply_preset_values(&preset)
+    }
+
     /// Applies a preset as one smoothed change: every value is checked first (node, parameter, range, and
     /// the node's own consistency rules), and only if all pass are they set together, so they reach the
     /// audio side in the same block.
     ///
     /// # Errors
-    /// A [`PresetError`](crate::graph::preset::PresetError) located at the offending key; nothing changes then.
-    pub fn apply_preset(
-        &mut self,
-        preset: &crate::graph::preset::Preset,
-    ) -> Result<usize, crate::graph::preset::PresetError> {
-        use crate::graph::preset::PresetError;
-        let err = |position, node: Option<&str>, message: String| PresetError {
-            file: preset.file.clone(),
-            position,
-            node: node.map(str::to_owned),
-            message,
+    /// [`Error::Preset`], located at the offending key; nothing changes then.
+    pub fn apply_preset_values(&mut self, preset: &crate::graph::preset::Preset) -> Result<usize> {
+        let err = |position, node: Option<&str>, message: String| {
+            Error::Preset(crate::graph::preset::preset_error(&preset.file, position, node, message))
         };
         let running = self.config().file.clone();
         if let Some(g) = &preset.graph {

@@ -1,8 +1,10 @@
 //! Rendering a whole signal through a graph's audio side block by block, with latency compensation: the
-//! same path a device callback drives.
+//! same path a device callback drives. [`OfflineRenderer`] needs only the audio side, so the engine may
+//! live on another thread (a player's UI); [`render`] also keeps an engine on this thread up to date.
 
 use super::Engine;
 use crate::audio::AudioProcessor;
+use crate::error::{Error, Result};
 use crate::io::stream::{BlockSink, BlockSource};
 use crate::node::{AudioIn, AudioOut};
 
@@ -15,28 +17,166 @@ pub struct RenderStats {
     pub blocks: u64,
 }
 
-/// A render stopped before its end by its caller (see [`render`]'s `progress`).
-#[derive(Debug, thiserror::Error)]
-#[error("the render was interrupted")]
-pub struct Interrupted;
-
-/// Renders `source` through the audio side `audio` into `sink`, reading `block` frames at a time, with
-/// `engine` (its control side) updated every 64 blocks, so plugin messages are delivered while it runs, and
-/// after any block in which a plugin asked for a replacement.
-/// `progress` is told the input frames consumed after each block; returning `false` stops the render with
-/// [`Interrupted`].
+/// Renders a source through a graph's audio side into a sink, aligned: the sink gets exactly the frames the
+/// source gave, the graph's latency compensated (its first `latency` output frames dropped, as many frames
+/// of silence fed after the input ends). The caller counts no frames.
 ///
-/// The output is aligned with the input: the graph's latency is compensated by dropping its first
-/// `latency` output frames and feeding as many frames of silence after the input ends, so the sink gets
-/// exactly as many frames as the source gave. The audio side cuts each read into blocks of at most its
-/// `max_block` frames.
+/// ```no_run
+/// use fxgraph::prelude::*;
+///
+/// let graph = Graph::load("graphs/enhancer.ron".as_ref())?;
+/// let (mut engine, mut audio) = Engine::new(graph, EngineOptions::default())?;
+/// let mut input = AudioFile::open("music.flac".as_ref(), engine.format())?;
+/// let format = engine.format();
+/// let mut output = WavSink::create("out.wav".as_ref(), WavFormat::F32, format.channels, format.sample_rate)?;
+/// OfflineRenderer::new(&mut audio).with_engine(&mut engine).run(&mut input, &mut output)?;
+/// output.finish()?;
+/// # Ok::<(), fxgraph::Error>(())
+/// ```
 ///
 /// Reading the next block and writing the last one is a side job of each block's processing
 /// ([`AudioProcessor::process_overlapping`]): with worker threads, a worker does it while the graph leaves
 /// it idle; without, it runs after the processing. The output is the same either way.
+pub struct OfflineRenderer<'a> {
+    audio: &'a mut AudioProcessor,
+    engine: Option<&'a mut Engine>,
+    block: usize,
+}
+
+impl<'a> OfflineRenderer<'a> {
+    /// A renderer driving `audio`, reading as many frames at a time as one call to it may hold (its
+    /// largest block times the engine's [batch](crate::EngineOptions::batch)).
+    pub fn new(audio: &'a mut AudioProcessor) -> Self {
+        let block = audio.capacity();
+        Self { audio, engine: None, block }
+    }
+
+    /// Reads `frames` at a time instead (the audio side still cuts them into its blocks).
+    pub fn block(mut self, frames: usize) -> Self {
+        self.block = frames.max(1);
+        self
+    }
+
+    /// Keeps `engine` (the audio side's control side, on this thread) up to date while rendering: updated
+    /// every 64 reads, so plugin messages are delivered, and after any block in which a plugin asked for a
+    /// replacement, which is then built at once. Without it, whoever holds the engine calls
+    /// [`Engine::update`] now and then.
+    pub fn with_engine(mut self, engine: &'a mut Engine) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Renders all of `source` into `sink`.
+    ///
+    /// # Errors
+    /// Whatever the source or sink returns.
+    pub fn run(self, source: &mut dyn BlockSource, sink: &mut dyn BlockSink) -> Result<RenderStats> {
+        self.run_with_progress(source, sink, &mut |_| true)
+    }
+
+    /// Renders all of `source` into `sink`, telling `progress` the input frames consumed after each read;
+    /// `progress` returning `false` stops the render with [`Error::Interrupted`].
+    ///
+    /// # Errors
+    /// Whatever the source or sink returns, or [`Error::Interrupted`].
+    pub fn run_with_progress(
+        mut self,
+        source: &mut dyn BlockSource,
+        sink: &mut dyn BlockSink,
+        progress: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<RenderStats> {
+        let (block, channels) = (self.block, self.audio.channels());
+        // The plan the control side sent is taken now, so that its latency is known before the first block.
+        self.audio.take_messages();
+        let latency = self.audio.latency_frames();
+        let span = tracing::info_span!("render", block, channels, latency);
+        let _entered = span.enter();
+        // Two buffers each way: this block's, and the next input or the last output, which the side job
+        // reads into or writes from while this block is processed.
+        let [mut input, mut next_input, mut output, mut last_output] =
+            std::array::from_fn(|_| vec![0.0f32; channels * block]);
+        // The frames of `last_output` still to write: (first, count).
+        let mut unwritten: Option<(usize, usize)> = None;
+        let (mut skip, mut tail) = (latency, latency);
+        let mut stats = RenderStats::default();
+        let mut requests = self.audio.replacement_requests();
+        let mut got = source.read(&mut AudioOut::new(&mut input, block, channels, block))?;
+        let mut source_done = false;
+        loop {
+            let consumed = got;
+            if !source_done {
+                source_done = got < block;
+                stats.frames += got as u64;
+            }
+            let pad = (block - got).min(tail);
+            if source_done {
+                tail -= pad;
+                for c in 0..channels {
+                    input[c * block + got..c * block + got + pad].fill(0.0);
+                }
+            }
+            let frames = got + if source_done { pad } else { 0 };
+            if frames == 0 {
+                break;
+            }
+            // Two side jobs, which may run at the same time: write what the last block left, and read the
+            // next block.
+            let (mut wrote, mut read): (Result<()>, Result<usize>) = (Ok(()), Ok(0));
+            let mut write = || {
+                if let Some(part) = unwritten.take() {
+                    wrote = write_part(sink, &last_output, block, channels, part);
+                }
+            };
+            let mut read_next = || {
+                if !source_done {
+                    read = source.read(&mut AudioOut::new(&mut next_input, block, channels, block));
+                }
+            };
+            self.audio.process_overlapping(
+                &AudioIn::new(&input, block, channels, frames),
+                &mut AudioOut::new(&mut output, block, channels, frames),
+                &mut [&mut write, &mut read_next],
+            );
+            wrote?;
+            got = read?;
+            stats.blocks += 1;
+            if let Some(engine) = self.engine.as_deref_mut()
+                && (stats.blocks % 64 == 0 || self.audio.replacement_requests() != requests)
+            {
+                // Control-side work between blocks: plugin messages go to `tracing`, and a faulted plugin's
+                // replacement is built at once, to take over when its backoff ends.
+                requests = self.audio.replacement_requests();
+                engine.update();
+            }
+            let first = skip.min(frames);
+            skip -= first;
+            if first < frames {
+                unwritten = Some((first, frames - first));
+            }
+            std::mem::swap(&mut output, &mut last_output);
+            std::mem::swap(&mut input, &mut next_input);
+            if !progress(consumed as u64) {
+                return Err(Error::Interrupted);
+            }
+        }
+        if let Some(part) = unwritten {
+            write_part(sink, &last_output, block, channels, part)?;
+        }
+        self.audio.publish_spectra();
+        if let Some(engine) = self.engine {
+            engine.update();
+        }
+        Ok(stats)
+    }
+}
+
+/// Renders `source` through the audio side `audio` into `sink`, reading `block` frames at a time, with
+/// `engine` (its control side) kept up to date; `progress` is told the input frames consumed after each
+/// block, and returning `false` stops the render with [`Error::Interrupted`]. An [`OfflineRenderer`] in one
+/// call.
 ///
 /// # Errors
-/// Whatever the source or sink returns.
+/// Whatever the source or sink returns, or [`Error::Interrupted`].
 pub fn render(
     engine: &mut Engine,
     audio: &mut AudioProcessor,
@@ -44,84 +184,8 @@ pub fn render(
     sink: &mut dyn BlockSink,
     block: usize,
     progress: &mut dyn FnMut(u64) -> bool,
-) -> anyhow::Result<RenderStats> {
-    let block = block.max(1);
-    let channels = engine.format().channels;
-    let span = tracing::info_span!("render", block, channels, latency = engine.latency_frames());
-    let _entered = span.enter();
-    // Two buffers each way: this block's, and the next input or the last output, which the side job reads
-    // into or writes from while this block is processed.
-    let [mut input, mut next_input, mut output, mut last_output] =
-        std::array::from_fn(|_| vec![0.0f32; channels * block]);
-    // The frames of `last_output` still to write: (first, count).
-    let mut unwritten: Option<(usize, usize)> = None;
-    let mut skip = engine.latency_frames();
-    let mut tail = skip;
-    let mut stats = RenderStats::default();
-    let mut requests = audio.replacement_requests();
-    let mut got = source.read(&mut AudioOut::new(&mut input, block, channels, block))?;
-    let mut source_done = false;
-    loop {
-        let consumed = got;
-        if !source_done {
-            source_done = got < block;
-            stats.frames += got as u64;
-        }
-        let pad = (block - got).min(tail);
-        if source_done {
-            tail -= pad;
-            for c in 0..channels {
-                input[c * block + got..c * block + got + pad].fill(0.0);
-            }
-        }
-        let frames = got + if source_done { pad } else { 0 };
-        if frames == 0 {
-            break;
-        }
-        // Two side jobs, which may run at the same time: write what the last block left, and read the next
-        // block.
-        let (mut wrote, mut read): (anyhow::Result<()>, anyhow::Result<usize>) = (Ok(()), Ok(0));
-        let mut write = || {
-            if let Some(part) = unwritten.take() {
-                wrote = write_part(sink, &last_output, block, channels, part);
-            }
-        };
-        let mut read_next = || {
-            if !source_done {
-                read = source.read(&mut AudioOut::new(&mut next_input, block, channels, block));
-            }
-        };
-        audio.process_overlapping(
-            &AudioIn::new(&input, block, channels, frames),
-            &mut AudioOut::new(&mut output, block, channels, frames),
-            &mut [&mut write, &mut read_next],
-        );
-        wrote?;
-        got = read?;
-        stats.blocks += 1;
-        if stats.blocks % 64 == 0 || audio.replacement_requests() != requests {
-            // Control-side work between blocks: plugin messages go to `tracing`, and a faulted plugin's
-            // replacement is built at once, to take over when its backoff ends.
-            requests = audio.replacement_requests();
-            engine.update();
-        }
-        let first = skip.min(frames);
-        skip -= first;
-        if first < frames {
-            unwritten = Some((first, frames - first));
-        }
-        std::mem::swap(&mut output, &mut last_output);
-        std::mem::swap(&mut input, &mut next_input);
-        if !progress(consumed as u64) {
-            return Err(Interrupted.into());
-        }
-    }
-    if let Some(part) = unwritten {
-        write_part(sink, &last_output, block, channels, part)?;
-    }
-    audio.publish_spectra();
-    engine.update();
-    Ok(stats)
+) -> Result<RenderStats> {
+    OfflineRenderer::new(audio).block(block).with_engine(engine).run_with_progress(source, sink, progress)
 }
 
 /// Writes frames `first..first + count` of a planar buffer (`block` frames a channel) to `sink`.
@@ -131,6 +195,6 @@ fn write_part(
     block: usize,
     channels: usize,
     (first, count): (usize, usize),
-) -> anyhow::Result<()> {
+) -> Result<()> {
     sink.write(&AudioIn::new(buf, block, channels, first + count).slice(first, count))
 }

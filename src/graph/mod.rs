@@ -43,6 +43,8 @@ pub enum GraphErrorKind {
     Cycle,
     /// No path leads from `input` to `output`.
     OutputUnreachable,
+    /// A preset that cannot be read, or that does not fit the running graph.
+    Preset,
 }
 
 /// An invalid graph file, with where the problem is.

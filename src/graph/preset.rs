@@ -18,37 +18,26 @@
 //! enumeration's choice. An unknown node or parameter, or a value out of range, is an error with the
 //! preset file's line and column, and nothing is applied.
 
-use crate::graph::locate::{self, Value};
+use super::locate::{self, Value};
+use super::{GraphError, GraphErrorKind};
+use crate::error::{Error, Explain, Result};
 use crate::node::ParamValue;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// A preset file that cannot be read or applied, with where the problem is.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct PresetError {
-    /// The preset file as the user named it.
-    pub file: String,
-    /// 1-based line and column, where known.
-    pub position: Option<(usize, usize)>,
-    /// The node concerned, if any.
-    pub node: Option<String>,
-    pub message: String,
-}
+/// A preset file that cannot be read or applied, with where the problem is: a [`GraphError`] of kind
+/// [`GraphErrorKind::Preset`].
+pub type PresetError = GraphError;
 
-impl fmt::Display for PresetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some((line, col)) = self.position {
-            write!(f, ":{line}:{col}")?;
-        }
-        write!(f, ": ")?;
-        if let Some(node) = &self.node {
-            write!(f, "node \"{node}\": ")?;
-        }
-        write!(f, "{}", self.message)
-    }
+/// A preset error at `position` of `file`, about `node`.
+pub(crate) fn preset_error(
+    file: &str,
+    position: Option<(usize, usize)>,
+    node: Option<&str>,
+    message: String,
+) -> PresetError {
+    GraphError { kind: GraphErrorKind::Preset, file: file.to_owned(), position, node: node.map(str::to_owned), message }
 }
 
 /// One value of a preset.
@@ -99,15 +88,15 @@ impl Preset {
     /// # Errors
     /// A message for a name that is not a plain file name (letters, digits, `-`, `_`, `.`, not starting
     /// with `.`).
-    pub fn path_for(graph: &Path, name: &str) -> Result<PathBuf, String> {
+    pub fn path_for(graph: &Path, name: &str) -> Result<PathBuf> {
         let plain = !name.is_empty()
             && !name.starts_with('.')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !plain {
-            return Err(format!(
+            return Err(Error::Options(format!(
                 "a preset name is a plain name of letters, digits, `-`, `_` and `.` (got \"{}\")",
                 name.escape_debug()
-            ));
+            )));
         }
         let name = name.strip_suffix(".ron").unwrap_or(name);
         let dir = graph.parent().unwrap_or(Path::new(""));
@@ -136,7 +125,7 @@ impl Preset {
     /// A [`PresetError`] naming the file (and line and column for bad content).
     pub fn load(path: &Path) -> Result<Preset, PresetError> {
         let file = path.display().to_string();
-        let err = |message: String| PresetError { file: file.clone(), position: None, node: None, message };
+        let err = |message: String| preset_error(&file, None, None, message);
         let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read preset: {e}")))?;
         if meta.len() > MAX_PRESET_BYTES {
             return Err(err(format!(
@@ -154,12 +143,7 @@ impl Preset {
     /// A [`PresetError`] with the line and column of the problem.
     pub fn parse(src: &str, file: &str) -> Result<Preset, PresetError> {
         let at = |offset: usize| Some(locate::line_col(src, locate::floor_boundary(src, offset)));
-        let err = |position: Option<(usize, usize)>, message: String| PresetError {
-            file: file.to_owned(),
-            position,
-            node: None,
-            message,
-        };
+        let err = |position: Option<(usize, usize)>, message: String| preset_error(file, position, None, message);
         let parsed: PresetFile = ron::from_str(src).map_err(|e| {
             let offset = locate::offset_of(src, e.span.start.line, e.span.start.col);
             err(at(offset), e.code.to_string())
@@ -238,18 +222,21 @@ impl Preset {
     ///
     /// # Errors
     /// A message naming the path.
-    pub fn save(&self, path: &Path, overwrite: bool) -> anyhow::Result<()> {
+    pub fn save(&self, path: &Path, overwrite: bool) -> Result<()> {
         if !overwrite && path.exists() {
-            anyhow::bail!("{} exists; choose another name (or overwrite it on purpose)", path.display());
+            return Err(Error::Options(format!(
+                "{} exists; choose another name (or overwrite it on purpose)",
+                path.display()
+            )));
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).io(|| format!("cannot create {}", dir.display()))?;
         }
         let name = path.file_name().map_or_else(|| "preset".into(), |n| n.to_string_lossy().into_owned());
         let tmp = path.with_file_name(format!(".{name}.fxgraph-{}.tmp", std::process::id()));
         std::fs::write(&tmp, self.to_ron()).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            anyhow::anyhow!("cannot write {}: {e}", path.display())
+            Error::Io(format!("cannot write {}: {e}", path.display()))
         })
     }
 }

@@ -11,11 +11,11 @@
 //!
 //! Everything streams: memory stays the same whatever the file's length.
 
+use crate::error::{Error, Explain, Result};
 use crate::io::stream::BlockSource;
 use crate::io::wav::WavSource;
 use crate::node::AudioOut;
 use crate::node::GraphFormat;
-use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
 use symphonia::core::errors::Error as SymphoniaError;
@@ -42,12 +42,12 @@ impl Decoded {
     ///
     /// # Errors
     /// A message naming the file if it cannot be read, or is not audio fxgraph can decode.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
+    pub fn open(path: &Path) -> Result<Self> {
         let mut head = [0u8; 4];
         let is_wav = std::fs::File::open(path)
             .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
             .map(|()| matches!(&head, b"RIFF" | b"RF64" | b"BW64"))
-            .with_context(|| format!("{}: cannot read", path.display()))?;
+            .input(|| format!("{}: cannot read", path.display()))?;
         if is_wav {
             let wav = WavSource::open(path)?;
             let (rate, channels, frames) = (wav.sample_rate(), wav.channels(), wav.frames());
@@ -68,7 +68,7 @@ impl Decoded {
 }
 
 impl BlockSource for Decoded {
-    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
         match &mut self.inner {
             Inner::Wav(w) => w.read(out),
             Inner::Symphonia(s) => s.read(out),
@@ -82,7 +82,7 @@ impl BlockSource for Decoded {
         }
     }
 
-    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    fn seek(&mut self, frame: u64) -> Result<()> {
         match &mut self.inner {
             Inner::Wav(w) => w.seek(frame),
             Inner::Symphonia(s) => s.seek(frame),
@@ -117,9 +117,9 @@ struct SymphoniaSource {
 }
 
 impl SymphoniaSource {
-    fn open(path: &Path) -> anyhow::Result<Self> {
-        let bad = |e: String| anyhow::anyhow!("{}: not a readable audio file: {e}", path.display());
-        let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    fn open(path: &Path) -> Result<Self> {
+        let bad = |e: String| Error::Input(format!("{}: not a readable audio file: {e}", path.display()));
+        let file = std::fs::File::open(path).input(|| format!("{}: cannot open", path.display()))?;
         let mss = MediaSourceStream::new(Box::new(file), Default::default());
         let mut hint = Hint::new();
         if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
@@ -164,13 +164,19 @@ impl SymphoniaSource {
     }
 
     /// Decodes one more packet into the FIFO; false at the end.
-    fn decode_packet(&mut self) -> anyhow::Result<bool> {
+    fn decode_packet(&mut self) -> Result<bool> {
         let position = self.position as f64 / f64::from(self.rate);
         let packet = match self.format.next_packet() {
             Ok(Some(p)) => p,
             Ok(None) => return self.end(),
             Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return self.end(),
-            Err(e) => bail!("{}: corrupt or unreadable data at {:.3} s: {e}", self.path.display(), position),
+            Err(e) => {
+                return Err(Error::Input(format!(
+                    "{}: corrupt or unreadable data at {:.3} s: {e}",
+                    self.path.display(),
+                    position
+                )));
+            }
         };
         if packet.track_id != self.track {
             return Ok(true);
@@ -182,25 +188,27 @@ impl SymphoniaSource {
             && ts > expected
             && self.decoded > 0
         {
-            bail!(
+            return Err(Error::Input(format!(
                 "{}: corrupt data at {:.3} s: {} frames are missing there",
                 self.path.display(),
                 position,
                 ts - expected
-            );
+            )));
         }
         self.next_ts = Some(ts + dur);
         let decoded = match self.decoder.decode(&packet) {
             Ok(d) => d,
-            Err(e) => bail!("{}: corrupt data at {:.3} s: {e}", self.path.display(), position),
+            Err(e) => {
+                return Err(Error::Input(format!("{}: corrupt data at {:.3} s: {e}", self.path.display(), position)));
+            }
         };
         if decoded.num_planes() != self.channels {
             let planes = decoded.num_planes();
-            bail!(
+            return Err(Error::Input(format!(
                 "{}: the channel count changes at {position:.3} s ({} to {planes})",
                 self.path.display(),
                 self.channels
-            );
+            )));
         }
         decoded.copy_to_vecs_planar::<f32>(&mut self.planes);
         self.decoded += self.planes.first().map_or(0, Vec::len) as u64;
@@ -221,22 +229,22 @@ impl SymphoniaSource {
     }
 
     /// The end of the stream: an error if it is shorter than its header declares.
-    fn end(&mut self) -> anyhow::Result<bool> {
+    fn end(&mut self) -> Result<bool> {
         if let Some(declared) = self.frames
             && self.from_start
             && self.decoded < declared
         {
-            bail!(
+            return Err(Error::Input(format!(
                 "{}: corrupt or truncated data: it ends after {:.3} s, {} of its {declared} declared frames",
                 self.path.display(),
                 self.decoded as f64 / f64::from(self.rate),
                 self.decoded
-            );
+            )));
         }
         Ok(false)
     }
 
-    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
         let want = out.frames();
         while self.available() < want && !self.done {
             if !self.decode_packet()? {
@@ -256,13 +264,14 @@ impl SymphoniaSource {
         Ok(n)
     }
 
-    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    fn seek(&mut self, frame: u64) -> Result<()> {
         let secs = frame as f64 / f64::from(self.rate);
-        let time = symphonia::core::units::Time::try_from_secs_f64(secs).context("seek position out of range")?;
+        let time = symphonia::core::units::Time::try_from_secs_f64(secs)
+            .ok_or_else(|| Error::Input("seek position out of range".into()))?;
         let seeked = self
             .format
             .seek(SeekMode::Accurate, SeekTo::Time { time, track_id: Some(self.track) })
-            .map_err(|e| anyhow::anyhow!("{}: cannot seek to {secs:.3} s: {e}", self.path.display()))?;
+            .map_err(|e| Error::Input(format!("{}: cannot seek to {secs:.3} s: {e}", self.path.display())))?;
         self.decoder.reset();
         for c in &mut self.fifo {
             c.clear();
@@ -291,16 +300,18 @@ pub struct Remixed<S> {
 impl<S: BlockSource> Remixed<S> {
     /// # Errors
     /// For any change but 1 to 2 or 2 to 1 channels (or none).
-    pub fn new(inner: S, from: usize, to: usize) -> anyhow::Result<Self> {
+    pub fn new(inner: S, from: usize, to: usize) -> Result<Self> {
         if from != to && !matches!((from, to), (1, 2) | (2, 1)) {
-            bail!("has {from} channels and the graph {to}: only mono and stereo convert into each other");
+            return Err(Error::Input(format!(
+                "has {from} channels and the graph {to}: only mono and stereo convert into each other"
+            )));
         }
         Ok(Self { inner, from, to, buf: Vec::new() })
     }
 }
 
 impl<S: BlockSource> BlockSource for Remixed<S> {
-    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
         if self.from == self.to {
             return self.inner.read(out);
         }
@@ -327,7 +338,7 @@ impl<S: BlockSource> BlockSource for Remixed<S> {
         self.inner.frames()
     }
 
-    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    fn seek(&mut self, frame: u64) -> Result<()> {
         self.inner.seek(frame)
     }
 }
@@ -356,17 +367,19 @@ pub struct Resampled<S> {
 impl<S: BlockSource> Resampled<S> {
     /// # Errors
     /// If rubato cannot build a resampler for these rates.
-    pub fn new(inner: S, channels: usize, rate_in: u32, rate_out: u32) -> anyhow::Result<Self> {
+    pub fn new(inner: S, channels: usize, rate_in: u32, rate_out: u32) -> Result<Self> {
         use rubato::Resampler;
         let chunk = 1024;
         let resampler =
             rubato::Fft::<f32>::new(rate_in as usize, rate_out as usize, chunk, channels, rubato::FixedSync::Input)
-                .map_err(|e| anyhow::anyhow!("cannot resample {rate_in} Hz to {rate_out} Hz: {e}"))?;
+                .map_err(|e| Error::Input(format!("cannot resample {rate_in} Hz to {rate_out} Hz: {e}")))?;
         let out_max = resampler.output_frames_max();
         let chunk = resampler.input_frames_next();
         // Rates with no common factor make rubato's FFTs long; past this the memory is not worth it.
         if chunk > 1 << 18 || out_max > 1 << 18 {
-            bail!("cannot resample {rate_in} Hz to {rate_out} Hz: the two rates share too small a common factor");
+            return Err(Error::Input(format!(
+                "cannot resample {rate_in} Hz to {rate_out} Hz: the two rates share too small a common factor"
+            )));
         }
         Ok(Self {
             delay: resampler.output_delay(),
@@ -398,7 +411,7 @@ impl<S: BlockSource> Resampled<S> {
     }
 
     /// Resamples one more chunk into the FIFO; false when everything is out.
-    fn step(&mut self) -> anyhow::Result<bool> {
+    fn step(&mut self) -> Result<bool> {
         use audioadapter_buffers::direct::SequentialSlice;
         use rubato::{Indexing, Resampler};
         let ch = self.channels;
@@ -418,13 +431,13 @@ impl<S: BlockSource> Resampled<S> {
             partial_len: (got < self.chunk).then_some(got),
             active_channels_mask: None,
         };
-        let input = SequentialSlice::new(&self.input[..], ch, self.chunk).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut output =
-            SequentialSlice::new_mut(&mut self.output[..], ch, self.out_max).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let input = SequentialSlice::new(&self.input[..], ch, self.chunk).map_err(|e| Error::Input(format!("{e}")))?;
+        let mut output = SequentialSlice::new_mut(&mut self.output[..], ch, self.out_max)
+            .map_err(|e| Error::Input(format!("{e}")))?;
         let (_, n) = self
             .resampler
             .process_into_buffer(&input, &mut output, Some(&indexing))
-            .map_err(|e| anyhow::anyhow!("resampling failed: {e}"))?;
+            .map_err(|e| Error::Input(format!("resampling failed: {e}")))?;
         let drop = self.delay.min(n);
         self.delay -= drop;
         // Never more than the input's length makes.
@@ -445,7 +458,7 @@ impl<S: BlockSource> Resampled<S> {
 }
 
 impl<S: BlockSource> BlockSource for Resampled<S> {
-    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
         let want = out.frames();
         while self.available() < want {
             if !self.step()? {
@@ -465,7 +478,7 @@ impl<S: BlockSource> BlockSource for Resampled<S> {
         self.inner.frames().map(|f| (f as u128 * u128::from(self.rate_out) / u128::from(self.rate_in)) as u64)
     }
 
-    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    fn seek(&mut self, frame: u64) -> Result<()> {
         use rubato::Resampler;
         let at_in = (frame as u128 * u128::from(self.rate_in) / u128::from(self.rate_out)) as u64;
         self.inner.seek(at_in)?;
@@ -485,25 +498,64 @@ impl<S: BlockSource> BlockSource for Resampled<S> {
 /// The sample rates an input file may have (the graphs' range, and down to 1 kHz for old recordings).
 pub const INPUT_RATES: std::ops::RangeInclusive<u32> = 1000..=768_000;
 
+/// An audio file opened for a graph: decoded (WAV by fxgraph's own reader, FLAC, MP3, Ogg Vorbis, AAC,
+/// ALAC and AIFF by symphonia), its channels mixed (mono to stereo, stereo to mono) and its rate resampled
+/// to the graph's format, streaming: a [`BlockSource`] whose memory stays flat whatever the file's length.
+pub struct AudioFile {
+    source: Box<dyn BlockSource>,
+    conversion: String,
+}
+
+impl AudioFile {
+    /// Opens `path` for a graph of `format`.
+    ///
+    /// # Errors
+    /// [`Error::Input`] naming the file, for a file that cannot be read or decoded, a sample rate outside
+    /// [`INPUT_RATES`], or a channel count that does not convert to the graph's.
+    pub fn open(path: &Path, format: GraphFormat) -> Result<Self> {
+        let (source, conversion) = open_input(path, format)?;
+        Ok(Self { source, conversion })
+    }
+
+    /// What was converted to fit the graph (`resampled from 44100 Hz to 48000 Hz`...): empty if nothing.
+    pub fn conversion(&self) -> &str {
+        &self.conversion
+    }
+}
+
+impl BlockSource for AudioFile {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
+        self.source.read(out)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        self.source.frames()
+    }
+
+    fn seek(&mut self, frame: u64) -> Result<()> {
+        self.source.seek(frame)
+    }
+}
+
 /// Opens an audio file as a source at the graph's rate and channel count: decoded, remixed and resampled
 /// as the module documentation says. Returns it with a note on what was converted (empty if nothing).
 ///
 /// # Errors
 /// A message naming the file for a file that cannot be decoded or a channel count that cannot convert.
-pub fn open_input(path: &Path, format: GraphFormat) -> anyhow::Result<(Box<dyn BlockSource>, String)> {
+fn open_input(path: &Path, format: GraphFormat) -> Result<(Box<dyn BlockSource>, String)> {
     let decoded = Decoded::open(path)?;
     let (rate, channels) = (decoded.sample_rate(), decoded.channels());
     if !(INPUT_RATES.contains(&rate)) {
-        bail!(
+        return Err(Error::Input(format!(
             "{}: a sample rate of {rate} Hz is not audio fxgraph plays (inputs are {} to {} Hz)",
             path.display(),
             INPUT_RATES.start(),
             INPUT_RATES.end()
-        );
+        )));
     }
     let mut notes = Vec::new();
-    let remixed =
-        Remixed::new(decoded, channels, format.channels).map_err(|e| anyhow::anyhow!("{} {e}", path.display()))?;
+    let remixed = Remixed::new(decoded, channels, format.channels)
+        .map_err(|e| Error::Input(format!("{} {e}", path.display())))?;
     if channels != format.channels {
         notes.push(format!("{channels} channel(s) mixed to {}", format.channels));
     }

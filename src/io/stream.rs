@@ -1,12 +1,13 @@
 //! Audio as a stream of blocks: where blocks come from ([`BlockSource`]: files, the demo signal, memory) and
 //! where they go ([`BlockSink`]).
 
+use crate::error::{Error, Result};
 use crate::node::{AudioIn, AudioOut};
 
 /// Where blocks come from. `read` fills up to `out.frames()` frames and returns how many: fewer only at
 /// the end (0 once it is reached).
 pub trait BlockSource: Send {
-    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize>;
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize>;
 
     /// Frames left to read, when known.
     fn frames(&self) -> Option<u64> {
@@ -17,19 +18,19 @@ pub trait BlockSource: Send {
     ///
     /// # Errors
     /// If the source cannot seek.
-    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    fn seek(&mut self, frame: u64) -> Result<()> {
         let _ = frame;
-        anyhow::bail!("this source cannot seek")
+        Err(Error::Input("this source cannot seek".into()))
     }
 }
 
 /// Where blocks go.
 pub trait BlockSink: Send {
-    fn write(&mut self, block: &AudioIn<'_>) -> anyhow::Result<()>;
+    fn write(&mut self, block: &AudioIn<'_>) -> Result<()>;
 }
 
 impl BlockSource for super::demo::DemoSignal {
-    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
         Ok(self.fill(out))
     }
 
@@ -37,7 +38,7 @@ impl BlockSource for super::demo::DemoSignal {
         Some(self.remaining())
     }
 
-    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    fn seek(&mut self, frame: u64) -> Result<()> {
         self.set_position(frame);
         Ok(())
     }
@@ -57,7 +58,7 @@ impl MemorySource {
 }
 
 impl BlockSource for MemorySource {
-    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
         let len = self.channels.first().map_or(0, Vec::len);
         let n = out.frames().min(len - self.position);
         for (c, src) in self.channels.iter().enumerate().take(out.channels()) {
@@ -71,7 +72,7 @@ impl BlockSource for MemorySource {
         Some((self.channels.first().map_or(0, Vec::len) - self.position) as u64)
     }
 
-    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    fn seek(&mut self, frame: u64) -> Result<()> {
         self.position = (frame as usize).min(self.channels.first().map_or(0, Vec::len));
         Ok(())
     }
@@ -91,7 +92,7 @@ impl<S> Limited<S> {
 }
 
 impl<S: BlockSource> BlockSource for Limited<S> {
-    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
         let want = (out.frames() as u64).min(self.left) as usize;
         let n = self.inner.read(&mut out.prefix(want))?;
         self.left -= n as u64;
@@ -102,7 +103,7 @@ impl<S: BlockSource> BlockSource for Limited<S> {
         self.inner.frames().map(|f| f.min(self.left))
     }
 
-    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    fn seek(&mut self, frame: u64) -> Result<()> {
         self.inner.seek(frame.min(self.limit))?;
         self.left = self.limit.saturating_sub(frame);
         Ok(())
@@ -110,7 +111,7 @@ impl<S: BlockSource> BlockSource for Limited<S> {
 }
 
 impl BlockSource for Box<dyn BlockSource> {
-    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
         (**self).read(out)
     }
 
@@ -118,7 +119,7 @@ impl BlockSource for Box<dyn BlockSource> {
         (**self).frames()
     }
 
-    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    fn seek(&mut self, frame: u64) -> Result<()> {
         (**self).seek(frame)
     }
 }
@@ -130,7 +131,7 @@ pub struct MemorySink {
 }
 
 impl BlockSink for MemorySink {
-    fn write(&mut self, block: &AudioIn<'_>) -> anyhow::Result<()> {
+    fn write(&mut self, block: &AudioIn<'_>) -> Result<()> {
         self.channels.resize(block.channels(), Vec::new());
         for (c, dst) in self.channels.iter_mut().enumerate() {
             dst.extend_from_slice(block.channel(c));
@@ -144,7 +145,7 @@ impl BlockSink for MemorySink {
 pub struct NullSink;
 
 impl BlockSink for NullSink {
-    fn write(&mut self, _block: &AudioIn<'_>) -> anyhow::Result<()> {
+    fn write(&mut self, _block: &AudioIn<'_>) -> Result<()> {
         Ok(())
     }
 }

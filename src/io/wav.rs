@@ -12,9 +12,9 @@
 //! as ffmpeg's `-rf64 auto` does: every file starts with a 28-byte `JUNK` chunk, which becomes the `ds64`
 //! chunk holding the 64-bit sizes when the data outgrows 32 bits.
 
+use crate::error::{Error, Explain, Result};
 use crate::io::stream::{BlockSink, BlockSource};
 use crate::node::{AudioIn, AudioOut};
-use anyhow::{Context, bail};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -223,13 +223,13 @@ impl WavSource {
     ///
     /// # Errors
     /// If the file cannot be opened or is not a WAV file in a supported format (the message names the file).
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let file = File::open(path).with_context(|| format!("{}: not a readable WAV file", path.display()))?;
+    pub fn open(path: &Path) -> Result<Self> {
+        let unreadable = || format!("{}: not a readable WAV file", path.display());
+        let file = File::open(path).input(unreadable)?;
         let mut reader = std::io::BufReader::new(file);
-        let (info, encoding) = read_header(&mut reader)
-            .map_err(|e| anyhow::anyhow!("{}: not a readable WAV file: {e}", path.display()))?;
+        let (info, encoding) = read_header(&mut reader).input(unreadable)?;
         let mut file = reader.into_inner();
-        file.seek(SeekFrom::Start(info.data_offset))?;
+        file.seek(SeekFrom::Start(info.data_offset)).input(unreadable)?;
         Ok(Self { file, path: path.to_path_buf(), info, encoding, remaining: info.frames, read: 0, bytes: Vec::new() })
     }
 
@@ -259,10 +259,13 @@ impl WavSource {
     ///
     /// # Errors
     /// If the file cannot seek.
-    pub fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    pub fn seek(&mut self, frame: u64) -> Result<()> {
         let frame = frame.min(self.info.frames);
         let bytes = (self.encoding.bytes() * self.info.channels) as u64;
-        self.file.seek(SeekFrom::Start(self.info.data_offset + frame * bytes))?;
+        let path = &self.path;
+        self.file
+            .seek(SeekFrom::Start(self.info.data_offset + frame * bytes))
+            .input(|| format!("{}: cannot seek", path.display()))?;
         self.remaining = self.info.frames - frame;
         self.read = frame;
         Ok(())
@@ -270,7 +273,7 @@ impl WavSource {
 }
 
 impl BlockSource for WavSource {
-    fn read(&mut self, out: &mut AudioOut<'_>) -> anyhow::Result<usize> {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
         let ch = self.info.channels;
         let want = (out.frames() as u64).min(self.remaining) as usize;
         let frame_bytes = self.encoding.bytes() * ch;
@@ -281,18 +284,18 @@ impl BlockSource for WavSource {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => bail!("{}: cannot read: {e}", self.path.display()),
+                Err(e) => return Err(Error::Input(format!("{}: cannot read: {e}", self.path.display()))),
             }
         }
         let frames = got / frame_bytes;
         if frames < want {
-            bail!(
+            return Err(Error::Input(format!(
                 "{}: corrupt or truncated WAV data: it ends after {} of its {} declared frames ({:.3} s)",
                 self.path.display(),
                 self.read + frames as u64,
                 self.info.frames,
                 (self.read + frames as u64) as f64 / f64::from(self.info.sample_rate)
-            );
+            )));
         }
         let used = ch.min(out.channels());
         if self.encoding == Encoding::F32 && ch == 2 && used == 2 {
@@ -319,7 +322,7 @@ impl BlockSource for WavSource {
         Some(self.remaining)
     }
 
-    fn seek(&mut self, frame: u64) -> anyhow::Result<()> {
+    fn seek(&mut self, frame: u64) -> Result<()> {
         WavSource::seek(self, frame)
     }
 }
@@ -487,13 +490,14 @@ impl WavSink {
     ///
     /// # Errors
     /// If the temporary file cannot be created.
-    pub fn create(dest: &Path, format: WavFormat, channels: usize, sample_rate: u32) -> anyhow::Result<Self> {
-        let name = dest.file_name().context("output path has no file name")?.to_string_lossy();
+    pub fn create(dest: &Path, format: WavFormat, channels: usize, sample_rate: u32) -> Result<Self> {
+        let name =
+            dest.file_name().ok_or_else(|| Error::Output("output path has no file name".into()))?.to_string_lossy();
         let tmp = dest.with_file_name(format!(".{name}.fxgraph-{}.tmp", std::process::id()));
-        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let file = File::create(&tmp).output(|| format!("cannot create {}", tmp.display()))?;
         let mut file = std::io::BufWriter::with_capacity(1 << 16, file);
         let h = header(format, channels, sample_rate);
-        file.write_all(&h).with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(&h).output(|| format!("cannot write {}", tmp.display()))?;
         Ok(Self {
             file: Some(file),
             format,
@@ -518,13 +522,23 @@ impl WavSink {
     ///
     /// # Errors
     /// If finishing, syncing or renaming fails; the temporary file is then removed.
-    pub fn finish(mut self) -> anyhow::Result<PathBuf> {
-        let mut file = self.file.take().context("sink already finished")?;
+    pub fn finish(mut self) -> Result<PathBuf> {
+        let file = self.file.take().ok_or_else(|| Error::Output("sink already finished".into()))?;
+        let file = self.complete(file).output(|| "cannot write the output".into())?;
+        file.sync_all().output(|| "cannot sync the output".into())?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.dest)
+            .output(|| format!("cannot move the output into place at {}", self.dest.display()))?;
+        Ok(self.dest.clone())
+    }
+
+    /// Pads the data to an even length and writes the sizes into the header.
+    fn complete(&self, mut file: std::io::BufWriter<File>) -> std::io::Result<File> {
         let pad = self.data_bytes & 1;
         if pad == 1 {
             file.write_all(&[0])?;
         }
-        let mut file = file.into_inner().map_err(|e| e.into_error()).context("cannot write the output")?;
+        let mut file = file.into_inner().map_err(|e| e.into_error())?;
         let riff_size = self.header_len - 8 + self.data_bytes + pad;
         let frames = self.data_bytes / (self.format.bytes() * self.channels) as u64;
         let data_size_at = self.header_len - 4;
@@ -560,11 +574,7 @@ impl WavSink {
                 file.write_all(&(frames as u32).to_le_bytes())?;
             }
         }
-        file.sync_all().context("cannot sync the output")?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest)
-            .with_context(|| format!("cannot move the output into place at {}", self.dest.display()))?;
-        Ok(self.dest.clone())
+        Ok(file)
     }
 
     /// Quantizes `x` to `bits` with TPDF dither when `dither`, counting clipped samples.
@@ -590,7 +600,7 @@ impl Drop for WavSink {
 }
 
 impl BlockSink for WavSink {
-    fn write(&mut self, block: &AudioIn<'_>) -> anyhow::Result<()> {
+    fn write(&mut self, block: &AudioIn<'_>) -> Result<()> {
         let ch = block.channels();
         let n = block.frames();
         let w = self.format.bytes();
@@ -629,7 +639,7 @@ impl BlockSink for WavSink {
                 }
             }
         }
-        let file = self.file.as_mut().context("sink already finished")?;
+        let file = self.file.as_mut().ok_or_else(|| Error::Output("sink already finished".into()))?;
         let result = file.write_all(&bytes);
         self.data_bytes += bytes.len() as u64;
         self.bytes = bytes;
@@ -639,7 +649,7 @@ impl BlockSink for WavSink {
             start_writeback(file.get_ref(), self.written_back, in_kernel);
             self.written_back = in_kernel;
         }
-        result.context("cannot write the output")
+        result.output(|| "cannot write the output".into())
     }
 }
 

@@ -1,32 +1,56 @@
 //! Output devices: a sound card through `cpal` (cargo feature `device`), or the headless `null` device, a
 //! thread that calls the same callback at real-time pace.
 
-use super::{Feed, PlayError, Shared};
+use super::{Feed, Shared};
+use crate::error::{Error, Result};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// Which device to play on.
+/// Which device to play on. The sound devices exist only in a build with the `device` feature (cpal);
+/// without it, only the headless [`Null`](DeviceChoice::Null) device does, and [`Default`] is it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceChoice {
-    /// The system's default output (needs the `device` feature).
+    /// The system's default output.
+    #[cfg(feature = "device")]
     Default,
-    /// A device by the name or id `--list-devices` prints (needs the `device` feature).
+    /// A device by the name or id [`list_devices`] reports.
+    #[cfg(feature = "device")]
     Named(String),
     /// No sound card: a thread that asks for a buffer every buffer's duration, measured against absolute
     /// deadlines so it keeps real-time pace on average.
     Null,
 }
 
-impl std::str::FromStr for DeviceChoice {
-    type Err = std::convert::Infallible;
+impl Default for DeviceChoice {
+    /// The system's default output, or the null device in a build without the `device` feature.
+    fn default() -> Self {
+        #[cfg(feature = "device")]
+        return DeviceChoice::Default;
+        #[cfg(not(feature = "device"))]
+        DeviceChoice::Null
+    }
+}
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "null" => DeviceChoice::Null,
-            "default" => DeviceChoice::Default,
-            other => DeviceChoice::Named(other.to_owned()),
-        })
+impl std::str::FromStr for DeviceChoice {
+    type Err = Error;
+
+    /// `null`, `default`, or a device's name or id.
+    ///
+    /// # Errors
+    /// [`Error::NoDevice`] for anything but `null` in a build without the `device` feature.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "null" => Ok(DeviceChoice::Null),
+            #[cfg(feature = "device")]
+            "default" => Ok(DeviceChoice::Default),
+            #[cfg(feature = "device")]
+            other => Ok(DeviceChoice::Named(other.to_owned())),
+            #[cfg(not(feature = "device"))]
+            other => Err(Error::NoDevice(format!(
+                "no device \"{other}\": fxgraph was built without its `device` feature, so only the null device plays"
+            ))),
+        }
     }
 }
 
@@ -51,7 +75,7 @@ pub(crate) enum Output {
 ///
 /// # Errors
 /// If the sound system cannot be asked.
-pub fn list_devices() -> Result<Vec<DeviceInfo>, PlayError> {
+pub fn list_devices() -> Result<Vec<DeviceInfo>> {
     #[allow(unused_mut)]
     let mut list = vec![DeviceInfo {
         id: "null".into(),
@@ -63,7 +87,7 @@ pub fn list_devices() -> Result<Vec<DeviceInfo>, PlayError> {
         use cpal::traits::{DeviceTrait, HostTrait};
         let host = cpal::default_host();
         let default = host.default_output_device().and_then(|d| d.id().ok()).map(|i| i.to_string());
-        let devices = host.output_devices().map_err(|e| PlayError::Device(format!("cannot list devices: {e}")))?;
+        let devices = host.output_devices().map_err(|e| Error::Device(format!("cannot list devices: {e}")))?;
         for d in devices {
             let id = d.id().map(|i| i.to_string()).unwrap_or_else(|_| d.to_string());
             list.push(DeviceInfo { is_default: default.as_deref() == Some(id.as_str()), name: d.to_string(), id });
@@ -80,22 +104,15 @@ pub(crate) fn open(
     buffer_frames: usize,
     feed: Feed,
     shared: &Arc<Shared>,
-) -> Result<(Output, String), PlayError> {
+) -> Result<(Output, String)> {
+    #[cfg(not(feature = "device"))]
+    let _ = shared;
     match choice {
         DeviceChoice::Null => {
             Ok((Output::Null(NullOutput::start(feed, sample_rate, channels, buffer_frames)?), "null".into()))
         }
         #[cfg(feature = "device")]
         other => open_cpal(other, sample_rate, channels, buffer_frames, feed, shared),
-        #[cfg(not(feature = "device"))]
-        _ => {
-            let _ = shared;
-            Err(PlayError::NoDevice(
-                "this fxgraph was built without sound-device support (cargo feature `device`): rebuild with \
-                 `--features device`, or play headlessly with `--device null`"
-                    .into(),
-            ))
-        }
     }
 }
 
@@ -106,7 +123,7 @@ pub(crate) struct NullOutput {
 }
 
 impl NullOutput {
-    fn start(mut feed: Feed, sample_rate: u32, channels: usize, buffer_frames: usize) -> Result<Self, PlayError> {
+    fn start(mut feed: Feed, sample_rate: u32, channels: usize, buffer_frames: usize) -> Result<Self> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let period = Duration::from_secs_f64(buffer_frames as f64 / f64::from(sample_rate));
@@ -127,7 +144,7 @@ impl NullOutput {
                     calls = calls.wrapping_add(1);
                 }
             })
-            .map_err(|e| PlayError::Device(format!("cannot start the null device's thread: {e}")))?;
+            .map_err(|e| Error::Device(format!("cannot start the null device's thread: {e}")))?;
         Ok(Self { stop, thread: Some(thread) })
     }
 }
@@ -149,7 +166,7 @@ fn open_cpal(
     buffer_frames: usize,
     mut feed: Feed,
     shared: &Arc<Shared>,
-) -> Result<(Output, String), PlayError> {
+) -> Result<(Output, String)> {
     use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
     use cpal::{BufferSize, FromSample, SampleFormat, StreamConfig};
 
@@ -157,16 +174,16 @@ fn open_cpal(
     let device = match choice {
         DeviceChoice::Named(name) => host
             .output_devices()
-            .map_err(|e| PlayError::NoDevice(format!("cannot list audio devices: {e}")))?
+            .map_err(|e| Error::NoDevice(format!("cannot list audio devices: {e}")))?
             .find(|d| d.to_string() == *name || d.id().is_ok_and(|i| i.to_string() == *name))
             .ok_or_else(|| {
-                PlayError::NoDevice(format!(
+                Error::NoDevice(format!(
                     "no output device is named \"{}\" (`fxgraph play --list-devices` lists them)",
                     name.escape_debug()
                 ))
             })?,
         _ => host.default_output_device().ok_or_else(|| {
-            PlayError::NoDevice(
+            Error::NoDevice(
                 "there is no audio output device; play headlessly with `--device null`, or list devices with \
                  `--list-devices`"
                     .into(),
@@ -176,7 +193,7 @@ fn open_cpal(
     let name = device.to_string();
     let ranges: Vec<cpal::SupportedStreamConfigRange> = device
         .supported_output_configs()
-        .map_err(|e| PlayError::NoDevice(format!("{name}: cannot read what it supports: {e}")))?
+        .map_err(|e| Error::NoDevice(format!("{name}: cannot read what it supports: {e}")))?
         .collect();
     let fits = |r: &&cpal::SupportedStreamConfigRange| {
         usize::from(r.channels()) == channels && (r.min_sample_rate()..=r.max_sample_rate()).contains(&sample_rate)
@@ -193,7 +210,7 @@ fn open_cpal(
                     format!("{} ch {}-{} Hz {}", r.channels(), r.min_sample_rate(), r.max_sample_rate(), r.sample_format())
                 })
                 .collect();
-            PlayError::NoDevice(format!(
+            Error::NoDevice(format!(
                 "{name} cannot play {sample_rate} Hz with {channels} channels in a format fxgraph writes (it supports: {})",
                 supported.join("; ")
             ))
@@ -247,7 +264,7 @@ fn open_cpal(
         }
         _ => device.build_output_stream::<u16, _, _>(config, converted(feed, scratch_len), on_error, None),
     }
-    .map_err(|e| PlayError::NoDevice(format!("{name}: cannot open an output stream: {e}")))?;
-    stream.play().map_err(|e| PlayError::Device(format!("{name}: cannot start: {e}")))?;
+    .map_err(|e| Error::NoDevice(format!("{name}: cannot open an output stream: {e}")))?;
+    stream.play().map_err(|e| Error::Device(format!("{name}: cannot start: {e}")))?;
     Ok((Output::Cpal(stream), name))
 }

@@ -25,6 +25,7 @@ pub use device::{DeviceChoice, DeviceInfo, list_devices};
 use crate::alloc::AudioContext;
 use crate::audio::AudioProcessor;
 use crate::control::Engine;
+use crate::error::{Error, Result};
 use crate::io::stream::BlockSource;
 use crate::io::wav::{WavFormat, WavSink};
 use crate::node::{AudioIn, AudioOut};
@@ -39,6 +40,8 @@ pub const DECLICK_FRAMES: usize = 256;
 /// How to play.
 #[derive(Debug, Clone)]
 pub struct PlayerOptions {
+    /// The output: [`DeviceChoice::default`] is the system's default device, or the null device in a
+    /// build without the `device` feature.
     pub device: DeviceChoice,
     /// Frames the device asks for per callback (a request: a sound device may choose another size).
     pub buffer_frames: usize,
@@ -53,27 +56,8 @@ pub struct PlayerOptions {
 
 impl Default for PlayerOptions {
     fn default() -> Self {
-        Self { device: DeviceChoice::Default, buffer_frames: 512, ahead_frames: None, looping: false, record: None }
+        Self { device: DeviceChoice::default(), buffer_frames: 512, ahead_frames: None, looping: false, record: None }
     }
-}
-
-/// Why playback could not start or go on.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PlayError {
-    /// No such device, or it cannot play this format (a setup problem the user can fix).
-    #[error("{0}")]
-    NoDevice(String),
-    /// The device failed or disappeared while playing.
-    #[error("audio device: {0}")]
-    Device(String),
-    /// The source failed (a damaged file) while playing.
-    #[error("{0}")]
-    Source(String),
-    #[error("recording: {0}")]
-    Record(String),
-    #[error("{0}")]
-    Options(String),
 }
 
 /// State the control thread, the renderer and the callback share, all atomics but the two error slots
@@ -282,7 +266,7 @@ impl Renderer {
         }
     }
 
-    fn render_block(&mut self) -> anyhow::Result<()> {
+    fn render_block(&mut self) -> Result<()> {
         let (ch, block) = (self.channels, self.block);
         let got = self.source.read(&mut AudioOut::new(&mut self.input, block, ch, block))?;
         if got > 0 {
@@ -318,7 +302,7 @@ impl Renderer {
         self.skip -= drop;
         let keep = frames - drop;
         if keep > 0 {
-            let mut chunk = self.ring.write_chunk(keep * ch).map_err(|e| anyhow::anyhow!("ring: {e}"))?;
+            let mut chunk = self.ring.write_chunk(keep * ch).map_err(|e| Error::Output(format!("ring: {e}")))?;
             let (a, b) = chunk.as_mut_slices();
             let output = &self.output;
             let sample = |i: usize| output[(i % ch) * block + drop + i / ch];
@@ -364,14 +348,14 @@ struct Recorder {
     /// 0 while recording; [`Recorder::FINISH`] to write out what is left and keep the file;
     /// [`Recorder::DISCARD`] to stop and remove it.
     stop: Arc<AtomicU32>,
-    thread: std::thread::JoinHandle<anyhow::Result<PathBuf>>,
+    thread: std::thread::JoinHandle<Result<PathBuf>>,
 }
 
 impl Recorder {
     const FINISH: u32 = 1;
     const DISCARD: u32 = 2;
 
-    fn start(path: &Path, channels: usize, sample_rate: u32, mut ring: rtrb::Consumer<f32>) -> anyhow::Result<Self> {
+    fn start(path: &Path, channels: usize, sample_rate: u32, mut ring: rtrb::Consumer<f32>) -> Result<Self> {
         let mut sink = WavSink::create(path, WavFormat::F32, channels, sample_rate)?;
         let stop = Arc::new(AtomicU32::new(0));
         let flag = stop.clone();
@@ -382,7 +366,7 @@ impl Recorder {
             loop {
                 let stopping = flag.load(Ordering::Acquire);
                 if stopping == Self::DISCARD {
-                    anyhow::bail!("recording discarded");
+                    return Err(Error::Output("recording discarded".into()));
                 }
                 let frames = (ring.slots() / channels).min(FRAMES);
                 if frames == 0 {
@@ -392,7 +376,7 @@ impl Recorder {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
-                let chunk = ring.read_chunk(frames * channels).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let chunk = ring.read_chunk(frames * channels).map_err(|e| Error::Output(e.to_string()))?;
                 let (a, b) = chunk.as_slices();
                 for (i, v) in a.iter().chain(b).enumerate() {
                     planar[(i % channels) * FRAMES + i / channels] = *v;
@@ -401,7 +385,8 @@ impl Recorder {
                 sink.write(&AudioIn::new(&planar, FRAMES, channels, frames))?;
             }
             sink.finish()
-        })?;
+        });
+        let thread = thread.map_err(|e| Error::Output(format!("recording: cannot start the writer thread: {e}")))?;
         Ok(Self { stop, thread })
     }
 
@@ -410,11 +395,11 @@ impl Recorder {
         let _ = self.thread.join();
     }
 
-    fn finish(self) -> Result<PathBuf, PlayError> {
+    fn finish(self) -> Result<PathBuf> {
         self.stop.store(Self::FINISH, Ordering::Release);
         match self.thread.join() {
-            Ok(r) => r.map_err(|e| PlayError::Record(format!("{e:#}"))),
-            Err(_) => Err(PlayError::Record("the recorder thread panicked".into())),
+            Ok(r) => r.map_err(|e| Error::Output(format!("recording: {e}"))),
+            Err(_) => Err(Error::Output("recording: the recorder thread panicked".into())),
         }
     }
 }
@@ -483,21 +468,21 @@ pub struct Player {
 impl Player {
     /// Starts playing `source` through the graph whose halves are `engine` and `audio` (from
     /// [`Engine::new`]); the source must have the graph's rate and channels (see
-    /// [`crate::io::decode::open_input`]). Returns once the ring is filled and the device runs.
+    /// [`AudioFile`](crate::io::decode::AudioFile)). Returns once the ring is filled and the device runs.
     ///
     /// # Errors
-    /// [`PlayError::NoDevice`] for a device that does not exist or cannot play the graph's format,
-    /// [`PlayError::Record`] if the recording cannot be created.
+    /// [`Error::NoDevice`] for a device that does not exist or cannot play the graph's format,
+    /// [`Error::Record`] if the recording cannot be created.
     pub fn start(
         engine: Engine,
         audio: AudioProcessor,
         source: Box<dyn BlockSource>,
         options: PlayerOptions,
-    ) -> Result<Player, PlayError> {
+    ) -> Result<Player> {
         let format = engine.format();
         let channels = format.channels;
         if !(16..=65_536).contains(&options.buffer_frames) {
-            return Err(PlayError::Options(format!(
+            return Err(Error::Options(format!(
                 "the buffer must be 16 to 65536 frames (got {})",
                 options.buffer_frames
             )));
@@ -511,7 +496,7 @@ impl Player {
                 // Two seconds of slack for the writer.
                 let (p, c) = rtrb::RingBuffer::new((format.sample_rate as usize * 2).max(4 * block) * channels);
                 let r = Recorder::start(path, channels, format.sample_rate, c)
-                    .map_err(|e| PlayError::Record(format!("{e:#}")))?;
+                    .map_err(|e| Error::Output(format!("recording: {e}")))?;
                 (Some(p), Some(r))
             }
             None => (None, None),
@@ -540,7 +525,7 @@ impl Player {
         let renderer = std::thread::Builder::new()
             .name("fxgraph-renderer".into())
             .spawn(move || renderer.run())
-            .map_err(|e| PlayError::Options(format!("cannot start the renderer thread: {e}")))?;
+            .map_err(|e| Error::Options(format!("cannot start the renderer thread: {e}")))?;
         let mut player = Player {
             engine,
             shared: shared.clone(),
@@ -594,15 +579,15 @@ impl Player {
     /// 10 to 50 ms.
     ///
     /// # Errors
-    /// [`PlayError::Device`] once the device has failed (it was lost), [`PlayError::Source`] once the
+    /// [`Error::Device`] once the device has failed (it was lost), [`Error::Source`] once the
     /// source failed; playback has stopped then, and [`finish`](Self::finish) ends it.
-    pub fn update(&mut self) -> Result<(), PlayError> {
+    pub fn update(&mut self) -> Result<()> {
         self.engine.update();
         if let Some(e) = self.shared.device_error.lock().ok().and_then(|mut e| e.take()) {
-            return Err(PlayError::Device(e));
+            return Err(Error::Device(e));
         }
         if let Some(e) = self.shared.render_error.lock().ok().and_then(|mut e| e.take()) {
-            return Err(PlayError::Source(e));
+            return Err(Error::Input(e));
         }
         Ok(())
     }
@@ -624,12 +609,12 @@ impl Player {
     /// cleared, and the new position fades in.
     ///
     /// # Errors
-    /// [`PlayError::Options`] for a position outside the source, [`PlayError::Source`] if it cannot seek.
-    pub fn seek(&mut self, seconds: f64) -> Result<(), PlayError> {
+    /// [`Error::Options`] for a position outside the source, [`Error::Source`] if it cannot seek.
+    pub fn seek(&mut self, seconds: f64) -> Result<()> {
         let frame = seconds * f64::from(self.sample_rate);
         let end = self.duration.map_or(f64::INFINITY, |d| d as f64);
         if !(frame.is_finite() && frame >= 0.0 && frame <= end) {
-            return Err(PlayError::Options(match self.duration {
+            return Err(Error::Options(match self.duration {
                 Some(d) => {
                     format!("seek to 0 to {:.3} seconds (got {seconds})", d as f64 / f64::from(self.sample_rate))
                 }
@@ -639,10 +624,10 @@ impl Player {
         let (reply, answer) = mpsc::channel();
         self.commands
             .send(RenderCommand::Seek(frame as u64, reply))
-            .map_err(|_| PlayError::Source("the renderer has stopped".into()))?;
+            .map_err(|_| Error::Input("the renderer has stopped".into()))?;
         match answer.recv_timeout(Duration::from_secs(5)) {
-            Ok(r) => r.map_err(PlayError::Source),
-            Err(_) => Err(PlayError::Source("the renderer did not answer the seek".into())),
+            Ok(r) => r.map_err(Error::Input),
+            Err(_) => Err(Error::Input("the renderer did not answer the seek".into())),
         }
     }
 
@@ -714,9 +699,9 @@ impl Player {
     /// recording's path.
     ///
     /// # Errors
-    /// [`PlayError::Record`] if the recording could not be completed (its temporary file is removed), or
+    /// [`Error::Record`] if the recording could not be completed (its temporary file is removed), or
     /// lost frames because its writer fell behind.
-    pub fn finish(mut self) -> Result<(PlayStatus, Option<PathBuf>), PlayError> {
+    pub fn finish(mut self) -> Result<(PlayStatus, Option<PathBuf>)> {
         self.output = None; // the callbacks stop here
         let status = self.status();
         self.shared.stop.store(true, Ordering::Release);
@@ -728,8 +713,8 @@ impl Player {
             None => None,
         };
         if status.record_dropped_frames > 0 {
-            return Err(PlayError::Record(format!(
-                "{} frames were lost because the writer fell behind; the file is incomplete",
+            return Err(Error::Output(format!(
+                "recording: {} frames were lost because the writer fell behind; the file is incomplete",
                 status.record_dropped_frames
             )));
         }

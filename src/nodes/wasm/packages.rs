@@ -24,6 +24,7 @@
 //! system's (`/usr/local/share/fxgraph/plugins`, `/usr/share/fxgraph/plugins`). `install` writes to the
 //! first.
 
+use crate::error::{Error, Result};
 use crate::node::ProcessConfig;
 use crate::nodes::wasm::{ABI_VERSION, Manifest, host};
 use serde::Deserialize;
@@ -323,17 +324,6 @@ pub fn resolve(id: &str, requirement: &str) -> Result<Installed, String> {
     }
 }
 
-/// Why a package was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum PackageError {
-    /// Bad input: a hostile or broken package, an incompatible plugin, a version already installed.
-    #[error("{0}")]
-    Refused(String),
-    /// The machine's fault (a folder that cannot be written).
-    #[error("{0}")]
-    Io(String),
-}
-
 /// A temporary folder removed on drop unless kept.
 struct Staging(Option<PathBuf>);
 
@@ -449,12 +439,12 @@ fn package_root(into: &Path) -> Result<PathBuf, String> {
 /// installed version is kept unless `force`. Nothing is left behind on failure.
 ///
 /// # Errors
-/// [`PackageError::Refused`] for anything wrong with the package; [`PackageError::Io`] for the folders.
-pub fn install(source: &Path, root: &Path, force: bool) -> Result<Installed, PackageError> {
-    let refused = PackageError::Refused;
-    std::fs::create_dir_all(root).map_err(|e| PackageError::Io(format!("cannot create {}: {e}", root.display())))?;
+/// [`Error::Plugin`] for anything wrong with the package; [`Error::Io`] for the folders.
+pub fn install(source: &Path, root: &Path, force: bool) -> Result<Installed> {
+    let refused = Error::Plugin;
+    std::fs::create_dir_all(root).map_err(|e| Error::Io(format!("cannot create {}: {e}", root.display())))?;
     let staging = root.join(format!(".install-{}-{}", std::process::id(), unique()));
-    std::fs::create_dir(&staging).map_err(|e| PackageError::Io(format!("cannot create {}: {e}", staging.display())))?;
+    std::fs::create_dir(&staging).map_err(|e| Error::Io(format!("cannot create {}: {e}", staging.display())))?;
     let staging = Staging(Some(staging));
     let stage = staging.0.clone().unwrap_or_default();
     let pkg_dir = if source.is_dir() {
@@ -472,12 +462,11 @@ pub fn install(source: &Path, root: &Path, force: bool) -> Result<Installed, Pac
     for m in &pkg.modules {
         let json = pkg_dir.join(&m.path).with_extension("json");
         std::fs::write(&json, pkg.module_manifest_text())
-            .map_err(|e| PackageError::Io(format!("cannot write {}: {e}", json.display())))?;
+            .map_err(|e| Error::Io(format!("cannot write {}: {e}", json.display())))?;
     }
     let id_dir = root.join(&pkg.id);
     let dest = id_dir.join(pkg.version.to_string());
-    std::fs::create_dir_all(&id_dir)
-        .map_err(|e| PackageError::Io(format!("cannot create {}: {e}", id_dir.display())))?;
+    std::fs::create_dir_all(&id_dir).map_err(|e| Error::Io(format!("cannot create {}: {e}", id_dir.display())))?;
     let mut old = None;
     if dest.exists() {
         if !force {
@@ -489,14 +478,14 @@ pub fn install(source: &Path, root: &Path, force: bool) -> Result<Installed, Pac
             )));
         }
         let aside = root.join(format!(".replaced-{}-{}", std::process::id(), unique()));
-        std::fs::rename(&dest, &aside).map_err(|e| PackageError::Io(format!("cannot move {}: {e}", dest.display())))?;
+        std::fs::rename(&dest, &aside).map_err(|e| Error::Io(format!("cannot move {}: {e}", dest.display())))?;
         old = Some(Staging(Some(aside)));
     }
     if let Err(e) = std::fs::rename(&pkg_dir, &dest) {
         if let Some(old) = old {
             let _ = std::fs::rename(old.keep(), &dest);
         }
-        return Err(PackageError::Io(format!("cannot move the package to {}: {e}", dest.display())));
+        return Err(Error::Io(format!("cannot move the package to {}: {e}", dest.display())));
     }
     drop(old);
     drop(staging);
@@ -530,17 +519,17 @@ fn copy_named(from: &Path, to: &Path, pkg: &PackageManifest) -> Result<(), Strin
 ///
 /// # Errors
 /// A message if nothing matches, or a folder cannot be removed.
-pub fn remove(id: &str, version: Option<&str>) -> Result<Vec<PathBuf>, PackageError> {
-    check_id(id).map_err(PackageError::Refused)?;
+pub fn remove(id: &str, version: Option<&str>) -> Result<Vec<PathBuf>, Error> {
+    check_id(id).map_err(Error::Plugin)?;
     let version = version
-        .map(|v| semver::Version::parse(v).map_err(|e| PackageError::Refused(format!("{v:?} is not a version: {e}"))))
+        .map(|v| semver::Version::parse(v).map_err(|e| Error::Plugin(format!("{v:?} is not a version: {e}"))))
         .transpose()?;
     let targets: Vec<Installed> = installed()
         .into_iter()
         .filter(|i| i.manifest.id == id && version.as_ref().is_none_or(|v| *v == i.manifest.version))
         .collect();
     if targets.is_empty() {
-        return Err(PackageError::Refused(match &version {
+        return Err(Error::Plugin(match &version {
             Some(v) => format!("{id} {v} is not installed"),
             None => format!("{id} is not installed"),
         }));
@@ -549,10 +538,8 @@ pub fn remove(id: &str, version: Option<&str>) -> Result<Vec<PathBuf>, PackageEr
     for t in targets {
         // Aside first, so a failure halfway leaves no half-removed version where it would be found.
         let aside = t.dir.with_file_name(format!(".removing-{}-{}", std::process::id(), unique()));
-        std::fs::rename(&t.dir, &aside)
-            .map_err(|e| PackageError::Io(format!("cannot remove {}: {e}", t.dir.display())))?;
-        std::fs::remove_dir_all(&aside)
-            .map_err(|e| PackageError::Io(format!("cannot remove {}: {e}", aside.display())))?;
+        std::fs::rename(&t.dir, &aside).map_err(|e| Error::Io(format!("cannot remove {}: {e}", t.dir.display())))?;
+        std::fs::remove_dir_all(&aside).map_err(|e| Error::Io(format!("cannot remove {}: {e}", aside.display())))?;
         if let Some(id_dir) = t.dir.parent() {
             let _ = std::fs::remove_dir(id_dir); // only if now empty
         }
@@ -566,8 +553,8 @@ pub fn remove(id: &str, version: Option<&str>) -> Result<Vec<PathBuf>, PackageEr
 ///
 /// # Errors
 /// A message for an invalid package or an unwritable output.
-pub fn pack(dir: &Path, out: &Path) -> Result<PackageManifest, PackageError> {
-    let pkg = validate_dir(dir).map_err(PackageError::Refused)?;
+pub fn pack(dir: &Path, out: &Path) -> Result<PackageManifest, Error> {
+    let pkg = validate_dir(dir).map_err(Error::Plugin)?;
     let name = out.file_name().map_or_else(|| "package".into(), |n| n.to_string_lossy().into_owned());
     let tmp = out.with_file_name(format!(".{name}.fxgraph-{}.tmp", std::process::id()));
     let top = format!("{}-{}", pkg.id, pkg.version);
@@ -587,7 +574,7 @@ pub fn pack(dir: &Path, out: &Path) -> Result<PackageManifest, PackageError> {
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
-        return Err(PackageError::Io(format!("cannot write {}: {e}", out.display())));
+        return Err(Error::Io(format!("cannot write {}: {e}", out.display())));
     }
     Ok(pkg)
 }
