@@ -662,12 +662,39 @@ fn single_node(node: &str) -> Graph {
     Graph::parse(&text, "bench.ron", ".".as_ref()).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// LADSPA 1.1's descriptor (`ladspa.h`), written out here so that the reference does not share the
+/// host's declarations.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[allow(dead_code, reason = "the layout of ladspa.h, whether this benchmark reads a field or not")]
+struct Descriptor {
+    unique_id: std::ffi::c_ulong,
+    label: *const std::ffi::c_char,
+    properties: std::ffi::c_int,
+    name: *const std::ffi::c_char,
+    maker: *const std::ffi::c_char,
+    copyright: *const std::ffi::c_char,
+    port_count: std::ffi::c_ulong,
+    port_descriptors: *const std::ffi::c_int,
+    port_names: *const *const std::ffi::c_char,
+    port_range_hints: *const std::ffi::c_void,
+    implementation_data: *mut std::ffi::c_void,
+    instantiate: Option<unsafe extern "C" fn(*const Descriptor, std::ffi::c_ulong) -> *mut std::ffi::c_void>,
+    connect_port: Option<unsafe extern "C" fn(*mut std::ffi::c_void, std::ffi::c_ulong, *mut f32)>,
+    activate: Option<unsafe extern "C" fn(*mut std::ffi::c_void)>,
+    run: Option<unsafe extern "C" fn(*mut std::ffi::c_void, std::ffi::c_ulong)>,
+    run_adding: Option<unsafe extern "C" fn(*mut std::ffi::c_void, std::ffi::c_ulong)>,
+    set_run_adding_gain: Option<unsafe extern "C" fn(*mut std::ffi::c_void, f32)>,
+    deactivate: Option<unsafe extern "C" fn(*mut std::ffi::c_void)>,
+    cleanup: Option<unsafe extern "C" fn(*mut std::ffi::c_void)>,
+}
+
 /// swh-plugins' `amp` called straight through its LADSPA descriptor, one instance per channel, in calls of
 /// `block` frames: what a `Ladspa` node does, without the node.
 #[cfg(target_os = "linux")]
 struct DirectLadspa {
     _lib: libloading::Library,
-    desc: *const fxgraph::nodes::native::ladspa::Descriptor,
+    desc: *const Descriptor,
     handles: [*mut std::ffi::c_void; 2],
     gain: Box<f32>,
 }
@@ -675,7 +702,6 @@ struct DirectLadspa {
 #[cfg(target_os = "linux")]
 impl DirectLadspa {
     fn new(gain_db: f32) -> Option<Self> {
-        use fxgraph::nodes::native::ladspa::Descriptor;
         type DescriptorFn = unsafe extern "C" fn(std::ffi::c_ulong) -> *const Descriptor;
         // SAFETY: a LADSPA library from Debian's swh-plugins; its entry point has LADSPA's signature.
         let lib = unsafe { libloading::Library::new("/usr/lib/ladspa/amp_1181.so") }.ok()?;
@@ -744,7 +770,7 @@ impl Drop for DirectLadspa {
 #[cfg(target_os = "linux")]
 fn native_ratios() {
     let (enhancer, gain) = native_plugins();
-    fxgraph::nodes::native::isolate::set_host_program(fxgraph_binary());
+    fxgraph::nodes::native::set_host_program(fxgraph_binary());
     let input = demo(48000);
     let frames = input.len() / 2;
     let mut out = vec![0.0f32; input.len()];

@@ -1252,18 +1252,13 @@ fn fuzzer_findings_stay_fixed() {
     // A module that once ran past the fuzzer's time limit under load: compiles and sets up, or is refused.
     #[cfg(feature = "wasm")]
     for f in files("wasm_module") {
-        use fxgraph::nodes::wasm::host;
         let bytes = std::fs::read(&f).expect("read");
-        if let Ok(module) = host::compile_bytes(&bytes, &f)
-            && let Ok(pre) = host::prelink(&module)
-        {
-            let manifest = fxgraph::nodes::wasm::Manifest::parse(
-                r#"{"id": "fuzz", "name": "Fuzz", "version": "0", "abi_version": 1, "memory_limit_bytes": 4194304,
-                    "block_budget_us": 2000, "parameters": []}"#,
-            )
-            .expect("manifest");
-            let config = fxgraph::ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
-            let _ = host::instantiate(&pre, &manifest, &[], &config);
-        }
+        let manifest = fxgraph::nodes::wasm::Manifest::parse(
+            r#"{"id": "fuzz", "name": "Fuzz", "version": "0", "abi_version": 1, "memory_limit_bytes": 4194304,
+                "block_budget_us": 2000, "parameters": []}"#,
+        )
+        .expect("manifest");
+        let config = fxgraph::ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
+        let _ = fxgraph::nodes::wasm::try_module(&bytes, &manifest, &[], &config);
     }
 }

@@ -437,7 +437,7 @@ fn native_audio_side_allocates_nothing() {
 
 fn host_env() {
     // The isolated plugins' host: the fxgraph program.
-    fxgraph::nodes::native::isolate::set_host_program(PathBuf::from(env!("CARGO_BIN_EXE_fxgraph")));
+    fxgraph::nodes::native::set_host_program(PathBuf::from(env!("CARGO_BIN_EXE_fxgraph")));
 }
 
 #[test]
@@ -483,7 +483,7 @@ fn isolated_plugins_match_in_process_and_survive_crashes() {
     // README says).
     for variant in ["NULL_DEREF", "ABORT", "HANG", "EXIT_IN_PROCESS", "OVERRUN", "SLEEP"] {
         let lib = repo().join(format!("target/test-plugins/variant_{}.so", variant.to_lowercase()));
-        fxgraph::nodes::native::load(&lib).expect("loads in process");
+        fxgraph::nodes::native::describe(&lib).expect("loads and sets up in process");
     }
 }
 

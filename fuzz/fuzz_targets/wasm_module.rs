@@ -4,9 +4,8 @@
 #![no_main]
 
 use fxgraph::node::ProcessConfig;
-use fxgraph::nodes::wasm::{Manifest, host};
+use fxgraph::nodes::wasm::{Manifest, try_module};
 use libfuzzer_sys::fuzz_target;
-use std::path::Path;
 use std::sync::OnceLock;
 
 fn manifest() -> &'static Manifest {
@@ -24,14 +23,11 @@ fn manifest() -> &'static Manifest {
 
 fuzz_target!(|data: &[u8]| {
     // No disk cache: every input is compiled, nothing is written.
-    static INIT: OnceLock<host::Ticking> = OnceLock::new();
+    static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         // SAFETY: set once, on the fuzzing thread, before the engine reads it or starts threads of its own.
         unsafe { std::env::set_var("FXGRAPH_CACHE_DIR", "") };
-        host::Ticking::new()
     });
-    let Ok(module) = host::compile_bytes(data, Path::new("fuzz.wasm")) else { return };
-    let Ok(pre) = host::prelink(&module) else { return };
     let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
-    let _ = host::instantiate(&pre, manifest(), &[(0, 0.0), (1, 1000.0)], &config);
+    let _ = try_module(data, manifest(), &[(0, 0.0), (1, 1000.0)], &config);
 });

@@ -29,7 +29,7 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
         fxgraph::nodes::wasm::HOST_MEMORY_CAP / 1024,
         manifest.block_budget_us,
         fxgraph::nodes::wasm::deadline_ticks(manifest.block_budget_us, &config)
-            * fxgraph::nodes::wasm::host::TICK.as_millis() as u64
+            * fxgraph::nodes::wasm::TICK.as_millis() as u64
     );
     println!("parameters:");
     for p in &manifest.parameters {
@@ -66,36 +66,8 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
 pub(crate) fn info(path: &Path) -> Result<(), Failure> {
     #[cfg(target_os = "linux")]
     if path.extension().is_none_or(|e| e != "wasm") {
-        use fxgraph::nodes::native;
-        // A bare LADSPA file name is looked up on LADSPA_PATH, as in graphs.
-        let found;
-        let path = if path.exists() {
-            path
-        } else {
-            found = native::ladspa::search(&path.to_string_lossy(), Path::new("."))
-                .map_err(|e| crate::bad_input(anyhow::anyhow!(e)))?;
-            found.as_path()
-        };
-        return match native::load(path) {
-            Ok(_) => {
-                let text = native::describe(path).map_err(|e| crate::bad_input(anyhow::anyhow!(e)))?;
-                print!("{text}");
-                Ok(())
-            }
-            Err(native_err) => match native::ladspa::describe(path) {
-                Ok(text) => {
-                    print!("{text}");
-                    Ok(())
-                }
-                Err(ladspa_err) if native_err.contains("exports no") && ladspa_err.contains("exports no") => {
-                    Err(crate::bad_input(anyhow::anyhow!(
-                        "{}: neither an fxgraph native plugin nor a LADSPA library (it exports neither `fxgraph_plugin_v1` nor `ladspa_descriptor`)",
-                        path.display()
-                    )))
-                }
-                Err(_) => Err(crate::bad_input(anyhow::anyhow!(native_err))),
-            },
-        };
+        print!("{}", fxgraph::nodes::native::describe(path)?);
+        return Ok(());
     }
     run(path)
 }

@@ -127,6 +127,7 @@ fn build_report(
         memory: MemoryReport::now(heap_baseline),
         nonfinite_input_samples: g.nonfinite_input(),
         dropped_messages: g.dropped_messages(),
+        late_param_events: g.late_events(),
     }
 }
 

@@ -23,7 +23,7 @@
 //! Edits that reorder two kept nodes against each other cannot be cross-faded that way and are refused
 //! (remove and re-add one of the nodes instead).
 
-pub mod compile;
+pub(crate) mod compile;
 pub mod components;
 mod edit;
 mod events;
@@ -32,7 +32,7 @@ mod options;
 mod params;
 mod presets;
 pub mod render;
-pub mod systems;
+pub(crate) mod systems;
 mod watch;
 
 pub use components::*;

@@ -53,7 +53,7 @@ impl Engine {
     ) -> Result<(Entity, usize, f64, Box<dyn NodeSpec>, bool)> {
         let (e, index, info) = self.find_param(node, param)?;
         let bad = |message: String| Error::BadValue { node: node.into(), param: param.into(), message };
-        let v = info.resolve(&value).map_err(bad)?;
+        let v = info.resolve(&value).map_err(|e| bad(e.message))?;
         let config = self.config().clone();
         let mut spec = self.spec(e).ok_or_else(|| Error::NoSuchNode(node.into()))?.clone_spec();
         spec.set_param(index, v);

@@ -79,8 +79,9 @@ impl Engine {
             let (e, index, info) = self
                 .find_param(node, param)
                 .map_err(|x| err(entry.position, Some(node), strip_node(&x.to_string())))?;
-            let v =
-                info.resolve(&entry.value).map_err(|m| err(entry.position, Some(node), format!("`{param}` {m}")))?;
+            let v = info
+                .resolve(&entry.value)
+                .map_err(|e| err(entry.position, Some(node), format!("`{param}` {}", e.message)))?;
             let slot = match edits.iter().position(|(x, ..)| *x == e) {
                 Some(i) => i,
                 None => {

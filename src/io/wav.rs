@@ -676,25 +676,25 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 ///
 /// # Errors
 /// As [`WavSource::open`].
-pub fn parse_header(bytes: &[u8]) -> Result<WavInfo, String> {
-    read_header(&mut std::io::Cursor::new(bytes)).map(|(info, _)| info)
+pub fn parse_header(bytes: &[u8]) -> Result<WavInfo> {
+    read_header(&mut std::io::Cursor::new(bytes)).map(|(info, _)| info).map_err(Error::Input)
 }
 
 /// Decodes all the samples of in-memory WAV bytes into planar `f32` channels (for tools and fuzzing).
 ///
 /// # Errors
 /// As [`WavSource::open`], or for data shorter than declared.
-pub fn decode_bytes(bytes: &[u8]) -> Result<Vec<Vec<f32>>, String> {
+pub fn decode_bytes(bytes: &[u8]) -> Result<Vec<Vec<f32>>> {
     let mut cursor = std::io::Cursor::new(bytes);
-    let (info, encoding) = read_header(&mut cursor)?;
+    let (info, encoding) = read_header(&mut cursor).map_err(Error::Input)?;
     let start = info.data_offset as usize;
     let frame = encoding.bytes() * info.channels;
     let available = (bytes.len().saturating_sub(start) / frame) as u64;
     if available < info.frames {
-        return Err(format!(
+        return Err(Error::Input(format!(
             "corrupt or truncated WAV data: it ends after {available} of its {} declared frames",
             info.frames
-        ));
+        )));
     }
     let n = info.frames as usize;
     let data = &bytes[start..start + n * frame];

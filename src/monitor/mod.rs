@@ -11,7 +11,7 @@
 
 pub(crate) mod meter;
 mod report;
-pub mod shared;
+pub(crate) mod shared;
 mod timing;
 
 pub use meter::{Band, Levels, Meter, SPECTRUM_SIZE};

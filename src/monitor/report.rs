@@ -110,6 +110,9 @@ pub struct MetricsReport {
     pub nonfinite_input_samples: u64,
     /// Node messages lost because the queue to the control side was full.
     pub dropped_messages: u64,
+    /// Parameter changes scheduled for a frame ([`Engine::set_at`](crate::Engine::set_at)) that were applied
+    /// later, because the audio side's list of pending events was full.
+    pub late_param_events: u64,
 }
 
 impl NodeReport {

@@ -65,8 +65,13 @@ impl ParamInfo {
     /// Turns a value as a user writes it into the number the audio side receives.
     ///
     /// # Errors
-    /// A message for a value of the wrong type, out of range or not among the choices.
-    pub fn resolve(&self, value: &ParamValue) -> Result<f64, String> {
+    /// A [`ParamError`] naming the parameter, for a value of the wrong type, out of range or not among the
+    /// choices.
+    pub fn resolve(&self, value: &ParamValue) -> Result<f64, ParamError> {
+        self.resolve_text(value).map_err(|message| ParamError::new(self.name.clone(), message))
+    }
+
+    fn resolve_text(&self, value: &ParamValue) -> Result<f64, String> {
         let unit = if self.unit.is_empty() { String::new() } else { format!(" {}", self.unit) };
         match (&self.choices, value) {
             (Some(choices), ParamValue::Text(t)) => choices

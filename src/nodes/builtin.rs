@@ -64,9 +64,8 @@ impl Field {
     fn check(&self, value: f64, format: &GraphFormat) -> Result<(), ParamError> {
         match self.max {
             Upper::To(_) => self.info(format).resolve(&ParamValue::Number(value)).map(drop),
-            Upper::BelowNyquist => frequency(value, format),
+            Upper::BelowNyquist => frequency(value, format).map_err(|m| ParamError::new(self.name, m)),
         }
-        .map_err(|m| ParamError::new(self.name, m))
     }
 }
 
@@ -234,7 +233,7 @@ impl BandParams {
         frequency(self.freq_hz, format).map_err(|m| ParamError::new(format!("{prefix}freq_hz"), m))?;
         ParamInfo::number("gain_db", "dB", -48.0, 48.0, Smoothing::Ramp)
             .resolve(&ParamValue::Number(self.gain_db))
-            .map_err(|m| ParamError::new(format!("{prefix}gain_db"), m))?;
+            .map_err(|e| ParamError::new(format!("{prefix}gain_db"), e.message))?;
         if !(self.q.is_finite() && self.q > 0.0 && self.q <= 100.0) {
             return Err(ParamError::new(
                 format!("{prefix}q"),

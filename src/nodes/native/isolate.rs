@@ -95,13 +95,14 @@ pub fn set_host_program(path: PathBuf) {
 
 /// The plugin host program: the one [`set_host_program`] gave, else `$FXGRAPH_PLUGIN_HOST`, else this
 /// program (which must call [`run_if_plugin_host`] first thing in `main`, as `fxgraph` does).
-pub fn host_program() -> Result<PathBuf, String> {
+pub fn host_program() -> crate::Result<PathBuf> {
     if let Some(p) = HOST_PROGRAM.lock().unwrap_or_else(|e| e.into_inner()).clone() {
         return Ok(p);
     }
     match std::env::var_os("FXGRAPH_PLUGIN_HOST") {
         Some(p) => Ok(PathBuf::from(p)),
-        None => std::env::current_exe().map_err(|e| format!("cannot find this program to start a plugin host: {e}")),
+        None => std::env::current_exe()
+            .map_err(|e| crate::Error::Io(format!("cannot find this program to start a plugin host: {e}"))),
     }
 }
 
@@ -109,12 +110,15 @@ pub fn host_program() -> Result<PathBuf, String> {
 ///
 /// # Errors
 /// A message if the host program is missing.
-pub fn check_host() -> Result<(), String> {
+pub fn check_host() -> crate::Result<()> {
     let p = host_program()?;
     if p.is_file() {
         Ok(())
     } else {
-        Err(format!("the plugin host {} does not exist (set FXGRAPH_PLUGIN_HOST to the fxgraph program)", p.display()))
+        Err(crate::Error::Plugin(format!(
+            "the plugin host {} does not exist (set FXGRAPH_PLUGIN_HOST to the fxgraph program)",
+            p.display()
+        )))
     }
 }
 
@@ -301,7 +305,7 @@ impl Isolated {
             }
             h.status_count.store(status_count.min(STATUS) as u32, Ordering::Relaxed);
         }
-        let program = host_program()?;
+        let program = host_program().map_err(|e| e.to_string())?;
         let mut cmd = std::process::Command::new(&program);
         cmd.arg(HOST_ARG).arg(config.sample_rate.to_string());
         match &target {

@@ -12,11 +12,12 @@
 #![allow(unsafe_code)] // Calls into native code through the ABI's function pointers; see the SAFETY notes.
 
 mod host;
-pub mod isolate;
+pub(crate) mod isolate;
 pub mod ladspa;
-pub mod library;
+pub(crate) mod library;
 
 pub use host::run_if_plugin_host;
+pub use isolate::{check_host, host_program, set_host_program};
 
 use super::plugin::{Counts, Fault, Instance, OnFault, PluginProcessor, replacement};
 use super::spec_boilerplate;
@@ -29,11 +30,11 @@ use crate::node::{
 use crate::node::{NodeKind, Registry};
 use bevy_ecs::component::Component;
 use fxgraph_plugin::abi;
-pub use library::{NativeInfo, NativeLibrary, NativeParam, load};
+pub(crate) use library::{NativeInfo, NativeLibrary, NativeParam, load};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::c_void;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,7 +141,9 @@ pub fn resolve(
                 format!("is not a parameter of {} (it has: {})", info.id, known.join(", ")),
             ));
         };
-        let v = param_info(&info.params[i]).resolve(value).map_err(|m| ParamError::new(format!("config.{key}"), m))?;
+        let v = param_info(&info.params[i])
+            .resolve(value)
+            .map_err(|e| ParamError::new(format!("config.{key}"), e.message))?;
         check_kind(&info.params[i], v).map_err(|m| ParamError::new(format!("config.{key}"), m))?;
         values[i].1 = v;
     }
@@ -175,7 +178,7 @@ impl NodeSpec for NativeParams {
         let lib = self.library(ctx.base_dir).map_err(|e| ParamError::new("path", e))?;
         resolve(&lib.info, &self.config, self.preset.as_deref())?;
         if self.isolation == Isolation::Process {
-            isolate::check_host().map_err(|e| ParamError::new("isolation", e))?;
+            isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
         }
         Ok(())
     }
@@ -512,7 +515,7 @@ impl Drop for NativeInstance {
 }
 
 /// What `fxgraph plugin` prints about a native library.
-pub fn describe(path: &Path) -> Result<String, String> {
+fn describe_native(path: &Path) -> Result<String, String> {
     let lib = load(path)?;
     let i = &lib.info;
     let mut s = format!(
@@ -561,7 +564,34 @@ pub fn describe(path: &Path) -> Result<String, String> {
     Ok(s)
 }
 
-/// The path a node names, for tools.
-pub fn path_of(spec: &NativeParams, base_dir: &Path) -> PathBuf {
-    base_dir.join(&spec.path)
+/// What a shared library declares, as `fxgraph plugin` prints it: a native plugin's descriptor (id,
+/// version, ABI version, parameters, presets, status names; an instance is set up with its defaults), or a
+/// LADSPA library's plugins and ports. A bare file name that does not exist here is looked up on
+/// `LADSPA_PATH`, as in graphs.
+///
+/// # Errors
+/// [`Error::Plugin`] for a library that is neither kind, or that its kind refuses (naming why).
+pub fn describe(path: &Path) -> crate::Result<String> {
+    use crate::Error;
+    let found;
+    let path = if path.exists() {
+        path
+    } else {
+        found = ladspa::search(&path.to_string_lossy(), Path::new(".")).map_err(Error::Plugin)?;
+        found.as_path()
+    };
+    match load(path) {
+        Ok(_) => describe_native(path).map_err(Error::Plugin),
+        Err(native_err) => match ladspa::describe(path) {
+            Ok(text) => Ok(text),
+            Err(ladspa_err) if native_err.contains("exports no") && ladspa_err.contains("exports no") => {
+                Err(Error::Plugin(format!(
+                    "{}: neither an fxgraph native plugin nor a LADSPA library (it exports neither \
+                     `fxgraph_plugin_v1` nor `ladspa_descriptor`)",
+                    path.display()
+                )))
+            }
+            Err(_) => Err(Error::Plugin(native_err)),
+        },
+    }
 }

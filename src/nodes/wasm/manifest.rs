@@ -85,8 +85,8 @@ impl ParamDecl {
     ///
     /// # Errors
     /// A message for a value of the wrong type, outside the range, or not among the choices.
-    pub fn value_of(&self, value: &ConfigValue, sample_rate: u32) -> Result<f32, String> {
-        let v = self.info(sample_rate).resolve(&value.into())?;
+    pub(crate) fn value_of(&self, value: &ConfigValue, sample_rate: u32) -> Result<f32, String> {
+        let v = self.info(sample_rate).resolve(&value.into()).map_err(|e| e.message)?;
         // Every accepted number is finite as the guest's f32 too (the range is within f32's).
         Ok(v as f32)
     }
@@ -122,7 +122,7 @@ impl Manifest {
     ///
     /// # Errors
     /// A message naming the file for a missing, unreadable, malformed or inconsistent manifest.
-    pub fn for_module(module: &Path) -> Result<Arc<Self>, String> {
+    pub(crate) fn for_module(module: &Path) -> Result<Arc<Self>, String> {
         use std::collections::HashMap;
         use std::sync::{Mutex, OnceLock};
         use std::time::SystemTime;
@@ -152,7 +152,12 @@ impl Manifest {
     /// A message for malformed JSON or any inconsistency: another ABI version, an absurd budget or memory
     /// limit, duplicate parameter ids or keys, a numeric parameter without finite bounds within `f32`, an
     /// enumeration without values, a default outside its range.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> crate::Result<Self> {
+        Self::parse_text(text).map_err(crate::Error::Plugin)
+    }
+
+    /// [`parse`](Self::parse), with the error as text.
+    pub(crate) fn parse_text(text: &str) -> Result<Self, String> {
         let m: Manifest = serde_json::from_str(text).map_err(|e| format!("not a valid plugin manifest: {e}"))?;
         if m.abi_version != ABI_VERSION {
             return Err(format!("declares ABI version {}, this host implements {ABI_VERSION}", m.abi_version));
@@ -335,16 +340,16 @@ mod tests {
                 "max_nyquist_fraction",
             ),
         ] {
-            let err = Manifest::parse(&manifest(params)).expect_err(params);
+            let err = Manifest::parse_text(&manifest(params)).expect_err(params);
             assert!(err.contains(needle), "{params}: {err}");
         }
         let slow = manifest("").replace("\"block_budget_us\": 100", "\"block_budget_us\": 5000000");
-        assert!(Manifest::parse(&slow).expect_err("absurd budget").contains("block_budget_us"));
+        assert!(Manifest::parse_text(&slow).expect_err("absurd budget").contains("block_budget_us"));
     }
 
     #[test]
     fn a_maximum_may_follow_the_sample_rate() {
-        let m = Manifest::parse(&manifest(
+        let m = Manifest::parse_text(&manifest(
             r#"{"id": 1, "key": "cutoff_hz", "name": "Cutoff", "min": 10, "max": 40000, "max_nyquist_fraction": 0.9, "default": 1000}"#,
         ))
         .expect("valid");

@@ -20,11 +20,12 @@
 //! Numeric parameters are smoothed: a change ramps over [`RAMP_MS`](crate::node::RAMP_MS), sent to the
 //! plugin every [`RAMP_STEP`](crate::node::RAMP_STEP) frames (the block is cut there).
 
-pub mod host;
+pub(crate) mod host;
 pub mod manifest;
 pub mod packages;
 
-pub use host::{cache_dir, compile, deadline_ticks};
+pub(crate) use host::compile;
+pub use host::{TICK, cache_dir, deadline_ticks};
 pub use manifest::{ABI_VERSION, ConfigValue, HOST_MEMORY_CAP, Manifest, ParamDecl};
 
 use super::plugin::{ABSURD, Counts, Instance, PluginProcessor, replacement, text};
@@ -32,13 +33,14 @@ pub use super::plugin::{FORGIVE_SECONDS, Fault, MAX_FAULTS, OnFault, WATCHDOG_BL
 use super::spec_boilerplate;
 use crate::clock::CpuMark;
 use crate::node::AudioOut;
+use crate::node::MESSAGE_BYTES;
 use crate::node::{
     BuildContext, MessageKind, NodeError, NodeSpec, ParamError, ParamInfo, PollContext, ProcessConfig, Processor,
 };
 use crate::node::{NodeKind, Registry};
 use bevy_ecs::component::Component;
+pub use host::MESSAGE_SLOTS;
 use host::{HostState, Live, Ticking, instantiate, prelink};
-pub use host::{MESSAGE_BYTES, MESSAGE_SLOTS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -358,12 +360,32 @@ impl Instance for Live {
     }
 }
 
+/// Validates, compiles and links WebAssembly module `bytes` and sets up an instance of it against
+/// `manifest` with parameters `params` (`(id, value)`) for `config`, as loading a graph would (through the
+/// disk cache of compiled modules, unless `FXGRAPH_CACHE_DIR` is set and empty), then drops it: for tools
+/// and fuzzing.
+///
+/// # Errors
+/// [`Error::Plugin`](crate::Error::Plugin) saying which step refused the module.
+pub fn try_module(
+    bytes: &[u8],
+    manifest: &Manifest,
+    params: &[(i32, f32)],
+    config: &ProcessConfig,
+) -> crate::Result<()> {
+    let _ticking = Ticking::new();
+    let module = host::compile_bytes(bytes, Path::new("module.wasm")).map_err(crate::Error::Plugin)?;
+    let pre = prelink(&module).map_err(crate::Error::Plugin)?;
+    instantiate(&pre, manifest, params, config).map(drop).map_err(crate::Error::Plugin)
+}
+
 /// The plugin's manifest and the module's check, for `fxgraph plugin` and tools.
 ///
 /// # Errors
-/// As [`Manifest::for_module`] and [`compile`].
-pub fn inspect(path: &Path) -> Result<(Arc<Manifest>, wasmtime::Module), String> {
-    let manifest = Manifest::for_module(path)?;
-    let module = compile(path)?;
+/// [`Error::Plugin`](crate::Error::Plugin) for a manifest that is missing or invalid, or a module that is
+/// not WebAssembly or imports what the sandbox does not provide.
+pub fn inspect(path: &Path) -> crate::Result<(Arc<Manifest>, wasmtime::Module)> {
+    let manifest = Manifest::for_module(path).map_err(crate::Error::Plugin)?;
+    let module = compile(path).map_err(crate::Error::Plugin)?;
     Ok((manifest, module))
 }

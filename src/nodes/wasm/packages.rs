@@ -90,7 +90,7 @@ fn wasm_kind() -> String {
 ///
 /// # Errors
 /// A message saying what is wrong.
-pub fn check_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_id(id: &str) -> Result<(), String> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && !id.starts_with('.')
@@ -117,7 +117,12 @@ impl PackageManifest {
     /// # Errors
     /// A message for malformed JSON, a bad id or version, an ABI or fxgraph version this host cannot
     /// serve (naming both), no modules, or an unsafe file name.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self> {
+        Self::parse_text(text).map_err(Error::Plugin)
+    }
+
+    /// [`parse`](Self::parse), with the error as text.
+    pub(crate) fn parse_text(text: &str) -> Result<Self, String> {
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| format!("{MANIFEST} is not valid JSON: {e}"))?;
         let serde_json::Value::Object(mut object) = value else {
@@ -182,7 +187,7 @@ impl PackageManifest {
         }
         object.insert("package_version".into(), version.to_string().into());
         let text = serde_json::Value::Object(object.clone()).to_string();
-        let module_manifest = Manifest::parse(&text).map_err(|e| format!("{id} {version}: {e}"))?;
+        let module_manifest = Manifest::parse_text(&text).map_err(|e| format!("{id} {version}: {e}"))?;
         Ok(Self {
             name: module_manifest.name.clone(),
             parameters: module_manifest.parameters.len(),
@@ -209,11 +214,11 @@ impl PackageManifest {
 ///
 /// # Errors
 /// A message naming the package and what failed.
-pub fn validate_dir(dir: &Path) -> Result<PackageManifest, String> {
+pub(crate) fn validate_dir(dir: &Path) -> Result<PackageManifest, String> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let pkg = PackageManifest::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let manifest = Manifest::parse(&pkg.module_manifest_text()).map_err(|e| format!("{}: {e}", path.display()))?;
+    let pkg = PackageManifest::parse_text(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let manifest = Manifest::parse_text(&pkg.module_manifest_text()).map_err(|e| format!("{}: {e}", path.display()))?;
     for doc in &pkg.docs {
         if !dir.join(doc).is_file() {
             return Err(format!("{}: the doc {doc:?} is missing", path.display()));
@@ -285,7 +290,7 @@ pub fn installed() -> Vec<Installed> {
             for v in versions.flatten() {
                 let dir = v.path();
                 let Ok(text) = std::fs::read_to_string(dir.join(MANIFEST)) else { continue };
-                let Ok(manifest) = PackageManifest::parse(&text) else { continue };
+                let Ok(manifest) = PackageManifest::parse_text(&text) else { continue };
                 if Some(manifest.id.as_str()) != id_dir.file_name().to_str()
                     || Some(manifest.version.to_string().as_str()) != v.file_name().to_str()
                 {
@@ -302,7 +307,7 @@ pub fn installed() -> Vec<Installed> {
 ///
 /// # Errors
 /// A message listing what is installed (or where it looked).
-pub fn resolve(id: &str, requirement: &str) -> Result<Installed, String> {
+pub(crate) fn resolve(id: &str, requirement: &str) -> Result<Installed, String> {
     let req = semver::VersionReq::parse(requirement)
         .map_err(|e| format!("{requirement:?} is not a version requirement (e.g. \"^1.0\"): {e}"))?;
     let all = installed();
@@ -347,7 +352,12 @@ impl Drop for Staging {
 ///
 /// # Errors
 /// A message naming the archive and the offending entry.
-pub fn unpack(archive: &Path, into: &Path) -> Result<(), String> {
+pub fn unpack(archive: &Path, into: &Path) -> Result<()> {
+    unpack_text(archive, into).map_err(Error::Plugin)
+}
+
+/// [`unpack`], with the error as text.
+fn unpack_text(archive: &Path, into: &Path) -> Result<(), String> {
     let mut file = std::fs::File::open(archive).map_err(|e| format!("cannot read {}: {e}", archive.display()))?;
     let name = archive.display();
     let mut magic = [0u8; 2];
@@ -451,11 +461,11 @@ pub fn install(source: &Path, root: &Path, force: bool) -> Result<Installed> {
         // A folder: copy what the manifest names (and only that).
         let text = std::fs::read_to_string(source.join(MANIFEST))
             .map_err(|e| refused(format!("cannot read {}: {e}", source.join(MANIFEST).display())))?;
-        let pkg = PackageManifest::parse(&text).map_err(|e| refused(format!("{}: {e}", source.display())))?;
+        let pkg = PackageManifest::parse_text(&text).map_err(|e| refused(format!("{}: {e}", source.display())))?;
         copy_named(source, &stage, &pkg).map_err(refused)?;
         stage.clone()
     } else {
-        unpack(source, &stage).map_err(refused)?;
+        unpack_text(source, &stage).map_err(refused)?;
         package_root(&stage).map_err(|e| refused(format!("{}: {e}", source.display())))?
     };
     let pkg = validate_dir(&pkg_dir).map_err(refused)?;

@@ -1,4 +1,5 @@
 //! LADSPA's C ABI (`ladspa.h`, version 1.1): the descriptor, port properties and range hints.
+#![allow(dead_code, reason = "the whole of ladspa.h's vocabulary is mirrored, whether the host reads it or not")]
 
 use std::ffi::{c_char, c_int, c_ulong, c_void};
 

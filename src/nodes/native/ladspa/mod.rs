@@ -18,9 +18,9 @@ mod abi;
 mod instance;
 mod library;
 
-pub use abi::*;
-pub use instance::LadspaInstance;
-pub use library::{LadspaInfo, LadspaLibrary, Port, PortKind, key_of, load, search};
+pub(crate) use abi::*;
+pub(crate) use instance::LadspaInstance;
+pub(crate) use library::{LadspaInfo, LadspaLibrary, PortKind, load, search};
 
 use super::{Isolation, Tiered};
 use crate::node::{
@@ -94,7 +94,8 @@ pub fn resolve(
             ));
         };
         let p = &params[i];
-        let v = super::param_info(p).resolve(value).map_err(|m| ParamError::new(format!("controls.{name}"), m))?;
+        let v =
+            super::param_info(p).resolve(value).map_err(|e| ParamError::new(format!("controls.{name}"), e.message))?;
         super::check_kind(p, v).map_err(|m| ParamError::new(format!("controls.{name}"), m))?;
         values[i].1 = v;
     }
@@ -116,7 +117,7 @@ impl NodeSpec for LadspaParams {
         info.per_channel(ctx.format.channels).map_err(|e| ParamError::new("label", e))?;
         resolve(info, &self.controls, ctx.format.sample_rate)?;
         if self.isolation == Isolation::Process {
-            super::isolate::check_host().map_err(|e| ParamError::new("isolation", e))?;
+            super::isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
         }
         Ok(())
     }
@@ -241,7 +242,7 @@ impl LadspaLive {
 }
 
 /// What `fxgraph plugin` prints about a LADSPA library: each plugin with its ports.
-pub fn describe(path: &Path) -> Result<String, String> {
+pub(crate) fn describe(path: &Path) -> Result<String, String> {
     let lib = load(path)?;
     let mut s = format!("{}: LADSPA library, {} plugin(s)\n", path.display(), lib.plugins.len());
     for p in &lib.plugins {
@@ -285,9 +286,4 @@ pub fn describe(path: &Path) -> Result<String, String> {
         }
     }
     Ok(s)
-}
-
-/// Whether a file is a LADSPA library (exports `ladspa_descriptor`).
-pub fn is_ladspa(path: &Path) -> bool {
-    load(path).is_ok()
 }
