@@ -168,10 +168,12 @@ impl AudioProcessor {
         }
     }
 
+    /// The channels of the graph's input and output.
     pub fn channels(&self) -> usize {
         self.channels
     }
 
+    /// The largest block nodes are called with (longer calls are cut into blocks of this size).
     pub fn max_block(&self) -> usize {
         self.max_block
     }

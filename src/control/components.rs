@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 /// Gives `Sync` to a `Send` value by allowing only exclusive access. `Mutex::get_mut` needs `&mut self`
 /// and therefore takes no lock: the mutex is never locked, it only carries the `Sync` proof that
 /// `std::sync::Exclusive` would give on stable Rust.
-pub struct Exclusive<T>(Mutex<T>);
+pub(crate) struct Exclusive<T>(Mutex<T>);
 
 impl<T> Exclusive<T> {
     pub fn new(value: T) -> Self {
@@ -22,10 +22,6 @@ impl<T> Exclusive<T> {
     pub fn get_mut(&mut self) -> &mut T {
         // Never locked, so never poisoned; recover the value regardless.
         self.0.get_mut().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn into_inner(self) -> T {
-        self.0.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -58,11 +54,11 @@ pub struct GraphOutput;
 
 /// How to reach a node's typed parameter component as a [`NodeSpec`]: its kind's entry in the registry.
 #[derive(Component, Clone, Copy, Debug)]
-pub struct SpecAccess(pub NodeKind);
+pub(crate) struct SpecAccess(pub NodeKind);
 
 /// The parameters the audio side has (or the processor held here was built with), to diff against.
 #[derive(Component, Debug)]
-pub struct Baseline {
+pub(crate) struct Baseline {
     pub spec: Box<dyn NodeSpec>,
     pub values: Vec<f64>,
 }
@@ -70,16 +66,20 @@ pub struct Baseline {
 /// The node's processor while the control side holds it (built but not yet sent, or back after a stop or
 /// after the node stopped reaching the output). While the processor runs it is on the audio side.
 #[derive(Component, Default)]
-pub struct ProcessorSlot(pub Exclusive<Option<Box<dyn Processor>>>);
+pub(crate) struct ProcessorSlot(pub Exclusive<Option<Box<dyn Processor>>>);
 
 /// Where a node is in its lifecycle.
 #[derive(Component, Debug, Clone, PartialEq, Eq)]
 pub enum Lifecycle {
+    /// Spawned; its processor is not built yet.
     Created,
+    /// Its processor is built and initialized, and waits to be sent.
     Initialized,
     /// On the audio side.
     Running,
+    /// Its processor is back from the audio side, stopped (after `Engine::stop`, or a graph edit).
     Stopped,
+    /// Its processor was cleaned up and dropped.
     CleanedUp,
     /// Building or initializing failed, with the reason.
     Failed(String),
@@ -90,7 +90,9 @@ pub enum Lifecycle {
 /// The node's identity and records on the audio side, while its processor is there.
 #[derive(Component, Clone)]
 pub struct AudioNode {
+    /// The node's identity on the audio side, stable while it keeps its processor.
     pub id: NodeId,
+    /// What the audio side records about the node.
     pub stats: Arc<NodeStats>,
     /// Whether the processor wants [`crate::node::Processor::poll`] after each block.
     pub polls: bool,
@@ -99,7 +101,7 @@ pub struct AudioNode {
 /// The node's description changed in a way its processor cannot take as parameter events (a band's kind,
 /// a limiter's lookahead): the next compile builds a new processor and crossfades to it.
 #[derive(Component, Debug)]
-pub struct NeedsRebuild;
+pub(crate) struct NeedsRebuild;
 
 /// The node is taken out of the signal path (its inputs feed its outputs directly), crossfaded.
 #[derive(Component, Debug)]
@@ -112,17 +114,24 @@ pub struct Metered(pub Arc<SharedMeter>);
 /// Latency in frames: the node's own, and from the graph input to the node's output.
 #[derive(Component, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Latency {
+    /// Frames by which the node's own output lags its input.
     pub own: usize,
+    /// Frames from the graph's input to the node's output, compensation included.
     pub at_output: usize,
 }
 
 /// Timing of a node's processing, as last gathered by the monitor.
 #[derive(Component, Debug, Clone, Copy, Default, PartialEq)]
 pub struct NodeTiming {
+    /// Blocks the node processed.
     pub calls: u64,
+    /// Mean processing time per block (ns).
     pub mean_ns: f64,
+    /// Median processing time per block (ns).
     pub p50_ns: u64,
+    /// 99th percentile of the processing time per block (ns).
     pub p99_ns: u64,
+    /// Longest processing time of a block (ns).
     pub max_ns: u64,
     /// Faults the node's processor reported (plugins).
     pub faults: u64,
@@ -137,19 +146,27 @@ pub struct NodeMeter(pub crate::monitor::Meter);
 /// Graph-wide figures, as last gathered by the monitor.
 #[derive(Resource, Clone, Default)]
 pub struct GraphMetrics {
+    /// Blocks processed.
     pub blocks: u64,
+    /// Frames processed.
     pub frames: u64,
+    /// Frames processed while the monitor was on.
     pub timed_frames: u64,
+    /// Time spent processing them (ns).
     pub busy_ns: u64,
+    /// Blocks that took longer than their real-time duration.
     pub blocks_over_budget: u64,
+    /// Processing time per block.
     pub block_timing: crate::monitor::Timing,
+    /// Levels at the graph's output.
     pub output: crate::monitor::Meter,
+    /// Non-finite input samples replaced with silence.
     pub nonfinite_input: u64,
 }
 
 /// Engine-wide settings.
 #[derive(Resource, Debug, Clone)]
-pub struct EngineConfig {
+pub(crate) struct EngineConfig {
     pub format: GraphFormat,
     pub max_block: usize,
     /// Blocks each run of the audio side may hold (see [`super::EngineOptions::batch`]).

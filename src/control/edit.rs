@@ -100,7 +100,7 @@ impl Engine {
     /// Parses graph text and [`apply`](Self::apply)s it.
     ///
     /// # Errors
-    /// The graph's [`GraphError`] (file, line, column, node), or as [`apply`](Self::apply).
+    /// The graph's [`GraphError`](crate::GraphError) (file, line, column, node), or as [`apply`](Self::apply).
     pub fn apply_str(&mut self, text: &str, file: &str, base_dir: &Path) -> Result<()> {
         let graph = Graph::parse_with(text, file, base_dir, &self.registry)?;
         self.apply(graph)

@@ -4,8 +4,8 @@
 use crate::graph::GraphError;
 use crate::node::Message;
 
-/// Something the application may want to know, delivered to [`Engine::subscribe`]rs and by
-/// [`Engine::events`].
+/// Something the application may want to know, delivered to [`Engine::subscribe`](super::Engine::subscribe)rs and by
+/// [`Engine::events`](super::Engine::events).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum EngineEvent {
@@ -33,5 +33,5 @@ impl std::fmt::Display for EngineEvent {
     }
 }
 
-/// A callback for engine events, see [`Engine::subscribe`].
+/// A callback for engine events, see [`Engine::subscribe`](super::Engine::subscribe).
 pub type Subscriber = Box<dyn FnMut(&EngineEvent) + Send>;

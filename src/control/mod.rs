@@ -5,7 +5,7 @@
 //! `WasmParams`...), its [`Inputs`] (edges), and what the engine keeps on it: [`Lifecycle`], [`Latency`],
 //! [`NodeTiming`], the [`AudioNode`] identity while its processor runs. Applications edit the graph by
 //! mutating those components, or through [`Engine::set`], [`Engine::apply`] and friends; systems (see
-//! [`systems`]) turn the edits into work for the audio side, which never sees the `World`:
+//! `systems.rs`) turn the edits into work for the audio side, which never sees the `World`:
 //!
 //! - a changed parameter becomes a parameter event, which the audio side smooths (see
 //!   [`crate::node::Smoothing`]);
@@ -287,10 +287,12 @@ impl Engine {
         names.into_iter().map(|(_, n)| n).collect()
     }
 
+    /// The graph's sample rate and channel count.
     pub fn format(&self) -> GraphFormat {
         self.config().format
     }
 
+    /// The largest block nodes are called with.
     pub fn max_block(&self) -> usize {
         self.config().max_block
     }
@@ -310,6 +312,7 @@ impl Engine {
         self.stats.nonfinite_input()
     }
 
+    /// The world: the live model of the graph (see the module documentation).
     pub fn world(&self) -> &World {
         &self.world
     }

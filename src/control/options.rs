@@ -1,6 +1,6 @@
 //! What an engine is started with: [`EngineOptions`].
 
-/// Options for [`Engine::new`].
+/// Options for [`Engine::new`](super::Engine::new).
 #[derive(Debug, Clone, Copy)]
 pub struct EngineOptions {
     /// The largest block the audio side processes at once (longer calls are cut into blocks of this size).
@@ -11,7 +11,7 @@ pub struct EngineOptions {
     /// How the parallel executor picks between running a level's branches concurrently or one after
     /// another. Either way the output is the same.
     pub parallelism: Parallelism,
-    /// Record per-node and per-block timing and the output's levels (see [`Engine::metrics`]).
+    /// Record per-node and per-block timing and the output's levels (see [`Engine::metrics`](super::Engine::metrics)).
     pub monitor: bool,
     /// Length of the crossfade when the graph's structure changes while it plays.
     pub crossfade_ms: f64,

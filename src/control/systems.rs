@@ -36,10 +36,15 @@ pub struct Monitor;
 /// The ordered steps of [`ControlUpdate`].
 #[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ControlSet {
+    /// Takes what the audio side sent.
     Receive,
+    /// Gives new node entities what the engine keeps on every node.
     Attach,
+    /// Turns edited components into parameter events, and notices topology changes.
     Diff,
+    /// Builds processors and compiles a changed topology into a plan.
     Compile,
+    /// Sends what is queued for the audio side.
     Flush,
 }
 

@@ -38,10 +38,15 @@ impl BandKind {
 /// Normalized biquad coefficients (a0 = 1): `y = b0 x + b1 x[-1] + b2 x[-2] - a1 y[-1] - a2 y[-2]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Coeffs {
+    /// Feed-forward coefficient of `x[n]`.
     pub b0: f64,
+    /// Feed-forward coefficient of `x[n-1]`.
     pub b1: f64,
+    /// Feed-forward coefficient of `x[n-2]`.
     pub b2: f64,
+    /// Feedback coefficient of `y[n-1]` (`a0` normalized to 1).
     pub a1: f64,
+    /// Feedback coefficient of `y[n-2]`.
     pub a2: f64,
 }
 
@@ -136,13 +141,18 @@ impl Coeffs {
 /// One band's settings: what [`Coeffs::cookbook`] takes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BandSettings {
+    /// The filter's shape.
     pub kind: BandKind,
+    /// Center, corner or shelf midpoint frequency (Hz).
     pub freq_hz: f64,
+    /// Gain of peak and shelf bands (dB); ignored by the other kinds.
     pub gain_db: f64,
+    /// Quality factor (for shelves, the cookbook's Q form of the slope).
     pub q: f64,
 }
 
 impl BandSettings {
+    /// The cookbook's coefficients for this band at `sample_rate`, in `f64`.
     pub fn coeffs(&self, sample_rate: f64) -> Coeffs {
         Coeffs::cookbook(self.kind, self.freq_hz, self.gain_db, self.q, sample_rate)
     }
@@ -203,6 +213,7 @@ pub struct BiquadCascade {
 }
 
 impl BiquadCascade {
+    /// A cascade of `bands`, applied in order, at `sample_rate` (buffers come with [`prepare`](Self::prepare)).
     pub fn new(bands: Vec<BandSettings>, sample_rate: u32) -> Self {
         let sr = f64::from(sample_rate);
         Self {
@@ -305,6 +316,7 @@ impl BiquadCascade {
         }
     }
 
+    /// Runs every band over `audio`, in place.
     pub fn process(&mut self, audio: &mut AudioOut<'_>) {
         let n = audio.frames();
         let mut at = 0;

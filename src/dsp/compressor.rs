@@ -12,11 +12,17 @@ use crate::node::{RAMP_MS, RAMP_STEP};
 /// Compressor settings in user units.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompressorSettings {
+    /// Level where compression starts (center of the knee), dBFS.
     pub threshold_db: f32,
+    /// Input dB over threshold per output dB.
     pub ratio: f32,
+    /// Time constant of the gain reduction rising, ms.
     pub attack_ms: f32,
+    /// Time constant of the gain reduction falling, ms.
     pub release_ms: f32,
+    /// Width of the soft knee, dB (0 is a hard knee).
     pub knee_db: f32,
+    /// Gain after compression, dB.
     pub makeup_db: f32,
 }
 
@@ -37,11 +43,17 @@ pub fn gain_reduction_db(level_db: f32, threshold_db: f32, slope: f32, half_knee
 /// What [`Compressor::set`] changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompressorParam {
+    /// `threshold_db`, ramped.
     ThresholdDb,
+    /// `ratio`, ramped.
     Ratio,
+    /// `attack_ms`, taken at once.
     AttackMs,
+    /// `release_ms`, taken at once.
     ReleaseMs,
+    /// `knee_db`, ramped.
     KneeDb,
+    /// `makeup_db`, ramped.
     MakeupDb,
 }
 
@@ -109,6 +121,7 @@ impl Curve {
 }
 
 impl Compressor {
+    /// A compressor with settings `s` at `sample_rate` (buffers come with [`prepare`](Self::prepare)).
     pub fn new(s: &CompressorSettings, sample_rate: u32) -> Self {
         let slope = 1.0 - 1.0 / f64::from(s.ratio);
         Self {
@@ -136,10 +149,12 @@ impl Compressor {
         self
     }
 
+    /// Allocates for blocks of up to `max_block` frames (control side).
     pub fn prepare(&mut self, max_block: usize) {
         self.gains = vec![0.0; max_block];
     }
 
+    /// Clears the envelope and lands every ramp on its target.
     pub fn reset(&mut self) {
         self.env_db = 0.0;
         for r in [&mut self.threshold_db, &mut self.slope, &mut self.knee_db, &mut self.makeup_db] {

@@ -17,6 +17,7 @@ pub struct FlushDenormals {
 const FTZ_DAZ: u32 = (1 << 15) | (1 << 6);
 
 impl FlushDenormals {
+    /// Sets flush-to-zero and denormals-are-zero until the guard is dropped (x86-64; elsewhere nothing).
     #[allow(clippy::new_without_default)]
     pub fn new() -> Self {
         #[cfg(target_arch = "x86_64")]

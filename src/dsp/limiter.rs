@@ -26,13 +26,18 @@ use super::{fmin, macf};
 use crate::node::AudioOut;
 use crate::node::RAMP_MS;
 
+/// A limiter's settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LimiterSettings {
+    /// Largest output magnitude, dBFS.
     pub ceiling_db: f32,
+    /// Lookahead, and so latency, ms.
     pub lookahead_ms: f32,
+    /// Time constant of the gain recovering, ms.
     pub release_ms: f32,
 }
 
+/// A lookahead brickwall limiter: no output sample exceeds the ceiling (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct Limiter {
     ceiling: f32,
@@ -67,6 +72,7 @@ pub struct Limiter {
 }
 
 impl Limiter {
+    /// A limiter with settings `s` at `sample_rate` (buffers come with [`prepare`](Self::prepare)).
     pub fn new(s: &LimiterSettings, sample_rate: u32) -> Self {
         let lookahead = (f64::from(s.lookahead_ms) * 1e-3 * f64::from(sample_rate)).round() as usize;
         let ceiling = super::db_to_gain(f64::from(s.ceiling_db));
@@ -109,6 +115,7 @@ impl Limiter {
         self.ceiling
     }
 
+    /// Frames by which the output lags the input: the lookahead.
     pub fn latency(&self) -> usize {
         self.lookahead
     }
@@ -117,6 +124,7 @@ impl Limiter {
         self.lookahead + 1
     }
 
+    /// Allocates the delay line and buffers for `channels` channels and blocks of up to `max_block` frames.
     pub fn prepare(&mut self, channels: usize, max_block: usize) {
         self.channels = channels;
         let w = self.window();
@@ -140,6 +148,7 @@ impl Limiter {
         self.release = super::one_pole_coeff(release_ms, self.sample_rate);
     }
 
+    /// Clears the delay line and the gain state.
     pub fn reset(&mut self) {
         let target = self.ceiling_ramp.target();
         self.ceiling_ramp.jump(target);
@@ -226,6 +235,7 @@ impl Limiter {
     }
 
     fma_dispatch! {
+        /// Limits `audio` in place: each frame comes out `latency()` frames later, under the ceiling.
         pub fn process(audio: &mut AudioOut<'_>) via process_fma => process_with
     }
 

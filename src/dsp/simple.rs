@@ -17,10 +17,12 @@ impl RampedGain {
         Self { gain: Ramp::new(gain), scratch: Vec::new(), len: ramp_len }
     }
 
+    /// Allocates for blocks of up to `max_block` frames (control side).
     pub fn prepare(&mut self, max_block: usize) {
         self.scratch = vec![0.0; max_block];
     }
 
+    /// Ramps to `gain` (linear) over the ramp length.
     pub fn set(&mut self, gain: f64) {
         self.gain.set(gain, self.len);
     }

@@ -36,6 +36,7 @@ impl Ramp {
         }
     }
 
+    /// The value the ramp moves to.
     pub fn target(&self) -> f64 {
         self.target
     }

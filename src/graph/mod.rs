@@ -33,6 +33,7 @@ pub enum GraphErrorKind {
     UnknownKind,
     /// A node's parameter is unknown, missing, of the wrong type or out of range.
     Param,
+    /// Two nodes with the same name.
     DuplicateNode,
     /// A node named `input` or `output`, or an empty name.
     ReservedName,
@@ -40,6 +41,7 @@ pub enum GraphErrorKind {
     UnknownEndpoint,
     /// An edge into `input`, out of `output`, or the same edge twice.
     BadEdge,
+    /// The edges make a cycle.
     Cycle,
     /// No path leads from `input` to `output`.
     OutputUnreachable,
@@ -51,6 +53,7 @@ pub enum GraphErrorKind {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub struct GraphError {
+    /// What kind of problem it is.
     pub kind: GraphErrorKind,
     /// The file as the user named it.
     pub file: String,
@@ -58,6 +61,7 @@ pub struct GraphError {
     pub position: Option<(usize, usize)>,
     /// The node concerned, if any.
     pub node: Option<String>,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -78,14 +82,18 @@ impl fmt::Display for GraphError {
 /// One end of an edge: the graph's input, or a node by index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
+    /// The graph's input.
     Input,
+    /// A node, by its index in [`Graph::nodes`].
     Node(usize),
 }
 
 /// A validated node.
 #[derive(Debug)]
 pub struct GraphNode {
+    /// The node's name.
     pub name: String,
+    /// Its kind's parameters, validated.
     pub spec: Box<dyn NodeSpec>,
     /// Where the node feeds from, in the order the edges are written; several inputs are summed.
     pub inputs: Vec<Source>,
@@ -98,6 +106,7 @@ pub struct Graph {
     pub file: String,
     /// The folder relative paths in node parameters resolve against.
     pub base_dir: PathBuf,
+    /// The graph's sample rate and channel count.
     pub format: GraphFormat,
     /// Nodes in file order.
     pub nodes: Vec<GraphNode>,

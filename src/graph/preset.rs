@@ -45,6 +45,7 @@ pub(crate) fn preset_error(
 pub struct PresetEntry {
     /// The key as written: `node.param`.
     pub key: String,
+    /// The value.
     pub value: ParamValue,
     /// Where the key is in the file (1-based line and column), for errors.
     pub position: Option<(usize, usize)>,
@@ -57,6 +58,7 @@ pub struct Preset {
     pub file: String,
     /// The graph file name it is for, if it says.
     pub graph: Option<String>,
+    /// Where `graph` is in the file (1-based line and column), for errors.
     pub graph_position: Option<(usize, usize)>,
     /// The values, in file order.
     pub entries: Vec<PresetEntry>,
@@ -80,6 +82,7 @@ enum FileValue {
 
 /// Largest preset file read, and most values in one preset.
 pub const MAX_PRESET_BYTES: u64 = 1 << 20;
+/// The most values a preset may hold.
 pub const MAX_PRESET_VALUES: usize = 65_536;
 
 impl Preset {

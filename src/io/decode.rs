@@ -1,7 +1,7 @@
 //! Reading any audio file as a stream of planar blocks at the graph's format.
 //!
 //! - WAV (RIFF and RF64, 8- to 32-bit integer, 32- and 64-bit float) is read by fxgraph's own reader
-//!   ([`crate::wav`]), which converts whole blocks at once; everything else (FLAC, MP3, Ogg Vorbis, AAC
+//!   ([`crate::io::wav`]), which converts whole blocks at once; everything else (FLAC, MP3, Ogg Vorbis, AAC
 //!   and ALAC in MP4, AIFF) is decoded by `symphonia`, packet by packet.
 //! - A file at another sample rate is resampled with `rubato`'s synchronous FFT resampler (its
 //!   highest-quality mode; a Blackman-Harris window, the start-up delay trimmed so the output lines up
@@ -58,10 +58,12 @@ impl Decoded {
         Ok(Self { inner: Inner::Symphonia(Box::new(src)), rate, channels, frames })
     }
 
+    /// The file's sample rate.
     pub fn sample_rate(&self) -> u32 {
         self.rate
     }
 
+    /// The file's channel count.
     pub fn channels(&self) -> usize {
         self.channels
     }

@@ -69,6 +69,7 @@ impl DemoSignal {
         Self { channels, period, next: 0, total: (seconds.max(0.0) * f64::from(sample_rate)).round() as u64 }
     }
 
+    /// The signal's length in frames.
     pub fn total_frames(&self) -> u64 {
         self.total
     }

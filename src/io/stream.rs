@@ -7,6 +7,11 @@ use crate::node::{AudioIn, AudioOut};
 /// Where blocks come from. `read` fills up to `out.frames()` frames and returns how many: fewer only at
 /// the end (0 once it is reached).
 pub trait BlockSource: Send {
+    /// Fills up to `out.frames()` frames of `out` and returns how many: fewer only at the end, 0 once it is
+    /// reached.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a source that fails (a damaged file), naming it.
     fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize>;
 
     /// Frames left to read, when known.
@@ -26,6 +31,10 @@ pub trait BlockSource: Send {
 
 /// Where blocks go.
 pub trait BlockSink: Send {
+    /// Takes `block`, the next frames of audio.
+    ///
+    /// # Errors
+    /// [`Error::Output`] for a sink that cannot write them.
     fn write(&mut self, block: &AudioIn<'_>) -> Result<()>;
 }
 
@@ -47,11 +56,14 @@ impl BlockSource for super::demo::DemoSignal {
 /// Plays planar vectors (for tests, benchmarks and embedding).
 #[derive(Debug, Clone, Default)]
 pub struct MemorySource {
+    /// The samples, a vector per channel.
     pub channels: Vec<Vec<f32>>,
+    /// The next frame to read.
     pub position: usize,
 }
 
 impl MemorySource {
+    /// Plays `channels` from the start.
     pub fn new(channels: Vec<Vec<f32>>) -> Self {
         Self { channels, position: 0 }
     }
@@ -86,6 +98,7 @@ pub struct Limited<S> {
 }
 
 impl<S> Limited<S> {
+    /// `inner`, cut after `frames` frames.
     pub fn new(inner: S, frames: u64) -> Self {
         Self { inner, limit: frames, left: frames }
     }
@@ -127,6 +140,7 @@ impl BlockSource for Box<dyn BlockSource> {
 /// Collects everything into planar vectors (for tests and benchmarks).
 #[derive(Debug, Clone, Default)]
 pub struct MemorySink {
+    /// The samples, a vector per channel.
     pub channels: Vec<Vec<f32>>,
 }
 

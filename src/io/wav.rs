@@ -28,9 +28,13 @@ const GUID_TAIL: [u8; 14] = [0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x0
 /// A WAV sample format for output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WavFormat {
+    /// 32-bit float.
     F32,
+    /// 16-bit integer, TPDF-dithered.
     I16,
+    /// 24-bit integer, TPDF-dithered.
     I24,
+    /// 32-bit integer.
     I32,
 }
 
@@ -70,9 +74,13 @@ impl Encoding {
 /// What a WAV file's header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WavInfo {
+    /// Frames per second.
     pub sample_rate: u32,
+    /// Samples per frame.
     pub channels: usize,
+    /// Bits per sample.
     pub bits: u16,
+    /// Whether the samples are floating point.
     pub float: bool,
     /// Frames in the data chunk.
     pub frames: u64,
@@ -233,14 +241,17 @@ impl WavSource {
         Ok(Self { file, path: path.to_path_buf(), info, encoding, remaining: info.frames, read: 0, bytes: Vec::new() })
     }
 
+    /// What the header says.
     pub fn info(&self) -> &WavInfo {
         &self.info
     }
 
+    /// The file's sample rate.
     pub fn sample_rate(&self) -> u32 {
         self.info.sample_rate
     }
 
+    /// The file's channel count.
     pub fn channels(&self) -> usize {
         self.info.channels
     }

@@ -371,6 +371,7 @@ pub struct Levels {
     pub dynamic_range_db: f64,
     /// Samples whose magnitude exceeded 1.0 (0 dBFS).
     pub clipped_samples: u64,
+    /// Samples measured.
     pub samples: u64,
     /// Third-octave band levels of the latest 4096 frames (mono mix, Hann window). Empty until that many
     /// frames have been kept: the audio side keeps them only while someone asks (see
@@ -381,6 +382,7 @@ pub struct Levels {
 /// One spectrum band.
 #[derive(Debug, Clone, Serialize)]
 pub struct Band {
+    /// The band's center frequency.
     pub center_hz: f64,
     /// Band level, dB relative to a full-scale sine.
     pub level_db: f64,

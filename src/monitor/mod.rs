@@ -1,6 +1,6 @@
 //! The monitor: per-node timing, graph load, levels and memory.
 //!
-//! The audio side only records, into [shared storage](shared) allocated on the control side: a timing
+//! The audio side only records, into shared storage allocated on the control side: a timing
 //! histogram per node and per graph, and a meter on the output and on nodes the application asks for.
 //! Recording allocates nothing and takes no lock, and any thread may read the records while audio runs
 //! ([`crate::control::MetricsReader`]). The control side gathers: the `publish_metrics` system copies what

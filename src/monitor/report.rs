@@ -6,12 +6,19 @@ use serde::Serialize;
 /// Timing of one node, in a report.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeReport {
+    /// The node's name.
     pub name: String,
+    /// Its kind.
     pub kind: String,
+    /// Blocks it processed.
     pub calls: u64,
+    /// Mean processing time per block (ns).
     pub mean_ns: f64,
+    /// Median processing time per block (ns).
     pub p50_ns: u64,
+    /// 99th percentile of the processing time per block (ns).
     pub p99_ns: u64,
+    /// Longest processing time of a block (ns).
     pub max_ns: u64,
     /// Faults the node reported (plugins: traps, error returns, bad output, overruns).
     pub faults: u64,
@@ -21,6 +28,7 @@ pub struct NodeReport {
     /// Blocks whose output was, wholly or in part, the node's bypass instead of the plugin's, and the frames
     /// that were.
     pub bypassed_blocks: u64,
+    /// Frames of output that were the node's bypass.
     pub bypassed_frames: u64,
     /// Non-finite output samples of a plugin replaced with silence.
     pub replaced_samples: u64,
@@ -30,6 +38,7 @@ pub struct NodeReport {
     /// A plugin's linear memory now, and its cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<usize>,
+    /// A plugin's cap on its linear memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_cap_bytes: Option<usize>,
     /// Mean processing time over the mean block's real-time duration.
@@ -89,22 +98,31 @@ fn proc_status() -> (Option<u64>, Option<u64>) {
 pub struct MetricsReport {
     /// `serial` or `parallel`.
     pub executor: &'static str,
+    /// Threads the audio side runs on.
     pub threads: usize,
+    /// The graph's sample rate.
     pub sample_rate: u32,
+    /// The graph's channels.
     pub channels: usize,
+    /// Blocks (runs of the audio side) timed.
     pub blocks: u64,
+    /// Frames processed.
     pub frames: u64,
     /// Processing time over the real-time duration of the audio processed.
     pub dsp_load: f64,
     /// Blocks whose processing took longer than their duration (the offline equivalent of an xrun).
     pub blocks_over_budget: u64,
+    /// Mean processing time per block (ns).
     pub block_mean_ns: f64,
+    /// 99th percentile of the processing time per block (ns).
     pub block_p99_ns: u64,
+    /// Longest processing time of a block (ns).
     pub block_max_ns: u64,
     /// Nodes in processing order.
     pub nodes: Vec<NodeReport>,
     /// Levels at the graph's output.
     pub output: Levels,
+    /// The process's memory.
     pub memory: MemoryReport,
     /// Non-finite input samples replaced by silence.
     pub nonfinite_input_samples: u64,

@@ -8,7 +8,7 @@ const OCTAVES: u32 = 30;
 pub(crate) const BUCKETS: usize = (OCTAVES * PER_OCTAVE) as usize + 2;
 
 /// Durations of repeated work: count, mean, maximum and a log-scale histogram for quantiles. The unit is
-/// the recorder's: the engine records [`crate::clock`] ticks and converts when it reports; the `_ns` names
+/// the recorder's: the engine records `clock` ticks and converts when it reports; the `_ns` names
 /// say what the values usually are.
 #[derive(Clone)]
 pub struct Timing {
@@ -73,18 +73,22 @@ impl Timing {
         *b = b.saturating_add(1);
     }
 
+    /// Durations recorded.
     pub fn calls(&self) -> u64 {
         self.calls
     }
 
+    /// Their sum.
     pub fn total_ns(&self) -> u64 {
         self.sum_ns
     }
 
+    /// The longest.
     pub fn max_ns(&self) -> u64 {
         self.max_ns
     }
 
+    /// Their mean (0 with none).
     pub fn mean_ns(&self) -> f64 {
         if self.calls == 0 { 0.0 } else { self.sum_ns as f64 / self.calls as f64 }
     }

@@ -29,6 +29,7 @@ pub struct AudioIn<'a> {
 
 // SAFETY: an `AudioIn` is a shared borrow of `f32`s, like `&[f32]`.
 unsafe impl Send for AudioIn<'_> {}
+// SAFETY: as above.
 unsafe impl Sync for AudioIn<'_> {}
 
 impl<'a> AudioIn<'a> {
@@ -52,10 +53,12 @@ impl<'a> AudioIn<'a> {
         Self { data, stride, channels, frames, _borrow: PhantomData }
     }
 
+    /// Channels in the view.
     pub fn channels(&self) -> usize {
         self.channels
     }
 
+    /// Frames of each channel in the view.
     pub fn frames(&self) -> usize {
         self.frames
     }
@@ -90,6 +93,7 @@ pub struct AudioOut<'a> {
 
 // SAFETY: an `AudioOut` is an exclusive borrow of `f32`s, like `&mut [f32]`.
 unsafe impl Send for AudioOut<'_> {}
+// SAFETY: as above.
 unsafe impl Sync for AudioOut<'_> {}
 
 impl<'a> AudioOut<'a> {
@@ -111,10 +115,12 @@ impl<'a> AudioOut<'a> {
         Self { data, stride, channels, frames, _borrow: PhantomData }
     }
 
+    /// Channels in the view.
     pub fn channels(&self) -> usize {
         self.channels
     }
 
+    /// Frames of each channel in the view.
     pub fn frames(&self) -> usize {
         self.frames
     }

@@ -27,6 +27,7 @@ pub struct NodeKind {
     pub name: &'static str,
     /// One line for listings.
     pub summary: &'static str,
+    /// Parses the kind's parameter text into its component.
     pub parse: ParseFn,
     /// Inserts a parsed description on an entity as the kind's component (false if it is another kind).
     pub(crate) insert: fn(Box<dyn NodeSpec>, &mut EntityWorldMut<'_>) -> bool,
@@ -117,6 +118,7 @@ impl Registry {
         self.kinds.insert(kind.name, kind)
     }
 
+    /// The kind called `name`.
     pub fn get(&self, name: &str) -> Option<&NodeKind> {
         self.kinds.get(name)
     }

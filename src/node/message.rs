@@ -29,6 +29,7 @@ pub struct Message {
     pub node: String,
     /// The plugin's id, for plugins.
     pub source: String,
+    /// What the message is.
     pub kind: MessageKind,
     /// What the plugin said, as it said it (invalid UTF-8 replaced). Printing it shows it escaped.
     pub text: Untrusted,
@@ -44,6 +45,7 @@ impl Untrusted {
     /// Characters shown by [`Display`](fmt::Display) before the text is cut.
     pub const MAX_CHARS: usize = 240;
 
+    /// Keeps `text` as it is.
     pub fn new(text: impl Into<String>) -> Self {
         Self(text.into())
     }
@@ -116,14 +118,14 @@ pub struct PluginHealth {
 }
 
 /// What a processor may hand to the control side from the audio thread, without allocating or waiting.
-/// The engine passes one to [`Processor::poll`] after each block, on the thread that drives the graph.
+/// The engine passes one to [`Processor::poll`](super::Processor::poll) after each block, on the thread that drives the graph.
 pub trait PollContext {
     /// Queues a message (copied into a preallocated slot; truncated to
     /// [`MESSAGE_BYTES`]; dropped and counted when the queue is full).
     fn message(&mut self, kind: MessageKind, text: &[u8]);
     /// Hands over an object to be dropped on the control side (a plugin instance that faulted).
     fn retire(&mut self, garbage: Box<dyn Any + Send>);
-    /// Asks the control side for a fresh instance ([`NodeSpec::build_replacement`]). False if the request
+    /// Asks the control side for a fresh instance ([`NodeSpec::build_replacement`](super::NodeSpec::build_replacement)). False if the request
     /// could not be queued (ask again at the next poll).
     fn request_replacement(&mut self) -> bool;
     /// Publishes a plugin node's health: its faults and what they cost, and its memory.
@@ -132,7 +134,7 @@ pub trait PollContext {
     fn fault_at(&mut self, frame: u64) {
         let _ = frame;
     }
-    /// Publishes a plugin's named status numbers (names from [`NodeSpec::status_names`]).
+    /// Publishes a plugin's named status numbers (names from [`NodeSpec::status_names`](super::NodeSpec::status_names)).
     fn status_values(&mut self, values: &[f64]) {
         let _ = values;
     }

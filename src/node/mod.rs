@@ -42,11 +42,14 @@ pub struct ProcessConfig {
 /// The graph-wide format a node's parameters are validated against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GraphFormat {
+    /// Frames per second.
     pub sample_rate: u32,
+    /// Channels.
     pub channels: usize,
 }
 
 impl GraphFormat {
+    /// Half the sample rate: the highest frequency the graph carries.
     pub fn nyquist_hz(&self) -> f64 {
         f64::from(self.sample_rate) / 2.0
     }
@@ -55,6 +58,7 @@ impl GraphFormat {
 /// What a node kind may use while validating parameters and building its processor.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildContext<'a> {
+    /// The graph's format, against which parameters are validated.
     pub format: GraphFormat,
     /// The folder of the graph file, against which relative paths in parameters resolve.
     pub base_dir: &'a Path,
@@ -117,8 +121,10 @@ pub trait NodeSpec: fmt::Debug + Send + Sync + 'static {
     /// A copy, as a new box.
     fn clone_spec(&self) -> Box<dyn NodeSpec>;
 
+    /// The description as `Any`, to reach its concrete type.
     fn as_any(&self) -> &dyn Any;
 
+    /// The boxed description as `Any`, to take its concrete type.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 
     /// A fresh instance for a processor that faulted and asked for one (see [`PollContext`]), built on

@@ -6,11 +6,14 @@ use std::fmt;
 /// A parameter that fails validation. `path` names it as written in the file, e.g. `bands[1].freq_hz`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamError {
+    /// The parameter as written in the file.
     pub path: String,
+    /// What is wrong with its value.
     pub message: String,
 }
 
 impl ParamError {
+    /// The parameter at `path` with a value that is wrong as `message` says.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self { path: path.into(), message: message.into() }
     }
@@ -50,9 +53,11 @@ pub struct ParamInfo {
     pub unit: String,
     /// Inclusive range (for enumerations: 0 to the last index).
     pub min: f64,
+    /// Inclusive upper bound (for enumerations: the last index).
     pub max: f64,
     /// For enumerations: the values, in index order.
     pub choices: Option<Vec<String>>,
+    /// How a change is taken.
     pub smoothing: Smoothing,
 }
 
@@ -96,6 +101,7 @@ impl ParamInfo {
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum ParamValue {
+    /// A number.
     Number(f64),
     /// An enumeration's value, by name.
     Text(String),

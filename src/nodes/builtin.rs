@@ -214,6 +214,7 @@ impl<D: Dsp> Processor for Node<D> {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BandParams {
+    /// The band's shape.
     pub kind: BandKind,
     /// Center, corner or shelf midpoint frequency; 0 < freq_hz < sample_rate / 2.
     pub freq_hz: f64,
@@ -225,6 +226,7 @@ pub struct BandParams {
 }
 
 impl BandParams {
+    /// The band in the DSP's terms.
     pub fn settings(&self) -> BandSettings {
         BandSettings { kind: self.kind, freq_hz: self.freq_hz, gain_db: self.gain_db, q: self.q }
     }
@@ -250,6 +252,7 @@ impl BandParams {
 #[derive(Component, Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EqParams {
+    /// The bands, applied in order.
     pub bands: Vec<BandParams>,
 }
 

@@ -20,7 +20,7 @@
 //! block (in real time, a device-level underrun), not the plugin's fault. The watchdog compares a call's
 //! wall time with the budget first (the cheap clock), and only for a call over it asks the backend for the
 //! plugin's own CPU time ([`Instance::own_time_ns`], a system call); the backends' hard deadlines charge
-//! CPU time the same way ([`CpuMark`]). So the same input gives the same output bits however busy the
+//! CPU time the same way (`clock::CpuMark`). So the same input gives the same output bits however busy the
 //! machine is, and a plugin that really spins is still stopped.
 
 use crate::clock::CpuMark;
@@ -50,6 +50,7 @@ pub enum OnFault {
     /// Its input, unprocessed.
     #[default]
     Dry,
+    /// Silence.
     Silence,
 }
 
@@ -65,6 +66,7 @@ pub enum Fault {
     ErrorReturn(i32),
     /// Non-finite or absurd output samples.
     BadOutput,
+    /// Over its time budget for [`WATCHDOG_BLOCKS`] blocks in a row (in real time).
     OverBudget,
     /// A WebAssembly memory changed size during a block.
     MemoryGrew,
@@ -108,6 +110,7 @@ pub trait Instance: Send + 'static {
     fn process(&mut self, audio: &mut AudioOut<'_>, mark: &CpuMark) -> Result<(), Fault>;
     /// Clears state (after `initialize`, `stop` or for a seek).
     fn start(&mut self) -> Result<(), Fault>;
+    /// Processing has ended (control side, or the audio side's stop).
     fn stop(&mut self) -> Result<(), Fault>;
     /// Releases what the plugin holds (control side; the instance is dropped next).
     fn cleanup(&mut self);

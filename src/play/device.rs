@@ -59,7 +59,9 @@ impl std::str::FromStr for DeviceChoice {
 pub struct DeviceInfo {
     /// What `--device` accepts.
     pub id: String,
+    /// Its name for people.
     pub name: String,
+    /// Whether it is the system's default output.
     pub is_default: bool,
 }
 

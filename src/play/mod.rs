@@ -414,9 +414,13 @@ pub struct PlayStatus {
     /// The source's length, if known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
+    /// The device playing.
     pub device: String,
+    /// Its sample rate (the graph's).
     pub sample_rate: u32,
+    /// Frames per callback.
     pub buffer_frames: usize,
+    /// Frames the renderer keeps ready ahead of the device.
     pub ahead_frames: usize,
     /// Processing time over the real-time duration of the audio processed.
     pub dsp_load: f64,
@@ -424,6 +428,7 @@ pub struct PlayStatus {
     pub underruns: u64,
     /// Over- and underruns the sound device itself reported.
     pub device_xruns: u64,
+    /// Device callbacks so far.
     pub callbacks: u64,
     /// Allocations and frees on the callback thread during callbacks, if the counting allocator is
     /// installed (it should be 0).
@@ -432,16 +437,22 @@ pub struct PlayStatus {
     pub audio_allocations: Option<u64>,
     /// Frames the recording lost because its writer fell behind.
     pub record_dropped_frames: u64,
+    /// Per node, in processing order.
     pub nodes: Vec<NodeStatus>,
 }
 
 /// One node's timing in a [`PlayStatus`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NodeStatus {
+    /// The node's name.
     pub name: String,
+    /// Mean processing time per block (µs).
     pub mean_us: f64,
+    /// 99th percentile of the processing time per block (µs).
     pub p99_us: f64,
+    /// Longest processing time of a block (µs).
     pub max_us: f64,
+    /// Faults (plugins).
     pub faults: u64,
     /// Blocks whose output was the node's bypass (a faulted plugin).
     pub bypassed_blocks: u64,
@@ -472,7 +483,7 @@ impl Player {
     ///
     /// # Errors
     /// [`Error::NoDevice`] for a device that does not exist or cannot play the graph's format,
-    /// [`Error::Record`] if the recording cannot be created.
+    /// [`Error::Output`] if the recording cannot be created.
     pub fn start(
         engine: Engine,
         audio: AudioProcessor,
@@ -579,7 +590,7 @@ impl Player {
     /// 10 to 50 ms.
     ///
     /// # Errors
-    /// [`Error::Device`] once the device has failed (it was lost), [`Error::Source`] once the
+    /// [`Error::Device`] once the device has failed (it was lost), [`Error::Input`] once the
     /// source failed; playback has stopped then, and [`finish`](Self::finish) ends it.
     pub fn update(&mut self) -> Result<()> {
         self.engine.update();
@@ -597,10 +608,12 @@ impl Player {
         self.shared.paused.store(true, Ordering::Relaxed);
     }
 
+    /// Fades back in from a pause.
     pub fn resume(&self) {
         self.shared.paused.store(false, Ordering::Relaxed);
     }
 
+    /// Whether playback is paused.
     pub fn is_paused(&self) -> bool {
         self.shared.paused.load(Ordering::Relaxed)
     }
@@ -609,7 +622,7 @@ impl Player {
     /// cleared, and the new position fades in.
     ///
     /// # Errors
-    /// [`Error::Options`] for a position outside the source, [`Error::Source`] if it cannot seek.
+    /// [`Error::Options`] for a position outside the source, [`Error::Input`] if it cannot seek.
     pub fn seek(&mut self, seconds: f64) -> Result<()> {
         let frame = seconds * f64::from(self.sample_rate);
         let end = self.duration.map_or(f64::INFINITY, |d| d as f64);
@@ -699,7 +712,7 @@ impl Player {
     /// recording's path.
     ///
     /// # Errors
-    /// [`Error::Record`] if the recording could not be completed (its temporary file is removed), or
+    /// [`Error::Output`] if the recording could not be completed (its temporary file is removed), or
     /// lost frames because its writer fell behind.
     pub fn finish(mut self) -> Result<(PlayStatus, Option<PathBuf>)> {
         self.output = None; // the callbacks stop here

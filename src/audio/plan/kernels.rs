@@ -50,6 +50,7 @@ pub(super) unsafe fn run_output(parts: &Parts<'_>, at: usize, n: usize) {
     }
     // SAFETY: those frames of the output are final (the contract, and the mix above).
     let src = unsafe { parts.output_from.add(at) };
+    // SAFETY: as above.
     unsafe { parts.ends.output(src, at, n) };
     // Metered after the copy: the meter's last stores (the spectrum's samples, when kept) then drain while
     // the block ends, instead of holding up the copy's loads (0.3% to 0.5% of `chain.ron`'s time).
@@ -88,8 +89,11 @@ pub(super) unsafe fn run_range(parts: &Parts<'_>, b: usize, at: usize, n: usize)
     // SAFETY: the branch's fields other than its buffer are this thread's by the contract (its buffer is
     // reached through `bufs`, a part at a time).
     let bp = unsafe { parts.branches.add(b) };
+    // SAFETY: as above.
     let (nodes, takes_input) = unsafe { ((*bp).nodes.clone(), (*bp).takes_input) };
+    // SAFETY: as above.
     let inputs = unsafe { &mut *std::ptr::addr_of_mut!((*bp).inputs) };
+    // SAFETY: as above.
     let buf = unsafe { (*parts.bufs.add(b)).0 };
     if !takes_input {
         for (k, edge) in inputs.iter_mut().enumerate() {
@@ -153,6 +157,7 @@ pub(super) unsafe fn mix_edge(
     let gains: Option<&[f32]> = match (io.fading, edge.fade) {
         // SAFETY: the gain buffers hold the run's frames and are only read during it.
         (true, Fade::In) => Some(unsafe { std::slice::from_raw_parts(io.fade_in.add(at), n) }),
+        // SAFETY: as above.
         (true, Fade::Out) => Some(unsafe { std::slice::from_raw_parts(io.fade_out.add(at), n) }),
         _ => None,
     };
@@ -160,6 +165,7 @@ pub(super) unsafe fn mix_edge(
     for c in 0..ch {
         // SAFETY: by the contract.
         let y = unsafe { std::slice::from_raw_parts_mut(dst.add(c * stride + at), n) };
+        // SAFETY: as above.
         let x = unsafe { std::slice::from_raw_parts(src.add(c * stride + at), n) };
         if d == 0 {
             match (first, gains) {

@@ -294,6 +294,7 @@ impl Plan {
                 // SAFETY: this thread alone runs the plan here, each end once, in order.
                 unsafe { run_input(&parts, 0, frames) };
                 run_levels(&mut self.levels, workers, &parts, side.as_ref(), ctx.always_parallel);
+                // SAFETY: as above.
                 unsafe { run_output(&parts, 0, frames) };
             }
         }
@@ -406,6 +407,7 @@ impl<'a, 's> SideJobs<'a, 's> {
             // SAFETY: by the contract, this thread alone touches job `i`; jobs are distinct objects, so
             // the pointer to the one element is all this thread takes of the slice.
             let job: *mut &'s mut (dyn FnMut() + Send + 's) = unsafe { (*self.jobs.get()).as_mut_ptr().add(i) };
+            // SAFETY: as above.
             unsafe { (*job)() }
         }
     }
@@ -470,6 +472,7 @@ pub struct BufPtr(*mut f32);
 
 // SAFETY: only an address; the executors that use it say why each access is exclusive.
 unsafe impl Send for BufPtr {}
+// SAFETY: as above.
 unsafe impl Sync for BufPtr {}
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ impl Drop for Guarded {
     }
 }
 
-/// If this process was started as a plugin host (first argument [`HOST_ARG`]), runs it and exits.
+/// If this process was started as a plugin host (its first argument is the hidden `__plugin-host`), runs it and exits.
 /// Programs that embed fxgraph and use `isolation: Process` call this first thing in `main` (or point
 /// `FXGRAPH_PLUGIN_HOST` at the `fxgraph` program).
 pub fn run_if_plugin_host() {

@@ -94,7 +94,7 @@ pub fn set_host_program(path: PathBuf) {
 }
 
 /// The plugin host program: the one [`set_host_program`] gave, else `$FXGRAPH_PLUGIN_HOST`, else this
-/// program (which must call [`run_if_plugin_host`] first thing in `main`, as `fxgraph` does).
+/// program (which must call [`run_if_plugin_host`](super::run_if_plugin_host) first thing in `main`, as `fxgraph` does).
 pub fn host_program() -> crate::Result<PathBuf> {
     if let Some(p) = HOST_PROGRAM.lock().unwrap_or_else(|e| e.into_inner()).clone() {
         return Ok(p);

@@ -187,6 +187,7 @@ fn open(path: &Path) -> Result<NativeLibrary, String> {
     };
     // SAFETY (all the reads below): the descriptor's strings and arrays live as long as the library, with
     // the counts it gives; arrays are read with the strides it declares.
+    // SAFETY: as above.
     let info = unsafe {
         let mut params = Vec::new();
         if desc.param_count > 1024 {

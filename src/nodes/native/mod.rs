@@ -2,7 +2,7 @@
 //! `plugins/include/fxgraph_plugin.h`, the Rust SDK in `sdk/`), and LADSPA plugins
 //! (`Ladspa(path, label, controls)`, see [`ladspa`]).
 //!
-//! Native code runs in the host's process unless the node says `isolation: Process` (see [`isolate`]): a
+//! Native code runs in the host's process unless the node says `isolation: Process` (see `isolate.rs`): a
 //! native plugin that crashes (a segfault, an abort) takes the host down with it, which WebAssembly plugins
 //! cannot do. What the host guards against in process: a library that is not a plugin or not this ABI is
 //! refused before any of its code beyond the entry point runs; a panic in an SDK plugin is caught at the
@@ -77,8 +77,10 @@ pub struct NativeParams {
     /// One of the plugin's presets, applied before `config`.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "plain_some")]
     pub preset: Option<String>,
+    /// What the node outputs while the plugin is bypassed.
     #[serde(default)]
     pub on_fault: OnFault,
+    /// Where the plugin's code runs.
     #[serde(default)]
     pub isolation: Isolation,
     #[serde(skip)]
@@ -86,6 +88,7 @@ pub struct NativeParams {
 }
 
 impl NativeParams {
+    /// A node for the plugin library at `path` (relative to the graph's folder), with `config`.
     pub fn new(path: impl Into<String>, config: BTreeMap<String, ParamValue>) -> Self {
         Self {
             path: path.into(),
@@ -260,7 +263,9 @@ fn processor(
 
 /// A plugin instance in this process (`I`) or in a child process: what both native node kinds run.
 pub enum Tiered<I> {
+    /// In this process.
     InProcess(I),
+    /// In a child process.
     Isolated(isolate::Isolated),
 }
 
@@ -570,7 +575,7 @@ fn describe_native(path: &Path) -> Result<String, String> {
 /// `LADSPA_PATH`, as in graphs.
 ///
 /// # Errors
-/// [`Error::Plugin`] for a library that is neither kind, or that its kind refuses (naming why).
+/// [`Error::Plugin`](crate::Error::Plugin) for a library that is neither kind, or that its kind refuses (naming why).
 pub fn describe(path: &Path) -> crate::Result<String> {
     use crate::Error;
     let found;

@@ -18,7 +18,9 @@ pub const MAX_BLOCK_BUDGET_US: u64 = 1_000_000;
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum ConfigValue {
+    /// A number.
     Number(f64),
+    /// An enumeration's value, by name.
     Text(String),
 }
 
@@ -35,12 +37,18 @@ impl From<&ConfigValue> for ParamValue {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParamDecl {
+    /// The id the plugin's `fxg_set_param` takes.
     pub id: i32,
+    /// The key graphs and presets name it by.
     pub key: String,
+    /// A name for people.
     pub name: String,
+    /// Its unit, or empty.
     #[serde(default)]
     pub unit: String,
+    /// The lowest value of a number.
     pub min: Option<f64>,
+    /// The highest value of a number.
     pub max: Option<f64>,
     /// A maximum that depends on the sample rate: this fraction of the Nyquist frequency (for example
     /// 0.95 for a filter's cutoff). The effective maximum is the smaller of this and `max`.
@@ -48,6 +56,7 @@ pub struct ParamDecl {
     /// For enumerations: the allowed values; the guest receives the index.
     #[serde(rename = "enum")]
     pub choices: Option<Vec<String>>,
+    /// The value it has when a graph gives none.
     pub default: ConfigValue,
 }
 
@@ -96,12 +105,19 @@ impl ParamDecl {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The plugin's id, reverse-DNS (`org.fxgraph.biquad-filter`).
     pub id: String,
+    /// A name for people.
     pub name: String,
+    /// Its version.
     pub version: String,
+    /// The ABI version it implements.
     pub abi_version: i32,
+    /// The most linear memory it may use (capped by the host's limit).
     pub memory_limit_bytes: usize,
+    /// The time one `fxg_process` call may take (µs).
     pub block_budget_us: u64,
+    /// Its parameters, in index order.
     #[serde(default)]
     pub parameters: Vec<ParamDecl>,
     /// The host functions the module imports, as `module.name` (from an installed package's

@@ -67,7 +67,7 @@ pub struct WasmParams {
     /// The module, relative to the graph file (or give `id`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
-    /// An installed plugin by id (see [`crate::packages`]), instead of `path`.
+    /// An installed plugin by id (see [`packages`]), instead of `path`.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "plain_some")]
     pub id: Option<String>,
     /// With `id`: the versions accepted (semver requirement, e.g. `^1.0`) [default: any].
@@ -76,6 +76,7 @@ pub struct WasmParams {
     /// Values for the plugin's parameters by key; the rest take their defaults.
     #[serde(default)]
     pub config: BTreeMap<String, ConfigValue>,
+    /// What the node outputs while the plugin is bypassed.
     #[serde(default)]
     pub on_fault: OnFault,
     #[serde(skip)]

@@ -34,6 +34,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// Most bytes a package may unpack to, and most files it may hold (a gzip bomb stops here).
 pub const MAX_UNPACKED_BYTES: u64 = 64 << 20;
+/// The most files a package may hold.
 pub const MAX_FILES: usize = 256;
 /// The package manifest's file name.
 pub const MANIFEST: &str = "plugin.json";
@@ -44,8 +45,10 @@ pub const MANIFEST: &str = "plugin.json";
 pub struct ModuleDecl {
     /// The file, relative to the package folder.
     pub path: String,
+    /// The language it was written in (`rust`, `c`...), for listings.
     #[serde(default)]
     pub language: Option<String>,
+    /// Whether it is the build to load (one module is).
     #[serde(default)]
     pub preferred: bool,
 }
@@ -53,16 +56,25 @@ pub struct ModuleDecl {
 /// A package manifest, checked.
 #[derive(Debug, Clone)]
 pub struct PackageManifest {
+    /// The plugin's id.
     pub id: String,
+    /// Its name for people.
     pub name: String,
+    /// Its version.
     pub version: semver::Version,
+    /// What kind of plugin it is (`wasm`).
     pub kind: String,
+    /// The plugin ABI versions it supports.
     pub abi_versions: Vec<i32>,
+    /// The oldest fxgraph it works with.
     pub min_fxgraph: Option<semver::Version>,
+    /// Every host function its modules import (`fxgraph.log`...).
     pub host_functions: Vec<String>,
     /// The preferred module first.
     pub modules: Vec<ModuleDecl>,
+    /// Documentation files in the package.
     pub docs: Vec<String>,
+    /// How many parameters it declares.
     pub parameters: usize,
     /// The module manifest each module gets as `NAME.json` (JSON object).
     module_manifest: serde_json::Map<String, serde_json::Value>,
@@ -112,7 +124,7 @@ fn plain_relative(path: &str) -> bool {
 }
 
 impl PackageManifest {
-    /// Parses and checks `plugin.json` text (not the modules: see [`validate_dir`]).
+    /// Parses and checks `plugin.json` text (not the modules, which installing checks).
     ///
     /// # Errors
     /// A message for malformed JSON, a bad id or version, an ABI or fxgraph version this host cannot
@@ -267,6 +279,7 @@ pub fn search_path() -> Vec<PathBuf> {
 /// An installed plugin version.
 #[derive(Debug, Clone)]
 pub struct Installed {
+    /// What its `plugin.json` says.
     pub manifest: PackageManifest,
     /// `ROOT/ID/VERSION`.
     pub dir: PathBuf,

@@ -238,6 +238,7 @@ fn open(path: &Path) -> Result<LadspaLibrary, String> {
         // SAFETY: a LADSPA descriptor, valid while the library is loaded.
         let desc = unsafe { &*d };
         // SAFETY (the reads below): arrays of `port_count` entries, strings of the library.
+        // SAFETY: as above.
         let info = unsafe {
             let label = string(desc.label);
             if desc.instantiate.is_none() || desc.connect_port.is_none() || desc.run.is_none() || desc.cleanup.is_none()

@@ -38,12 +38,17 @@ use std::sync::Arc;
 #[derive(Component, Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LadspaParams {
+    /// The library: a file relative to the graph, or a bare file name found on `LADSPA_PATH`.
     pub path: String,
+    /// The plugin in the library, by its label.
     pub label: String,
+    /// Values of control input ports, by port name or key; the rest take their defaults.
     #[serde(default)]
     pub controls: BTreeMap<String, ParamValue>,
+    /// What the node outputs while the plugin is bypassed.
     #[serde(default)]
     pub on_fault: OnFault,
+    /// Where the plugin's code runs.
     #[serde(default)]
     pub isolation: Isolation,
     #[serde(skip)]
@@ -51,6 +56,7 @@ pub struct LadspaParams {
 }
 
 impl LadspaParams {
+    /// A node for plugin `label` of library `path`, with `controls`.
     pub fn new(path: impl Into<String>, label: impl Into<String>, controls: BTreeMap<String, ParamValue>) -> Self {
         Self {
             path: path.into(),
