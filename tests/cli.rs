@@ -274,6 +274,14 @@ fn bad_graphs_exit_with_code_2_and_one_clear_message() {
     assert!(stderr(&o).contains("does-not-exist.ron"));
     let o = fxgraph(&["render", "--block", "0", "x.ron"], dir.path());
     assert_eq!(o.status.code(), Some(2), "bad arguments are bad input too");
+    let g = repo().join("graphs/chain.ron");
+    for command in ["render", "bench", "play"] {
+        for seconds in ["0", "-1", "nan", "inf", "ten"] {
+            let o = fxgraph(&[command, g.to_str().expect("utf-8"), "--seconds", seconds], dir.path());
+            assert_eq!(o.status.code(), Some(2), "{command} --seconds {seconds}");
+            assert!(stderr(&o).contains("must be a positive number of seconds"), "{}", stderr(&o));
+        }
+    }
 }
 
 fn write_wav(path: &Path, spec: hound::WavSpec, frames: usize, f: impl Fn(usize, usize) -> f64) {

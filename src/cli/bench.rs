@@ -18,11 +18,6 @@ pub(crate) fn run(
     plot: Option<&Path>,
     allow_faults: bool,
 ) -> Result<(), Failure> {
-    if let Some(s) = seconds
-        && !(s.is_finite() && s > 0.0)
-    {
-        return Err(bad_input(anyhow::anyhow!("--seconds must be a positive number of seconds (got {s})")));
-    }
     let graph = load(graph_path)?;
     let fmt = graph.format;
     let threads = default_threads(threads);

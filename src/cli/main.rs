@@ -47,7 +47,7 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
         threads: Option<u32>,
         /// Seconds to render: the demo's length [default: 10], or at most this much of the input.
-        #[arg(long)]
+        #[arg(long, value_parser = positive_seconds, allow_negative_numbers = true)]
         seconds: Option<f64>,
         /// Output sample format; 16 and 24 bit are TPDF-dithered.
         #[arg(long, value_enum, default_value_t = Format::F32)]
@@ -69,7 +69,7 @@ enum Command {
         #[arg(short, long)]
         input: Option<PathBuf>,
         /// Seconds of demo signal to render (or at most this much of the input).
-        #[arg(long)]
+        #[arg(long, value_parser = positive_seconds, allow_negative_numbers = true)]
         seconds: Option<f64>,
         /// Frames per processing block.
         #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65536))]
@@ -129,41 +129,7 @@ enum Command {
     },
     /// Play a graph over an audio file (or the demo signal) in real time, controlled from stdin: one command
     /// per line (`help` lists them), each answered with one line, `ok ...` or `error: ...`.
-    Play {
-        /// The graph file (RON).
-        #[arg(required_unless_present = "list_devices")]
-        graph: Option<PathBuf>,
-        /// An audio file (WAV, FLAC, MP3, Ogg Vorbis, AAC/ALAC, AIFF), converted to the graph's rate and
-        /// channels; without it, the built-in demo signal.
-        input: Option<PathBuf>,
-        /// The output device: `null` (headless, real-time paced), `default`, or a name from --list-devices.
-        #[arg(long)]
-        device: Option<String>,
-        /// List the output devices and exit.
-        #[arg(long)]
-        list_devices: bool,
-        /// Frames per device callback.
-        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=65536))]
-        buffer: u32,
-        /// Also write what the device was given to this WAV file (32-bit float), when playback stops.
-        #[arg(long)]
-        record: Option<PathBuf>,
-        /// Start over at the end.
-        #[arg(long = "loop")]
-        looping: bool,
-        /// Follow edits to the graph file; a broken edit is reported and the last good graph plays on.
-        #[arg(long)]
-        watch: bool,
-        /// Play at most this many seconds of the input [demo signal: 30].
-        #[arg(long)]
-        seconds: Option<f64>,
-        /// Worker threads for the graph [default: the number of cores].
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
-        threads: Option<u32>,
-        /// Apply this preset (presets/NAME.ron beside the graph) before playing.
-        #[arg(long)]
-        preset: Option<String>,
-    },
+    Play(play::Args),
     /// Presets: parameter values for a graph, in presets/NAME.ron beside it.
     #[command(subcommand)]
     Preset(PresetCommand),
@@ -322,31 +288,7 @@ fn main() -> ExitCode {
                 Err(bad_input(anyhow::anyhow!("fxgraph plugin needs a module, or one of install, list, remove, pack")))
             }
         },
-        Command::Play {
-            graph,
-            input,
-            device,
-            list_devices,
-            buffer,
-            record,
-            looping,
-            watch,
-            seconds,
-            threads,
-            preset,
-        } => play::run(play::Args {
-            graph,
-            input,
-            device,
-            list_devices,
-            buffer,
-            record,
-            looping,
-            watch,
-            seconds,
-            threads,
-            preset,
-        }),
+        Command::Play(args) => play::run(args),
         Command::Preset(PresetCommand::Save { graph, name, set, force }) => preset::save(&graph, &name, &set, force),
         Command::Preset(PresetCommand::List { graph }) => preset::list(&graph),
     };
@@ -407,6 +349,15 @@ pub(crate) fn report_faults(report: &fxgraph::monitor::MetricsReport, allow: boo
     }
     eprintln!("exit code 3: pass --allow-faults to accept a {what} with faults");
     Err(Failure::Faulted)
+}
+
+/// `--seconds`: a positive, finite number of seconds (clap reports anything else as a usage error, exit 2).
+pub(crate) fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        Ok(s) => Err(format!("must be a positive number of seconds (got {s})")),
+        Err(e) => Err(format!("must be a positive number of seconds: {e}")),
+    }
 }
 
 pub(crate) fn load(path: &Path) -> Result<Graph, Failure> {

@@ -16,17 +16,40 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+#[derive(clap::Args)]
 pub(crate) struct Args {
+    /// The graph file (RON).
+    #[arg(required_unless_present = "list_devices")]
     pub graph: Option<PathBuf>,
+    /// An audio file (WAV, FLAC, MP3, Ogg Vorbis, AAC/ALAC, AIFF), converted to the graph's rate and
+    /// channels; without it, the built-in demo signal.
     pub input: Option<PathBuf>,
+    /// The output device: `null` (headless, real-time paced), `default`, or a name from --list-devices.
+    #[arg(long)]
     pub device: Option<String>,
+    /// List the output devices and exit.
+    #[arg(long)]
     pub list_devices: bool,
+    /// Frames per device callback.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=65536))]
     pub buffer: u32,
+    /// Also write what the device was given to this WAV file (32-bit float), when playback stops.
+    #[arg(long)]
     pub record: Option<PathBuf>,
+    /// Start over at the end.
+    #[arg(long = "loop")]
     pub looping: bool,
+    /// Follow edits to the graph file; a broken edit is reported and the last good graph plays on.
+    #[arg(long)]
     pub watch: bool,
+    /// Play at most this many seconds of the input [demo signal: 30].
+    #[arg(long, value_parser = crate::positive_seconds, allow_negative_numbers = true)]
     pub seconds: Option<f64>,
+    /// Worker threads for the graph [default: the number of cores].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
+    /// Apply this preset (presets/NAME.ron beside the graph) before playing.
+    #[arg(long)]
     pub preset: Option<String>,
 }
 
@@ -49,11 +72,6 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         return Ok(());
     }
     let graph_path = args.graph.ok_or_else(|| bad_input(anyhow::anyhow!("play needs a graph file")))?;
-    if let Some(s) = args.seconds
-        && !(s.is_finite() && s > 0.0)
-    {
-        return Err(bad_input(anyhow::anyhow!("--seconds must be a positive number of seconds (got {s})")));
-    }
     if let Some(rec) = &args.record {
         for (what, path) in [("graph file", Some(graph_path.as_path())), ("input", args.input.as_deref())] {
             if let Some(path) = path
