@@ -131,7 +131,7 @@ impl Engine {
     /// column) and the last good graph keeps playing.
     ///
     /// # Errors
-    /// If the file's folder cannot be watched.
+    /// If the file's folder cannot be read.
     pub fn watch(&mut self, path: &Path) -> Result<()> {
         let w =
             watch::Watcher::new(path).map_err(|e| Error::Options(format!("cannot watch {}: {e}", path.display())))?;
