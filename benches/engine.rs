@@ -944,7 +944,7 @@ fn nodes(c: &mut Criterion) {
 }
 
 fn main() {
-    // `cargo bench --bench engine` runs everything; `-- ratios` only the paired ratios, `-- native` only
+    // `cargo bench -p fxgraph-benches --bench engine` runs everything; `-- ratios` only the paired ratios, `-- native` only
     // the native-plugin ones, `-- monitor` only the monitor's cost and `-- speedup` only the callback-driven
     // speed-ups of `parallel.ron` (both with more rounds); any other filter only the matching criterion
     // benchmarks.
