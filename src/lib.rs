@@ -14,6 +14,8 @@ pub mod node;
 pub mod nodes;
 pub mod play;
 pub mod prelude;
+mod sha256;
+pub mod trust;
 
 pub use audio::{AudioProcessor, NodeId};
 pub use control::render::{OfflineRenderer, RenderStats};

@@ -300,6 +300,61 @@ fn bad_libraries_are_refused_before_their_code_runs() {
 }
 
 #[test]
+fn a_pinned_library_is_hashed_before_it_loads_and_check_warns_of_libraries_others_can_change() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::copy(cc("tests/native/variants.c", "variant_constructor", &["CONSTRUCTOR"]), d.join("p.so"))
+        .expect("copy");
+    let digest = fxgraph::nodes::plugin::file_sha256(&d.join("p.so")).expect("digest");
+    let marker = d.join("loaded");
+    let check = |pin: &str| {
+        let text = format!(
+            "(sample_rate: 48000, channels: 2,\n nodes: {{ \"p\": Native(path: \"p.so\",\n sha256: {pin:?}) }},\n edges: [(\"input\", \"p\"), (\"p\", \"output\")])"
+        );
+        std::fs::write(d.join("g.ron"), text).expect("write");
+        let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(["check", "g.ron"])
+            .current_dir(d)
+            .env("FXG_TEST_LOAD_MARKER", &marker)
+            .output()
+            .expect("run");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let wrong = format!("{}{}", if digest.starts_with('0') { '1' } else { '0' }, &digest[1..]);
+    let (code, _, err) = check(&wrong);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("does not match the graph's pin") && err.contains(&digest) && err.contains(&wrong), "{err}");
+    assert!(err.contains("g.ron:3:") && err.contains("node \"p\""), "located at the pin: {err}");
+    assert!(!marker.exists(), "the library was loaded before its pin was checked");
+    let (code, _, err) = check("12ab");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("64 hexadecimal digits") && err.contains("g.ron:3:"), "{err}");
+    assert!(!marker.exists());
+    let (code, out, err) = check(&digest.to_uppercase());
+    assert_eq!(code, Some(0), "digits in either case: {err}");
+    assert!(marker.exists(), "the matching library was loaded");
+    assert!(!out.contains("warning"), "{out}");
+    // The same library in a folder others can write: `check` says so.
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let (code, out, _) = check(&digest);
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    assert_eq!(code, Some(0));
+    assert!(out.contains("warning: node \"p\" loads native code from") && out.contains("writable by others"), "{out}");
+    if ladspa() {
+        let pinned = format!(
+            "(sample_rate: 48000, channels: 2, nodes: {{ \"a\": Ladspa(path: \"amp_1181.so\", label: \"amp\", sha256: {wrong:?}) }}, edges: [(\"input\", \"a\"), (\"a\", \"output\")])"
+        );
+        let e = Graph::parse(&pinned, "l.ron", "/".as_ref()).expect_err("refused").to_string();
+        assert!(e.contains("amp_1181.so does not match the graph's pin"), "{e}");
+    }
+}
+
+#[test]
 fn panics_and_nan_are_contained_in_process() {
     let input = sine(440.0, 0.5, 48000);
     // A panic in process: caught by the SDK, the node bypassed (dry), reported, then replaced.

@@ -484,33 +484,127 @@ fn faults_are_reported_as_messages() {
     assert!(faults[4].contains("bypassed for good"), "{}", faults[4]);
 }
 
+/// The only `.cwasm` file in a cache folder.
+fn cache_entry(cache: &Path) -> PathBuf {
+    let entries: Vec<PathBuf> = std::fs::read_dir(cache)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "one compiled module: {entries:?}");
+    entries[0].clone()
+}
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o7777
+}
+
+#[cfg(unix)]
+fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[cfg(unix)]
 #[test]
-fn compiled_modules_are_cached_on_disk_and_a_bad_cache_entry_is_ignored() {
-    let exe = env!("CARGO_BIN_EXE_fxgraph");
-    let cache = tempfile::tempdir().expect("tempdir");
-    let module = plugin_dir().join("biquad_filter.wasm");
-    let plugin = || {
-        let o = std::process::Command::new(exe)
-            .arg("plugin")
-            .arg(&module)
-            .env("FXGRAPH_CACHE_DIR", cache.path())
+fn the_module_cache_runs_only_what_this_user_compiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    for f in ["biquad_filter.wasm", "biquad_filter.json"] {
+        std::fs::copy(plugin_dir().join(f), d.join(f)).expect("copy");
+    }
+    std::fs::write(d.join("g.ron"), node_graph("Wasm(path: \"biquad_filter.wasm\")")).expect("write");
+    // A module that passes audio through: compiled code that must never run in the filter's place.
+    std::fs::write(d.join("p.ron"), install(d, "pass", &wat(&module(&BASE)))).expect("write");
+    let render = |graph: &str, cache: &Path| -> (Vec<u8>, String) {
+        let out = d.join("out.wav");
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(["render", graph, "--seconds", "1", "-o"])
+            .arg(&out)
+            .current_dir(d)
+            .env("FXGRAPH_CACHE_DIR", cache)
             .output()
             .expect("run");
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        (std::fs::read(&out).expect("output"), err)
     };
-    plugin();
-    let entries: Vec<PathBuf> =
-        std::fs::read_dir(cache.path()).expect("cache dir").map(|e| e.expect("entry").path()).collect();
-    assert_eq!(entries.len(), 1, "one compiled module: {entries:?}");
-    let file = &entries[0];
-    assert!(file.extension().is_some_and(|e| e == "cwasm"));
-    let compiled = std::fs::read(file).expect("read");
-    plugin();
-    assert_eq!(std::fs::read(file).expect("read"), compiled, "the second start used the cache as it was");
-    // A corrupted entry is not trusted: the module is compiled again and the entry rewritten.
-    std::fs::write(file, b"not a compiled module").expect("corrupt");
-    plugin();
-    assert_eq!(std::fs::read(file).expect("read"), compiled);
+    // Without a disk cache every module is compiled from its .wasm.
+    let (reference, _) = render("g.ron", Path::new(""));
+    let (passed, _) = render("p.ron", Path::new(""));
+    assert_ne!(reference, passed, "the two modules sound different");
+
+    // A cache of this user's: created private, with a private key, and used as written.
+    let cache = d.join("cache");
+    let (out, err) = render("g.ron", &cache);
+    assert_eq!(out, reference);
+    assert!(!err.contains("cache"), "{err}");
+    assert_eq!(mode(&cache), 0o700);
+    assert_eq!(mode(&cache.join("key")), 0o600);
+    let entry = cache_entry(&cache);
+    let good = std::fs::read(&entry).expect("read");
+    let (out, err) = render("g.ron", &cache);
+    assert_eq!((out, err.contains("cache")), (reference.clone(), false), "{err}");
+    assert_eq!(std::fs::read(&entry).expect("read"), good, "the second start used the entry as it was");
+
+    // The pass-through module compiled into another cache of this user's: valid code, tagged there.
+    let other = d.join("other");
+    render("p.ron", &other);
+    let planted = std::fs::read(cache_entry(&other)).expect("read");
+    let mut tampered = good.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 1;
+    let cases: [(&str, Vec<u8>); 5] = [
+        ("another module's entry under this name", planted.clone()),
+        ("compiled code without a tag", planted[32..].to_vec()),
+        ("tampered contents", tampered),
+        ("a truncated file", good[..good.len() / 2].to_vec()),
+        ("a file shorter than a tag", good[..10].to_vec()),
+    ];
+    let name = entry.file_name().expect("name").to_string_lossy().into_owned();
+    for (what, bytes) in cases {
+        std::fs::write(&entry, &bytes).expect("plant");
+        let (out, err) = render("g.ron", &cache);
+        assert!(out == reference, "{what}: the planted code ran");
+        assert!(err.contains(&name) && err.contains("removed"), "{what}: the warning names the file: {err}");
+        assert_eq!(std::fs::read(&entry).expect("read"), good, "{what}: compiled again and stored anew");
+    }
+
+    // Folders others could have written: not read, not written, whatever they hold. Each is given the
+    // other cache's key and, under the filter's name, the pass-through's entry tagged with that key.
+    let mut folders: Vec<(PathBuf, String)> = Vec::new();
+    for (i, (m, why)) in [(0o777, "writable by others"), (0o770, "writable by its group")].into_iter().enumerate() {
+        folders.push((d.join(format!("open-{i}")), why.to_string()));
+        std::fs::create_dir(&folders[i].0).expect("mkdir");
+        chmod(&folders[i].0, m);
+    }
+    if fxgraph::trust::current_user() == 0 {
+        let theirs = d.join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        std::os::unix::fs::chown(&theirs, Some(65534), None).expect("chown");
+        folders.push((theirs, "owned by user 65534".into()));
+    }
+    for (folder, why) in &folders {
+        std::fs::copy(other.join("key"), folder.join("key")).expect("key");
+        std::fs::write(folder.join(&name), &planted).expect("plant");
+        let (out, err) = render("g.ron", folder);
+        assert!(out == reference, "{why}: the planted code ran");
+        assert!(err.contains(&folder.display().to_string()) && err.contains(why.as_str()), "{why}: {err}");
+        assert_eq!(std::fs::read(folder.join(&name)).expect("read"), planted, "{why}: nothing written there");
+        assert_eq!(std::fs::read_dir(folder).expect("dir").count(), 2, "{why}: nothing written there");
+    }
+    // A private folder under one that others can write (without the sticky bit).
+    let open = d.join("open-0");
+    let (out, err) = render("g.ron", &open.join("cache"));
+    assert!(out == reference);
+    assert!(err.contains(&open.display().to_string()) && err.contains("writable by others"), "{err}");
+    // A key that others can read.
+    chmod(&cache.join("key"), 0o644);
+    let (out, err) = render("g.ron", &cache);
+    assert!(out == reference);
+    assert!(err.contains(&cache.join("key").display().to_string()), "{err}");
 }
 
 #[test]
@@ -891,7 +985,10 @@ fn packages_install_by_id_pick_versions_and_remove() {
         list.contains("org.fxgraph.biquad-filter 1.0.0") && list.contains("org.fxgraph.biquad-filter 1.1.0"),
         "{list}"
     );
-    assert!(list.contains("biquad_filter_c.wasm (c), biquad_filter.wasm (rust)"), "1.1 prefers its C build: {list}");
+    let v11_line = list.lines().find(|l| l.contains("biquad-filter 1.1.0")).expect("1.1.0 listed");
+    let (c, rust) = (v11_line.find("biquad_filter_c.wasm (sha256 "), v11_line.find("biquad_filter.wasm (sha256 "));
+    assert!(c.is_some() && rust.is_some() && c < rust, "1.1 prefers its C build: {list}");
+    assert!(v11_line.contains(", c), ") && v11_line.contains(", rust)"), "{list}");
 
     // Installing a version again is refused unless forced.
     let o = fx(&["plugin", "install", v11.to_str().expect("utf-8")], d, &root);
@@ -1174,4 +1271,46 @@ fn soak_with_a_plugin_that_faults_every_few_seconds() {
     assert_eq!(bad_samples, 0);
     assert_eq!(over, 0);
     assert!(hi - lo < 1 << 20, "RSS grew by {} KiB after the first minute", (hi - lo) / 1024);
+}
+
+#[cfg(unix)]
+#[test]
+fn pins_hold_for_modules_and_install_refuses_folders_others_can_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    for f in ["biquad_filter.wasm", "biquad_filter.json"] {
+        std::fs::copy(plugin_dir().join(f), d.join(f)).expect("copy");
+    }
+    let digest = fxgraph::nodes::plugin::file_sha256(&d.join("biquad_filter.wasm")).expect("digest");
+    let pinned = |pin: &str| node_graph(&format!("Wasm(path: \"biquad_filter.wasm\", sha256: {pin:?})"));
+    let mut rig = start(graph(&pinned(&digest), d).expect("the pin matches")).expect("starts");
+    run(&mut rig, &noise(2 * 512), 2);
+    assert_eq!(rig.engine.metrics().nodes[0].faults, 0);
+    // Another module's digest: refused at the pin, before anything is compiled.
+    std::fs::write(d.join("pass.wasm"), wat(&module(&BASE))).expect("write");
+    let other = fxgraph::nodes::plugin::file_sha256(&d.join("pass.wasm")).expect("digest");
+    let e = graph(&pinned(&other), d).expect_err("refused").to_string();
+    assert!(e.contains("does not match the graph's pin") && e.contains(&digest) && e.contains(&other), "{e}");
+    assert!(e.contains("plugin.ron:1:") && e.contains("node \"n\""), "located: {e}");
+    let e = graph(&pinned("sha256-of-nothing"), d).expect_err("refused").to_string();
+    assert!(e.contains("64 hexadecimal digits"), "{e}");
+
+    // `plugin install` into a folder others can write is refused (nothing written), unless --force; `plugin
+    // list` prints each module's digest.
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = d.join("plugins");
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let pkg = package_copy(d, "pkg", |_| {});
+    let o = fx(&["plugin", "install", pkg.to_str().expect("utf-8")], d, &root);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("refusing to install into") && text(&o).contains("writable by others"), "{}", text(&o));
+    assert_eq!(std::fs::read_dir(&root).expect("dir").count(), 0, "nothing left behind");
+    let o = fx(&["plugin", "install", "--force", pkg.to_str().expect("utf-8")], d, &root);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let o = fx(&["plugin", "install", "--force", pkg.to_str().expect("utf-8")], d, &root);
+    assert!(o.status.success(), "a private folder: {}", text(&o));
+    let o = fx(&["plugin", "list"], d, &root);
+    assert!(text(&o).contains(&format!("biquad_filter.wasm (sha256 {digest}")), "{}", text(&o));
 }

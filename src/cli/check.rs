@@ -12,6 +12,7 @@ pub(crate) fn run(graph_path: &Path, dot: bool) -> Result<(), Failure> {
     let graph = load(graph_path)?;
     let fmt = graph.format;
     let count = graph.nodes.len();
+    let base_dir = graph.base_dir.clone();
     let (engine, _audio) = start(graph, 512, 1)?;
     let plan = engine.plan();
     let world = engine.world();
@@ -40,6 +41,16 @@ pub(crate) fn run(graph_path: &Path, dot: bool) -> Result<(), Failure> {
     }
     for (from, to, frames) in &plan.compensations {
         println!("latency compensation: {frames} frames on {from} -> {to}");
+    }
+    for (i, name) in plan.names.iter().enumerate() {
+        let Some(code) = engine.spec(plan.order[i]).and_then(|p| p.native_code(&base_dir)) else { continue };
+        if let Err(why) = fxgraph::trust::check(&code) {
+            println!(
+                "warning: node \"{name}\" loads native code from {}, which others can change: {why} \
+                 (pin it with `sha256`, or move it where only you and root can write)",
+                code.display()
+            );
+        }
     }
     for name in &plan.pruned {
         println!("warning: node \"{name}\" does not reach the output and is not processed");

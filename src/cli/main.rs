@@ -140,11 +140,11 @@ enum PluginCommand {
     /// Install a package (.tar.gz or folder) into the first plugin folder, after validating everything.
     Install {
         package: PathBuf,
-        /// Replace the same version if it is installed.
+        /// Replace the same version if it is installed, and install into a folder that others can write.
         #[arg(long)]
         force: bool,
     },
-    /// List the installed plugins: id, version, name, kind, parameters, modules, folder.
+    /// List the installed plugins: id, version, name, kind, parameters, modules (with their SHA-256), folder.
     List,
     /// Remove an installed plugin: ID (every version) or ID@VERSION.
     Remove { plugin: String },

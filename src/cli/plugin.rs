@@ -118,7 +118,12 @@ pub(crate) mod packages {
             let modules: Vec<String> = m
                 .modules
                 .iter()
-                .map(|x| format!("{}{}", x.path, x.language.as_deref().map(|l| format!(" ({l})")).unwrap_or_default()))
+                .map(|x| {
+                    let digest = fxgraph::nodes::plugin::file_sha256(&i.dir.join(&x.path))
+                        .unwrap_or_else(|e| format!("unreadable: {e}"));
+                    let language = x.language.as_deref().map(|l| format!(", {l}")).unwrap_or_default();
+                    format!("{} (sha256 {digest}{language})", x.path)
+                })
                 .collect();
             println!(
                 "{} {}  {}  {}, {} parameters, modules: {}  {}",

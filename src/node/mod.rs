@@ -118,6 +118,12 @@ pub trait NodeSpec: fmt::Debug + Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The file of native code the node loads (a plugin library), found from the graph's folder: `check`
+    /// warns when others can write it. `None` for kinds that load none.
+    fn native_code(&self, _base_dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// A copy, as a new box.
     fn clone_spec(&self) -> Box<dyn NodeSpec>;
 

@@ -572,3 +572,69 @@ impl<I: Instance> Processor for PluginProcessor<I> {
         }
     }
 }
+
+/// A plugin file's content, pinned by a graph: `sha256: "..."` (64 hexadecimal digits, as `sha256sum` and
+/// `fxgraph plugin list` print them) on a `Wasm`, `Native` or `Ladspa` node. The file is hashed before any
+/// of its code is loaded or run, and a file that does not match is refused.
+#[derive(Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sha256Pin(pub [u8; 32]);
+
+impl std::fmt::Debug for Sha256Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::sha256::hex(&self.0))
+    }
+}
+
+impl TryFrom<String> for Sha256Pin {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("sha256 must be 64 hexadecimal digits, the file's SHA-256 (got {text:?})");
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (o, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+            let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
+            *o = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+        }
+        Ok(Self(out))
+    }
+}
+
+impl From<Sha256Pin> for String {
+    fn from(pin: Sha256Pin) -> String {
+        crate::sha256::hex(&pin.0)
+    }
+}
+
+/// The SHA-256 of a file, in hexadecimal (what a `sha256` pin holds).
+///
+/// # Errors
+/// If the file cannot be read.
+pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    std::fs::read(path).map(|bytes| crate::sha256::hex(&crate::sha256::sha256(&bytes)))
+}
+
+/// Checks `path` against `pin`, if there is one.
+///
+/// # Errors
+/// A message naming the file and both digests, or why it cannot be read.
+pub fn check_pin(pin: Option<&Sha256Pin>, path: &std::path::Path) -> Result<(), String> {
+    let Some(pin) = pin else { return Ok(()) };
+    let found = file_sha256(path).map_err(|e| format!("cannot read {} to check its sha256: {e}", path.display()))?;
+    let expected = String::from(*pin);
+    if found != expected {
+        return Err(format!(
+            "{} does not match the graph's pin: its sha256 is {found}, the graph pins {expected}; nothing of it was run",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// An optional pin written plainly (`sha256: "..."`, not RON's `Some("...")`).
+pub(crate) fn plain_pin<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Sha256Pin>, D::Error> {
+    Sha256Pin::deserialize(d).map(Some)
+}

@@ -9,7 +9,8 @@
  *   NAN_OUT        outputs NaN in every other sample;
  *   WORK=N         a healthy but busy plugin: N steps of arithmetic a block, then half its input.
  * Every variant touches $FXG_TEST_MARKER (if set) from create, so a test can tell whether any of its code
- * beyond the entry point ran. */
+ * beyond the entry point ran; with CONSTRUCTOR defined, the library touches $FXG_TEST_LOAD_MARKER (if set)
+ * as it is loaded, before anything else of it is called. */
 #include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
@@ -24,6 +25,16 @@
 typedef struct {
     uint32_t blocks;
 } state_t;
+
+#ifdef CONSTRUCTOR
+__attribute__((constructor)) static void loaded(void) {
+    const char *marker = getenv("FXG_TEST_LOAD_MARKER");
+    if (marker) {
+        int fd = open(marker, O_CREAT | O_WRONLY, 0644);
+        if (fd >= 0) close(fd);
+    }
+}
+#endif
 
 static void *t_create(void) {
     const char *marker = getenv("FXG_TEST_MARKER");

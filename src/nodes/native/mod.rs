@@ -83,6 +83,9 @@ pub struct NativeParams {
     /// Where the plugin's code runs.
     #[serde(default)]
     pub isolation: Isolation,
+    /// The file's SHA-256, pinned: a file that does not match is refused before any of its code runs.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::nodes::plugin::plain_pin")]
+    pub sha256: Option<crate::nodes::plugin::Sha256Pin>,
     #[serde(skip)]
     bound: Option<Arc<NativeLibrary>>,
 }
@@ -96,15 +99,19 @@ impl NativeParams {
             preset: None,
             on_fault: OnFault::Dry,
             isolation: Isolation::InProcess,
+            sha256: None,
             bound: None,
         }
     }
 
-    fn library(&self, base_dir: &Path) -> Result<Arc<NativeLibrary>, String> {
-        match &self.bound {
-            Some(l) => Ok(l.clone()),
-            None => load(&base_dir.join(&self.path)),
+    /// The library, loaded once its file matches the node's pin (if it has one). Errors name the field.
+    fn library(&self, base_dir: &Path) -> Result<Arc<NativeLibrary>, ParamError> {
+        if let Some(l) = &self.bound {
+            return Ok(l.clone());
         }
+        let path = base_dir.join(&self.path);
+        crate::nodes::plugin::check_pin(self.sha256.as_ref(), &path).map_err(|e| ParamError::new("sha256", e))?;
+        load(&path).map_err(|e| ParamError::new("path", e))
     }
 }
 
@@ -174,11 +181,13 @@ impl NodeSpec for NativeParams {
     }
 
     fn bind(&mut self, ctx: &BuildContext<'_>) {
-        self.bound = load(&ctx.base_dir.join(&self.path)).ok();
+        // Through `library`, which checks the pin before anything is loaded.
+        self.bound = None;
+        self.bound = self.library(ctx.base_dir).ok();
     }
 
     fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
-        let lib = self.library(ctx.base_dir).map_err(|e| ParamError::new("path", e))?;
+        let lib = self.library(ctx.base_dir)?;
         resolve(&lib.info, &self.config, self.preset.as_deref())?;
         if self.isolation == Isolation::Process {
             isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
@@ -187,9 +196,13 @@ impl NodeSpec for NativeParams {
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
-        let lib = self.library(ctx.base_dir).map_err(NodeError)?;
+        let lib = self.library(ctx.base_dir).map_err(|e| NodeError(e.message))?;
         let params = resolve(&lib.info, &self.config, self.preset.as_deref()).map_err(|e| NodeError(e.to_string()))?;
         Ok(Box::new(processor(lib, params, self.on_fault, self.isolation)))
+    }
+
+    fn native_code(&self, base_dir: &Path) -> Option<std::path::PathBuf> {
+        Some(base_dir.join(&self.path))
     }
 
     fn params(&self, ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
@@ -234,7 +247,7 @@ impl NodeSpec for NativeParams {
         replacement(
             || self.source(),
             || {
-                let lib = self.library(ctx.base_dir)?;
+                let lib = self.library(ctx.base_dir).map_err(|e| e.message)?;
                 let params = resolve(&lib.info, &self.config, self.preset.as_deref()).map_err(|e| e.to_string())?;
                 NativeLive::new(&lib, self.isolation, config, &params)
             },

@@ -5,7 +5,7 @@ use super::manifest::{ABI_VERSION, Manifest};
 use crate::clock::CpuMark;
 use crate::node::{MessageKind, ProcessConfig};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -106,58 +106,6 @@ impl Drop for Ticking {
     }
 }
 
-/// Where compiled modules are cached: `FXGRAPH_CACHE_DIR` (set but empty: no disk cache), else
-/// `$XDG_CACHE_HOME/fxgraph/modules`, else `$HOME/.cache/fxgraph/modules`; none if no such variable is set.
-pub fn cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("FXGRAPH_CACHE_DIR") {
-        return (!dir.is_empty()).then(|| PathBuf::from(dir));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("fxgraph").join("modules"))
-}
-
-/// The cache file for a module's bytes: the SHA-256 of the bytes and a hash of the engine's compatibility
-/// (wasmtime version and compilation settings), so a different module or engine never hits.
-fn cache_file(bytes: &[u8]) -> Option<PathBuf> {
-    use sha2::Digest;
-    use std::hash::{Hash, Hasher};
-    let digest = sha2::Sha256::digest(bytes);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-    engine().precompile_compatibility_hash().hash(&mut engine_hash);
-    Some(cache_dir()?.join(format!("{hex}-{:016x}.cwasm", engine_hash.finish())))
-}
-
-/// Loads a module compiled earlier by this host from the disk cache.
-#[allow(unsafe_code)] // Deserializing compiled code is unsafe in wasmtime; see the SAFETY note.
-fn load_cached(path: &Path) -> Option<Module> {
-    if !path.is_file() {
-        return None;
-    }
-    // SAFETY: the file is in the user's own cache directory and was written by `store_cached` from
-    // `Module::serialize` of this engine (its name carries the SHA-256 of the source module and the engine's
-    // compatibility hash, and wasmtime checks the compatibility header again). Whoever can write there can
-    // already run code as the user, so trusting it adds no capability.
-    unsafe { Module::deserialize_file(engine(), path) }.ok()
-}
-
-/// Writes a compiled module to the disk cache, atomically (temporary file, then rename); failures only
-/// cost the next start its speed.
-fn store_cached(path: &Path, module: &Module) {
-    let Ok(bytes) = module.serialize() else { return };
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_ok() {
-        return;
-    }
-    let _ = std::fs::remove_file(&tmp);
-}
-
 /// Checks a module's imports against the sandbox's.
 ///
 /// # Errors
@@ -197,22 +145,39 @@ pub fn check_declared(module: &Module, manifest: &crate::nodes::wasm::Manifest, 
     Ok(())
 }
 
-/// Compiles a module once per process (later calls share it) and once per machine (through the disk cache),
-/// and checks its imports.
+/// Compiles a module once per process (later calls with the same bytes share it) and once per machine
+/// (through the disk cache), and checks its imports.
 ///
 /// # Errors
 /// A message for a file that cannot be read, is not WebAssembly, or imports anything but the ABI's
 /// functions (naming the import).
 pub fn compile(path: &Path) -> Result<Module, String> {
-    static MODULES: OnceLock<Mutex<HashMap<PathBuf, Module>>> = OnceLock::new();
-    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    compile_pinned(path, None)
+}
+
+/// [`compile`], refusing a file whose SHA-256 is not `pin` (when there is one) before compiling anything.
+///
+/// # Errors
+/// As [`compile`], and a message naming both digests for a file that does not match.
+pub fn compile_pinned(path: &Path, pin: Option<&crate::nodes::plugin::Sha256Pin>) -> Result<Module, String> {
+    static MODULES: OnceLock<Mutex<HashMap<[u8; 32], Module>>> = OnceLock::new();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let digest = crate::sha256::sha256(&bytes);
+    if let Some(pin) = pin
+        && pin.0 != digest
+    {
+        return Err(format!(
+            "{} does not match the graph's pin: its sha256 is {}, the graph pins {pin:?}; nothing of it was run",
+            path.display(),
+            crate::sha256::hex(&digest)
+        ));
+    }
     let cache = MODULES.get_or_init(Default::default);
-    if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&digest) {
         return Ok(m.clone());
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let module = compile_bytes(&bytes, path)?;
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, module.clone());
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(digest, module.clone());
     Ok(module)
 }
 
@@ -225,14 +190,15 @@ pub fn compile_bytes(bytes: &[u8], path: &Path) -> Result<Module, String> {
     if !bytes.starts_with(b"\0asm") {
         return Err(format!("{} is not a WebAssembly module", path.display()));
     }
-    let cached = cache_file(bytes);
-    let module = match cached.as_deref().and_then(load_cached) {
+    let cache = super::cache::DiskCache::open();
+    let entry = cache.as_ref().map(|c| c.entry(bytes));
+    let module = match entry.as_ref().and_then(|e| e.load()) {
         Some(module) => module,
         None => {
             let module = Module::new(engine(), bytes)
                 .map_err(|e| format!("{} is not a valid WebAssembly module: {e:#}", path.display()))?;
-            if let Some(file) = &cached {
-                store_cached(file, &module);
+            if let Some(entry) = &entry {
+                entry.store(&module);
             }
             module
         }

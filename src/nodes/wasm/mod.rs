@@ -20,12 +20,14 @@
 //! Numeric parameters are smoothed: a change ramps over [`RAMP_MS`](crate::node::RAMP_MS), sent to the
 //! plugin every [`RAMP_STEP`](crate::node::RAMP_STEP) frames (the block is cut there).
 
+mod cache;
 pub(crate) mod host;
 pub mod manifest;
 pub mod packages;
 
+pub use cache::cache_dir;
 pub(crate) use host::compile;
-pub use host::{TICK, cache_dir, deadline_ticks};
+pub use host::{TICK, deadline_ticks};
 pub use manifest::{ABI_VERSION, ConfigValue, HOST_MEMORY_CAP, Manifest, ParamDecl};
 
 use super::plugin::{ABSURD, Counts, Instance, PluginProcessor, replacement, text};
@@ -40,7 +42,7 @@ use crate::node::{
 use crate::node::{NodeKind, Registry};
 use bevy_ecs::component::Component;
 pub use host::MESSAGE_SLOTS;
-use host::{HostState, Live, Ticking, instantiate, prelink};
+use host::{HostState, Live, Ticking, compile_pinned, instantiate, prelink};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,6 +81,9 @@ pub struct WasmParams {
     /// What the node outputs while the plugin is bypassed.
     #[serde(default)]
     pub on_fault: OnFault,
+    /// The file's SHA-256, pinned: a file that does not match is refused before any of its code runs.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::nodes::plugin::plain_pin")]
+    pub sha256: Option<crate::nodes::plugin::Sha256Pin>,
     #[serde(skip)]
     bound: Option<Bound>,
 }
@@ -91,12 +96,20 @@ fn plain_some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, 
 impl WasmParams {
     /// A plugin node for the module at `path` (relative to the graph's folder), with `config`.
     pub fn new(path: impl Into<String>, config: BTreeMap<String, ConfigValue>) -> Self {
-        Self { path: path.into(), id: None, version: None, config, on_fault: OnFault::Dry, bound: None }
+        Self { path: path.into(), id: None, version: None, config, on_fault: OnFault::Dry, sha256: None, bound: None }
     }
 
     /// An installed plugin by id, with a version requirement.
     pub fn by_id(id: impl Into<String>, version: Option<String>, config: BTreeMap<String, ConfigValue>) -> Self {
-        Self { path: String::new(), id: Some(id.into()), version, config, on_fault: OnFault::Dry, bound: None }
+        Self {
+            path: String::new(),
+            id: Some(id.into()),
+            version,
+            config,
+            on_fault: OnFault::Dry,
+            sha256: None,
+            bound: None,
+        }
     }
 
     /// The module: `path` against the graph's folder, or the preferred module of the newest installed
@@ -156,7 +169,8 @@ impl NodeSpec for WasmParams {
         let field = if self.id.is_some() { "id" } else { "path" };
         let manifest = Manifest::for_module(&path).map_err(|e| ParamError::new(field, e))?;
         manifest.resolve(&self.config, ctx.format.sample_rate)?;
-        let module = compile(&path).map_err(|e| ParamError::new(field, e))?;
+        crate::nodes::plugin::check_pin(self.sha256.as_ref(), &path).map_err(|e| ParamError::new("sha256", e))?;
+        let module = compile_pinned(&path, self.sha256.as_ref()).map_err(|e| ParamError::new(field, e))?;
         host::check_declared(&module, &manifest, &path).map_err(|e| ParamError::new(field, e))?;
         Ok(())
     }
@@ -165,7 +179,7 @@ impl NodeSpec for WasmParams {
         let path = self.module_path(ctx.base_dir).map_err(NodeError)?;
         let manifest = Manifest::for_module(&path).map_err(NodeError)?;
         let params = manifest.resolve(&self.config, ctx.format.sample_rate).map_err(|e| NodeError(e.to_string()))?;
-        let module = compile(&path).map_err(NodeError)?;
+        let module = compile_pinned(&path, self.sha256.as_ref()).map_err(NodeError)?;
         host::check_declared(&module, &manifest, &path).map_err(NodeError)?;
         let pre = prelink(&module).map_err(NodeError)?;
         Ok(Box::new(processor(pre, manifest, params, self.on_fault)))
@@ -225,7 +239,7 @@ impl NodeSpec for WasmParams {
                 let path = self.module_path(ctx.base_dir)?;
                 let manifest = Manifest::for_module(&path)?;
                 let params = manifest.resolve(&self.config, config.sample_rate).map_err(|e| e.to_string())?;
-                let pre = prelink(&compile(&path)?)?;
+                let pre = prelink(&compile_pinned(&path, self.sha256.as_ref())?)?;
                 instantiate(&pre, &manifest, &params, config)
             },
         )

@@ -459,13 +459,21 @@ fn package_root(into: &Path) -> Result<PathBuf, String> {
 
 /// Installs a package (a `.tar.gz` or a folder) into plugin folder `root`: unpacks (for an archive) and
 /// validates everything in a staging folder inside `root`, then renames it to `root/ID/VERSION`. An
-/// installed version is kept unless `force`. Nothing is left behind on failure.
+/// installed version is kept unless `force`, and a `root` that others can write (see [`crate::trust`]) is
+/// refused unless `force`. Nothing is left behind on failure.
 ///
 /// # Errors
 /// [`Error::Plugin`] for anything wrong with the package; [`Error::Io`] for the folders.
 pub fn install(source: &Path, root: &Path, force: bool) -> Result<Installed> {
     let refused = Error::Plugin;
     std::fs::create_dir_all(root).map_err(|e| Error::Io(format!("cannot create {}: {e}", root.display())))?;
+    if !force && let Err(why) = crate::trust::check(root) {
+        return Err(refused(format!(
+            "refusing to install into {}: {why}, so others could replace what fxgraph would run (use --force to \
+             install there all the same)",
+            root.display()
+        )));
+    }
     let staging = root.join(format!(".install-{}-{}", std::process::id(), unique()));
     std::fs::create_dir(&staging).map_err(|e| Error::Io(format!("cannot create {}: {e}", staging.display())))?;
     let staging = Staging(Some(staging));

@@ -51,6 +51,9 @@ pub struct LadspaParams {
     /// Where the plugin's code runs.
     #[serde(default)]
     pub isolation: Isolation,
+    /// The file's SHA-256, pinned: a file that does not match is refused before any of its code runs.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::nodes::plugin::plain_pin")]
+    pub sha256: Option<crate::nodes::plugin::Sha256Pin>,
     #[serde(skip)]
     bound: Option<(Arc<LadspaLibrary>, usize)>,
 }
@@ -64,6 +67,7 @@ impl LadspaParams {
             controls,
             on_fault: OnFault::Dry,
             isolation: Isolation::InProcess,
+            sha256: None,
             bound: None,
         }
     }
@@ -73,6 +77,7 @@ impl LadspaParams {
             return Ok(b.clone());
         }
         let path = search(&self.path, base_dir).map_err(|e| ParamError::new("path", e))?;
+        crate::nodes::plugin::check_pin(self.sha256.as_ref(), &path).map_err(|e| ParamError::new("sha256", e))?;
         let lib = load(&path).map_err(|e| ParamError::new("path", e))?;
         let index = lib.find(&self.label).map_err(|e| ParamError::new("label", e))?.index;
         Ok((lib, index))
@@ -114,6 +119,7 @@ impl NodeSpec for LadspaParams {
     }
 
     fn bind(&mut self, ctx: &BuildContext<'_>) {
+        self.bound = None;
         self.bound = self.plugin(ctx.base_dir).ok();
     }
 
@@ -126,6 +132,10 @@ impl NodeSpec for LadspaParams {
             super::isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
         }
         Ok(())
+    }
+
+    fn native_code(&self, base_dir: &Path) -> Option<std::path::PathBuf> {
+        search(&self.path, base_dir).ok()
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
