@@ -482,6 +482,12 @@ fn bench_reports_json_usable_as_a_regression_gate() {
     assert_eq!(v["frames"], 48000);
     assert_eq!(v["block"], 256);
     assert_eq!(v["threads"], 2);
+    // Blocks are what nodes are called with: frames (with the limiter's lookahead flushed) / block, and
+    // every node saw each; the executor's larger hand-offs are counted apart.
+    let blocks = v["blocks"].as_u64().expect("blocks");
+    assert_eq!(blocks, (48000u64 + 240).div_ceil(256), "{v}");
+    assert!(v["runs"].as_u64().expect("runs") < blocks / 8, "{v}");
+    assert!(v["machine"]["wall_seconds"].as_f64().expect("machine") > 0.0, "{v}");
     assert!(v["peak_rss_bytes"].as_u64().expect("peak_rss_bytes") > 0);
     let nodes = v["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), 9);
@@ -492,6 +498,9 @@ fn bench_reports_json_usable_as_a_regression_gate() {
         for key in ["mean_ns", "p99_ns", "max_ns"] {
             assert!(n[key].as_f64().expect(key) > 0.0, "{n}");
         }
+        assert_eq!(n["calls"].as_u64(), Some(blocks), "{n}");
+        let share = n["mean_ns"].as_f64().expect("mean") / (256.0 / 48000.0 * 1e9);
+        assert!((n["budget_share"].as_f64().expect("share") / share - 1.0).abs() < 0.01, "{n}");
     }
     // The table form names every node too.
     let o = fxgraph(&["bench", g.to_str().expect("utf-8"), "--seconds", "1"], dir.path());

@@ -1098,3 +1098,115 @@ fn handles_are_send_and_sync_where_documented() {
     <fxgraph::Engine as NotSync<_>>::is_sync();
     <fxgraph::AudioProcessor as NotSync<_>>::is_sync();
 }
+
+/// A node kind that spins for `us` microseconds of wall time per call (and passes its input through).
+#[derive(Debug, Clone, serde::Deserialize, bevy_ecs::component::Component)]
+struct Spin {
+    us: u64,
+}
+
+impl NodeSpec for Spin {
+    fn kind(&self) -> &'static str {
+        "Spin"
+    }
+    fn validate(&self, _ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        Ok(())
+    }
+    fn build(&self, _ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
+        Ok(Box::new(SpinProcessor(std::time::Duration::from_micros(self.us))))
+    }
+    spec_without_params!();
+}
+
+struct SpinProcessor(std::time::Duration);
+
+impl Processor for SpinProcessor {
+    fn initialize(&mut self, _config: &ProcessConfig) -> Result<(), NodeError> {
+        Ok(())
+    }
+    fn process(&mut self, _audio: &mut AudioOut<'_>) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < self.0 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+#[test]
+fn a_block_means_what_nodes_are_called_with_in_every_count_and_every_budget_share() {
+    // A node that takes 1 ms a call, in a graph run at block 512 (10.67 ms at 48 kHz): its budget share is
+    // 0.094 whatever the executor's hand-offs, and the blocks are frames / block.
+    let mut registry = fxgraph::nodes::registry();
+    registry.register(NodeKind::new::<Spin>("Spin", "spins for a fixed time per call"));
+    let src = r#"(sample_rate: 48000, channels: 2,
+        nodes: { "spin": Spin(us: 1000), "a": Gain(gain_db: -1.0), "sum": Gain(gain_db: 0.0) },
+        edges: [("input", "spin"), ("input", "a"), ("spin", "sum"), ("a", "sum"), ("sum", "output")])"#;
+    let (block, seconds) = (512usize, 1.0);
+    let input = demo(seconds);
+    let frames = input[0].len();
+    // Offline (hand-offs of `batch` blocks) with one and two threads, and driven per callback.
+    for (threads, batch, callback) in
+        [(1, 8, None), (2, 32, None), (1, 1, Some(block)), (2, 1, Some(block)), (2, 1, Some(128))]
+    {
+        let graph = Graph::parse_with(src, "spin.ron", ".".as_ref(), &registry).expect("valid");
+        let options = EngineOptions { max_block: block, threads, batch, ..Default::default() };
+        let (mut engine, mut audio) = Engine::new(graph, options).expect("starts");
+        let processed = match callback {
+            None => {
+                let mut sink = MemorySink::default();
+                render(
+                    &mut engine,
+                    &mut audio,
+                    &mut MemorySource::new(input.clone()),
+                    &mut sink,
+                    block * batch,
+                    &mut |_| true,
+                )
+                .expect("render");
+                frames + engine.latency_frames()
+            }
+            Some(n) => {
+                let mut out = vec![0.0f32; 2 * n];
+                let mut x = vec![0.0f32; 2 * n];
+                for at in (0..frames - frames % n).step_by(n) {
+                    for c in 0..2 {
+                        x[c * n..(c + 1) * n].copy_from_slice(&input[c][at..at + n]);
+                    }
+                    audio.process(&AudioIn::new(&x, n, 2, n), &mut AudioOut::new(&mut out, n, 2, n));
+                }
+                frames - frames % n
+            }
+        };
+        let what = format!("{threads} threads, batch {batch}, callback {callback:?}");
+        let r = engine.metrics();
+        let per_block = callback.unwrap_or(block).min(block);
+        assert_eq!(r.block_frames, block, "{what}");
+        assert_eq!(r.blocks, processed.div_ceil(per_block) as u64, "{what}: blocks are frames / block");
+        assert!((r.block_mean_frames - processed as f64 / r.blocks as f64).abs() < 1e-9, "{what}");
+        let spin = r.nodes.iter().find(|n| n.name == "spin").expect("spin");
+        assert_eq!(spin.calls, r.blocks, "{what}: one call a block");
+        let budget_ns = per_block as f64 / 48000.0 * 1e9;
+        // The median call is the spin's 1 ms (within the histogram's resolution); the mean may be longer
+        // where the machine preempted a call.
+        let typical = spin.p50_ns as f64 / budget_ns;
+        let expected = 1e6 / budget_ns;
+        assert!((typical / expected - 1.0).abs() < 0.08, "{what}: median share {typical}, expected {expected}");
+        let mean_block_ns = r.block_mean_frames / 48000.0 * 1e9;
+        assert!((spin.budget_share - spin.mean_ns / mean_block_ns).abs() < 1e-9, "{what}");
+        assert!(
+            spin.budget_share >= expected * 0.99 && spin.budget_share < expected * 2.0,
+            "{what}: {}",
+            spin.budget_share
+        );
+        // The blocks' time covers at least the spin, and the runs are counted under their own name.
+        assert!(r.block_mean_ns >= 0.99e6, "{what}: {}", r.block_mean_ns);
+        assert_eq!(
+            r.runs,
+            match callback {
+                Some(_) => r.blocks,
+                None => processed.div_ceil(block * batch) as u64,
+            },
+            "{what}"
+        );
+    }
+}

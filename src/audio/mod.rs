@@ -356,7 +356,8 @@ impl AudioProcessor {
         self.stats.add_nonfinite(ends.nonfinite.into_inner());
         if self.monitor {
             let ticks = clock::now().saturating_sub(t0);
-            self.stats.add_timed(n as u64, ticks, ticks as f64 > n as f64 * self.ticks_per_frame);
+            let blocks = n.div_ceil(self.max_block) as u64;
+            self.stats.add_timed(n as u64, blocks, ticks, ticks as f64 > n as f64 * self.ticks_per_frame);
         }
         // Plugins hand over messages, retired instances and status.
         for &pos in &plan.polling {

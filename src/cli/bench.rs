@@ -53,12 +53,14 @@ pub(crate) fn run(
     // timing: the realtime factor then includes it).
     let mut levels = plot.map(|_| crate::picture::LevelSink::new(fmt.sample_rate, 0.1));
     let started = std::time::Instant::now();
+    let machine = fxgraph::monitor::MachineClock::start();
     let sink: &mut dyn fxgraph::io::stream::BlockSink = match &mut levels {
         Some(l) => l,
         None => &mut fxgraph::io::stream::NullSink,
     };
     render(&mut engine, &mut audio, &mut source, sink, block * crate::offline_batch(block, threads), &mut |_| true)?;
     let elapsed = started.elapsed().as_secs_f64();
+    let machine = machine.report();
     let report = engine.metrics();
     if let (Some(path), Some(levels)) = (plot, levels) {
         let track = levels.finish(fmt.channels);
@@ -98,7 +100,17 @@ pub(crate) fn run(
             "executor": report.executor,
             "dsp_load": report.dsp_load,
             "blocks": report.blocks,
+            "block_mean_frames": report.block_mean_frames,
             "blocks_over_budget": report.blocks_over_budget,
+            "block_mean_ns": report.block_mean_ns,
+            "block_p99_ns": report.block_p99_ns,
+            "block_max_ns": report.block_max_ns,
+            "runs": report.runs,
+            "runs_over_budget": report.runs_over_budget,
+            "run_mean_ns": report.run_mean_ns,
+            "run_max_ns": report.run_max_ns,
+            "machine": machine,
+            "outliers": outliers(&report).iter().map(|n| n.name.clone()).collect::<Vec<_>>(),
             "nodes": nodes,
             "peak_rss_bytes": report.memory.peak_rss_bytes,
             "memory": report.memory,
@@ -115,15 +127,28 @@ pub(crate) fn run(
         report.executor,
         if threads == 1 { "" } else { "s" },
     );
+    let block_us = report.block_mean_frames * 1e6 / f64::from(report.sample_rate);
     println!(
-        "DSP load {:.2}%, blocks over budget {} of {}, block time mean {:.1} us, p99 {:.1} us, max {:.1} us",
+        "DSP load {:.2}%, blocks ({} frames, {block_us:.0} us) over budget {} of {}, block time mean {:.1} us, p99 {:.1} us, max {:.1} us",
         report.dsp_load * 100.0,
+        report.block_frames,
         report.blocks_over_budget,
         report.blocks,
         us(report.block_mean_ns),
         us(report.block_p99_ns as f64),
         us(report.block_max_ns as f64)
     );
+    if report.runs != report.blocks {
+        println!(
+            "the executor's hand-offs: {} of {:.0} frames, mean {:.1} us, max {:.1} us, {} over budget (timed as a \
+             whole: the block figures above count each block of a hand-off at its mean)",
+            report.runs,
+            report.frames as f64 / report.runs.max(1) as f64,
+            us(report.run_mean_ns),
+            us(report.run_max_ns as f64),
+            report.runs_over_budget
+        );
+    }
     let width = report.nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
     println!(
         "{:<width$}  {:<12} {:>10} {:>10} {:>10} {:>10} {:>8}",
@@ -141,6 +166,24 @@ pub(crate) fn run(
             n.budget_share * 100.0
         );
     }
+    for n in outliers(&report) {
+        println!(
+            "note: {}'s longest call ({:.1} us) is {:.0} times its p99 ({:.1} us): a thread the machine descheduled \
+             more likely than a slow node",
+            n.name,
+            us(n.max_ns as f64),
+            n.max_ns as f64 / n.p99_ns.max(1) as f64,
+            us(n.p99_ns as f64)
+        );
+    }
+    println!(
+        "machine: the driving thread ran {:.3} s of the {:.3} s (not running {:.3} s: descheduled, or waiting for \
+         workers){}",
+        machine.cpu_seconds,
+        machine.wall_seconds,
+        machine.not_running_seconds(),
+        machine.preemptions.map_or(String::new(), |p| format!("; threads preempted {p} times"))
+    );
     for n in &report.nodes {
         if let (Some(used), Some(cap)) = (n.memory_bytes, n.memory_cap_bytes) {
             println!("plugin {}: linear memory {} KiB of {} KiB, {} faults", n.name, used / 1024, cap / 1024, n.faults);
@@ -164,4 +207,10 @@ pub(crate) fn run(
         o.peak_dbfs, o.rms_dbfs, o.crest_factor_db, o.dynamic_range_db, o.clipped_samples
     );
     report_faults(&report, allow_faults, "benchmark")
+}
+
+/// Nodes whose longest call is far above their 99th percentile (ten times, and over 100 us): a thread
+/// descheduled by the machine, most likely.
+fn outliers(report: &fxgraph::monitor::MetricsReport) -> Vec<&fxgraph::monitor::NodeReport> {
+    report.nodes.iter().filter(|n| n.max_ns > 100_000 && n.max_ns > 10 * n.p99_ns.max(1)).collect()
 }

@@ -77,7 +77,9 @@ fn build_report(
     let block_timing = g.block_timing.snapshot();
     let blocks = block_timing.calls();
     let timed = g.timed_frames();
-    let block_ns = if blocks == 0 { 0.0 } else { timed as f64 / blocks as f64 * 1e9 / f64::from(sr) };
+    let block_mean_frames = if blocks == 0 { 0.0 } else { timed as f64 / blocks as f64 };
+    let block_ns = block_mean_frames * 1e9 / f64::from(sr);
+    let run_timing = g.run_timing.snapshot();
     let nodes: Vec<NodeReport> = nodes
         .iter()
         .map(|n| {
@@ -115,13 +117,19 @@ fn build_report(
         threads: config.threads,
         sample_rate: sr,
         channels: config.format.channels,
+        block_frames: config.max_block,
         blocks,
+        block_mean_frames,
         frames: g.frames(),
         dsp_load: if audio_ns > 0.0 { busy_ns / audio_ns } else { 0.0 },
         blocks_over_budget: g.blocks_over_budget(),
         block_mean_ns: block_timing.mean_ns() * ns,
         block_p99_ns: to_ns(block_timing.quantile_ns(0.99)),
         block_max_ns: to_ns(block_timing.max_ns()),
+        runs: run_timing.calls(),
+        runs_over_budget: g.runs_over_budget(),
+        run_mean_ns: run_timing.mean_ns() * ns,
+        run_max_ns: to_ns(run_timing.max_ns()),
         nodes,
         output: g.output.snapshot().levels(sr),
         memory: MemoryReport::now(heap_baseline),

@@ -16,7 +16,7 @@ mod timing;
 
 pub use meter::{Band, Levels, Meter, SPECTRUM_SIZE};
 pub(crate) use meter::{RMS_BINS, block_levels, rms_bin};
-pub use report::{MemoryReport, MetricsReport, NodeReport};
+pub use report::{MachineClock, MachineReport, MemoryReport, MetricsReport, NodeReport};
 pub use timing::Timing;
 pub(crate) use timing::{BUCKETS, bucket_of};
 

@@ -10,7 +10,7 @@ pub struct NodeReport {
     pub name: String,
     /// Its kind.
     pub kind: String,
-    /// Blocks it processed.
+    /// Calls it processed: blocks, and parts of blocks where a parameter event was due.
     pub calls: u64,
     /// Mean processing time per block (ns).
     pub mean_ns: f64,
@@ -41,7 +41,8 @@ pub struct NodeReport {
     /// A plugin's cap on its linear memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_cap_bytes: Option<usize>,
-    /// Mean processing time over the mean block's real-time duration.
+    /// Mean processing time per call over the real-time duration of a block (see
+    /// [`MetricsReport::block_mean_frames`]).
     pub budget_share: f64,
     /// Frames of latency the node adds.
     pub latency_frames: usize,
@@ -104,20 +105,37 @@ pub struct MetricsReport {
     pub sample_rate: u32,
     /// The graph's channels.
     pub channels: usize,
-    /// Blocks (runs of the audio side) timed.
+    /// The most frames nodes are called with at once: the engine's `max_block` (`--block`).
+    pub block_frames: usize,
+    /// Blocks timed: what nodes are called with, at most [`block_frames`](Self::block_frames) each. A run
+    /// of the audio side of `n` frames is `n / block_frames` blocks, rounded up; offline that is frames /
+    /// block.
     pub blocks: u64,
+    /// The mean frames of a block timed (the real-time budget of a block is this over the sample rate).
+    pub block_mean_frames: f64,
     /// Frames processed.
     pub frames: u64,
     /// Processing time over the real-time duration of the audio processed.
     pub dsp_load: f64,
-    /// Blocks whose processing took longer than their duration (the offline equivalent of an xrun).
+    /// Blocks whose processing took longer than their duration (the offline equivalent of an xrun). In a
+    /// run of several blocks (offline hand-offs), each block counts at the run's mean.
     pub blocks_over_budget: u64,
     /// Mean processing time per block (ns).
     pub block_mean_ns: f64,
-    /// 99th percentile of the processing time per block (ns).
+    /// 99th percentile of the processing time per block (ns); a run of several blocks counts each at its
+    /// mean.
     pub block_p99_ns: u64,
-    /// Longest processing time of a block (ns).
+    /// Longest processing time of a block (ns), with the same rule.
     pub block_max_ns: u64,
+    /// Runs of the audio side timed: its calls (a device callback), or offline the executor's hand-offs of
+    /// several blocks (`EngineOptions::batch`), which the monitor times as a whole.
+    pub runs: u64,
+    /// Runs that took longer than their real-time duration.
+    pub runs_over_budget: u64,
+    /// Mean processing time per run (ns).
+    pub run_mean_ns: f64,
+    /// Longest processing time of a run (ns).
+    pub run_max_ns: u64,
     /// Nodes in processing order.
     pub nodes: Vec<NodeReport>,
     /// Levels at the graph's output.
@@ -145,4 +163,65 @@ impl MetricsReport {
     pub fn faulted_nodes(&self) -> impl Iterator<Item = &NodeReport> {
         self.nodes.iter().filter(|n| n.faulted())
     }
+}
+
+/// What the machine did to a run, from the thread that drove it: to tell a slow graph from a busy machine.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MachineReport {
+    /// Wall time of the run (s).
+    pub wall_seconds: f64,
+    /// CPU time the driving thread used meanwhile (s). Below the wall time by the time it was not running:
+    /// descheduled by the machine, or waiting (for a worker's branch, for I/O).
+    pub cpu_seconds: f64,
+    /// Times the process's threads were preempted meanwhile (involuntary context switches; Linux).
+    pub preemptions: Option<u64>,
+}
+
+impl MachineReport {
+    /// The wall time the driving thread was not running.
+    pub fn not_running_seconds(&self) -> f64 {
+        (self.wall_seconds - self.cpu_seconds).max(0.0)
+    }
+}
+
+/// Starts measuring a run on the calling thread (see [`MachineReport`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MachineClock {
+    wall: std::time::Instant,
+    cpu_ns: u64,
+    switches: Option<u64>,
+}
+
+impl MachineClock {
+    /// Now, on the calling thread.
+    pub fn start() -> Self {
+        Self {
+            wall: std::time::Instant::now(),
+            cpu_ns: crate::clock::thread_cpu_ns(),
+            switches: involuntary_switches(),
+        }
+    }
+
+    /// The run so far, on the calling thread (the one that called [`start`](Self::start)).
+    pub fn report(&self) -> MachineReport {
+        MachineReport {
+            wall_seconds: self.wall.elapsed().as_secs_f64(),
+            cpu_seconds: crate::clock::thread_cpu_ns().saturating_sub(self.cpu_ns) as f64 * 1e-9,
+            preemptions: involuntary_switches().zip(self.switches).map(|(now, then)| now.saturating_sub(then)),
+        }
+    }
+}
+
+/// Involuntary context switches of every thread of the process so far (Linux's `/proc/self/task`).
+fn involuntary_switches() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else { continue };
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
 }

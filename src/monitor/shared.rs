@@ -49,6 +49,21 @@ impl SharedTiming {
         b.store(b.load(Relaxed).saturating_add(1), Relaxed);
     }
 
+    /// Records `count` durations that took `ticks` together, each counted at their mean: the blocks of one
+    /// run of the audio side, timed as a whole. Writer only.
+    #[inline]
+    pub fn record_many(&self, ticks: u64, count: u64) {
+        let count = count.max(1);
+        let each = ticks / count;
+        bump(&self.calls, count);
+        bump(&self.sum, ticks);
+        if each > self.max.load(Relaxed) {
+            self.max.store(each, Relaxed);
+        }
+        let b = &self.buckets[bucket_of(each)];
+        b.store(b.load(Relaxed).saturating_add(count.min(u64::from(u32::MAX)) as u32), Relaxed);
+    }
+
     pub fn calls(&self) -> u64 {
         self.calls.load(Relaxed)
     }
@@ -413,9 +428,14 @@ impl SharedMeter {
 /// What the audio side records about the whole graph.
 #[derive(Default)]
 pub struct GraphStats {
-    /// Processing time of each block (ticks).
+    /// Processing time of each block (ticks): a block is what nodes are called with (at most `max_block`
+    /// frames); the blocks of a run of several are each counted at the run's mean.
     pub block_timing: SharedTiming,
     blocks_over_budget: AtomicU64,
+    /// Processing time of each run of the audio side (ticks): a device callback, or an offline hand-off of
+    /// several blocks.
+    pub run_timing: SharedTiming,
+    runs_over_budget: AtomicU64,
     /// Frames processed since the audio side was created: the audio side's clock.
     frames: AtomicU64,
     /// Frames whose processing was timed (the monitor's share of `frames`).
@@ -461,11 +481,15 @@ impl GraphStats {
         bump(&self.frames, n);
     }
 
-    pub(crate) fn add_timed(&self, frames: u64, ticks: u64, over_budget: bool) {
-        self.block_timing.record(ticks);
+    /// One timed run of `frames` frames in `blocks` blocks that took `ticks`, and whether that was longer
+    /// than the frames last in real time.
+    pub(crate) fn add_timed(&self, frames: u64, blocks: u64, ticks: u64, over_budget: bool) {
+        self.block_timing.record_many(ticks, blocks);
+        self.run_timing.record(ticks);
         bump(&self.timed_frames, frames);
         if over_budget {
-            bump(&self.blocks_over_budget, 1);
+            bump(&self.blocks_over_budget, blocks);
+            bump(&self.runs_over_budget, 1);
         }
     }
 
@@ -494,6 +518,10 @@ impl GraphStats {
 
     pub fn blocks_over_budget(&self) -> u64 {
         self.blocks_over_budget.load(Relaxed)
+    }
+
+    pub fn runs_over_budget(&self) -> u64 {
+        self.runs_over_budget.load(Relaxed)
     }
 
     pub fn nonfinite_input(&self) -> u64 {

@@ -424,6 +424,12 @@ pub struct PlayStatus {
     pub ahead_frames: usize,
     /// Processing time over the real-time duration of the audio processed.
     pub dsp_load: f64,
+    /// The graph's block: the most frames its nodes are called with at once.
+    pub block_frames: usize,
+    /// Blocks processed while the monitor was on.
+    pub blocks: u64,
+    /// Blocks that took longer than their real-time duration.
+    pub blocks_over_budget: u64,
     /// Callbacks that found the ring short before the source had ended.
     pub underruns: u64,
     /// Over- and underruns the sound device itself reported.
@@ -452,6 +458,8 @@ pub struct NodeStatus {
     pub p99_us: f64,
     /// Longest processing time of a block (µs).
     pub max_us: f64,
+    /// Mean time per call over a block's real-time duration.
+    pub budget_share: f64,
     /// Faults (plugins).
     pub faults: u64,
     /// Blocks whose output was the node's bypass (a faulted plugin).
@@ -686,6 +694,9 @@ impl Player {
             buffer_frames: self.buffer_frames,
             ahead_frames: self.ahead_frames,
             dsp_load: report.dsp_load,
+            block_frames: report.block_frames,
+            blocks: report.blocks,
+            blocks_over_budget: report.blocks_over_budget,
             underruns: s.underruns.load(Ordering::Relaxed),
             device_xruns: s.device_xruns.load(Ordering::Relaxed),
             callbacks: s.callbacks.load(Ordering::Relaxed),
@@ -700,6 +711,7 @@ impl Player {
                     mean_us: n.mean_ns / 1e3,
                     p99_us: n.p99_ns as f64 / 1e3,
                     max_us: n.max_ns as f64 / 1e3,
+                    budget_share: n.budget_share,
                     faults: n.faults,
                     bypassed_blocks: n.bypassed_blocks,
                     preempted_calls: n.preempted_calls,
