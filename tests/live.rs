@@ -14,7 +14,15 @@ use std::time::{Duration, Instant};
 /// Counts allocations, reallocations and frees made while a thread does the audio side's work.
 struct Counting;
 
+/// Counting is armed for the whole process, so the tests of this file run one at a time (each holds
+/// [`serial`]): no test's audio work can be counted in another's window, or disarm it early.
 static ARMED: AtomicBool = AtomicBool::new(false);
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// This file's tests, one at a time (a test that failed does not stop the others).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 static AUDIO_ALLOCS: AtomicU64 = AtomicU64::new(0);
 static AUDIO_FREES: AtomicU64 = AtomicU64::new(0);
 static FIRST_SIZE: AtomicU64 = AtomicU64::new(0);
@@ -200,6 +208,7 @@ fn largest_step(x: &[f32]) -> (f32, usize) {
 
 #[test]
 fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothing_allocates_on_it() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     plugins(dir.path());
     let graph = Graph::parse(G1, "g1.ron", dir.path()).expect("valid");
@@ -216,6 +225,8 @@ fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothin
     let seconds = 6.0;
     let total = (seconds * SR) as u64;
     let running = std::sync::Arc::new(AtomicBool::new(true));
+    let base = (AUDIO_ALLOCS.load(Ordering::SeqCst), AUDIO_FREES.load(Ordering::SeqCst));
+    FIRST_SIZE.store(0, Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
     // The device: calls of 128 frames mostly (2.67 ms apart), and of 1, 37 and 4096 frames.
     let device = std::thread::spawn({
@@ -319,7 +330,7 @@ fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothin
         engine.update();
     }
 
-    let (allocs, frees) = (AUDIO_ALLOCS.load(Ordering::SeqCst), AUDIO_FREES.load(Ordering::SeqCst));
+    let (allocs, frees) = (AUDIO_ALLOCS.load(Ordering::SeqCst) - base.0, AUDIO_FREES.load(Ordering::SeqCst) - base.1);
     assert_eq!(
         (allocs, frees),
         (0, 0),
@@ -361,6 +372,7 @@ fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothin
 
 #[test]
 fn a_structural_edit_adds_no_step_beyond_the_signal_s_own() {
+    let _serial = serial();
     // Deterministic (one thread, fixed blocks): each swap between the three graphs cross-fades without
     // adding a sample step larger than the signal's own steps before the edit (plus the crossfade's
     // (pi/2)/960 * 2 = 0.003 at full scale). Regression: delay lines of edges that fade out once started
@@ -439,6 +451,7 @@ fn play_sine(audio: &mut AudioProcessor, amp: f64, frames: usize, call: usize) -
 
 #[test]
 fn parameter_jumps_are_smoothed_sample_accurately_and_settle_on_the_analytic_response() {
+    let _serial = serial();
     let text = r#"(sample_rate: 48000, channels: 1,
         nodes: {
             "g": Gain(gain_db: 0.0),
@@ -504,6 +517,7 @@ fn parameter_jumps_are_smoothed_sample_accurately_and_settle_on_the_analytic_res
 
 #[test]
 fn a_graph_edit_keeps_unchanged_nodes_and_their_state() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     plugins(dir.path());
     let a = r#"(sample_rate: 48000, channels: 2,
@@ -567,6 +581,7 @@ fn a_graph_edit_keeps_unchanged_nodes_and_their_state() {
 
 #[test]
 fn reset_clears_all_state_as_a_fresh_engine_would_have_it() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     plugins(dir.path());
     let graph = || Graph::parse(G1, "g1.ron", dir.path()).expect("valid");
@@ -592,6 +607,7 @@ fn reset_clears_all_state_as_a_fresh_engine_would_have_it() {
 
 #[test]
 fn every_executor_allocates_nothing_while_events_and_edits_arrive() {
+    let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
     plugins(dir.path());
     // The last case runs several blocks per call (an offline batch), so the dataflow executor runs them.
@@ -636,5 +652,83 @@ fn every_executor_allocates_nothing_while_events_and_edits_arrive() {
         ARMED.store(false, Ordering::SeqCst);
         assert_eq!(fresh, 0, "{threads} threads ({parallelism:?}): allocations or frees while processing");
         assert!(engine.metrics().nodes.iter().any(|n| n.levels.is_some()), "the metered node was measured");
+    }
+}
+
+/// A node kind that allocates a small buffer and frees it in every call: planted audio-side allocations.
+#[derive(Debug, Clone, serde::Deserialize, bevy_ecs::component::Component)]
+struct Leaky {}
+
+impl fxgraph::node::NodeSpec for Leaky {
+    fn kind(&self) -> &'static str {
+        "Leaky"
+    }
+    fn validate(&self, _ctx: &fxgraph::node::BuildContext<'_>) -> Result<(), fxgraph::node::ParamError> {
+        Ok(())
+    }
+    fn build(
+        &self,
+        _ctx: &fxgraph::node::BuildContext<'_>,
+    ) -> Result<Box<dyn fxgraph::node::Processor>, fxgraph::node::NodeError> {
+        Ok(Box::new(LeakyProcessor))
+    }
+    fn params(&self, _ctx: &fxgraph::node::BuildContext<'_>) -> Vec<fxgraph::node::ParamInfo> {
+        Vec::new()
+    }
+    fn param(&self, _index: usize) -> f64 {
+        0.0
+    }
+    fn set_param(&mut self, _index: usize, _value: f64) {}
+    fn clone_spec(&self) -> Box<dyn fxgraph::node::NodeSpec> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+        self
+    }
+}
+
+struct LeakyProcessor;
+
+impl fxgraph::node::Processor for LeakyProcessor {
+    fn initialize(&mut self, _config: &fxgraph::node::ProcessConfig) -> Result<(), fxgraph::node::NodeError> {
+        Ok(())
+    }
+    fn process(&mut self, audio: &mut AudioOut<'_>) {
+        let scratch: Vec<f32> = std::hint::black_box(audio.channel(0).to_vec());
+        audio.channel_mut(0)[0] = scratch[0];
+    }
+}
+
+#[test]
+fn the_counter_sees_an_allocation_planted_on_the_audio_side_on_any_thread() {
+    let _serial = serial();
+    let mut registry = fxgraph::nodes::registry();
+    registry.register(fxgraph::node::NodeKind::new::<Leaky>("Leaky", "allocates in every call"));
+    // The leaky node on a branch of its own, so with workers it may run on any of them.
+    let src = r#"(sample_rate: 48000, channels: 2,
+        nodes: { "leak": Leaky(), "a": Gain(gain_db: -1.0), "b": Gain(gain_db: -2.0) },
+        edges: [("input", "leak"), ("input", "a"), ("input", "b"), ("leak", "output"), ("a", "output"), ("b", "output")])"#;
+    for (threads, parallelism) in [(1, Parallelism::Adaptive), (2, Parallelism::Always), (3, Parallelism::Always)] {
+        let graph = Graph::parse_with(src, "leak.ron", ".".as_ref(), &registry).expect("valid");
+        let options = EngineOptions { max_block: 256, threads, parallelism, ..Default::default() };
+        let (_engine, audio) = Engine::new(graph, options).expect("starts");
+        let before = (AUDIO_ALLOCS.load(Ordering::SeqCst), AUDIO_FREES.load(Ordering::SeqCst));
+        ARMED.store(true, Ordering::SeqCst);
+        let device = std::thread::spawn(move || {
+            let mut audio = audio;
+            let (x, mut y) = (vec![0.25f32; 2 * 256], vec![0.0f32; 2 * 256]);
+            for _ in 0..50 {
+                audio.process_interleaved(&x, &mut y, 2);
+            }
+            audio
+        });
+        let _audio = device.join().expect("device");
+        ARMED.store(false, Ordering::SeqCst);
+        let after = (AUDIO_ALLOCS.load(Ordering::SeqCst), AUDIO_FREES.load(Ordering::SeqCst));
+        assert!(after.0 - before.0 >= 50, "{threads} threads: {} allocations seen of 50", after.0 - before.0);
+        assert!(after.1 - before.1 >= 50, "{threads} threads: {} frees seen of 50", after.1 - before.1);
     }
 }
