@@ -1283,3 +1283,63 @@ fn stereo_width_scales_the_side_and_leaves_the_mid() {
         }
     }
 }
+
+#[test]
+fn the_limiter_holds_the_ceiling_in_effect_at_every_sample_while_it_moves_and_releases_at_its_time() {
+    let src = single_node(2, "Limiter(ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: 50.0)");
+    let (mut limiter, mut audio) = engine(&src, 256, 1, Parallelism::Adaptive);
+    let d = limiter.latency_frames();
+    assert_eq!(d, 240);
+    // Loud input (a 2.0 sine and noise), the ceiling moved every 0.25 s between -6 and -0.5 dB.
+    let frames = 96000;
+    let noise = demo(2.0);
+    let x: Vec<Vec<f32>> = (0..2)
+        .map(|c| (0..frames).map(|n| 2.0 * (TAU * 200.0 * n as f64 / SR).sin() as f32 + noise[c][n]).collect())
+        .collect();
+    let ceilings = [-1.0, -6.0, -0.5, -3.0, -6.0, -0.5, -2.0, -4.5];
+    let at = |k: usize| k as u64 * 12000;
+    for (k, &c) in ceilings.iter().enumerate().skip(1) {
+        limiter.set_at("n", "ceiling_db", c, at(k)).expect("scheduled");
+    }
+    limiter.update();
+    let y = drive(&mut audio, &x, &[256]);
+    let ramp = (0.020 * SR) as u64; // RAMP_MS
+    let gain = |db: f64| 10f64.powf(db / 20.0);
+    for k in 0..ceilings.len() {
+        let (from, to) = (at(k), at(k + 1).min(frames as u64));
+        let mut loudest = 0.0f64;
+        for frame in from..to {
+            // The sample that entered at `frame` leaves `d` frames later, holding the ceiling of its entry.
+            let out = frame as usize + d;
+            if out >= frames {
+                break;
+            }
+            let moving = k > 0 && frame < from + ramp;
+            let bound = if moving { gain(ceilings[k - 1]).max(gain(ceilings[k])) } else { gain(ceilings[k]) };
+            for c in 0..2 {
+                let v = f64::from(y[c][out].abs());
+                assert!(v <= bound * (1.0 + 1e-6), "frame {frame}: {v} over the ceiling {bound}");
+                if !moving {
+                    loudest = loudest.max(v);
+                }
+            }
+        }
+        assert!(loudest > 0.97 * gain(ceilings[k]), "segment {k}: the output reaches the ceiling ({loudest})");
+    }
+
+    // Release: DC 0.1 with a 2.0 burst; after it the gain recovers as 1 - 0.75 e^(-t / release), smoothed over
+    // the lookahead window (half of it, 2.5 ms, of delay).
+    for release_ms in [50.0, 200.0] {
+        let src = single_node(1, &format!("Limiter(ceiling_db: -6.0206, lookahead_ms: 5.0, release_ms: {release_ms})"));
+        let (_e, mut audio) = engine(&src, 256, 1, Parallelism::Adaptive);
+        let (burst, end) = (24000usize, 28800usize);
+        let x = vec![(0..96000).map(|n| if (burst..end).contains(&n) { 2.0 } else { 0.1 }).collect::<Vec<f32>>()];
+        let y = drive(&mut audio, &x, &[256]);
+        let g = |n: usize| f64::from(y[0][n + 240]) / 0.1;
+        assert!((g(end + 10) - 0.25).abs() < 0.01, "fully limited right after the burst: {}", g(end + 10));
+        let target = 1.0 - 0.75 / std::f64::consts::E;
+        let t = (end..90000).find(|&n| g(n) >= target).expect("recovers") - end;
+        let t_ms = t as f64 / 48.0 - 2.5;
+        assert!((t_ms / release_ms - 1.0).abs() < 0.1, "release {release_ms} ms: recovered in {t_ms:.1} ms");
+    }
+}

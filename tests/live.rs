@@ -732,3 +732,55 @@ fn the_counter_sees_an_allocation_planted_on_the_audio_side_on_any_thread() {
         assert!(after.1 - before.1 >= 50, "{threads} threads: {} frees seen of 50", after.1 - before.1);
     }
 }
+
+#[test]
+fn an_edit_cross_fades_over_crossfade_ms_with_equal_power_gains() {
+    let _serial = serial();
+    // Constant input; the edit replaces node "x" by node "y" (a new node, so its edge fades in while the old
+    // one fades out). Muting one side shows the other's gain curve, sample by sample.
+    let graph = |node: &str, db: f64| {
+        format!(
+            "(sample_rate: 48000, channels: 2, nodes: {{ \"{node}\": Gain(gain_db: {db:.1}) }}, \
+             edges: [(\"input\", \"{node}\"), (\"{node}\", \"output\")])"
+        )
+    };
+    let curve = |before: &str, after: &str, crossfade_ms: f64| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let g = Graph::parse(before, "a.ron", dir.path()).expect("valid");
+        let options = EngineOptions { max_block: 64, crossfade_ms, ..Default::default() };
+        let (mut engine, mut audio) = Engine::new(g, options).expect("starts");
+        let (x, mut y) = (vec![1.0f32; 2 * 64], vec![0.0f32; 2 * 64]);
+        let mut out = Vec::new();
+        for block in 0..100 {
+            if block == 10 {
+                engine.apply_str(after, "b.ron", dir.path()).expect("valid");
+                engine.update();
+            }
+            audio.process_interleaved(&x, &mut y, 2);
+            engine.update();
+            out.extend(y.iter().step_by(2).map(|&v| f64::from(v)));
+        }
+        out
+    };
+    let muted = -96.0;
+    for crossfade_ms in [20.0, 50.0] {
+        let fade_out = curve(&graph("x", 0.0), &graph("y", muted), crossfade_ms);
+        let fade_in = curve(&graph("x", muted), &graph("y", 0.0), crossfade_ms);
+        let quiet = 10f64.powf(muted / 20.0);
+        let start = fade_out.iter().position(|&v| v < 1.0 - 1e-6).expect("the old edge fades");
+        let end = fade_out.iter().position(|&v| v <= quiet + 1e-6).expect("and is gone");
+        let length_ms = (end - start) as f64 / 48.0;
+        assert!(
+            (length_ms / crossfade_ms - 1.0).abs() <= 0.1,
+            "crossfade_ms {crossfade_ms}: the fade took {length_ms:.2} ms"
+        );
+        // Equal power: the two gains' squares sum to one all along (the muted side's share removed).
+        for n in start..end {
+            let (g_out, g_in) = ((fade_out[n] - quiet) / (1.0 - quiet), (fade_in[n] - quiet) / (1.0 - quiet));
+            assert!((g_out * g_out + g_in * g_in - 1.0).abs() < 1e-3, "frame {n}: {g_out}^2 + {g_in}^2");
+        }
+        // Half way, each is cos(pi/4).
+        let mid = (start + end) / 2;
+        assert!((fade_out[mid] - std::f64::consts::FRAC_1_SQRT_2).abs() < 0.02, "{}", fade_out[mid]);
+    }
+}

@@ -670,3 +670,28 @@ fn a_busy_machine_changes_no_bit_of_a_render_and_faults_no_healthy_plugin() {
     }
     assert!(late > 0, "the load never made a plugin call pass its deadline: this test checked nothing");
 }
+
+#[test]
+fn native_and_isolated_plugins_back_off_are_recreated_and_bypassed_for_good_after_five_faults() {
+    host_env();
+    let lib = cc("tests/native/variants.c", "variant_fail", &["FAIL"]);
+    let input = sine(440.0, 0.5, 512 * 80);
+    for isolation in ["InProcess", "Process"] {
+        let mut rig = start(graph(&format!("\"p\": {}", native(&lib, &format!(", isolation: {isolation}"))), &["p"]));
+        let out = run(&mut rig, &input);
+        // Every call fails, so every block is the node's dry input, never the plugin's half.
+        assert!(out == input, "{isolation}: a faulted block's output is its dry input");
+        let report = rig.engine.metrics();
+        let node = &report.nodes[0];
+        assert_eq!(node.faults, 5, "{isolation}: bypassed for good after the fifth fault");
+        assert_eq!(node.bypassed_blocks, 80, "{isolation}: every block bypassed");
+        // A faulted instance is never called again, so each fault after the first is a new instance's
+        // first call, and the waits before them grow: the backoff.
+        let blocks: Vec<f64> = node.fault_times_s.iter().map(|t| t * 48000.0 / 512.0).collect();
+        assert_eq!(blocks.len(), 5, "{isolation}: {blocks:?}");
+        let gaps: Vec<f64> = blocks.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[0] >= 2.0 && gaps.windows(2).all(|g| g[1] >= 2.0 * g[0] - 1.0), "{isolation}: {blocks:?}");
+        let texts: Vec<String> = rig.engine.messages().iter().map(|m| m.text.raw().to_string()).collect();
+        assert!(texts.iter().any(|t| t.contains("bypassed for good")), "{isolation}: {texts:?}");
+    }
+}

@@ -739,6 +739,75 @@ fn the_shipped_plugins_are_stable_for_every_value_their_manifest_accepts_at_ever
     }
 }
 
+/// The RBJ cookbook's magnitude (dB) at `f` for a low-pass, high-pass or (constant 0 dB peak) band-pass at
+/// `f0` with `q`, at rate `sr`: the analytic reference for the shipped plugins.
+fn cookbook_db(kind: &str, f0: f64, q: f64, sr: f64, f: f64) -> f64 {
+    let w0 = std::f64::consts::TAU * f0 / sr;
+    let (alpha, cw) = (w0.sin() / (2.0 * q), w0.cos());
+    let b = match kind {
+        "lowpass" => [(1.0 - cw) / 2.0, 1.0 - cw, (1.0 - cw) / 2.0],
+        "highpass" => [(1.0 + cw) / 2.0, -(1.0 + cw), (1.0 + cw) / 2.0],
+        _ => [alpha, 0.0, -alpha],
+    };
+    let a = [1.0 + alpha, -2.0 * cw, 1.0 - alpha];
+    let w = std::f64::consts::TAU * f / sr;
+    let eval =
+        |c: [f64; 3]| (c[0] + c[1] * w.cos() + c[2] * (2.0 * w).cos()).hypot(c[1] * w.sin() + c[2] * (2.0 * w).sin());
+    20.0 * (eval(b) / eval(a)).log10()
+}
+
+#[test]
+fn the_shipped_plugins_follow_the_cookbook_response_across_the_sweep() {
+    // Each type at three resonances, five cutoffs from 100 Hz to the rate's maximum, three rates: the
+    // impulse response's magnitude at half, one and two times the cutoff (below 0.45 of the rate) is the
+    // cookbook's within 0.05 dB, wherever it is above -60 dB (the plugins compute in f32).
+    let dir = plugin_dir();
+    for rate in [44100u32, 48000, 96000] {
+        let sr = f64::from(rate);
+        let max = 40000f64.min(0.95 * sr / 2.0);
+        for module in ["biquad_filter.wasm", "biquad_filter_c.wasm"] {
+            for kind in ["lowpass", "highpass", "bandpass"] {
+                for q in [0.5, 0.707, 8.0] {
+                    for k in 0..5 {
+                        let cutoff = 100.0 * (max / 100.0).powf(f64::from(k) / 4.0);
+                        let text = format!(
+                            "(sample_rate: {rate}, channels: 1, nodes: {{ \"n\": Wasm(path: \"{module}\", config: \
+                             {{\"type\": \"{kind}\", \"resonance\": {q}, \"cutoff_hz\": {cutoff}}}) }}, \
+                             edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
+                        );
+                        let (mut engine, mut audio) =
+                            Engine::new(graph(&text, &dir).expect("valid"), EngineOptions::default()).expect("starts");
+                        let frames = rate as usize / 2;
+                        let mut x = vec![0.0f32; frames];
+                        x[0] = 1.0;
+                        let mut h = vec![0.0f32; frames];
+                        audio.process_interleaved(&x, &mut h, 1);
+                        engine.update();
+                        for f in [cutoff / 2.0, cutoff, 2.0 * cutoff] {
+                            if f > 0.45 * sr {
+                                continue;
+                            }
+                            let want = cookbook_db(kind, cutoff, q, sr, f);
+                            if want < -60.0 {
+                                continue;
+                            }
+                            let w = std::f64::consts::TAU * f / sr;
+                            let (re, im) = h.iter().enumerate().fold((0.0, 0.0), |(re, im), (n, &v)| {
+                                (re + f64::from(v) * (w * n as f64).cos(), im - f64::from(v) * (w * n as f64).sin())
+                            });
+                            let got = 20.0 * re.hypot(im).log10();
+                            assert!(
+                                (got - want).abs() < 0.05,
+                                "{module} {kind} q {q}, cutoff {cutoff:.1} Hz at {rate} Hz: {got:.3} dB at {f:.1} Hz, cookbook {want:.3}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_plugin_can_refuse_its_configuration_with_a_message_the_host_shows() {
     // The shipped plugins refuse a cutoff at or above Nyquist themselves (the manifest keeps graphs from

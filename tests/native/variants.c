@@ -7,7 +7,8 @@
  *   NULL_DEREF, ABORT, HANG, EXIT_IN_PROCESS, OVERRUN: crash (in different ways) on the 20th block;
  *   SLEEP          blocks (sleeps) forever on the 20th block, using no CPU time;
  *   NAN_OUT        outputs NaN in every other sample;
- *   WORK=N         a healthy but busy plugin: N steps of arithmetic a block, then half its input.
+ *   WORK=N         a healthy but busy plugin: N steps of arithmetic a block, then half its input;
+ *   FAIL           writes half its input, then returns an error from every process call.
  * Every variant touches $FXG_TEST_MARKER (if set) from create, so a test can tell whether any of its code
  * beyond the entry point ran; with CONSTRUCTOR defined, the library touches $FXG_TEST_LOAD_MARKER (if set)
  * as it is loaded, before anything else of it is called. */
@@ -83,6 +84,14 @@ __attribute__((unused)) static int32_t t_process(void *instance, const float *co
         }
 #endif
     }
+#endif
+#ifdef FAIL
+    for (uint32_t c = 0; c < ch; c++) {
+        for (uint32_t k = 0; k < n; k++) {
+            out[c][k] = 0.5f * in[c][k];
+        }
+    }
+    return FXG_ERR_FAILED;
 #endif
 #ifdef WORK
     volatile uint32_t x = s->blocks;
