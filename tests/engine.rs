@@ -1316,8 +1316,8 @@ fn the_limiter_holds_the_ceiling_in_effect_at_every_sample_while_it_moves_and_re
             }
             let moving = k > 0 && frame < from + ramp;
             let bound = if moving { gain(ceilings[k - 1]).max(gain(ceilings[k])) } else { gain(ceilings[k]) };
-            for c in 0..2 {
-                let v = f64::from(y[c][out].abs());
+            for channel in &y {
+                let v = f64::from(channel[out].abs());
                 assert!(v <= bound * (1.0 + 1e-6), "frame {frame}: {v} over the ceiling {bound}");
                 if !moving {
                     loudest = loudest.max(v);
