@@ -1201,18 +1201,14 @@ fn a_block_means_what_nodes_are_called_with_in_every_count_and_every_budget_shar
         let spin = r.nodes.iter().find(|n| n.name == "spin").expect("spin");
         assert_eq!(spin.calls, r.blocks, "{what}: one call a block");
         let budget_ns = per_block as f64 / 48000.0 * 1e9;
-        // The median call is the spin's 1 ms (within the histogram's resolution); the mean may be longer
-        // where the machine preempted a call.
+        // The median call is the spin's 1 ms (within the histogram's resolution), however busy the machine.
         let typical = spin.p50_ns as f64 / budget_ns;
         let expected = 1e6 / budget_ns;
         assert!((typical / expected - 1.0).abs() < 0.08, "{what}: median share {typical}, expected {expected}");
         let mean_block_ns = r.block_mean_frames / 48000.0 * 1e9;
         assert!((spin.budget_share - spin.mean_ns / mean_block_ns).abs() < 1e-9, "{what}");
-        assert!(
-            spin.budget_share >= expected * 0.99 && spin.budget_share < expected * 2.0,
-            "{what}: {}",
-            spin.budget_share
-        );
+        // No upper bound on the mean: on a busy machine preempted calls last longer in wall time.
+        assert!(spin.budget_share >= expected * 0.99, "{what}: {}", spin.budget_share);
         // The blocks' time covers at least the spin, and the runs are counted under their own name.
         assert!(r.block_mean_ns >= 0.99e6, "{what}: {}", r.block_mean_ns);
         assert_eq!(
@@ -1341,5 +1337,50 @@ fn the_limiter_holds_the_ceiling_in_effect_at_every_sample_while_it_moves_and_re
         let t = (end..90000).find(|&n| g(n) >= target).expect("recovers") - end;
         let t_ms = t as f64 / 48.0 - 2.5;
         assert!((t_ms / release_ms - 1.0).abs() < 0.1, "release {release_ms} ms: recovered in {t_ms:.1} ms");
+    }
+}
+
+/// The largest click in mono `x`: how far a step exceeds twice the largest of the 8 steps before it and the
+/// 8 after the next, and where (see `largest_click` in tests/live.rs).
+fn largest_click_mono(x: &[f32]) -> (f32, usize) {
+    let step = |i: usize| (x[i] - x[i - 1]).abs();
+    let mut worst = (f32::NEG_INFINITY, 0);
+    for i in 10..x.len() - 10 {
+        let around = (i - 8..i).chain(i + 2..i + 10).map(step).fold(0.0f32, f32::max);
+        let excess = step(i) - 2.0 * around;
+        if excess > worst.0 {
+            worst = (excess, i);
+        }
+    }
+    worst
+}
+
+#[test]
+fn filter_sweeps_leave_no_transient_even_towards_nyquist() {
+    // A 100 Hz sine through one band whose setting jumps back and forth every 7 blocks of 128 frames (each
+    // jump ramped over 20 ms). Coefficients recomputed every 32 frames left a click of 0.009 on this 0.5 sine
+    // when a low-pass swept between 8 and 20 kHz; every 8 frames, none.
+    for (node, key, lo, hi) in [
+        ("Eq(bands: [(kind: LowPass, freq_hz: 12000.0, q: 0.7)])", "bands[0].freq_hz", 8000.0, 20000.0),
+        ("Eq(bands: [(kind: HighShelf, freq_hz: 12000.0, gain_db: 6.0, q: 0.7)])", "bands[0].freq_hz", 8000.0, 21000.0),
+        ("Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 3.0, q: 1.0)])", "bands[0].gain_db", -12.0, 12.0),
+        ("Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 3.0, q: 1.0)])", "bands[0].freq_hz", 300.0, 3000.0),
+        ("Eq(bands: [(kind: LowShelf, freq_hz: 100.0, gain_db: 2.0, q: 0.7)])", "bands[0].q", 0.5, 2.0),
+    ] {
+        let (mut e, mut audio) = engine(&single_node(1, node), 512, 1, Parallelism::Adaptive);
+        let mut out = Vec::new();
+        for block in 0..2000u64 {
+            if block % 7 == 3 {
+                e.set("n", key, if (block / 7) % 2 == 0 { lo } else { hi }).expect("set");
+                e.update();
+            }
+            let x: Vec<f32> =
+                (0..128).map(|i| (0.5 * (TAU * 100.0 * (block * 128 + i) as f64 / SR).sin()) as f32).collect();
+            let mut y = vec![0.0f32; 128];
+            audio.process(&AudioIn::new(&x, 128, 1, 128), &mut AudioOut::new(&mut y, 128, 1, 128));
+            out.extend_from_slice(&y);
+        }
+        let (click, at) = largest_click_mono(&out[4800..]);
+        assert!(click < 0.001, "{node}, {key} between {lo} and {hi}: a click of {click} at frame {}", at + 4800);
     }
 }

@@ -7,6 +7,7 @@
 use fxgraph::GraphFormat;
 use fxgraph::node::AudioOut;
 use fxgraph::io::decode::AudioFile;
+use fxgraph::io::stream::BlockSource;
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use fxgraph::graph::preset::Preset;
-use fxgraph::{Engine, EngineOptions, Graph, Registry};
+use fxgraph::{Engine, EngineOptions, Error, Graph};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Mutex, OnceLock};
 
@@ -35,8 +35,10 @@ fuzz_target!(|data: &[u8]| {
             let again = Preset::parse(&preset.to_ron(), "again.ron").expect("own output parses");
             assert_eq!(again.entries.len(), preset.entries.len());
             let mut engine = engine().lock().expect("engine");
-            if let Err(e) = engine.apply_preset(&preset) {
-                check(&e);
+            match engine.apply_preset_values(&preset) {
+                Ok(_) => {}
+                Err(Error::Preset(e)) => check(&e),
+                Err(e) => panic!("a preset's values are refused as a preset error, not {e:?}"),
             }
         }
     }

@@ -41,7 +41,8 @@ pub enum Smoothing {
 
 /// Parameter ramps last this long (see [`Smoothing::Ramp`]).
 pub const RAMP_MS: f64 = 20.0;
-/// Ramped filter coefficients are recomputed every this many frames.
+/// Ramped plugin parameters are sent, and a compressor's threshold, ratio and knee move, every this many
+/// frames (built-in filters recompute their coefficients more often: `dsp::biquad::COEFF_STEP`).
 pub const RAMP_STEP: usize = 32;
 
 /// One automatable parameter of a node.

@@ -94,7 +94,7 @@ impl ParamDecl {
     ///
     /// # Errors
     /// A message for a value of the wrong type, outside the range, or not among the choices.
-    pub(crate) fn value_of(&self, value: &ConfigValue, sample_rate: u32) -> Result<f32, String> {
+    pub fn value_of(&self, value: &ConfigValue, sample_rate: u32) -> Result<f32, String> {
         let v = self.info(sample_rate).resolve(&value.into()).map_err(|e| e.message)?;
         // Every accepted number is finite as the guest's f32 too (the range is within f32's).
         Ok(v as f32)
