@@ -623,15 +623,25 @@ pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
 /// A message naming the file and both digests, or why it cannot be read.
 pub fn check_pin(pin: Option<&Sha256Pin>, path: &std::path::Path) -> Result<(), String> {
     let Some(pin) = pin else { return Ok(()) };
-    let found = file_sha256(path).map_err(|e| format!("cannot read {} to check its sha256: {e}", path.display()))?;
-    let expected = String::from(*pin);
-    if found != expected {
-        return Err(format!(
-            "{} does not match the graph's pin: its sha256 is {found}, the graph pins {expected}; nothing of it was run",
-            path.display()
-        ));
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {} to check its sha256: {e}", path.display()))?;
+    pin.check(&crate::sha256::sha256(&bytes), path)
+}
+
+impl Sha256Pin {
+    /// Checks the digest of the file at `path` (named in the message) against the pin.
+    ///
+    /// # Errors
+    /// A message naming the file and both digests.
+    pub fn check(&self, digest: &[u8; 32], path: &std::path::Path) -> Result<(), String> {
+        if *digest == self.0 {
+            return Ok(());
+        }
+        Err(format!(
+            "{} does not match the graph's pin: its sha256 is {}, the graph pins {self:?}; nothing of it was run",
+            path.display(),
+            crate::sha256::hex(digest)
+        ))
     }
-    Ok(())
 }
 
 /// An optional pin written plainly (`sha256: "..."`, not RON's `Some("...")`).

@@ -14,7 +14,7 @@
 //!   compiled again and stored anew.
 
 use super::host::engine;
-use crate::sha256::{hex, hmac, same, sha256};
+use crate::sha256::{hex, hmac, same};
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -132,10 +132,10 @@ impl DiskCache {
         Err(crate::trust::check(dir).expect_err("nothing is trusted here").to_string())
     }
 
-    /// The place of the module with these source bytes.
-    pub fn entry(&self, bytes: &[u8]) -> Entry<'_> {
+    /// The place of the module whose source bytes have this SHA-256.
+    pub fn entry(&self, digest: &[u8; 32]) -> Entry<'_> {
         use std::hash::{Hash, Hasher};
-        let hex = hex(&sha256(bytes));
+        let hex = hex(digest);
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
         engine().precompile_compatibility_hash().hash(&mut engine_hash);
         Entry { cache: self, name: format!("{hex}-{:016x}.cwasm", engine_hash.finish()) }

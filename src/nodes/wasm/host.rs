@@ -163,20 +163,14 @@ pub fn compile_pinned(path: &Path, pin: Option<&crate::nodes::plugin::Sha256Pin>
     static MODULES: OnceLock<Mutex<HashMap<[u8; 32], Module>>> = OnceLock::new();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let digest = crate::sha256::sha256(&bytes);
-    if let Some(pin) = pin
-        && pin.0 != digest
-    {
-        return Err(format!(
-            "{} does not match the graph's pin: its sha256 is {}, the graph pins {pin:?}; nothing of it was run",
-            path.display(),
-            crate::sha256::hex(&digest)
-        ));
+    if let Some(pin) = pin {
+        pin.check(&digest, path)?;
     }
     let cache = MODULES.get_or_init(Default::default);
     if let Some(m) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&digest) {
         return Ok(m.clone());
     }
-    let module = compile_bytes(&bytes, path)?;
+    let module = compile_digested(&bytes, &digest, path)?;
     cache.lock().unwrap_or_else(|e| e.into_inner()).insert(digest, module.clone());
     Ok(module)
 }
@@ -187,11 +181,16 @@ pub fn compile_pinned(path: &Path, pin: Option<&crate::nodes::plugin::Sha256Pin>
 /// # Errors
 /// As [`compile`].
 pub fn compile_bytes(bytes: &[u8], path: &Path) -> Result<Module, String> {
+    compile_digested(bytes, &crate::sha256::sha256(bytes), path)
+}
+
+/// [`compile_bytes`] for bytes whose SHA-256 is `digest`.
+fn compile_digested(bytes: &[u8], digest: &[u8; 32], path: &Path) -> Result<Module, String> {
     if !bytes.starts_with(b"\0asm") {
         return Err(format!("{} is not a WebAssembly module", path.display()));
     }
     let cache = super::cache::DiskCache::open();
-    let entry = cache.as_ref().map(|c| c.entry(bytes));
+    let entry = cache.as_ref().map(|c| c.entry(digest));
     let module = match entry.as_ref().and_then(|e| e.load()) {
         Some(module) => module,
         None => {
