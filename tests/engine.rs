@@ -1,5 +1,7 @@
 //! DSP and engine behaviour, checked against analytic answers.
 
+mod common;
+
 use fxgraph::Graph;
 use fxgraph::control::render::render;
 use fxgraph::control::{Lifecycle, NodeName};
@@ -1340,21 +1342,6 @@ fn the_limiter_holds_the_ceiling_in_effect_at_every_sample_while_it_moves_and_re
     }
 }
 
-/// The largest click in mono `x`: how far a step exceeds twice the largest of the 8 steps before it and the
-/// 8 after the next, and where (see `largest_click` in tests/live.rs).
-fn largest_click_mono(x: &[f32]) -> (f32, usize) {
-    let step = |i: usize| (x[i] - x[i - 1]).abs();
-    let mut worst = (f32::NEG_INFINITY, 0);
-    for i in 10..x.len() - 10 {
-        let around = (i - 8..i).chain(i + 2..i + 10).map(step).fold(0.0f32, f32::max);
-        let excess = step(i) - 2.0 * around;
-        if excess > worst.0 {
-            worst = (excess, i);
-        }
-    }
-    worst
-}
-
 #[test]
 fn filter_sweeps_leave_no_transient_even_towards_nyquist() {
     // A 100 Hz sine through one band whose setting jumps back and forth every 7 blocks of 128 frames (each
@@ -1380,7 +1367,7 @@ fn filter_sweeps_leave_no_transient_even_towards_nyquist() {
             audio.process(&AudioIn::new(&x, 128, 1, 128), &mut AudioOut::new(&mut y, 128, 1, 128));
             out.extend_from_slice(&y);
         }
-        let (click, at) = largest_click_mono(&out[4800..]);
+        let (click, at) = common::largest_click(&out[4800..], 1);
         assert!(click < 0.001, "{node}, {key} between {lo} and {hi}: a click of {click} at frame {}", at + 4800);
     }
 }

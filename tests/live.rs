@@ -2,6 +2,8 @@
 //! edits everything, with allocations and frees counted on the audio side; smoothing without clicks; graph
 //! edits that keep state; sample-accurate events; reset; file watching.
 
+mod common;
+
 use fxgraph::control::AudioNode;
 use fxgraph::node::{AudioIn, AudioOut};
 use fxgraph::{AudioProcessor, Engine, EngineEvent, EngineOptions, Graph, Parallelism};
@@ -206,26 +208,6 @@ fn largest_step(x: &[f32]) -> (f32, usize) {
     worst
 }
 
-/// The largest click in interleaved stereo `x`: how far a sample-to-sample step exceeds what the steps around
-/// it explain (twice the largest of the 8 before it and the 8 after the next), and where. A click is a discontinuity, so it stands out from its
-/// neighbours whatever the signal's own slope; steady dynamics, ramps and cross-fades change the steps
-/// gradually and score zero or less.
-fn largest_click(x: &[f32]) -> (f32, usize) {
-    let mut worst = (f32::NEG_INFINITY, 0);
-    for c in 0..2 {
-        let step = |i: usize| (x[2 * i + c] - x[2 * (i - 1) + c]).abs();
-        for i in 10..x.len() / 2 - 10 {
-            // The steps before it and after the next (a spike's way back is a step of its own).
-            let around = (i - 8..i).chain(i + 2..i + 10).map(step).fold(0.0f32, f32::max);
-            let excess = step(i) - 2.0 * around;
-            if excess > worst.0 {
-                worst = (excess, i);
-            }
-        }
-    }
-    worst
-}
-
 #[test]
 fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothing_allocates_on_it() {
     let _serial = serial();
@@ -379,7 +361,7 @@ fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothin
     // control thread reaches (a 10 ms limiter release on a sum three times over the ceiling). An absolute bound
     // of 0.03 on the step was once exceeded by 0.039: a low-pass swept towards Nyquist with its coefficients
     // recomputed every 32 frames (now 8; `filter_sweeps_leave_no_transient_even_towards_nyquist`).
-    let (click, at) = largest_click(&out);
+    let (click, at) = common::largest_click(&out, 2);
     let (step, step_at) = largest_step(&out);
     eprintln!("largest step {step} at frame {step_at}; largest click {click} at frame {at}");
     assert!(out.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
@@ -391,10 +373,10 @@ fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothin
     let loud = (0..out.len() / 2).find(|&i| out[2 * i].abs() > 0.2).expect("signal");
     let mut gap = out.clone();
     gap[2 * loud..2 * (loud + 960)].fill(0.0);
-    assert!(largest_click(&gap).0 > 0.1, "{}", largest_click(&gap).0);
+    assert!(common::largest_click(&gap, 2).0 > 0.1, "{}", common::largest_click(&gap, 2).0);
     let mut spike = out.clone();
     spike[2 * (loud + 5000)] += 0.1;
-    assert!(largest_click(&spike).0 > 0.02, "{}", largest_click(&spike).0);
+    assert!(common::largest_click(&spike, 2).0 > 0.02, "{}", common::largest_click(&spike, 2).0);
     assert_eq!(out.len() as u64, 2 * total);
 }
 

@@ -123,7 +123,7 @@ pub struct Latency {
 /// Timing of a node's processing, as last gathered by the monitor.
 #[derive(Component, Debug, Clone, Copy, Default, PartialEq)]
 pub struct NodeTiming {
-    /// Blocks the node processed.
+    /// Calls it processed: blocks, and parts of blocks where a parameter event was due.
     pub calls: u64,
     /// Mean processing time per block (ns).
     pub mean_ns: f64,

@@ -1,0 +1,22 @@
+//! Helpers shared by the integration tests (a folder, so it is not a test binary of its own).
+
+/// The largest click in interleaved `x` of `channels` channels: how far a sample-to-sample step exceeds what
+/// the steps around it explain (twice the largest of the 8 before it and the 8 after the next: a spike's way
+/// back is a step of its own), and at which frame. A click is a discontinuity, so it stands out from its
+/// neighbours whatever the signal's own slope; steady dynamics, ramps and cross-fades change the steps
+/// gradually and score zero or less.
+pub fn largest_click(x: &[f32], channels: usize) -> (f32, usize) {
+    let frames = x.len() / channels;
+    let mut worst = (f32::NEG_INFINITY, 0);
+    for c in 0..channels {
+        let step = |i: usize| (x[channels * i + c] - x[channels * (i - 1) + c]).abs();
+        for i in 10..frames - 10 {
+            let around = (i - 8..i).chain(i + 2..i + 10).map(step).fold(0.0f32, f32::max);
+            let excess = step(i) - 2.0 * around;
+            if excess > worst.0 {
+                worst = (excess, i);
+            }
+        }
+    }
+    worst
+}
