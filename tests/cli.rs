@@ -1277,7 +1277,7 @@ fn fuzzer_findings_stay_fixed() {
                 "block_budget_us": 2000, "parameters": []}"#,
         )
         .expect("manifest");
-        let config = fxgraph::ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
+        let config = fxgraph::ProcessConfig::effect(48000, 2, 512);
         let _ = fxgraph::nodes::wasm::try_module(&bytes, &manifest, &[], &config);
     }
 }

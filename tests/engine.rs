@@ -374,7 +374,7 @@ fn non_finite_input_is_silenced_and_never_poisons_state() {
 
     // Processors on their own, fed NaN and infinity directly: the bad block may be lost, later ones are not.
     let format = GraphFormat { sample_rate: 48000, channels: 2 };
-    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 256, realtime: false };
+    let config = ProcessConfig::effect(48000, 2, 256);
     for node in [
         "Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 6.0, q: 1.0)])",
         "Compressor(threshold_db: -20.0, ratio: 4.0, attack_ms: 5.0, release_ms: 50.0, knee_db: 6.0, makeup_db: 0.0)",

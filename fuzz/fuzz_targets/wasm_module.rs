@@ -28,6 +28,6 @@ fuzz_target!(|data: &[u8]| {
         // SAFETY: set once, on the fuzzing thread, before the engine reads it or starts threads of its own.
         unsafe { std::env::set_var("FXGRAPH_CACHE_DIR", "") };
     });
-    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
+    let config = ProcessConfig::effect(48000, 2, 512);
     let _ = try_module(data, manifest(), &[(0, 0.0), (1, 1000.0)], &config);
 });

@@ -12,7 +12,9 @@ pub(super) struct CallEnds<'i, 'o, 'a, 'b> {
     pub input: Input<'i>,
     pub output: std::cell::UnsafeCell<&'o mut Output<'a, 'b>>,
     pub at: usize,
-    pub channels: usize,
+    /// The plan's input channels and output channels.
+    pub in_channels: usize,
+    pub out_channels: usize,
     pub stride: usize,
     /// Non-finite input samples replaced.
     pub nonfinite: AtomicU64,
@@ -25,7 +27,7 @@ unsafe impl Sync for CallEnds<'_, '_, '_, '_> {}
 impl plan::Ends for CallEnds<'_, '_, '_, '_> {
     unsafe fn input(&self, dst: *mut f32, at: usize, n: usize) {
         // SAFETY: those frames of `dst` are this call's (the trait's contract).
-        let bad = unsafe { write_input(dst, self.stride, self.channels, self.input, self.at + at, n) };
+        let bad = unsafe { write_input(dst, self.stride, self.in_channels, self.input, self.at + at, n) };
         if bad > 0 {
             self.nonfinite.fetch_add(bad, Ordering::Relaxed);
         }
@@ -35,7 +37,7 @@ impl plan::Ends for CallEnds<'_, '_, '_, '_> {
         // SAFETY: one call at a time (the trait's contract), so this is the only use of the output.
         let output = unsafe { &mut **self.output.get() };
         // SAFETY: those frames of `src` are final (the trait's contract).
-        unsafe { read_output(src, self.stride, self.channels, output, self.at + at, n) };
+        unsafe { read_output(src, self.stride, self.out_channels, output, self.at + at, n) };
     }
 }
 

@@ -88,7 +88,8 @@ pub struct AudioProcessor {
     to_control: rtrb::Producer<FromAudio>,
     backlog: Vec<FromAudio>,
     plan: Option<Box<Plan>>,
-    channels: usize,
+    in_channels: usize,
+    out_channels: usize,
     max_block: usize,
     /// The most frames one run handles: `max_block` times the batch.
     capacity: usize,
@@ -126,7 +127,8 @@ enum Output<'a, 'b> {
 pub(crate) struct AudioSetup {
     pub from_control: rtrb::Consumer<ToAudio>,
     pub to_control: rtrb::Producer<FromAudio>,
-    pub channels: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
     pub max_block: usize,
     pub batch: usize,
     pub sample_rate: u32,
@@ -139,7 +141,7 @@ pub(crate) struct AudioSetup {
 impl AudioProcessor {
     pub(crate) fn new(s: AudioSetup) -> Self {
         let capacity = s.max_block * s.batch.max(1);
-        let len = s.channels * capacity;
+        let len = s.in_channels * capacity;
         // Touched once here, so that its pages are not first faulted in on the audio thread.
         let mut backlog = Vec::with_capacity(BACKLOG);
         backlog.resize_with(BACKLOG, || FromAudio::TransitionDone);
@@ -149,7 +151,8 @@ impl AudioProcessor {
             to_control: s.to_control,
             backlog,
             plan: None,
-            channels: s.channels,
+            in_channels: s.in_channels,
+            out_channels: s.out_channels,
             max_block: s.max_block,
             capacity,
             input: vec![0.0; len].into_boxed_slice(),
@@ -168,9 +171,14 @@ impl AudioProcessor {
         }
     }
 
-    /// The channels of the graph's input and output.
-    pub fn channels(&self) -> usize {
-        self.channels
+    /// The channels of the graph's inputs together (in the order the graph declares them).
+    pub fn input_channels(&self) -> usize {
+        self.in_channels
+    }
+
+    /// The channels of the graph's outputs together (in the order the graph declares them).
+    pub fn output_channels(&self) -> usize {
+        self.out_channels
     }
 
     /// The largest block nodes are called with (longer calls are cut into blocks of this size).
@@ -234,8 +242,9 @@ impl AudioProcessor {
         }
     }
 
-    /// Processes planar audio: `input` and `output` have the graph's channels and any (equal) number of
-    /// frames. Channels beyond the graph's are ignored on input and silenced on output.
+    /// Processes planar audio: `input` has the graph's input channels ([`input_channels`](Self::input_channels))
+    /// and `output` its output channels, with any (equal) number of frames. Channels beyond the graph's are
+    /// ignored on input and silenced on output; missing input channels are silence.
     pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
         let frames = input.frames().min(output.frames());
         self.run(Input::Planar(input), Output::Planar(output), frames, None);
@@ -267,8 +276,8 @@ impl AudioProcessor {
         self.run(Input::Planar(input), Output::Planar(output), frames, Some(side));
     }
 
-    /// Processes interleaved audio with `channels` channels per frame (usually the graph's), as a device
-    /// callback delivers it.
+    /// Processes interleaved audio with `channels` channels per frame in both buffers (usually the
+    /// graph's), as a device callback delivers it.
     pub fn process_interleaved(&mut self, input: &[f32], output: &mut [f32], channels: usize) {
         let channels = channels.max(1);
         let frames = (input.len() / channels).min(output.len() / channels);
@@ -318,9 +327,9 @@ impl AudioProcessor {
     ) {
         let t0 = if self.monitor { clock::now() } else { 0 };
         let spectrum = if self.monitor { self.stats.spectrum() } else { Spectrum::default() };
-        let (ch, stride) = (self.channels, self.capacity);
+        let stride = self.capacity;
         let Some(plan) = self.plan.as_deref_mut() else {
-            write_silence(output, at, n, ch);
+            write_silence(output, at, n, self.out_channels);
             self.frame += n as u64;
             self.stats.add_frames(n as u64);
             if let Some(side) = side {
@@ -334,7 +343,8 @@ impl AudioProcessor {
             input,
             output: std::cell::UnsafeCell::new(output),
             at,
-            channels: ch,
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
             stride,
             nonfinite: AtomicU64::new(0),
         };

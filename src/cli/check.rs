@@ -84,19 +84,7 @@ fn quote(s: &str) -> String {
 pub(crate) fn to_dot(graph_path: &Path) -> Result<String, Failure> {
     let graph = load(graph_path)?;
     let fmt = graph.format;
-    let edges: Vec<(String, String)> = graph
-        .nodes
-        .iter()
-        .flat_map(|n| n.inputs.iter().map(move |s| (*s, n.name.clone())))
-        .chain(graph.output.iter().map(|s| (*s, "output".to_string())))
-        .map(|(s, to)| {
-            let from = match s {
-                fxgraph::graph::Source::Input => "input".to_string(),
-                fxgraph::graph::Source::Node(i) => graph.nodes[i].name.clone(),
-            };
-            (from, to)
-        })
-        .collect();
+    let edges = graph.edge_names();
     let (mut engine, _audio) = start(graph, 512, 1)?;
     let plan = engine.plan().clone();
     let mut out = String::new();

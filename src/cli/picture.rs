@@ -9,7 +9,7 @@
 //! `f64`, so no bin falls between grid points).
 
 use fxgraph::dsp::biquad::{BandKind, Coeffs};
-use fxgraph::graph::{Graph, GraphNode, Source};
+use fxgraph::graph::{Graph, GraphNode, Link, Source};
 use fxgraph::node::{AudioIn, AudioOut};
 use fxgraph::nodes::builtin::{BassBoostParams, CompressorParams, EqParams, LimiterParams, TrebleBoostParams};
 use fxgraph::{Engine, EngineOptions};
@@ -143,12 +143,21 @@ pub fn evaluate(h: &[f64], freqs: &[f64], sample_rate: f64) -> (Vec<f64>, Vec<Op
 
 /// A graph holding one node, from the graph's input to its output.
 fn alone(graph: &Graph, node: &GraphNode, spec: Box<dyn fxgraph::node::NodeSpec>) -> Graph {
+    let main = || vec![fxgraph::graph::Endpoint { name: "main".into(), channels: graph.format.channels }];
     Graph {
         file: graph.file.clone(),
         base_dir: graph.base_dir.clone(),
         format: graph.format,
-        nodes: vec![GraphNode { name: node.name.clone(), spec, inputs: vec![Source::Input] }],
-        output: vec![Source::Node(0)],
+        inputs: main(),
+        outputs: main(),
+        nodes: vec![GraphNode {
+            name: node.name.clone(),
+            spec,
+            inputs: vec![Link::main(Source::Input)],
+            ports: node.ports.clone(),
+            layout: node.layout,
+        }],
+        output: vec![Link::main(Source::Node(0))],
         registry: graph.registry.clone(),
     }
 }
@@ -195,7 +204,7 @@ pub fn response(graph: &Graph, nodes: &[String], level_dbfs: Option<f64>) -> any
         curves.push(Curve { name, kind: CurveKind::Measured, magnitude_db: mag, group_delay_ms: Some(ms) });
         Ok(())
     };
-    let whole = alone_copy(graph);
+    let whole = graph.clone();
     measured(whole, "graph".into(), &mut curves)?;
     for name in nodes {
         let node = graph.nodes.iter().find(|n| n.name == *name).ok_or_else(|| {
@@ -205,6 +214,12 @@ pub fn response(graph: &Graph, nodes: &[String], level_dbfs: Option<f64>) -> any
                 graph.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
             )
         })?;
+        if !(node.layout.is_effect() && node.layout.input(0) == graph.format.channels) {
+            anyhow::bail!(
+                "{}: node \"{name}\" is not a one-input, one-output node of the graph's width; plot measures only such nodes alone",
+                graph.file
+            );
+        }
         measured(alone(graph, node, node.spec.clone_spec()), name.clone(), &mut curves)?;
         if let Some(eq) = node.spec.as_any().downcast_ref::<EqParams>()
             && eq.bands.len() > 1
@@ -223,22 +238,6 @@ pub fn response(graph: &Graph, nodes: &[String], level_dbfs: Option<f64>) -> any
         }
     }
     Ok(Response { graph: graph.file.clone(), sample_rate: sr, level_dbfs: level, freq_hz: freqs, curves })
-}
-
-/// A copy of a graph (its nodes' descriptions cloned).
-fn alone_copy(graph: &Graph) -> Graph {
-    Graph {
-        file: graph.file.clone(),
-        base_dir: graph.base_dir.clone(),
-        format: graph.format,
-        nodes: graph
-            .nodes
-            .iter()
-            .map(|n| GraphNode { name: n.name.clone(), spec: n.spec.clone_spec(), inputs: n.inputs.clone() })
-            .collect(),
-        output: graph.output.clone(),
-        registry: graph.registry.clone(),
-    }
 }
 
 impl Response {

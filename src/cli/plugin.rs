@@ -17,12 +17,12 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
     spec.bind(&ctx);
     let mut processor = spec.build(&ctx).map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;
     processor
-        .initialize(&ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false })
+        .initialize(&ProcessConfig::effect(48000, 2, 512))
         .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;
     processor.cleanup();
     println!("{}: {} {} ({})", path.display(), manifest.name, manifest.version, manifest.id);
     println!("ABI version {} (host implements {ABI_VERSION})", manifest.abi_version);
-    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
+    let config = ProcessConfig::effect(48000, 2, 512);
     println!(
         "limits: memory {} KiB (host cap {} KiB), {} us per block; hard deadline {} ms at 512 frames, 48 kHz",
         manifest.memory_cap() / 1024,

@@ -1,9 +1,10 @@
 //! The components and resources of the control side's `World`.
 
 use crate::audio::{FromAudio, NodeId, ToAudio};
+use crate::graph::Endpoint;
 use crate::monitor::shared::{NodeStats, SharedMeter};
 use crate::node::NodeKind;
-use crate::node::{GraphFormat, NodeSpec, Processor};
+use crate::node::{GraphFormat, Layout, NodeSpec, Processor};
 use bevy_ecs::prelude::*;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -40,9 +41,29 @@ pub struct NodeName(pub String);
 #[derive(Component, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FileOrder(pub usize);
 
-/// Entities whose outputs are summed into this node's (or the graph output's) input, in order.
+/// One edge into a node: from an output port of `from` (a node, or the graph input's entity) into input
+/// port `port` of the node holding it (for the graph output's entity, into output `port`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Wire {
+    /// The node it leaves (or the graph input's entity).
+    pub from: Entity,
+    /// Which output port of `from` (for the graph input, which input).
+    pub from_port: usize,
+    /// Which input port it enters.
+    pub port: usize,
+}
+
+impl From<Entity> for Wire {
+    /// An edge between the first ports.
+    fn from(from: Entity) -> Self {
+        Self { from, from_port: 0, port: 0 }
+    }
+}
+
+/// The edges into this node's input ports (or the graph output's), in order; edges into one port are
+/// summed in this order.
 #[derive(Component, Debug, Clone, Default, PartialEq, Eq)]
-pub struct Inputs(pub Vec<Entity>);
+pub struct Inputs(pub Vec<Wire>);
 
 /// Marks the entity standing for the graph's input.
 #[derive(Component, Debug)]
@@ -96,7 +117,14 @@ pub struct AudioNode {
     pub stats: Arc<NodeStats>,
     /// Whether the processor wants [`crate::node::Processor::poll`] after each block.
     pub polls: bool,
+    /// The port widths the processor was prepared for.
+    pub layout: Layout,
 }
+
+/// The port widths of the processor held on the node (in its [`ProcessorSlot`], or on the audio side):
+/// a compile that resolves others builds a new one.
+#[derive(Component, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PreparedFor(pub Layout);
 
 /// The node's description changed in a way its processor cannot take as parameter events (a band's kind,
 /// a limiter's lookahead): the next compile builds a new processor and crossfades to it.
@@ -168,6 +196,9 @@ pub struct GraphMetrics {
 #[derive(Resource, Debug, Clone)]
 pub(crate) struct EngineConfig {
     pub format: GraphFormat,
+    /// The graph's inputs and outputs.
+    pub inputs: Vec<Endpoint>,
+    pub outputs: Vec<Endpoint>,
     pub max_block: usize,
     /// Blocks each run of the audio side may hold (see [`super::EngineOptions::batch`]).
     pub batch: usize,

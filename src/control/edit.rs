@@ -15,11 +15,27 @@ impl Engine {
     /// # Errors
     /// [`Error::Options`] if the sample rate or channel count differs from the running graph's.
     pub fn apply(&mut self, graph: Graph) -> Result<()> {
-        let format = self.config().format;
+        let (format, inputs, outputs) = {
+            let c = self.config();
+            (c.format, c.inputs.clone(), c.outputs.clone())
+        };
         if graph.format != format {
             return Err(Error::Options(format!(
                 "{} is {} Hz, {} channels; the running graph is {} Hz, {} channels",
                 graph.file, graph.format.sample_rate, graph.format.channels, format.sample_rate, format.channels
+            )));
+        }
+        if graph.inputs != inputs || graph.outputs != outputs {
+            let show = |e: &[crate::graph::Endpoint]| {
+                e.iter().map(|e| format!("{} ({} ch)", e.name, e.channels)).collect::<Vec<_>>().join(", ")
+            };
+            return Err(Error::Options(format!(
+                "{} has inputs {} and outputs {}; the running graph has inputs {} and outputs {}",
+                graph.file,
+                show(&graph.inputs),
+                show(&graph.outputs),
+                show(&inputs),
+                show(&outputs)
             )));
         }
         let input = self.endpoint::<GraphInput>();
@@ -65,9 +81,13 @@ impl Engine {
                 self.despawn_node(e);
             }
         }
-        let resolve = |s: &Source| match s {
-            Source::Input => input,
-            Source::Node(i) => entities[*i],
+        let resolve = |l: &crate::graph::Link| Wire {
+            from: match l.from {
+                Source::Input => input,
+                Source::Node(i) => entities[i],
+            },
+            from_port: l.from_port,
+            port: l.to_port,
         };
         for (node, &e) in graph.nodes.iter().zip(&entities) {
             let inputs = Inputs(node.inputs.iter().map(resolve).collect());

@@ -117,7 +117,8 @@ impl Engine {
         let audio = AudioProcessor::new(AudioSetup {
             from_control,
             to_control,
-            channels: format.channels,
+            in_channels: graph.inputs.iter().map(|e| e.channels).sum(),
+            out_channels: graph.outputs.iter().map(|e| e.channels).sum(),
             max_block: options.max_block,
             batch: options.batch,
             sample_rate: format.sample_rate,
@@ -129,6 +130,8 @@ impl Engine {
         let mut world = World::new();
         let config = EngineConfig {
             format,
+            inputs: graph.inputs.clone(),
+            outputs: graph.outputs.clone(),
             max_block: options.max_block,
             batch: options.batch,
             threads: options.threads,
@@ -148,7 +151,7 @@ impl Engine {
         world.init_resource::<Inbox>();
         world.init_resource::<Plan>();
         world.init_resource::<GraphMetrics>();
-        world.init_resource::<systems::PollingNodes>();
+        world.init_resource::<systems::SentNodes>();
         world.insert_resource(Kinds(registry.clone()));
         world.insert_resource(Stats(stats.clone()));
         world.insert_resource(ReaderNodes(Arc::new(Mutex::new(Vec::new()))));
@@ -186,15 +189,19 @@ impl Engine {
             let e = self.world.spawn((NodeName(node.name.clone()), FileOrder(i))).id();
             entities.push(e);
         }
-        let resolve = |s: &Source| match s {
-            Source::Input => input,
-            Source::Node(i) => entities[*i],
+        let resolve = |l: &crate::graph::Link| Wire {
+            from: match l.from {
+                Source::Input => input,
+                Source::Node(i) => entities[i],
+            },
+            from_port: l.from_port,
+            port: l.to_port,
         };
         let mut inputs = Vec::new();
         for node in &graph.nodes {
             inputs.push(Inputs(node.inputs.iter().map(resolve).collect()));
         }
-        let output: Vec<Entity> = graph.output.iter().map(resolve).collect();
+        let output: Vec<Wire> = graph.output.iter().map(resolve).collect();
         for ((node, e), inputs) in graph.nodes.into_iter().zip(&entities).zip(inputs) {
             let kind = *self.registry.get(node.spec.kind()).ok_or_else(|| Error::Node {
                 node: node.name.clone(),

@@ -85,22 +85,22 @@ impl<'a> OfflineRenderer<'a> {
         sink: &mut dyn BlockSink,
         progress: &mut dyn FnMut(u64) -> bool,
     ) -> Result<RenderStats> {
-        let (block, channels) = (self.block, self.audio.channels());
+        let (block, in_ch, out_ch) = (self.block, self.audio.input_channels(), self.audio.output_channels());
         // The plan the control side sent is taken now, so that its latency is known before the first block.
         self.audio.take_messages();
         let latency = self.audio.latency_frames();
-        let span = tracing::info_span!("render", block, channels, latency);
+        let span = tracing::info_span!("render", block, in_ch, out_ch, latency);
         let _entered = span.enter();
         // Two buffers each way: this block's, and the next input or the last output, which the side job
         // reads into or writes from while this block is processed.
-        let [mut input, mut next_input, mut output, mut last_output] =
-            std::array::from_fn(|_| vec![0.0f32; channels * block]);
+        let [mut input, mut next_input] = std::array::from_fn(|_| vec![0.0f32; in_ch * block]);
+        let [mut output, mut last_output] = std::array::from_fn(|_| vec![0.0f32; out_ch * block]);
         // The frames of `last_output` still to write: (first, count).
         let mut unwritten: Option<(usize, usize)> = None;
         let (mut skip, mut tail) = (latency, latency);
         let mut stats = RenderStats::default();
         let mut requests = self.audio.replacement_requests();
-        let mut got = source.read(&mut AudioOut::new(&mut input, block, channels, block))?;
+        let mut got = source.read(&mut AudioOut::new(&mut input, block, in_ch, block))?;
         let mut source_done = false;
         loop {
             let consumed = got;
@@ -111,7 +111,7 @@ impl<'a> OfflineRenderer<'a> {
             let pad = (block - got).min(tail);
             if source_done {
                 tail -= pad;
-                for c in 0..channels {
+                for c in 0..in_ch {
                     input[c * block + got..c * block + got + pad].fill(0.0);
                 }
             }
@@ -124,17 +124,17 @@ impl<'a> OfflineRenderer<'a> {
             let (mut wrote, mut read): (Result<()>, Result<usize>) = (Ok(()), Ok(0));
             let mut write = || {
                 if let Some(part) = unwritten.take() {
-                    wrote = write_part(sink, &last_output, block, channels, part);
+                    wrote = write_part(sink, &last_output, block, out_ch, part);
                 }
             };
             let mut read_next = || {
                 if !source_done {
-                    read = source.read(&mut AudioOut::new(&mut next_input, block, channels, block));
+                    read = source.read(&mut AudioOut::new(&mut next_input, block, in_ch, block));
                 }
             };
             self.audio.process_overlapping(
-                &AudioIn::new(&input, block, channels, frames),
-                &mut AudioOut::new(&mut output, block, channels, frames),
+                &AudioIn::new(&input, block, in_ch, frames),
+                &mut AudioOut::new(&mut output, block, out_ch, frames),
                 &mut [&mut write, &mut read_next],
             );
             wrote?;
@@ -160,7 +160,7 @@ impl<'a> OfflineRenderer<'a> {
             }
         }
         if let Some(part) = unwritten {
-            write_part(sink, &last_output, block, channels, part)?;
+            write_part(sink, &last_output, block, out_ch, part)?;
         }
         self.audio.publish_spectra();
         if let Some(engine) = self.engine {

@@ -13,13 +13,14 @@
 //! [`NodeMeter`] components and the [`GraphMetrics`] resource.
 
 use super::EngineEvent;
-use super::compile::{self, NodeRuntime, PlanDesc, SrcRef, SteadyNode};
+use super::compile::{self, NodeRuntime, PlanDesc, SrcRef, SteadyNode, Wiring};
 use super::components::*;
 use crate::audio::plan::Plan as AudioPlan;
 use crate::audio::{FromAudio, NodeId, ToAudio};
+use crate::graph::{self, Source};
 use crate::monitor::shared::{GraphStats, NodeStats};
 use crate::node::Registry;
-use crate::node::{BuildContext, Message, NodeSpec, ProcessConfig, Processor, Smoothing};
+use crate::node::{BuildContext, Layout, Message, NodeSpec, ProcessConfig, Processor, Smoothing};
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::ScheduleLabel;
 use std::collections::{HashMap, HashSet};
@@ -80,12 +81,13 @@ fn ctx(config: &EngineConfig) -> BuildContext<'_> {
     BuildContext { format: config.format, base_dir: &config.base_dir }
 }
 
-fn process_config(config: &EngineConfig) -> ProcessConfig {
+fn process_config(config: &EngineConfig, layout: Layout) -> ProcessConfig {
     ProcessConfig {
         sample_rate: config.format.sample_rate,
-        channels: config.format.channels,
+        channels: layout.block_channels(),
         max_block: config.max_block,
         realtime: config.realtime,
+        layout,
     }
 }
 
@@ -210,7 +212,8 @@ fn retired(world: &mut World, obj: Box<dyn std::any::Any + Send>) {
 fn replace(world: &mut World, id: NodeId) {
     let Some(e) = entity_of(world, id) else { return };
     let config = world.resource::<EngineConfig>().clone();
-    let built = spec_of(world, e).and_then(|s| s.build_replacement(&ctx(&config), &process_config(&config)));
+    let layout = world.get::<PreparedFor>(e).map_or(Layout::effect(config.format.channels), |p| p.0);
+    let built = spec_of(world, e).and_then(|s| s.build_replacement(&ctx(&config), &process_config(&config, layout)));
     match built {
         Some(Ok(object)) => world.resource_mut::<Link>().send(ToAudio::Replacement { node: id, object }),
         Some(Err(err)) => {
@@ -439,7 +442,7 @@ struct Candidate {
     entity: Entity,
     name: String,
     order: usize,
-    inputs: Vec<Entity>,
+    inputs: Vec<Wire>,
 }
 
 fn compile_system(world: &mut World) {
@@ -461,7 +464,7 @@ fn compile_system(world: &mut World) {
 pub(crate) fn compile(world: &mut World) -> Result<(), String> {
     let config = world.resource::<EngineConfig>().clone();
     let input = world.query_filtered::<Entity, With<GraphInput>>().iter(world).next();
-    let output: Vec<Entity> = world
+    let output: Vec<Wire> = world
         .query_filtered::<&Inputs, With<GraphOutput>>()
         .iter(world)
         .next()
@@ -482,28 +485,31 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
     let failed: HashSet<Entity> = all.iter().filter(|(_, f)| *f).map(|(c, _)| c.entity).collect();
     let nodes: HashMap<Entity, Candidate> = all.into_iter().map(|(c, _)| (c.entity, c)).collect();
 
-    // Sources with bypassed nodes replaced by their own sources.
+    // Edges with each bypassed node replaced by what feeds its first input (for reads of its first
+    // output; its other outputs fall silent).
     fn expand(
-        e: Entity,
+        w: Wire,
         nodes: &HashMap<Entity, Candidate>,
         bypassed: &HashSet<Entity>,
-        out: &mut Vec<Entity>,
+        out: &mut Vec<Wire>,
         depth: usize,
     ) {
         if depth > nodes.len() + 1 {
             return;
         }
-        if bypassed.contains(&e)
-            && let Some(c) = nodes.get(&e)
+        if bypassed.contains(&w.from)
+            && let Some(c) = nodes.get(&w.from)
         {
-            for &s in &c.inputs {
-                expand(s, nodes, bypassed, out, depth + 1);
+            if w.from_port == 0 {
+                for s in c.inputs.iter().filter(|s| s.port == 0) {
+                    expand(Wire { port: w.port, ..*s }, nodes, bypassed, out, depth + 1);
+                }
             }
         } else {
-            out.push(e);
+            out.push(w);
         }
     }
-    let sources = |inputs: &[Entity]| -> Vec<Entity> {
+    let sources = |inputs: &[Wire]| -> Vec<Wire> {
         let mut out = Vec::new();
         for &s in inputs {
             expand(s, &nodes, &bypassed, &mut out, 0);
@@ -512,41 +518,85 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
     };
     // Live nodes: those that reach the output.
     let mut live: HashSet<Entity> = HashSet::new();
-    let mut stack = sources(&output);
+    let mut stack: Vec<Entity> = sources(&output).iter().map(|w| w.from).collect();
     while let Some(e) = stack.pop() {
         if Some(e) == input || !nodes.contains_key(&e) || !live.insert(e) {
             continue;
         }
-        stack.extend(sources(&nodes[&e].inputs));
+        stack.extend(sources(&nodes[&e].inputs).iter().map(|w| w.from));
     }
     if let Some(&bad) = live.iter().find(|e| failed.contains(e)) {
         return Err(format!("node \"{}\" is not valid and cannot be processed", nodes[&bad].name));
     }
-
-    // Processors: kept, held, or built now.
-    let mut fresh: HashMap<NodeId, Box<dyn Processor>> = HashMap::new();
-    let mut ids: HashMap<Entity, NodeId> = HashMap::new();
-    let mut new_nodes: Vec<(Entity, NodeId, Arc<NodeStats>, bool)> = Vec::new();
-    let mut latency: HashMap<Entity, usize> = HashMap::new();
     let mut order: Vec<Entity> = live.iter().copied().collect();
     order.sort_by_key(|e| nodes[e].order);
-    let pc = process_config(&config);
+
+    // Port widths, resolved from the live edges.
+    let at: HashMap<Entity, usize> = order.iter().enumerate().map(|(i, &e)| (e, i)).collect();
+    let link = |w: &Wire| -> Option<graph::Link> {
+        let from = if Some(w.from) == input { Source::Input } else { Source::Node(*at.get(&w.from)?) };
+        Some(graph::Link { from, from_port: w.from_port, to_port: w.port })
+    };
+    let mut ports = Vec::with_capacity(order.len());
+    let mut links: Vec<Vec<graph::Link>> = Vec::with_capacity(order.len());
     for &e in &order {
-        let kept = world.get::<AudioNode>(e).filter(|_| world.get::<NeedsRebuild>(e).is_none()).map(|a| a.id);
+        ports.push(spec_of(world, e).ok_or("a node has no parameters")?.ports(&config.format));
+        links.push(sources(&nodes[&e].inputs).iter().filter_map(link).collect());
+    }
+    let out_links: Vec<graph::Link> = sources(&output).iter().filter_map(link).collect();
+    let input_widths: Vec<usize> = config.inputs.iter().map(|e| e.channels).collect();
+    let output_widths: Vec<usize> = config.outputs.iter().map(|e| e.channels).collect();
+    let wiring: Vec<(&crate::node::Ports, &[graph::Link])> =
+        ports.iter().zip(&links).map(|(p, l)| (p, l.as_slice())).collect();
+    let layouts = graph::resolve_widths(config.format.channels, &input_widths, &wiring, &output_widths, &out_links)
+        .map_err(|m| {
+            let into =
+                m.node.map_or("the graph's output".to_string(), |n| format!("node \"{}\"", nodes[&order[n]].name));
+            format!(
+                "an edge into {into} joins {} channels to a port of {}: an edge joins ports of equal width, or a \
+                 1-channel port to any; put a `Mixer` or `Channels` node between them",
+                m.from, m.to
+            )
+        })?;
+    for (&e, layout) in order.iter().zip(&layouts) {
+        let spec = spec_of(world, e).ok_or("a node has no parameters")?;
+        spec.check_layout(layout).map_err(|err| format!("node \"{}\": {}: {err}", nodes[&e].name, spec.kind()))?;
+    }
+
+    // Processors: kept, held, or built now (a processor prepared for other port widths is not kept).
+    let mut fresh: HashMap<NodeId, Box<dyn Processor>> = HashMap::new();
+    let mut ids: HashMap<Entity, NodeId> = HashMap::new();
+    let mut new_nodes: Vec<(Entity, NodeId, Arc<NodeStats>, bool, Layout)> = Vec::new();
+    let mut latency: HashMap<Entity, usize> = HashMap::new();
+    for (&e, &layout) in order.iter().zip(&layouts) {
+        let prepared = world.get::<PreparedFor>(e).is_some_and(|p| p.0 == layout);
+        let kept = world
+            .get::<AudioNode>(e)
+            .filter(|a| world.get::<NeedsRebuild>(e).is_none() && a.layout == layout)
+            .map(|a| a.id);
         if let Some(id) = kept {
             ids.insert(e, id);
             latency.insert(e, world.get::<Latency>(e).map_or(0, |l| l.own));
             continue;
         }
         let held = world.get_mut::<ProcessorSlot>(e).and_then(|mut s| s.0.get_mut().take());
+        let held = match held {
+            Some(p) if prepared => Some(p),
+            Some(mut p) => {
+                p.cleanup();
+                None
+            }
+            None => None,
+        };
         let p = match held {
             Some(p) => p,
             None => {
                 let spec = spec_of(world, e).ok_or("a node has no parameters")?;
+                let pc = process_config(&config, layout);
                 let built = spec.build(&ctx(&config)).and_then(|mut p| p.initialize(&pc).map(|()| p));
                 match built {
                     Ok(p) => {
-                        world.entity_mut(e).insert(Lifecycle::Initialized);
+                        world.entity_mut(e).insert((Lifecycle::Initialized, PreparedFor(layout)));
                         p
                     }
                     Err(err) => {
@@ -563,20 +613,55 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
         let id = world.resource_mut::<AudioState>().allocate_id();
         ids.insert(e, id);
         fresh.insert(id, p);
-        new_nodes.push((e, id, Arc::new(NodeStats::new()), polls));
+        new_nodes.push((e, id, Arc::new(NodeStats::new()), polls, layout));
     }
     let src = |e: Entity| if Some(e) == input { Some(SrcRef::Input) } else { ids.get(&e).map(|&id| SrcRef::Node(id)) };
+    // Where each port lies: a graph input among the inputs' channels, a node's output in its block.
+    let input_at = |port: usize| -> (usize, usize) {
+        let start = config.inputs[..port.min(config.inputs.len())].iter().map(|e| e.channels).sum();
+        (start, config.inputs.get(port).map_or(0, |e| e.channels))
+    };
+    let source_at = |w: &Wire| -> (usize, usize) {
+        if Some(w.from) == input {
+            input_at(w.from_port)
+        } else {
+            let l = at.get(&w.from).map_or(Layout::effect(0), |&i| layouts[i]);
+            (l.output_at(w.from_port).start, l.output(w.from_port))
+        }
+    };
+    let wire = |w: &Wire, to_ch: usize, width: usize| -> Option<(SrcRef, Wiring)> {
+        let (from_ch, src_width) = source_at(w);
+        let mono = src_width == 1 && width > 1;
+        Some((src(w.from)?, Wiring { from_ch, to_ch, width, mono }))
+    };
     let steady_nodes: Vec<SteadyNode> = order
         .iter()
-        .map(|&e| SteadyNode {
+        .zip(&layouts)
+        .map(|(&e, layout)| SteadyNode {
             id: ids[&e],
             key: nodes[&e].order,
-            inputs: sources(&nodes[&e].inputs).into_iter().filter_map(src).collect(),
+            inputs: sources(&nodes[&e].inputs)
+                .iter()
+                .filter_map(|w| wire(w, layout.input_at(w.port).start, layout.input(w.port)))
+                .collect(),
             latency: latency[&e],
+            in_width: layout.input_channels(),
         })
         .collect();
-    let out_sources: Vec<SrcRef> = sources(&output).into_iter().filter_map(src).collect();
-    let desc = match compile::steady(&steady_nodes, &out_sources) {
+    let output_at = |port: usize| -> (usize, usize) {
+        let start = config.outputs[..port.min(config.outputs.len())].iter().map(|e| e.channels).sum();
+        (start, config.outputs.get(port).map_or(0, |e| e.channels))
+    };
+    let out_sources: Vec<(SrcRef, Wiring)> = sources(&output)
+        .iter()
+        .filter_map(|w| {
+            let (to_ch, width) = output_at(w.port);
+            wire(w, to_ch, width)
+        })
+        .collect();
+    let in_channels: usize = config.inputs.iter().map(|e| e.channels).sum();
+    let out_channels: usize = config.outputs.iter().map(|e| e.channels).sum();
+    let desc = match compile::steady(&steady_nodes, &out_sources, in_channels) {
         Ok(d) => d,
         Err(cycle) => {
             let by_id: HashMap<NodeId, &str> = ids.iter().map(|(e, id)| (*id, nodes[e].name.as_str())).collect();
@@ -594,29 +679,39 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
     for p in fresh.values_mut() {
         p.start();
     }
-    for (e, id, stats, polls) in &new_nodes {
+    for (e, id, stats, polls, layout) in &new_nodes {
         let mut entity = world.entity_mut(*e);
-        entity.insert((AudioNode { id: *id, stats: stats.clone(), polls: *polls }, Lifecycle::Running));
+        entity.insert((
+            AudioNode { id: *id, stats: stats.clone(), polls: *polls, layout: *layout },
+            Lifecycle::Running,
+            PreparedFor(*layout),
+        ));
         entity.remove::<NeedsRebuild>();
     }
     let mut runtime: HashMap<NodeId, NodeRuntime> = HashMap::new();
     let mut q = world.query::<(&AudioNode, Option<&Metered>)>();
     for (a, m) in q.iter(world) {
-        runtime.insert(a.id, NodeRuntime { stats: a.stats.clone(), meter: m.map(|m| m.0.clone()), polls: a.polls });
+        runtime.insert(
+            a.id,
+            NodeRuntime { stats: a.stats.clone(), meter: m.map(|m| m.0.clone()), polls: a.polls, layout: a.layout },
+        );
     }
     // Retiring nodes (on the audio side, no longer on an entity's AudioNode) keep polling until they go.
     if let Some(old) = &running {
-        let polling = world.resource::<PollingNodes>().0.clone();
+        let sent = world.resource::<SentNodes>().0.clone();
         for id in &old.nodes {
+            let (polls, layout) = sent.get(id).copied().unwrap_or((false, Layout::effect(0)));
             runtime.entry(*id).or_insert_with(|| NodeRuntime {
                 stats: Arc::new(NodeStats::new()),
                 meter: None,
-                polls: polling.contains(id),
+                polls,
+                layout,
             });
         }
     }
     let shape = compile::Shape {
-        channels: config.format.channels,
+        in_channels,
+        out_channels,
         max_block: config.max_block,
         stride: config.max_block * config.batch,
     };
@@ -642,8 +737,8 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
         None => compile::build(&desc, None, &mut fresh, &runtime, shape, None),
     };
     {
-        let polling: HashSet<NodeId> = runtime.iter().filter(|(_, r)| r.polls).map(|(id, _)| *id).collect();
-        world.resource_mut::<PollingNodes>().0 = polling;
+        let sent: HashMap<NodeId, (bool, Layout)> = runtime.iter().map(|(id, r)| (*id, (r.polls, r.layout))).collect();
+        world.resource_mut::<SentNodes>().0 = sent;
     }
     world.resource_mut::<Link>().send(ToAudio::Transition(Box::new(plan)));
     {
@@ -674,15 +769,16 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
     Ok(())
 }
 
-/// Ids of nodes whose processors poll, as recorded when they were sent.
+/// What was recorded of each node's processor when it was sent: whether it polls, and its port widths
+/// (a node retiring from the audio side keeps both until it goes).
 #[derive(Resource, Default)]
-pub(crate) struct PollingNodes(pub HashSet<NodeId>);
+pub(crate) struct SentNodes(pub HashMap<NodeId, (bool, Layout)>);
 
 /// Puts processors taken for a compile that failed back on their entities.
 fn restore(
     world: &mut World,
     fresh: &mut HashMap<NodeId, Box<dyn Processor>>,
-    new_nodes: &[(Entity, NodeId, Arc<NodeStats>, bool)],
+    new_nodes: &[(Entity, NodeId, Arc<NodeStats>, bool, Layout)],
 ) {
     for (e, id, ..) in new_nodes {
         if let Some(p) = fresh.remove(id)

@@ -6,7 +6,7 @@
 pub(crate) mod locate;
 pub mod preset;
 
-use crate::node::{GraphFormat, NodeSpec, Registry};
+use crate::node::{GraphFormat, Layout, MAX_PORTS, NodeSpec, Ports, Registry, Width};
 use locate::{Spanned, Value, line_col};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -43,6 +43,9 @@ pub enum GraphErrorKind {
     BadEdge,
     /// The edges make a cycle.
     Cycle,
+    /// An edge joins ports of different widths (neither of them 1 channel), or a graph input or output
+    /// is declared badly.
+    Width,
     /// No path leads from `input` to `output`.
     OutputUnreachable,
     /// A preset that cannot be read, or that does not fit the running graph.
@@ -79,39 +82,74 @@ impl fmt::Display for GraphError {
     }
 }
 
-/// One end of an edge: the graph's input, or a node by index.
+/// Where an edge comes from: the graph's inputs, or a node by index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
-    /// The graph's input.
+    /// The graph's inputs (which one is the edge's `from_port`).
     Input,
     /// A node, by its index in [`Graph::nodes`].
     Node(usize),
 }
 
+/// An edge into a node's input port (or into one of the graph's outputs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Link {
+    /// The node (or the graph input) it leaves.
+    pub from: Source,
+    /// The output port it leaves (for [`Source::Input`], which graph input).
+    pub from_port: usize,
+    /// The input port it enters (for the graph's outputs, which output).
+    pub to_port: usize,
+}
+
+impl Link {
+    /// An edge between the first ports.
+    pub fn main(from: Source) -> Self {
+        Self { from, from_port: 0, to_port: 0 }
+    }
+}
+
 /// A validated node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GraphNode {
     /// The node's name.
     pub name: String,
     /// Its kind's parameters, validated.
     pub spec: Box<dyn NodeSpec>,
-    /// Where the node feeds from, in the order the edges are written; several inputs are summed.
-    pub inputs: Vec<Source>,
+    /// What feeds its input ports, in the order the edges are written; edges into one port are summed.
+    pub inputs: Vec<Link>,
+    /// Its ports, as its kind declares them for the graph's format.
+    pub ports: Ports,
+    /// The width of each port, resolved from the edges.
+    pub layout: Layout,
+}
+
+/// A named graph input or output and its channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The name edges address it by (`"input.NAME"`, `"output.NAME"`).
+    pub name: String,
+    /// Its channels.
+    pub channels: usize,
 }
 
 /// A validated graph.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Graph {
     /// The file as the user named it.
     pub file: String,
     /// The folder relative paths in node parameters resolve against.
     pub base_dir: PathBuf,
-    /// The graph's sample rate and channel count.
+    /// The graph's sample rate and width (the channels of a port of [`Width::Graph`]).
     pub format: GraphFormat,
+    /// The graph's inputs, in file order (one, `main`, for a graph that gives only `channels`).
+    pub inputs: Vec<Endpoint>,
+    /// The graph's outputs, likewise.
+    pub outputs: Vec<Endpoint>,
     /// Nodes in file order.
     pub nodes: Vec<GraphNode>,
-    /// What feeds `output`, in edge order.
-    pub output: Vec<Source>,
+    /// What feeds the graph's outputs, in edge order.
+    pub output: Vec<Link>,
     /// The node kinds the graph was parsed with.
     pub registry: Registry,
 }
@@ -120,10 +158,20 @@ pub struct Graph {
 #[serde(deny_unknown_fields)]
 struct FileTop {
     sample_rate: u32,
-    channels: u32,
+    #[serde(default, deserialize_with = "present")]
+    channels: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    inputs: Option<BTreeMap<String, u32>>,
+    #[serde(default, deserialize_with = "present")]
+    outputs: Option<BTreeMap<String, u32>>,
     #[allow(dead_code)]
     nodes: BTreeMap<String, IgnoredAny>,
     edges: Vec<(String, String)>,
+}
+
+/// An optional field written as its plain value (`channels: 2`, not `Some(2)`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 struct Ctx<'a> {
@@ -215,15 +263,8 @@ impl Graph {
                 format!("`sample_rate` must be between 8000 and 768000 Hz (got {})", top.sample_rate),
             ));
         }
-        if !(1..=32).contains(&top.channels) {
-            return Err(cx.err(
-                GraphErrorKind::Format,
-                field_at("channels"),
-                None,
-                format!("`channels` must be between 1 and 32 (got {})", top.channels),
-            ));
-        }
-        let format = GraphFormat { sample_rate: top.sample_rate, channels: top.channels as usize };
+        let (inputs, outputs, width) = endpoints(&cx, &top, doc.as_ref())?;
+        let format = GraphFormat { sample_rate: top.sample_rate, channels: width };
         if node_entries.len() > MAX_NODES || top.edges.len() > MAX_EDGES {
             return Err(cx.err(
                 GraphErrorKind::Format,
@@ -238,6 +279,7 @@ impl Graph {
         }
 
         let mut nodes: Vec<GraphNode> = Vec::new();
+        let mut values: Vec<&Spanned> = Vec::new();
         let mut index: BTreeMap<String, usize> = BTreeMap::new();
         for (key, value) in node_entries {
             let Value::Str(name) = &key.value else {
@@ -303,17 +345,29 @@ impl Graph {
                 cx.err(GraphErrorKind::Param, at, Some(name), format!("{kind_name}: {e}"))
             })?;
             index.insert(name.clone(), nodes.len());
-            nodes.push(GraphNode { name: name.clone(), spec, inputs: Vec::new() });
+            let ports = spec.ports(&format);
+            if ports.inputs.len() > MAX_PORTS || ports.outputs.len() > MAX_PORTS {
+                return Err(cx.err(
+                    GraphErrorKind::Param,
+                    Some(value.start),
+                    Some(name),
+                    format!("{kind_name}: a node may have at most {MAX_PORTS} input and {MAX_PORTS} output ports"),
+                ));
+            }
+            let layout = Layout::new(&[], &[]);
+            nodes.push(GraphNode { name: name.clone(), spec, inputs: Vec::new(), ports, layout });
+            values.push(value);
         }
 
         let edges_value = doc.as_ref().and_then(|d| d.field("edges")).map(|f| &f.value);
         let edge_at = |i: usize, end: usize| edges_value.and_then(|v| v.locate(&format!("[{i}][{end}]")));
         let mut output = Vec::new();
-        let mut edge_pos: BTreeMap<(Source, Option<usize>), usize> = BTreeMap::new();
+        // Each edge's index, by (source, its port, target (`None`: the graph output), its port).
+        let mut edge_pos: BTreeMap<(Source, usize, Option<usize>, usize), usize> = BTreeMap::new();
+        let names = |ports: &[crate::node::Port]| ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
         for (i, (from, to)) in top.edges.iter().enumerate() {
-            let source = match from.as_str() {
-                "input" => Source::Input,
-                "output" => {
+            let (source, from_port) = match split_end(from, &index) {
+                ("output", _) => {
                     return Err(cx.err(
                         GraphErrorKind::BadEdge,
                         edge_at(i, 0),
@@ -321,21 +375,60 @@ impl Graph {
                         "`output` is the graph's sink and cannot feed a node".into(),
                     ));
                 }
-                name => match index.get(name) {
-                    Some(&n) => Source::Node(n),
+                ("input", port) => {
+                    let at = match port {
+                        None => Some(0),
+                        Some(p) => inputs.iter().position(|e| e.name == p),
+                    };
+                    let Some(at) = at else {
+                        let known: Vec<&str> = inputs.iter().map(|e| e.name.as_str()).collect();
+                        return Err(cx.err(
+                            GraphErrorKind::UnknownEndpoint,
+                            edge_at(i, 0),
+                            None,
+                            format!(
+                                "the graph has no input `{}` (its inputs: {})",
+                                port.unwrap_or(""),
+                                known.join(", ")
+                            ),
+                        ));
+                    };
+                    (Source::Input, at)
+                }
+                (name, port) => match index.get(name) {
+                    Some(&n) => {
+                        let ports = &nodes[n].ports.outputs;
+                        let at = match port {
+                            None if !ports.is_empty() => Some(0),
+                            None => None,
+                            Some(p) => ports.iter().position(|q| q.name == p),
+                        };
+                        let Some(at) = at else {
+                            return Err(cx.err(
+                                GraphErrorKind::UnknownEndpoint,
+                                edge_at(i, 0),
+                                Some(name),
+                                format!(
+                                    "no output port `{}` (the node's outputs: {})",
+                                    port.unwrap_or(""),
+                                    if ports.is_empty() { "none".to_string() } else { names(ports) }
+                                ),
+                            ));
+                        };
+                        (Source::Node(n), at)
+                    }
                     None => {
                         return Err(cx.err(
                             GraphErrorKind::UnknownEndpoint,
                             edge_at(i, 0),
                             None,
-                            format!("edge from `{name}`, which is not a node (nor `input`)"),
+                            format!("edge from `{from}`, which is not a node (nor `input`)"),
                         ));
                     }
                 },
             };
-            let target = match to.as_str() {
-                "output" => None,
-                "input" => {
+            let (target, to_port) = match split_end(to, &index) {
+                ("input", _) => {
                     return Err(cx.err(
                         GraphErrorKind::BadEdge,
                         edge_at(i, 1),
@@ -343,19 +436,59 @@ impl Graph {
                         "`input` is the graph's source and cannot be fed".into(),
                     ));
                 }
-                name => match index.get(name) {
-                    Some(&n) => Some(n),
+                ("output", port) => {
+                    let at = match port {
+                        None => Some(0),
+                        Some(p) => outputs.iter().position(|e| e.name == p),
+                    };
+                    let Some(at) = at else {
+                        let known: Vec<&str> = outputs.iter().map(|e| e.name.as_str()).collect();
+                        return Err(cx.err(
+                            GraphErrorKind::UnknownEndpoint,
+                            edge_at(i, 1),
+                            None,
+                            format!(
+                                "the graph has no output `{}` (its outputs: {})",
+                                port.unwrap_or(""),
+                                known.join(", ")
+                            ),
+                        ));
+                    };
+                    (None, at)
+                }
+                (name, port) => match index.get(name) {
+                    Some(&n) => {
+                        let ports = &nodes[n].ports.inputs;
+                        let at = match port {
+                            None if !ports.is_empty() => Some(0),
+                            None => None,
+                            Some(p) => ports.iter().position(|q| q.name == p),
+                        };
+                        let Some(at) = at else {
+                            return Err(cx.err(
+                                GraphErrorKind::UnknownEndpoint,
+                                edge_at(i, 1),
+                                Some(name),
+                                format!(
+                                    "no input port `{}` (the node's inputs: {})",
+                                    port.unwrap_or(""),
+                                    if ports.is_empty() { "none".to_string() } else { names(ports) }
+                                ),
+                            ));
+                        };
+                        (Some(n), at)
+                    }
                     None => {
                         return Err(cx.err(
                             GraphErrorKind::UnknownEndpoint,
                             edge_at(i, 1),
                             None,
-                            format!("edge to `{name}`, which is not a node (nor `output`)"),
+                            format!("edge to `{to}`, which is not a node (nor `output`)"),
                         ));
                     }
                 },
             };
-            if edge_pos.insert((source, target), i).is_some() {
+            if edge_pos.insert((source, from_port, target, to_port), i).is_some() {
                 return Err(cx.err(
                     GraphErrorKind::BadEdge,
                     edge_at(i, 0),
@@ -363,9 +496,10 @@ impl Graph {
                     format!("the edge (\"{from}\", \"{to}\") is listed twice"),
                 ));
             }
+            let link = Link { from: source, from_port, to_port };
             match target {
-                Some(n) => nodes[n].inputs.push(source),
-                None => output.push(source),
+                Some(n) => nodes[n].inputs.push(link),
+                None => output.push(link),
             }
         }
 
@@ -373,7 +507,12 @@ impl Graph {
             // Blame the cycle's edge written last in the file, and start the cycle at its target.
             let edge_index = |i: usize| {
                 let (from, to) = (cycle[i], cycle[(i + 1) % cycle.len()]);
-                edge_pos.get(&(Source::Node(from), Some(to))).copied().unwrap_or(0)
+                edge_pos
+                    .iter()
+                    .filter(|((s, _, t, _), _)| *s == Source::Node(from) && *t == Some(to))
+                    .map(|(_, &i)| i)
+                    .max()
+                    .unwrap_or(0)
             };
             let last = (0..cycle.len()).max_by_key(|&i| edge_index(i)).unwrap_or(0);
             let closing = edge_index(last);
@@ -394,10 +533,44 @@ impl Graph {
             ));
         }
 
+        // Port widths, in an order where every node comes after what feeds it.
+        let input_widths: Vec<usize> = inputs.iter().map(|e| e.channels).collect();
+        let wiring: Vec<(&Ports, &[Link])> = nodes.iter().map(|n| (&n.ports, n.inputs.as_slice())).collect();
+        let output_widths: Vec<usize> = outputs.iter().map(|e| e.channels).collect();
+        let layouts =
+            resolve_widths(format.channels, &input_widths, &wiring, &output_widths, &output).map_err(|m| {
+                let key = |l: &Link, t: Option<usize>| (l.from, l.from_port, t, l.to_port);
+                let (link, target) = match m.node {
+                    Some(n) => (nodes[n].inputs[m.edge], Some(n)),
+                    None => (output[m.edge], None),
+                };
+                let at = edge_pos.get(&key(&link, target)).and_then(|&i| edge_at(i, 1));
+                let (from, to) = edge_pos.get(&key(&link, target)).map(|&i| top.edges[i].clone()).unwrap_or_default();
+                cx.err(
+                GraphErrorKind::Width,
+                at,
+                target.map(|n| nodes[n].name.as_str()),
+                format!(
+                    "the edge (\"{from}\", \"{to}\") joins {} channels to a port of {}: an edge joins ports of equal \
+                     width, or a 1-channel port to any; put a `Mixer` or `Channels` node between them",
+                    m.from, m.to
+                ),
+            )
+            })?;
+        for ((node, layout), value) in nodes.iter_mut().zip(layouts).zip(&values) {
+            node.spec.check_layout(&layout).map_err(|e| {
+                let at = value.locate(&e.path).or(Some(value.start));
+                cx.err(GraphErrorKind::Param, at, Some(&node.name), format!("{}: {e}", node.spec.kind()))
+            })?;
+            node.layout = layout;
+        }
+
         let graph = Graph {
             file: file.to_string(),
             base_dir: base_dir.to_path_buf(),
             format,
+            inputs,
+            outputs,
             nodes,
             output,
             registry: registry.clone(),
@@ -421,9 +594,9 @@ impl Graph {
         while changed {
             changed = false;
             for (i, node) in self.nodes.iter().enumerate() {
-                let reached = node.inputs.iter().any(|s| match s {
+                let reached = node.inputs.iter().any(|l| match l.from {
                     Source::Input => true,
-                    Source::Node(j) => from_input[*j],
+                    Source::Node(j) => from_input[j],
                 });
                 if reached && !from_input[i] {
                     from_input[i] = true;
@@ -431,16 +604,213 @@ impl Graph {
                 }
             }
         }
-        self.output.iter().any(|s| match s {
+        self.output.iter().any(|l| match l.from {
             Source::Input => true,
-            Source::Node(j) => from_input[*j],
+            Source::Node(j) => from_input[j],
         })
+    }
+
+    /// Every edge as `(from, to)` names: `"node"` for a first port of a node with one port on that side
+    /// (and `input`, `output` for a graph with one of each), else `"node.port"`; edges into nodes in node
+    /// order, then edges into the outputs.
+    pub fn edge_names(&self) -> Vec<(String, String)> {
+        let from = |l: &Link| match l.from {
+            Source::Input if self.inputs.len() == 1 => "input".to_string(),
+            Source::Input => format!("input.{}", self.inputs[l.from_port].name),
+            Source::Node(i) => {
+                let n = &self.nodes[i];
+                if n.ports.outputs.len() <= 1 {
+                    n.name.clone()
+                } else {
+                    format!("{}.{}", n.name, n.ports.outputs[l.from_port].name)
+                }
+            }
+        };
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            for l in &n.inputs {
+                let to = if n.ports.inputs.len() <= 1 {
+                    n.name.clone()
+                } else {
+                    format!("{}.{}", n.name, n.ports.inputs[l.to_port].name)
+                };
+                out.push((from(l), to));
+            }
+        }
+        for l in &self.output {
+            let to = if self.outputs.len() == 1 {
+                "output".to_string()
+            } else {
+                format!("output.{}", self.outputs[l.to_port].name)
+            };
+            out.push((from(l), to));
+        }
+        out
     }
 
     /// The node index by name.
     pub fn node_index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
     }
+}
+
+/// The graph's inputs and outputs and its width, from `channels`, `inputs` and `outputs`.
+fn endpoints(
+    cx: &Ctx<'_>,
+    top: &FileTop,
+    doc: Option<&Spanned>,
+) -> Result<(Vec<Endpoint>, Vec<Endpoint>, usize), GraphError> {
+    let field_at = |key: &str| doc.and_then(|d| d.field(key)).map(|f| f.key_start);
+    let check = |n: u32, at: Option<usize>, what: &str| -> Result<usize, GraphError> {
+        if (1..=32).contains(&n) {
+            Ok(n as usize)
+        } else {
+            Err(cx.err(GraphErrorKind::Format, at, None, format!("{what} must be between 1 and 32 (got {n})")))
+        }
+    };
+    // Declared endpoints in file order (the map type sorts them), each checked where it is written.
+    let declared = |key: &str, map: &Option<BTreeMap<String, u32>>| -> Result<Option<Vec<Endpoint>>, GraphError> {
+        let Some(map) = map else { return Ok(None) };
+        let entries: Vec<(String, usize)> = match doc.and_then(|d| d.field(key)).map(|f| &f.value.value) {
+            Some(Value::Map(entries)) => entries
+                .iter()
+                .filter_map(|(k, _)| match &k.value {
+                    Value::Str(name) => Some((name.clone(), k.start)),
+                    _ => None,
+                })
+                .collect(),
+            _ => map.keys().map(|k| (k.clone(), 0)).collect(),
+        };
+        if entries.is_empty() {
+            return Err(cx.err(GraphErrorKind::Width, field_at(key), None, format!("`{key}` names no {key}")));
+        }
+        let mut out = Vec::new();
+        for (name, at) in entries {
+            let at = Some(at).filter(|&a| a > 0);
+            if name.is_empty() || name.contains('.') {
+                return Err(cx.err(
+                    GraphErrorKind::Width,
+                    at,
+                    None,
+                    format!("`{name}` cannot name one of the graph's {key}: use a name without dots"),
+                ));
+            }
+            let channels = check(map[&name], at, &format!("`{key}.{name}`"))?;
+            out.push(Endpoint { name, channels });
+        }
+        Ok(Some(out))
+    };
+    let channels = top.channels.map(|n| check(n, field_at("channels"), "`channels`")).transpose()?;
+    let inputs = declared("inputs", &top.inputs)?;
+    let outputs = declared("outputs", &top.outputs)?;
+    let width = match (channels, &outputs) {
+        (Some(n), _) => n,
+        (None, Some(o)) => o[0].channels,
+        (None, None) => {
+            return Err(cx.err(
+                GraphErrorKind::Format,
+                None,
+                None,
+                "the graph needs `channels` (or `outputs`): how many channels its nodes carry".into(),
+            ));
+        }
+    };
+    let main = || vec![Endpoint { name: "main".into(), channels: width }];
+    Ok((inputs.unwrap_or_else(main), outputs.unwrap_or_else(main), width))
+}
+
+/// Splits an edge's end into a node name (or `input`/`output`) and a port: `"NODE"` or `"NODE.PORT"`. A
+/// name that is a node's whole name is that node, dots and all.
+fn split_end<'a>(end: &'a str, nodes: &BTreeMap<String, usize>) -> (&'a str, Option<&'a str>) {
+    if nodes.contains_key(end) {
+        return (end, None);
+    }
+    match end.rsplit_once('.') {
+        Some((node, port)) => (node, Some(port)),
+        None => (end, None),
+    }
+}
+
+/// An edge whose ends have different widths: into `node` (`None`: the graph's outputs), its `edge`-th
+/// input, `from` channels to a port of `to`.
+#[derive(Debug)]
+pub(crate) struct WidthMismatch {
+    pub node: Option<usize>,
+    pub edge: usize,
+    pub from: usize,
+    pub to: usize,
+}
+
+/// Resolves the width of every port of an acyclic graph: `nodes` are each node's ports and input edges,
+/// `graph_width` is what [`Width::Graph`] means, `inputs` and `outputs` the graph's endpoints' widths
+/// and `output` the edges into them. An edge joins ports of equal width, or a 1-channel source to any.
+pub(crate) fn resolve_widths(
+    graph_width: usize,
+    inputs: &[usize],
+    nodes: &[(&Ports, &[Link])],
+    outputs: &[usize],
+    output: &[Link],
+) -> Result<Vec<Layout>, WidthMismatch> {
+    let mut layouts: Vec<Option<Layout>> = vec![None; nodes.len()];
+    fn visit(
+        n: usize,
+        graph_width: usize,
+        inputs: &[usize],
+        nodes: &[(&Ports, &[Link])],
+        layouts: &mut Vec<Option<Layout>>,
+        depth: usize,
+    ) -> Result<Layout, WidthMismatch> {
+        if let Some(l) = layouts[n] {
+            return Ok(l);
+        }
+        let (ports, links) = nodes[n];
+        // Guards against a cycle (the callers check for them first).
+        let mut sources = Vec::with_capacity(links.len());
+        for l in links {
+            let w = match l.from {
+                Source::Input => inputs.get(l.from_port).copied().unwrap_or(0),
+                Source::Node(m) if depth <= nodes.len() => {
+                    visit(m, graph_width, inputs, nodes, layouts, depth + 1)?.output(l.from_port)
+                }
+                Source::Node(_) => 0,
+            };
+            sources.push(w);
+        }
+        let width = |w: Width, any: usize| match w {
+            Width::Fixed(n) => n,
+            Width::Graph => graph_width,
+            Width::Any => any,
+        };
+        let mut ins = Vec::with_capacity(ports.inputs.len());
+        for (p, port) in ports.inputs.iter().enumerate() {
+            let widest = links.iter().zip(&sources).filter(|(l, _)| l.to_port == p).map(|(_, &w)| w).max();
+            let w = width(port.width, widest.unwrap_or(0));
+            for (k, (l, &s)) in links.iter().zip(&sources).enumerate() {
+                if l.to_port == p && s != w && s != 1 {
+                    return Err(WidthMismatch { node: Some(n), edge: k, from: s, to: w });
+                }
+            }
+            ins.push(w);
+        }
+        let outs: Vec<usize> = ports.outputs.iter().map(|p| width(p.width, graph_width)).collect();
+        let layout = Layout::new(&ins, &outs);
+        layouts[n] = Some(layout);
+        Ok(layout)
+    }
+    for n in 0..nodes.len() {
+        visit(n, graph_width, inputs, nodes, &mut layouts, 0)?;
+    }
+    for (k, l) in output.iter().enumerate() {
+        let s = match l.from {
+            Source::Input => inputs.get(l.from_port).copied().unwrap_or(0),
+            Source::Node(m) => layouts[m].map_or(0, |x| x.output(l.from_port)),
+        };
+        let w = outputs.get(l.to_port).copied().unwrap_or(0);
+        if s != w && s != 1 {
+            return Err(WidthMismatch { node: None, edge: k, from: s, to: w });
+        }
+    }
+    Ok(layouts.into_iter().map(|l| l.unwrap_or(Layout::new(&[], &[]))).collect())
 }
 
 /// Moves an error position off whitespace onto the token that follows (ron reports some errors at the
@@ -457,8 +827,8 @@ fn find_cycle(nodes: &[GraphNode]) -> Option<Vec<usize>> {
     fn visit(n: usize, nodes: &[GraphNode], state: &mut [u8], path: &mut Vec<usize>) -> Option<Vec<usize>> {
         state[n] = 1;
         path.push(n);
-        for s in &nodes[n].inputs {
-            if let Source::Node(m) = *s {
+        for l in &nodes[n].inputs {
+            if let Source::Node(m) = l.from {
                 if state[m] == 1 {
                     let start = path.iter().position(|&p| p == m).unwrap_or(0);
                     let mut cycle = path[start..].to_vec();

@@ -14,11 +14,13 @@ pub mod buffer;
 pub mod kind;
 pub mod message;
 pub mod param;
+pub mod port;
 
 pub use buffer::{AudioIn, AudioOut};
 pub use kind::{NodeKind, ParseFn, Registry, SpecComponent, parse_ron};
 pub use message::{MESSAGE_BYTES, Message, MessageKind, PluginHealth, PollContext, STATUS_VALUES, Untrusted};
 pub use param::{ParamError, ParamInfo, ParamValue, RAMP_MS, RAMP_STEP, Smoothing};
+pub use port::{Layout, MAX_PORTS, Port, Ports, Width};
 
 use std::any::Any;
 use std::fmt;
@@ -29,7 +31,8 @@ use std::path::Path;
 pub struct ProcessConfig {
     /// Frames per second.
     pub sample_rate: u32,
-    /// Channels in every block the node sees.
+    /// Channels in every block the node sees: room for its inputs and for its outputs
+    /// ([`Layout::block_channels`]); for an effect, its width.
     pub channels: usize,
     /// The largest `frames` any call to [`Processor::process`] will pass.
     pub max_block: usize,
@@ -37,6 +40,15 @@ pub struct ProcessConfig {
     /// (`render`, `bench`), where nothing is late. Plugin nodes charge a plugin for its own CPU time in
     /// either case; their time-budget watchdog runs only in real time.
     pub realtime: bool,
+    /// The width of each of the node's ports, and so where each lies in the block (see [`port`]).
+    pub layout: Layout,
+}
+
+impl ProcessConfig {
+    /// An effect's format (one input and one output of `channels`), offline.
+    pub fn effect(sample_rate: u32, channels: usize, max_block: usize) -> Self {
+        Self { sample_rate, channels, max_block, realtime: false, layout: Layout::effect(channels) }
+    }
 }
 
 /// The graph-wide format a node's parameters are validated against.
@@ -124,6 +136,20 @@ pub trait NodeSpec: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// The node's audio ports for a graph of `format` (see [`port`]). The default is one input `in` and
+    /// one output `out` of the graph's width: an effect.
+    fn ports(&self, format: &GraphFormat) -> Ports {
+        let _ = format;
+        Ports::effect()
+    }
+
+    /// Checks the parameters against the port widths the graph resolved (a channel index past an
+    /// input's last channel); the default accepts any.
+    fn check_layout(&self, layout: &Layout) -> Result<(), ParamError> {
+        let _ = layout;
+        Ok(())
+    }
+
     /// A copy, as a new box.
     fn clone_spec(&self) -> Box<dyn NodeSpec>;
 
@@ -179,7 +205,9 @@ pub trait Processor: Send {
     fn start(&mut self) {}
 
     /// Processes one block in place: `audio` holds the node's input on entry and its output on return.
-    /// It has `config.channels` channels and at most `config.max_block` frames.
+    /// It has `config.channels` channels and at most `config.max_block` frames. A node with several ports
+    /// finds its inputs in the block's channels in port order on entry and leaves its outputs there in port
+    /// order ([`Layout::input_at`], [`Layout::output_at`]).
     fn process(&mut self, audio: &mut AudioOut<'_>);
 
     /// Takes a new value for parameter `index` (in [`NodeSpec::params`] order, already validated),

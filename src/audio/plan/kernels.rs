@@ -39,13 +39,19 @@ pub(super) unsafe fn run_input(parts: &Parts<'_>, at: usize, n: usize) {
 pub(super) unsafe fn run_output(parts: &Parts<'_>, at: usize, n: usize) {
     let io = parts.io;
     if parts.mix_output {
+        for r in parts.output_zero {
+            for c in r.clone() {
+                // SAFETY: the output buffer is this call's alone; frames `at..at + n` of channel `c`.
+                unsafe { std::slice::from_raw_parts_mut(parts.output_buf.add(c * io.stride + at), n) }.fill(0.0);
+            }
+        }
         for k in 0..parts.outputs {
             // SAFETY: the output's edges and buffer are this call's alone (one call at a time).
             let edge = unsafe { &mut *parts.output.add(k) };
             let src = parts.source(edge.from);
             // SAFETY: frames `at..at + n` of `src` are final; the output buffer is distinct from the
             // branches' and holds the run's frames.
-            unsafe { mix_edge(parts.output_buf, src, edge, k == 0, &io, at, n) };
+            unsafe { mix_edge(parts.output_buf, src, edge, &io, at, n) };
         }
     }
     // SAFETY: those frames of the output are final (the contract, and the mix above).
@@ -56,22 +62,29 @@ pub(super) unsafe fn run_output(parts: &Parts<'_>, at: usize, n: usize) {
     // the block ends, instead of holding up the copy's loads (0.3% to 0.5% of `chain.ron`'s time).
     if let Some((meter, tail)) = parts.output_meter {
         // SAFETY: as above; the tail is this call's alone, like the output's edges.
-        unsafe { feed_blocks(meter, &mut *tail, src, &io, n) };
+        unsafe { feed_blocks(meter, &mut *tail, src, io.out_channels, &io, n) };
     }
 }
 
-/// Feeds `n` frames from `data` (planar, the run's channels and stride) to `meter`, in blocks of at most
-/// `max_block` frames: a meter's block levels are those of the blocks nodes are called with, whatever the
-/// executor and however many blocks a run holds.
+/// Feeds `n` frames of `channels` channels from `data` (planar, the run's stride) to `meter`, in blocks of
+/// at most `max_block` frames: a meter's block levels are those of the blocks nodes are called with,
+/// whatever the executor and however many blocks a run holds.
 ///
 /// # Safety
 /// Those frames of each channel are valid and not written meanwhile.
-pub(super) unsafe fn feed_blocks(meter: &SharedMeter, tail: &mut SpectrumTail, data: *const f32, io: &Io, n: usize) {
+pub(super) unsafe fn feed_blocks(
+    meter: &SharedMeter,
+    tail: &mut SpectrumTail,
+    data: *const f32,
+    channels: usize,
+    io: &Io,
+    n: usize,
+) {
     let mut off = 0;
     while off < n {
         let len = io.max_block.min(n - off);
         // SAFETY: by the contract.
-        meter.feed(&unsafe { AudioIn::from_raw(data.add(off), io.stride, io.channels, len) }, tail, io.spectrum);
+        meter.feed(&unsafe { AudioIn::from_raw(data.add(off), io.stride, channels, len) }, tail, io.spectrum);
         off += len;
     }
 }
@@ -85,7 +98,7 @@ pub(super) unsafe fn feed_blocks(meter: &SharedMeter, tail: &mut SpectrumTail, d
 /// call; `at + n` is at most the run's frames and `at` a multiple of `max_block`.
 pub(super) unsafe fn run_range(parts: &Parts<'_>, b: usize, at: usize, n: usize) {
     let io = parts.io;
-    let (ch, stride) = (io.channels, io.stride);
+    let stride = io.stride;
     // SAFETY: the branch's fields other than its buffer are this thread's by the contract (its buffer is
     // reached through `bufs`, a part at a time).
     let bp = unsafe { parts.branches.add(b) };
@@ -94,18 +107,18 @@ pub(super) unsafe fn run_range(parts: &Parts<'_>, b: usize, at: usize, n: usize)
     // SAFETY: as above.
     let inputs = unsafe { &mut *std::ptr::addr_of_mut!((*bp).inputs) };
     // SAFETY: as above.
+    let zero = unsafe { &*std::ptr::addr_of!((*bp).zero) };
+    // SAFETY: as above.
     let buf = unsafe { (*parts.bufs.add(b)).0 };
     if !takes_input {
-        for (k, edge) in inputs.iter_mut().enumerate() {
+        for edge in inputs.iter_mut() {
             let src = parts.source(edge.from);
             // SAFETY: frames `at..at + n` of `src` are final (the contract), and of `buf` this thread's.
-            unsafe { mix_edge(buf, src, edge, k == 0, &io, at, n) };
+            unsafe { mix_edge(buf, src, edge, &io, at, n) };
         }
-        if inputs.is_empty() {
-            for c in 0..ch {
-                // SAFETY: frames `at..at + n` of channel `c`, this thread's.
-                unsafe { std::slice::from_raw_parts_mut(buf.add(c * stride + at), n) }.fill(0.0);
-            }
+        for c in zero.iter().flat_map(Clone::clone) {
+            // SAFETY: frames `at..at + n` of channel `c`, this thread's.
+            unsafe { std::slice::from_raw_parts_mut(buf.add(c * stride + at), n) }.fill(0.0);
         }
     }
     let mut t = if io.monitor { clock::now() } else { 0 };
@@ -118,7 +131,7 @@ pub(super) unsafe fn run_range(parts: &Parts<'_>, b: usize, at: usize, n: usize)
             let len = io.max_block.min(n - off);
             if let Some(p) = &mut slot.processor {
                 // SAFETY: frames `at + off..at + off + len` of each channel, this thread's; `len <= stride`.
-                p.process(&mut unsafe { AudioOut::from_raw(buf.add(at + off), stride, ch, len) });
+                p.process(&mut unsafe { AudioOut::from_raw(buf.add(at + off), stride, slot.channels, len) });
             }
             if io.monitor {
                 let ended = clock::now();
@@ -131,29 +144,23 @@ pub(super) unsafe fn run_range(parts: &Parts<'_>, b: usize, at: usize, n: usize)
             && let Some(m) = &mut slot.meter
         {
             // SAFETY: frames `at..at + n` of this branch, which only this thread writes.
-            unsafe { feed_blocks(&m.meter, &mut m.tail, buf.add(at), &io, n) };
+            unsafe { feed_blocks(&m.meter, &mut m.tail, buf.add(at), slot.out_channels, &io, n) };
             t = clock::now();
         }
     }
 }
 
-/// Adds (or, for the first edge, writes) `edge`'s share of frames `at..at + n` of `src` into `dst`:
-/// delayed, and faded during a crossfade.
+/// Adds (or, for the first edge into its channels, writes) `edge`'s share of frames `at..at + n` of `src`
+/// into `dst`: its channels, delayed, and faded during a crossfade.
 ///
 /// # Safety
-/// `dst` and `src` are distinct planar buffers of the run's channels and stride; frames `at..at + n` of
-/// `src` are not written and of `dst` not accessed by another thread meanwhile; `at + n` is at most the
-/// run's frames.
-pub(super) unsafe fn mix_edge(
-    dst: *mut f32,
-    src: *const f32,
-    edge: &mut Edge,
-    first: bool,
-    io: &Io,
-    at: usize,
-    n: usize,
-) {
-    let (ch, stride) = (io.channels, io.stride);
+/// `dst` and `src` are distinct planar buffers of the run's stride that hold the edge's channels; frames
+/// `at..at + n` of `src` are not written and of `dst` not accessed by another thread meanwhile; `at + n` is
+/// at most the run's frames.
+pub(super) unsafe fn mix_edge(dst: *mut f32, src: *const f32, edge: &mut Edge, io: &Io, at: usize, n: usize) {
+    let stride = io.stride;
+    let w = edge.wiring;
+    let first = w.first;
     let gains: Option<&[f32]> = match (io.fading, edge.fade) {
         // SAFETY: the gain buffers hold the run's frames and are only read during it.
         (true, Fade::In) => Some(unsafe { std::slice::from_raw_parts(io.fade_in.add(at), n) }),
@@ -162,11 +169,12 @@ pub(super) unsafe fn mix_edge(
         _ => None,
     };
     let d = edge.delay;
-    for c in 0..ch {
+    for c in 0..w.width {
         // SAFETY: by the contract.
-        let y = unsafe { std::slice::from_raw_parts_mut(dst.add(c * stride + at), n) };
+        let y = unsafe { std::slice::from_raw_parts_mut(dst.add((w.to_ch + c) * stride + at), n) };
+        let from = w.from_ch + if w.mono { 0 } else { c };
         // SAFETY: as above.
-        let x = unsafe { std::slice::from_raw_parts(src.add(c * stride + at), n) };
+        let x = unsafe { std::slice::from_raw_parts(src.add(from * stride + at), n) };
         if d == 0 {
             match (first, gains) {
                 (true, None) => y.copy_from_slice(x),

@@ -59,18 +59,32 @@ pub enum Fade {
     Out,
 }
 
+/// Which channels an edge carries: `width` channels from channel `from_ch` of its source into channels
+/// `to_ch..to_ch + width` of its destination. A `mono` source's one channel goes to each of them. The
+/// `first` edge into those channels writes them; later ones add, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wiring {
+    pub from_ch: usize,
+    pub to_ch: usize,
+    pub width: usize,
+    pub mono: bool,
+    pub first: bool,
+}
+
 /// One input of a branch (or of the graph output), delayed by `delay` frames to line up with its siblings.
 pub struct Edge {
     pub from: Src,
+    pub wiring: Wiring,
     pub delay: usize,
     pub fade: Fade,
+    /// `delay` frames of each destination channel.
     line: Box<[f32]>,
     pos: usize,
 }
 
 impl Edge {
-    pub fn new(from: Src, delay: usize, fade: Fade, channels: usize) -> Self {
-        Self { from, delay, fade, line: vec![0.0; delay * channels].into_boxed_slice(), pos: 0 }
+    pub fn new(from: Src, wiring: Wiring, delay: usize, fade: Fade) -> Self {
+        Self { from, wiring, delay, fade, line: vec![0.0; delay * wiring.width].into_boxed_slice(), pos: 0 }
     }
 
     /// Takes over another edge's delay line (an edge that survives a graph edit keeps its contents).
@@ -93,12 +107,18 @@ pub struct Slot {
     pub processor: Option<Box<dyn Processor>>,
     pub stats: Arc<NodeStats>,
     pub meter: Option<MeterWriter>,
+    /// Channels of the block the node is called with (room for its inputs and outputs).
+    pub channels: usize,
+    /// Channels of its outputs together (what its meter reads).
+    pub out_channels: usize,
 }
 
 /// A chain of nodes working in place in one buffer.
 pub struct Branch {
     pub nodes: Range<usize>,
     pub inputs: Vec<Edge>,
+    /// Channels of the first node's inputs that no edge feeds: zeroed before it runs.
+    pub zero: Vec<Range<usize>>,
     pub buf: Box<[f32]>,
     /// The graph input is written straight into `buf` (this branch is its only reader, undelayed).
     pub takes_input: bool,
@@ -146,6 +166,8 @@ pub struct Plan {
     pub levels: Vec<Level>,
     pub output: Vec<Edge>,
     pub output_buf: Box<[f32]>,
+    /// Channels of the graph's outputs that no edge feeds (silent).
+    pub output_zero: Vec<Range<usize>>,
     pub output_from: OutputFrom,
     /// Execution position of each node id (`u32::MAX`: not in this plan).
     pub pos_of: Box<[u32]>,
@@ -160,7 +182,9 @@ pub struct Plan {
     pub moves_in: Vec<(usize, usize)>,
     /// Delay lines to take from the previous plan's edges.
     pub edge_moves_in: Vec<(EdgeAt, EdgeAt)>,
-    pub channels: usize,
+    /// Channels of the graph's inputs together, and of its outputs.
+    pub in_channels: usize,
+    pub out_channels: usize,
     /// Samples between channels in every buffer: the most frames one run handles (`max_block` times the
     /// batch).
     pub stride: usize,
@@ -230,7 +254,7 @@ impl Plan {
     pub(crate) fn run(&mut self, ctx: &mut RunContext<'_, '_>) {
         let frames = ctx.frames;
         assert!(frames <= self.stride, "a run of {frames} frames in buffers of {}", self.stride);
-        assert!(ctx.input.len() >= self.channels * self.stride, "the input buffer holds a run");
+        assert!(ctx.input.len() >= self.in_channels * self.stride, "the input buffer holds a run");
         // Crossfade gains for this block.
         let fading = self.crossfade.is_some();
         if let Some(x) = &self.crossfade {
@@ -255,7 +279,7 @@ impl Plan {
             fade_in: ctx.fade_in.as_ptr(),
             fade_out: ctx.fade_out.as_ptr(),
             frames,
-            channels: self.channels,
+            out_channels: self.out_channels,
             stride: self.stride,
             max_block: self.max_block,
             monitor: ctx.monitor,
@@ -276,6 +300,7 @@ impl Plan {
             output: self.output.as_mut_ptr(),
             outputs: self.output.len(),
             output_buf,
+            output_zero: &self.output_zero,
             output_from: match self.output_from {
                 OutputFrom::Branch(b) => self.flow.bufs[b].0,
                 OutputFrom::Mix => output_buf,
@@ -420,7 +445,7 @@ struct Io {
     fade_in: *const f32,
     fade_out: *const f32,
     frames: usize,
-    channels: usize,
+    out_channels: usize,
     stride: usize,
     max_block: usize,
     monitor: bool,
@@ -442,6 +467,7 @@ struct Parts<'e> {
     output: *mut Edge,
     outputs: usize,
     output_buf: *mut f32,
+    output_zero: &'e [Range<usize>],
     mix_output: bool,
     /// The buffer the graph output is in after the output mix.
     output_from: *const f32,

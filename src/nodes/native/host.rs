@@ -107,7 +107,7 @@ fn host_main(args: &[String]) -> i32 {
     };
     let (channels, max_block) = (h.channels as usize, h.max_block as usize);
     let Ok(sample_rate) = rate.parse::<u32>() else { return fail(format!("bad sample rate {rate}")) };
-    let config = ProcessConfig { sample_rate, channels, max_block, realtime: false };
+    let config = ProcessConfig::effect(sample_rate, channels, max_block);
     let count = h.param_count.load(Ordering::Relaxed) as usize;
     let mut params: Vec<(u32, f64)> = (0..count.min(MAX_PARAMS))
         .map(|i| (h.param_ids[i].load(Ordering::Relaxed), f64::from_bits(h.param_values[i].load(Ordering::Relaxed))))

@@ -575,7 +575,7 @@ fn describe_native(path: &Path) -> Result<String, String> {
         if i.status_names.is_empty() { "none".into() } else { i.status_names.join(", ") }
     ));
     // Set an instance up with the defaults, as a graph would.
-    let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
+    let config = ProcessConfig::effect(48000, 2, 512);
     let params = resolve(i, &BTreeMap::new(), None).map_err(|e| e.to_string())?;
     drop(NativeInstance::new(lib.clone(), &config, &params)?);
     s.push_str("setup: ok (initialized at 48000 Hz, 2 channels, 512 frames)\n");

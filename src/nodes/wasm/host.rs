@@ -503,7 +503,7 @@ mod tests {
 
     #[test]
     fn the_deadline_is_capped_by_the_block_period_whatever_the_budget() {
-        let cfg = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
+        let cfg = ProcessConfig::effect(48000, 2, 512);
         // 512 frames at 48 kHz: 10.7 ms; four periods: 42.7 ms, 9 ticks.
         assert_eq!(deadline_ticks(1_000_000, &cfg), 9);
         // Ten budgets of 2 ms: 20 ms, 4 ticks.

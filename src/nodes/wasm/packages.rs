@@ -250,7 +250,7 @@ pub(crate) fn validate_dir(dir: &Path) -> Result<PackageManifest, String> {
         let params = manifest
             .resolve(&BTreeMap::new(), 48000)
             .map_err(|e| format!("{}: defaults: {e}", module_path.display()))?;
-        let config = ProcessConfig { sample_rate: 48000, channels: 2, max_block: 512, realtime: false };
+        let config = ProcessConfig::effect(48000, 2, 512);
         drop(
             host::instantiate(&pre, &manifest, &params, &config)
                 .map_err(|e| format!("{}: setting an instance up failed: {e}", module_path.display()))?,
