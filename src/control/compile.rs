@@ -426,9 +426,8 @@ pub(crate) struct Shape {
 fn uncovered(width: usize, edges: &[GEdge]) -> Vec<Range<usize>> {
     let mut covered = vec![false; width];
     for e in edges {
-        for c in e.wiring.to_ch..(e.wiring.to_ch + e.wiring.width).min(width) {
-            covered[c] = true;
-        }
+        let end = (e.wiring.to_ch + e.wiring.width).min(width);
+        covered[e.wiring.to_ch.min(end)..end].fill(true);
     }
     let mut out: Vec<Range<usize>> = Vec::new();
     for c in (0..width).filter(|&c| !covered[c]) {
