@@ -153,11 +153,25 @@ const BAD: &[Bad] = &[
         at: "Lowpass",
     },
     Bad {
-        name: "stereo width on mono",
+        name: "stereo node into a mono output",
         src: "(sample_rate: 48000, channels: 1,\n nodes: {\n  \"w\": StereoWidth(width: 1.5),\n },\n edges: [(\"input\", \"w\"), (\"w\", \"output\")])",
-        kind: GraphErrorKind::Param,
-        node: Some("w"),
-        at: "width:",
+        kind: GraphErrorKind::Width,
+        node: None,
+        at: "\"output\"",
+    },
+    Bad {
+        name: "ports of different widths",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"m\": Mixer(gains: [[0.5, 0.5, 0.5]]),\n },\n edges: [(\"input\", \"m\"),\n   (\"m\", \"output\")])",
+        kind: GraphErrorKind::Width,
+        node: Some("m"),
+        at: "\"m\")",
+    },
+    Bad {
+        name: "no such port",
+        src: "(sample_rate: 48000, channels: 2,\n nodes: {\n  \"x\": Crossover(freqs_hz: [400.0]),\n },\n edges: [(\"input\", \"x\"),\n   (\"x.band3\", \"output\")])",
+        kind: GraphErrorKind::UnknownEndpoint,
+        node: Some("x"),
+        at: "\"x.band3\"",
     },
     Bad {
         name: "edge to no node",
@@ -490,7 +504,7 @@ fn bench_reports_json_usable_as_a_regression_gate() {
     assert!(v["machine"]["wall_seconds"].as_f64().expect("machine") > 0.0, "{v}");
     assert!(v["peak_rss_bytes"].as_u64().expect("peak_rss_bytes") > 0);
     let nodes = v["nodes"].as_array().expect("nodes");
-    assert_eq!(nodes.len(), 9);
+    assert_eq!(nodes.len(), 6);
     for n in nodes {
         for key in ["name", "kind"] {
             assert!(n[key].is_string(), "{n}");

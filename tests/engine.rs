@@ -1,6 +1,8 @@
 //! DSP and engine behaviour, checked against analytic answers.
 
 mod common;
+#[path = "engine/ports.rs"]
+mod ports;
 
 use fxgraph::Graph;
 use fxgraph::control::render::render;

@@ -160,6 +160,25 @@ fn g3() -> String {
         .replace(r#"("limiter", "output")"#, r#"("input", "dry"), ("dry", "limiter"), ("limiter", "output")"#)
 }
 
+/// A graph with ports that keeps G1's `comp` and `gain`: a crossover's bands, a compressor keyed by one of
+/// them, a mid/side encoder, a delay, and a mixer joining three stereo inputs.
+const G_PORTS: &str = r#"(sample_rate: 48000, channels: 2,
+    nodes: {
+        "xo": Crossover(freqs_hz: [300.0, 3000.0]),
+        "comp": Compressor(threshold_db: -20.0, ratio: 3.0, attack_ms: 5.0, release_ms: 50.0, knee_db: 6.0, makeup_db: 0.0),
+        "key": Channels(select: [0]),
+        "ms": MidSide(mode: Encode),
+        "dly": Delay(delay_ms: 2.0),
+        "join": Mixer(inputs: [2, 2, 2], gains: [[1.0, 0.0, 0.5, 0.5, 1.0, 0.0], [0.0, 1.0, 0.5, -0.5, 0.0, 1.0]]),
+        "gain": Gain(gain_db: -6.0),
+    },
+    edges: [
+        ("input", "xo"), ("xo.band0", "comp"), ("xo.band2", "key"), ("key", "comp.sidechain"),
+        ("comp", "join.in0"), ("xo.band1", "ms"), ("ms", "join.in1"), ("xo.band2", "dly"), ("dly", "join.in2"),
+        ("join", "gain"), ("gain", "output"),
+    ],
+)"#;
+
 /// The automatable parameters the control thread moves, with ranges.
 /// (The ranges keep the dynamics gentle, so the output stays close to a sine whose natural slope is far
 /// below the click bound; the edits are what is tested, not the distortion of a fast compressor.)
@@ -651,6 +670,9 @@ fn every_executor_allocates_nothing_while_events_and_edits_arrive() {
             engine.set("comp", "threshold_db", -10.0 - (k % 10) as f64).expect("set");
             if k % 50 == 25 {
                 engine.apply_str(&g2(), "g2.ron", dir.path()).expect("valid");
+            }
+            if k % 50 == 40 {
+                engine.apply_str(G_PORTS, "ports.ron", dir.path()).expect("valid");
             }
             if k % 50 == 0 && k > 0 {
                 engine.apply_str(G1, "g1.ron", dir.path()).expect("valid");

@@ -1,5 +1,6 @@
 //! The graph loader: RON text (any bytes) to a validated graph, including `Wasm` nodes whose modules and
-//! manifests resolve against the shipped plugins. It must answer every input with a graph or an error.
+//! manifests resolve against the shipped plugins. It must answer every input with a graph or an error; a
+//! small graph it accepts (ports, widths, sidechains and all) must then start and run a few blocks.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,7 +19,23 @@ fn registry() -> &'static fxgraph::node::Registry {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Err(e) = fxgraph::Graph::parse_with(&text, "fuzz.ron", plugins(), registry()) {
+    let parsed = fxgraph::Graph::parse_with(&text, "fuzz.ron", plugins(), registry());
+    if let Ok(graph) = parsed {
+        if graph.nodes.len() <= 32 {
+            let options = fxgraph::EngineOptions { max_block: 64, threads: 1, ..Default::default() };
+            if let Ok((_engine, mut audio)) = fxgraph::Engine::new(graph, options) {
+                let (ins, outs) = (audio.input_channels(), audio.output_channels());
+                let input = vec![0.25f32; ins * 200];
+                let mut output = vec![0.0f32; outs * 200];
+                audio.process(
+                    &fxgraph::AudioIn::new(&input, 200, ins, 200),
+                    &mut fxgraph::AudioOut::new(&mut output, 200, outs, 200),
+                );
+            }
+        }
+        return;
+    }
+    if let Err(e) = parsed {
         // The error renders, and its position lies inside the text.
         let _ = e.to_string();
         if let Some((line, col)) = e.position {

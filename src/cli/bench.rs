@@ -1,10 +1,7 @@
 //! `fxgraph bench`: the demo signal through a graph with no file output; speed, timing, load, levels.
 
-use crate::{Failure, bad_input, default_threads, load, report_faults, start};
+use crate::{Failure, bad_input, default_threads, load, open_inputs, report_faults, start};
 use fxgraph::control::render::render;
-use fxgraph::io::decode::AudioFile;
-use fxgraph::io::demo::DemoSignal;
-use fxgraph::io::stream::BlockSource;
 use std::path::Path;
 
 #[allow(clippy::too_many_arguments)]
@@ -24,15 +21,15 @@ pub(crate) fn run(
     // The signal is in memory before the engine starts and timing begins, so only the engine's processing
     // (and allocations) are measured.
     let limit = seconds.map(|s| (s * f64::from(fmt.sample_rate)) as u64);
-    let mut source: Box<dyn BlockSource> = match input {
-        Some(path) => Box::new(AudioFile::open(path, fmt).map_err(bad_input)?),
-        None => Box::new(DemoSignal::new(fmt.sample_rate, fmt.channels, seconds.unwrap_or(10.0))),
-    };
-    let mut channels: Vec<Vec<f32>> = vec![Vec::new(); fmt.channels];
-    let mut buf = vec![0.0f32; fmt.channels * 65536];
+    let inputs: Vec<String> = input.map(|p| p.display().to_string()).into_iter().collect();
+    let mut source = open_inputs(&graph, &inputs, seconds, 10.0)?.source;
+    let in_ch: usize = graph.inputs.iter().map(|e| e.channels).sum();
+    let graph_outputs: usize = graph.outputs.iter().map(|e| e.channels).sum();
+    let mut channels: Vec<Vec<f32>> = vec![Vec::new(); in_ch];
+    let mut buf = vec![0.0f32; in_ch * 65536];
     loop {
         let want = limit.map_or(65536, |l| (l - channels[0].len() as u64).min(65536)) as usize;
-        let got = source.read(&mut fxgraph::AudioOut::new(&mut buf, 65536, fmt.channels, want)).map_err(bad_input)?;
+        let got = source.read(&mut fxgraph::AudioOut::new(&mut buf, 65536, in_ch, want)).map_err(bad_input)?;
         for (c, ch) in channels.iter_mut().enumerate() {
             ch.extend_from_slice(&buf[c * 65536..c * 65536 + got]);
         }
@@ -63,7 +60,7 @@ pub(crate) fn run(
     let machine = machine.report();
     let report = engine.metrics();
     if let (Some(path), Some(levels)) = (plot, levels) {
-        let track = levels.finish(fmt.channels);
+        let track = levels.finish(graph_outputs);
         let title = graph_path.display().to_string();
         crate::picture::write_picture(
             path,

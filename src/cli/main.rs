@@ -34,10 +34,13 @@ enum Command {
     Render {
         /// The graph file (RON).
         graph: PathBuf,
-        /// Input WAV file; without it, the built-in demo signal (drums, bass, chords) is rendered.
+        /// Input audio file (WAV, FLAC, Ogg Vorbis, MP3), as `FILE` for the graph's first input or
+        /// `NAME=FILE` for its input NAME; once per input. Without one, the built-in demo signal (drums,
+        /// bass, chords) feeds the first input, and silence any other.
         #[arg(short, long)]
-        input: Option<PathBuf>,
-        /// Output WAV file [default: the graph's name with .wav, in the current directory].
+        input: Vec<String>,
+        /// Output WAV file, holding the graph's outputs' channels in order [default: the graph's name with
+        /// .wav, in the current directory].
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Frames per processing block.
@@ -253,7 +256,7 @@ fn main() -> ExitCode {
         Command::Render { graph, input, output, block, threads, seconds, format, metrics, allow_faults } => {
             render::run(
                 &graph,
-                input.as_deref(),
+                &input,
                 output,
                 block as usize,
                 threads,
@@ -362,6 +365,77 @@ pub(crate) fn positive_seconds(text: &str) -> Result<f64, String> {
 
 pub(crate) fn load(path: &Path) -> Result<Graph, Failure> {
     Graph::load(path).map_err(bad_input)
+}
+
+/// The audio a graph's inputs take: from `-i` arguments (`NAME=FILE` for a named input, a bare `FILE` for
+/// the first), each decoded and resampled to its input's format and cut to `limit_seconds`; the demo
+/// signal (`demo_seconds` long) on a first input no argument names, silence on any other.
+pub(crate) fn open_inputs(
+    graph: &Graph,
+    inputs: &[String],
+    limit_seconds: Option<f64>,
+    demo_seconds: f64,
+) -> Result<GraphInputs, Failure> {
+    use fxgraph::io::stream::{BlockSource, Limited, Merge, Silence};
+    let rate = graph.format.sample_rate;
+    let mut files: Vec<Option<PathBuf>> = vec![None; graph.inputs.len()];
+    for arg in inputs {
+        let (at, path) = match arg.split_once('=') {
+            Some((name, path)) if graph.inputs.iter().any(|e| e.name == name) => {
+                (graph.inputs.iter().position(|e| e.name == name).unwrap_or(0), PathBuf::from(path))
+            }
+            _ => (0, PathBuf::from(arg)),
+        };
+        if files[at].is_some() {
+            return Err(bad_input(anyhow::anyhow!(
+                "the graph's input `{}` is given twice (-i NAME=FILE names one of: {})",
+                graph.inputs[at].name,
+                graph.inputs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        files[at] = Some(path);
+    }
+    let limit = limit_seconds.map_or(u64::MAX, |s| (s * f64::from(rate)) as u64);
+    let mut parts: Vec<(Box<dyn BlockSource>, usize)> = Vec::new();
+    let mut total = None;
+    for (k, (endpoint, file)) in graph.inputs.iter().zip(&files).enumerate() {
+        let format = fxgraph::node::GraphFormat { sample_rate: rate, channels: endpoint.channels };
+        let source: Box<dyn BlockSource> = match file {
+            Some(path) => {
+                let source = fxgraph::io::decode::AudioFile::open(path, format).map_err(bad_input)?;
+                let note = source.conversion().to_owned();
+                if !note.is_empty() {
+                    eprintln!("note: {}: {note}", path.display());
+                }
+                Box::new(Limited::new(source, limit))
+            }
+            None if k == 0 => {
+                let seconds = limit_seconds.unwrap_or(demo_seconds);
+                Box::new(fxgraph::io::demo::DemoSignal::new(rate, endpoint.channels, seconds))
+            }
+            None => Box::new(Silence),
+        };
+        if k == 0 {
+            total = source.frames().map(|f| f.min(limit));
+        }
+        parts.push((source, endpoint.channels));
+    }
+    let source: Box<dyn BlockSource> = if parts.len() == 1 {
+        parts.pop().map(|(s, _)| s).ok_or_else(|| bad_input(anyhow::anyhow!("the graph has no input")))?
+    } else {
+        Box::new(Merge::new(parts))
+    };
+    Ok(GraphInputs { source, files: files.into_iter().flatten().collect(), frames: total })
+}
+
+/// What [`open_inputs`] opened.
+pub(crate) struct GraphInputs {
+    /// Every input's audio, side by side.
+    pub source: Box<dyn fxgraph::io::stream::BlockSource>,
+    /// The files named.
+    pub files: Vec<PathBuf>,
+    /// The frames the source will give, when known.
+    pub frames: Option<u64>,
 }
 
 /// The frames of one offline run (see `EngineOptions::batch`): with several threads, 16384, since each run

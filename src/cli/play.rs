@@ -2,11 +2,9 @@
 //! device, controlled line by line from stdin. Every command gets one line back on stdout, `ok ...` or
 //! `error: ...`; notices (watched-file reloads, plugin messages) go to stderr.
 
-use crate::{Failure, bad_input, default_threads, load};
+use crate::{Failure, bad_input, default_threads, load, open_inputs};
 use fxgraph::graph::preset::Preset;
-use fxgraph::io::decode::AudioFile;
-use fxgraph::io::demo::DemoSignal;
-use fxgraph::io::stream::{BlockSource, Limited};
+
 use fxgraph::play::{DeviceChoice, Player, PlayerOptions, list_devices};
 use fxgraph::{Engine, EngineOptions, ParamValue};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -85,22 +83,9 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         }
     }
     let graph = load(&graph_path)?;
-    let fmt = graph.format;
-    let source: Box<dyn BlockSource> = match &args.input {
-        Some(path) => {
-            let file = AudioFile::open(path, fmt).map_err(bad_input)?;
-            let note = file.conversion().to_owned();
-            let source: Box<dyn BlockSource> = Box::new(file);
-            if !note.is_empty() {
-                eprintln!("note: {}: {note}", path.display());
-            }
-            match args.seconds {
-                Some(s) => Box::new(Limited::new(source, (s * f64::from(fmt.sample_rate)) as u64)),
-                None => source,
-            }
-        }
-        None => Box::new(DemoSignal::new(fmt.sample_rate, fmt.channels, args.seconds.unwrap_or(30.0))),
-    };
+    let inputs: Vec<String> = args.input.iter().map(|p| p.display().to_string()).collect();
+    let source = open_inputs(&graph, &inputs, args.seconds, 30.0)?.source;
+    let out_channels: usize = graph.outputs.iter().map(|e| e.channels).sum();
     let buffer = args.buffer as usize;
     let options = EngineOptions {
         max_block: buffer.clamp(16, 4096),
@@ -139,7 +124,7 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         graph_path.display(),
         status.device,
         status.sample_rate,
-        fmt.channels,
+        out_channels,
         status.buffer_frames,
         status.ahead_frames
     );

@@ -1,10 +1,7 @@
 //! `fxgraph render`: a graph over a WAV file or the demo signal, into a WAV file, atomically.
 
-use crate::{Failure, Format, bad_input, default_threads, load, report_faults, start, write_atomically};
+use crate::{Failure, Format, bad_input, default_threads, load, open_inputs, report_faults, start, write_atomically};
 use fxgraph::control::render::render;
-use fxgraph::io::decode::AudioFile;
-use fxgraph::io::demo::DemoSignal;
-use fxgraph::io::stream::{BlockSource, Limited};
 use fxgraph::io::wav::{WavFormat, WavSink, same_file};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::IsTerminal;
@@ -15,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     graph_path: &Path,
-    input: Option<&Path>,
+    inputs: &[String],
     output: Option<PathBuf>,
     block: usize,
     threads: Option<u32>,
@@ -30,35 +27,19 @@ pub(crate) fn run(
         Some(o) => o,
         None => PathBuf::from(format!("{}.wav", graph_path.file_stem().map_or("out".into(), |s| s.to_string_lossy()))),
     };
-    for (what, path) in [("graph file", Some(graph_path)), ("input", input)] {
-        if let Some(path) = path
-            && same_file(path, &output)
-        {
+    // The source, and how many frames it will give (for the progress bar).
+    let crate::GraphInputs { mut source, files, frames: total } = open_inputs(&graph, inputs, seconds, 10.0)?;
+    for (what, path) in std::iter::once(("graph file", graph_path)).chain(files.iter().map(|f| ("input", f.as_path())))
+    {
+        if same_file(path, &output) {
             return Err(bad_input(anyhow::anyhow!(
                 "refusing to overwrite the {what} {}: choose another output with -o",
                 path.display()
             )));
         }
     }
-
-    // The source, and how many frames it will give (for the progress bar).
-    let (mut source, total): (Box<dyn BlockSource>, u64) = match input {
-        Some(path) => {
-            let source = AudioFile::open(path, fmt).map_err(bad_input)?;
-            let note = source.conversion().to_owned();
-            if !note.is_empty() {
-                eprintln!("note: {}: {note}", path.display());
-            }
-            let limit = seconds.map_or(u64::MAX, |s| (s * f64::from(fmt.sample_rate)) as u64);
-            let frames = source.frames().unwrap_or(0).min(limit);
-            (Box::new(Limited::new(source, limit)), frames)
-        }
-        None => {
-            let demo = DemoSignal::new(fmt.sample_rate, fmt.channels, seconds.unwrap_or(10.0));
-            let frames = demo.total_frames();
-            (Box::new(demo), frames)
-        }
-    };
+    let total = total.unwrap_or(0);
+    let out_channels: usize = graph.outputs.iter().map(|e| e.channels).sum();
 
     let threads = default_threads(threads);
     let (mut engine, mut audio) = start(graph, block, threads)?;
@@ -72,7 +53,7 @@ pub(crate) fn run(
         Format::S24 => WavFormat::I24,
         Format::S32 => WavFormat::I32,
     };
-    let mut sink = WavSink::create(&output, wav_format, fmt.channels, fmt.sample_rate)?;
+    let mut sink = WavSink::create(&output, wav_format, out_channels, fmt.sample_rate)?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
@@ -131,7 +112,11 @@ pub(crate) fn run(
     eprintln!(
         "rendered {:.2} s of {} through {} in {:.3} s ({:.0}x realtime, {} thread{}, block {}) -> {}",
         audio_s,
-        input.map_or("the demo signal".into(), |p| p.display().to_string()),
+        if files.is_empty() {
+            "the demo signal".to_string()
+        } else {
+            files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" + ")
+        },
         graph_path.display(),
         elapsed,
         audio_s / elapsed.max(1e-9),

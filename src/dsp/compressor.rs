@@ -97,6 +97,9 @@ pub struct Compressor {
     ramp_pos: usize,
     /// Whether to run the AVX2 + FMA kernels ([`super::fma_kernels`]).
     fma: bool,
+    /// Channels the gain applies to and the detector's channels (`start`, `len`), when they are not all
+    /// of the block's (a sidechain; see [`route`](Self::route)).
+    routed: Option<(usize, usize, usize)>,
 }
 
 /// The static curve's settings, as the per-frame code uses them.
@@ -138,7 +141,14 @@ impl Compressor {
             ramp_len: ramp_frames(RAMP_MS, sample_rate),
             ramp_pos: 0,
             fma: super::fma_kernels(),
+            routed: None,
         }
+    }
+
+    /// Applies the gain to the block's first `main` channels only, and detects the level on channels
+    /// `key` (a sidechain) instead of on every channel.
+    pub fn route(&mut self, main: usize, key: std::ops::Range<usize>) {
+        self.routed = Some((main, key.start, key.len()));
     }
 
     /// Runs the baseline kernels (a multiply and an add where the FMA kernels fuse them) even where the CPU
@@ -289,13 +299,17 @@ impl Compressor {
         let mut gains = std::mem::take(&mut self.gains);
         let g = &mut gains[..n];
         g.fill(0.0);
-        for c in 0..audio.channels() {
+        let (main, key) = match self.routed {
+            Some((main, start, len)) => (main, start..start + len),
+            None => (audio.channels(), 0..audio.channels()),
+        };
+        for c in key {
             for (p, x) in g.iter_mut().zip(audio.channel(c)) {
                 *p = super::max_abs(*p, *x);
             }
         }
         self.peaks_to_gains_with::<FMA>(g);
-        for c in 0..audio.channels() {
+        for c in 0..main {
             for (y, g) in audio.channel_mut(c).iter_mut().zip(g.iter()) {
                 *y *= g;
             }

@@ -776,15 +776,17 @@ pub(crate) fn resolve_widths(
             };
             sources.push(w);
         }
-        let width = |w: Width, any: usize| match w {
+        let width = |w: Width, widest: Option<usize>, ins: &[usize]| match w {
             Width::Fixed(n) => n,
             Width::Graph => graph_width,
-            Width::Any => any,
+            Width::Any => widest.unwrap_or(graph_width),
+            Width::Optional => widest.unwrap_or(0),
+            Width::Input(i) => ins.get(i).copied().unwrap_or(0),
         };
         let mut ins = Vec::with_capacity(ports.inputs.len());
         for (p, port) in ports.inputs.iter().enumerate() {
             let widest = links.iter().zip(&sources).filter(|(l, _)| l.to_port == p).map(|(_, &w)| w).max();
-            let w = width(port.width, widest.unwrap_or(0));
+            let w = width(port.width, widest, &ins);
             for (k, (l, &s)) in links.iter().zip(&sources).enumerate() {
                 if l.to_port == p && s != w && s != 1 {
                     return Err(WidthMismatch { node: Some(n), edge: k, from: s, to: w });
@@ -792,7 +794,7 @@ pub(crate) fn resolve_widths(
             }
             ins.push(w);
         }
-        let outs: Vec<usize> = ports.outputs.iter().map(|p| width(p.width, graph_width)).collect();
+        let outs: Vec<usize> = ports.outputs.iter().map(|p| width(p.width, None, &ins)).collect();
         let layout = Layout::new(&ins, &outs);
         layouts[n] = Some(layout);
         Ok(layout)

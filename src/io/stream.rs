@@ -53,6 +53,76 @@ impl BlockSource for super::demo::DemoSignal {
     }
 }
 
+/// Several sources side by side, for a graph with several inputs: each fills its own channels of a block
+/// (in order), the first one sets the length, and the others are padded with silence or cut to it.
+pub struct Merge {
+    parts: Vec<(Box<dyn BlockSource>, usize)>,
+}
+
+impl Merge {
+    /// Sources and their channels, in the order of the block's channels.
+    pub fn new(parts: Vec<(Box<dyn BlockSource>, usize)>) -> Self {
+        Self { parts }
+    }
+}
+
+impl BlockSource for Merge {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
+        let mut at = 0;
+        let mut got = out.frames();
+        for (k, (source, width)) in self.parts.iter_mut().enumerate() {
+            let mut part = out.channels_mut(at..at + *width);
+            if k == 0 {
+                got = source.read(&mut part)?;
+                for c in 0..*width {
+                    part.channel_mut(c)[got..].fill(0.0);
+                }
+            } else {
+                // Read until the first source's frames are filled or this one ends.
+                let mut filled = 0;
+                while filled < got {
+                    let n = source.read(&mut part.slice_mut(filled, got - filled))?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                for c in 0..*width {
+                    part.channel_mut(c)[filled..].fill(0.0);
+                }
+            }
+            at += *width;
+        }
+        Ok(got)
+    }
+
+    fn frames(&self) -> Option<u64> {
+        self.parts.first().and_then(|(s, _)| s.frames())
+    }
+
+    fn seek(&mut self, frame: u64) -> Result<()> {
+        for (source, _) in &mut self.parts {
+            source.seek(frame)?;
+        }
+        Ok(())
+    }
+}
+
+/// Silence, for as long as it is read.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silence;
+
+impl BlockSource for Silence {
+    fn read(&mut self, out: &mut AudioOut<'_>) -> Result<usize> {
+        out.fill_zero();
+        Ok(out.frames())
+    }
+
+    fn seek(&mut self, _frame: u64) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// Plays planar vectors (for tests, benchmarks and embedding).
 #[derive(Debug, Clone, Default)]
 pub struct MemorySource {

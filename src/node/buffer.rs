@@ -184,6 +184,36 @@ impl<'a> AudioOut<'a> {
         }
     }
 
+    /// Channels `range` only: a port's channels in a node's block.
+    ///
+    /// # Panics
+    /// If `range` is not within the view's channels.
+    pub fn channels_mut(&mut self, range: std::ops::Range<usize>) -> AudioOut<'_> {
+        assert!(range.start <= range.end && range.end <= self.channels, "channels {range:?} of {}", self.channels);
+        // SAFETY: the view's own channels `range`, borrowed exclusively as long as `self` is.
+        let data = unsafe { self.data.add(range.start * self.stride) };
+        AudioOut { data, stride: self.stride, channels: range.len(), frames: self.frames, _borrow: PhantomData }
+    }
+
+    /// Copies channel `from` over channel `to` (a no-op when they are the same).
+    ///
+    /// # Panics
+    /// If either is not a channel of the view.
+    pub fn copy_channel(&mut self, from: usize, to: usize) {
+        assert!(from < self.channels && to < self.channels, "channels {from}, {to} of {}", self.channels);
+        if from != to {
+            // SAFETY: two different channels of the view: disjoint (`frames <= stride`), both borrowed
+            // exclusively through `self`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.data.add(from * self.stride),
+                    self.data.add(to * self.stride),
+                    self.frames,
+                );
+            }
+        }
+    }
+
     /// Copies `input` into this block (same channel count and length).
     pub fn copy_from(&mut self, input: &AudioIn<'_>) {
         for c in 0..self.channels {

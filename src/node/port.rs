@@ -19,9 +19,15 @@ pub enum Width {
     Fixed(usize),
     /// The graph's width (its `channels`).
     Graph,
-    /// Inputs only: as many as what feeds the port (the widest of its edges); 0 when nothing does, so
-    /// an unconnected `Any` port is absent (a compressor's sidechain).
+    /// Inputs: as many as what feeds the port (the widest of its edges), the graph's width when nothing
+    /// does. An effect's input, so that a mono path stays mono. (On an output: the graph's width.)
     Any,
+    /// Inputs: as many as what feeds the port; 0 when nothing does, so an unconnected port is absent (a
+    /// compressor's sidechain). (On an output: 0.)
+    Optional,
+    /// As wide as input port `i` (an effect's output follows its input). On an input, `i` must be an
+    /// earlier port.
+    Input(usize),
 }
 
 /// One named port.
@@ -51,9 +57,15 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// One input `in` and one output `out`, both of the graph's width: every effect.
+    /// One input `in` and one output `out`, both of the graph's width: the default, and every plugin.
     pub fn effect() -> Self {
         Self { inputs: vec![Port::new("in", Width::Graph)], outputs: vec![Port::new("out", Width::Graph)] }
+    }
+
+    /// One input `in` of any width and an output `out` as wide: a built-in effect, which works on
+    /// whatever feeds it (the graph's width when nothing does).
+    pub fn follow() -> Self {
+        Self { inputs: vec![Port::new("in", Width::Any)], outputs: vec![Port::new("out", Width::Input(0))] }
     }
 
     /// The input called `name`.
@@ -152,9 +164,10 @@ impl Layout {
         self.input_channels().max(self.output_channels())
     }
 
-    /// Whether the node is an effect on `channels` (one input and one output of that width).
+    /// Whether the node is an effect: one output, as wide as its first input, and no other input
+    /// connected (a compressor whose sidechain nothing feeds is one).
     pub fn is_effect(&self) -> bool {
-        self.n_in == 1 && self.n_out == 1 && self.ins[0] == self.outs[0]
+        self.n_in >= 1 && self.n_out == 1 && self.ins[0] == self.outs[0] && self.input_channels() == self.input(0)
     }
 }
 

@@ -13,14 +13,18 @@ use crate::node::{
     BuildContext, GraphFormat, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, ProcessConfig, Processor,
     RAMP_MS, Smoothing,
 };
-use crate::node::{NodeKind, Registry};
+use crate::node::{Layout, NodeKind, Port, Ports, Registry, Width};
 use bevy_ecs::component::Component;
 use serde::{Deserialize, Serialize};
 
 pub(crate) fn register(registry: &mut Registry) {
     let kinds = [
         NodeKind::new::<EqParams>("Eq", "cascade of RBJ-cookbook biquad bands"),
-        NodeKind::new::<CompressorParams>("Compressor", "feed-forward stereo-linked compressor with soft knee"),
+        NodeKind::new::<CompressorParams>(
+            "Compressor",
+            "feed-forward stereo-linked compressor with soft knee; optional sidechain input",
+        ),
+        NodeKind::new::<GateParams>("Gate", "noise gate with hold and range; optional sidechain input"),
         NodeKind::new::<LimiterParams>("Limiter", "lookahead brickwall limiter"),
         NodeKind::new::<GainParams>("Gain", "gain"),
         NodeKind::new::<StereoWidthParams>("StereoWidth", "mid/side stereo width"),
@@ -154,7 +158,7 @@ macro_rules! fixed_spec {
 }
 
 /// Checks `0 < freq < Nyquist`.
-fn frequency(freq_hz: f64, format: &GraphFormat) -> Result<(), String> {
+pub(super) fn frequency(freq_hz: f64, format: &GraphFormat) -> Result<(), String> {
     let nyquist = format.nyquist_hz();
     if freq_hz.is_finite() && freq_hz > 0.0 && freq_hz < nyquist {
         Ok(())
@@ -168,7 +172,7 @@ fn frequency(freq_hz: f64, format: &GraphFormat) -> Result<(), String> {
 
 /// The DSP behind a built-in node, as [`Node`] drives it: the processor lifecycle without the
 /// boilerplate every built-in kind would repeat.
-trait Dsp: Send + 'static {
+pub(super) trait Dsp: Send + 'static {
     /// Allocates for `config` (control side).
     fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError>;
     /// Clears all state (at start, and for a seek).
@@ -182,7 +186,7 @@ trait Dsp: Send + 'static {
 }
 
 /// A built-in node's processor: its [`Dsp`] behind the [`Processor`] contract.
-struct Node<D>(D);
+pub(super) struct Node<D>(pub(super) D);
 
 impl<D: Dsp> Processor for Node<D> {
     fn initialize(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
@@ -306,6 +310,10 @@ impl NodeSpec for EqParams {
         self.bands.iter().map(|b| format!("{:?}", b.kind)).collect::<Vec<_>>().join(",")
     }
 
+    fn ports(&self, _format: &GraphFormat) -> Ports {
+        Ports::follow()
+    }
+
     spec_boilerplate!();
 }
 
@@ -340,8 +348,28 @@ impl Dsp for Cascade {
     }
 }
 
+/// The ports of a node whose detector may read a sidechain: `in` of any width and `out` as wide, and an
+/// optional `sidechain` of any width. When it is connected the detector reads it instead of `in`.
+fn keyed_ports() -> Ports {
+    Ports {
+        inputs: vec![Port::new("in", Width::Any), Port::new("sidechain", Width::Optional)],
+        outputs: vec![Port::new("out", Width::Input(0))],
+    }
+}
+
+/// The channels a keyed node applies its gain to, and those its detector reads, in its block.
+fn keyed_channels(layout: &Layout) -> (usize, std::ops::Range<usize>) {
+    let main = layout.input(0);
+    match layout.input(1) {
+        0 => (main, 0..main),
+        key => (main, main..main + key),
+    }
+}
+
 fixed_params! {
     /// `Compressor(...)`: feed-forward, stereo-linked (one gain for all channels, from the loudest one).
+    /// Its detector reads the `sidechain` input port instead of `in` when that is connected (ducking, a
+    /// de-esser keyed by a band).
     pub struct CompressorParams {
         /// Level where compression starts (center of the knee), -96..=0 dBFS.
         threshold_db: "dB", -96.0, Upper::To(0.0), Ramp;
@@ -386,6 +414,10 @@ impl NodeSpec for CompressorParams {
         Ok(Box::new(Node(CompressorDsp(Compressor::new(&self.settings(), ctx.format.sample_rate), params))))
     }
 
+    fn ports(&self, _format: &GraphFormat) -> Ports {
+        keyed_ports()
+    }
+
     fixed_spec!();
 }
 
@@ -395,6 +427,10 @@ struct CompressorDsp(Compressor, Vec<Option<CompressorParam>>);
 impl Dsp for CompressorDsp {
     fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
         self.0.prepare(config.max_block);
+        if config.layout.input(1) > 0 {
+            let (main, key) = keyed_channels(&config.layout);
+            self.0.route(main, key);
+        }
         Ok(())
     }
 
@@ -446,6 +482,10 @@ impl NodeSpec for LimiterParams {
             release: Self::index_of("release_ms"),
         };
         Ok(Box::new(Node(dsp)))
+    }
+
+    fn ports(&self, _format: &GraphFormat) -> Ports {
+        Ports::follow()
     }
 
     fixed_spec!();
@@ -508,6 +548,10 @@ impl NodeSpec for GainParams {
         Ok(Box::new(Node(GainDsp(RampedGain::new(crate::dsp::db_to_gain(self.gain_db), len)))))
     }
 
+    fn ports(&self, _format: &GraphFormat) -> Ports {
+        Ports::follow()
+    }
+
     fixed_spec!();
 }
 
@@ -534,7 +578,7 @@ impl Dsp for GainDsp {
 }
 
 fixed_params! {
-    /// `StereoWidth(width)`: mid/side width, 0..=4 (0 = mono, 1 = unchanged), ramped. Needs a stereo graph.
+    /// `StereoWidth(width)`: mid/side width, 0..=4 (0 = mono, 1 = unchanged), ramped. Its ports are stereo.
     pub struct StereoWidthParams {
         /// The side's gain against the mid's, 0..=4.
         width: "", 0.0, Upper::To(4.0), Ramp;
@@ -547,13 +591,11 @@ impl NodeSpec for StereoWidthParams {
     }
 
     fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
-        if ctx.format.channels != 2 {
-            return Err(ParamError::new(
-                "width",
-                format!("needs a stereo graph (this graph has {} channels)", ctx.format.channels),
-            ));
-        }
         self.check_fields(&ctx.format)
+    }
+
+    fn ports(&self, _format: &GraphFormat) -> Ports {
+        Ports { inputs: vec![Port::new("in", Width::Fixed(2))], outputs: vec![Port::new("out", Width::Fixed(2))] }
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
@@ -642,6 +684,10 @@ macro_rules! shelf_kind {
                 Ok(Box::new(Node(Cascade { cascade, shelf: true })))
             }
 
+            fn ports(&self, _format: &GraphFormat) -> Ports {
+                Ports::follow()
+            }
+
             fixed_spec!();
         }
     };
@@ -649,3 +695,129 @@ macro_rules! shelf_kind {
 
 shelf_kind!(BassBoostParams, "BassBoost", BandKind::LowShelf);
 shelf_kind!(TrebleBoostParams, "TrebleBoost", BandKind::HighShelf);
+
+fixed_params! {
+    /// `Gate(threshold_db, attack_ms, hold_ms, release_ms, range_db)`: a noise gate. It opens while the
+    /// detector's peak (over every channel it reads) is at or above the threshold, stays open for the hold
+    /// time after it falls below, then closes to `range_db`; the gain moves towards its target with the
+    /// attack time constant when opening and the release one when closing. The detector reads the
+    /// `sidechain` input port instead of `in` when that is connected.
+    pub struct GateParams {
+        /// Level that opens the gate, -96..=0 dBFS.
+        threshold_db: "dB", -96.0, Upper::To(0.0), Step;
+        /// Time constant of opening, 0..=1000 ms.
+        attack_ms: "ms", 0.0, Upper::To(1000.0), Step;
+        /// How long the gate stays open after the level falls below the threshold, 0..=5000 ms.
+        hold_ms: "ms", 0.0, Upper::To(5000.0), Step;
+        /// Time constant of closing, 0..=5000 ms.
+        release_ms: "ms", 0.0, Upper::To(5000.0), Step;
+        /// Gain when closed, -96..=0 dB.
+        range_db: "dB", -96.0, Upper::To(0.0), Step;
+    }
+}
+
+impl NodeSpec for GateParams {
+    fn kind(&self) -> &'static str {
+        "Gate"
+    }
+
+    fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        self.check_fields(&ctx.format)
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
+        let mut dsp = GateDsp {
+            sample_rate: ctx.format.sample_rate,
+            threshold: 0.0,
+            attack: 0.0,
+            release: 0.0,
+            hold: 0,
+            floor: 0.0,
+            gain: 1.0,
+            held: 0,
+            main: 0,
+            key: 0..0,
+            gains: Vec::new(),
+        };
+        for (i, f) in Self::FIELDS.iter().enumerate() {
+            dsp.set(i, self.value(i).unwrap_or(f.min));
+        }
+        dsp.gain = dsp.floor;
+        Ok(Box::new(Node(dsp)))
+    }
+
+    fn ports(&self, _format: &GraphFormat) -> Ports {
+        keyed_ports()
+    }
+
+    fixed_spec!();
+}
+
+/// A gate's state and settings (levels and gains linear, times as one-pole coefficients and frames).
+struct GateDsp {
+    sample_rate: u32,
+    threshold: f32,
+    attack: f32,
+    release: f32,
+    hold: u64,
+    floor: f32,
+    /// The gain now, and frames left of the hold.
+    gain: f32,
+    held: u64,
+    main: usize,
+    key: std::ops::Range<usize>,
+    gains: Vec<f32>,
+}
+
+impl Dsp for GateDsp {
+    fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
+        (self.main, self.key) = keyed_channels(&config.layout);
+        self.gains = vec![0.0; config.max_block];
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.gain = self.floor;
+        self.held = 0;
+    }
+
+    fn run(&mut self, audio: &mut AudioOut<'_>) {
+        let n = audio.frames();
+        let g = &mut self.gains[..n];
+        g.fill(0.0);
+        for c in self.key.clone() {
+            for (p, x) in g.iter_mut().zip(audio.channel(c)) {
+                *p = crate::dsp::max_abs(*p, *x);
+            }
+        }
+        let (mut gain, mut held) = (self.gain, self.held);
+        for v in g.iter_mut() {
+            if *v >= self.threshold {
+                held = self.hold + 1;
+            }
+            held = held.saturating_sub(1);
+            let open = *v >= self.threshold || held > 0;
+            let (target, coeff) = if open { (1.0, self.attack) } else { (self.floor, self.release) };
+            gain = target + coeff * (gain - target);
+            *v = gain;
+        }
+        (self.gain, self.held) = (crate::dsp::denormal::flush(gain), held);
+        for c in 0..self.main {
+            for (y, g) in audio.channel_mut(c).iter_mut().zip(g.iter()) {
+                *y *= g;
+            }
+        }
+    }
+
+    fn set(&mut self, index: usize, value: f64) {
+        let sr = self.sample_rate;
+        match GateParams::FIELDS.get(index).map(|f| f.name) {
+            Some("threshold_db") => self.threshold = crate::dsp::db_to_gain(value) as f32,
+            Some("attack_ms") => self.attack = crate::dsp::one_pole_coeff(value, sr),
+            Some("hold_ms") => self.hold = (value * 1e-3 * f64::from(sr)).round() as u64,
+            Some("release_ms") => self.release = crate::dsp::one_pole_coeff(value, sr),
+            Some("range_db") => self.floor = crate::dsp::db_to_gain(value) as f32,
+            _ => {}
+        }
+    }
+}

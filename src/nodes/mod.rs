@@ -7,6 +7,7 @@ pub mod builtin;
 #[cfg(target_os = "linux")]
 pub mod native;
 pub mod plugin;
+pub mod routing;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 
@@ -15,6 +16,7 @@ pub mod wasm;
 pub fn registry() -> Registry {
     let mut registry = Registry::new();
     builtin::register(&mut registry);
+    routing::register(&mut registry);
     #[cfg(feature = "wasm")]
     wasm::register(&mut registry);
     #[cfg(target_os = "linux")]

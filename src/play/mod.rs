@@ -212,7 +212,9 @@ struct Renderer {
     ring: rtrb::Producer<f32>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<RenderCommand>,
+    /// The graph's output channels (the ring's frames), and its input channels.
     channels: usize,
+    in_channels: usize,
     block: usize,
     input: Vec<f32>,
     output: Vec<f32>,
@@ -267,8 +269,8 @@ impl Renderer {
     }
 
     fn render_block(&mut self) -> Result<()> {
-        let (ch, block) = (self.channels, self.block);
-        let got = self.source.read(&mut AudioOut::new(&mut self.input, block, ch, block))?;
+        let (ch, in_ch, block) = (self.channels, self.in_channels, self.block);
+        let got = self.source.read(&mut AudioOut::new(&mut self.input, block, in_ch, block))?;
         if got > 0 {
             self.wrapped = false;
         }
@@ -283,7 +285,7 @@ impl Renderer {
                 }
             } else {
                 let pad = (block - got).min(self.tail);
-                for c in 0..ch {
+                for c in 0..in_ch {
                     self.input[c * block + got..c * block + got + pad].fill(0.0);
                 }
                 self.tail -= pad;
@@ -295,7 +297,7 @@ impl Renderer {
             }
         }
         self.audio.process(
-            &AudioIn::new(&self.input, block, ch, frames),
+            &AudioIn::new(&self.input, block, in_ch, frames),
             &mut AudioOut::new(&mut self.output, block, ch, frames),
         );
         let drop = self.skip.min(frames);
@@ -486,8 +488,9 @@ pub struct Player {
 
 impl Player {
     /// Starts playing `source` through the graph whose halves are `engine` and `audio` (from
-    /// [`Engine::new`]); the source must have the graph's rate and channels (see
-    /// [`AudioFile`](crate::io::decode::AudioFile)). Returns once the ring is filled and the device runs.
+    /// [`Engine::new`]); the source must have the graph's rate and its inputs' channels (see
+    /// [`AudioFile`](crate::io::decode::AudioFile) and [`Merge`](crate::io::stream::Merge)); the device
+    /// plays the graph's outputs' channels. Returns once the ring is filled and the device runs.
     ///
     /// # Errors
     /// [`Error::NoDevice`] for a device that does not exist or cannot play the graph's format,
@@ -499,7 +502,7 @@ impl Player {
         options: PlayerOptions,
     ) -> Result<Player> {
         let format = engine.format();
-        let channels = format.channels;
+        let (channels, in_channels) = (audio.output_channels(), audio.input_channels());
         if !(16..=65_536).contains(&options.buffer_frames) {
             return Err(Error::Options(format!(
                 "the buffer must be 16 to 65536 frames (got {})",
@@ -530,8 +533,9 @@ impl Player {
             shared: shared.clone(),
             commands: receiver,
             channels,
+            in_channels,
             block,
-            input: vec![0.0; block * channels],
+            input: vec![0.0; block * in_channels],
             output: vec![0.0; block * channels],
             latency,
             skip: latency,
