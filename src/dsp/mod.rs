@@ -41,6 +41,7 @@ pub mod biquad;
 pub mod compressor;
 pub mod denormal;
 pub mod fastmath;
+pub mod lanes;
 pub mod limiter;
 pub mod simple;
 pub mod smooth;

@@ -195,6 +195,18 @@ impl<'a> AudioOut<'a> {
         AudioOut { data, stride: self.stride, channels: range.len(), frames: self.frames, _borrow: PhantomData }
     }
 
+    /// Channels `start..start + N` at once, each to write.
+    ///
+    /// # Panics
+    /// If they are not all channels of the view.
+    pub fn channel_array_mut<const N: usize>(&mut self, start: usize) -> [&mut [f32]; N] {
+        assert!(start + N <= self.channels, "channels {start}..{} of {}", start + N, self.channels);
+        let (data, stride, frames) = (self.data, self.stride, self.frames);
+        // SAFETY: `N` different channels of the view: disjoint (`frames <= stride`), and borrowed
+        // exclusively as long as `self` is.
+        std::array::from_fn(|i| unsafe { std::slice::from_raw_parts_mut(data.add((start + i) * stride), frames) })
+    }
+
     /// Copies channel `from` over channel `to` (a no-op when they are the same).
     ///
     /// # Panics

@@ -7,7 +7,8 @@
 
 use super::builtin::{Dsp, Node, frequency};
 use super::spec_boilerplate;
-use crate::dsp::biquad::{BandKind, BandSettings, BiquadCascade};
+use crate::dsp::biquad::{BandKind, Coeffs};
+use crate::dsp::lanes::LaneBank;
 use crate::dsp::smooth::{Ramp, ramp_frames, ramp_gains};
 use crate::node::{
     AudioOut, BuildContext, GraphFormat, Layout, NodeError, NodeKind, NodeSpec, ParamError, ParamInfo, Port, Ports,
@@ -447,9 +448,7 @@ impl NodeSpec for CrossoverParams {
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
-        let mut dsp = CrossoverDsp { channels: 0, ops: Vec::new(), stages: Vec::new() };
-        dsp.split(0, self.freqs_hz.len(), &self.freqs_hz, ctx.format.sample_rate);
-        Ok(Box::new(Node(dsp)))
+        Ok(Box::new(Node(CrossoverDsp::new(&self.freqs_hz, ctx.format.sample_rate))))
     }
 
     fn ports(&self, _format: &GraphFormat) -> Ports {
@@ -484,74 +483,66 @@ impl NodeSpec for CrossoverParams {
     spec_boilerplate!();
 }
 
-/// One step of a crossover's program.
-#[derive(Debug, Clone, Copy)]
-enum CrossoverOp {
-    /// Copy band `from`'s channels over band `to`'s.
-    Copy { from: usize, to: usize },
-    /// Run stage `stage` over band `band`'s channels.
-    Filter { band: usize, stage: usize },
-}
-
-/// A crossover: the tree as a program of copies and filter stages over the bands' channels.
+/// A crossover: every band's whole path of filters from the input (the tree's splits on its way, with
+/// their all-passes) as one chain, all bands of all channels in one [`LaneBank`].
 struct CrossoverDsp {
+    /// Each band's chain.
+    chains: Vec<Vec<Coeffs>>,
     channels: usize,
-    ops: Vec<CrossoverOp>,
-    stages: Vec<BiquadCascade>,
+    bank: LaneBank,
+    /// The input, copied out of the block before the bands overwrite it.
+    input: Vec<f32>,
 }
 
 impl CrossoverDsp {
-    /// Appends the program that splits the signal in band `lo`'s channels into bands `lo..=hi`.
-    fn split(&mut self, lo: usize, hi: usize, freqs: &[f64], sample_rate: u32) {
-        if lo >= hi {
-            return;
+    fn new(freqs: &[f64], sample_rate: u32) -> Self {
+        let chains = (0..=freqs.len()).map(|k| Self::path(freqs, k, f64::from(sample_rate))).collect();
+        Self { chains, channels: 0, bank: LaneBank::new(&[]), input: Vec::new() }
+    }
+
+    /// Band `k`'s filters: at each split of the bands `lo..=hi` on its way, at `freqs[m]` with
+    /// `m = (lo + hi) / 2`, the LR4 low-pass and the all-passes of the high side's splits (band `k <= m`),
+    /// or the LR4 high-pass and the all-passes of the low side's splits.
+    fn path(freqs: &[f64], k: usize, sr: f64) -> Vec<Coeffs> {
+        let q = std::f64::consts::FRAC_1_SQRT_2;
+        let (mut lo, mut hi, mut chain) = (0, freqs.len(), Vec::new());
+        while lo < hi {
+            let m = (lo + hi) / 2;
+            let (pass, others) = if k <= m { (BandKind::LowPass, m + 1..hi) } else { (BandKind::HighPass, lo..m) };
+            chain.push(Coeffs::cookbook(pass, freqs[m], 0.0, q, sr));
+            chain.push(Coeffs::cookbook(pass, freqs[m], 0.0, q, sr));
+            chain.extend(freqs[others].iter().map(|&f| Coeffs::cookbook(BandKind::AllPass, f, 0.0, q, sr)));
+            if k <= m {
+                hi = m;
+            } else {
+                lo = m + 1;
+            }
         }
-        let m = (lo + hi) / 2;
-        let band = |kind, freq_hz| BandSettings { kind, freq_hz, gain_db: 0.0, q: std::f64::consts::FRAC_1_SQRT_2 };
-        let side = |pass, others: &[f64]| {
-            let mut bands = vec![band(pass, freqs[m]), band(pass, freqs[m])];
-            bands.extend(others.iter().map(|&f| band(BandKind::AllPass, f)));
-            BiquadCascade::new(bands, sample_rate)
-        };
-        self.ops.push(CrossoverOp::Copy { from: lo, to: m + 1 });
-        self.stages.push(side(BandKind::LowPass, &freqs[m + 1..hi]));
-        self.ops.push(CrossoverOp::Filter { band: lo, stage: self.stages.len() - 1 });
-        self.stages.push(side(BandKind::HighPass, &freqs[lo..m]));
-        self.ops.push(CrossoverOp::Filter { band: m + 1, stage: self.stages.len() - 1 });
-        self.split(lo, m, freqs, sample_rate);
-        self.split(m + 1, hi, freqs, sample_rate);
+        chain
     }
 }
 
 impl Dsp for CrossoverDsp {
     fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
         self.channels = config.layout.input(0);
-        for s in &mut self.stages {
-            s.prepare(self.channels, config.max_block);
-        }
+        let lanes: Vec<Vec<Coeffs>> =
+            self.chains.iter().flat_map(|chain| std::iter::repeat_n(chain.clone(), self.channels)).collect();
+        self.bank = LaneBank::new(&lanes);
+        self.bank.prepare(config.max_block);
+        self.input = vec![0.0; self.channels * config.max_block];
         Ok(())
     }
 
     fn clear(&mut self) {
-        for s in &mut self.stages {
-            s.reset();
-        }
+        self.bank.reset();
     }
 
     fn run(&mut self, audio: &mut AudioOut<'_>) {
-        let ch = self.channels;
-        for op in &self.ops {
-            match *op {
-                CrossoverOp::Copy { from, to } => {
-                    for c in 0..ch {
-                        audio.copy_channel(from * ch + c, to * ch + c);
-                    }
-                }
-                CrossoverOp::Filter { band, stage } => {
-                    self.stages[stage].process(&mut audio.channels_mut(band * ch..(band + 1) * ch));
-                }
-            }
+        let (n, ch) = (audio.frames(), self.channels);
+        for c in 0..ch {
+            self.input[c * n..(c + 1) * n].copy_from_slice(audio.channel(c));
         }
+        self.bank.process(&self.input[..ch * n], ch, audio);
     }
 
     fn set(&mut self, _index: usize, _value: f64) {}
