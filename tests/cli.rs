@@ -1295,3 +1295,75 @@ fn fuzzer_findings_stay_fixed() {
         let _ = fxgraph::nodes::wasm::try_module(&bytes, &manifest, &[], &config);
     }
 }
+
+/// A WAV of 32-bit floats: `channels` planar vectors, interleaved.
+fn float_wav(path: &Path, rate: u32, channels: &[Vec<f32>]) {
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
+    for n in 0..channels[0].len() {
+        for c in channels {
+            w.write_sample(c[n]).expect("write");
+        }
+    }
+    w.finalize().expect("finalize");
+}
+
+fn read_planar(path: &Path) -> Vec<Vec<f32>> {
+    let r = hound::WavReader::open(path).expect("wav");
+    let ch = usize::from(r.spec().channels);
+    let samples: Vec<f32> = r.into_samples::<f32>().map(|s| s.expect("sample")).collect();
+    (0..ch).map(|c| samples.iter().skip(c).step_by(ch).copied().collect()).collect()
+}
+
+#[test]
+fn render_feeds_named_inputs_from_files_and_folds_5_1_to_stereo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let noise = |seed: u32, len: usize| -> Vec<f32> {
+        (0..len)
+            .map(|n| ((n as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5)
+            .collect()
+    };
+    // Six channels, L R C LFE Ls Rs, folded by ITU-R BS.775.
+    let surround: Vec<Vec<f32>> = (0..6).map(|c| noise(c * 977, 4800)).collect();
+    float_wav(&dir.path().join("six.wav"), 48000, &surround);
+    let k = std::f64::consts::FRAC_1_SQRT_2;
+    std::fs::write(
+        dir.path().join("fold.ron"),
+        format!(
+            r#"(sample_rate: 48000, inputs: {{"surround": 6}}, outputs: {{"stereo": 2}},
+                nodes: {{ "fold": Mixer(gains: [[1.0, 0.0, {k}, 0.0, {k}, 0.0], [0.0, 1.0, {k}, 0.0, 0.0, {k}]]) }},
+                edges: [("input", "fold"), ("fold", "output")])"#
+        ),
+    )
+    .expect("write");
+    let o = fxgraph(&["render", "fold.ron", "-i", "surround=six.wav", "-o", "two.wav"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let y = read_planar(&dir.path().join("two.wav"));
+    assert_eq!((y.len(), y[0].len()), (2, 4800));
+    let x = |c: usize, n: usize| f64::from(surround[c][n]);
+    for (n, (yl, yr)) in y[0].iter().zip(&y[1]).enumerate() {
+        let (l, r) = (x(0, n) + k * (x(2, n) + x(4, n)), x(1, n) + k * (x(2, n) + x(5, n)));
+        assert!((f64::from(*yl) - l).abs() < 1e-6 && (f64::from(*yr) - r).abs() < 1e-6, "frame {n}");
+    }
+    // The ducking graph: music and voice from files by name; the output is as long as the music.
+    float_wav(&dir.path().join("music.wav"), 48000, &[noise(1, 9600), noise(2, 9600)]);
+    float_wav(&dir.path().join("voice.wav"), 44100, &[noise(3, 2000)]);
+    let ducking = repo().join("graphs/ducking.ron");
+    let g = ducking.to_str().expect("utf-8");
+    let o = fxgraph(&["render", g, "-i", "voice=voice.wav", "-i", "music=music.wav", "-o", "mix.wav"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("voice.wav: resampled from 44100 Hz"), "{}", stderr(&o));
+    let mix = read_planar(&dir.path().join("mix.wav"));
+    assert_eq!((mix.len(), mix[0].len()), (2, 9600));
+    // A bare file feeds the first input; naming an input twice, or one the graph lacks, is refused.
+    let o = fxgraph(&["render", g, "-i", "music.wav", "-o", "bare.wav"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fxgraph(&["render", g, "-i", "music.wav", "-i", "music=music.wav", "-o", "x.wav"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("the graph's input `music` is given twice"), "{}", stderr(&o));
+}

@@ -467,3 +467,38 @@ fn a_failing_device_is_reported_and_playback_stops() {
         &err[err.len().saturating_sub(2000)..]
     );
 }
+
+#[test]
+fn a_graph_without_a_rate_plays_at_the_rate_it_is_given_and_renders_at_its_input_s() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("free.ron"),
+        r#"(channels: 2, nodes: { "eq": Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 3.0, q: 1.0)]) },
+            edges: [("input", "eq"), ("eq", "output")])"#,
+    )
+    .expect("write");
+    sine_wav(&dir.path().join("in44.wav"), 44100, 440.0, 0.3, 1.0);
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run fxgraph");
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    // The null device follows --rate; the graph is prepared at it (nothing resamples its output).
+    for rate in ["44100", "96000"] {
+        let rec = format!("rec{rate}.wav");
+        run(&["play", "free.ron", "--device", "null", "--rate", rate, "--seconds", "0.5", "--record", &rec]);
+        let (got, samples) = read_interleaved(&dir.path().join(&rec));
+        assert_eq!(got.to_string(), rate);
+        assert!(samples.len() / 2 >= got as usize / 4, "{} frames recorded at {got} Hz", samples.len() / 2);
+    }
+    // Without --rate the null device plays at the input's rate, and render runs at it too.
+    run(&["play", "free.ron", "in44.wav", "--device", "null", "--seconds", "0.5", "--record", "rec.wav"]);
+    assert_eq!(read_interleaved(&dir.path().join("rec.wav")).0, 44100);
+    run(&["render", "free.ron", "-i", "in44.wav", "-o", "out.wav"]);
+    let (rate, out) = read_interleaved(&dir.path().join("out.wav"));
+    assert_eq!((rate, out.len() / 2), (44100, 44100), "the input's rate and length, nothing resampled");
+}

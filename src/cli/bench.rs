@@ -1,6 +1,6 @@
 //! `fxgraph bench`: the demo signal through a graph with no file output; speed, timing, load, levels.
 
-use crate::{Failure, bad_input, default_threads, load, open_inputs, report_faults, start};
+use crate::{Failure, bad_input, default_threads, load, open_inputs, prepare_rate, report_faults, start};
 use fxgraph::control::render::render;
 use std::path::Path;
 
@@ -15,13 +15,13 @@ pub(crate) fn run(
     plot: Option<&Path>,
     allow_faults: bool,
 ) -> Result<(), Failure> {
-    let graph = load(graph_path)?;
+    let inputs: Vec<String> = input.map(|p| p.display().to_string()).into_iter().collect();
+    let graph = prepare_rate(load(graph_path)?, &inputs, None, fxgraph::graph::DEFAULT_RATE)?;
     let fmt = graph.format;
     let threads = default_threads(threads);
     // The signal is in memory before the engine starts and timing begins, so only the engine's processing
     // (and allocations) are measured.
     let limit = seconds.map(|s| (s * f64::from(fmt.sample_rate)) as u64);
-    let inputs: Vec<String> = input.map(|p| p.display().to_string()).into_iter().collect();
     let mut source = open_inputs(&graph, &inputs, seconds, 10.0)?.source;
     let in_ch: usize = graph.inputs.iter().map(|e| e.channels).sum();
     let graph_outputs: usize = graph.outputs.iter().map(|e| e.channels).sum();

@@ -378,23 +378,7 @@ pub(crate) fn open_inputs(
 ) -> Result<GraphInputs, Failure> {
     use fxgraph::io::stream::{BlockSource, Limited, Merge, Silence};
     let rate = graph.format.sample_rate;
-    let mut files: Vec<Option<PathBuf>> = vec![None; graph.inputs.len()];
-    for arg in inputs {
-        let (at, path) = match arg.split_once('=') {
-            Some((name, path)) if graph.inputs.iter().any(|e| e.name == name) => {
-                (graph.inputs.iter().position(|e| e.name == name).unwrap_or(0), PathBuf::from(path))
-            }
-            _ => (0, PathBuf::from(arg)),
-        };
-        if files[at].is_some() {
-            return Err(bad_input(anyhow::anyhow!(
-                "the graph's input `{}` is given twice (-i NAME=FILE names one of: {})",
-                graph.inputs[at].name,
-                graph.inputs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        files[at] = Some(path);
-    }
+    let files = assign_inputs(graph, inputs)?;
     let limit = limit_seconds.map_or(u64::MAX, |s| (s * f64::from(rate)) as u64);
     let mut parts: Vec<(Box<dyn BlockSource>, usize)> = Vec::new();
     let mut total = None;
@@ -426,6 +410,48 @@ pub(crate) fn open_inputs(
         Box::new(Merge::new(parts))
     };
     Ok(GraphInputs { source, files: files.into_iter().flatten().collect(), frames: total })
+}
+
+/// The file for each of the graph's inputs, from `-i` arguments (`NAME=FILE`, or a bare `FILE` for the
+/// first input).
+fn assign_inputs(graph: &Graph, inputs: &[String]) -> Result<Vec<Option<PathBuf>>, Failure> {
+    let mut files: Vec<Option<PathBuf>> = vec![None; graph.inputs.len()];
+    for arg in inputs {
+        let (at, path) = match arg.split_once('=') {
+            Some((name, path)) if graph.inputs.iter().any(|e| e.name == name) => {
+                (graph.inputs.iter().position(|e| e.name == name).unwrap_or(0), PathBuf::from(path))
+            }
+            _ => (0, PathBuf::from(arg)),
+        };
+        if files[at].is_some() {
+            return Err(bad_input(anyhow::anyhow!(
+                "the graph's input `{}` is given twice (-i NAME=FILE names one of: {})",
+                graph.inputs[at].name,
+                graph.inputs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        files[at] = Some(path);
+    }
+    Ok(files)
+}
+
+/// The graph at the rate it runs at: its file's `sample_rate`, else its first input file's rate, else
+/// `fallback` (48 kHz for the demo signal, a device's rate); `rate` overrides all of them.
+pub(crate) fn prepare_rate(
+    graph: Graph,
+    inputs: &[String],
+    rate: Option<u32>,
+    fallback: u32,
+) -> Result<Graph, Failure> {
+    let rate = match rate {
+        Some(r) => r,
+        None if graph.rate_given => return Ok(graph),
+        None => match assign_inputs(&graph, inputs)?.first().cloned().flatten() {
+            Some(path) => fxgraph::io::decode::Decoded::open(&path).map_err(bad_input)?.sample_rate(),
+            None => fallback,
+        },
+    };
+    graph.at_rate(rate).map_err(bad_input)
 }
 
 /// What [`open_inputs`] opened.

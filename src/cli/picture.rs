@@ -144,22 +144,18 @@ pub fn evaluate(h: &[f64], freqs: &[f64], sample_rate: f64) -> (Vec<f64>, Vec<Op
 /// A graph holding one node, from the graph's input to its output.
 fn alone(graph: &Graph, node: &GraphNode, spec: Box<dyn fxgraph::node::NodeSpec>) -> Graph {
     let main = || vec![fxgraph::graph::Endpoint { name: "main".into(), channels: graph.format.channels }];
-    Graph {
-        file: graph.file.clone(),
-        base_dir: graph.base_dir.clone(),
-        format: graph.format,
-        inputs: main(),
-        outputs: main(),
-        nodes: vec![GraphNode {
-            name: node.name.clone(),
-            spec,
-            inputs: vec![Link::main(Source::Input)],
-            ports: node.ports.clone(),
-            layout: node.layout,
-        }],
-        output: vec![Link::main(Source::Node(0))],
-        registry: graph.registry.clone(),
-    }
+    let mut alone = graph.clone();
+    alone.inputs = main();
+    alone.outputs = main();
+    alone.nodes = vec![GraphNode {
+        name: node.name.clone(),
+        spec,
+        inputs: vec![Link::main(Source::Input)],
+        ports: node.ports.clone(),
+        layout: node.layout,
+    }];
+    alone.output = vec![Link::main(Source::Node(0))];
+    alone
 }
 
 /// The cookbook curve of a built-in filter node, and of each of its bands (empty for other kinds).

@@ -2,7 +2,7 @@
 //! device, controlled line by line from stdin. Every command gets one line back on stdout, `ok ...` or
 //! `error: ...`; notices (watched-file reloads, plugin messages) go to stderr.
 
-use crate::{Failure, bad_input, default_threads, load, open_inputs};
+use crate::{Failure, bad_input, default_threads, load, open_inputs, prepare_rate};
 use fxgraph::graph::preset::Preset;
 
 use fxgraph::play::{DeviceChoice, Player, PlayerOptions, list_devices};
@@ -49,6 +49,11 @@ pub(crate) struct Args {
     /// Apply this preset (presets/NAME.ron beside the graph) before playing.
     #[arg(long)]
     pub preset: Option<String>,
+    /// The sample rate to play at, and to prepare the graph at [default: the graph file's `sample_rate`;
+    /// for a graph without one, the device's preferred rate (the null device: the input file's, or 48000)]. The input is
+    /// resampled to it; no resampler sits between the graph and the device.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8000..=768000))]
+    pub rate: Option<u32>,
 }
 
 const HELP: &str = "commands: set NODE.PARAM VALUE | get NODE.PARAM | params NODE | nodes | load GRAPH.ron | \
@@ -82,8 +87,26 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
             }
         }
     }
+    let device = match args.device.as_deref() {
+        Some(name) => name.parse::<DeviceChoice>(),
+        None if cfg!(feature = "device") => Ok(DeviceChoice::default()),
+        None => "default".parse::<DeviceChoice>(),
+    }
+    .map_err(|e| {
+        bad_input(anyhow::anyhow!(
+            "{e}: rebuild with `--features device` for sound devices, or play headlessly with `--device null`"
+        ))
+    })?;
     let graph = load(&graph_path)?;
     let inputs: Vec<String> = args.input.iter().map(|p| p.display().to_string()).collect();
+    // A graph without a rate of its own is prepared at the device's (the null device's: the input's, or
+    // 48 kHz), unless --rate says.
+    let device_rate = if args.rate.is_none() && !graph.rate_given {
+        fxgraph::play::preferred_rate(&device).map_err(play_error)?
+    } else {
+        None
+    };
+    let graph = prepare_rate(graph, &inputs, args.rate.or(device_rate), fxgraph::graph::DEFAULT_RATE)?;
     let source = open_inputs(&graph, &inputs, args.seconds, 30.0)?.source;
     let out_channels: usize = graph.outputs.iter().map(|e| e.channels).sum();
     let buffer = args.buffer as usize;
@@ -100,16 +123,6 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
     if args.watch {
         engine.watch(&graph_path).map_err(|e| Failure::Other(e.into()))?;
     }
-    let device = match args.device.as_deref() {
-        Some(name) => name.parse::<DeviceChoice>(),
-        None if cfg!(feature = "device") => Ok(DeviceChoice::default()),
-        None => "default".parse::<DeviceChoice>(),
-    }
-    .map_err(|e| {
-        bad_input(anyhow::anyhow!(
-            "{e}: rebuild with `--features device` for sound devices, or play headlessly with `--device null`"
-        ))
-    })?;
     let mut player = Player::start(
         engine,
         audio,

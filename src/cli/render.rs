@@ -1,6 +1,9 @@
 //! `fxgraph render`: a graph over a WAV file or the demo signal, into a WAV file, atomically.
 
-use crate::{Failure, Format, bad_input, default_threads, load, open_inputs, report_faults, start, write_atomically};
+use crate::{
+    Failure, Format, bad_input, default_threads, load, open_inputs, prepare_rate, report_faults, start,
+    write_atomically,
+};
 use fxgraph::control::render::render;
 use fxgraph::io::wav::{WavFormat, WavSink, same_file};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -21,7 +24,7 @@ pub(crate) fn run(
     metrics: Option<&Path>,
     allow_faults: bool,
 ) -> Result<(), Failure> {
-    let graph = load(graph_path)?;
+    let graph = prepare_rate(load(graph_path)?, inputs, None, fxgraph::graph::DEFAULT_RATE)?;
     let fmt = graph.format;
     let output = match output {
         Some(o) => o,

@@ -196,6 +196,9 @@ pub struct GraphMetrics {
 #[derive(Resource, Debug, Clone)]
 pub(crate) struct EngineConfig {
     pub format: GraphFormat,
+    /// The application chose the rate ([`super::EngineOptions::sample_rate`]): graphs applied later are
+    /// prepared at it whatever their files say.
+    pub rate_chosen: bool,
     /// The graph's inputs and outputs.
     pub inputs: Vec<Endpoint>,
     pub outputs: Vec<Endpoint>,

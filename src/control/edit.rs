@@ -13,12 +13,17 @@ impl Engine {
     /// [`update`](Self::update)).
     ///
     /// # Errors
-    /// [`Error::Options`] if the sample rate or channel count differs from the running graph's.
+    /// [`Error::Options`] if the sample rate, channel count, inputs or outputs differ from the running
+    /// graph's (a file without `sample_rate` takes the running graph's rate, as does any file when the engine was
+    /// started at a rate of the application's choosing), [`Error::Graph`] if a parameter is
+    /// out of range at that rate.
     pub fn apply(&mut self, graph: Graph) -> Result<()> {
-        let (format, inputs, outputs) = {
+        let (format, inputs, outputs, chosen) = {
             let c = self.config();
-            (c.format, c.inputs.clone(), c.outputs.clone())
+            (c.format, c.inputs.clone(), c.outputs.clone(), c.rate_chosen)
         };
+        // A file without a rate runs at the running graph's, as does any when the application chose it.
+        let graph = if graph.rate_given && !chosen { graph } else { graph.at_rate(format.sample_rate)? };
         if graph.format != format {
             return Err(Error::Options(format!(
                 "{} is {} Hz, {} channels; the running graph is {} Hz, {} channels",

@@ -102,6 +102,10 @@ impl Engine {
         if !(options.crossfade_ms.is_finite() && (0.0..=1000.0).contains(&options.crossfade_ms)) {
             return Err(Error::Options("invalid engine options: the crossfade must be 0 to 1000 ms".into()));
         }
+        let graph = match options.sample_rate {
+            Some(rate) => graph.at_rate(rate)?,
+            None => graph,
+        };
         let heap_baseline = crate::alloc::CountingAllocator::stats().map(|s| s.allocated_total);
         let registry = graph.registry.clone();
         let format = graph.format;
@@ -130,6 +134,7 @@ impl Engine {
         let mut world = World::new();
         let config = EngineConfig {
             format,
+            rate_chosen: options.sample_rate.is_some(),
             inputs: graph.inputs.clone(),
             outputs: graph.outputs.clone(),
             max_block: options.max_block,

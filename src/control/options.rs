@@ -27,6 +27,10 @@ pub struct EngineOptions {
     /// busy the machine is. In real time a plugin over its time budget for several blocks in a row is also
     /// bypassed (the watchdog); offline a slow plugin only makes the render slower.
     pub realtime: bool,
+    /// The rate to prepare the graph at, in place of its file's `sample_rate` (or of the 48 kHz a file
+    /// without one is validated at): a device's rate. Parameters whose range depends on the rate are
+    /// checked again at it ([`Graph::at_rate`](crate::Graph::at_rate)).
+    pub sample_rate: Option<u32>,
 }
 
 /// See [`EngineOptions::parallelism`].
@@ -52,6 +56,7 @@ impl Default for EngineOptions {
             crossfade_ms: 20.0,
             batch: 1,
             realtime: true,
+            sample_rate: None,
         }
     }
 }

@@ -14,6 +14,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The rate a graph without `sample_rate` is validated at until it is prepared at another.
+pub const DEFAULT_RATE: u32 = 48_000;
+
 /// The most nodes a graph may have (far more than any effect chain; it bounds the work of validating).
 pub const MAX_NODES: usize = 1024;
 /// The most edges a graph may have.
@@ -142,6 +145,11 @@ pub struct Graph {
     pub base_dir: PathBuf,
     /// The graph's sample rate and width (the channels of a port of [`Width::Graph`]).
     pub format: GraphFormat,
+    /// Whether the file gives `sample_rate`. A graph without one is validated at 48 kHz; `render` runs it
+    /// at its first input's rate, `play` at the device's, an application at any ([`at_rate`](Self::at_rate)).
+    pub rate_given: bool,
+    /// The text it was parsed from, to prepare it at another rate.
+    text: std::sync::Arc<str>,
     /// The graph's inputs, in file order (one, `main`, for a graph that gives only `channels`).
     pub inputs: Vec<Endpoint>,
     /// The graph's outputs, likewise.
@@ -157,7 +165,8 @@ pub struct Graph {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileTop {
-    sample_rate: u32,
+    #[serde(default, deserialize_with = "present")]
+    sample_rate: Option<u32>,
     #[serde(default, deserialize_with = "present")]
     channels: Option<u32>,
     #[serde(default, deserialize_with = "present")]
@@ -232,6 +241,33 @@ impl Graph {
     /// # Errors
     /// As [`parse`](Self::parse).
     pub fn parse_with(src: &str, file: &str, base_dir: &Path, registry: &Registry) -> Result<Graph, GraphError> {
+        Self::parse_at(src, file, base_dir, registry, None)
+    }
+
+    /// The same graph prepared at `sample_rate`: every parameter whose range depends on the rate (a
+    /// frequency below Nyquist) checked again at it, with the usual located error. For a file without
+    /// `sample_rate` this is how it gets one (see [`rate_given`](Self::rate_given)); a file's own rate
+    /// may be overridden too.
+    ///
+    /// # Errors
+    /// A [`GraphError`] for a rate outside 8000..=768000 Hz, or a parameter out of range at it.
+    pub fn at_rate(&self, sample_rate: u32) -> Result<Graph, GraphError> {
+        if sample_rate == self.format.sample_rate {
+            return Ok(self.clone());
+        }
+        let mut graph = Self::parse_at(&self.text, &self.file, &self.base_dir, &self.registry, Some(sample_rate))?;
+        graph.rate_given = self.rate_given;
+        Ok(graph)
+    }
+
+    /// Parses with `rate` in place of the file's `sample_rate` (or of the default).
+    fn parse_at(
+        src: &str,
+        file: &str,
+        base_dir: &Path,
+        registry: &Registry,
+        rate: Option<u32>,
+    ) -> Result<Graph, GraphError> {
         let cx = Ctx { src, file };
         let doc = locate::walk(src);
         let node_entries: &[(Spanned, Spanned)] = match doc.as_ref().and_then(|d| d.field("nodes")) {
@@ -255,16 +291,18 @@ impl Graph {
         })?;
         let field_at = |key: &str| doc.as_ref().and_then(|d| d.field(key)).map(|f| f.key_start);
 
-        if !(8000..=768_000).contains(&top.sample_rate) {
+        let sample_rate = rate.or(top.sample_rate).unwrap_or(DEFAULT_RATE);
+        if !(8000..=768_000).contains(&sample_rate) {
+            let what = if rate.is_some() { "the graph is prepared at" } else { "`sample_rate` must be" };
             return Err(cx.err(
                 GraphErrorKind::Format,
                 field_at("sample_rate"),
                 None,
-                format!("`sample_rate` must be between 8000 and 768000 Hz (got {})", top.sample_rate),
+                format!("{what} between 8000 and 768000 Hz (got {sample_rate})"),
             ));
         }
         let (inputs, outputs, width) = endpoints(&cx, &top, doc.as_ref())?;
-        let format = GraphFormat { sample_rate: top.sample_rate, channels: width };
+        let format = GraphFormat { sample_rate, channels: width };
         if node_entries.len() > MAX_NODES || top.edges.len() > MAX_EDGES {
             return Err(cx.err(
                 GraphErrorKind::Format,
@@ -569,6 +607,8 @@ impl Graph {
             file: file.to_string(),
             base_dir: base_dir.to_path_buf(),
             format,
+            rate_given: top.sample_rate.is_some(),
+            text: src.into(),
             inputs,
             outputs,
             nodes,

@@ -160,20 +160,12 @@ impl Drop for NullOutput {
     }
 }
 
+/// The device `choice` names (or the default one).
 #[cfg(feature = "device")]
-fn open_cpal(
-    choice: &DeviceChoice,
-    sample_rate: u32,
-    channels: usize,
-    buffer_frames: usize,
-    mut feed: Feed,
-    shared: &Arc<Shared>,
-) -> Result<(Output, String)> {
-    use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-    use cpal::{BufferSize, FromSample, SampleFormat, StreamConfig};
-
+fn find_device(choice: &DeviceChoice) -> Result<cpal::Device> {
+    use cpal::traits::{DeviceTrait, HostTrait};
     let host = cpal::default_host();
-    let device = match choice {
+    Ok(match choice {
         DeviceChoice::Named(name) => host
             .output_devices()
             .map_err(|e| Error::NoDevice(format!("cannot list audio devices: {e}")))?
@@ -191,7 +183,42 @@ fn open_cpal(
                     .into(),
             )
         })?,
-    };
+    })
+}
+
+/// The sample rate the device `choice` prefers (its default configuration's), for a graph without one of
+/// its own; `None` for the null device, which plays any rate.
+///
+/// # Errors
+/// [`Error::NoDevice`] if the device does not exist or cannot say.
+pub fn preferred_rate(choice: &DeviceChoice) -> Result<Option<u32>> {
+    match choice {
+        DeviceChoice::Null => Ok(None),
+        #[cfg(feature = "device")]
+        other => {
+            use cpal::traits::DeviceTrait;
+            let device = find_device(other)?;
+            let config = device
+                .default_output_config()
+                .map_err(|e| Error::NoDevice(format!("{device}: cannot read its default format: {e}")))?;
+            Ok(Some(config.sample_rate()))
+        }
+    }
+}
+
+#[cfg(feature = "device")]
+fn open_cpal(
+    choice: &DeviceChoice,
+    sample_rate: u32,
+    channels: usize,
+    buffer_frames: usize,
+    mut feed: Feed,
+    shared: &Arc<Shared>,
+) -> Result<(Output, String)> {
+    use cpal::traits::{DeviceTrait, StreamTrait};
+    use cpal::{BufferSize, FromSample, SampleFormat, StreamConfig};
+
+    let device = find_device(choice)?;
     let name = device.to_string();
     let ranges: Vec<cpal::SupportedStreamConfigRange> = device
         .supported_output_configs()

@@ -20,7 +20,7 @@
 
 pub mod device;
 
-pub use device::{DeviceChoice, DeviceInfo, list_devices};
+pub use device::{DeviceChoice, DeviceInfo, list_devices, preferred_rate};
 
 use crate::alloc::AudioContext;
 use crate::audio::AudioProcessor;

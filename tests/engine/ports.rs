@@ -404,3 +404,78 @@ fn random_graphs_with_ports_give_the_reference_bits_on_every_executor_block_and_
         }
     }
 }
+
+/// The magnitude in dB of a biquad `(b, a)` at `f` for a rate `sr`: `|B(e^jw) / A(e^jw)|`.
+fn biquad_db((b, a): ([f64; 3], [f64; 3]), f: f64, sr: f64) -> f64 {
+    let w = TAU * f / sr;
+    let eval = |c: [f64; 3]| {
+        let re = c[0] + c[1] * w.cos() + c[2] * (2.0 * w).cos();
+        let im = -(c[1] * w.sin() + c[2] * (2.0 * w).sin());
+        re.hypot(im)
+    };
+    20.0 * (eval(b) / eval(a)).log10()
+}
+
+/// The response of `h` (an impulse response at `sr`) at `f`, in dB.
+fn response_db_at(h: &[f32], f: f64, sr: f64) -> f64 {
+    let (mut re, mut im) = (0.0, 0.0);
+    for (n, &v) in h.iter().enumerate() {
+        let (s, c) = (TAU * f * n as f64 / sr).sin_cos();
+        re += f64::from(v) * c;
+        im -= f64::from(v) * s;
+    }
+    10.0 * (re * re + im * im).log10()
+}
+
+#[test]
+fn a_graph_without_a_rate_is_prepared_at_any_and_each_node_answers_for_that_rate() {
+    // No `sample_rate`: the engine prepares it at the rate asked for, and the cookbook's filters and the
+    // crossover's LR4 bands follow that rate.
+    let src = r#"(channels: 1, outputs: {"low": 1, "high": 1},
+        nodes: {
+            "eq": Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 6.0, q: 1.0), (kind: HighShelf, freq_hz: 5000.0, gain_db: -4.0, q: 0.7)]),
+            "x": Crossover(freqs_hz: [3000.0]),
+        },
+        edges: [("input", "eq"), ("eq", "x"), ("x.band0", "output.low"), ("x.band1", "output.high")])"#;
+    let graph = parse(src);
+    assert!(!graph.rate_given);
+    for sr in [44100u32, 48000, 96000] {
+        let options = EngineOptions { sample_rate: Some(sr), max_block: 256, ..Default::default() };
+        let (mut engine, mut audio) = Engine::new(graph.clone(), options).expect("starts");
+        assert_eq!(engine.format().sample_rate, sr);
+        let mut impulse = vec![0.0f32; 1 << 15];
+        impulse[0] = 1.0;
+        let mut sink = MemorySink::default();
+        render(&mut engine, &mut audio, &mut MemorySource::new(vec![impulse]), &mut sink, 256, &mut |_| true)
+            .expect("render");
+        let srf = f64::from(sr);
+        let sum: Vec<f32> = sink.channels[0].iter().zip(&sink.channels[1]).map(|(a, b)| a + b).collect();
+        for f in [50.0, 300.0, 1000.0, 2500.0, 5000.0, 12000.0, 20000.0] {
+            let eq = biquad_db(cookbook_coeffs("Peak", 1000.0, 6.0, 1.0, srf), f, srf)
+                + biquad_db(cookbook_coeffs("HighShelf", 5000.0, -4.0, 0.7, srf), f, srf);
+            // The bands sum to an all-pass: the sum is the Eq's response.
+            let got = response_db_at(&sum, f, srf);
+            assert!((got - eq).abs() < 0.01, "{sr} Hz: {got:.4} dB at {f} Hz, the cookbook's {eq:.4}");
+            let r = ((std::f64::consts::PI * f / srf).tan() / (std::f64::consts::PI * 3000.0 / srf).tan()).powi(4);
+            let low = eq + 20.0 * (1.0 / (1.0 + r)).log10();
+            if low > -60.0 {
+                let got = response_db_at(&sink.channels[0], f, srf);
+                assert!((got - low).abs() < 0.01, "{sr} Hz: low band {got:.4} dB at {f} Hz, want {low:.4}");
+            }
+        }
+    }
+    // A frequency is checked against the Nyquist frequency of the rate the graph is prepared at.
+    let high = r#"(channels: 1, nodes: { "lp": Eq(bands: [(kind: LowPass, freq_hz: 30000.0, q: 0.7071)]) },
+        edges: [("input", "lp"), ("lp", "output")])"#;
+    let at_96k = high.replace("(channels: 1", "(sample_rate: 96000, channels: 1");
+    let g = parse(&at_96k);
+    assert_eq!(g.format.sample_rate, 96000);
+    let err = g.at_rate(48000).expect_err("30 kHz is above Nyquist at 48 kHz");
+    assert!(err.to_string().contains("below the Nyquist frequency, 24000 Hz at 48000 Hz"), "{err}");
+    assert_eq!(err.node.as_deref(), Some("lp"));
+    let (line, col) = err.position.expect("located");
+    let line_text = at_96k.lines().nth(line - 1).expect("line");
+    assert!(line_text[col - 1..].starts_with("freq_hz: 30000.0"), "{err}");
+    assert!(Graph::parse(high, "g.ron", ".".as_ref()).is_err(), "validated at 48 kHz until prepared at another rate");
+    assert!(g.at_rate(96000).is_ok() && g.at_rate(192000).is_ok());
+}
