@@ -315,7 +315,7 @@ impl<I: Instance> PluginProcessor<I> {
     /// whether it was bypassed.
     fn run(&mut self, audio: &mut AudioOut<'_>, at: usize) -> bool {
         let Some(live) = &mut self.live else {
-            bypass(self.on_fault, audio);
+            bypass(self.on_fault, audio, &self.layout());
             return true;
         };
         let mark = CpuMark::start(self.mark_age, self.suspect);
@@ -332,7 +332,7 @@ impl<I: Instance> PluginProcessor<I> {
         let fault = result.err().or((self.slow_blocks >= WATCHDOG_BLOCKS).then_some(Fault::OverBudget));
         if let Some(fault) = fault {
             self.fault(fault, at);
-            bypass(self.on_fault, audio);
+            bypass(self.on_fault, audio, &self.layout());
             return true;
         }
         false
@@ -352,11 +352,28 @@ pub fn replacement<T: std::any::Any + Send>(
     )
 }
 
-/// What a bypassed plugin outputs: its input (already in place), or silence.
-pub fn bypass(on_fault: OnFault, audio: &mut AudioOut<'_>) {
+/// What a bypassed plugin outputs: its first input (already in place; an output wider than it repeats its
+/// channels, as a mono edge feeds a wider port), or silence.
+pub fn bypass(on_fault: OnFault, audio: &mut AudioOut<'_>, layout: &crate::node::Layout) {
     match on_fault {
-        OnFault::Dry => {}
+        OnFault::Dry => {
+            let (dry, out) = (layout.input(0), layout.output_channels().min(audio.channels()));
+            for c in dry.min(out)..out {
+                if dry == 0 {
+                    audio.channel_mut(c).fill(0.0);
+                } else {
+                    audio.copy_channel(c % dry, c);
+                }
+            }
+        }
         OnFault::Silence => audio.fill_zero(),
+    }
+}
+
+impl<I: Instance> PluginProcessor<I> {
+    /// The port widths the processor was prepared for (an effect's, before it is).
+    fn layout(&self) -> crate::node::Layout {
+        self.config.map_or(crate::node::Layout::effect(0), |c| c.layout)
     }
 }
 

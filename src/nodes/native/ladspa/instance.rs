@@ -16,9 +16,13 @@ pub struct LadspaInstance {
     descriptor: *const Descriptor,
     handles: Vec<*mut c_void>,
     max_block: usize,
-    /// Planar input and output buffers the ports are connected to.
+    /// Planar input and output buffers the ports are connected to: one channel per block channel (one
+    /// instance per channel), or per audio port, in bus order.
     input: Vec<f32>,
     output: Vec<f32>,
+    /// The block channels the inputs come from and the outputs go to.
+    in_channels: usize,
+    out_channels: usize,
     /// Control input values (one set per handle, at stable addresses), by port index.
     controls: Vec<Box<[f32]>>,
     /// Control outputs of the first handle (and dummies for the others), by port index.
@@ -37,10 +41,12 @@ pub struct LadspaInstance {
 unsafe impl Send for LadspaInstance {}
 
 impl LadspaInstance {
-    /// Instantiates, connects and activates (control side).
+    /// Instantiates, connects and activates (control side): a plugin with one audio input and one output
+    /// as one instance per block channel, any other as one instance whose buses are the node's ports (see
+    /// [`LadspaInfo::buses`](super::library::LadspaInfo::buses)).
     ///
     /// # Errors
-    /// A message if the plugin cannot run with the graph's channels or `instantiate` fails.
+    /// A message if `instantiate` fails.
     pub fn new(
         lib: Arc<LadspaLibrary>,
         index: usize,
@@ -48,8 +54,21 @@ impl LadspaInstance {
         params: &[(u32, f64)],
     ) -> Result<Self, String> {
         let info = lib.plugins[index].clone();
-        let per_channel = info.per_channel(config.channels)?;
-        let (count, per_handle) = if per_channel { (config.channels, 1) } else { (1, config.channels) };
+        let mono = info.mono();
+        let count = if mono { config.channels.max(1) } else { 1 };
+        // The buffer channel of each audio port: its handle's channel, or its place among the buses.
+        let (ins, outs) = info.buses();
+        let mut channel_of = vec![0usize; info.ports.len()];
+        for bus in [ins, outs] {
+            for (c, &p) in bus.iter().flat_map(|b| &b.ports).enumerate() {
+                channel_of[p] = c;
+            }
+        }
+        let (in_channels, out_channels) = if mono {
+            (config.channels, config.channels)
+        } else {
+            (info.ports(PortKind::AudioIn).count(), info.ports(PortKind::AudioOut).count())
+        };
         let descriptor = lib.descriptor(index);
         // SAFETY: a descriptor of the loaded library; its functions checked non-null at load.
         let d = unsafe { &*descriptor };
@@ -59,8 +78,10 @@ impl LadspaInstance {
             descriptor,
             handles: Vec::new(),
             max_block: config.max_block,
-            input: vec![0.0; config.channels * config.max_block],
-            output: vec![0.0; config.channels * config.max_block],
+            input: vec![0.0; in_channels.max(1) * config.max_block],
+            output: vec![0.0; out_channels.max(1) * config.max_block],
+            in_channels,
+            out_channels,
             controls: (0..count).map(|_| vec![0.0f32; ports].into_boxed_slice()).collect(),
             control_out: (0..count).map(|_| vec![0.0f32; ports].into_boxed_slice()).collect(),
             out_ports: info.ports(PortKind::ControlOut).map(|p| p.index).take(crate::node::STATUS_VALUES).collect(),
@@ -85,19 +106,11 @@ impl LadspaInstance {
                 return Err(format!("{}: instantiate returned null at {} Hz", info.label, config.sample_rate));
             }
             inst.handles.push(handle);
-            let (mut a_in, mut a_out) = (0usize, 0usize);
             for p in &info.ports {
+                let c = if mono { h } else { channel_of[p.index] };
                 let at: *mut f32 = match p.kind {
-                    PortKind::AudioIn => {
-                        let c = h * per_handle + a_in;
-                        a_in += 1;
-                        inst.input[c * config.max_block..].as_mut_ptr()
-                    }
-                    PortKind::AudioOut => {
-                        let c = h * per_handle + a_out;
-                        a_out += 1;
-                        inst.output[c * config.max_block..].as_mut_ptr()
-                    }
+                    PortKind::AudioIn => inst.input[c * config.max_block..].as_mut_ptr(),
+                    PortKind::AudioOut => inst.output[c * config.max_block..].as_mut_ptr(),
                     PortKind::ControlIn => &mut inst.controls[h][p.index],
                     PortKind::ControlOut => &mut inst.control_out[h][p.index],
                 };
@@ -161,14 +174,14 @@ impl Instance for LadspaInstance {
     fn process(&mut self, audio: &mut AudioOut<'_>, _mark: &CpuMark) -> Result<(), Fault> {
         let n = audio.frames();
         let run = self.d().run.expect("checked at load");
-        for c in 0..audio.channels() {
+        for c in 0..self.in_channels.min(audio.channels()) {
             self.input[c * self.max_block..c * self.max_block + n].copy_from_slice(audio.channel(c));
         }
         for &h in &self.handles {
             // SAFETY: LADSPA's run with `n` (at most max_block) frames on connected buffers.
             unsafe { run(h, n as c_ulong) };
         }
-        for c in 0..audio.channels() {
+        for c in 0..self.out_channels.min(audio.channels()) {
             let out = audio.channel_mut(c);
             out.copy_from_slice(&self.output[c * self.max_block..c * self.max_block + n]);
             self.replaced += sanitize(out);

@@ -125,21 +125,65 @@ impl LadspaInfo {
             .collect()
     }
 
-    /// How the graph's channels map: `Ok(true)` one mono instance per channel, `Ok(false)` one instance.
-    pub fn per_channel(&self, channels: usize) -> Result<bool, String> {
-        let (i, o) = (self.ports(PortKind::AudioIn).count(), self.ports(PortKind::AudioOut).count());
-        if i == 1 && o == 1 {
-            Ok(channels > 1)
-        } else if i == channels && o == channels {
-            Ok(false)
-        } else {
-            Err(format!(
-                "{} has {i} audio input(s) and {o} output(s); fxgraph runs plugins with 1 in and 1 out (one per \
-                 channel) or as many ins and outs as the graph's {channels} channels",
-                self.label
-            ))
-        }
+    /// Whether the plugin has one audio input and one output: it then runs as one instance per channel of
+    /// whatever feeds it.
+    pub fn mono(&self) -> bool {
+        self.ports(PortKind::AudioIn).count() == 1 && self.ports(PortKind::AudioOut).count() == 1
     }
+
+    /// The audio inputs and outputs grouped into buses, each a port of the node: ports whose names differ
+    /// only in a channel mark (`Left`, `R`, `(Z)`, `2`) are one bus, in the order the plugin lists them.
+    /// The first input bus is `in`, the first output bus `out`; a bus named for a sidechain is
+    /// `sidechain`; any other is its name as a key (`input_external`).
+    pub fn buses(&self) -> (Vec<Bus>, Vec<Bus>) {
+        let group = |kind: PortKind, first: &str| {
+            let mut buses: Vec<(String, Bus)> = Vec::new();
+            for p in self.ports(kind) {
+                let base = bus_base(&p.name);
+                match buses.iter_mut().find(|(b, _)| *b == base) {
+                    Some((_, bus)) => bus.ports.push(p.index),
+                    None => {
+                        let name = if buses.is_empty() {
+                            first.to_string()
+                        } else if base.contains("sidechain") {
+                            "sidechain".to_string()
+                        } else {
+                            key_of(&base)
+                        };
+                        let mut unique = name.clone();
+                        let mut k = 2;
+                        while buses.iter().any(|(_, b)| b.name == unique) || unique.is_empty() {
+                            unique = format!("{name}_{k}");
+                            k += 1;
+                        }
+                        buses.push((base, Bus { name: unique, ports: vec![p.index] }));
+                    }
+                }
+            }
+            buses.into_iter().map(|(_, b)| b).collect::<Vec<Bus>>()
+        };
+        (group(PortKind::AudioIn, "in"), group(PortKind::AudioOut, "out"))
+    }
+}
+
+/// A plugin's audio ports that make one port of the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bus {
+    /// The node's name for it.
+    pub name: String,
+    /// The plugin's port indices, in channel order.
+    pub ports: Vec<usize>,
+}
+
+/// A port name without its channel mark: lower case, the words that name a channel (`left`, `right`, a
+/// single letter, a number) left out.
+fn bus_base(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .filter(|w| !(w == "left" || w == "right" || w.len() == 1 || w.chars().all(|c| c.is_ascii_digit())))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A loaded LADSPA library. Kept loaded for the life of the process.
@@ -285,6 +329,26 @@ fn open(path: &Path) -> Result<LadspaLibrary, String> {
         return Err("`ladspa_descriptor(0)` returned no plugin".into());
     }
     Ok(LadspaLibrary { path: path.to_path_buf(), plugins, descriptors, _library: library })
+}
+
+#[cfg(test)]
+mod bus_tests {
+    use super::bus_base;
+
+    #[test]
+    fn channel_marks_are_left_out_of_bus_names() {
+        for (name, base) in [
+            ("Input L", "input"),
+            ("Sidechain input Right", "sidechain input"),
+            ("Left output", "output"),
+            ("Input (Z)", "input"),
+            ("Output_R", "output"),
+            ("Input external 1", "input external"),
+            ("Output 7", "output"),
+        ] {
+            assert_eq!(bus_base(name), base, "{name}");
+        }
+    }
 }
 
 #[cfg(test)]

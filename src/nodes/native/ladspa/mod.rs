@@ -7,8 +7,11 @@
 //!   one `_` ("gain_db"); the key is what `set NODE.PARAM` and presets use. Port hints are applied: bounds
 //!   (scaled by the sample rate where the hint says so), the default, integer and toggled values; a value
 //!   outside them is an error naming the port. Control changes are smoothed like every plugin parameter.
-//! - Audio: a plugin with one audio input and one output runs as one instance per graph channel; one with
-//!   as many inputs and outputs as the graph has channels runs as one instance; anything else is refused.
+//! - Audio: a plugin with one audio input and one output runs as one instance per channel of whatever
+//!   feeds it. Any other runs as one instance whose audio ports, grouped into buses by name ("Input L" and
+//!   "Input R" are one stereo bus), are the node's ports: the first input bus `in`, the first output bus
+//!   `out`, a sidechain bus `sidechain` (LSP's sidechain compressor), any other by its name as a key.
+//!   Such a plugin runs in this process only (`isolation: Process` takes one input and one output).
 //! - Control output ports are read after each block and shown as the node's status numbers (the first
 //!   eight); one named "latency" is the node's latency.
 //! - A plugin that does not declare itself hard-real-time capable is reported when loaded.
@@ -24,7 +27,8 @@ pub(crate) use library::{LadspaInfo, LadspaLibrary, PortKind, load, search};
 
 use super::{Isolation, Tiered};
 use crate::node::{
-    BuildContext, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, ProcessConfig, Processor, Smoothing,
+    BuildContext, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, Port, Ports, ProcessConfig, Processor,
+    Smoothing, Width,
 };
 use crate::nodes::plugin::{OnFault, PluginProcessor, replacement};
 use crate::nodes::spec_boilerplate;
@@ -126,9 +130,27 @@ impl NodeSpec for LadspaParams {
     fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
         let (lib, index) = self.plugin(ctx.base_dir)?;
         let info = &lib.plugins[index];
-        info.per_channel(ctx.format.channels).map_err(|e| ParamError::new("label", e))?;
+        let (ins, outs) = info.buses();
+        if outs.is_empty() {
+            return Err(ParamError::new("label", format!("{} has no audio output", info.label)));
+        }
         resolve(info, &self.controls, ctx.format.sample_rate)?;
         if self.isolation == Isolation::Process {
+            if !info.mono() && (ins.len() != 1 || outs.len() != 1 || ins[0].ports.len() != outs[0].ports.len()) {
+                return Err(ParamError::new(
+                    "isolation",
+                    format!(
+                        "{} has audio buses {}; an isolated plugin takes one input and one output of equal width \
+                         (use `isolation: InProcess`)",
+                        info.label,
+                        ins.iter()
+                            .chain(&outs)
+                            .map(|b| format!("{} ({} ch)", b.name, b.ports.len()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
             super::isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
         }
         Ok(())
@@ -136,6 +158,17 @@ impl NodeSpec for LadspaParams {
 
     fn native_code(&self, base_dir: &Path) -> Option<std::path::PathBuf> {
         search(&self.path, base_dir).ok()
+    }
+
+    fn ports(&self, _format: &crate::node::GraphFormat) -> Ports {
+        match &self.bound {
+            Some((lib, i)) if !lib.plugins[*i].mono() => {
+                let (ins, outs) = lib.plugins[*i].buses();
+                let port = |b: &library::Bus| Port::new(b.name.clone(), Width::Fixed(b.ports.len()));
+                Ports { inputs: ins.iter().map(port).collect(), outputs: outs.iter().map(port).collect() }
+            }
+            _ => Ports::follow(),
+        }
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
