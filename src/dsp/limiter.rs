@@ -19,6 +19,10 @@
 //! the ceiling of the moment it enters the lookahead, and the ceiling travels with the frame through the
 //! delay line, so each output sample holds the ceiling that was in force when it entered. The release time
 //! takes effect at once.
+//!
+//! Keyed by a sidechain ([`Limiter::route`]), the peaks come from the key's channels and the gain applies to
+//! the main ones: the key is what the ceiling holds for (its samples times the gain stay under it); the
+//! main signal is not clamped.
 
 use super::smooth::{Ramp, ramp_frames};
 use super::{fmin, macf};
@@ -69,6 +73,8 @@ pub struct Limiter {
     gains: Vec<f32>,
     /// Whether to run the AVX2 + FMA kernels ([`super::fma_kernels`]).
     fma: bool,
+    /// The detector's channels in the block (`start`, `len`) when a sidechain keys it.
+    key: Option<(usize, usize)>,
 }
 
 impl Limiter {
@@ -99,7 +105,14 @@ impl Limiter {
             released: 1.0,
             gains: Vec::new(),
             fma: super::fma_kernels(),
+            key: None,
         }
+    }
+
+    /// Detects the peaks on channels `key` of the block (a sidechain) instead of on the limited ones, the
+    /// block's first `channels` (as [`prepare`](Self::prepare) gave them); the output is then not clamped.
+    pub fn route(&mut self, key: std::ops::Range<usize>) {
+        self.key = Some((key.start, key.len()));
     }
 
     /// Runs the baseline kernels (a multiply and an add where the FMA kernels fuse them) even where the CPU
@@ -255,6 +268,19 @@ impl Limiter {
                 *p = super::max_abs(*p, x);
             }
         }
+        // The ceiling holds for the key when one is connected; the limited channels then take its gain
+        // as it is (`f32::MAX` clamps nothing).
+        let bound = if let Some((start, len)) = self.key {
+            g.fill(0.0);
+            for c in start..start + len {
+                for (p, &x) in g.iter_mut().zip(audio.channel(c)) {
+                    *p = super::max_abs(*p, if x.is_finite() { x } else { 0.0 });
+                }
+            }
+            f32::MAX
+        } else {
+            1.0
+        };
         if self.ceiling_ramp.active() || self.ceiling_moved > 0 {
             // The ceiling moves: each frame gets its own, which travels with it through the line.
             let ceilings = &mut self.ceilings[d..d + n];
@@ -272,6 +298,7 @@ impl Limiter {
                 let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
                 let y = audio.channel_mut(c);
                 for (((y, &x), &g), &ceiling) in y.iter_mut().zip(&line[..n]).zip(g.iter()).zip(&self.ceilings[..n]) {
+                    let ceiling = ceiling * bound;
                     *y = (x * g).clamp(-ceiling, ceiling);
                 }
                 line.copy_within(n..n + d, 0);
@@ -284,7 +311,7 @@ impl Limiter {
             *v = self.required_gain(*v);
         }
         self.required_to_gains_with::<FMA>(g);
-        let ceiling = self.ceiling;
+        let ceiling = self.ceiling * bound;
         for c in 0..self.channels {
             let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
             for ((y, &x), &g) in audio.channel_mut(c).iter_mut().zip(&line[..n]).zip(g.iter()) {

@@ -450,7 +450,9 @@ impl Dsp for CompressorDsp {
 }
 
 fixed_params! {
-    /// `Limiter(...)`: lookahead brickwall; no output sample exceeds the ceiling.
+    /// `Limiter(...)`: lookahead brickwall; no output sample exceeds the ceiling. With its `sidechain`
+    /// input port connected, the gain is the one that keeps the key under the ceiling, applied to `in`
+    /// (which is then not clamped).
     pub struct LimiterParams {
         /// Largest output magnitude, -60..=0 dBFS.
         ceiling_db: "dB", -60.0, Upper::To(0.0), Ramp;
@@ -485,7 +487,7 @@ impl NodeSpec for LimiterParams {
     }
 
     fn ports(&self, _format: &GraphFormat) -> Ports {
-        Ports::follow()
+        keyed_ports()
     }
 
     fixed_spec!();
@@ -501,7 +503,11 @@ struct LimiterDsp {
 
 impl Dsp for LimiterDsp {
     fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
-        self.limiter.prepare(config.channels, config.max_block);
+        let (main, key) = keyed_channels(&config.layout);
+        self.limiter.prepare(main, config.max_block);
+        if config.layout.input(1) > 0 {
+            self.limiter.route(key);
+        }
         Ok(())
     }
 

@@ -479,3 +479,21 @@ fn a_graph_without_a_rate_is_prepared_at_any_and_each_node_answers_for_that_rate
     assert!(Graph::parse(high, "g.ron", ".".as_ref()).is_err(), "validated at 48 kHz until prepared at another rate");
     assert!(g.at_rate(96000).is_ok() && g.at_rate(192000).is_ok());
 }
+
+#[test]
+fn a_keyed_limiter_applies_the_gain_that_holds_the_key_under_its_ceiling() {
+    // Ceiling -6 dBFS (0.5). The key is at 1.0 for the first half second, then at 0.1; the music at 0.8.
+    let src = graph(
+        r#"inputs: {"music": 1, "key": 1}, outputs: {"main": 1}"#,
+        r#""lim": Limiter(ceiling_db: -6.020599913279624, lookahead_ms: 2.0, release_ms: 10.0)"#,
+        r#"("input.music", "lim"), ("input.key", "lim.sidechain"), ("lim", "output")"#,
+    );
+    let mut key = alternating(1.0, 24000);
+    key.extend(alternating(0.1, 24000));
+    let y = run(&src, vec![alternating(0.8, 48000), key], 256, 1, Parallelism::Adaptive);
+    // Latency compensated: frame n of the output is frame n of the input.
+    let gain = |n: usize| f64::from(y[0][n].abs()) / 0.8;
+    assert!((gain(12000) - 0.5).abs() < 1e-4, "the key at 1.0 under a 0.5 ceiling: gain {}", gain(12000));
+    assert!((gain(47999) - 1.0).abs() < 1e-4, "the key under the ceiling: gain {}", gain(47999));
+    assert!(y[0].iter().any(|v| v.abs() > 0.5), "the music itself is not clamped to the key's ceiling");
+}
