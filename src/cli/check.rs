@@ -13,6 +13,25 @@ pub(crate) fn run(graph_path: &Path, dot: bool) -> Result<(), Failure> {
     let fmt = graph.format;
     let count = graph.nodes.len();
     let base_dir = graph.base_dir.clone();
+    let (graph_inputs, graph_outputs) = (graph.inputs.clone(), graph.outputs.clone());
+    // Each node's ports with their widths, where it is more than one input and one output of the graph's.
+    let ports: std::collections::HashMap<String, String> = graph
+        .nodes
+        .iter()
+        .filter(|n| !(n.layout.is_effect() && n.layout.input(0) == fmt.channels))
+        .map(|n| {
+            let side = |ports: &[fxgraph::node::Port], widths: Vec<usize>| {
+                let shown = ports.iter().zip(widths).filter(|(_, w)| *w > 0);
+                shown.map(|(p, w)| format!("{} ({w})", p.name)).collect::<Vec<_>>().join(", ")
+            };
+            let text = format!(
+                "{} -> {}",
+                side(&n.ports.inputs, n.layout.inputs()),
+                side(&n.ports.outputs, n.layout.outputs())
+            );
+            (n.name.clone(), text)
+        })
+        .collect();
     let (engine, _audio) = start(graph, 512, 1)?;
     let plan = engine.plan();
     let world = engine.world();
@@ -24,12 +43,21 @@ pub(crate) fn run(graph_path: &Path, dot: bool) -> Result<(), Failure> {
     };
     let latency_of = |i: usize| world.get::<fxgraph::control::Latency>(plan.order[i]).map_or(0, |l| l.own);
     println!("{}: valid ({} Hz, {} channels, {count} nodes)", graph_path.display(), fmt.sample_rate, fmt.channels);
+    let show = |e: &[fxgraph::graph::Endpoint]| {
+        e.iter().map(|e| format!("{} ({} ch)", e.name, e.channels)).collect::<Vec<_>>().join(", ")
+    };
+    if graph_inputs.len() > 1 || graph_outputs.len() > 1 || graph_inputs[0].name != "main" {
+        println!("inputs: {}; outputs: {}", show(&graph_inputs), show(&graph_outputs));
+    }
     println!("processing order:");
     let width = plan.names.iter().map(String::len).max().unwrap_or(0);
     for (i, name) in plan.names.iter().enumerate() {
         let lat = latency_of(i);
         let lat = if lat > 0 { format!("  latency {lat} frames") } else { String::new() };
         println!("  {:>2}. {name:<width$}  {}{lat}", i + 1, kind_of(i));
+        if let Some(p) = ports.get(name) {
+            println!("      {:<width$}  ports {p}", "");
+        }
     }
     println!("parallel branch groups:");
     for (l, branches) in plan.levels.iter().enumerate() {
@@ -84,7 +112,39 @@ fn quote(s: &str) -> String {
 pub(crate) fn to_dot(graph_path: &Path) -> Result<String, Failure> {
     let graph = load(graph_path)?;
     let fmt = graph.format;
-    let edges = graph.edge_names();
+    // Each edge: its nodes (or `input`, `output`) and the ports it joins, where a side has several.
+    let edges: Vec<(String, String, String)> = {
+        use fxgraph::graph::{Link, Source};
+        let from = |l: &Link| match l.from {
+            Source::Input => {
+                ("input".to_string(), (graph.inputs.len() > 1).then(|| graph.inputs[l.from_port].name.clone()))
+            }
+            Source::Node(i) => {
+                let n = &graph.nodes[i];
+                (n.name.clone(), (n.ports.outputs.len() > 1).then(|| n.ports.outputs[l.from_port].name.clone()))
+            }
+        };
+        let label = |a: Option<String>, b: Option<String>| match (a, b) {
+            (None, None) => String::new(),
+            (Some(a), None) => a,
+            (None, Some(b)) => format!("> {b}"),
+            (Some(a), Some(b)) => format!("{a} > {b}"),
+        };
+        let mut out = Vec::new();
+        for n in &graph.nodes {
+            for l in &n.inputs {
+                let (f, fp) = from(l);
+                let tp = (l.to_port > 0).then(|| n.ports.inputs[l.to_port].name.clone());
+                out.push((f, n.name.clone(), label(fp, tp)));
+            }
+        }
+        for l in &graph.output {
+            let (f, fp) = from(l);
+            let tp = (l.to_port > 0).then(|| graph.outputs[l.to_port].name.clone());
+            out.push((f, "output".to_string(), label(fp, tp)));
+        }
+        out
+    };
     let (mut engine, _audio) = start(graph, 512, 1)?;
     let plan = engine.plan().clone();
     let mut out = String::new();
@@ -138,16 +198,16 @@ pub(crate) fn to_dot(graph_path: &Path) -> Result<String, Failure> {
             out.push_str("}\n");
         }
     }
-    for (from, to) in edges {
+    for (from, to, ports) in edges {
         let comp = plan.compensations.iter().find(|(f, t, _)| *f == from && *t == to).map(|(_, _, n)| *n);
-        match comp {
-            Some(n) => out.push_str(&format!(
-                "  {} -> {} [label={}];\n",
-                quote(&from),
-                quote(&to),
-                quote(&format!("+{n} frames"))
-            )),
-            None => out.push_str(&format!("  {} -> {};\n", quote(&from), quote(&to))),
+        let text: Vec<String> = [(!ports.is_empty()).then_some(ports), comp.map(|n| format!("+{n} frames"))]
+            .into_iter()
+            .flatten()
+            .collect();
+        if text.is_empty() {
+            out.push_str(&format!("  {} -> {};\n", quote(&from), quote(&to)));
+        } else {
+            out.push_str(&format!("  {} -> {} [label={}];\n", quote(&from), quote(&to), quote(&text.join(", "))));
         }
     }
     out.push_str("}\n");
