@@ -272,11 +272,11 @@ fn bad_libraries_are_refused_before_their_code_runs() {
         (cc("tests/native/variants.c", "variant_no_entry", &["NO_ENTRY"]), "exports no `fxgraph_plugin_v1`"),
         (
             cc("tests/native/variants.c", "variant_abi2", &["ABI_MAJOR=2u"]),
-            "implements native plugin ABI 2.0; this fxgraph implements ABI 1.0",
+            "implements native plugin ABI 2.1; this fxgraph implements ABI 1.1",
         ),
         (
             cc("tests/native/variants.c", "variant_short", &["SHORT_STRUCT"]),
-            "its descriptor is 64 bytes; ABI 1.0 needs at least",
+            "its descriptor is 64 bytes; ABI 1.1 needs at least",
         ),
         (
             cc("tests/native/variants.c", "variant_null", &["NULL_PROCESS"]),
@@ -520,6 +520,59 @@ fn ladspa_buses_are_ports_a_sidechain_keys_lsp_s_compressor_and_a_mono_delay_goe
     let isolated = text.replace("controls:", "isolation: Process, controls:");
     let e = Graph::parse(&isolated, "ad.ron", "/".as_ref()).expect_err("refused").to_string();
     assert!(e.contains("an isolated plugin takes one input and one output"), "{e}");
+}
+
+#[test]
+fn a_native_plugin_declares_buses_as_ports_and_a_1_0_plugin_runs_unchanged() {
+    let lib = cc("tests/native/buses.c", "buses", &[]);
+    let graph = |edges: &str, extra: &str| {
+        let text = format!(
+            r#"(sample_rate: 48000, inputs: {{"a": 1, "b": 1{extra}}}, outputs: {{"main": 2}},
+                nodes: {{ "p": Native(path: "{}") }}, edges: [{edges}])"#,
+            lib.display()
+        );
+        Graph::parse(&text, "b.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let a: Vec<f32> = sine(440.0, 0.4, 4800).into_iter().step_by(2).collect();
+    let b: Vec<f32> = sine(1000.0, 0.3, 4800).into_iter().step_by(2).collect();
+    // The buses are the node's ports: out[0] = a + b, out[1] = a - b; the optional `gain` absent.
+    let g = graph(r#"("input.a", "p.a"), ("input.b", "p.b"), ("p", "output")"#, "");
+    assert_eq!(g.nodes[0].layout.inputs(), [1, 1, 0]);
+    let (y, _) = render_planar(g, vec![a.clone(), b.clone()]);
+    for n in 0..4800 {
+        assert_eq!((y[0][n], y[1][n]), (a[n] + b[n], a[n] - b[n]), "frame {n}");
+    }
+    // Connected, it scales both.
+    let gain = vec![0.5f32; 4800];
+    let g = graph(r#"("input.a", "p.a"), ("input.b", "p.b"), ("input.g", "p.gain"), ("p", "output")"#, r#", "g": 1"#);
+    let (y, _) = render_planar(g, vec![a.clone(), b.clone(), gain]);
+    for n in 0..4800 {
+        assert_eq!((y[0][n], y[1][n]), ((a[n] + b[n]) * 0.5, (a[n] - b[n]) * 0.5), "frame {n}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_fxgraph")).arg("plugin").arg(&lib).output().expect("run");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("ABI 1.1")
+            && text.contains("audio buses: in a (1 ch), b (1 ch), gain (optional); out out (2 ch)"),
+        "{text}"
+    );
+    // Isolation takes one input and one output.
+    let text = format!(
+        r#"(sample_rate: 48000, channels: 2, nodes: {{ "p": Native(path: "{}", isolation: Process) }}, edges: [("input", "p.a"), ("p", "output")])"#,
+        lib.display()
+    );
+    let e = Graph::parse(&text, "b.ron", "/".as_ref()).expect_err("refused").to_string();
+    assert!(e.contains("declares audio buses; an isolated plugin takes one input and one output"), "{e}");
+    // A plugin built for ABI 1.0 (a descriptor that ends before the buses) is an effect, as before.
+    let old = cc("tests/native/buses.c", "buses_old", &["OLD_ABI"]);
+    let text = format!(
+        r#"(sample_rate: 48000, channels: 2, nodes: {{ "p": Native(path: "{}") }}, edges: [("input", "p"), ("p", "output")])"#,
+        old.display()
+    );
+    let g = Graph::parse(&text, "o.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((g.nodes[0].layout.inputs(), g.nodes[0].layout.outputs()), (vec![2], vec![2]));
+    let (y, _) = render_planar(g, vec![a.clone(), b.clone()]);
+    assert_eq!((&y[0], &y[1]), (&a, &b), "a 1.0 pass-through passes through");
 }
 
 /// Renders planar `input` through `graph` offline.

@@ -1,5 +1,5 @@
 /*
- * fxgraph native plugin ABI, version 1.0.
+ * fxgraph native plugin ABI, version 1.1 (1.1 adds audio buses; a 1.0 plugin keeps working unchanged).
  *
  * A native plugin is a shared library that exports one function, FXG_ENTRY_SYMBOL ("fxgraph_plugin_v1"),
  * returning a pointer to a descriptor that stays valid while the library is loaded. The host checks the
@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define FXG_ABI_MAJOR 1u
-#define FXG_ABI_MINOR 0u
+#define FXG_ABI_MINOR 1u
 #define FXG_ENTRY_SYMBOL "fxgraph_plugin_v1"
 
 /* Return codes. */
@@ -43,6 +43,16 @@ extern "C" {
 
 /* Descriptor flags. */
 #define FXG_FLAG_IN_PLACE 1u       /* process accepts outputs[c] == inputs[c] */
+
+/* Bus flags (ABI 1.1). */
+#define FXG_BUS_OPTIONAL 1u        /* an input that may be left unconnected (a sidechain): then 0 channels */
+
+/* One audio bus, a port of the node (ABI 1.1). */
+typedef struct fxg_bus {
+    const char *name;              /* the port's name in graph files: "in", "sidechain", "out" */
+    uint32_t channels;             /* 0: the graph's; an optional input takes whatever feeds it */
+    uint32_t flags;                /* FXG_BUS_* */
+} fxg_bus;
 
 typedef struct fxg_param {
     uint32_t id;                   /* stable id, used by set_param and presets */
@@ -75,6 +85,12 @@ typedef struct fxg_config {
     uint32_t param_count;          /* initial values of every parameter */
     const uint32_t *param_ids;
     const double *param_values;
+    /* ABI 1.1 (present when struct_size covers them): each bus's channels as the graph connects it; a
+     * plugin without buses gets one input and one output of `channels`. */
+    uint32_t input_count;
+    const uint32_t *input_channels;
+    uint32_t output_count;
+    const uint32_t *output_channels;
 } fxg_config;
 
 typedef struct fxg_descriptor {
@@ -106,6 +122,13 @@ typedef struct fxg_descriptor {
     int32_t (*status)(void *instance, double *values, uint32_t count);
     int32_t (*health_check)(void *instance);
     uint32_t (*latency)(void *instance);
+    /* ABI 1.1: audio buses. Counts of 0 (or a 1.0 descriptor, which ends above): one input and one output
+     * of the graph's channels; process gets `channels` of each. With buses, process gets every input bus's
+     * channels in order (`channels` is their total) and writes every output bus's channels in order. */
+    uint32_t input_bus_count;
+    const fxg_bus *input_buses;
+    uint32_t output_bus_count;
+    const fxg_bus *output_buses;
 } fxg_descriptor;
 
 /* The one exported symbol. */

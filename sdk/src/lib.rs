@@ -41,13 +41,28 @@ pub mod abi {
     use std::ffi::{c_char, c_void};
 
     pub const ABI_MAJOR: u32 = 1;
-    pub const ABI_MINOR: u32 = 0;
+    /// 1: the descriptor may declare audio buses (ports), and the configuration gives their widths.
+    pub const ABI_MINOR: u32 = 1;
     /// The exported function's name.
     pub const ENTRY_SYMBOL: &str = "fxgraph_plugin_v1";
     pub const PARAM_INTEGER: u32 = 1;
     pub const PARAM_TOGGLE: u32 = 2;
     pub const PARAM_STEPPED: u32 = 4;
     pub const FLAG_IN_PLACE: u32 = 1;
+    /// An input bus that may be left unconnected (a sidechain): then it has 0 channels.
+    pub const BUS_OPTIONAL: u32 = 1;
+
+    /// One audio bus: a port of the node (ABI 1.1).
+    #[repr(C)]
+    #[derive(Debug, Clone, Copy)]
+    pub struct Bus {
+        /// The port's name in graph files (`"in"`, `"sidechain"`, `"out"`).
+        pub name: *const c_char,
+        /// Its channels; 0: the graph's. An optional input takes whatever feeds it.
+        pub channels: u32,
+        /// `BUS_*` flags.
+        pub flags: u32,
+    }
 
     #[repr(C)]
     #[derive(Debug, Clone, Copy)]
@@ -87,6 +102,12 @@ pub mod abi {
         pub param_count: u32,
         pub param_ids: *const u32,
         pub param_values: *const f64,
+        /// ABI 1.1: the width of each input bus and each output bus as the graph connects them (a plugin
+        /// that declares no buses gets one of each, of `channels`). A 1.0 plugin reads only the fields above.
+        pub input_count: u32,
+        pub input_channels: *const u32,
+        pub output_count: u32,
+        pub output_channels: *const u32,
     }
 
     pub type CreateFn = unsafe extern "C" fn() -> *mut c_void;
@@ -129,7 +150,17 @@ pub mod abi {
         pub status: Option<StatusFn>,
         pub health_check: Option<CallFn>,
         pub latency: Option<LatencyFn>,
+        /// ABI 1.1: audio buses. None (counts 0): one input and one output of the graph's channels, as in
+        /// 1.0; `process` then gets `channels` of each. With buses, `process` gets every input bus's
+        /// channels in order (`channels` is their total) and writes every output bus's.
+        pub input_bus_count: u32,
+        pub input_buses: *const Bus,
+        pub output_bus_count: u32,
+        pub output_buses: *const Bus,
     }
+
+    /// The size of an ABI 1.0 descriptor: everything before the buses.
+    pub const DESCRIPTOR_1_0_SIZE: usize = std::mem::offset_of!(Descriptor, input_bus_count);
 
     pub type EntryFn = unsafe extern "C" fn() -> *const Descriptor;
 }
@@ -523,6 +554,11 @@ impl Exported {
             status: Some(status::<P>),
             health_check: Some(health_check::<P>),
             latency: Some(latency::<P>),
+            // An SDK plugin is an effect: one input and one output of the graph's channels.
+            input_bus_count: 0,
+            input_buses: std::ptr::null(),
+            output_bus_count: 0,
+            output_buses: std::ptr::null(),
         };
         Self { descriptor, _params: params, _presets: presets, _preset_values: preset_values, _status: status_names }
     }

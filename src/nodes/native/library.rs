@@ -40,6 +40,19 @@ pub struct NativeInfo {
     pub params: Vec<NativeParam>,
     pub presets: Vec<(String, Vec<(u32, f64)>)>,
     pub status_names: Vec<String>,
+    /// Audio buses (ABI 1.1), inputs and outputs: none for an effect.
+    pub inputs: Vec<NativeBus>,
+    pub outputs: Vec<NativeBus>,
+}
+
+/// One audio bus a plugin declares: a port of the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeBus {
+    pub name: String,
+    /// 0: the graph's.
+    pub channels: u32,
+    /// An input that may be unconnected.
+    pub optional: bool,
 }
 
 /// The descriptor's functions, all checked non-null.
@@ -157,16 +170,28 @@ fn open(path: &Path) -> Result<NativeLibrary, String> {
             abi::ABI_MINOR
         ));
     }
-    let need = std::mem::size_of::<abi::Descriptor>();
-    if (size as usize) < need {
+    // A 1.0 descriptor ends before the buses; a 1.1 one that declares them must be whole.
+    let (need, full) = (abi::DESCRIPTOR_1_0_SIZE, std::mem::size_of::<abi::Descriptor>());
+    if (size as usize) < need || (minor >= 1 && (size as usize) < full) {
+        let need = if minor >= 1 { full } else { need };
         return Err(format!("its descriptor is {size} bytes; ABI {major}.{minor} needs at least {need}"));
     }
     let need_param = std::mem::size_of::<abi::Param>();
     if (param_size as usize) < need_param {
         return Err(format!("its parameter struct is {param_size} bytes; ABI {major}.0 needs at least {need_param}"));
     }
-    // SAFETY: the descriptor is at least as large as ours (checked above); only our prefix is read.
-    let desc: abi::Descriptor = unsafe { d.read_unaligned() };
+    // SAFETY: the descriptor has at least `size.min(full)` bytes (checked above); only those are read, over a
+    // zeroed descriptor (all its fields are integers, pointers and optional functions: zero is valid), so a
+    // 1.0 descriptor reads as one without buses.
+    let desc: abi::Descriptor = unsafe {
+        let mut desc: abi::Descriptor = std::mem::zeroed();
+        std::ptr::copy_nonoverlapping(
+            d.cast::<u8>(),
+            std::ptr::from_mut(&mut desc).cast::<u8>(),
+            (size as usize).min(full),
+        );
+        desc
+    };
     macro_rules! func {
         ($name:ident) => {
             desc.$name.ok_or_else(|| format!("the descriptor's `{}` function is null", stringify!($name)))?
@@ -250,7 +275,47 @@ fn open(path: &Path) -> Result<NativeLibrary, String> {
         for i in 0..desc.status_count as usize {
             status_names.push(text(desc.status_names.add(i).read_unaligned(), &format!("status_names[{i}]"))?);
         }
+        let buses = |count: u32, at: *const abi::Bus, what: &str| -> Result<Vec<NativeBus>, String> {
+            if count as usize > crate::node::MAX_PORTS || (count > 0 && at.is_null()) {
+                return Err(format!(
+                    "the descriptor's {what} are malformed (null, or more than {})",
+                    crate::node::MAX_PORTS
+                ));
+            }
+            let mut out: Vec<NativeBus> = Vec::new();
+            for i in 0..count as usize {
+                let b = at.add(i).read_unaligned();
+                let name = text(b.name, &format!("{what}[{i}].name"))?;
+                if name.is_empty()
+                    || name.contains(|c: char| c == '.' || c.is_whitespace())
+                    || out.iter().any(|o| o.name == name)
+                {
+                    return Err(format!(
+                        "{what}[{i}] is named {name:?}: names are unique, non-empty, without dots or spaces"
+                    ));
+                }
+                if b.channels as usize > abi_max_channels() {
+                    return Err(format!(
+                        "{what}[{i}] (\"{name}\") has {} channels (at most {})",
+                        b.channels,
+                        abi_max_channels()
+                    ));
+                }
+                out.push(NativeBus { name, channels: b.channels, optional: b.flags & abi::BUS_OPTIONAL != 0 });
+            }
+            Ok(out)
+        };
+        let inputs = buses(desc.input_bus_count, desc.input_buses, "input_buses")?;
+        let outputs = buses(desc.output_bus_count, desc.output_buses, "output_buses")?;
+        if !inputs.is_empty() && outputs.is_empty() {
+            return Err("the descriptor declares input buses but no output bus".into());
+        }
+        if outputs.iter().any(|b| b.optional) {
+            return Err("an output bus cannot be optional".into());
+        }
         NativeInfo {
+            inputs,
+            outputs,
             id: text(desc.id, "id")?,
             name: text(desc.name, "name")?,
             version: text(desc.version, "version")?,
@@ -263,6 +328,11 @@ fn open(path: &Path) -> Result<NativeLibrary, String> {
         }
     };
     Ok(NativeLibrary { path: path.to_path_buf(), info, fns, _library: library })
+}
+
+/// The most channels a bus may declare.
+fn abi_max_channels() -> usize {
+    fxgraph_plugin::MAX_CHANNELS
 }
 
 fn check_param(p: &NativeParam, before: &[NativeParam]) -> Result<(), String> {

@@ -190,9 +190,36 @@ impl NodeSpec for NativeParams {
         let lib = self.library(ctx.base_dir)?;
         resolve(&lib.info, &self.config, self.preset.as_deref())?;
         if self.isolation == Isolation::Process {
+            if !lib.info.outputs.is_empty() {
+                return Err(ParamError::new(
+                    "isolation",
+                    format!(
+                        "{} declares audio buses; an isolated plugin takes one input and one output (use `isolation: InProcess`)",
+                        lib.info.id
+                    ),
+                ));
+            }
             isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
         }
         Ok(())
+    }
+
+    fn ports(&self, _format: &crate::node::GraphFormat) -> crate::node::Ports {
+        let Some(lib) = self.bound.as_ref().filter(|l| !l.info.outputs.is_empty()) else {
+            return crate::node::Ports::effect();
+        };
+        let port = |b: &library::NativeBus| {
+            let width = match (b.optional, b.channels) {
+                (true, _) => crate::node::Width::Optional,
+                (false, 0) => crate::node::Width::Graph,
+                (false, n) => crate::node::Width::Fixed(n as usize),
+            };
+            crate::node::Port::new(b.name.clone(), width)
+        };
+        crate::node::Ports {
+            inputs: lib.info.inputs.iter().map(port).collect(),
+            outputs: lib.info.outputs.iter().map(port).collect(),
+        }
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
@@ -378,6 +405,19 @@ pub struct NativeInstance {
     /// Non-finite output samples replaced since the last [`Instance::take_counts`].
     replaced: u64,
     latency: usize,
+    /// For a plugin that declares buses: its inputs' and outputs' channels, its output buffer and the
+    /// pointer tables `process` gets (set once).
+    buses: Option<BusIo>,
+}
+
+/// The buffers of a plugin with buses: it reads the block's first `inputs` channels (copied to the
+/// instance's scratch) and writes `outputs` channels here, copied to the block after the call.
+struct BusIo {
+    inputs: usize,
+    outputs: usize,
+    out: Vec<f32>,
+    in_ptrs: Vec<*const f32>,
+    out_ptrs: Vec<*mut f32>,
 }
 
 // SAFETY: the instance pointer is only used by one thread at a time (the engine moves the processor
@@ -398,6 +438,13 @@ impl NativeInstance {
         }
         let ids: Vec<u32> = params.iter().map(|p| p.0).collect();
         let values: Vec<f64> = params.iter().map(|p| p.1).collect();
+        let has_buses = !lib.info.outputs.is_empty();
+        let (ins, outs): (Vec<u32>, Vec<u32>) = if has_buses {
+            let w = |v: Vec<usize>| v.into_iter().map(|w| w as u32).collect();
+            (w(config.layout.inputs()), w(config.layout.outputs()))
+        } else {
+            (vec![config.channels as u32], vec![config.channels as u32])
+        };
         let c = abi::Config {
             struct_size: std::mem::size_of::<abi::Config>() as u32,
             sample_rate: config.sample_rate,
@@ -406,17 +453,32 @@ impl NativeInstance {
             param_count: params.len() as u32,
             param_ids: ids.as_ptr(),
             param_values: values.as_ptr(),
+            input_count: ins.len() as u32,
+            input_channels: ins.as_ptr(),
+            output_count: outs.len() as u32,
+            output_channels: outs.as_ptr(),
         };
+        let buses = has_buses.then(|| {
+            let (inputs, outputs) = (config.layout.input_channels(), config.layout.output_channels());
+            BusIo {
+                inputs,
+                outputs,
+                out: vec![0.0; outputs * config.max_block],
+                in_ptrs: vec![std::ptr::null(); inputs],
+                out_ptrs: vec![std::ptr::null_mut(); outputs],
+            }
+        });
         let mut inst = Self {
             status: vec![0.0; lib.info.status_names.len()],
             lib,
             ptr,
             channels: config.channels,
             max_block: config.max_block,
-            scratch: vec![0.0; config.channels * config.max_block],
+            scratch: vec![0.0; config.channels.max(config.layout.input_channels()) * config.max_block],
             blocks: 0,
             replaced: 0,
             latency: 0,
+            buses,
         };
         // SAFETY: as above; `c` and the arrays it points to outlive the call.
         let code = unsafe { (f.initialize)(ptr, &c) };
@@ -455,6 +517,31 @@ impl Instance for NativeInstance {
     }
 
     fn process(&mut self, audio: &mut AudioOut<'_>, _mark: &CpuMark) -> Result<(), Fault> {
+        if let Some(io) = &mut self.buses {
+            let (n, mb) = (audio.frames(), self.max_block);
+            let ins = io.inputs.min(audio.channels());
+            for c in 0..ins {
+                let keep = &mut self.scratch[c * mb..c * mb + n];
+                keep.copy_from_slice(audio.channel(c));
+                io.in_ptrs[c] = keep.as_ptr();
+            }
+            for (c, p) in io.out_ptrs.iter_mut().enumerate() {
+                *p = io.out[c * mb..].as_mut_ptr();
+            }
+            // SAFETY: `ins` input buffers (the scratch) and `outputs` output buffers (our own, distinct) of
+            // `n` (at most max_block) frames, as the ABI says for a plugin with buses.
+            let code = unsafe {
+                (self.lib.fns.process)(self.ptr, io.in_ptrs.as_ptr(), io.out_ptrs.as_ptr(), ins as u32, n as u32)
+            };
+            // On a fault the block still holds the input: the caller bypasses from there.
+            code_to(code)?;
+            for c in 0..io.outputs.min(audio.channels()) {
+                let y = audio.channel_mut(c);
+                y.copy_from_slice(&io.out[c * mb..c * mb + n]);
+                self.replaced += sanitize(y);
+            }
+            return Ok(());
+        }
         let (n, ch) = (audio.frames(), self.channels.min(audio.channels()));
         let mut inputs = [std::ptr::null::<f32>(); fxgraph_plugin::MAX_CHANNELS];
         let mut outputs = [std::ptr::null_mut::<f32>(); fxgraph_plugin::MAX_CHANNELS];
@@ -549,6 +636,27 @@ fn describe_native(path: &Path) -> Result<String, String> {
         abi::ABI_MINOR,
         if i.in_place { ", processes in place" } else { "" }
     );
+    if !i.outputs.is_empty() {
+        let bus = |b: &library::NativeBus| {
+            let width = if b.optional {
+                "optional".to_string()
+            } else if b.channels == 0 {
+                "graph's channels".to_string()
+            } else {
+                format!("{} ch", b.channels)
+            };
+            format!("{} ({width})", b.name)
+        };
+        s.push_str(&format!(
+            "audio buses: in {}; out {}\n",
+            if i.inputs.is_empty() {
+                "none".to_string()
+            } else {
+                i.inputs.iter().map(bus).collect::<Vec<_>>().join(", ")
+            },
+            i.outputs.iter().map(bus).collect::<Vec<_>>().join(", ")
+        ));
+    }
     for p in &i.params {
         let kind = if p.flags & abi::PARAM_TOGGLE != 0 {
             " toggle"
@@ -574,8 +682,19 @@ fn describe_native(path: &Path) -> Result<String, String> {
         "status: {}\n",
         if i.status_names.is_empty() { "none".into() } else { i.status_names.join(", ") }
     ));
-    // Set an instance up with the defaults, as a graph would.
-    let config = ProcessConfig::effect(48000, 2, 512);
+    // Set an instance up with the defaults, as a graph would: a stereo graph, optional inputs unconnected.
+    let mut config = ProcessConfig::effect(48000, 2, 512);
+    if !i.outputs.is_empty() {
+        let width = |b: &library::NativeBus| match (b.optional, b.channels) {
+            (true, _) => 0,
+            (false, 0) => 2,
+            (false, n) => n as usize,
+        };
+        let ins: Vec<usize> = i.inputs.iter().map(width).collect();
+        let outs: Vec<usize> = i.outputs.iter().map(width).collect();
+        config.layout = crate::node::Layout::new(&ins, &outs);
+        config.channels = config.layout.block_channels();
+    }
     let params = resolve(i, &BTreeMap::new(), None).map_err(|e| e.to_string())?;
     drop(NativeInstance::new(lib.clone(), &config, &params)?);
     s.push_str("setup: ok (initialized at 48000 Hz, 2 channels, 512 frames)\n");
