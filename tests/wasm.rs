@@ -1383,3 +1383,91 @@ fn pins_hold_for_modules_and_install_refuses_folders_others_can_write() {
     let o = fx(&["plugin", "list"], d, &root);
     assert!(text(&o).contains(&format!("biquad_filter.wasm (sha256 {digest}")), "{}", text(&o));
 }
+
+/// A module of ABI 1.1 with audio buses: inputs `a` (1 channel) and `key` (optional, at most 1 channel),
+/// output `out` (1 channel): `out = a * key`, or `a` when nothing feeds the key.
+const VCA: &str = r#"(module
+  (memory (export "memory") 2)
+  (global $key (mut i32) (i32.const 0))
+  (data (i32.const 16) "\00\04\00\00\00\10\00\00\00\20\00\00")
+  (func (export "fxg_abi_version") (result i32) (i32.const 1))
+  (func (export "fxg_set_param") (param i32 f32) (result i32) (i32.const 0))
+  (func (export "fxg_bus_channels") (param $bus i32) (param $ch i32) (result i32)
+    (if (i32.eq (local.get $bus) (i32.const 1)) (then (global.set $key (local.get $ch))))
+    (if (result i32) (i32.gt_u (local.get $ch) (i32.const 1)) (then (i32.const 1)) (else (i32.const 0))))
+  (func (export "fxg_initialize") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "fxg_buffers") (result i32) (i32.const 16))
+  (func (export "fxg_start"))
+  (func (export "fxg_process") (param $n i32) (result i32) (local $i i32) (local $g f32)
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $g (f32.const 1))
+      (if (global.get $key)
+        (then (local.set $g (f32.load (i32.add (i32.const 4096) (i32.shl (local.get $i) (i32.const 2)))))))
+      (f32.store (i32.add (i32.const 8192) (i32.shl (local.get $i) (i32.const 2)))
+        (f32.mul (local.get $g) (f32.load (i32.add (i32.const 1024) (i32.shl (local.get $i) (i32.const 2))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (i32.const 0))
+  (func (export "fxg_stop"))
+  (func (export "fxg_cleanup"))
+)"#;
+
+const VCA_MANIFEST: &str = r#"{"id": "test.vca", "name": "VCA", "version": "0.0.1", "abi_version": 1, "abi_minor": 1,
+  "memory_limit_bytes": 1048576, "block_budget_us": 500, "parameters": [],
+  "buses": {"inputs": [{"name": "a", "channels": 1}, {"name": "key", "optional": true}], "outputs": [{"name": "out", "channels": 1}]}}"#;
+
+#[test]
+fn a_module_of_abi_1_1_declares_buses_that_are_the_node_s_ports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("vca.wasm"), wat(VCA)).expect("write module");
+    std::fs::write(dir.path().join("vca.json"), VCA_MANIFEST).expect("write manifest");
+    let render = |text: &str, input: Vec<Vec<f32>>| {
+        let g = graph(text, dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let options = EngineOptions { max_block: 256, threads: 1, realtime: false, ..Default::default() };
+        let (mut engine, mut audio) = Engine::new(g, options).expect("starts");
+        let mut sink = fxgraph::io::stream::MemorySink::default();
+        fxgraph::control::render::render(
+            &mut engine,
+            &mut audio,
+            &mut fxgraph::io::stream::MemorySource::new(input),
+            &mut sink,
+            256,
+            &mut |_| true,
+        )
+        .expect("render");
+        assert_eq!(engine.metrics().nodes[0].faults, 0);
+        sink.channels
+    };
+    let a: Vec<f32> = noise(3000).iter().map(|v| v * 0.5).collect();
+    let k: Vec<f32> = (0..3000).map(|n| (n % 100) as f32 / 100.0).collect();
+    let keyed = r#"(sample_rate: 48000, inputs: {"a": 1, "k": 1}, outputs: {"main": 1},
+        nodes: { "v": Wasm(path: "vca.wasm") }, edges: [("input.a", "v.a"), ("input.k", "v.key"), ("v", "output")])"#;
+    let y = render(keyed, vec![a.clone(), k.clone()]);
+    let want: Vec<f32> = a.iter().zip(&k).map(|(a, k)| a * k).collect();
+    assert_eq!(y[0], want, "out = a * key");
+    // Without the optional key the plugin is told it has 0 channels, and passes `a`.
+    let alone = r#"(sample_rate: 48000, inputs: {"a": 1}, outputs: {"main": 1},
+        nodes: { "v": Wasm(path: "vca.wasm") }, edges: [("input", "v.a"), ("v", "output")])"#;
+    assert_eq!(render(alone, vec![a.clone()])[0], a);
+    // A stereo key is refused by the plugin (fxg_bus_channels), naming the bus.
+    let stereo = keyed.replace(r#""k": 1"#, r#""k": 2"#);
+    let g = graph(&stereo, dir.path()).expect("the graph is valid");
+    let e = Engine::new(g, EngineOptions::default()).err().expect("refused").to_string();
+    assert!(e.contains("the plugin refused 2 channels on bus 1"), "{e}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .arg("plugin")
+        .arg(dir.path().join("vca.wasm"))
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.contains("ABI version 1.1") && text.contains("audio buses: in a (1 ch), key (optional); out out (1 ch)"),
+        "{text}"
+    );
+    // `buses` need `abi_minor` 1; a manifest of ABI 1.0 runs as before (every other test here).
+    std::fs::write(dir.path().join("vca.json"), VCA_MANIFEST.replace(r#""abi_minor": 1,"#, "")).expect("write");
+    let e = graph(keyed, dir.path()).expect_err("refused").to_string();
+    assert!(e.contains("declares `buses`, which needs `abi_minor` 1"), "{e}");
+}

@@ -16,12 +16,42 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
     let ctx = BuildContext { format, base_dir: Path::new("") };
     spec.bind(&ctx);
     let mut processor = spec.build(&ctx).map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;
-    processor
-        .initialize(&ProcessConfig::effect(48000, 2, 512))
-        .map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;
+    // A stereo graph; a plugin with buses gets each as declared, optional inputs unconnected.
+    let mut setup = ProcessConfig::effect(48000, 2, 512);
+    if let Some(b) = &manifest.buses {
+        let width = |b: &fxgraph::nodes::wasm::BusDecl| match (b.optional, b.channels) {
+            (true, _) => 0,
+            (false, 0) => 2,
+            (false, n) => n as usize,
+        };
+        let ins: Vec<usize> = b.inputs.iter().map(width).collect();
+        let outs: Vec<usize> = b.outputs.iter().map(width).collect();
+        setup.layout = fxgraph::node::Layout::new(&ins, &outs);
+        setup.channels = setup.layout.block_channels();
+    }
+    processor.initialize(&setup).map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;
     processor.cleanup();
     println!("{}: {} {} ({})", path.display(), manifest.name, manifest.version, manifest.id);
-    println!("ABI version {} (host implements {ABI_VERSION})", manifest.abi_version);
+    println!(
+        "ABI version {}.{} (host implements {ABI_VERSION}.{})",
+        manifest.abi_version,
+        manifest.abi_minor,
+        fxgraph::nodes::wasm::ABI_MINOR
+    );
+    if let Some(b) = &manifest.buses {
+        let bus = |b: &fxgraph::nodes::wasm::BusDecl| {
+            let width = match (b.optional, b.channels) {
+                (true, _) => "optional".to_string(),
+                (false, 0) => "graph's channels".to_string(),
+                (false, n) => format!("{n} ch"),
+            };
+            format!("{} ({width})", b.name)
+        };
+        let list = |v: &[fxgraph::nodes::wasm::BusDecl]| {
+            if v.is_empty() { "none".to_string() } else { v.iter().map(bus).collect::<Vec<_>>().join(", ") }
+        };
+        println!("audio buses: in {}; out {}", list(&b.inputs), list(&b.outputs));
+    }
     let config = ProcessConfig::effect(48000, 2, 512);
     println!(
         "limits: memory {} KiB (host cap {} KiB), {} us per block; hard deadline {} ms at 512 frames, 48 kHz",

@@ -323,9 +323,12 @@ pub struct Live {
     pub start: TypedFunc<(), ()>,
     pub stop: TypedFunc<(), ()>,
     pub cleanup: TypedFunc<(), ()>,
-    /// Byte offsets of the input and output planes, validated once.
-    pub input: usize,
-    pub output: usize,
+    /// Each input bus's and output bus's buffer: byte offset and channels, validated once (one of each, of
+    /// the graph's channels, for a plugin of ABI 1.0).
+    pub inputs: Vec<(usize, usize)>,
+    pub outputs: Vec<(usize, usize)>,
+    /// The output buses' channels together.
+    pub out_channels: usize,
     /// Memory size after setup: the buffers were validated against it and it cannot change in a block.
     pub memory_size: usize,
     /// The memory cap, the block deadline in epoch ticks, and the largest block (a buffer plane's frames).
@@ -428,6 +431,37 @@ pub fn instantiate(
         }
     }
     let (ch, max_block) = (config.channels, config.max_block);
+    // Each bus's channels as the graph connects it (ABI 1.1), told before `fxg_initialize`.
+    let (in_widths, out_widths) = match &manifest.buses {
+        Some(b) => {
+            let (ins, outs) = (config.layout.inputs(), config.layout.outputs());
+            if ins.len() != b.inputs.len() || outs.len() != b.outputs.len() {
+                return Err(format!(
+                    "prepared for {} inputs and {} outputs; the plugin declares {} and {}",
+                    ins.len(),
+                    outs.len(),
+                    b.inputs.len(),
+                    b.outputs.len()
+                ));
+            }
+            (ins, outs)
+        }
+        None => (vec![ch], vec![ch]),
+    };
+    if manifest.buses.is_some() {
+        let bus_channels = export!("fxg_bus_channels", (i32, i32), i32);
+        for (index, &width) in in_widths.iter().chain(&out_widths).enumerate() {
+            let code = bus_channels
+                .call(&mut store, (index as i32, width as i32))
+                .map_err(|e| call_err("fxg_bus_channels", e))?;
+            if code != 0 {
+                return Err(format!(
+                    "the plugin refused {width} channels on bus {index} (fxg_bus_channels returned {code}){}",
+                    said(&mut store)
+                ));
+            }
+        }
+    }
     let code = initialize
         .call(&mut store, (config.sample_rate as i32, ch as i32, max_block as i32))
         .map_err(|e| call_err("fxg_initialize", e))?;
@@ -438,25 +472,40 @@ pub fn instantiate(
         ));
     }
     let table = buffers.call(&mut store, ()).map_err(|e| call_err("fxg_buffers", e))? as u32 as usize;
-    let (input, output) = read_table(memory.data(&store), table)?;
-    let plane = ch.checked_mul(max_block).and_then(|n| n.checked_mul(4)).ok_or("buffer size overflows")?;
+    let offsets = read_table(memory.data(&store), table, in_widths.len() + out_widths.len())?;
     start.call(&mut store, ()).map_err(|e| call_err("fxg_start", e))?;
     // The ABI allows growth until here; the buffers are checked against the memory as it now is.
     let memory_size = memory.data_size(&store);
-    for (name, offset) in [("input", input), ("output", output)] {
+    let named = |k: usize| match (manifest.buses.as_ref(), k.checked_sub(in_widths.len())) {
+        (None, None) => "input".to_string(),
+        (None, Some(_)) => "output".to_string(),
+        (Some(b), None) => format!("input bus `{}`", b.inputs[k].name),
+        (Some(b), Some(o)) => format!("output bus `{}`", b.outputs[o].name),
+    };
+    let mut spans: Vec<(usize, usize, String)> = Vec::new();
+    for (k, (&offset, &width)) in offsets.iter().zip(in_widths.iter().chain(&out_widths)).enumerate() {
+        if width == 0 {
+            continue;
+        }
+        let name = format!("the {} buffer", named(k));
+        let plane = width.checked_mul(max_block).and_then(|n| n.checked_mul(4)).ok_or("buffer size overflows")?;
         let end = offset.checked_add(plane).ok_or("buffer range overflows")?;
         if offset % 4 != 0 {
-            return Err(format!("the {name} buffer at {offset} is not aligned to 4 bytes"));
+            return Err(format!("{name} at {offset} is not aligned to 4 bytes"));
         }
         if end > memory_size {
             return Err(format!(
-                "the {name} buffer ({plane} bytes at {offset}) ends past the module's memory ({memory_size} bytes)"
+                "{name} ({plane} bytes at {offset}) ends past the module's memory ({memory_size} bytes)"
             ));
         }
+        if let Some((_, _, other)) = spans.iter().find(|(a, b, _)| offset < *b && *a < end) {
+            return Err(format!("{name} ({offset}) and {other} overlap"));
+        }
+        spans.push((offset, end, name));
     }
-    if input < output + plane && output < input + plane {
-        return Err(format!("the input ({input}) and output ({output}) buffers overlap"));
-    }
+    let inputs: Vec<(usize, usize)> = offsets.iter().copied().zip(in_widths.iter().copied()).collect();
+    let outputs: Vec<(usize, usize)> =
+        offsets[in_widths.len()..].iter().copied().zip(out_widths.iter().copied()).collect();
     // What the plugin logged during setup stays for the first poll; setup's pace is not audio's.
     store.data_mut().preempted = 0;
     Ok(Live {
@@ -467,8 +516,9 @@ pub fn instantiate(
         start,
         stop,
         cleanup,
-        input,
-        output,
+        out_channels: out_widths.iter().sum(),
+        inputs,
+        outputs,
         memory_size,
         memory_cap: manifest.memory_cap(),
         deadline_ticks: deadline_ticks(manifest.block_budget_us, config),
@@ -487,14 +537,14 @@ fn said(store: &mut Store<HostState>) -> String {
     if text.is_empty() { String::new() } else { format!(": the plugin says \"{}\"", text.join("; ")) }
 }
 
-/// Reads the guest's buffer table (two little-endian u32 offsets) with checked bounds.
-fn read_table(memory: &[u8], at: usize) -> Result<(usize, usize), String> {
+/// Reads the guest's buffer table (`entries` little-endian u32 offsets: the inputs', then the outputs')
+/// with checked bounds.
+fn read_table(memory: &[u8], at: usize, entries: usize) -> Result<Vec<usize>, String> {
     let bytes = at
-        .checked_add(8)
+        .checked_add(4 * entries)
         .and_then(|end| memory.get(at..end))
         .ok_or(format!("the buffer table at {at} lies outside the module's memory ({} bytes)", memory.len()))?;
-    let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
-    Ok((word(0), word(4)))
+    Ok(bytes.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) as usize).collect())
 }
 
 #[cfg(test)]

@@ -9,6 +9,33 @@ use std::sync::Arc;
 
 /// The ABI version this host implements.
 pub const ABI_VERSION: i32 = 1;
+/// The minor version this host implements: 1 adds audio buses (`buses` in the manifest).
+pub const ABI_MINOR: u32 = 1;
+
+/// One audio bus a plugin declares (ABI 1.1): a port of the node.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BusDecl {
+    /// The port's name in graph files (`"in"`, `"sidechain"`, `"out"`).
+    pub name: String,
+    /// Its channels; 0 (the default): the graph's. An optional input takes whatever feeds it.
+    #[serde(default)]
+    pub channels: u32,
+    /// An input that may be left unconnected (a sidechain): then it has 0 channels.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// A plugin's audio buses (ABI 1.1).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Buses {
+    /// Input buses, in the order their buffers come in the buffer table.
+    #[serde(default)]
+    pub inputs: Vec<BusDecl>,
+    /// Output buses, after the inputs in the table.
+    pub outputs: Vec<BusDecl>,
+}
 /// The most linear memory any plugin may have, whatever its manifest says.
 pub const HOST_MEMORY_CAP: usize = 64 << 20;
 /// The largest per-block budget a manifest may declare (1 s): anything more is refused at load.
@@ -113,6 +140,13 @@ pub struct Manifest {
     pub version: String,
     /// The ABI version it implements.
     pub abi_version: i32,
+    /// The minor version (1 for `buses`; 0, the default, for a plugin of ABI 1.0).
+    #[serde(default)]
+    pub abi_minor: u32,
+    /// Its audio buses (ABI 1.1): the node's ports. Without them: one input and one output of the
+    /// graph's channels.
+    #[serde(default)]
+    pub buses: Option<Buses>,
     /// The most linear memory it may use (capped by the host's limit).
     pub memory_limit_bytes: usize,
     /// The time one `fxg_process` call may take (µs).
@@ -177,6 +211,41 @@ impl Manifest {
         let m: Manifest = serde_json::from_str(text).map_err(|e| format!("not a valid plugin manifest: {e}"))?;
         if m.abi_version != ABI_VERSION {
             return Err(format!("declares ABI version {}, this host implements {ABI_VERSION}", m.abi_version));
+        }
+        if m.abi_minor > ABI_MINOR {
+            return Err(format!("declares ABI version 1.{}, this host implements 1.{ABI_MINOR}", m.abi_minor));
+        }
+        if let Some(b) = &m.buses {
+            if m.abi_minor < 1 {
+                return Err("declares `buses`, which needs `abi_minor` 1".into());
+            }
+            if b.outputs.is_empty() {
+                return Err("`buses` must declare at least one output".into());
+            }
+            if b.inputs.len() > crate::node::MAX_PORTS || b.outputs.len() > crate::node::MAX_PORTS {
+                return Err(format!("`buses` may declare at most {} inputs and outputs", crate::node::MAX_PORTS));
+            }
+            for (side, list) in [("inputs", &b.inputs), ("outputs", &b.outputs)] {
+                for (i, bus) in list.iter().enumerate() {
+                    let named = |n: &BusDecl| n.name == bus.name;
+                    if bus.name.is_empty()
+                        || bus.name.len() > 64
+                        || bus.name.contains(|c: char| c == '.' || c.is_whitespace() || c.is_control())
+                        || list[..i].iter().any(named)
+                    {
+                        return Err(format!(
+                            "`buses.{side}[{i}]` is named {:?}: names are unique, 1 to 64 characters, without dots or spaces",
+                            bus.name
+                        ));
+                    }
+                    if bus.channels > 32 {
+                        return Err(format!("`buses.{side}[{i}]` has {} channels (at most 32)", bus.channels));
+                    }
+                    if side == "outputs" && bus.optional {
+                        return Err(format!("`buses.outputs[{i}]` cannot be optional"));
+                    }
+                }
+            }
         }
         if let Some(min) = &m.min_fxgraph {
             let min =

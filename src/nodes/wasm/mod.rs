@@ -28,7 +28,7 @@ pub mod packages;
 pub use cache::cache_dir;
 pub(crate) use host::compile;
 pub use host::{TICK, deadline_ticks};
-pub use manifest::{ABI_VERSION, ConfigValue, HOST_MEMORY_CAP, Manifest, ParamDecl};
+pub use manifest::{ABI_MINOR, ABI_VERSION, BusDecl, Buses, ConfigValue, HOST_MEMORY_CAP, Manifest, ParamDecl};
 
 use super::plugin::{ABSURD, Counts, Instance, PluginProcessor, replacement, text};
 pub use super::plugin::{FORGIVE_SECONDS, Fault, MAX_FAULTS, OnFault, WATCHDOG_BLOCKS};
@@ -152,6 +152,20 @@ impl WasmParams {
 impl NodeSpec for WasmParams {
     fn kind(&self) -> &'static str {
         "Wasm"
+    }
+
+    fn ports(&self, _format: &crate::node::GraphFormat) -> crate::node::Ports {
+        use crate::node::{Port, Ports, Width};
+        let Some(buses) = self.bound.as_ref().and_then(|b| b.manifest.buses.as_ref()) else { return Ports::effect() };
+        let port = |b: &BusDecl| {
+            let width = match (b.optional, b.channels) {
+                (true, _) => Width::Optional,
+                (false, 0) => Width::Graph,
+                (false, n) => Width::Fixed(n as usize),
+            };
+            Port::new(b.name.clone(), width)
+        };
+        Ports { inputs: buses.inputs.iter().map(port).collect(), outputs: buses.outputs.iter().map(port).collect() }
     }
 
     fn bind(&mut self, ctx: &BuildContext<'_>) {
@@ -313,32 +327,52 @@ impl Instance for Live {
         let n = audio.frames();
         let plane = 4 * self.max_block;
         {
+            // The block's channels go to the input buses in order.
             let mem = self.memory.data_mut(&mut self.store);
-            for c in 0..audio.channels() {
-                let at = self.input + c * plane;
-                for (dst, s) in mem[at..at + 4 * n].chunks_exact_mut(4).zip(audio.channel(c)) {
-                    dst.copy_from_slice(&s.to_le_bytes());
+            let mut c = 0;
+            for &(offset, width) in &self.inputs {
+                for k in 0..width.min(audio.channels().saturating_sub(c)) {
+                    let at = offset + k * plane;
+                    for (dst, s) in mem[at..at + 4 * n].chunks_exact_mut(4).zip(audio.channel(c + k)) {
+                        dst.copy_from_slice(&s.to_le_bytes());
+                    }
                 }
+                c += width;
             }
         }
         match self.guarded(*mark, |live| live.process.call(&mut live.store, n as i32))? {
             0 if self.memory.data_size(&self.store) != self.memory_size => Err(Fault::MemoryGrew),
             0 => {
                 let mem = self.memory.data(&self.store);
-                let output = self.output;
-                let sample = |c: usize, i: usize| {
-                    let at = output + c * plane + 4 * i;
+                // Output channel `c` of the block: a channel of one of the output buses, in order.
+                let outputs = &self.outputs;
+                let plane_of = |c: usize| {
+                    let mut c = c;
+                    for &(offset, width) in outputs {
+                        if c < width {
+                            return offset + c * plane;
+                        }
+                        c -= width;
+                    }
+                    0
+                };
+                let sample = |at: usize, i: usize| {
+                    let at = at + 4 * i;
                     f32::from_le_bytes([mem[at], mem[at + 1], mem[at + 2], mem[at + 3]])
                 };
+                let channels = self.out_channels.min(audio.channels());
                 // Checked before anything is written: the block holds the dry input until then.
-                let bad = (0..audio.channels())
-                    .any(|c| (0..n).any(|i| !sample(c, i).is_finite() || sample(c, i).abs() > ABSURD));
+                let bad = (0..channels).any(|c| {
+                    let at = plane_of(c);
+                    (0..n).any(|i| !sample(at, i).is_finite() || sample(at, i).abs() > ABSURD)
+                });
                 if bad {
                     return Err(Fault::BadOutput);
                 }
-                for c in 0..audio.channels() {
+                for c in 0..channels {
+                    let at = plane_of(c);
                     for (i, y) in audio.channel_mut(c).iter_mut().enumerate() {
-                        *y = sample(c, i);
+                        *y = sample(at, i);
                     }
                 }
                 Ok(())
