@@ -563,7 +563,7 @@ pub(crate) fn build(
         pos_of,
         polling,
         latency: desc.latency,
-        crossfade: crossfade.map(|len| Crossfade { len: len.max(1), pos: 0 }),
+        crossfade: crossfade.map(|len| Crossfade { len: len.max(1), pos: 0, delay: desc.latency }),
         next: None,
         moves_in,
         edge_moves_in,

@@ -136,11 +136,15 @@ impl Level {
     }
 }
 
-/// A crossfade in progress: `pos` of `len` frames done.
+/// A crossfade in progress: `pos` frames done of `delay` at the old plan's level, then `len` of fading.
+///
+/// The delay is the new plan's latency: a path of new nodes gives silence until its lookahead delay lines
+/// have filled, and would start with a step if it were already fading in meanwhile.
 #[derive(Debug, Clone, Copy)]
 pub struct Crossfade {
     pub len: usize,
     pub pos: usize,
+    pub delay: usize,
 }
 
 /// Where the graph's output comes from.
@@ -260,7 +264,7 @@ impl Plan {
         if let Some(x) = &self.crossfade {
             let quarter = std::f64::consts::FRAC_PI_2;
             for i in 0..frames {
-                let t = ((x.pos + i + 1) as f64 / x.len as f64).min(1.0);
+                let t = ((x.pos + i + 1).saturating_sub(x.delay) as f64 / x.len as f64).min(1.0);
                 let (s, c) = (t * quarter).sin_cos();
                 ctx.fade_in[i] = s as f32;
                 ctx.fade_out[i] = c as f32;
@@ -331,13 +335,13 @@ impl Plan {
             }
         }
         if let Some(x) = &mut self.crossfade {
-            x.pos = (x.pos + frames).min(x.len);
+            x.pos = (x.pos + frames).min(x.delay + x.len);
         }
     }
 
     /// Whether a crossfade has run its course.
     pub fn crossfade_done(&self) -> bool {
-        self.crossfade.is_some_and(|x| x.pos >= x.len)
+        self.crossfade.is_some_and(|x| x.pos >= x.delay + x.len)
     }
 }
 
