@@ -497,3 +497,23 @@ fn a_keyed_limiter_applies_the_gain_that_holds_the_key_under_its_ceiling() {
     assert!((gain(47999) - 1.0).abs() < 1e-4, "the key under the ceiling: gain {}", gain(47999));
     assert!(y[0].iter().any(|v| v.abs() > 0.5), "the music itself is not clamped to the key's ceiling");
 }
+
+#[test]
+fn a_sidechain_path_with_latency_is_lined_up_with_the_signal_it_keys() {
+    // The key passes a limiter (5 ms lookahead, transparent below its ceiling) on its way to the
+    // sidechain; the music goes straight in. The music is delayed to match, so the compressor (instant
+    // attack) reduces the music from the very frame the key starts, in the compensated output.
+    let src = graph(
+        r#"inputs: {"music": 1, "key": 1}, outputs: {"main": 1}"#,
+        r#""late": Limiter(ceiling_db: 0.0, lookahead_ms: 5.0, release_ms: 50.0),
+           "duck": Compressor(threshold_db: -30.0, ratio: 10.0, attack_ms: 0.0, release_ms: 1000.0, knee_db: 0.0, makeup_db: 0.0)"#,
+        r#"("input.music", "duck"), ("input.key", "late"), ("late", "duck.sidechain"), ("duck", "output")"#,
+    );
+    let (engine, _audio) = super::engine(&src, 256, 1, Parallelism::Adaptive);
+    assert_eq!(engine.latency_frames(), 240, "the limiter's lookahead is the graph's latency");
+    let mut key = vec![0.0f32; 24000];
+    key.extend(alternating(0.5, 24000));
+    let y = run(&src, vec![alternating(0.1, 48000), key], 256, 1, Parallelism::Adaptive);
+    assert_eq!(y[0][23999].abs(), 0.1, "untouched before the key");
+    assert!(y[0][24000].abs() < 0.05, "reduced from the key's first frame: {}", y[0][24000]);
+}
