@@ -4,6 +4,8 @@
 
 #![cfg(target_os = "linux")] // Native plugins are hosted on Linux (the isolation tier uses memfd and futexes).
 
+mod common;
+
 use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph, ParamValue};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -498,7 +500,7 @@ fn ladspa_buses_are_ports_a_sidechain_keys_lsp_s_compressor_and_a_mono_delay_goe
     let frames = 96000;
     let music: Vec<f32> = sine(1000.0, 0.1, frames).into_iter().step_by(2).collect();
     let key: Vec<f32> = (0..frames).map(|n| if n < 48000 { 0.5 } else { 0.001 } * (n as f32 * 0.04).sin()).collect();
-    let (y, _) = render_planar(g, vec![music.clone(), music.clone(), key.clone(), key]);
+    let (y, _) = common::render_planar(g, vec![music.clone(), music.clone(), key.clone(), key]);
     let (loud, quiet) = (rms(&y[0], 24000, 48000), rms(&y[0], 72000, 96000));
     let dry = rms(&music, 72000, 96000);
     assert!(db(loud / dry) < -6.0, "with the key loud the music is reduced: {:.2} dB", db(loud / dry));
@@ -512,7 +514,7 @@ fn ladspa_buses_are_ports_a_sidechain_keys_lsp_s_compressor_and_a_mono_delay_goe
     let g = Graph::parse(&text, "ad.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((g.nodes[0].layout.inputs(), g.nodes[0].layout.outputs()), (vec![1], vec![2]));
     let voice: Vec<f32> = sine(440.0, 0.5, 48000).into_iter().step_by(2).collect();
-    let (y, _) = render_planar(g, vec![voice.clone()]);
+    let (y, _) = common::render_planar(g, vec![voice.clone()]);
     assert_eq!(y.len(), 2);
     assert!((rms(&y[0], 4800, 48000) / rms(&voice, 4800, 48000) - 1.0).abs() < 0.01, "left carries the voice");
     assert!(rms(&y[1], 0, 48000) < 1e-6, "right is silent");
@@ -538,14 +540,14 @@ fn a_native_plugin_declares_buses_as_ports_and_a_1_0_plugin_runs_unchanged() {
     // The buses are the node's ports: out[0] = a + b, out[1] = a - b; the optional `gain` absent.
     let g = graph(r#"("input.a", "p.a"), ("input.b", "p.b"), ("p", "output")"#, "");
     assert_eq!(g.nodes[0].layout.inputs(), [1, 1, 0]);
-    let (y, _) = render_planar(g, vec![a.clone(), b.clone()]);
+    let (y, _) = common::render_planar(g, vec![a.clone(), b.clone()]);
     for n in 0..4800 {
         assert_eq!((y[0][n], y[1][n]), (a[n] + b[n], a[n] - b[n]), "frame {n}");
     }
     // Connected, it scales both.
     let gain = vec![0.5f32; 4800];
     let g = graph(r#"("input.a", "p.a"), ("input.b", "p.b"), ("input.g", "p.gain"), ("p", "output")"#, r#", "g": 1"#);
-    let (y, _) = render_planar(g, vec![a.clone(), b.clone(), gain]);
+    let (y, _) = common::render_planar(g, vec![a.clone(), b.clone(), gain]);
     for n in 0..4800 {
         assert_eq!((y[0][n], y[1][n]), ((a[n] + b[n]) * 0.5, (a[n] - b[n]) * 0.5), "frame {n}");
     }
@@ -571,25 +573,8 @@ fn a_native_plugin_declares_buses_as_ports_and_a_1_0_plugin_runs_unchanged() {
     );
     let g = Graph::parse(&text, "o.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((g.nodes[0].layout.inputs(), g.nodes[0].layout.outputs()), (vec![2], vec![2]));
-    let (y, _) = render_planar(g, vec![a.clone(), b.clone()]);
+    let (y, _) = common::render_planar(g, vec![a.clone(), b.clone()]);
     assert_eq!((&y[0], &y[1]), (&a, &b), "a 1.0 pass-through passes through");
-}
-
-/// Renders planar `input` through `graph` offline.
-fn render_planar(graph: Graph, input: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, fxgraph::monitor::MetricsReport) {
-    let options = EngineOptions { max_block: 256, threads: 1, realtime: false, ..Default::default() };
-    let (mut engine, mut audio) = Engine::new(graph, options).expect("engine");
-    let mut sink = fxgraph::io::stream::MemorySink::default();
-    fxgraph::control::render::render(
-        &mut engine,
-        &mut audio,
-        &mut fxgraph::io::stream::MemorySource::new(input),
-        &mut sink,
-        256,
-        &mut |_| true,
-    )
-    .expect("render");
-    (sink.channels, engine.metrics())
 }
 
 #[test]

@@ -7,6 +7,8 @@
 #[global_allocator]
 static ALLOC: fxgraph::alloc::CountingAllocator = fxgraph::alloc::CountingAllocator;
 
+mod common;
+
 use fxgraph::node::{AudioIn, AudioOut};
 use fxgraph::{AudioProcessor, Engine, EngineEvent, EngineOptions, Graph, GraphErrorKind};
 use std::path::{Path, PathBuf};
@@ -1423,21 +1425,9 @@ fn a_module_of_abi_1_1_declares_buses_that_are_the_node_s_ports() {
     std::fs::write(dir.path().join("vca.wasm"), wat(VCA)).expect("write module");
     std::fs::write(dir.path().join("vca.json"), VCA_MANIFEST).expect("write manifest");
     let render = |text: &str, input: Vec<Vec<f32>>| {
-        let g = graph(text, dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let options = EngineOptions { max_block: 256, threads: 1, realtime: false, ..Default::default() };
-        let (mut engine, mut audio) = Engine::new(g, options).expect("starts");
-        let mut sink = fxgraph::io::stream::MemorySink::default();
-        fxgraph::control::render::render(
-            &mut engine,
-            &mut audio,
-            &mut fxgraph::io::stream::MemorySource::new(input),
-            &mut sink,
-            256,
-            &mut |_| true,
-        )
-        .expect("render");
-        assert_eq!(engine.metrics().nodes[0].faults, 0);
-        sink.channels
+        let (y, report) = common::render_planar(graph(text, dir.path()).unwrap_or_else(|e| panic!("{e}")), input);
+        assert_eq!(report.nodes[0].faults, 0);
+        y
     };
     let a: Vec<f32> = noise(3000).iter().map(|v| v * 0.5).collect();
     let k: Vec<f32> = (0..3000).map(|n| (n % 100) as f32 / 100.0).collect();

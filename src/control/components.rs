@@ -53,6 +53,17 @@ pub struct Wire {
     pub port: usize,
 }
 
+impl Wire {
+    /// A graph file's edge, its nodes being `entities` (by index) and the graph input `input`.
+    pub(crate) fn of(link: &crate::graph::Link, input: Entity, entities: &[Entity]) -> Self {
+        let from = match link.from {
+            crate::graph::Source::Input => input,
+            crate::graph::Source::Node(i) => entities[i],
+        };
+        Self { from, from_port: link.from_port, port: link.to_port }
+    }
+}
+
 impl From<Entity> for Wire {
     /// An edge between the first ports.
     fn from(from: Entity) -> Self {

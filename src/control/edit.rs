@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Source};
+use crate::graph::Graph;
 use std::path::Path;
 
 impl Engine {
@@ -86,14 +86,7 @@ impl Engine {
                 self.despawn_node(e);
             }
         }
-        let resolve = |l: &crate::graph::Link| Wire {
-            from: match l.from {
-                Source::Input => input,
-                Source::Node(i) => entities[i],
-            },
-            from_port: l.from_port,
-            port: l.to_port,
-        };
+        let resolve = |l: &crate::graph::Link| Wire::of(l, input, &entities);
         for (node, &e) in graph.nodes.iter().zip(&entities) {
             let inputs = Inputs(node.inputs.iter().map(resolve).collect());
             if self.world.get::<Inputs>(e) != Some(&inputs) {

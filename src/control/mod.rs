@@ -45,7 +45,7 @@ pub use systems::{ControlSet, ControlUpdate, Monitor};
 use crate::audio::workers::Workers;
 use crate::audio::{AudioProcessor, AudioSetup, FromAudio, ToAudio};
 use crate::error::{Error, Result};
-use crate::graph::{Graph, Source};
+use crate::graph::Graph;
 use crate::monitor::shared::GraphStats;
 use crate::node::Registry;
 use crate::node::{GraphFormat, Message, NodeSpec};
@@ -194,14 +194,7 @@ impl Engine {
             let e = self.world.spawn((NodeName(node.name.clone()), FileOrder(i))).id();
             entities.push(e);
         }
-        let resolve = |l: &crate::graph::Link| Wire {
-            from: match l.from {
-                Source::Input => input,
-                Source::Node(i) => entities[i],
-            },
-            from_port: l.from_port,
-            port: l.to_port,
-        };
+        let resolve = |l: &crate::graph::Link| Wire::of(l, input, &entities);
         let mut inputs = Vec::new();
         for node in &graph.nodes {
             inputs.push(Inputs(node.inputs.iter().map(resolve).collect()));

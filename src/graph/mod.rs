@@ -402,130 +402,53 @@ impl Graph {
         let mut output = Vec::new();
         // Each edge's index, by (source, its port, target (`None`: the graph output), its port).
         let mut edge_pos: BTreeMap<(Source, usize, Option<usize>, usize), usize> = BTreeMap::new();
-        let names = |ports: &[crate::node::Port]| ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+        // One end of edge `i`: the node it names (`None`: the graph's input or output) and its port; `end`
+        // 0 is where an edge comes from (an output port), 1 where it goes (an input port).
+        let resolve = |i: usize, end: usize, text: &str| -> Result<(Option<usize>, usize), GraphError> {
+            let (name, port) = split_end(text, &index);
+            let at = edge_at(i, end);
+            let (own, other, side, endpoints) =
+                if end == 0 { ("input", "output", "output", &inputs) } else { ("output", "input", "input", &outputs) };
+            if name == other {
+                let message = if end == 0 {
+                    "`output` is the graph's sink and cannot feed a node"
+                } else {
+                    "`input` is the graph's source and cannot be fed"
+                };
+                return Err(cx.err(GraphErrorKind::BadEdge, at, None, message.into()));
+            }
+            let list = |names: Vec<&str>| if names.is_empty() { "none".to_string() } else { names.join(", ") };
+            if name == own {
+                let found = port.map_or(Some(0), |p| endpoints.iter().position(|e| e.name == p));
+                return found.map(|k| (None, k)).ok_or_else(|| {
+                    let known = list(endpoints.iter().map(|e| e.name.as_str()).collect());
+                    let message = format!("the graph has no {own} `{}` (its {own}s: {known})", port.unwrap_or(""));
+                    cx.err(GraphErrorKind::UnknownEndpoint, at, None, message)
+                });
+            }
+            let Some(&n) = index.get(name) else {
+                let (dir, own) = if end == 0 { ("from", "input") } else { ("to", "output") };
+                let message = format!("edge {dir} `{text}`, which is not a node (nor `{own}`)");
+                return Err(cx.err(GraphErrorKind::UnknownEndpoint, at, None, message));
+            };
+            let ports = if end == 0 { &nodes[n].ports.outputs } else { &nodes[n].ports.inputs };
+            let found = match port {
+                None => (!ports.is_empty()).then_some(0),
+                Some(p) => ports.iter().position(|q| q.name == p),
+            };
+            found.map(|k| (Some(n), k)).ok_or_else(|| {
+                let known = list(ports.iter().map(|q| q.name.as_str()).collect());
+                let message = format!("no {side} port `{}` (the node's {side}s: {known})", port.unwrap_or(""));
+                cx.err(GraphErrorKind::UnknownEndpoint, at, Some(name), message)
+            })
+        };
+        let mut links: Vec<(Option<usize>, Link)> = Vec::with_capacity(top.edges.len());
         for (i, (from, to)) in top.edges.iter().enumerate() {
-            let (source, from_port) = match split_end(from, &index) {
-                ("output", _) => {
-                    return Err(cx.err(
-                        GraphErrorKind::BadEdge,
-                        edge_at(i, 0),
-                        None,
-                        "`output` is the graph's sink and cannot feed a node".into(),
-                    ));
-                }
-                ("input", port) => {
-                    let at = match port {
-                        None => Some(0),
-                        Some(p) => inputs.iter().position(|e| e.name == p),
-                    };
-                    let Some(at) = at else {
-                        let known: Vec<&str> = inputs.iter().map(|e| e.name.as_str()).collect();
-                        return Err(cx.err(
-                            GraphErrorKind::UnknownEndpoint,
-                            edge_at(i, 0),
-                            None,
-                            format!(
-                                "the graph has no input `{}` (its inputs: {})",
-                                port.unwrap_or(""),
-                                known.join(", ")
-                            ),
-                        ));
-                    };
-                    (Source::Input, at)
-                }
-                (name, port) => match index.get(name) {
-                    Some(&n) => {
-                        let ports = &nodes[n].ports.outputs;
-                        let at = match port {
-                            None if !ports.is_empty() => Some(0),
-                            None => None,
-                            Some(p) => ports.iter().position(|q| q.name == p),
-                        };
-                        let Some(at) = at else {
-                            return Err(cx.err(
-                                GraphErrorKind::UnknownEndpoint,
-                                edge_at(i, 0),
-                                Some(name),
-                                format!(
-                                    "no output port `{}` (the node's outputs: {})",
-                                    port.unwrap_or(""),
-                                    if ports.is_empty() { "none".to_string() } else { names(ports) }
-                                ),
-                            ));
-                        };
-                        (Source::Node(n), at)
-                    }
-                    None => {
-                        return Err(cx.err(
-                            GraphErrorKind::UnknownEndpoint,
-                            edge_at(i, 0),
-                            None,
-                            format!("edge from `{from}`, which is not a node (nor `input`)"),
-                        ));
-                    }
-                },
+            let (source, from_port) = match resolve(i, 0, from)? {
+                (None, k) => (Source::Input, k),
+                (Some(n), k) => (Source::Node(n), k),
             };
-            let (target, to_port) = match split_end(to, &index) {
-                ("input", _) => {
-                    return Err(cx.err(
-                        GraphErrorKind::BadEdge,
-                        edge_at(i, 1),
-                        None,
-                        "`input` is the graph's source and cannot be fed".into(),
-                    ));
-                }
-                ("output", port) => {
-                    let at = match port {
-                        None => Some(0),
-                        Some(p) => outputs.iter().position(|e| e.name == p),
-                    };
-                    let Some(at) = at else {
-                        let known: Vec<&str> = outputs.iter().map(|e| e.name.as_str()).collect();
-                        return Err(cx.err(
-                            GraphErrorKind::UnknownEndpoint,
-                            edge_at(i, 1),
-                            None,
-                            format!(
-                                "the graph has no output `{}` (its outputs: {})",
-                                port.unwrap_or(""),
-                                known.join(", ")
-                            ),
-                        ));
-                    };
-                    (None, at)
-                }
-                (name, port) => match index.get(name) {
-                    Some(&n) => {
-                        let ports = &nodes[n].ports.inputs;
-                        let at = match port {
-                            None if !ports.is_empty() => Some(0),
-                            None => None,
-                            Some(p) => ports.iter().position(|q| q.name == p),
-                        };
-                        let Some(at) = at else {
-                            return Err(cx.err(
-                                GraphErrorKind::UnknownEndpoint,
-                                edge_at(i, 1),
-                                Some(name),
-                                format!(
-                                    "no input port `{}` (the node's inputs: {})",
-                                    port.unwrap_or(""),
-                                    if ports.is_empty() { "none".to_string() } else { names(ports) }
-                                ),
-                            ));
-                        };
-                        (Some(n), at)
-                    }
-                    None => {
-                        return Err(cx.err(
-                            GraphErrorKind::UnknownEndpoint,
-                            edge_at(i, 1),
-                            None,
-                            format!("edge to `{to}`, which is not a node (nor `output`)"),
-                        ));
-                    }
-                },
-            };
+            let (target, to_port) = resolve(i, 1, to)?;
             if edge_pos.insert((source, from_port, target, to_port), i).is_some() {
                 return Err(cx.err(
                     GraphErrorKind::BadEdge,
@@ -534,7 +457,9 @@ impl Graph {
                     format!("the edge (\"{from}\", \"{to}\") is listed twice"),
                 ));
             }
-            let link = Link { from: source, from_port, to_port };
+            links.push((target, Link { from: source, from_port, to_port }));
+        }
+        for (target, link) in links {
             match target {
                 Some(n) => nodes[n].inputs.push(link),
                 None => output.push(link),

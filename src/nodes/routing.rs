@@ -30,6 +30,21 @@ pub(crate) fn register(registry: &mut Registry) {
     }
 }
 
+/// The [`NodeSpec`] methods of a kind without automatable parameters (its settings are its shape).
+macro_rules! no_params {
+    () => {
+        fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
+            Vec::new()
+        }
+
+        fn param(&self, _index: usize) -> f64 {
+            0.0
+        }
+
+        fn set_param(&mut self, _index: usize, _value: f64) {}
+    };
+}
+
 /// The most channels a routing node's port may carry.
 const MAX_CHANNELS: usize = 32;
 /// The largest magnitude of a mixer gain (linear): +24 dB.
@@ -277,15 +292,7 @@ impl NodeSpec for ChannelsParams {
         }
     }
 
-    fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
-        Vec::new()
-    }
-
-    fn param(&self, _index: usize) -> f64 {
-        0.0
-    }
-
-    fn set_param(&mut self, _index: usize, _value: f64) {}
+    no_params!();
 
     fn shape(&self) -> String {
         format!("{:?}", self.select)
@@ -361,15 +368,7 @@ impl NodeSpec for MidSideParams {
         Ports { inputs: vec![Port::new("in", Width::Fixed(2))], outputs: vec![Port::new("out", Width::Fixed(2))] }
     }
 
-    fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
-        Vec::new()
-    }
-
-    fn param(&self, _index: usize) -> f64 {
-        0.0
-    }
-
-    fn set_param(&mut self, _index: usize, _value: f64) {}
+    no_params!();
 
     fn shape(&self) -> String {
         format!("{:?}", self.mode)

@@ -5,6 +5,7 @@
 /// back is a step of its own), and at which frame. A click is a discontinuity, so it stands out from its
 /// neighbours whatever the signal's own slope; steady dynamics, ramps and cross-fades change the steps
 /// gradually and score zero or less.
+#[allow(dead_code)] // Not every test binary uses every helper.
 pub fn largest_click(x: &[f32], channels: usize) -> (f32, usize) {
     let frames = x.len() / channels;
     let mut worst = (f32::NEG_INFINITY, 0);
@@ -19,4 +20,22 @@ pub fn largest_click(x: &[f32], channels: usize) -> (f32, usize) {
         }
     }
     worst
+}
+
+/// Renders planar `input` through `graph` offline (blocks of 256 frames, one thread), with its metrics.
+#[allow(dead_code)] // Not every test binary uses every helper.
+pub fn render_planar(graph: fxgraph::Graph, input: Vec<Vec<f32>>) -> (Vec<Vec<f32>>, fxgraph::monitor::MetricsReport) {
+    let options = fxgraph::EngineOptions { max_block: 256, threads: 1, realtime: false, ..Default::default() };
+    let (mut engine, mut audio) = fxgraph::Engine::new(graph, options).expect("engine starts");
+    let mut sink = fxgraph::io::stream::MemorySink::default();
+    fxgraph::control::render::render(
+        &mut engine,
+        &mut audio,
+        &mut fxgraph::io::stream::MemorySource::new(input),
+        &mut sink,
+        256,
+        &mut |_| true,
+    )
+    .expect("render");
+    (sink.channels, engine.metrics())
 }
