@@ -157,13 +157,26 @@ impl Engine {
         Ok(())
     }
 
-    /// Adds or removes a node from the signal path (its inputs then feed its consumers directly),
-    /// crossfaded. A bypassed node's processor is set aside and its state cleared when it comes back.
+    /// Adds or removes a node from the signal path (what feeds its first input then feeds what read its
+    /// first output; its other outputs fall silent), crossfaded. A bypassed node's processor is set aside
+    /// and its state cleared when it comes back.
     ///
     /// # Errors
-    /// [`Error::NoSuchNode`].
+    /// [`Error::NoSuchNode`]; [`Error::Options`] for a node whose first input and first output differ in
+    /// width (a mixer folding 6 channels to 2).
     pub fn bypass(&mut self, node: &str, on: bool) -> Result<()> {
         let e = self.node(node).ok_or_else(|| Error::NoSuchNode(node.into()))?;
+        // Bypassed, a node's first input feeds whatever read its first output: only where they are as wide.
+        if on
+            && let Some(PreparedFor(layout)) = self.world.get::<PreparedFor>(e)
+            && layout.input(0) != layout.output(0)
+        {
+            return Err(Error::Options(format!(
+                "node \"{node}\" cannot be bypassed: its first input has {} channels and its first output {}",
+                layout.input(0),
+                layout.output(0)
+            )));
+        }
         let mut entity = self.world.entity_mut(e);
         if on {
             if !entity.contains::<Bypassed>() {

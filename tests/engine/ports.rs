@@ -517,3 +517,16 @@ fn a_sidechain_path_with_latency_is_lined_up_with_the_signal_it_keys() {
     assert_eq!(y[0][23999].abs(), 0.1, "untouched before the key");
     assert!(y[0][24000].abs() < 0.05, "reduced from the key's first frame: {}", y[0][24000]);
 }
+
+#[test]
+fn a_node_whose_first_input_and_output_differ_in_width_cannot_be_bypassed() {
+    let src = graph(
+        r#"inputs: {"surround": 6}, outputs: {"stereo": 2}"#,
+        r#""fold": Mixer(gains: [[1.0, 0.0, 0.7, 0.0, 0.7, 0.0], [0.0, 1.0, 0.7, 0.0, 0.0, 0.7]]), "g": Gain(gain_db: -6.0)"#,
+        r#"("input", "fold"), ("fold", "g"), ("g", "output")"#,
+    );
+    let (mut engine, _audio) = super::engine(&src, 256, 1, Parallelism::Adaptive);
+    let e = engine.bypass("fold", true).expect_err("6 channels cannot stand in for 2").to_string();
+    assert!(e.contains("its first input has 6 channels and its first output 2"), "{e}");
+    engine.bypass("g", true).expect("a gain can be bypassed");
+}
