@@ -1360,6 +1360,11 @@ fn render_feeds_named_inputs_from_files_and_folds_5_1_to_stereo() {
     assert!(stderr(&o).contains("voice.wav: resampled from 44100 Hz"), "{}", stderr(&o));
     let mix = read_planar(&dir.path().join("mix.wav"));
     assert_eq!((mix.len(), mix[0].len()), (2, 9600));
+    // `bench` takes the same inputs.
+    let o = fxgraph(&["bench", g, "-i", "music=music.wav", "-i", "voice=voice.wav", "--json"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["nodes"].as_array().map(Vec::len), Some(3), "{v}");
     // A bare file feeds the first input; naming an input twice, or one the graph lacks, is refused.
     let o = fxgraph(&["render", g, "-i", "music.wav", "-o", "bare.wav"], dir.path());
     assert!(o.status.success(), "{}", stderr(&o));

@@ -501,4 +501,23 @@ fn a_graph_without_a_rate_plays_at_the_rate_it_is_given_and_renders_at_its_input
     run(&["render", "free.ron", "-i", "in44.wav", "-o", "out.wav"]);
     let (rate, out) = read_interleaved(&dir.path().join("out.wav"));
     assert_eq!((rate, out.len() / 2), (44100, 44100), "the input's rate and length, nothing resampled");
+    // A graph with two inputs plays a file into each: the first by position, the other by name.
+    let ducking = repo().join("graphs/ducking.ron");
+    let g = ducking.to_str().expect("utf-8");
+    run(&[
+        "play",
+        g,
+        "in44.wav",
+        "-i",
+        "voice=in44.wav",
+        "--device",
+        "null",
+        "--seconds",
+        "0.5",
+        "--record",
+        "duck.wav",
+    ]);
+    let (rate, samples) = read_interleaved(&dir.path().join("duck.wav"));
+    assert_eq!(rate, 48000, "ducking.ron gives its own rate");
+    assert!(samples.iter().any(|v| v.abs() > 0.01), "the music and the voice are heard");
 }

@@ -1,4 +1,5 @@
-//! `fxgraph bench`: the demo signal through a graph with no file output; speed, timing, load, levels.
+//! `fxgraph bench`: the demo signal (or input files) through a graph with no file output; speed, timing,
+//! load, levels.
 
 use crate::{Failure, bad_input, default_threads, load, open_inputs, prepare_rate, report_faults, start};
 use fxgraph::control::render::render;
@@ -7,7 +8,7 @@ use std::path::Path;
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     graph_path: &Path,
-    input: Option<&Path>,
+    inputs: &[String],
     seconds: Option<f64>,
     block: usize,
     threads: Option<u32>,
@@ -15,14 +16,13 @@ pub(crate) fn run(
     plot: Option<&Path>,
     allow_faults: bool,
 ) -> Result<(), Failure> {
-    let inputs: Vec<String> = input.map(|p| p.display().to_string()).into_iter().collect();
-    let graph = prepare_rate(load(graph_path)?, &inputs, None, fxgraph::graph::DEFAULT_RATE)?;
+    let graph = prepare_rate(load(graph_path)?, inputs, None, fxgraph::graph::DEFAULT_RATE)?;
     let fmt = graph.format;
     let threads = default_threads(threads);
     // The signal is in memory before the engine starts and timing begins, so only the engine's processing
     // (and allocations) are measured.
     let limit = seconds.map(|s| (s * f64::from(fmt.sample_rate)) as u64);
-    let mut source = open_inputs(&graph, &inputs, seconds, 10.0)?.source;
+    let mut source = open_inputs(&graph, inputs, seconds, 10.0)?.source;
     let in_ch: usize = graph.inputs.iter().map(|e| e.channels).sum();
     let graph_outputs: usize = graph.outputs.iter().map(|e| e.channels).sum();
     let mut channels: Vec<Vec<f32>> = vec![Vec::new(); in_ch];
@@ -119,8 +119,9 @@ pub(crate) fn run(
     }
     let us = |ns: f64| ns / 1000.0;
     println!(
-        "{}: {seconds} s of demo signal in {elapsed:.3} s, {realtime_factor:.0}x realtime ({} executor, {threads} thread{}, block {block})",
+        "{}: {seconds} s of {} in {elapsed:.3} s, {realtime_factor:.0}x realtime ({} executor, {threads} thread{}, block {block})",
         graph_path.display(),
+        if inputs.is_empty() { "demo signal".to_string() } else { inputs.join(" + ") },
         report.executor,
         if threads == 1 { "" } else { "s" },
     );

@@ -68,9 +68,10 @@ enum Command {
         /// The graph file (RON).
         graph: PathBuf,
         /// An audio file to render instead of the demo signal (decoded, resampled and remixed to the
-        /// graph's format before timing starts).
+        /// graph's format before timing starts): `FILE` for the graph's first input, `NAME=FILE` for its
+        /// input NAME; once per input.
         #[arg(short, long)]
-        input: Option<PathBuf>,
+        input: Vec<String>,
         /// Seconds of demo signal to render (or at most this much of the input).
         #[arg(long, value_parser = positive_seconds, allow_negative_numbers = true)]
         seconds: Option<f64>,
@@ -267,7 +268,7 @@ fn main() -> ExitCode {
             )
         }
         Command::Bench { graph, input, seconds, block, threads, json, plot, allow_faults } => {
-            bench::run(&graph, input.as_deref(), seconds, block as usize, threads, json, plot.as_deref(), allow_faults)
+            bench::run(&graph, &input, seconds, block as usize, threads, json, plot.as_deref(), allow_faults)
         }
         Command::Check { graph, dot } => check::run(&graph, dot),
         Command::Plot { graph, output, node, data, level, topology } => {

@@ -19,9 +19,13 @@ pub(crate) struct Args {
     /// The graph file (RON).
     #[arg(required_unless_present = "list_devices")]
     pub graph: Option<PathBuf>,
-    /// An audio file (WAV, FLAC, MP3, Ogg Vorbis, AAC/ALAC, AIFF), converted to the graph's rate and
-    /// channels; without it, the built-in demo signal.
+    /// An audio file (WAV, FLAC, MP3, Ogg Vorbis, AAC/ALAC, AIFF) for the graph's first input, converted
+    /// to the graph's rate and the input's channels; without it, the built-in demo signal.
     pub input: Option<PathBuf>,
+    /// A file for another of the graph's inputs, as `NAME=FILE`; once per input (silence feeds an input no
+    /// file names).
+    #[arg(short = 'i', long = "input")]
+    pub inputs: Vec<String>,
     /// The output device: `null` (headless, real-time paced), `default`, or a name from --list-devices.
     #[arg(long)]
     pub device: Option<String>,
@@ -75,8 +79,13 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         return Ok(());
     }
     let graph_path = args.graph.ok_or_else(|| bad_input(anyhow::anyhow!("play needs a graph file")))?;
+    let mut inputs: Vec<String> = args.input.iter().map(|p| p.display().to_string()).collect();
+    inputs.extend(args.inputs.iter().cloned());
     if let Some(rec) = &args.record {
-        for (what, path) in [("graph file", Some(graph_path.as_path())), ("input", args.input.as_deref())] {
+        let named: Vec<PathBuf> =
+            inputs.iter().map(|i| PathBuf::from(i.split_once('=').map_or(i.as_str(), |(_, f)| f))).collect();
+        let files = named.iter().map(|p| ("input", Some(p.as_path())));
+        for (what, path) in std::iter::once(("graph file", Some(graph_path.as_path()))).chain(files) {
             if let Some(path) = path
                 && fxgraph::io::wav::same_file(path, rec)
             {
@@ -98,7 +107,6 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         ))
     })?;
     let graph = load(&graph_path)?;
-    let inputs: Vec<String> = args.input.iter().map(|p| p.display().to_string()).collect();
     // A graph without a rate of its own is prepared at the device's (the null device's: the input's, or
     // 48 kHz), unless --rate says.
     let device_rate = if args.rate.is_none() && !graph.rate_given {
