@@ -6,7 +6,7 @@
 pub(crate) mod locate;
 pub mod preset;
 
-use crate::node::{GraphFormat, Layout, MAX_PORTS, NodeSpec, Ports, Registry, Width};
+use crate::node::{GraphFormat, Layout, MAX_CHANNELS, MAX_PORTS, NodeSpec, Ports, Registry, Width};
 use locate::{Spanned, Value, line_col};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -627,10 +627,15 @@ fn endpoints(
 ) -> Result<(Vec<Endpoint>, Vec<Endpoint>, usize), GraphError> {
     let field_at = |key: &str| doc.and_then(|d| d.field(key)).map(|f| f.key_start);
     let check = |n: u32, at: Option<usize>, what: &str| -> Result<usize, GraphError> {
-        if (1..=32).contains(&n) {
+        if (1..=MAX_CHANNELS as u32).contains(&n) {
             Ok(n as usize)
         } else {
-            Err(cx.err(GraphErrorKind::Format, at, None, format!("{what} must be between 1 and 32 (got {n})")))
+            Err(cx.err(
+                GraphErrorKind::Format,
+                at,
+                None,
+                format!("{what} must be between 1 and {MAX_CHANNELS} (got {n})"),
+            ))
         }
     };
     // Declared endpoints in file order (the map type sorts them), each checked where it is written.

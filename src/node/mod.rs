@@ -20,7 +20,7 @@ pub use buffer::{AudioIn, AudioOut};
 pub use kind::{NodeKind, ParseFn, Registry, SpecComponent, parse_ron};
 pub use message::{MESSAGE_BYTES, Message, MessageKind, PluginHealth, PollContext, STATUS_VALUES, Untrusted};
 pub use param::{ParamError, ParamInfo, ParamValue, RAMP_MS, RAMP_STEP, Smoothing};
-pub use port::{Layout, MAX_PORTS, Port, Ports, Width};
+pub use port::{Layout, MAX_CHANNELS, MAX_PORTS, Port, Ports, Width};
 
 use std::any::Any;
 use std::fmt;

@@ -11,6 +11,8 @@ use std::ops::Range;
 
 /// The most ports a node may have on each side.
 pub const MAX_PORTS: usize = 16;
+/// The most channels a port (and a graph's width, and any one input or output of a graph) may carry.
+pub const MAX_CHANNELS: usize = 32;
 
 /// How many channels a port carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

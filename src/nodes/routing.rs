@@ -11,8 +11,8 @@ use crate::dsp::biquad::{BandKind, Coeffs};
 use crate::dsp::lanes::LaneBank;
 use crate::dsp::smooth::{Ramp, ramp_frames, ramp_gains};
 use crate::node::{
-    AudioOut, BuildContext, GraphFormat, Layout, NodeError, NodeKind, NodeSpec, ParamError, ParamInfo, Port, Ports,
-    ProcessConfig, Processor, RAMP_MS, Registry, Smoothing, Width,
+    AudioOut, BuildContext, GraphFormat, Layout, MAX_CHANNELS, NodeError, NodeKind, NodeSpec, ParamError, ParamInfo,
+    Port, Ports, ProcessConfig, Processor, RAMP_MS, Registry, Smoothing, Width,
 };
 use bevy_ecs::component::Component;
 use serde::{Deserialize, Serialize};
@@ -45,8 +45,6 @@ macro_rules! no_params {
     };
 }
 
-/// The most channels a routing node's port may carry.
-const MAX_CHANNELS: usize = 32;
 /// The largest magnitude of a mixer gain (linear): +24 dB.
 const MAX_MIX_GAIN: f64 = 16.0;
 

@@ -294,11 +294,11 @@ fn open(path: &Path) -> Result<NativeLibrary, String> {
                         "{what}[{i}] is named {name:?}: names are unique, non-empty, without dots or spaces"
                     ));
                 }
-                if b.channels as usize > abi_max_channels() {
+                if b.channels as usize > crate::node::MAX_CHANNELS {
                     return Err(format!(
                         "{what}[{i}] (\"{name}\") has {} channels (at most {})",
                         b.channels,
-                        abi_max_channels()
+                        crate::node::MAX_CHANNELS
                     ));
                 }
                 out.push(NativeBus { name, channels: b.channels, optional: b.flags & abi::BUS_OPTIONAL != 0 });
@@ -328,11 +328,6 @@ fn open(path: &Path) -> Result<NativeLibrary, String> {
         }
     };
     Ok(NativeLibrary { path: path.to_path_buf(), info, fns, _library: library })
-}
-
-/// The most channels a bus may declare.
-fn abi_max_channels() -> usize {
-    fxgraph_plugin::MAX_CHANNELS
 }
 
 fn check_param(p: &NativeParam, before: &[NativeParam]) -> Result<(), String> {

@@ -238,8 +238,12 @@ impl Manifest {
                             bus.name
                         ));
                     }
-                    if bus.channels > 32 {
-                        return Err(format!("`buses.{side}[{i}]` has {} channels (at most 32)", bus.channels));
+                    if bus.channels as usize > crate::node::MAX_CHANNELS {
+                        return Err(format!(
+                            "`buses.{side}[{i}]` has {} channels (at most {})",
+                            bus.channels,
+                            crate::node::MAX_CHANNELS
+                        ));
                     }
                     if side == "outputs" && bus.optional {
                         return Err(format!("`buses.outputs[{i}]` cannot be optional"));
