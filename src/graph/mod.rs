@@ -575,44 +575,6 @@ impl Graph {
         })
     }
 
-    /// Every edge as `(from, to)` names: `"node"` for a first port of a node with one port on that side
-    /// (and `input`, `output` for a graph with one of each), else `"node.port"`; edges into nodes in node
-    /// order, then edges into the outputs.
-    pub fn edge_names(&self) -> Vec<(String, String)> {
-        let from = |l: &Link| match l.from {
-            Source::Input if self.inputs.len() == 1 => "input".to_string(),
-            Source::Input => format!("input.{}", self.inputs[l.from_port].name),
-            Source::Node(i) => {
-                let n = &self.nodes[i];
-                if n.ports.outputs.len() <= 1 {
-                    n.name.clone()
-                } else {
-                    format!("{}.{}", n.name, n.ports.outputs[l.from_port].name)
-                }
-            }
-        };
-        let mut out = Vec::new();
-        for n in &self.nodes {
-            for l in &n.inputs {
-                let to = if n.ports.inputs.len() <= 1 {
-                    n.name.clone()
-                } else {
-                    format!("{}.{}", n.name, n.ports.inputs[l.to_port].name)
-                };
-                out.push((from(l), to));
-            }
-        }
-        for l in &self.output {
-            let to = if self.outputs.len() == 1 {
-                "output".to_string()
-            } else {
-                format!("output.{}", self.outputs[l.to_port].name)
-            };
-            out.push((from(l), to));
-        }
-        out
-    }
-
     /// The node index by name.
     pub fn node_index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
