@@ -116,7 +116,7 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
     };
     let graph = prepare_rate(graph, &inputs, args.rate.or(device_rate), fxgraph::graph::DEFAULT_RATE)?;
     let source = open_inputs(&graph, &inputs, args.seconds, 30.0)?.source;
-    let out_channels: usize = graph.outputs.iter().map(|e| e.channels).sum();
+    let out_channels = graph.endpoints().output_channels();
     let buffer = args.buffer as usize;
     let options = EngineOptions {
         max_block: buffer.clamp(16, 4096),

@@ -42,7 +42,7 @@ pub(crate) fn run(
         }
     }
     let total = total.unwrap_or(0);
-    let out_channels: usize = graph.outputs.iter().map(|e| e.channels).sum();
+    let out_channels = graph.endpoints().output_channels();
 
     let threads = default_threads(threads);
     let (mut engine, mut audio) = start(graph, block, threads)?;

@@ -121,8 +121,8 @@ impl Engine {
         let audio = AudioProcessor::new(AudioSetup {
             from_control,
             to_control,
-            in_channels: graph.inputs.iter().map(|e| e.channels).sum(),
-            out_channels: graph.outputs.iter().map(|e| e.channels).sum(),
+            in_channels: graph.endpoints().input_channels(),
+            out_channels: graph.endpoints().output_channels(),
             max_block: options.max_block,
             batch: options.batch,
             sample_rate: format.sample_rate,

@@ -544,8 +544,8 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
         links.push(sources(&nodes[&e].inputs).iter().filter_map(link).collect());
     }
     let out_links: Vec<graph::Link> = sources(&output).iter().filter_map(link).collect();
-    let input_widths: Vec<usize> = config.inputs.iter().map(|e| e.channels).collect();
-    let output_widths: Vec<usize> = config.outputs.iter().map(|e| e.channels).collect();
+    let ends = graph::endpoint_layout(&config.inputs, &config.outputs);
+    let (input_widths, output_widths) = (ends.inputs(), ends.outputs());
     let wiring: Vec<(&crate::node::Ports, &[graph::Link])> =
         ports.iter().zip(&links).map(|(p, l)| (p, l.as_slice())).collect();
     let layouts = graph::resolve_widths(config.format.channels, &input_widths, &wiring, &output_widths, &out_links)
@@ -617,13 +617,9 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
     }
     let src = |e: Entity| if Some(e) == input { Some(SrcRef::Input) } else { ids.get(&e).map(|&id| SrcRef::Node(id)) };
     // Where each port lies: a graph input among the inputs' channels, a node's output in its block.
-    let input_at = |port: usize| -> (usize, usize) {
-        let start = config.inputs[..port.min(config.inputs.len())].iter().map(|e| e.channels).sum();
-        (start, config.inputs.get(port).map_or(0, |e| e.channels))
-    };
     let source_at = |w: &Wire| -> (usize, usize) {
         if Some(w.from) == input {
-            input_at(w.from_port)
+            (ends.input_at(w.from_port).start, ends.input(w.from_port))
         } else {
             let l = at.get(&w.from).map_or(Layout::effect(0), |&i| layouts[i]);
             (l.output_at(w.from_port).start, l.output(w.from_port))
@@ -648,19 +644,9 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
             in_width: layout.input_channels(),
         })
         .collect();
-    let output_at = |port: usize| -> (usize, usize) {
-        let start = config.outputs[..port.min(config.outputs.len())].iter().map(|e| e.channels).sum();
-        (start, config.outputs.get(port).map_or(0, |e| e.channels))
-    };
-    let out_sources: Vec<(SrcRef, Wiring)> = sources(&output)
-        .iter()
-        .filter_map(|w| {
-            let (to_ch, width) = output_at(w.port);
-            wire(w, to_ch, width)
-        })
-        .collect();
-    let in_channels: usize = config.inputs.iter().map(|e| e.channels).sum();
-    let out_channels: usize = config.outputs.iter().map(|e| e.channels).sum();
+    let out_sources: Vec<(SrcRef, Wiring)> =
+        sources(&output).iter().filter_map(|w| wire(w, ends.output_at(w.port).start, ends.output(w.port))).collect();
+    let (in_channels, out_channels) = (ends.input_channels(), ends.output_channels());
     let desc = match compile::steady(&steady_nodes, &out_sources, in_channels) {
         Ok(d) => d,
         Err(cycle) => {

@@ -575,6 +575,11 @@ impl Graph {
         })
     }
 
+    /// The graph's inputs and outputs as a node's ports: where each lies among their channels together.
+    pub fn endpoints(&self) -> Layout {
+        endpoint_layout(&self.inputs, &self.outputs)
+    }
+
     /// The node index by name.
     pub fn node_index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name == name)
@@ -613,8 +618,13 @@ fn endpoints(
                 .collect(),
             _ => map.keys().map(|k| (k.clone(), 0)).collect(),
         };
-        if entries.is_empty() {
-            return Err(cx.err(GraphErrorKind::Width, field_at(key), None, format!("`{key}` names no {key}")));
+        if entries.is_empty() || entries.len() > MAX_PORTS {
+            return Err(cx.err(
+                GraphErrorKind::Width,
+                field_at(key),
+                None,
+                format!("`{key}` must name 1 to {MAX_PORTS} {key} (got {})", entries.len()),
+            ));
         }
         let mut out = Vec::new();
         for (name, at) in entries {
@@ -649,6 +659,12 @@ fn endpoints(
     };
     let main = || vec![Endpoint { name: "main".into(), channels: width }];
     Ok((inputs.unwrap_or_else(main), outputs.unwrap_or_else(main), width))
+}
+
+/// Graph inputs and outputs (at most [`MAX_PORTS`] each, as parsing checks) as a [`Layout`].
+pub(crate) fn endpoint_layout(inputs: &[Endpoint], outputs: &[Endpoint]) -> Layout {
+    let widths = |e: &[Endpoint]| e.iter().map(|e| e.channels).collect::<Vec<_>>();
+    Layout::new(&widths(inputs), &widths(outputs))
 }
 
 /// Splits an edge's end into a node name (or `input`/`output`) and a port: `"NODE"` or `"NODE.PORT"`. A
