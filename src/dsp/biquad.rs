@@ -1,6 +1,7 @@
 //! Second-order IIR filters from Robert Bristow-Johnson's Audio EQ Cookbook, in transposed direct form II,
 //! with `f64` coefficients and state (as sox, ffmpeg and FunDSP compute them).
 
+use super::denormal::{FLUSH_PERIOD, flush_state};
 use super::mac;
 use super::smooth::{Ramp, ramp_frames};
 use crate::node::AudioOut;
@@ -181,10 +182,6 @@ impl BandRamps {
     }
 }
 
-/// Frames between the checks that clear negligible or non-finite filter state. The checks fall on
-/// multiples of this count since the last reset, so where they fall does not depend on block boundaries.
-const FLUSH_PERIOD: u64 = 4096;
-
 /// A cascade of biquads applied to every channel, in place, in `f64` (coefficients and state).
 ///
 /// Channels are processed in pairs with all bands inside one per-frame loop, so the independent recursions
@@ -360,11 +357,7 @@ impl BiquadCascade {
 
     /// Clears state below `tiny` in magnitude (0: only non-finite state).
     fn flush_state(&mut self, tiny: f64) {
-        for s in self.pairs.iter_mut().chain(self.odd.iter_mut()).flatten().flatten() {
-            if !(s.abs() >= tiny && s.is_finite()) && *s != 0.0 {
-                *s = 0.0;
-            }
-        }
+        flush_state(self.pairs.iter_mut().chain(self.odd.iter_mut()).flatten().flatten(), tiny);
     }
 
     fma_dispatch! {

@@ -104,6 +104,20 @@ pub fn flush(x: f32) -> f32 {
     if x.abs() >= 1e-25 && x.is_finite() { x } else { 0.0 }
 }
 
+/// Frames between flushes of recursive filter state ([`flush_state`] with a tiny bound): counted from the
+/// filter's start, so where state reaches zero does not depend on block boundaries.
+pub const FLUSH_PERIOD: u64 = 4096;
+
+/// Clears recursive filter state below `tiny` in magnitude, and any that is not finite (`tiny` 0: only
+/// that), so it neither lingers in the subnormal range nor stays NaN.
+pub fn flush_state<'a>(state: impl IntoIterator<Item = &'a mut f64>, tiny: f64) {
+    for s in state {
+        if !(s.abs() >= tiny && s.is_finite()) && *s != 0.0 {
+            *s = 0.0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,12 +4,10 @@
 //! filters four of them at once where a cascade filters two.
 
 use super::biquad::Coeffs;
+use super::denormal::{FLUSH_PERIOD, flush_state};
 use super::mac;
 use crate::node::AudioOut;
 
-/// Frames between flushes of tiny state values (the cascade's period, so that both reach exact zero the
-/// same way).
-const FLUSH_PERIOD: u64 = 4096;
 /// The most stages run together in one pass over a block.
 const MAX_GROUP: usize = 6;
 
@@ -174,11 +172,7 @@ impl LaneBank {
 
     /// Clears state below `tiny` in magnitude (0: only non-finite state).
     fn flush(&mut self, tiny: f64) {
-        for s in self.state.iter_mut().flatten().flatten() {
-            if !(s.abs() >= tiny && s.is_finite()) && *s != 0.0 {
-                *s = 0.0;
-            }
-        }
+        flush_state(self.state.iter_mut().flatten().flatten(), tiny);
     }
 
     /// Runs every stage of group `g` over the first `n` frames of `data`, a few stages a pass.
