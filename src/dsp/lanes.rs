@@ -11,6 +11,22 @@ use crate::node::AudioOut;
 /// The most stages run together in one pass over a block.
 const MAX_GROUP: usize = 6;
 
+/// Calls `f::<N>(args)` for `N = n` (`by_stages!(n, [f], args)`) (0 to [`MAX_GROUP`], more taken as [`MAX_GROUP`]): the kernels are
+/// generic over the number of stages, so that their state stays in registers.
+macro_rules! by_stages {
+    ($n:expr, [$($f:tt)+], $($arg:expr),*) => {
+        match $n {
+            0 => $($f)+::<0>($($arg),*),
+            1 => $($f)+::<1>($($arg),*),
+            2 => $($f)+::<2>($($arg),*),
+            3 => $($f)+::<3>($($arg),*),
+            4 => $($f)+::<4>($($arg),*),
+            5 => $($f)+::<5>($($arg),*),
+            _ => $($f)+::<6>($($arg),*),
+        }
+    };
+}
+
 /// Four lanes' coefficients for one stage: `[b0, b1, b2, -a1, -a2]`, each per lane.
 type Stage4 = [[f64; 4]; 5];
 /// Four lanes' state for one stage: the two TDF-II registers, each per lane.
@@ -147,27 +163,11 @@ impl LaneBank {
             // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
             #[allow(unsafe_code)]
             unsafe {
-                match stages {
-                    0 => fma::group_io::<0>(k, st, ins, outs),
-                    1 => fma::group_io::<1>(k, st, ins, outs),
-                    2 => fma::group_io::<2>(k, st, ins, outs),
-                    3 => fma::group_io::<3>(k, st, ins, outs),
-                    4 => fma::group_io::<4>(k, st, ins, outs),
-                    5 => fma::group_io::<5>(k, st, ins, outs),
-                    _ => fma::group_io::<6>(k, st, ins, outs),
-                }
-            }
+                by_stages!(stages, [fma::group_io], k, st, ins, outs)
+            };
             return;
         }
-        match stages {
-            0 => group_io::<0>(k, st, ins, outs),
-            1 => group_io::<1>(k, st, ins, outs),
-            2 => group_io::<2>(k, st, ins, outs),
-            3 => group_io::<3>(k, st, ins, outs),
-            4 => group_io::<4>(k, st, ins, outs),
-            5 => group_io::<5>(k, st, ins, outs),
-            _ => group_io::<6>(k, st, ins, outs),
-        }
+        by_stages!(stages, [group_io], k, st, ins, outs)
     }
 
     /// Clears state below `tiny` in magnitude (0: only non-finite state).
@@ -189,29 +189,28 @@ impl LaneBank {
                 // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
                 #[allow(unsafe_code)]
                 unsafe {
-                    match size {
-                        1 => fma::group::<1>(k, st, data),
-                        2 => fma::group::<2>(k, st, data),
-                        3 => fma::group::<3>(k, st, data),
-                        4 => fma::group::<4>(k, st, data),
-                        5 => fma::group::<5>(k, st, data),
-                        _ => fma::group::<6>(k, st, data),
-                    }
-                }
+                    by_stages!(size, [fma::group], k, st, data)
+                };
                 s += size;
                 continue;
             }
-            match size {
-                1 => group::<1>(k, st, data),
-                2 => group::<2>(k, st, data),
-                3 => group::<3>(k, st, data),
-                4 => group::<4>(k, st, data),
-                5 => group::<5>(k, st, data),
-                _ => group::<6>(k, st, data),
-            }
+            by_stages!(size, [group], k, st, data);
             s += size;
         }
     }
+}
+
+/// One stage's TDF-II step on four lanes: [`Coeffs::tick`]'s arithmetic, lane by lane.
+#[inline(always)]
+fn step(k: &Stage4, s: &mut State4, x: [f64; 4]) -> [f64; 4] {
+    let [b0, b1, b2, na1, na2] = k;
+    let [s0, s1] = s;
+    std::array::from_fn(|i| {
+        let y = mac::<false>(b0[i], x[i], s0[i]);
+        s0[i] = mac::<false>(na1[i], y, mac::<false>(b1[i], x[i], s1[i]));
+        s1[i] = mac::<false>(na2[i], y, b2[i] * x[i]);
+        y
+    })
 }
 
 /// `N` stages from `ins` to `outs`, each frame through every stage in order: [`group`]'s arithmetic.
@@ -224,14 +223,7 @@ fn group_io<const N: usize>(k: &[Stage4], s: &mut [State4], ins: [&[f32]; 4], ou
     {
         let mut x: [f64; 4] = std::array::from_fn(|i| f64::from(ins[i][n]));
         for b in 0..N {
-            let [b0, b1, b2, na1, na2] = k[b];
-            let [s0, s1] = &mut st[b];
-            for i in 0..4 {
-                let y = mac::<false>(b0[i], x[i], s0[i]);
-                s0[i] = mac::<false>(na1[i], y, mac::<false>(b1[i], x[i], s1[i]));
-                s1[i] = mac::<false>(na2[i], y, b2[i] * x[i]);
-                x[i] = y;
-            }
+            x = step(&k[b], &mut st[b], x);
         }
         (*y0, *y1, *y2, *y3) = (x[0] as f32, x[1] as f32, x[2] as f32, x[3] as f32);
     }
@@ -247,14 +239,7 @@ fn group<const N: usize>(k: &[Stage4], s: &mut [State4], data: &mut [[f64; 4]]) 
     for v in data.iter_mut() {
         let mut x = *v;
         for b in 0..N {
-            let [b0, b1, b2, na1, na2] = k[b];
-            let [s0, s1] = &mut st[b];
-            for i in 0..4 {
-                let y = mac::<false>(b0[i], x[i], s0[i]);
-                s0[i] = mac::<false>(na1[i], y, mac::<false>(b1[i], x[i], s1[i]));
-                s1[i] = mac::<false>(na2[i], y, b2[i] * x[i]);
-                x[i] = y;
-            }
+            x = step(&k[b], &mut st[b], x);
         }
         *v = x;
     }
