@@ -516,19 +516,22 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
         }
         out
     };
-    // Live nodes: those that reach the output.
-    let mut live: HashSet<Entity> = HashSet::new();
-    let mut stack: Vec<Entity> = sources(&output).iter().map(|w| w.from).collect();
+    // Live nodes: those that reach the output, each with its edges (bypasses expanded).
+    let mut live: HashMap<Entity, Vec<Wire>> = HashMap::new();
+    let out_wires = sources(&output);
+    let mut stack: Vec<Entity> = out_wires.iter().map(|w| w.from).collect();
     while let Some(e) = stack.pop() {
-        if Some(e) == input || !nodes.contains_key(&e) || !live.insert(e) {
+        if Some(e) == input || !nodes.contains_key(&e) || live.contains_key(&e) {
             continue;
         }
-        stack.extend(sources(&nodes[&e].inputs).iter().map(|w| w.from));
+        let wires = sources(&nodes[&e].inputs);
+        stack.extend(wires.iter().map(|w| w.from));
+        live.insert(e, wires);
     }
-    if let Some(&bad) = live.iter().find(|e| failed.contains(e)) {
+    if let Some(&bad) = live.keys().find(|e| failed.contains(e)) {
         return Err(format!("node \"{}\" is not valid and cannot be processed", nodes[&bad].name));
     }
-    let mut order: Vec<Entity> = live.iter().copied().collect();
+    let mut order: Vec<Entity> = live.keys().copied().collect();
     order.sort_by_key(|e| nodes[e].order);
 
     // Port widths, resolved from the live edges.
@@ -541,9 +544,9 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
     let mut links: Vec<Vec<graph::Link>> = Vec::with_capacity(order.len());
     for &e in &order {
         ports.push(spec_of(world, e).ok_or("a node has no parameters")?.ports(&config.format));
-        links.push(sources(&nodes[&e].inputs).iter().filter_map(link).collect());
+        links.push(live[&e].iter().filter_map(link).collect());
     }
-    let out_links: Vec<graph::Link> = sources(&output).iter().filter_map(link).collect();
+    let out_links: Vec<graph::Link> = out_wires.iter().filter_map(link).collect();
     let ends = graph::endpoint_layout(&config.inputs, &config.outputs);
     let (input_widths, output_widths) = (ends.inputs(), ends.outputs());
     let wiring: Vec<(&crate::node::Ports, &[graph::Link])> =
@@ -636,7 +639,7 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
         .map(|(&e, layout)| SteadyNode {
             id: ids[&e],
             key: nodes[&e].order,
-            inputs: sources(&nodes[&e].inputs)
+            inputs: live[&e]
                 .iter()
                 .filter_map(|w| wire(w, layout.input_at(w.port).start, layout.input(w.port)))
                 .collect(),
@@ -645,7 +648,7 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
         })
         .collect();
     let out_sources: Vec<(SrcRef, Wiring)> =
-        sources(&output).iter().filter_map(|w| wire(w, ends.output_at(w.port).start, ends.output(w.port))).collect();
+        out_wires.iter().filter_map(|w| wire(w, ends.output_at(w.port).start, ends.output(w.port))).collect();
     let (in_channels, out_channels) = (ends.input_channels(), ends.output_channels());
     let desc = match compile::steady(&steady_nodes, &out_sources, in_channels) {
         Ok(d) => d,
@@ -743,7 +746,7 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
     }
     let mut pruned = Vec::new();
     for (e, c) in &nodes {
-        if !live.contains(e) && !bypassed.contains(e) && !failed.contains(e) {
+        if !live.contains_key(e) && !bypassed.contains(e) && !failed.contains(e) {
             pruned.push((c.order, c.name.clone()));
             world.entity_mut(*e).insert(Lifecycle::Pruned);
         }
