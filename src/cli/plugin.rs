@@ -18,15 +18,8 @@ pub(crate) fn run(path: &Path) -> Result<(), Failure> {
     let mut processor = spec.build(&ctx).map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;
     // A stereo graph; a plugin with buses gets each as declared, optional inputs unconnected.
     let mut setup = ProcessConfig::effect(48000, 2, 512);
-    if let Some(b) = &manifest.buses {
-        let width = |b: &fxgraph::nodes::wasm::BusDecl| match (b.optional, b.channels) {
-            (true, _) => 0,
-            (false, 0) => 2,
-            (false, n) => n as usize,
-        };
-        let ins: Vec<usize> = b.inputs.iter().map(width).collect();
-        let outs: Vec<usize> = b.outputs.iter().map(width).collect();
-        setup.layout = fxgraph::node::Layout::new(&ins, &outs);
+    if manifest.buses.is_some() {
+        setup.layout = spec.ports(&format).unconnected(2);
         setup.channels = setup.layout.block_channels();
     }
     processor.initialize(&setup).map_err(|e| bad_input(anyhow::anyhow!("{}: {e}", path.display())))?;

@@ -6,7 +6,7 @@
 pub(crate) mod locate;
 pub mod preset;
 
-use crate::node::{GraphFormat, Layout, MAX_CHANNELS, MAX_PORTS, NodeSpec, Ports, Registry, Width};
+use crate::node::{GraphFormat, Layout, MAX_CHANNELS, MAX_PORTS, NodeSpec, Ports, Registry};
 use locate::{Spanned, Value, line_col};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -143,7 +143,7 @@ pub struct Graph {
     pub file: String,
     /// The folder relative paths in node parameters resolve against.
     pub base_dir: PathBuf,
-    /// The graph's sample rate and width (the channels of a port of [`Width::Graph`]).
+    /// The graph's sample rate and width (the channels of a port of [`Width::Graph`](crate::node::Width::Graph)).
     pub format: GraphFormat,
     /// Whether the file gives `sample_rate`. A graph without one is validated at 48 kHz; `render` runs it
     /// at its first input's rate, `play` at the device's, an application at any ([`at_rate`](Self::at_rate)).
@@ -724,17 +724,10 @@ pub(crate) fn resolve_widths(
             };
             sources.push(w);
         }
-        let width = |w: Width, widest: Option<usize>, ins: &[usize]| match w {
-            Width::Fixed(n) => n,
-            Width::Graph => graph_width,
-            Width::Any => widest.unwrap_or(graph_width),
-            Width::Optional => widest.unwrap_or(0),
-            Width::Input(i) => ins.get(i).copied().unwrap_or(0),
-        };
         let mut ins = Vec::with_capacity(ports.inputs.len());
         for (p, port) in ports.inputs.iter().enumerate() {
             let widest = links.iter().zip(&sources).filter(|(l, _)| l.to_port == p).map(|(_, &w)| w).max();
-            let w = width(port.width, widest, &ins);
+            let w = port.width.resolve(graph_width, widest, &ins);
             for (k, (l, &s)) in links.iter().zip(&sources).enumerate() {
                 if l.to_port == p && s != w && s != 1 {
                     return Err(WidthMismatch { node: Some(n), edge: k, from: s, to: w });
@@ -742,7 +735,7 @@ pub(crate) fn resolve_widths(
             }
             ins.push(w);
         }
-        let outs: Vec<usize> = ports.outputs.iter().map(|p| width(p.width, None, &ins)).collect();
+        let outs: Vec<usize> = ports.outputs.iter().map(|p| p.width.resolve(graph_width, None, &ins)).collect();
         let layout = Layout::new(&ins, &outs);
         layouts[n] = Some(layout);
         Ok(layout)

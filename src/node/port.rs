@@ -32,6 +32,30 @@ pub enum Width {
     Input(usize),
 }
 
+impl Width {
+    /// A plugin's audio bus: `channels`, or the graph's for 0; [`Optional`](Self::Optional) for an
+    /// optional input.
+    pub fn of_bus(channels: u32, optional: bool) -> Self {
+        match (optional, channels) {
+            (true, _) => Self::Optional,
+            (false, 0) => Self::Graph,
+            (false, n) => Self::Fixed(n as usize),
+        }
+    }
+
+    /// The channels for a graph `graph_width` wide, when the widest edge into the port is `widest` (`None`:
+    /// nothing feeds it) and the node's earlier inputs are `inputs` wide.
+    pub fn resolve(self, graph_width: usize, widest: Option<usize>, inputs: &[usize]) -> usize {
+        match self {
+            Self::Fixed(n) => n,
+            Self::Graph => graph_width,
+            Self::Any => widest.unwrap_or(graph_width),
+            Self::Optional => widest.unwrap_or(0),
+            Self::Input(i) => inputs.get(i).copied().unwrap_or(0),
+        }
+    }
+}
+
 /// One named port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {
@@ -68,6 +92,17 @@ impl Ports {
     /// whatever feeds it (the graph's width when nothing does).
     pub fn follow() -> Self {
         Self { inputs: vec![Port::new("in", Width::Any)], outputs: vec![Port::new("out", Width::Input(0))] }
+    }
+
+    /// The widths in a graph `graph_width` wide with nothing connected (a plugin set up alone).
+    pub fn unconnected(&self, graph_width: usize) -> Layout {
+        let mut ins = Vec::with_capacity(self.inputs.len());
+        for p in &self.inputs {
+            let w = p.width.resolve(graph_width, None, &ins);
+            ins.push(w);
+        }
+        let outs: Vec<usize> = self.outputs.iter().map(|p| p.width.resolve(graph_width, None, &ins)).collect();
+        Layout::new(&ins, &outs)
     }
 
     /// The input called `name`.

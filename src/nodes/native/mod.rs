@@ -208,18 +208,7 @@ impl NodeSpec for NativeParams {
         let Some(lib) = self.bound.as_ref().filter(|l| !l.info.outputs.is_empty()) else {
             return crate::node::Ports::effect();
         };
-        let port = |b: &library::NativeBus| {
-            let width = match (b.optional, b.channels) {
-                (true, _) => crate::node::Width::Optional,
-                (false, 0) => crate::node::Width::Graph,
-                (false, n) => crate::node::Width::Fixed(n as usize),
-            };
-            crate::node::Port::new(b.name.clone(), width)
-        };
-        crate::node::Ports {
-            inputs: lib.info.inputs.iter().map(port).collect(),
-            outputs: lib.info.outputs.iter().map(port).collect(),
-        }
+        bus_ports(&lib.info)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
@@ -390,6 +379,16 @@ pub(crate) fn sanitize(x: &mut [f32]) -> u64 {
         }
     }
     bad
+}
+
+/// The ports of a plugin that declares audio buses.
+fn bus_ports(info: &library::NativeInfo) -> crate::node::Ports {
+    use crate::node::{Port, Width};
+    let port = |b: &library::NativeBus| Port::new(b.name.clone(), Width::of_bus(b.channels, b.optional));
+    crate::node::Ports {
+        inputs: info.inputs.iter().map(port).collect(),
+        outputs: info.outputs.iter().map(port).collect(),
+    }
 }
 
 /// A native plugin instance in this process.
@@ -685,14 +684,7 @@ fn describe_native(path: &Path) -> Result<String, String> {
     // Set an instance up with the defaults, as a graph would: a stereo graph, optional inputs unconnected.
     let mut config = ProcessConfig::effect(48000, 2, 512);
     if !i.outputs.is_empty() {
-        let width = |b: &library::NativeBus| match (b.optional, b.channels) {
-            (true, _) => 0,
-            (false, 0) => 2,
-            (false, n) => n as usize,
-        };
-        let ins: Vec<usize> = i.inputs.iter().map(width).collect();
-        let outs: Vec<usize> = i.outputs.iter().map(width).collect();
-        config.layout = crate::node::Layout::new(&ins, &outs);
+        config.layout = bus_ports(i).unconnected(2);
         config.channels = config.layout.block_channels();
     }
     let params = resolve(i, &BTreeMap::new(), None).map_err(|e| e.to_string())?;

@@ -157,14 +157,7 @@ impl NodeSpec for WasmParams {
     fn ports(&self, _format: &crate::node::GraphFormat) -> crate::node::Ports {
         use crate::node::{Port, Ports, Width};
         let Some(buses) = self.bound.as_ref().and_then(|b| b.manifest.buses.as_ref()) else { return Ports::effect() };
-        let port = |b: &BusDecl| {
-            let width = match (b.optional, b.channels) {
-                (true, _) => Width::Optional,
-                (false, 0) => Width::Graph,
-                (false, n) => Width::Fixed(n as usize),
-            };
-            Port::new(b.name.clone(), width)
-        };
+        let port = |b: &BusDecl| Port::new(b.name.clone(), Width::of_bus(b.channels, b.optional));
         Ports { inputs: buses.inputs.iter().map(port).collect(), outputs: buses.outputs.iter().map(port).collect() }
     }
 
