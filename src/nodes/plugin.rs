@@ -665,3 +665,49 @@ impl Sha256Pin {
 pub(crate) fn plain_pin<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Sha256Pin>, D::Error> {
     Sha256Pin::deserialize(d).map(Some)
 }
+
+/// One audio bus a plugin declares, as [`check_buses`] checks it: name, channels (0: the graph's),
+/// optional.
+pub(crate) type BusSpec<'a> = (&'a str, u32, bool);
+
+/// Checks the audio buses a plugin declares (ABI 1.1 of either kind): at most [`MAX_PORTS`] a side and
+/// at least one output if any are declared; names unique on their side, 1 to 64 characters, without
+/// dots, spaces or control characters; at most [`MAX_CHANNELS`] channels; no optional output. `at(output,
+/// i)` names a bus in errors.
+///
+/// [`MAX_PORTS`]: crate::node::MAX_PORTS
+/// [`MAX_CHANNELS`]: crate::node::MAX_CHANNELS
+pub(crate) fn check_buses(
+    inputs: &[BusSpec<'_>],
+    outputs: &[BusSpec<'_>],
+    at: impl Fn(bool, usize) -> String,
+) -> Result<(), String> {
+    use crate::node::{MAX_CHANNELS, MAX_PORTS};
+    if inputs.len() > MAX_PORTS || outputs.len() > MAX_PORTS {
+        return Err(format!("a plugin may declare at most {MAX_PORTS} input and {MAX_PORTS} output buses"));
+    }
+    if !inputs.is_empty() && outputs.is_empty() {
+        return Err("a plugin that declares buses declares at least one output".into());
+    }
+    for (output, list) in [(false, inputs), (true, outputs)] {
+        for (i, &(name, channels, optional)) in list.iter().enumerate() {
+            if name.is_empty()
+                || name.len() > 64
+                || name.contains(|c: char| c == '.' || c.is_whitespace() || c.is_control())
+                || list[..i].iter().any(|b| b.0 == name)
+            {
+                return Err(format!(
+                    "{} is named {name:?}: names are unique, 1 to 64 characters, without dots or spaces",
+                    at(output, i)
+                ));
+            }
+            if channels as usize > MAX_CHANNELS {
+                return Err(format!("{} has {channels} channels (at most {MAX_CHANNELS})", at(output, i)));
+            }
+            if output && optional {
+                return Err(format!("{} is an output and cannot be optional", at(output, i)));
+            }
+        }
+    }
+    Ok(())
+}

@@ -286,33 +286,19 @@ fn open(path: &Path) -> Result<NativeLibrary, String> {
             for i in 0..count as usize {
                 let b = at.add(i).read_unaligned();
                 let name = text(b.name, &format!("{what}[{i}].name"))?;
-                if name.is_empty()
-                    || name.contains(|c: char| c == '.' || c.is_whitespace())
-                    || out.iter().any(|o| o.name == name)
-                {
-                    return Err(format!(
-                        "{what}[{i}] is named {name:?}: names are unique, non-empty, without dots or spaces"
-                    ));
-                }
-                if b.channels as usize > crate::node::MAX_CHANNELS {
-                    return Err(format!(
-                        "{what}[{i}] (\"{name}\") has {} channels (at most {})",
-                        b.channels,
-                        crate::node::MAX_CHANNELS
-                    ));
-                }
                 out.push(NativeBus { name, channels: b.channels, optional: b.flags & abi::BUS_OPTIONAL != 0 });
             }
             Ok(out)
         };
         let inputs = buses(desc.input_bus_count, desc.input_buses, "input_buses")?;
         let outputs = buses(desc.output_bus_count, desc.output_buses, "output_buses")?;
-        if !inputs.is_empty() && outputs.is_empty() {
-            return Err("the descriptor declares input buses but no output bus".into());
+        fn spec(b: &NativeBus) -> crate::nodes::plugin::BusSpec<'_> {
+            (b.name.as_str(), b.channels, b.optional)
         }
-        if outputs.iter().any(|b| b.optional) {
-            return Err("an output bus cannot be optional".into());
-        }
+        let (ins, outs): (Vec<_>, Vec<_>) = (inputs.iter().map(spec).collect(), outputs.iter().map(spec).collect());
+        crate::nodes::plugin::check_buses(&ins, &outs, |output, i| {
+            format!("{}[{i}]", if output { "output_buses" } else { "input_buses" })
+        })?;
         NativeInfo {
             inputs,
             outputs,

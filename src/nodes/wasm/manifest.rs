@@ -222,34 +222,14 @@ impl Manifest {
             if b.outputs.is_empty() {
                 return Err("`buses` must declare at least one output".into());
             }
-            if b.inputs.len() > crate::node::MAX_PORTS || b.outputs.len() > crate::node::MAX_PORTS {
-                return Err(format!("`buses` may declare at most {} inputs and outputs", crate::node::MAX_PORTS));
+            fn spec(b: &BusDecl) -> crate::nodes::plugin::BusSpec<'_> {
+                (b.name.as_str(), b.channels, b.optional)
             }
-            for (side, list) in [("inputs", &b.inputs), ("outputs", &b.outputs)] {
-                for (i, bus) in list.iter().enumerate() {
-                    let named = |n: &BusDecl| n.name == bus.name;
-                    if bus.name.is_empty()
-                        || bus.name.len() > 64
-                        || bus.name.contains(|c: char| c == '.' || c.is_whitespace() || c.is_control())
-                        || list[..i].iter().any(named)
-                    {
-                        return Err(format!(
-                            "`buses.{side}[{i}]` is named {:?}: names are unique, 1 to 64 characters, without dots or spaces",
-                            bus.name
-                        ));
-                    }
-                    if bus.channels as usize > crate::node::MAX_CHANNELS {
-                        return Err(format!(
-                            "`buses.{side}[{i}]` has {} channels (at most {})",
-                            bus.channels,
-                            crate::node::MAX_CHANNELS
-                        ));
-                    }
-                    if side == "outputs" && bus.optional {
-                        return Err(format!("`buses.outputs[{i}]` cannot be optional"));
-                    }
-                }
-            }
+            let (ins, outs): (Vec<_>, Vec<_>) =
+                (b.inputs.iter().map(spec).collect(), b.outputs.iter().map(spec).collect());
+            crate::nodes::plugin::check_buses(&ins, &outs, |output, i| {
+                format!("`buses.{}[{i}]`", if output { "outputs" } else { "inputs" })
+            })?;
         }
         if let Some(min) = &m.min_fxgraph {
             let min =
