@@ -80,6 +80,12 @@ impl<'a> AudioIn<'a> {
         let data = unsafe { self.data.add(start) };
         AudioIn { data, stride: self.stride, channels: self.channels, frames, _borrow: PhantomData }
     }
+
+    /// The first `channels` channels.
+    pub fn first_channels(&self, channels: usize) -> AudioIn<'a> {
+        assert!(channels <= self.channels);
+        AudioIn { channels, ..*self }
+    }
 }
 
 /// A writable planar block with the same layout as [`AudioIn`].
