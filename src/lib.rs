@@ -19,7 +19,7 @@ pub mod trust;
 
 pub use audio::{AudioProcessor, NodeId};
 pub use control::render::{OfflineRenderer, RenderStats};
-pub use control::{Engine, EngineEvent, EngineOptions, MetricsReader, Parallelism};
+pub use control::{Engine, EngineEvent, EngineOptions, LoudnessMetering, MetricsReader, Parallelism};
 pub use error::{Error, Result};
 pub use graph::{Graph, GraphError, GraphErrorKind};
 pub use node::{AudioIn, AudioOut, GraphFormat, ParamInfo, ParamValue, ProcessConfig};

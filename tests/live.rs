@@ -233,7 +233,9 @@ fn a_device_thread_plays_at_real_time_pace_while_everything_is_edited_and_nothin
     let dir = tempfile::tempdir().expect("tempdir");
     plugins(dir.path());
     let graph = Graph::parse(G1, "g1.ron", dir.path()).expect("valid");
-    let options = EngineOptions { max_block: 512, threads: 2, parallelism: Parallelism::Always, ..Default::default() };
+    let loudness = fxgraph::LoudnessMetering::WithTruePeak;
+    let options =
+        EngineOptions { max_block: 512, threads: 2, parallelism: Parallelism::Always, loudness, ..Default::default() };
     let (mut engine, audio) = Engine::new(graph, options).expect("starts");
     let reader = engine.metrics_reader();
     let file = dir.path().join("watched.ron");
@@ -656,7 +658,9 @@ fn every_executor_allocates_nothing_while_events_and_edits_arrive() {
         (2, Parallelism::Always, 8, 1000),
     ] {
         let graph = Graph::parse(G1, "g1.ron", dir.path()).expect("valid");
-        let options = EngineOptions { max_block: 128, threads, parallelism, batch, ..Default::default() };
+        // Loudness and true peak measured too, on the output and the metered node.
+        let loudness = fxgraph::LoudnessMetering::WithTruePeak;
+        let options = EngineOptions { max_block: 128, threads, parallelism, batch, loudness, ..Default::default() };
         let (mut engine, audio) = Engine::new(graph, options).expect("starts");
         engine.meter_node("comp").expect("metered");
         let player = std::thread::spawn(move || {
@@ -692,7 +696,11 @@ fn every_executor_allocates_nothing_while_events_and_edits_arrive() {
         let (_audio, fresh) = player.join().expect("player");
         ARMED.store(false, Ordering::SeqCst);
         assert_eq!(fresh, 0, "{threads} threads ({parallelism:?}): allocations or frees while processing");
-        assert!(engine.metrics().nodes.iter().any(|n| n.levels.is_some()), "the metered node was measured");
+        let report = engine.metrics();
+        assert!(report.nodes.iter().any(|n| n.levels.is_some()), "the metered node was measured");
+        let loudness = report.nodes.iter().find_map(|n| n.levels.as_ref()?.loudness).expect("the node's loudness");
+        assert!(loudness.momentary_lufs.is_some() && loudness.true_peak_dbtp.is_some(), "{loudness:?}");
+        assert!(report.output.loudness.and_then(|l| l.integrated_lufs).is_some(), "the output's loudness");
     }
 }
 

@@ -21,7 +21,7 @@ pub mod workers;
 use crate::alloc::AudioContext;
 use crate::clock;
 use crate::dsp::denormal::{FloatMode, FlushDenormals};
-use crate::monitor::shared::{GraphStats, MeterWriter, NodeStats, Spectrum, SpectrumTail};
+use crate::monitor::shared::{GraphStats, MeterTail, MeterWriter, NodeStats, Spectrum};
 use crate::node::{AudioIn, AudioOut};
 use crate::node::{MESSAGE_BYTES, MessageKind, PluginHealth, PollContext};
 use plan::{Plan, Slot};
@@ -103,7 +103,7 @@ pub struct AudioProcessor {
     always_parallel: bool,
     stats: Arc<GraphStats>,
     /// The output meter's samples for a spectrum (the meter is in `stats`).
-    output_tail: SpectrumTail,
+    output_tail: MeterTail,
     monitor: bool,
     ticks_per_frame: f64,
     dropped: u64,
@@ -136,6 +136,7 @@ pub(crate) struct AudioSetup {
     pub always_parallel: bool,
     pub stats: Arc<GraphStats>,
     pub monitor: bool,
+    pub loudness: crate::LoudnessMetering,
 }
 
 impl AudioProcessor {
@@ -163,7 +164,7 @@ impl AudioProcessor {
             workers: s.workers,
             always_parallel: s.always_parallel,
             stats: s.stats,
-            output_tail: SpectrumTail::new(),
+            output_tail: MeterTail::with_loudness(s.loudness.meter(s.sample_rate, s.out_channels)),
             monitor: s.monitor,
             ticks_per_frame: if s.monitor { 1e9 / f64::from(s.sample_rate) / clock::ns_per_tick() } else { 0.0 },
             dropped: 0,

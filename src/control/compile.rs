@@ -420,6 +420,9 @@ pub(crate) struct Shape {
     pub out_channels: usize,
     pub max_block: usize,
     pub stride: usize,
+    /// For metered nodes' loudness meters.
+    pub sample_rate: u32,
+    pub loudness: crate::LoudnessMetering,
 }
 
 /// The channels of `0..width` that no edge writes (ports nothing feeds): they are zeroed.
@@ -465,7 +468,7 @@ pub(crate) fn build(
     shape: Shape,
     crossfade: Option<usize>,
 ) -> plan::Plan {
-    let Shape { in_channels, out_channels, max_block, stride } = shape;
+    let Shape { in_channels, out_channels, max_block, stride, .. } = shape;
     let pos = desc.positions();
     let layout_of = |id: &NodeId| runtime.get(id).map_or(Layout::effect(0), |r| r.layout);
     let mut branch_of_pos = vec![0usize; desc.nodes.len()];
@@ -488,7 +491,9 @@ pub(crate) fn build(
                 id,
                 processor: fresh.remove(&id),
                 stats: rt.map_or_else(|| Arc::new(NodeStats::new()), |r| r.stats.clone()),
-                meter: rt.and_then(|r| r.meter.clone()).map(MeterWriter::new),
+                meter: rt
+                    .and_then(|r| r.meter.clone())
+                    .map(|m| MeterWriter::new(m, shape.loudness.meter(shape.sample_rate, layout.output_channels()))),
                 channels: layout.block_channels(),
                 out_channels: layout.output_channels(),
             }

@@ -218,6 +218,8 @@ pub(crate) struct EngineConfig {
     pub batch: usize,
     pub threads: usize,
     pub monitor: bool,
+    /// Whether meters measure loudness.
+    pub loudness: crate::LoudnessMetering,
     /// Whether blocks are due in real time (see [`super::EngineOptions::realtime`]).
     pub realtime: bool,
     pub base_dir: PathBuf,

@@ -160,8 +160,13 @@ impl Engine {
         let e = self.node(name).ok_or_else(|| Error::NoSuchNode(name.into()))?;
         let meter = Arc::new(SharedMeter::new());
         self.world.entity_mut(e).insert(Metered(meter.clone()));
-        if let Some(id) = self.world.get::<AudioNode>(e).map(|a| a.id) {
-            self.world.resource_mut::<Link>().send(ToAudio::Meter { node: id, meter: Some(MeterWriter::new(meter)) });
+        if let Some(node) = self.world.get::<AudioNode>(e) {
+            let (id, channels) = (node.id, node.layout.output_channels());
+            let config = self.world.resource::<EngineConfig>();
+            let loudness = config.loudness.meter(config.format.sample_rate, channels);
+            self.world
+                .resource_mut::<Link>()
+                .send(ToAudio::Meter { node: id, meter: Some(MeterWriter::new(meter, loudness)) });
         }
         systems::refresh_reader(&mut self.world);
         Ok(())

@@ -39,7 +39,7 @@ pub use components::*;
 pub use events::{EngineEvent, Subscriber};
 pub use metrics::MetricsReader;
 pub(crate) use metrics::ReaderNode;
-pub use options::{EngineOptions, Parallelism};
+pub use options::{EngineOptions, LoudnessMetering, Parallelism};
 pub use systems::{ControlSet, ControlUpdate, Monitor};
 
 use crate::audio::workers::Workers;
@@ -130,6 +130,7 @@ impl Engine {
             always_parallel: options.parallelism == Parallelism::Always,
             stats: stats.clone(),
             monitor: options.monitor,
+            loudness: options.loudness,
         });
         let mut world = World::new();
         let config = EngineConfig {
@@ -141,6 +142,7 @@ impl Engine {
             batch: options.batch,
             threads: options.threads,
             monitor: options.monitor,
+            loudness: options.loudness,
             realtime: options.realtime,
             base_dir: graph.base_dir.clone(),
             file: graph.file.clone(),

@@ -31,6 +31,31 @@ pub struct EngineOptions {
     /// without one is validated at): a device's rate. Parameters whose range depends on the rate are
     /// checked again at it ([`Graph::at_rate`](crate::Graph::at_rate)).
     pub sample_rate: Option<u32>,
+    /// Whether the output's meter and metered nodes' meters measure loudness (BS.1770-4 / EBU R128) as
+    /// well as levels: their readings then appear in [`Levels`](crate::monitor::Levels) (momentary,
+    /// short-term and integrated loudness, loudness range, true peak). Off by default: it costs the audio
+    /// side a K-weighting filter per channel, and true peak a 4× interpolator (see `BENCHMARKS.md`).
+    pub loudness: LoudnessMetering,
+}
+
+/// See [`EngineOptions::loudness`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LoudnessMetering {
+    /// Levels only.
+    #[default]
+    Off,
+    /// Momentary, short-term and integrated loudness and loudness range.
+    Loudness,
+    /// All of that and true peak (4× oversampled).
+    WithTruePeak,
+}
+
+impl LoudnessMetering {
+    /// A loudness meter for `channels` at `rate` Hz, if loudness is measured (control side: allocates).
+    pub fn meter(self, rate: u32, channels: usize) -> Option<crate::dsp::loudness::LoudnessMeter> {
+        (self != Self::Off && channels > 0)
+            .then(|| crate::dsp::loudness::LoudnessMeter::new(rate, channels, self == Self::WithTruePeak))
+    }
 }
 
 /// See [`EngineOptions::parallelism`].
@@ -57,6 +82,7 @@ impl Default for EngineOptions {
             batch: 1,
             realtime: true,
             sample_rate: None,
+            loudness: LoudnessMetering::Off,
         }
     }
 }

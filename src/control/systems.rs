@@ -703,6 +703,8 @@ pub(crate) fn compile(world: &mut World) -> Result<(), String> {
         out_channels,
         max_block: config.max_block,
         stride: config.max_block * config.batch,
+        sample_rate: config.format.sample_rate,
+        loudness: config.loudness,
     };
     let plan = match &running {
         Some(old) => {

@@ -1,6 +1,7 @@
 //! Levels: peak, RMS, clipped samples, the distribution of block levels and a spectrum, measured by a
 //! [`Meter`], with the level pass in 256-bit registers where the CPU has them.
 
+use crate::dsp::loudness::LoudnessReading;
 use crate::node::AudioIn;
 use serde::Serialize;
 
@@ -24,6 +25,8 @@ pub struct Meter {
     pub(crate) ring_filled: usize,
     /// Whether the level pass runs in 256-bit registers (decided here, on the control side).
     wide: bool,
+    /// Loudness, where the meter measures it (see [`crate::EngineOptions::loudness`]).
+    pub(crate) loudness: Option<LoudnessReading>,
 }
 
 /// What both meters measure of one block.
@@ -249,6 +252,7 @@ impl Meter {
             ring_pos: 0,
             ring_filled: 0,
             wide: crate::dsp::fma_kernels(),
+            loudness: None,
         }
     }
 
@@ -308,6 +312,7 @@ impl Meter {
             clipped_samples: self.clipped,
             samples: self.samples,
             spectrum: self.spectrum(sample_rate),
+            loudness: self.loudness,
         }
     }
 
@@ -377,6 +382,10 @@ pub struct Levels {
     /// frames have been kept: the audio side keeps them only while someone asks (see
     /// [`crate::MetricsReader::report`] and [`crate::MetricsReader::keep_spectrum`]).
     pub spectrum: Vec<Band>,
+    /// Loudness (BS.1770-4 / EBU R128), where the meter measures it (see [`crate::EngineOptions::loudness`]):
+    /// `momentary_lufs`, `short_term_lufs`, `integrated_lufs`, `loudness_range_lu`, `true_peak_dbtp`, ...
+    #[serde(flatten)]
+    pub loudness: Option<LoudnessReading>,
 }
 
 /// One spectrum band.

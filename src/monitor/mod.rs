@@ -147,7 +147,7 @@ mod tests {
         // one to three channels and ten, planes with a gap between them, and some clipped samples.
         for channels in [1, 2, 3, 10] {
             let (plain, shared) = (&mut Meter::new(), shared::SharedMeter::new());
-            let mut tail = shared::SpectrumTail::new();
+            let mut tail = shared::MeterTail::new();
             let mut t = 0usize;
             for (request, frames) in [1, 3, 37, 512, 255, 5000, 2, 4097, 64, 4095, 1].into_iter().enumerate() {
                 let stride = frames + 5;
@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn a_meter_publishes_its_latest_window_once_per_request_and_drops_it_when_unwatched() {
-        let (meter, mut tail) = (shared::SharedMeter::new(), shared::SpectrumTail::new());
+        let (meter, mut tail) = (shared::SharedMeter::new(), shared::MeterTail::new());
         let mut t = 0u32;
         let mut block = || -> Vec<f32> {
             (0..2 * 512)
@@ -192,7 +192,7 @@ mod tests {
         };
         // Samples count up, so each window differs from the one before; `fed` is the mono mix of the
         // blocks fed so far, worked out here.
-        let feed = |tail: &mut shared::SpectrumTail, data: &[f32], keep: bool, request: u64| {
+        let feed = |tail: &mut shared::MeterTail, data: &[f32], keep: bool, request: u64| {
             meter.feed(&AudioIn::new(data, 512, 2, 512), tail, shared::Spectrum { keep, request })
         };
         let window = || meter.snapshot().ring;

@@ -6,6 +6,7 @@
 //! a snapshot taken during a block may mix two blocks' figures, never tear a value.
 
 use super::{BUCKETS, Meter, RMS_BINS, SPECTRUM_SIZE, Timing, bucket_of, rms_bin};
+use crate::dsp::loudness::{LoudnessMeter, LoudnessReading};
 use crate::node::AudioIn;
 use crate::node::PluginHealth;
 use std::sync::Arc;
@@ -182,7 +183,7 @@ impl NodeStats {
 /// A [`Meter`] that one thread feeds and any thread reads.
 ///
 /// The levels are atomics the writer updates each block. The samples for a spectrum are different: the
-/// writer keeps them in its own [`SpectrumTail`], in plain memory, and copies the latest
+/// writer keeps them in its own [`MeterTail`], in plain memory, and copies the latest
 /// [`SPECTRUM_SIZE`] into the meter's ring only when a reader has asked (see [`Spectrum::request`]), so
 /// keeping them costs a mono mix into the tail, not an atomic store per two samples.
 pub struct SharedMeter {
@@ -201,6 +202,8 @@ pub struct SharedMeter {
     ring_seq: AtomicU64,
     /// Whether the level pass runs in 256-bit registers (decided here, on the control side).
     wide: bool,
+    /// The loudness its writer's meter last published, if it has one.
+    loudness: SharedLoudness,
 }
 
 /// What the writer of a meter does with the samples for a spectrum this block (one per block, the same
@@ -215,9 +218,13 @@ pub struct Spectrum {
     pub request: u64,
 }
 
-/// The audio side's own copy of a meter's latest mono samples, written a block at a time without atomics.
-/// Allocated on the control side, with its meter.
-pub struct SpectrumTail {
+/// The part of a meter only its writer touches: its own copy of the latest mono samples, written a block
+/// at a time without atomics, and its loudness meter if it has one. Allocated on the control side, with
+/// its meter.
+pub struct MeterTail {
+    /// The loudness meter, and the sub-blocks it had measured when it last published.
+    loudness: Option<Box<LoudnessMeter>>,
+    loudness_published: u64,
     /// The sum of the channels (scaled to their mean when published).
     samples: Box<[f32]>,
     /// How many channels were summed (1 before any block).
@@ -230,16 +237,29 @@ pub struct SpectrumTail {
     served: u64,
 }
 
-impl Default for SpectrumTail {
+impl Default for MeterTail {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl SpectrumTail {
+impl MeterTail {
     /// Allocates the tail (control side).
     pub fn new() -> Self {
-        Self { samples: vec![0.0; SPECTRUM_SIZE].into_boxed_slice(), channels: 1, pos: 0, filled: 0, served: 0 }
+        Self::with_loudness(None)
+    }
+
+    /// Allocates the tail, with a loudness meter (control side).
+    pub fn with_loudness(loudness: Option<LoudnessMeter>) -> Self {
+        Self {
+            loudness: loudness.map(Box::new),
+            loudness_published: 0,
+            samples: vec![0.0; SPECTRUM_SIZE].into_boxed_slice(),
+            channels: 1,
+            pos: 0,
+            filled: 0,
+            served: 0,
+        }
     }
 
     /// Appends the sum of the channels of the block's last [`SPECTRUM_SIZE`] frames, with 256-bit
@@ -306,13 +326,70 @@ impl SpectrumTail {
 /// The audio side's end of a node's meter: the shared record and the tail only the writer touches.
 pub struct MeterWriter {
     pub meter: Arc<SharedMeter>,
-    pub tail: SpectrumTail,
+    pub tail: MeterTail,
 }
 
 impl MeterWriter {
-    /// Allocates the tail (control side).
-    pub fn new(meter: Arc<SharedMeter>) -> Self {
-        Self { meter, tail: SpectrumTail::new() }
+    /// Allocates the tail, with a loudness meter if one is given (control side).
+    pub fn new(meter: Arc<SharedMeter>, loudness: Option<LoudnessMeter>) -> Self {
+        Self { meter, tail: MeterTail::with_loudness(loudness) }
+    }
+}
+
+/// A [`LoudnessReading`] that one thread publishes (every 100 ms of audio) and any thread reads: each
+/// value's `f64` bits, NaN for none.
+pub struct SharedLoudness {
+    values: [AtomicU64; 8],
+    published: AtomicU64,
+}
+
+impl Default for SharedLoudness {
+    fn default() -> Self {
+        Self { values: std::array::from_fn(|_| AtomicU64::new(f64::NAN.to_bits())), published: AtomicU64::new(0) }
+    }
+}
+
+impl SharedLoudness {
+    fn fields(r: &LoudnessReading) -> [Option<f64>; 8] {
+        [
+            r.momentary_lufs,
+            r.short_term_lufs,
+            r.integrated_lufs,
+            r.loudness_range_lu,
+            r.true_peak_dbtp,
+            r.sample_peak_dbfs,
+            r.momentary_max_lufs,
+            r.short_term_max_lufs,
+        ]
+    }
+
+    /// Writer only: eight stores.
+    pub fn publish(&self, r: &LoudnessReading) {
+        for (slot, v) in self.values.iter().zip(Self::fields(r)) {
+            slot.store(v.unwrap_or(f64::NAN).to_bits(), Relaxed);
+        }
+        self.published.store(1, Release);
+    }
+
+    /// The latest reading, if any was published.
+    pub fn snapshot(&self) -> Option<LoudnessReading> {
+        if self.published.load(Acquire) == 0 {
+            return None;
+        }
+        let v: [Option<f64>; 8] = std::array::from_fn(|i| {
+            let x = f64::from_bits(self.values[i].load(Relaxed));
+            (!x.is_nan()).then_some(x)
+        });
+        Some(LoudnessReading {
+            momentary_lufs: v[0],
+            short_term_lufs: v[1],
+            integrated_lufs: v[2],
+            loudness_range_lu: v[3],
+            true_peak_dbtp: v[4],
+            sample_peak_dbfs: v[5],
+            momentary_max_lufs: v[6],
+            short_term_max_lufs: v[7],
+        })
     }
 }
 
@@ -336,12 +413,13 @@ impl SharedMeter {
             ring_filled: AtomicU64::new(0),
             ring_seq: AtomicU64::new(0),
             wide: crate::dsp::fma_kernels(),
+            loudness: SharedLoudness::default(),
         }
     }
 
     /// Measures one planar block, and does with its samples what `spectrum` says, in `tail` (this meter's
     /// own). Writer only; no allocation.
-    pub fn feed(&self, block: &AudioIn<'_>, tail: &mut SpectrumTail, spectrum: Spectrum) {
+    pub fn feed(&self, block: &AudioIn<'_>, tail: &mut MeterTail, spectrum: Spectrum) {
         let (channels, frames) = (block.channels(), block.frames());
         if frames == 0 || channels == 0 {
             return;
@@ -358,6 +436,14 @@ impl SharedMeter {
         }
         let bin = &self.block_rms[rms_bin(levels.sum_sq, n)];
         bin.store(bin.load(Relaxed).saturating_add(1), Relaxed);
+        if let Some(loudness) = &mut tail.loudness {
+            loudness.feed(block);
+            // Every 100 ms of audio: the gates are a few hundred additions.
+            if loudness.sub_blocks() != tail.loudness_published {
+                tail.loudness_published = loudness.sub_blocks();
+                self.loudness.publish(&loudness.reading());
+            }
+        }
 
         if !spectrum.keep {
             if tail.filled != 0 {
@@ -375,7 +461,10 @@ impl SharedMeter {
 
     /// Copies the tail's window into the ring for readers, oldest sample first, if the tail is full.
     /// Writer only: 2048 stores, no allocation.
-    pub fn publish(&self, tail: &SpectrumTail) {
+    pub fn publish(&self, tail: &MeterTail) {
+        if let Some(loudness) = &tail.loudness {
+            self.loudness.publish(&loudness.reading());
+        }
         if !tail.full() {
             return;
         }
@@ -421,6 +510,7 @@ impl SharedMeter {
             }
         }
         m.ring_pos = 0;
+        m.loudness = self.loudness.snapshot();
         m
     }
 }

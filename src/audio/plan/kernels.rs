@@ -74,7 +74,7 @@ pub(super) unsafe fn run_output(parts: &Parts<'_>, at: usize, n: usize) {
 /// Those frames of each channel are valid and not written meanwhile.
 pub(super) unsafe fn feed_blocks(
     meter: &SharedMeter,
-    tail: &mut SpectrumTail,
+    tail: &mut MeterTail,
     data: *const f32,
     channels: usize,
     io: &Io,

@@ -33,7 +33,7 @@ use super::NodeId;
 use super::workers::Workers;
 use crate::clock;
 use crate::dsp::denormal::FloatMode;
-use crate::monitor::shared::{MeterWriter, NodeStats, SharedMeter, Spectrum, SpectrumTail};
+use crate::monitor::shared::{MeterTail, MeterWriter, NodeStats, SharedMeter, Spectrum};
 use crate::node::Processor;
 use crate::node::{AudioIn, AudioOut};
 use std::ops::Range;
@@ -358,7 +358,7 @@ pub(crate) struct RunContext<'a, 's> {
     pub spectrum: Spectrum,
     /// The graph output's meter, fed while `monitor` is on, and its tail.
     pub output_meter: &'a SharedMeter,
-    pub output_tail: &'a mut SpectrumTail,
+    pub output_tail: &'a mut MeterTail,
     pub workers: Option<&'a mut Workers>,
     pub always_parallel: bool,
     /// Jobs to run once each beside the processing (see [`crate::AudioProcessor::process_overlapping`]).
@@ -475,7 +475,7 @@ struct Parts<'e> {
     mix_output: bool,
     /// The buffer the graph output is in after the output mix.
     output_from: *const f32,
-    output_meter: Option<(&'e SharedMeter, *mut SpectrumTail)>,
+    output_meter: Option<(&'e SharedMeter, *mut MeterTail)>,
     ends: &'e dyn Ends,
 }
 
