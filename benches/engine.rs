@@ -125,6 +125,7 @@ impl<const N: usize, const M: usize> Fused<N, M> {
                 ceiling_db: l.ceiling_db as f32,
                 lookahead_ms: l.lookahead_ms as f32,
                 release_ms: l.release_ms as f32,
+                true_peak: l.true_peak,
             },
             sr,
         );

@@ -23,7 +23,16 @@
 //! Keyed by a sidechain ([`Limiter::route`]), the peaks come from the key's channels and the gain applies to
 //! the main ones: the key is what the ceiling holds for (its samples times the gain stay under it); the
 //! main signal is not clamped.
+//!
+//! Holding true peaks ([`LimiterSettings::true_peak`]), a frame's peak is the larger of its samples and
+//! the points a 4× interpolator (the loudness meter's, [`super::loudness::TruePeak`]) finds between it and
+//! its neighbours, on every channel; the signal is delayed by the interpolator's 8 frames to line up with
+//! them, so the latency is the lookahead plus 8 frames. The gain then holds each frame and the points
+//! around it under the ceiling, which is what a true-peak meter reads of the output wherever the gain moves
+//! slowly over the interpolator's span (a few dozen frames); `tests/engine` checks the output with an
+//! independent meter.
 
+use super::loudness::{Interpolator, METER_BETA, METER_TAPS};
 use super::smooth::{Ramp, ramp_frames};
 use super::{fmin, macf};
 
@@ -39,6 +48,42 @@ pub struct LimiterSettings {
     pub lookahead_ms: f32,
     /// Time constant of the gain recovering, ms.
     pub release_ms: f32,
+    /// Hold the ceiling for the peaks between samples too, as a 4× oversampled true-peak meter reads them
+    /// (adds [`TRUE_PEAK_DELAY`] frames of latency).
+    pub true_peak: bool,
+}
+
+/// A true-peak limiter's interpolator: the loudness meter's, so that the meter (and `fxgraph analyze`)
+/// reads the output at or under the ceiling.
+type Detector = Interpolator<METER_TAPS>;
+const INTERPOLATOR_HISTORY: usize = Detector::HISTORY;
+/// How far under the ceiling a true-peak limiter holds its interpolator's points: other 4× meters'
+/// filters read a limited signal's points up to about 0.2 dB higher where it has content near the Nyquist
+/// frequency (libebur128's, on limited white noise), 0.05 dB on music.
+pub const TRUE_PEAK_MARGIN_DB: f64 = 0.2;
+/// [`TRUE_PEAK_MARGIN_DB`] as a factor on the peaks: 10^(0.2 / 20).
+const MARGIN: f32 = 1.023_293;
+
+/// The latency a true-peak limiter adds to its lookahead: its interpolator's delay.
+pub const TRUE_PEAK_DELAY: usize = Detector::DELAY;
+
+/// A true-peak limiter's detector: each channel's input through the 4× interpolator of the loudness
+/// meter, and the input delayed to line up with the points it finds.
+#[derive(Clone)]
+struct TruePeakDetector {
+    interpolator: Detector,
+    /// Per channel, the latest `INTERPOLATOR_HISTORY` samples followed by room for one block.
+    scratch: Vec<f32>,
+    /// Each frame's largest interpolated magnitude (the points after it).
+    points: Vec<f32>,
+    /// That of the frame before the block.
+    last_points: f32,
+}
+
+impl std::fmt::Debug for TruePeakDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TruePeakDetector").finish_non_exhaustive()
+    }
 }
 
 /// A lookahead brickwall limiter: no output sample exceeds the ceiling (see the module documentation).
@@ -75,6 +120,8 @@ pub struct Limiter {
     fma: bool,
     /// The detector's channels in the block (`start`, `len`) when a sidechain keys it.
     key: Option<(usize, usize)>,
+    /// The true-peak detector, when the limiter holds true peaks.
+    true_peak: Option<TruePeakDetector>,
 }
 
 impl Limiter {
@@ -106,6 +153,12 @@ impl Limiter {
             gains: Vec::new(),
             fma: super::fma_kernels(),
             key: None,
+            true_peak: s.true_peak.then(|| TruePeakDetector {
+                interpolator: Interpolator::new(METER_BETA),
+                scratch: Vec::new(),
+                points: Vec::new(),
+                last_points: 0.0,
+            }),
         }
     }
 
@@ -128,9 +181,14 @@ impl Limiter {
         self.ceiling
     }
 
-    /// Frames by which the output lags the input: the lookahead.
+    /// Frames by which the output lags the input: the lookahead (and the true-peak detector's delay).
     pub fn latency(&self) -> usize {
-        self.lookahead
+        self.lookahead + if self.true_peak.is_some() { TRUE_PEAK_DELAY } else { 0 }
+    }
+
+    /// Whether it holds true peaks.
+    pub fn holds_true_peaks(&self) -> bool {
+        self.true_peak.is_some()
     }
 
     fn window(&self) -> usize {
@@ -148,6 +206,10 @@ impl Limiter {
         self.suffix = vec![1.0; w + 1];
         self.hist = vec![1.0; w];
         self.gains = vec![0.0; max_block];
+        if let Some(tp) = &mut self.true_peak {
+            tp.scratch = vec![0.0; channels * (INTERPOLATOR_HISTORY + max_block)];
+            tp.points = vec![0.0; max_block];
+        }
         self.reset();
     }
 
@@ -177,6 +239,10 @@ impl Limiter {
         self.hist_pos = 0;
         self.hist_sum = self.window() as f64;
         self.released = 1.0;
+        if let Some(tp) = &mut self.true_peak {
+            tp.scratch.fill(0.0);
+            tp.last_points = 0.0;
+        }
     }
 
     /// The gain each frame requires: 1 up to the ceiling, `ceiling / peak` above it.
@@ -260,7 +326,33 @@ impl Limiter {
         let g = &mut gains[..n];
         // Copy the input behind the history, as silence where it is not finite, and find each frame's peak.
         g.fill(0.0);
-        for c in 0..self.channels {
+        if let Some(tp) = &mut self.true_peak {
+            // Through the interpolator: the line takes the input delayed by its delay, and each frame's
+            // peak is the larger of its sample and the points on either side of it.
+            let (h, span) = (INTERPOLATOR_HISTORY, INTERPOLATOR_HISTORY + tp.points.len());
+            let points = &mut tp.points[..n];
+            points.fill(0.0);
+            for c in 0..self.channels {
+                let buf = &mut tp.scratch[c * span..c * span + h + n];
+                for (b, &x) in buf[h..].iter_mut().zip(audio.channel(c)) {
+                    *b = if x.is_finite() { x } else { 0.0 };
+                }
+                tp.interpolator.frame_peaks(buf, points);
+                let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
+                for ((slot, &x), p) in line[d..d + n].iter_mut().zip(&buf[h - TRUE_PEAK_DELAY..]).zip(g.iter_mut()) {
+                    *slot = x;
+                    *p = super::max_abs(*p, x);
+                }
+                buf.copy_within(n..n + h, 0);
+            }
+            let mut before = tp.last_points;
+            for (p, &after) in g.iter_mut().zip(points.iter()) {
+                *p = super::fmax(*p, super::fmax(before, after)) * MARGIN;
+                before = after;
+            }
+            tp.last_points = before;
+        }
+        for c in (0..self.channels).filter(|_| self.true_peak.is_none()) {
             let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
             for ((slot, &x), p) in line[d..d + n].iter_mut().zip(audio.channel(c)).zip(g.iter_mut()) {
                 let x = if x.is_finite() { x } else { 0.0 };
@@ -336,4 +428,13 @@ fn sum_f64(x: &[f32]) -> f64 {
         }
     }
     ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])) + tail
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_margin_factor_is_the_margin() {
+        let db = 20.0 * f64::from(super::MARGIN).log10();
+        assert!((db - super::TRUE_PEAK_MARGIN_DB).abs() < 1e-5, "{db}");
+    }
 }

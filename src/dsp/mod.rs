@@ -43,6 +43,7 @@ pub mod denormal;
 pub mod fastmath;
 pub mod lanes;
 pub mod limiter;
+pub mod loudness;
 pub mod simple;
 pub mod smooth;
 
@@ -180,7 +181,7 @@ mod tests {
             knee_db: 6.0,
             makeup_db: 3.0,
         };
-        let lim = LimiterSettings { ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: 50.0 };
+        let lim = LimiterSettings { ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: 50.0, true_peak: false };
         let mut outputs = Vec::new();
         for plain in [false, true] {
             let mut eq = BiquadCascade::new(bands.clone(), 48000);

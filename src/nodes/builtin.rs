@@ -106,6 +106,9 @@ macro_rules! fixed_params {
                 $(#[$fmeta:meta])*
                 $field:ident: $unit:literal, $min:expr, $max:expr, $smoothing:ident;
             )*
+            $(
+                @setting $(#[$smeta:meta])* $setting:ident: $sty:ty;
+            )*
         }
     ) => {
         $(#[$meta])*
@@ -113,6 +116,7 @@ macro_rules! fixed_params {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$fmeta])* pub $field: f64,)*
+            $($(#[$smeta])* #[serde(default)] pub $setting: $sty,)*
         }
 
         impl Fixed for $name {
@@ -460,6 +464,10 @@ fixed_params! {
         lookahead_ms: "ms", 0.0, Upper::To(50.0), Rebuild;
         /// Time constant of the gain recovering, 0..=5000 ms.
         release_ms: "ms", 0.0, Upper::To(5000.0), Step;
+        @setting
+        /// Hold the ceiling for true peaks (4× oversampled, as a true-peak meter reads them), at 8 frames
+        /// more latency. Not with a sidechain.
+        true_peak: bool;
     }
 }
 
@@ -477,6 +485,7 @@ impl NodeSpec for LimiterParams {
             ceiling_db: self.ceiling_db as f32,
             lookahead_ms: self.lookahead_ms as f32,
             release_ms: self.release_ms as f32,
+            true_peak: self.true_peak,
         };
         let dsp = LimiterDsp {
             limiter: Limiter::new(&settings, ctx.format.sample_rate),
@@ -506,6 +515,9 @@ impl Dsp for LimiterDsp {
         let (main, key) = keyed_channels(&config.layout);
         self.limiter.prepare(main, config.max_block);
         if config.layout.input(1) > 0 {
+            if self.limiter.holds_true_peaks() {
+                return Err(NodeError("a true-peak limiter (`true_peak: true`) takes no sidechain".into()));
+            }
             self.limiter.route(key);
         }
         Ok(())
