@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod alloc;
+pub mod analyze;
 mod audio;
 mod clock;
 pub mod control;

@@ -1372,3 +1372,114 @@ fn render_feeds_named_inputs_from_files_and_folds_5_1_to_stereo() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("the graph's input `music` is given twice"), "{}", stderr(&o));
 }
+
+/// The independent meter (libebur128's port) over a WAV file.
+fn reference_meter(path: &Path) -> (ebur128::EbuR128, usize) {
+    let mut reader = hound::WavReader::open(path).expect("a WAV");
+    let spec = reader.spec();
+    let channels = usize::from(spec.channels);
+    let samples: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => reader.samples::<f32>().map(|s| s.expect("sample")).collect(),
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            reader.samples::<i32>().map(|s| s.expect("sample") as f32 * scale).collect()
+        }
+    };
+    let mode = ebur128::Mode::I | ebur128::Mode::LRA | ebur128::Mode::TRUE_PEAK | ebur128::Mode::SAMPLE_PEAK;
+    let mut m = ebur128::EbuR128::new(channels as u32, spec.sample_rate, mode).expect("a meter");
+    m.add_frames_f32(&samples).expect("frames");
+    (m, channels)
+}
+
+#[test]
+fn analyze_reports_what_an_independent_meter_reads_and_goes_on_past_a_bad_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two files: the mastering graph's output, and a 44.1 kHz sine at -20 dBFS (-20 LUFS, stereo).
+    let song = dir.path().join("song.wav");
+    let o =
+        fxgraph(&["render", "graphs/mastering.ron", "-o", song.to_str().expect("utf-8"), "--seconds", "8"], &repo());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sine = dir.path().join("sine.wav");
+    write_wav(&sine, spec(2, 44100, 24, false), 441000, |n, _| {
+        0.1 * (std::f64::consts::TAU * 1000.0 * n as f64 / 44100.0).sin()
+    });
+    let bad = dir.path().join("bad.wav");
+    std::fs::write(&bad, b"RIFF....WAVEfmt garbage").expect("write");
+    let args: Vec<&str> =
+        ["analyze", "--json"].into_iter().chain([&song, &bad, &sine].map(|p| p.to_str().expect("utf-8"))).collect();
+    let o = fxgraph(&args, dir.path());
+    assert_eq!(o.status.code(), Some(2), "a bad file exits with 2");
+    assert!(stderr(&o).contains("bad.wav"), "the bad file is named: {}", stderr(&o));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    assert_eq!(lines.len(), 3, "two files and the album, the bad one left out");
+    for (line, path) in lines.iter().zip([&song, &sine]) {
+        let (reference, channels) = reference_meter(path);
+        let get = |key: &str| line[key].as_f64().unwrap_or_else(|| panic!("{key} in {line}"));
+        for key in [
+            "integrated_lufs",
+            "loudness_range_lu",
+            "true_peak_dbtp",
+            "sample_peak_dbfs",
+            "momentary_max_lufs",
+            "short_term_max_lufs",
+        ] {
+            get(key);
+        }
+        assert!((get("integrated_lufs") - reference.loudness_global().unwrap()).abs() < 0.05, "{line}");
+        let peak = |f: &dyn Fn(u32) -> f64| 20.0 * (0..channels as u32).map(f).fold(0.0, f64::max).log10();
+        assert!((get("sample_peak_dbfs") - peak(&|c| reference.sample_peak(c).unwrap())).abs() < 1e-3, "{line}");
+        assert!((get("true_peak_dbtp") - peak(&|c| reference.true_peak(c).unwrap())).abs() < 0.2, "{line}");
+    }
+    assert!((lines[1]["integrated_lufs"].as_f64().expect("sine") + 20.0).abs() < 0.05, "{}", lines[1]);
+    // The album: the two files' gating blocks pooled, louder than the quieter file, quieter than the louder.
+    let album = lines[2]["album"]["integrated_lufs"].as_f64().expect("album");
+    let (a, b) = (lines[0]["integrated_lufs"].as_f64().expect("a"), lines[1]["integrated_lufs"].as_f64().expect("b"));
+    assert!(album > a.min(b) && album < a.max(b), "album {album} of {a} and {b}");
+}
+
+#[test]
+fn a_normalized_render_measures_its_target_under_its_true_peak_ceiling() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (graph, target, ceiling, format) in [
+        ("graphs/mastering.ron", "-14", "-1", "f32"),
+        ("graphs/chain.ron", "-23", "-2", "s24"),
+        ("graphs/mastering.ron", "-10", "-1", "s16"),
+    ] {
+        let out = dir.path().join(format!("n{target}.wav"));
+        let o = fxgraph(
+            &[
+                "render",
+                graph,
+                "-o",
+                out.to_str().expect("utf-8"),
+                "--normalize",
+                target,
+                "--true-peak",
+                ceiling,
+                "--format",
+                format,
+            ],
+            &repo(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains("pass 1 (the graph's output): integrated") && err.contains("pass 2 (gain"), "{err}");
+        let (reference, channels) = reference_meter(&out);
+        let (target, ceiling): (f64, f64) = (target.parse().expect("target"), ceiling.parse().expect("ceiling"));
+        let got = reference.loudness_global().unwrap();
+        assert!((got - target).abs() <= 0.2, "{graph}: {got:.2} LUFS, want {target}");
+        let tp = 20.0 * (0..channels as u32).map(|c| reference.true_peak(c).unwrap()).fold(0.0, f64::max).log10();
+        assert!(tp <= ceiling, "{graph}: {tp:.3} dBTP over the {ceiling} dBTP ceiling");
+        // No temporary file is left behind.
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("pass1"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+    // A target out of range is refused.
+    let o = fxgraph(&["render", "graphs/chain.ron", "-o", "/dev/null", "--normalize", "5"], &repo());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

@@ -150,6 +150,12 @@ fn a_scripted_headless_session_is_answered_without_underruns_allocations_or_clic
     assert_eq!(json["record_dropped_frames"], 0, "{status_line}");
     assert!(json["callbacks"].as_u64().expect("callbacks") > 500, "{status_line}");
     assert_eq!(json["device"], "null");
+    // The output's loudness as it plays: finite, and the true peak at least the momentary loudness's
+    // worth of signal (a loud sine: some tens of LUFS, a peak near full scale).
+    for key in ["momentary_lufs", "short_term_lufs", "integrated_lufs", "true_peak_dbtp"] {
+        let v = json[key].as_f64().unwrap_or_else(|| panic!("{key}: {status_line}"));
+        assert!((-70.0..=6.0).contains(&v), "{key} {v}: {status_line}");
+    }
     let nodes = json["nodes"].as_array().expect("nodes");
     assert!(nodes.iter().any(|n| n["name"] == "extra") || nodes.len() == 7, "{status_line}");
     assert!(nodes.iter().all(|n| n["mean_us"].as_f64().is_some_and(|t| t > 0.0)), "{status_line}");

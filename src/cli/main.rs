@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 2 bad input of any kind (graph, audio file, arguments), 3 a render or benchmark
 //! that finished but in which a plugin faulted (so its output differs from a clean run), 1 anything else.
 
+mod analyze;
 mod bench;
 mod check;
 mod picture;
@@ -61,6 +62,29 @@ enum Command {
         /// Exit with 0 even when a plugin faulted during the render (the summary still says so).
         #[arg(long)]
         allow_faults: bool,
+        /// Normalize the output to this integrated loudness (LUFS, BS.1770-4): the graph's output is
+        /// measured, then a gain and a true-peak limiter bring it to the target under the --true-peak
+        /// ceiling [default when given without a value: -14].
+        #[arg(long, value_name = "LUFS", num_args = 0..=1, default_missing_value = "-14", allow_negative_numbers = true,
+              value_parser = target_lufs)]
+        normalize: Option<f64>,
+        /// The true-peak ceiling of --normalize, dBTP.
+        #[arg(long, value_name = "DBTP", default_value_t = -1.0, allow_negative_numbers = true, value_parser = ceiling_dbtp,
+              requires = "normalize")]
+        true_peak: f64,
+    },
+    /// Measure audio files: integrated loudness, loudness range, true and sample peak, the largest
+    /// momentary and short-term loudness (BS.1770-4 / EBU R128), RMS, crest factor, dynamic range and a
+    /// third-octave spectrum; with several files, the album's loudness and peaks too.
+    Analyze {
+        /// Audio files (WAV, FLAC, Ogg Vorbis, MP3, AAC, ALAC, AIFF).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// One JSON object per line for each file (keys `integrated_lufs`, `loudness_range_lu`,
+        /// `true_peak_dbtp`, `sample_peak_dbfs`, `momentary_max_lufs`, `short_term_max_lufs`, ...), and one
+        /// for the album.
+        #[arg(long)]
+        json: bool,
     },
     /// Render the demo signal through a graph with no file output and report speed, per-node timing, DSP
     /// load, levels and memory.
@@ -254,7 +278,20 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Render { graph, input, output, block, threads, seconds, format, metrics, allow_faults } => {
+        Command::Render {
+            graph,
+            input,
+            output,
+            block,
+            threads,
+            seconds,
+            format,
+            metrics,
+            allow_faults,
+            normalize,
+            true_peak,
+        } => {
+            let normalize = normalize.map(|lufs| render::Normalize { lufs, true_peak_db: true_peak });
             render::run(
                 &graph,
                 &input,
@@ -265,8 +302,10 @@ fn main() -> ExitCode {
                 format,
                 metrics.as_deref(),
                 allow_faults,
+                normalize,
             )
         }
+        Command::Analyze { files, json } => analyze::run(&files, json),
         Command::Bench { graph, input, seconds, block, threads, json, plot, allow_faults } => {
             bench::run(&graph, &input, seconds, block as usize, threads, json, plot.as_deref(), allow_faults)
         }
@@ -361,6 +400,24 @@ pub(crate) fn positive_seconds(text: &str) -> Result<f64, String> {
         Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
         Ok(s) => Err(format!("must be a positive number of seconds (got {s})")),
         Err(e) => Err(format!("must be a positive number of seconds: {e}")),
+    }
+}
+
+/// A loudness target: -70 to 0 LUFS.
+fn target_lufs(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (-70.0..=0.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("must be a loudness from -70 to 0 LUFS (got {v})")),
+        Err(e) => Err(format!("must be a loudness in LUFS: {e}")),
+    }
+}
+
+/// A true-peak ceiling: -60 to 0 dBTP, as a limiter's ceiling.
+fn ceiling_dbtp(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (-60.0..=0.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("must be a ceiling from -60 to 0 dBTP (got {v})")),
+        Err(e) => Err(format!("must be a ceiling in dBTP: {e}")),
     }
 }
 

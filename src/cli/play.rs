@@ -121,6 +121,8 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let options = EngineOptions {
         max_block: buffer.clamp(16, 4096),
         threads: default_threads(args.threads),
+        // `status` reports the output's loudness and true peak.
+        loudness: fxgraph::LoudnessMetering::WithTruePeak,
         ..EngineOptions::default()
     };
     let (mut engine, audio) = Engine::new(graph, options)?;

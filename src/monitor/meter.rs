@@ -332,31 +332,39 @@ impl Meter {
         if fft.process(&mut input, &mut bins).is_err() {
             return Vec::new();
         }
-        // A full-scale sine gives |X| = N/4 under a Hann window: normalize so it reads 0 dBFS.
-        let norm = 4.0 / SPECTRUM_SIZE as f64;
-        let bin_hz = f64::from(sample_rate) / SPECTRUM_SIZE as f64;
-        let nyquist = f64::from(sample_rate) / 2.0;
-        let mut bands = Vec::new();
-        let mut k = -17i32; // 1000 Hz * 2^(-17/3) = 19.7 Hz
-        loop {
-            let center = 1000.0 * 2f64.powf(f64::from(k) / 3.0);
-            let (lo, hi) = (center * 2f64.powf(-1.0 / 6.0), center * 2f64.powf(1.0 / 6.0));
-            if hi > nyquist || center > 20500.0 {
-                break;
-            }
-            let (a, b) = ((lo / bin_hz).ceil() as usize, ((hi / bin_hz).floor() as usize).min(bins.len() - 1));
-            // Band power: the sum of its bins' powers (or the nearest bin where the band is narrower).
-            let power: f64 = if a <= b {
-                bins[a..=b].iter().map(|c| f64::from(c.norm_sqr())).sum()
-            } else {
-                f64::from(bins[((center / bin_hz).round() as usize).min(bins.len() - 1)].norm_sqr())
-            };
-            let db = 10.0 * (power * norm * norm / 1.5).max(1e-30).log10();
-            bands.push(Band { center_hz: center, level_db: db.max(-200.0) });
-            k += 1;
-        }
-        bands
+        let power: Vec<f64> = bins.iter().map(|c| f64::from(c.norm_sqr())).collect();
+        third_octave_bands(&power, SPECTRUM_SIZE, sample_rate)
     }
+}
+
+/// Third-octave band levels (from 20 Hz up to 20 kHz or the Nyquist frequency) from the power of an FFT's
+/// bins (`|X|^2`, `size / 2 + 1` of them) under a Hann window of `size` samples, in dB relative to a
+/// full-scale sine.
+pub(crate) fn third_octave_bands(power: &[f64], size: usize, sample_rate: u32) -> Vec<Band> {
+    // A full-scale sine gives |X| = N/4 under a Hann window: normalize so it reads 0 dBFS.
+    let norm = 4.0 / size as f64;
+    let bin_hz = f64::from(sample_rate) / size as f64;
+    let nyquist = f64::from(sample_rate) / 2.0;
+    let mut bands = Vec::new();
+    let mut k = -17i32; // 1000 Hz * 2^(-17/3) = 19.7 Hz
+    loop {
+        let center = 1000.0 * 2f64.powf(f64::from(k) / 3.0);
+        let (lo, hi) = (center * 2f64.powf(-1.0 / 6.0), center * 2f64.powf(1.0 / 6.0));
+        if hi > nyquist || center > 20500.0 {
+            break;
+        }
+        let (a, b) = ((lo / bin_hz).ceil() as usize, ((hi / bin_hz).floor() as usize).min(power.len() - 1));
+        // Band power: the sum of its bins' powers (or the nearest bin where the band is narrower).
+        let p: f64 = if a <= b {
+            power[a..=b].iter().sum()
+        } else {
+            power[((center / bin_hz).round() as usize).min(power.len() - 1)]
+        };
+        let db = 10.0 * (p * norm * norm / 1.5).max(1e-30).log10();
+        bands.push(Band { center_hz: center, level_db: db.max(-200.0) });
+        k += 1;
+    }
+    bands
 }
 
 fn finite_or_floor(db: f64) -> f64 {

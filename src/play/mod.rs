@@ -445,6 +445,15 @@ pub struct PlayStatus {
     pub audio_allocations: Option<u64>,
     /// Frames the recording lost because its writer fell behind.
     pub record_dropped_frames: u64,
+    /// The output's loudness (latest 400 ms), LUFS, when the engine measures it
+    /// ([`crate::EngineOptions::loudness`]).
+    pub momentary_lufs: Option<f64>,
+    /// The output's loudness over the latest 3 s, LUFS.
+    pub short_term_lufs: Option<f64>,
+    /// The output's gated loudness since playback began, LUFS.
+    pub integrated_lufs: Option<f64>,
+    /// The output's largest true peak since playback began, dBTP.
+    pub true_peak_dbtp: Option<f64>,
     /// Per node, in processing order.
     pub nodes: Vec<NodeStatus>,
 }
@@ -707,6 +716,10 @@ impl Player {
             callback_allocations: counted(s.callback_allocations.load(Ordering::Relaxed)),
             audio_allocations: crate::alloc::CountingAllocator::stats().map(|a| a.audio_calls),
             record_dropped_frames: s.record_dropped.load(Ordering::Relaxed),
+            momentary_lufs: report.output.loudness.and_then(|l| l.momentary_lufs),
+            short_term_lufs: report.output.loudness.and_then(|l| l.short_term_lufs),
+            integrated_lufs: report.output.loudness.and_then(|l| l.integrated_lufs),
+            true_peak_dbtp: report.output.loudness.and_then(|l| l.true_peak_dbtp),
             nodes: report
                 .nodes
                 .iter()
