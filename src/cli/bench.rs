@@ -1,7 +1,7 @@
 //! `fxgraph bench`: the demo signal (or input files) through a graph with no file output; speed, timing,
 //! load, levels.
 
-use crate::{Failure, bad_input, default_threads, load, open_inputs, prepare_rate, report_faults, start};
+use crate::{Failure, bad_input, default_threads, load, open_inputs, prepare_rate, report_faults, start_metering};
 use fxgraph::control::render::render;
 use std::path::Path;
 
@@ -15,6 +15,7 @@ pub(crate) fn run(
     json: bool,
     plot: Option<&Path>,
     allow_faults: bool,
+    loudness: fxgraph::LoudnessMetering,
 ) -> Result<(), Failure> {
     let graph = prepare_rate(load(graph_path)?, inputs, None, fxgraph::graph::DEFAULT_RATE)?;
     let fmt = graph.format;
@@ -40,7 +41,7 @@ pub(crate) fn run(
     let frames = channels[0].len();
     let seconds = frames as f64 / f64::from(fmt.sample_rate);
     let mut source = fxgraph::io::stream::MemorySource::new(channels);
-    let (mut engine, mut audio) = start(graph, block, threads)?;
+    let (mut engine, mut audio) = start_metering(graph, block, threads, loudness)?;
     if json {
         // The JSON has the output's spectrum at the end.
         engine.metrics_reader().keep_spectrum();

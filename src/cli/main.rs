@@ -114,6 +114,10 @@ enum Command {
         /// Exit with 0 even when a plugin faulted during the run (the report still says so).
         #[arg(long)]
         allow_faults: bool,
+        /// Also measure the output's loudness in the monitor (`true-peak`: and its true peak), to see what it
+        /// costs; the JSON and the summary then show it.
+        #[arg(long, value_enum, default_value_t = LoudnessArg::Off)]
+        loudness: LoudnessArg,
     },
     /// Print a WebAssembly plugin's metadata, parameters, declared limits and ABI version, after checking that
     /// it loads and sets up.
@@ -306,8 +310,13 @@ fn main() -> ExitCode {
             )
         }
         Command::Analyze { files, json } => analyze::run(&files, json),
-        Command::Bench { graph, input, seconds, block, threads, json, plot, allow_faults } => {
-            bench::run(&graph, &input, seconds, block as usize, threads, json, plot.as_deref(), allow_faults)
+        Command::Bench { graph, input, seconds, block, threads, json, plot, allow_faults, loudness } => {
+            let loudness = match loudness {
+                LoudnessArg::Off => fxgraph::LoudnessMetering::Off,
+                LoudnessArg::Loudness => fxgraph::LoudnessMetering::Loudness,
+                LoudnessArg::TruePeak => fxgraph::LoudnessMetering::WithTruePeak,
+            };
+            bench::run(&graph, &input, seconds, block as usize, threads, json, plot.as_deref(), allow_faults, loudness)
         }
         Command::Check { graph, dot } => check::run(&graph, dot),
         Command::Plot { graph, output, node, data, level, topology } => {
@@ -401,6 +410,14 @@ pub(crate) fn positive_seconds(text: &str) -> Result<f64, String> {
         Ok(s) => Err(format!("must be a positive number of seconds (got {s})")),
         Err(e) => Err(format!("must be a positive number of seconds: {e}")),
     }
+}
+
+/// What `bench --loudness` measures.
+#[derive(Clone, Copy, ValueEnum)]
+enum LoudnessArg {
+    Off,
+    Loudness,
+    TruePeak,
 }
 
 /// A loudness target: -70 to 0 LUFS.
@@ -539,9 +556,22 @@ pub(crate) fn offline_batch(block: usize, threads: usize) -> usize {
 /// Starts a graph for offline work: the control side and the audio side, with blocks of `max_block`
 /// frames batched for the workers, and nothing due in real time.
 pub(crate) fn start(graph: Graph, max_block: usize, threads: usize) -> Result<(Engine, AudioProcessor), Failure> {
+    start_metering(graph, max_block, threads, fxgraph::LoudnessMetering::Off)
+}
+
+/// [`start`], with the monitor measuring loudness as `loudness` says.
+pub(crate) fn start_metering(
+    graph: Graph,
+    max_block: usize,
+    threads: usize,
+    loudness: fxgraph::LoudnessMetering,
+) -> Result<(Engine, AudioProcessor), Failure> {
     let batch = offline_batch(max_block, threads);
-    Engine::new(graph, EngineOptions { max_block, threads, batch, realtime: false, ..EngineOptions::default() })
-        .map_err(Failure::from)
+    Engine::new(
+        graph,
+        EngineOptions { max_block, threads, batch, realtime: false, loudness, ..EngineOptions::default() },
+    )
+    .map_err(Failure::from)
 }
 
 pub(crate) fn default_threads(threads: Option<u32>) -> usize {
