@@ -200,6 +200,8 @@ pub struct TruePeak {
     kernel: Interpolator<METER_TAPS>,
     /// Each channel's latest `METER_TAPS - 1` samples followed by room for a chunk of new ones.
     scratch: Box<[[f32; METER_TAPS - 1 + CHUNK]]>,
+    /// The largest interpolated magnitude at each input of a chunk.
+    points: Box<[f32]>,
     peak: f32,
 }
 
@@ -256,12 +258,6 @@ impl<const TAPS: usize> Interpolator<TAPS> {
     }
 
     fma_dispatch! {
-        /// The largest magnitude of phases 1 to 3 at inputs `HISTORY..buf.len()` of `buf` (whose first
-        /// `HISTORY` samples are the ones before), into `peak`.
-        fn run(buf: &[f32], peak: &mut f32) via run_fma => run_with
-    }
-
-    fma_dispatch! {
         /// For each input `m` of `buf` past its first `HISTORY`: `peaks[m]` becomes the larger of itself
         /// and the magnitudes of phases 1 to 3 there (the points between inputs `m - 8` and `m - 7`).
         pub(crate) fn frame_peaks(buf: &[f32], peaks: &mut [f32]) via frame_peaks_fma => frame_peaks_with
@@ -300,43 +296,6 @@ impl<const TAPS: usize> Interpolator<TAPS> {
             }
         }
     }
-
-    #[inline(always)]
-    fn run_with<const FMA: bool>(&mut self, buf: &[f32], peak: &mut f32) {
-        const LANES: usize = 8;
-        let n = buf.len() - Self::HISTORY;
-        let mut top = [0f32; LANES];
-        let mut m = 0;
-        // Eight outputs of each phase at a time: three independent sums per tap, with the taps in
-        // registers.
-        while m + LANES <= n {
-            let mut acc = [[0f32; LANES]; PHASES - 1];
-            for k in 0..TAPS {
-                let x = &buf[Self::HISTORY + m - k..Self::HISTORY + m - k + LANES];
-                for (acc, taps) in acc.iter_mut().zip(&self.taps) {
-                    for j in 0..LANES {
-                        acc[j] = crate::dsp::macf::<FMA>(taps[k], x[j], acc[j]);
-                    }
-                }
-            }
-            for acc in &acc {
-                for j in 0..LANES {
-                    top[j] = crate::dsp::max_abs(top[j], acc[j]);
-                }
-            }
-            m += LANES;
-        }
-        for m in m..n {
-            for taps in &self.taps {
-                let mut acc = 0f32;
-                for (k, &t) in taps.iter().enumerate() {
-                    acc = crate::dsp::macf::<FMA>(t, buf[Self::HISTORY + m - k], acc);
-                }
-                top[0] = crate::dsp::max_abs(top[0], acc);
-            }
-        }
-        *peak = top.into_iter().fold(*peak, crate::dsp::fmax);
-    }
 }
 
 impl TruePeak {
@@ -345,6 +304,7 @@ impl TruePeak {
         Self {
             kernel: Interpolator::new(METER_BETA),
             scratch: vec![[0.0; METER_TAPS - 1 + CHUNK]; channels].into_boxed_slice(),
+            points: vec![0.0; CHUNK].into_boxed_slice(),
             peak: 0.0,
         }
     }
@@ -362,7 +322,10 @@ impl TruePeak {
             for x in block.channel(c).chunks(CHUNK) {
                 let h = METER_TAPS - 1;
                 buf[h..h + x.len()].copy_from_slice(x);
-                self.kernel.run(&buf[..h + x.len()], &mut self.peak);
+                let points = &mut self.points[..x.len()];
+                points.fill(0.0);
+                self.kernel.frame_peaks(&buf[..h + x.len()], points);
+                self.peak = points.iter().fold(self.peak, |p, &v| crate::dsp::fmax(p, v));
                 buf.copy_within(x.len()..x.len() + h, 0);
             }
         }
