@@ -202,6 +202,9 @@ pub struct TruePeak {
     scratch: Box<[[f32; METER_TAPS - 1 + CHUNK]]>,
     /// The largest interpolated magnitude at each input of a chunk.
     points: Box<[f32]>,
+    /// How far over the largest input magnitude around them the points can reach: the largest sum of a
+    /// phase's tap magnitudes, a little over for the rounding of the sums.
+    reach: f32,
     peak: f32,
 }
 
@@ -221,6 +224,12 @@ pub(crate) struct Interpolator<const TAPS: usize> {
 }
 
 impl<const TAPS: usize> Interpolator<TAPS> {
+    /// The largest sum of a phase's tap magnitudes: no point is larger than that times the largest input
+    /// magnitude among the `TAPS` inputs it is computed from.
+    fn reach(&self) -> f32 {
+        self.taps.iter().map(|p| p.iter().map(|t| t.abs()).sum::<f32>()).fold(0.0, f32::max)
+    }
+
     /// Samples before the first one whose interpolated points a run computes.
     pub(crate) const HISTORY: usize = TAPS - 1;
     /// Samples by which the interpolated points lag: at input `m` they lie between inputs `m - TAPS / 2`
@@ -257,17 +266,75 @@ impl<const TAPS: usize> Interpolator<TAPS> {
         Self { taps, fma: crate::dsp::fma_kernels() }
     }
 
-    fma_dispatch! {
-        /// For each input `m` of `buf` past its first `HISTORY`: `peaks[m]` becomes the larger of itself
-        /// and the magnitudes of phases 1 to 3 there (the points between inputs `m - 8` and `m - 7`).
-        pub(crate) fn frame_peaks(buf: &[f32], peaks: &mut [f32]) via frame_peaks_fma => frame_peaks_with
+    /// For each input `m` of `buf` past its first `HISTORY`: `peaks[m]` becomes the larger of itself and
+    /// the magnitudes of phases 1 to 3 there (the points between inputs `m - TAPS / 2` and the next).
+    pub(crate) fn frame_peaks(&self, buf: &[f32], peaks: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.fma {
+            // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
+            #[allow(unsafe_code)]
+            return unsafe { self.frame_peaks_fma(buf, peaks) };
+        }
+        self.frame_peaks_with::<false>(buf, peaks);
+    }
+
+    /// [`frame_peaks_with`](Self::frame_peaks_with)`::<true>` with intrinsics, 32 outputs of each phase at
+    /// a time (twelve independent sums, a tap's three values loaded once for all four groups), where the
+    /// compiler's version ran one group's three sums, each waiting on its last multiply-add: each output
+    /// is the same sum in the same order, the same bits.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2,fma")]
+    fn frame_peaks_fma(&self, buf: &[f32], peaks: &mut [f32]) {
+        use std::arch::x86_64::{
+            __m256, _mm256_and_ps, _mm256_castsi256_ps, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_max_ps,
+            _mm256_set1_epi32, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+        };
+        const LANES: usize = 8;
+        const GROUPS: usize = 4;
+        let n = buf.len() - Self::HISTORY;
+        assert!(peaks.len() >= n);
+        let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+        let base = buf.as_ptr();
+        let mut m = 0;
+        while m + LANES * GROUPS <= n {
+            // acc[g][p]: phase p of group g's eight outputs.
+            let mut acc = [[_mm256_setzero_ps(); PHASES - 1]; GROUPS];
+            for k in 0..TAPS {
+                let taps =
+                    [_mm256_set1_ps(self.taps[0][k]), _mm256_set1_ps(self.taps[1][k]), _mm256_set1_ps(self.taps[2][k])];
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: inputs `HISTORY + m + 8g - k` to 8 past it lie in `buf`: k < TAPS = HISTORY + 1
+                    // and m + 8g + 8 <= n.
+                    let x = unsafe { _mm256_loadu_ps(base.add(Self::HISTORY + m + LANES * g - k)) };
+                    for (a, &t) in acc.iter_mut().zip(&taps) {
+                        *a = _mm256_fmadd_ps(t, x, *a);
+                    }
+                }
+            }
+            for (g, acc) in acc.iter().enumerate() {
+                let at = m + LANES * g;
+                // SAFETY: outputs `at..at + 8` lie in `peaks` (at + 8 <= n).
+                let out = unsafe { _mm256_loadu_ps(peaks.as_ptr().add(at)) };
+                let top: __m256 = acc.iter().fold(out, |t, &a| _mm256_max_ps(_mm256_and_ps(a, magnitude), t));
+                // SAFETY: as above.
+                unsafe { _mm256_storeu_ps(peaks.as_mut_ptr().add(at), top) };
+            }
+            m += LANES * GROUPS;
+        }
+        self.frame_peaks_from::<true>(buf, peaks, m);
     }
 
     #[inline(always)]
-    fn frame_peaks_with<const FMA: bool>(&mut self, buf: &[f32], peaks: &mut [f32]) {
+    fn frame_peaks_with<const FMA: bool>(&self, buf: &[f32], peaks: &mut [f32]) {
+        self.frame_peaks_from::<FMA>(buf, peaks, 0);
+    }
+
+    /// [`frame_peaks`](Self::frame_peaks) from output `m` on.
+    #[inline(always)]
+    fn frame_peaks_from<const FMA: bool>(&self, buf: &[f32], peaks: &mut [f32], mut m: usize) {
         const LANES: usize = 8;
         let n = buf.len() - Self::HISTORY;
-        let mut m = 0;
         while m + LANES <= n {
             let mut acc = [[0f32; LANES]; PHASES - 1];
             for k in 0..TAPS {
@@ -301,10 +368,12 @@ impl<const TAPS: usize> Interpolator<TAPS> {
 impl TruePeak {
     /// The interpolation filter and each channel's history (control side).
     pub fn new(channels: usize) -> Self {
+        let kernel = Interpolator::new(METER_BETA);
         Self {
-            kernel: Interpolator::new(METER_BETA),
             scratch: vec![[0.0; METER_TAPS - 1 + CHUNK]; channels].into_boxed_slice(),
             points: vec![0.0; CHUNK].into_boxed_slice(),
+            reach: kernel.reach() * (1.0 + 1e-4),
+            kernel,
             peak: 0.0,
         }
     }
@@ -322,10 +391,14 @@ impl TruePeak {
             for x in block.channel(c).chunks(CHUNK) {
                 let h = METER_TAPS - 1;
                 buf[h..h + x.len()].copy_from_slice(x);
-                let points = &mut self.points[..x.len()];
-                points.fill(0.0);
-                self.kernel.frame_peaks(&buf[..h + x.len()], points);
-                self.peak = points.iter().fold(self.peak, |p, &v| crate::dsp::fmax(p, v));
+                // No point of a chunk whose inputs are all far enough under the peak so far can be over it:
+                // its interpolation is skipped (the reading is the same either way).
+                if peak_of(&buf[..h + x.len()]) * self.reach > self.peak {
+                    let points = &mut self.points[..x.len()];
+                    points.fill(0.0);
+                    self.kernel.frame_peaks(&buf[..h + x.len()], points);
+                    self.peak = crate::dsp::fmax(self.peak, peak_of(points));
+                }
                 buf.copy_within(x.len()..x.len() + h, 0);
             }
         }
@@ -365,15 +438,8 @@ pub struct LoudnessMeter {
     channels: usize,
     weights: Box<[f64]>,
     filter: KFilter,
-    /// Each channel's filter state.
-    state: Box<[[f64; 4]]>,
-    /// Each channel's sums of squares in the current sub-block, frame `4i + j` of the stream into `acc[j]`.
-    acc: Box<[[f64; 4]]>,
-    /// The squares of a group's frames past the end of a sub-block, each channel's.
-    carry: Box<[[f64; 4]]>,
-    /// The frames of an unfinished group of four (`pending` of them), each channel's.
-    staged: Box<[f32]>,
-    pending: usize,
+    /// The filter's state, channels in pairs (a last odd channel pairs with a silent one).
+    pairs: Box<[PairState]>,
     /// Frames in a 100 ms sub-block (the rate over 10, rounded), and how many of the current one are in.
     sub_len: usize,
     sub_filled: usize,
@@ -404,11 +470,7 @@ impl LoudnessMeter {
             channels,
             weights: weights.into(),
             filter: KFilter::new(k_weighting(rate.max(1))),
-            state: vec![[0.0; 4]; channels].into_boxed_slice(),
-            acc: vec![[0.0; 4]; channels].into_boxed_slice(),
-            carry: vec![[0.0; 4]; channels].into_boxed_slice(),
-            staged: vec![0.0; 4 * channels].into_boxed_slice(),
-            pending: 0,
+            pairs: vec![PairState::default(); channels.div_ceil(2)].into_boxed_slice(),
             sub_len: ((rate as usize + 5) / 10).max(1),
             sub_filled: 0,
             recent: [0.0; SHORT_TERM_SUBS],
@@ -437,74 +499,24 @@ impl LoudnessMeter {
         }
         let block = block.first_channels(channels);
         for c in 0..channels {
-            self.sample_peak = block.channel(c).iter().fold(self.sample_peak, |p, &v| crate::dsp::max_abs(p, v));
+            self.sample_peak = crate::dsp::fmax(self.sample_peak, peak_of(block.channel(c)));
         }
         if let Some(tp) = &mut self.true_peak {
-            tp.feed(&block);
             tp.include(self.sample_peak);
+            tp.feed(&block);
         }
-        // The filter takes groups of four frames, counted from the stream's first: frames that do not
-        // finish a group wait in `staged` for the next block.
         let mut at = 0;
         while at < block.frames() {
-            if self.pending > 0 || block.frames() - at < 4 {
-                let take = (4 - self.pending).min(block.frames() - at);
-                for c in 0..channels {
-                    let dst = &mut self.staged[4 * c + self.pending..4 * c + self.pending + take];
-                    dst.copy_from_slice(&block.channel(c)[at..at + take]);
-                }
-                self.pending += take;
-                at += take;
-                if self.pending == 4 {
-                    let staged = std::mem::take(&mut self.staged);
-                    self.groups(&AudioIn::new(&staged, 4, channels, 4));
-                    self.staged = staged;
-                    self.pending = 0;
-                }
-                continue;
+            let len = (block.frames() - at).min(self.sub_len - self.sub_filled);
+            for (k, pair) in self.pairs.iter_mut().enumerate() {
+                let left = &block.channel(2 * k)[at..at + len];
+                let right = if 2 * k + 1 < channels { &block.channel(2 * k + 1)[at..at + len] } else { left };
+                self.filter.run(pair, left, right);
             }
-            let whole = (block.frames() - at) / 4 * 4;
-            self.groups(&block.slice(at, whole));
-            at += whole;
-        }
-    }
-
-    /// Runs whole groups of four frames through the filter, closing sub-blocks where they end.
-    fn groups(&mut self, x: &AudioIn<'_>) {
-        let mut at = 0;
-        while at < x.frames() {
-            let left = self.sub_len - self.sub_filled;
-            if left >= 4 {
-                let len = (left / 4 * 4).min(x.frames() - at);
-                for c in 0..x.channels() {
-                    self.filter.run(&mut self.state[c], &mut self.acc[c], &x.channel(c)[at..at + len]);
-                }
-                self.sub_filled += len;
-                at += len;
-                if self.sub_filled == self.sub_len {
-                    self.end_sub_block();
-                }
-            } else {
-                // A group across the end of a sub-block: its first `left` frames close it.
-                for c in 0..x.channels() {
-                    let z = self.filter.group(&mut self.state[c], &x.channel(c)[at..at + 4]);
-                    for (j, z) in z.iter().enumerate() {
-                        if j < left {
-                            self.acc[c][j] += z * z;
-                        } else {
-                            self.carry[c][j] = z * z;
-                        }
-                    }
-                }
-                self.sub_filled = self.sub_len;
+            self.sub_filled += len;
+            at += len;
+            if self.sub_filled == self.sub_len {
                 self.end_sub_block();
-                for c in 0..x.channels() {
-                    for j in left..4 {
-                        self.acc[c][j] += self.carry[c][j];
-                    }
-                }
-                self.sub_filled = 4 - left;
-                at += 4;
             }
         }
     }
@@ -513,23 +525,26 @@ impl LoudnessMeter {
     /// is enough, adds a gating block (400 ms) and a short-term value (3 s) to the histograms.
     fn end_sub_block(&mut self) {
         let mut z = 0.0;
-        for c in 0..self.channels {
-            let [a, b, c2, d] = self.acc[c];
-            let sum = (a + b) + (c2 + d);
-            self.acc[c] = [0.0; 4];
-            if sum.is_finite() && self.state[c].iter().all(|s| s.is_finite()) {
-                z += self.weights[c] * sum;
-            } else {
-                // A non-finite sample: the channel's sub-block counts as silence, and its filter starts
-                // again.
-                self.state[c] = [0.0; 4];
-            }
-            // Keep decaying filter state out of the subnormal range (where the audio side's
-            // flush-to-zero does not hold, as in `analyze`).
-            for s in &mut self.state[c] {
-                if s.abs() < 1e-30 {
-                    *s = 0.0;
+        for (k, pair) in self.pairs.iter_mut().enumerate() {
+            let finite = pair.x.iter().chain(&pair.y).flatten().all(|v| v.is_finite());
+            for lane in 0..2 {
+                let c = 2 * k + lane;
+                if c < self.channels && finite && pair.sum[lane].is_finite() {
+                    z += self.weights[c] * pair.sum[lane];
                 }
+            }
+            pair.sum = [0.0; 2];
+            if finite {
+                // Keep decaying filter state out of the subnormal range (where the audio side's
+                // flush-to-zero does not hold, as in `analyze`).
+                for v in pair.x.iter_mut().chain(&mut pair.y).flatten() {
+                    if v.abs() < 1e-30 {
+                        *v = 0.0;
+                    }
+                }
+            } else {
+                // A non-finite sample: the pair's sub-block counts as silence, and its filter starts again.
+                *pair = PairState::default();
             }
         }
         let z = z / self.sub_len as f64;
@@ -604,121 +619,130 @@ impl LoudnessMeter {
     }
 }
 
-/// The K-weighting filter (both stages, fourth order) as a state-space system stepped four samples at a
-/// time: from the state `v` and four inputs `x`, the four outputs are `z = M v + N x` and the next state
-/// `P v + Q x`. Each product is four columns times a scalar, so a step is 16 multiply-adds on four lanes
-/// with no dependency between outputs, where the two biquads one sample at a time are a chain of
-/// dependent multiply-adds per sample.
+/// The largest magnitude in `x` (NaN ignored), in eight lanes so that it vectorizes: one running maximum
+/// would wait on each compare in turn.
+fn peak_of(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(0f32, |p, &v| crate::dsp::max_abs(p, v));
+    for chunk in chunks {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l = crate::dsp::max_abs(*l, v);
+        }
+    }
+    lanes.into_iter().fold(tail, crate::dsp::fmax)
+}
+
+/// Two channels' K-weighting state, a channel per lane: the last four inputs and outputs, and the sums of
+/// the squared outputs in the current sub-block.
+#[derive(Clone, Copy, Default)]
+struct PairState {
+    x: [[f64; 2]; 4],
+    y: [[f64; 2]; 4],
+    sum: [f64; 2],
+}
+
+/// The K-weighting filter's two stages multiplied out into one fourth-order recursion (direct form I):
+/// `y[n] = sum_k b[k] x[n-k] - sum_k a[k] y[n-k]`. Each output waits on the one before through a single
+/// multiply-add (the rest is computed from older samples meanwhile), where the two stages one after the
+/// other are a chain of four; two channels go through it side by side, one per lane.
 #[derive(Clone)]
 struct KFilter {
-    /// Columns: `m[i]` multiplies state `i`, `n[i]` input `i`; likewise `p` and `q` for the next state.
-    m: [[f64; 4]; 4],
-    n: [[f64; 4]; 4],
-    p: [[f64; 4]; 4],
-    q: [[f64; 4]; 4],
+    b: [f64; 5],
+    /// `a[1..=4]` (`a[0]` is 1).
+    a: [f64; 4],
     fma: bool,
 }
 
 impl KFilter {
-    /// The block system of two transposed direct-form II biquads in series.
     fn new([[b0, b1, b2, a1, a2], [c0, c1, c2, d1, d2]]: [[f64; 5]; 2]) -> Self {
-        // One sample: state [s1, s2, t1, t2], y = b0 x + s1, z = c0 y + t1.
-        let (e1, e2) = (c1 - d1 * c0, c2 - d2 * c0);
-        let a = [[-a1, 1.0, 0.0, 0.0], [-a2, 0.0, 0.0, 0.0], [e1, 0.0, -d1, 1.0], [e2, 0.0, -d2, 0.0]];
-        let b = [b1 - a1 * b0, b2 - a2 * b0, e1 * b0, e2 * b0];
-        let c = [c0, 0.0, 1.0, 0.0];
-        let d = c0 * b0;
-        let mul = |x: &[[f64; 4]; 4], y: &[[f64; 4]; 4]| {
-            std::array::from_fn::<[f64; 4], 4, _>(|r| std::array::from_fn(|k| (0..4).map(|i| x[r][i] * y[i][k]).sum()))
+        let mul = |p: [f64; 3], q: [f64; 3]| {
+            [
+                p[0] * q[0],
+                p[0] * q[1] + p[1] * q[0],
+                p[0] * q[2] + p[1] * q[1] + p[2] * q[0],
+                p[1] * q[2] + p[2] * q[1],
+                p[2] * q[2],
+            ]
         };
-        let apply = |x: &[[f64; 4]; 4], v: &[f64; 4]| -> [f64; 4] {
-            std::array::from_fn(|r| (0..4).map(|i| x[r][i] * v[i]).sum())
-        };
-        let row = |v: &[f64; 4], x: &[[f64; 4]; 4]| -> [f64; 4] {
-            std::array::from_fn(|k| (0..4).map(|i| v[i] * x[i][k]).sum())
-        };
-        let identity = std::array::from_fn(|r| std::array::from_fn(|k| f64::from(u8::from(r == k))));
-        // A^0 .. A^4.
-        let mut powers = vec![identity];
-        for _ in 0..4 {
-            powers.push(mul(&powers[powers.len() - 1], &a));
-        }
-        let (mut m, mut n, mut p, mut q) = ([[0.0; 4]; 4], [[0.0; 4]; 4], [[0.0; 4]; 4], [[0.0; 4]; 4]);
-        for j in 0..4 {
-            // Output j: C A^j v + sum_{i<j} C A^(j-1-i) B x_i + D x_j.
-            let cj = row(&c, &powers[j]);
-            for i in 0..4 {
-                m[i][j] = cj[i];
-                n[i][j] = match i.cmp(&j) {
-                    std::cmp::Ordering::Less => row(&c, &powers[j - 1 - i]).iter().zip(&b).map(|(x, y)| x * y).sum(),
-                    std::cmp::Ordering::Equal => d,
-                    std::cmp::Ordering::Greater => 0.0,
-                };
-            }
-        }
-        for i in 0..4 {
-            // Next state: A^4 v + sum_i A^(3-i) B x_i.
-            for r in 0..4 {
-                p[i][r] = powers[4][r][i];
-            }
-            q[i] = apply(&powers[3 - i], &b);
-        }
-        Self { m, n, p, q, fma: crate::dsp::fma_kernels() }
+        let b = mul([b0, b1, b2], [c0, c1, c2]);
+        let a = mul([1.0, a1, a2], [1.0, d1, d2]);
+        Self { b, a: [a[1], a[2], a[3], a[4]], fma: crate::dsp::fma_kernels() }
     }
 
-    /// One group of four frames: the outputs, and the state moved on.
-    #[inline(always)]
-    fn step<const FMA: bool>(&self, v: &mut [f64; 4], x: &[f32]) -> [f64; 4] {
-        let x = [f64::from(x[0]), f64::from(x[1]), f64::from(x[2]), f64::from(x[3])];
-        let mac = crate::dsp::mac::<FMA>;
-        let (mut z, mut w) = ([0f64; 4], [0f64; 4]);
-        for j in 0..4 {
-            let zs = mac(self.m[1][j], v[1], self.m[0][j] * v[0]) + mac(self.m[3][j], v[3], self.m[2][j] * v[2]);
-            let zx = mac(self.n[1][j], x[1], self.n[0][j] * x[0]) + mac(self.n[3][j], x[3], self.n[2][j] * x[2]);
-            z[j] = zs + zx;
-            let ws = mac(self.p[1][j], v[1], self.p[0][j] * v[0]) + mac(self.p[3][j], v[3], self.p[2][j] * v[2]);
-            let wx = mac(self.q[1][j], x[1], self.q[0][j] * x[0]) + mac(self.q[3][j], x[3], self.q[2][j] * x[2]);
-            w[j] = ws + wx;
-        }
-        *v = w;
-        z
-    }
-
-    /// One group of four frames (a group split by the end of a sub-block), computed as [`run`](Self::run)
-    /// computes it.
-    fn group(&self, v: &mut [f64; 4], x: &[f32]) -> [f64; 4] {
+    /// Runs a pair of channels (`left` and `right` the same length) and adds their squared outputs to the
+    /// pair's sums, sample by sample (so the sums do not depend on how the signal was cut).
+    fn run(&self, pair: &mut PairState, left: &[f32], right: &[f32]) {
         #[cfg(target_arch = "x86_64")]
         if self.fma {
             // SAFETY: `fma` is set only where `fma_kernels()` found AVX2 and FMA on this CPU.
             #[allow(unsafe_code)]
-            return unsafe { self.group_fma(v, x) };
+            return unsafe { self.run_fma(pair, left, right) };
         }
-        self.step::<false>(v, x)
+        self.run_with::<false>(pair, left, right);
     }
 
+    /// [`run_with`](Self::run_with)`::<true>` written with intrinsics, so that the state stays in
+    /// registers (the compiler's version of the lanes went through the stack every sample): the same
+    /// operations in the same order, the same bits.
     #[cfg(target_arch = "x86_64")]
     #[allow(unsafe_code)]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn group_fma(&self, v: &mut [f64; 4], x: &[f32]) -> [f64; 4] {
-        self.step::<true>(v, x)
-    }
-
-    fma_dispatch! {
-        /// Whole groups of four frames (`x.len()` a multiple of four), their squared outputs added to `acc`
-        /// by position in the group.
-        fn run(v: &mut [f64; 4], acc: &mut [f64; 4], x: &[f32]) via run_fma => run_with
+    fn run_fma(&self, pair: &mut PairState, left: &[f32], right: &[f32]) {
+        use std::arch::x86_64::{
+            __m128d, _mm_add_pd, _mm_fmadd_pd, _mm_loadu_pd, _mm_mul_pd, _mm_set_pd, _mm_set1_pd, _mm_storeu_pd,
+        };
+        let (b, a) = (self.b, self.a);
+        let [b0, b1, b2, b3, b4] = b.map(|v| _mm_set1_pd(v));
+        let [na1, na2, na3, na4] = a.map(|v| _mm_set1_pd(-v));
+        // SAFETY: two f64 each.
+        let load = |v: &[f64; 2]| unsafe { _mm_loadu_pd(v.as_ptr()) };
+        let [mut x1, mut x2, mut x3, mut x4] = pair.x.each_ref().map(load);
+        let [mut y1, mut y2, mut y3, mut y4] = pair.y.each_ref().map(load);
+        let mut sum = load(&pair.sum);
+        for (&l, &r) in left.iter().zip(right) {
+            let x0 = _mm_set_pd(f64::from(r), f64::from(l));
+            let inputs = _mm_fmadd_pd(
+                b4,
+                x4,
+                _mm_fmadd_pd(b3, x3, _mm_fmadd_pd(b2, x2, _mm_fmadd_pd(b1, x1, _mm_mul_pd(b0, x0)))),
+            );
+            let rest = _mm_add_pd(inputs, _mm_fmadd_pd(na3, y3, _mm_mul_pd(na4, y4)));
+            let y0 = _mm_fmadd_pd(na1, y1, _mm_fmadd_pd(na2, y2, rest));
+            sum = _mm_fmadd_pd(y0, y0, sum);
+            (x4, x3, x2, x1) = (x3, x2, x1, x0);
+            (y4, y3, y2, y1) = (y3, y2, y1, y0);
+        }
+        let store = |v: __m128d| {
+            let mut out = [0f64; 2];
+            // SAFETY: two f64.
+            unsafe { _mm_storeu_pd(out.as_mut_ptr(), v) };
+            out
+        };
+        *pair = PairState { x: [x1, x2, x3, x4].map(store), y: [y1, y2, y3, y4].map(store), sum: store(sum) };
     }
 
     #[inline(always)]
-    fn run_with<const FMA: bool>(&mut self, v: &mut [f64; 4], acc: &mut [f64; 4], x: &[f32]) {
-        let (mut state, mut sums) = (*v, *acc);
-        for x in x.chunks_exact(4) {
-            let z = self.step::<FMA>(&mut state, x);
-            for j in 0..4 {
-                sums[j] = crate::dsp::mac::<FMA>(z[j], z[j], sums[j]);
+    fn run_with<const FMA: bool>(&self, pair: &mut PairState, left: &[f32], right: &[f32]) {
+        let mac = crate::dsp::mac::<FMA>;
+        let (b, a) = (self.b, self.a);
+        let PairState { x: [mut x1, mut x2, mut x3, mut x4], y: [mut y1, mut y2, mut y3, mut y4], mut sum } = *pair;
+        for (&l, &r) in left.iter().zip(right) {
+            let x0 = [f64::from(l), f64::from(r)];
+            let mut y0 = [0f64; 2];
+            for j in 0..2 {
+                // The inputs and the oldest outputs first; then the output before last and the last, one
+                // multiply-add each: an output waits on the one before by one multiply-add, and on the one
+                // before that by two.
+                let inputs = mac(b[4], x4[j], mac(b[3], x3[j], mac(b[2], x2[j], mac(b[1], x1[j], b[0] * x0[j]))));
+                let rest = inputs + mac(-a[2], y3[j], -a[3] * y4[j]);
+                y0[j] = mac(-a[0], y1[j], mac(-a[1], y2[j], rest));
+                sum[j] = mac(y0[j], y0[j], sum[j]);
             }
+            (x4, x3, x2, x1) = (x3, x2, x1, x0);
+            (y4, y3, y2, y1) = (y3, y2, y1, y0);
         }
-        (*v, *acc) = (state, sums);
+        *pair = PairState { x: [x1, x2, x3, x4], y: [y1, y2, y3, y4], sum };
     }
 }
 
@@ -1011,6 +1035,37 @@ mod tests {
             demo.fill(&mut crate::AudioOut::new(&mut planar, frames, 2, frames));
             let music: Vec<Vec<f32>> = planar.chunks(frames).map(<[f32]>::to_vec).collect();
             compare(rate, &music, &format!("the demo music at {rate} Hz"));
+        }
+    }
+
+    #[test]
+    fn the_intrinsic_kernels_compute_what_the_plain_ones_do_bit_for_bit() {
+        // Where the CPU has FMA, `run` and `frame_peaks` take the intrinsic versions: they must give the
+        // plain code's FMA version's bits (awkward lengths reach every tail).
+        if !crate::dsp::fma_kernels() {
+            return;
+        }
+        let x = noise(21, 4099);
+        let y = noise(22, 4099);
+        let filter = KFilter::new(k_weighting(44_100));
+        let (mut a, mut b) = (PairState::default(), PairState::default());
+        for (start, len) in [(0, 1), (1, 37), (38, 4000), (4038, 61)] {
+            filter.run(&mut a, &x[start..start + len], &y[start..start + len]);
+            filter.run_with::<true>(&mut b, &x[start..start + len], &y[start..start + len]);
+        }
+        assert_eq!(a.sum.map(f64::to_bits), b.sum.map(f64::to_bits));
+        assert_eq!(a.y.map(|v| v.map(f64::to_bits)), b.y.map(|v| v.map(f64::to_bits)));
+        let interpolator = Interpolator::<METER_TAPS>::new(METER_BETA);
+        for n in [0, 7, 8, 31, 32, 33, 257, 4000] {
+            let buf = &x[..METER_TAPS - 1 + n];
+            let (mut p, mut q) = (vec![0f32; n], vec![0f32; n]);
+            interpolator.frame_peaks(buf, &mut p);
+            interpolator.frame_peaks_with::<true>(buf, &mut q);
+            assert_eq!(
+                p.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                q.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{n}"
+            );
         }
     }
 
