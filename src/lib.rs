@@ -15,6 +15,7 @@ pub mod node;
 pub mod nodes;
 pub mod play;
 pub mod prelude;
+pub mod replaygain;
 mod sha256;
 pub mod trust;
 

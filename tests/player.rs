@@ -527,3 +527,127 @@ fn a_graph_without_a_rate_plays_at_the_rate_it_is_given_and_renders_at_its_input
     assert_eq!(rate, 48000, "ducking.ron gives its own rate");
     assert!(samples.iter().any(|v| v.abs() > 0.01), "the music and the voice are heard");
 }
+
+/// The K-weighting filter's gain at `hz` (48 kHz), dB: both stages' responses at e^{j w}.
+fn k_weighting_db(hz: f64) -> f64 {
+    let w = std::f64::consts::TAU * hz / 48000.0;
+    let stage = |[b0, b1, b2, a1, a2]: [f64; 5]| {
+        let (c1, s1, c2, s2) = (w.cos(), -w.sin(), (2.0 * w).cos(), -(2.0 * w).sin());
+        let num = ((b0 + b1 * c1 + b2 * c2).powi(2) + (b1 * s1 + b2 * s2).powi(2)).sqrt();
+        let den = ((1.0 + a1 * c1 + a2 * c2).powi(2) + (a1 * s1 + a2 * s2).powi(2)).sqrt();
+        20.0 * (num / den).log10()
+    };
+    fxgraph::dsp::loudness::k_weighting(48000).into_iter().map(stage).sum()
+}
+
+/// The RMS of interleaved stereo, in dB.
+fn rms_db(x: &[f32]) -> f64 {
+    let sum: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    10.0 * (sum / x.len() as f64).log10()
+}
+
+#[test]
+fn replaygain_plays_files_at_their_tagged_or_measured_gain_and_status_says_which() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A graph that passes its input through, so that the recording shows the gain itself.
+    let graph = dir.path().join("pass.ron");
+    std::fs::write(
+        &graph,
+        "(sample_rate: 48000, channels: 2, nodes: { \"g\": Gain(gain_db: 0.0) }, \
+                            edges: [(\"input\", \"g\"), (\"g\", \"output\")])",
+    )
+    .expect("graph");
+    let wav = dir.path().join("tone.wav");
+    sine_wav(&wav, 48000, 440.0, 0.25, 3.0);
+    // FLAC with ReplayGain tags, Ogg Vorbis with an R128 album gain, MP3 with ID3v2 TXXX tags: encoded by
+    // the reference encoders.
+    let flac = dir.path().join("tone.flac");
+    let ogg = dir.path().join("tone.ogg");
+    let mp3 = dir.path().join("tone.mp3");
+    let s16 = dir.path().join("tone16.wav");
+    let o = Command::new("sox").args([wav.to_str().unwrap(), "-b", "16", s16.to_str().unwrap()]).output().expect("sox");
+    assert!(o.status.success());
+    let run = |cmd: &str, args: &[&str]| {
+        let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(
+        "flac",
+        &[
+            "-s",
+            "-f",
+            "--tag=REPLAYGAIN_TRACK_GAIN=-6.00 dB",
+            "--tag=REPLAYGAIN_TRACK_PEAK=0.25",
+            "--tag=REPLAYGAIN_ALBUM_GAIN=-9.00 dB",
+            "-o",
+            flac.to_str().unwrap(),
+            s16.to_str().unwrap(),
+        ],
+    );
+    run("oggenc", &["-Q", "-c", "R128_ALBUM_GAIN=-1024", "-o", ogg.to_str().unwrap(), s16.to_str().unwrap()]);
+    run(
+        "lame",
+        &["--silent", "--tv", "TXXX=REPLAYGAIN_TRACK_GAIN=+3.00 dB", s16.to_str().unwrap(), mp3.to_str().unwrap()],
+    );
+    let play = |file: &Path, args: &[&str]| -> (f64, serde_json::Value) {
+        let rec = dir.path().join("rec.wav");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(["play", graph.to_str().unwrap(), file.to_str().unwrap(), "--device", "null", "--seconds", "1.5"])
+            .args(["--record", rec.to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("play");
+        let mut stdin = child.stdin.take().expect("stdin");
+        std::thread::sleep(Duration::from_millis(700));
+        writeln!(stdin, "status").expect("status");
+        writeln!(stdin, "quit").expect("quit");
+        let out = child.wait_with_output().expect("play ends");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let line = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("ok {").map(|r| format!("{{{r}")))
+            .expect("status");
+        let (_, x) = read_interleaved(&rec);
+        // Skip the fade-in at the start.
+        (rms_db(&x[9600..]), serde_json::from_str(&line).expect("JSON"))
+    };
+    // Each file's own level without ReplayGain (the MP3 decodes a little differently).
+    let plain: Vec<f64> = [&flac, &ogg, &mp3, &s16]
+        .iter()
+        .map(|f| {
+            let (level, status) = play(f, &[]);
+            assert!(status["replaygain"].is_null(), "{status}");
+            level
+        })
+        .collect();
+    for (file, args, want_db, source) in [
+        (&flac, &["--replaygain", "track"][..], -6.0, "track tags"),
+        (&flac, &["--replaygain", "album"], -9.0, "album tags"),
+        (&flac, &["--replaygain", "track", "--preamp", "2"], -4.0, "track tags"),
+        // R128 -1024/256 = -4 dB to -23 LUFS: +1 dB to ReplayGain's -18.
+        (&ogg, &["--replaygain", "album"], 1.0, "track tags"),
+        (&mp3, &["--replaygain", "track", "--allow-clipping"], 3.0, "track tags"),
+        // +3 dB would put the tagged peak (0.25) nowhere near full scale; a +15 dB preamp would: capped at
+        // 20 log10(1 / 0.25) = +12.04 dB.
+        (&flac, &["--replaygain", "track", "--preamp", "21"], 12.04, "track tags"),
+        // No tags: measured, to -18 LUFS. The tone is a 440 Hz sine of amplitude 0.25 in both channels:
+        // -0.691 + 20 log10(0.25) + K-weighting's gain at 440 Hz LUFS (BS.1770-4).
+        (
+            &s16,
+            &["--replaygain", "track"],
+            -18.0 - (-0.691 + 20.0 * 0.25f64.log10() + k_weighting_db(440.0)),
+            "measured",
+        ),
+    ] {
+        let (level, status) = play(file, args);
+        let got = level - plain[[&flac, &ogg, &mp3, &s16].iter().position(|f| f == &file).expect("a file")];
+        let want_source = if file == &ogg { "album tags" } else { source };
+        assert!((got - want_db).abs() < 0.15, "{} {args:?}: {got:.2} dB, want {want_db}", file.display());
+        let rg = &status["replaygain"];
+        assert_eq!(rg["source"], want_source, "{status}");
+        assert!((rg["gain_db"].as_f64().expect("gain") - want_db).abs() < 0.15, "{status}");
+    }
+}

@@ -23,7 +23,7 @@ pub(crate) fn run(
     // The signal is in memory before the engine starts and timing begins, so only the engine's processing
     // (and allocations) are measured.
     let limit = seconds.map(|s| (s * f64::from(fmt.sample_rate)) as u64);
-    let mut source = open_inputs(&graph, inputs, seconds, 10.0)?.source;
+    let mut source = open_inputs(&graph, inputs, seconds, 10.0, None)?.source;
     let (in_ch, graph_outputs) = (graph.endpoints().input_channels(), graph.endpoints().output_channels());
     let mut channels: Vec<Vec<f32>> = vec![Vec::new(); in_ch];
     let mut buf = vec![0.0f32; in_ch * 65536];

@@ -450,6 +450,7 @@ pub(crate) fn open_inputs(
     inputs: &[String],
     limit_seconds: Option<f64>,
     demo_seconds: f64,
+    first_file_gain_db: Option<f64>,
 ) -> Result<GraphInputs, Failure> {
     use fxgraph::io::stream::{BlockSource, Limited, Merge, Silence};
     let rate = graph.format.sample_rate;
@@ -466,7 +467,10 @@ pub(crate) fn open_inputs(
                 if !note.is_empty() {
                     eprintln!("note: {}: {note}", path.display());
                 }
-                Box::new(Limited::new(source, limit))
+                match first_file_gain_db.filter(|_| k == 0) {
+                    Some(db) => Box::new(fxgraph::replaygain::Gained::new(Limited::new(source, limit), db)),
+                    None => Box::new(Limited::new(source, limit)),
+                }
             }
             None if k == 0 => {
                 let seconds = limit_seconds.unwrap_or(demo_seconds);
@@ -489,7 +493,7 @@ pub(crate) fn open_inputs(
 
 /// The file for each of the graph's inputs, from `-i` arguments (`NAME=FILE`, or a bare `FILE` for the
 /// first input).
-fn assign_inputs(graph: &Graph, inputs: &[String]) -> Result<Vec<Option<PathBuf>>, Failure> {
+pub(crate) fn assign_inputs(graph: &Graph, inputs: &[String]) -> Result<Vec<Option<PathBuf>>, Failure> {
     let mut files: Vec<Option<PathBuf>> = vec![None; graph.inputs.len()];
     for arg in inputs {
         let (at, path) = match arg.split_once('=') {

@@ -58,6 +58,36 @@ pub(crate) struct Args {
     /// resampled to it; no resampler sits between the graph and the device.
     #[arg(long, value_parser = clap::value_parser!(u32).range(8000..=768000))]
     pub rate: Option<u32>,
+    /// ReplayGain on the input file: its ReplayGain 2.0 or R128 tags (FLAC, Vorbis, MP3, MP4), or, without
+    /// tags, its loudness measured before it plays (to -18 LUFS).
+    #[arg(long, value_enum, default_value_t = ReplayGainArg::Off)]
+    pub replaygain: ReplayGainArg,
+    /// Added to the ReplayGain gain, dB.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = gain_db, requires = "replaygain")]
+    pub preamp: f64,
+    /// The gain of a file without tags that cannot be measured, dB.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = gain_db, requires = "replaygain")]
+    pub replaygain_fallback: f64,
+    /// Let the ReplayGain gain push the file's peak over full scale.
+    #[arg(long, requires = "replaygain")]
+    pub allow_clipping: bool,
+}
+
+/// `play --replaygain`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReplayGainArg {
+    Track,
+    Album,
+    Off,
+}
+
+/// A gain in dB: -48 to 48.
+fn gain_db(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (-48.0..=48.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("must be a gain from -48 to 48 dB (got {v})")),
+        Err(e) => Err(format!("must be a gain in dB: {e}")),
+    }
 }
 
 const HELP: &str = "commands: set NODE.PARAM VALUE | get NODE.PARAM | params NODE | nodes | load GRAPH.ron | \
@@ -115,7 +145,32 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         None
     };
     let graph = prepare_rate(graph, &inputs, args.rate.or(device_rate), fxgraph::graph::DEFAULT_RATE)?;
-    let source = open_inputs(&graph, &inputs, args.seconds, 30.0)?.source;
+    // ReplayGain: the first input's file at the gain its tags (or a measurement) give.
+    let replaygain = fxgraph::replaygain::ReplayGain {
+        mode: match args.replaygain {
+            ReplayGainArg::Track => fxgraph::replaygain::ReplayGainMode::Track,
+            ReplayGainArg::Album => fxgraph::replaygain::ReplayGainMode::Album,
+            ReplayGainArg::Off => fxgraph::replaygain::ReplayGainMode::Off,
+        },
+        preamp_db: args.preamp,
+        fallback_db: args.replaygain_fallback,
+        measure: true,
+        prevent_clipping: !args.allow_clipping,
+    };
+    let first_file = crate::assign_inputs(&graph, &inputs)?.into_iter().next().flatten();
+    let applied = match &first_file {
+        Some(path) => replaygain.decide(path).map_err(bad_input)?,
+        None => None,
+    };
+    if let Some(a) = &applied {
+        eprintln!(
+            "replaygain: {:+.2} dB from {}{}",
+            a.gain_db,
+            a.source,
+            if a.limited { " (lowered to keep the peak under full scale)" } else { "" }
+        );
+    }
+    let source = open_inputs(&graph, &inputs, args.seconds, 30.0, applied.map(|a| a.gain_db))?.source;
     let out_channels = graph.endpoints().output_channels();
     let buffer = args.buffer as usize;
     let options = EngineOptions {
@@ -140,6 +195,7 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         PlayerOptions { device, buffer_frames: buffer, ahead_frames: None, looping: args.looping, record: args.record },
     )
     .map_err(play_error)?;
+    player.set_replaygain(applied);
     let status = player.status();
     eprintln!(
         "playing {} through {} on {} ({} Hz, {} ch, buffer {} frames, {} ahead); `help` lists the commands",

@@ -43,7 +43,7 @@ pub(crate) fn run(
         None => (output, format),
     };
     // The source, and how many frames it will give (for the progress bar).
-    let crate::GraphInputs { mut source, files, frames: total } = open_inputs(&graph, inputs, seconds, 10.0)?;
+    let crate::GraphInputs { mut source, files, frames: total } = open_inputs(&graph, inputs, seconds, 10.0, None)?;
     for (what, path) in std::iter::once(("graph file", graph_path)).chain(files.iter().map(|f| ("input", f.as_path())))
     {
         if same_file(path, &output) {

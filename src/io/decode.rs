@@ -30,6 +30,77 @@ pub struct Decoded {
     rate: u32,
     channels: usize,
     frames: Option<u64>,
+    gain_tags: GainTags,
+}
+
+/// A file's loudness tags: ReplayGain 2.0 (`REPLAYGAIN_TRACK_GAIN`, `..._PEAK`, the album's) and R128
+/// (`R128_TRACK_GAIN`, `R128_ALBUM_GAIN`: Q7.8 dB relative to -23 LUFS), as the gain to ReplayGain's
+/// -18 LUFS reference and the peak as a linear magnitude.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GainTags {
+    /// The track's gain, dB.
+    pub track_gain_db: Option<f64>,
+    /// The track's peak (1.0 = full scale).
+    pub track_peak: Option<f64>,
+    /// The album's gain, dB.
+    pub album_gain_db: Option<f64>,
+    /// The album's peak.
+    pub album_peak: Option<f64>,
+}
+
+impl GainTags {
+    /// Takes one tag (key and value as stored; standard ReplayGain tags by the standard key symphonia
+    /// maps them to, or the raw key).
+    fn take(&mut self, key: &str, value: &str) {
+        let key = key.to_ascii_uppercase();
+        // Keys as stored: Vorbis comments plain, ID3v2 `TXXX:REPLAYGAIN_...`, MP4 `----:com.apple.iTunes:...`.
+        let name = key.rsplit([':', '/']).next().unwrap_or(&key);
+        let number = || {
+            let v = value.trim();
+            let v = v.strip_suffix("dB").or_else(|| v.strip_suffix("DB")).or_else(|| v.strip_suffix("db")).unwrap_or(v);
+            v.trim().parse::<f64>().ok().filter(|x| x.is_finite())
+        };
+        match name {
+            "REPLAYGAIN_TRACK_GAIN" => self.track_gain_db = number().or(self.track_gain_db),
+            "REPLAYGAIN_TRACK_PEAK" => self.track_peak = number().filter(|p| *p > 0.0).or(self.track_peak),
+            "REPLAYGAIN_ALBUM_GAIN" => self.album_gain_db = number().or(self.album_gain_db),
+            "REPLAYGAIN_ALBUM_PEAK" => self.album_peak = number().filter(|p| *p > 0.0).or(self.album_peak),
+            // R128 gains are to -23 LUFS; ReplayGain's reference is -18 LUFS, 5 dB louder.
+            "R128_TRACK_GAIN" => self.track_gain_db = number().map(|q| q / 256.0 + 5.0).or(self.track_gain_db),
+            "R128_ALBUM_GAIN" => self.album_gain_db = number().map(|q| q / 256.0 + 5.0).or(self.album_gain_db),
+            _ => {}
+        }
+    }
+
+    /// Reads the tags of every metadata revision a format reader holds (the container's and any ID3
+    /// tags found ahead of it).
+    fn of(format: &mut dyn FormatReader) -> Self {
+        use symphonia::core::meta::StandardTag;
+        let mut tags = Self::default();
+        let mut metadata = format.metadata();
+        loop {
+            if let Some(revision) = metadata.current() {
+                let containers = std::iter::once(&revision.media).chain(revision.per_track.iter().map(|t| &t.metadata));
+                for tag in containers.flat_map(|c| c.tags.iter()) {
+                    let standard = match &tag.std {
+                        Some(StandardTag::ReplayGainTrackGain(v)) => Some(("REPLAYGAIN_TRACK_GAIN", v)),
+                        Some(StandardTag::ReplayGainTrackPeak(v)) => Some(("REPLAYGAIN_TRACK_PEAK", v)),
+                        Some(StandardTag::ReplayGainAlbumGain(v)) => Some(("REPLAYGAIN_ALBUM_GAIN", v)),
+                        Some(StandardTag::ReplayGainAlbumPeak(v)) => Some(("REPLAYGAIN_ALBUM_PEAK", v)),
+                        _ => None,
+                    };
+                    match standard {
+                        Some((key, value)) => tags.take(key, value),
+                        None => tags.take(&tag.raw.key, &tag.raw.value.to_string()),
+                    }
+                }
+            }
+            if metadata.pop().is_none() {
+                break;
+            }
+        }
+        tags
+    }
 }
 
 enum Inner {
@@ -51,11 +122,18 @@ impl Decoded {
         if is_wav {
             let wav = WavSource::open(path)?;
             let (rate, channels, frames) = (wav.sample_rate(), wav.channels(), wav.frames());
-            return Ok(Self { inner: Inner::Wav(wav), rate, channels, frames: Some(frames) });
+            let gain_tags = GainTags::default();
+            return Ok(Self { inner: Inner::Wav(wav), rate, channels, frames: Some(frames), gain_tags });
         }
-        let src = SymphoniaSource::open(path)?;
+        let mut src = SymphoniaSource::open(path)?;
         let (rate, channels, frames) = (src.rate, src.channels, src.frames);
-        Ok(Self { inner: Inner::Symphonia(Box::new(src)), rate, channels, frames })
+        let gain_tags = GainTags::of(src.format.as_mut());
+        Ok(Self { inner: Inner::Symphonia(Box::new(src)), rate, channels, frames, gain_tags })
+    }
+
+    /// Its ReplayGain and R128 tags (none for WAV).
+    pub fn gain_tags(&self) -> GainTags {
+        self.gain_tags
     }
 
     /// The file's sample rate.
@@ -567,4 +645,33 @@ fn open_input(path: &Path, format: GraphFormat) -> Result<(Box<dyn BlockSource>,
     notes.push(format!("resampled from {rate} Hz to {} Hz", format.sample_rate));
     let resampled = Resampled::new(remixed, format.channels, rate, format.sample_rate)?;
     Ok((Box::new(resampled), notes.join(", ")))
+}
+
+#[cfg(test)]
+mod gain_tag_tests {
+    use super::GainTags;
+
+    #[test]
+    fn gain_tags_parse_as_taggers_write_them() {
+        let mut t = GainTags::default();
+        t.take("replaygain_track_gain", "-6.48 dB");
+        t.take("TXXX:REPLAYGAIN_TRACK_PEAK", "0.988");
+        t.take("----:com.apple.iTunes:replaygain_album_gain", "+1.20 dB");
+        t.take("REPLAYGAIN_ALBUM_PEAK", "not a number");
+        t.take("COMMENT", "-3 dB");
+        assert_eq!(
+            t,
+            GainTags {
+                track_gain_db: Some(-6.48),
+                track_peak: Some(0.988),
+                album_gain_db: Some(1.2),
+                album_peak: None
+            }
+        );
+        // R128 (Opus): Q7.8 dB to -23 LUFS; -512 is -2 dB there, +3 dB to ReplayGain's -18 LUFS.
+        let mut r = GainTags::default();
+        r.take("R128_TRACK_GAIN", "-512");
+        r.take("R128_ALBUM_GAIN", "256");
+        assert_eq!((r.track_gain_db, r.album_gain_db), (Some(3.0), Some(6.0)));
+    }
 }

@@ -454,6 +454,8 @@ pub struct PlayStatus {
     pub integrated_lufs: Option<f64>,
     /// The output's largest true peak since playback began, dBTP.
     pub true_peak_dbtp: Option<f64>,
+    /// The ReplayGain gain the input plays at, and where it came from (see [`Player::set_replaygain`]).
+    pub replaygain: Option<crate::replaygain::AppliedGain>,
     /// Per node, in processing order.
     pub nodes: Vec<NodeStatus>,
 }
@@ -493,6 +495,8 @@ pub struct Player {
     ahead_frames: usize,
     duration: Option<u64>,
     looping: bool,
+    /// The ReplayGain the source was given, for `status`.
+    replaygain: Option<crate::replaygain::AppliedGain>,
 }
 
 impl Player {
@@ -571,6 +575,7 @@ impl Player {
             ahead_frames: ahead,
             duration,
             looping: options.looping,
+            replaygain: None,
         };
         // Let the renderer fill the ring before the device starts asking (up to a second).
         let deadline = Instant::now() + Duration::from_secs(1);
@@ -687,6 +692,12 @@ impl Player {
         self.shared.underruns.load(Ordering::Relaxed)
     }
 
+    /// Records the ReplayGain gain the source plays at (applied by whoever built the source, as with
+    /// [`crate::replaygain::Gained`]), for [`status`](Self::status) to report.
+    pub fn set_replaygain(&mut self, gain: Option<crate::replaygain::AppliedGain>) {
+        self.replaygain = gain;
+    }
+
     /// Where playback is, with the monitor's figures.
     pub fn status(&mut self) -> PlayStatus {
         let report = self.engine.metrics();
@@ -720,6 +731,7 @@ impl Player {
             short_term_lufs: report.output.loudness.and_then(|l| l.short_term_lufs),
             integrated_lufs: report.output.loudness.and_then(|l| l.integrated_lufs),
             true_peak_dbtp: report.output.loudness.and_then(|l| l.true_peak_dbtp),
+            replaygain: self.replaygain,
             nodes: report
                 .nodes
                 .iter()
