@@ -589,6 +589,18 @@ fn replaygain_plays_files_at_their_tagged_or_measured_gain_and_status_says_which
         "lame",
         &["--silent", "--tv", "TXXX=REPLAYGAIN_TRACK_GAIN=+3.00 dB", s16.to_str().unwrap(), mp3.to_str().unwrap()],
     );
+    // MP4 (AAC) with iTunes freeform atoms, as taggers write them (ffmpeg encodes, mutagen tags).
+    let m4a = dir.path().join("tone.m4a");
+    run(
+        "ffmpeg",
+        &["-v", "error", "-y", "-i", s16.to_str().unwrap(), "-c:a", "aac", "-b:a", "192k", m4a.to_str().unwrap()],
+    );
+    let tag = format!(
+        "import mutagen.mp4 as m; f = m.MP4('{}'); \
+         f['----:com.apple.iTunes:replaygain_track_gain'] = [m.MP4FreeForm(b'-2.00 dB')]; f.save()",
+        m4a.display()
+    );
+    run("python3", &["-c", &tag]);
     let play = |file: &Path, args: &[&str]| -> (f64, serde_json::Value) {
         let rec = dir.path().join("rec.wav");
         let mut child = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
@@ -615,7 +627,7 @@ fn replaygain_plays_files_at_their_tagged_or_measured_gain_and_status_says_which
         (rms_db(&x[9600..]), serde_json::from_str(&line).expect("JSON"))
     };
     // Each file's own level without ReplayGain (the MP3 decodes a little differently).
-    let plain: Vec<f64> = [&flac, &ogg, &mp3, &s16]
+    let plain: Vec<f64> = [&flac, &ogg, &mp3, &s16, &m4a]
         .iter()
         .map(|f| {
             let (level, status) = play(f, &[]);
@@ -630,6 +642,7 @@ fn replaygain_plays_files_at_their_tagged_or_measured_gain_and_status_says_which
         // R128 -1024/256 = -4 dB to -23 LUFS: +1 dB to ReplayGain's -18.
         (&ogg, &["--replaygain", "album"], 1.0, "track tags"),
         (&mp3, &["--replaygain", "track", "--allow-clipping"], 3.0, "track tags"),
+        (&m4a, &["--replaygain", "track"], -2.0, "track tags"),
         // +3 dB would put the tagged peak (0.25) nowhere near full scale; a +15 dB preamp would: capped at
         // 20 log10(1 / 0.25) = +12.04 dB.
         (&flac, &["--replaygain", "track", "--preamp", "21"], 12.04, "track tags"),
@@ -643,7 +656,7 @@ fn replaygain_plays_files_at_their_tagged_or_measured_gain_and_status_says_which
         ),
     ] {
         let (level, status) = play(file, args);
-        let got = level - plain[[&flac, &ogg, &mp3, &s16].iter().position(|f| f == &file).expect("a file")];
+        let got = level - plain[[&flac, &ogg, &mp3, &s16, &m4a].iter().position(|f| f == &file).expect("a file")];
         let want_source = if file == &ogg { "album tags" } else { source };
         assert!((got - want_db).abs() < 0.15, "{} {args:?}: {got:.2} dB, want {want_db}", file.display());
         let rg = &status["replaygain"];
