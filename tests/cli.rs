@@ -1479,6 +1479,15 @@ fn a_normalized_render_measures_its_target_under_its_true_peak_ceiling() {
             .collect();
         assert!(left.is_empty(), "{left:?}");
     }
+    // Normalizing over its own input is refused, as a plain render is.
+    let input = dir.path().join("in.wav");
+    std::fs::copy(dir.path().join("n-14.wav"), &input).expect("copy");
+    let before = std::fs::read(&input).expect("input");
+    let i = input.to_str().expect("utf-8");
+    let o = fxgraph(&["render", "graphs/chain.ron", "-i", i, "-o", i, "--normalize"], &repo());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("refusing to overwrite"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&input).expect("input"), before, "the input is untouched");
     // A target out of range is refused.
     let o = fxgraph(&["render", "graphs/chain.ron", "-o", "/dev/null", "--normalize", "5"], &repo());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));

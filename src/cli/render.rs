@@ -46,7 +46,7 @@ pub(crate) fn run(
     let crate::GraphInputs { mut source, files, frames: total } = open_inputs(&graph, inputs, seconds, 10.0, None)?;
     for (what, path) in std::iter::once(("graph file", graph_path)).chain(files.iter().map(|f| ("input", f.as_path())))
     {
-        if same_file(path, &output) {
+        if same_file(path, &output) || same_file(path, &final_output) {
             return Err(bad_input(anyhow::anyhow!(
                 "refusing to overwrite the {what} {}: choose another output with -o",
                 path.display()
