@@ -420,22 +420,28 @@ enum LoudnessArg {
     TruePeak,
 }
 
+/// A number `what` in `unit` from `range`, for argument parsers.
+pub(crate) fn number_in(
+    text: &str,
+    range: std::ops::RangeInclusive<f64>,
+    what: &str,
+    unit: &str,
+) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if range.contains(&v) => Ok(v),
+        Ok(v) => Err(format!("must be {what} from {} to {} {unit} (got {v})", range.start(), range.end())),
+        Err(e) => Err(format!("must be {what} in {unit}: {e}")),
+    }
+}
+
 /// A loudness target: -70 to 0 LUFS.
 fn target_lufs(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if (-70.0..=0.0).contains(&v) => Ok(v),
-        Ok(v) => Err(format!("must be a loudness from -70 to 0 LUFS (got {v})")),
-        Err(e) => Err(format!("must be a loudness in LUFS: {e}")),
-    }
+    number_in(text, -70.0..=0.0, "a loudness", "LUFS")
 }
 
 /// A true-peak ceiling: -60 to 0 dBTP, as a limiter's ceiling.
 fn ceiling_dbtp(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if (-60.0..=0.0).contains(&v) => Ok(v),
-        Ok(v) => Err(format!("must be a ceiling from -60 to 0 dBTP (got {v})")),
-        Err(e) => Err(format!("must be a ceiling in dBTP: {e}")),
-    }
+    number_in(text, -60.0..=0.0, "a ceiling", "dBTP")
 }
 
 pub(crate) fn load(path: &Path) -> Result<Graph, Failure> {

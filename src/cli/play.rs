@@ -83,11 +83,7 @@ pub(crate) enum ReplayGainArg {
 
 /// A gain in dB: -48 to 48.
 fn gain_db(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(v) if (-48.0..=48.0).contains(&v) => Ok(v),
-        Ok(v) => Err(format!("must be a gain from -48 to 48 dB (got {v})")),
-        Err(e) => Err(format!("must be a gain in dB: {e}")),
-    }
+    crate::number_in(text, -48.0..=48.0, "a gain", "dB")
 }
 
 const HELP: &str = "commands: set NODE.PARAM VALUE | get NODE.PARAM | params NODE | nodes | load GRAPH.ron | \
