@@ -214,6 +214,19 @@ pub(crate) enum Format {
     S32,
 }
 
+impl Format {
+    /// The WAV sample format it names.
+    pub(crate) fn wav(self) -> fxgraph::io::wav::WavFormat {
+        use fxgraph::io::wav::WavFormat;
+        match self {
+            Format::F32 => WavFormat::F32,
+            Format::S16 => WavFormat::I16,
+            Format::S24 => WavFormat::I24,
+            Format::S32 => WavFormat::I32,
+        }
+    }
+}
+
 /// An error and the exit code it maps to.
 pub(crate) enum Failure {
     /// Bad input: exit code 2.

@@ -5,7 +5,7 @@ use crate::{
     write_atomically,
 };
 use fxgraph::control::render::render;
-use fxgraph::io::wav::{WavFormat, WavSink, same_file};
+use fxgraph::io::wav::{WavSink, same_file};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -62,13 +62,7 @@ pub(crate) fn run(
         // The report at the end has the output's spectrum.
         engine.metrics_reader().keep_spectrum();
     }
-    let wav_format = match format {
-        Format::F32 => WavFormat::F32,
-        Format::S16 => WavFormat::I16,
-        Format::S24 => WavFormat::I24,
-        Format::S32 => WavFormat::I32,
-    };
-    let mut sink = WavSink::create(&output, wav_format, out_channels, fmt.sample_rate)?;
+    let mut sink = WavSink::create(&output, format.wav(), out_channels, fmt.sample_rate)?;
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
@@ -228,13 +222,7 @@ fn normalize_file(
         let (mut engine, mut audio) = start(graph, block, threads)?;
         let format_of = fxgraph::node::GraphFormat { sample_rate: rate, channels };
         let mut source = fxgraph::io::decode::AudioFile::open(pass1, format_of).map_err(Failure::from)?;
-        let wav_format = match format {
-            Format::F32 => WavFormat::F32,
-            Format::S16 => WavFormat::I16,
-            Format::S24 => WavFormat::I24,
-            Format::S32 => WavFormat::I32,
-        };
-        let mut sink = WavSink::create(output, wav_format, channels, rate)?;
+        let mut sink = WavSink::create(output, format.wav(), channels, rate)?;
         render(
             &mut engine,
             &mut audio,
