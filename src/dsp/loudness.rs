@@ -495,13 +495,20 @@ impl LoudnessMeter {
     /// Measures a planar block (its first [`channels`](Self::channels) channels). No allocation.
     pub fn feed(&mut self, block: &AudioIn<'_>) {
         let channels = block.channels().min(self.channels);
+        let peak = (0..channels).map(|c| peak_of(block.channel(c))).fold(0.0, crate::dsp::fmax);
+        self.feed_with_peak(block, peak);
+    }
+
+    /// [`feed`](Self::feed) for a caller that has found the block's sample peak already (the largest
+    /// magnitude of its first [`channels`](Self::channels) channels, NaN ignored), as the monitor's meter
+    /// has.
+    pub(crate) fn feed_with_peak(&mut self, block: &AudioIn<'_>, peak: f32) {
+        let channels = block.channels().min(self.channels);
         if channels == 0 || block.frames() == 0 {
             return;
         }
         let block = block.first_channels(channels);
-        for c in 0..channels {
-            self.sample_peak = crate::dsp::fmax(self.sample_peak, peak_of(block.channel(c)));
-        }
+        self.sample_peak = crate::dsp::fmax(self.sample_peak, peak);
         if let Some(tp) = &mut self.true_peak {
             tp.include(self.sample_peak);
             tp.feed(&block);

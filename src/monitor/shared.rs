@@ -437,7 +437,12 @@ impl SharedMeter {
         let bin = &self.block_rms[rms_bin(levels.sum_sq, n)];
         bin.store(bin.load(Relaxed).saturating_add(1), Relaxed);
         if let Some(loudness) = &mut tail.loudness {
-            loudness.feed(block);
+            // The level pass found the block's peak: the loudness meter takes it rather than look again.
+            if loudness.channels() == channels {
+                loudness.feed_with_peak(block, levels.peak);
+            } else {
+                loudness.feed(block);
+            }
             // Every 100 ms of audio: the gates are a few hundred additions.
             if loudness.sub_blocks() != tail.loudness_published {
                 tail.loudness_published = loudness.sub_blocks();
