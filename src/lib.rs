@@ -19,7 +19,7 @@ pub mod replaygain;
 mod sha256;
 pub mod trust;
 
-pub use audio::{AudioProcessor, NodeId};
+pub use audio::{AudioProcessor, NodeId, RawAudio};
 pub use control::render::{OfflineRenderer, RenderStats};
 pub use control::{Engine, EngineEvent, EngineOptions, LoudnessMetering, MetricsReader, Parallelism};
 pub use error::{Error, Result};

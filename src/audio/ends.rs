@@ -3,14 +3,15 @@
 //! [`plan::Ends`]).
 #![allow(unsafe_code)] // The plan hands over parts of its buffers by pointer; see the SAFETY notes.
 
-use super::{Input, Output, plan};
+use super::{RawAudio, plan};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A block's input and output as the plan's [ends](plan::Ends): the call's buffers, from the block's offset
-/// `at` in the call.
-pub(super) struct CallEnds<'i, 'o, 'a, 'b> {
-    pub input: Input<'i>,
-    pub output: std::cell::UnsafeCell<&'o mut Output<'a, 'b>>,
+/// `at` in the call. Both hold the call's frames; they are the same buffer when the call is in place (the
+/// plan then takes a run's input before it hands over any of its output).
+pub(super) struct CallEnds {
+    pub input: RawAudio,
+    pub output: RawAudio,
     pub at: usize,
     /// The plan's input channels and output channels.
     pub in_channels: usize,
@@ -22,9 +23,9 @@ pub(super) struct CallEnds<'i, 'o, 'a, 'b> {
 
 // SAFETY: the input is only read; the output is reached only in `output`, which the plan calls one call at a
 // time (the trait's contract), each call's writes visible to the next.
-unsafe impl Sync for CallEnds<'_, '_, '_, '_> {}
+unsafe impl Sync for CallEnds {}
 
-impl plan::Ends for CallEnds<'_, '_, '_, '_> {
+impl plan::Ends for CallEnds {
     unsafe fn input(&self, dst: *mut f32, at: usize, n: usize) {
         // SAFETY: those frames of `dst` are this call's (the trait's contract).
         let bad = unsafe { write_input(dst, self.stride, self.in_channels, self.input, self.at + at, n) };
@@ -34,10 +35,9 @@ impl plan::Ends for CallEnds<'_, '_, '_, '_> {
     }
 
     unsafe fn output(&self, src: *const f32, at: usize, n: usize) {
-        // SAFETY: one call at a time (the trait's contract), so this is the only use of the output.
-        let output = unsafe { &mut **self.output.get() };
-        // SAFETY: those frames of `src` are final (the trait's contract).
-        unsafe { read_output(src, self.stride, self.out_channels, output, self.at + at, n) };
+        // SAFETY: those frames of `src` are final (the trait's contract), and one call at a time writes the
+        // call's output, which holds the call's frames.
+        unsafe { read_output(src, self.stride, self.out_channels, self.output, self.at + at, n) };
     }
 }
 
@@ -47,7 +47,7 @@ impl plan::Ends for CallEnds<'_, '_, '_, '_> {
 /// # Safety
 /// `n` samples from `dst + c * stride` for each of the `channels` are valid for writes, and nothing else
 /// accesses them meanwhile.
-unsafe fn write_input(dst: *mut f32, stride: usize, channels: usize, input: Input<'_>, at: usize, n: usize) -> u64 {
+unsafe fn write_input(dst: *mut f32, stride: usize, channels: usize, input: RawAudio, at: usize, n: usize) -> u64 {
     #[cfg(target_arch = "x86_64")]
     if crate::dsp::fma_kernels() {
         // SAFETY: `fma_kernels()` found AVX2 on this CPU; the rest is this function's contract.
@@ -65,14 +65,7 @@ unsafe fn write_input(dst: *mut f32, stride: usize, channels: usize, input: Inpu
 /// As [`write_input`], on a CPU with AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn write_input_avx2(
-    dst: *mut f32,
-    stride: usize,
-    channels: usize,
-    input: Input<'_>,
-    at: usize,
-    n: usize,
-) -> u64 {
+unsafe fn write_input_avx2(dst: *mut f32, stride: usize, channels: usize, input: RawAudio, at: usize, n: usize) -> u64 {
     // SAFETY: the contract.
     unsafe { write_input_with(dst, stride, channels, input, at, n) }
 }
@@ -82,14 +75,7 @@ unsafe fn write_input_avx2(
 /// # Safety
 /// As [`write_input`].
 #[inline(always)]
-unsafe fn write_input_with(
-    dst: *mut f32,
-    stride: usize,
-    channels: usize,
-    input: Input<'_>,
-    at: usize,
-    n: usize,
-) -> u64 {
+unsafe fn write_input_with(dst: *mut f32, stride: usize, channels: usize, input: RawAudio, at: usize, n: usize) -> u64 {
     // Non-finite samples become 0.0 and are counted. Local counts keep the loops free of stores to memory
     // and of calls, so they vectorize.
     #[inline(always)]
@@ -106,15 +92,26 @@ unsafe fn write_input_with(
     for c in 0..channels {
         // SAFETY: by the contract.
         let d = unsafe { std::slice::from_raw_parts_mut(dst.add(c * stride), n) };
-        match input {
-            Input::Planar(src) if c < src.channels() => {
-                nonfinite += clean(d, src.channel(c)[at..at + n].iter().copied())
-            }
-            Input::Interleaved(src, src_ch) if c < src_ch => {
-                nonfinite += clean(d, src[at * src_ch..(at + n) * src_ch].iter().skip(c).step_by(src_ch).copied());
-            }
-            _ => d.fill(0.0),
+        if c >= input.channels() {
+            d.fill(0.0);
+            continue;
         }
+        nonfinite += match input {
+            RawAudio::Strided { .. } | RawAudio::Planes { .. } => {
+                // SAFETY: the input holds frames `at..at + n` of its channels (the contract).
+                clean(d, unsafe { plane(input, c, at, n) }.iter().copied())
+            }
+            RawAudio::Interleaved { ptr, channels: ch } => {
+                // SAFETY: as above.
+                let frames = unsafe { std::slice::from_raw_parts(ptr.add(at * ch), n * ch) };
+                clean(d, frames.iter().skip(c).step_by(ch).copied())
+            }
+            RawAudio::InterleavedF64 { ptr, channels: ch } => {
+                // SAFETY: as above.
+                let frames = unsafe { std::slice::from_raw_parts(ptr.add(at * ch), n * ch) };
+                clean(d, frames.iter().skip(c).step_by(ch).map(|&s| s as f32))
+            }
+        };
     }
     nonfinite
 }
@@ -123,44 +120,99 @@ unsafe fn write_input_with(
 /// `at`.
 ///
 /// # Safety
-/// `n` samples from `src + c * stride` for each of the `channels` are valid and not written meanwhile.
-unsafe fn read_output(
-    src: *const f32,
-    stride: usize,
-    channels: usize,
-    output: &mut Output<'_, '_>,
-    at: usize,
-    n: usize,
-) {
+/// `n` samples from `src + c * stride` for each of the `channels` are valid and not written meanwhile; the
+/// output holds frames `at..at + n`, and nothing else accesses them meanwhile.
+unsafe fn read_output(src: *const f32, stride: usize, channels: usize, output: RawAudio, at: usize, n: usize) {
     // SAFETY: by the contract.
-    let plane = |c: usize| unsafe { std::slice::from_raw_parts(src.add(c * stride), n) };
+    let src_plane = |c: usize| unsafe { std::slice::from_raw_parts(src.add(c * stride), n) };
+    // SAFETY: the output holds frames `at..at + n` of its channels (the contract).
+    let dst_plane = |c: usize| unsafe { plane(output, c, at, n) };
     match output {
-        Output::Planar(dst) => {
-            for c in 0..dst.channels() {
-                let d = &mut dst.channel_mut(c)[at..at + n];
+        RawAudio::Strided { channels: dst_ch, .. } | RawAudio::Planes { channels: dst_ch, .. } => {
+            for c in 0..dst_ch {
                 if c < channels {
-                    d.copy_from_slice(plane(c));
+                    dst_plane(c).copy_from_slice(src_plane(c));
                 } else {
-                    d.fill(0.0);
+                    dst_plane(c).fill(0.0);
                 }
             }
         }
-        Output::Interleaved(dst, dst_ch) => {
-            let dst_ch = *dst_ch;
-            if dst_ch == 2 && channels == 2 {
-                let (l, r) = (plane(0), plane(1));
-                for ((f, &l), &r) in dst[at * 2..(at + n) * 2].chunks_exact_mut(2).zip(l).zip(r) {
-                    f[0] = l;
-                    f[1] = r;
-                }
+        RawAudio::Interleaved { ptr, channels: dst_ch } => {
+            // SAFETY: the output holds frames `at..at + n` (the contract).
+            let dst = unsafe { std::slice::from_raw_parts_mut(ptr.add(at * dst_ch), n * dst_ch) };
+            interleave(dst, dst_ch, channels, src_plane, |v| v);
+        }
+        RawAudio::InterleavedF64 { ptr, channels: dst_ch } => {
+            // SAFETY: as above.
+            let dst = unsafe { std::slice::from_raw_parts_mut(ptr.add(at * dst_ch), n * dst_ch) };
+            interleave(dst, dst_ch, channels, src_plane, f64::from);
+        }
+    }
+}
+
+/// Interleaves the planes `plane(c)` of `channels` channels into `dst` (`dst_ch` samples a frame),
+/// silencing the channels the graph lacks.
+#[inline(always)]
+fn interleave<'p, T: Copy + Default>(
+    dst: &mut [T],
+    dst_ch: usize,
+    channels: usize,
+    plane: impl Fn(usize) -> &'p [f32],
+    convert: impl Fn(f32) -> T,
+) {
+    if dst_ch == 2 && channels == 2 {
+        let (l, r) = (plane(0), plane(1));
+        for ((f, &l), &r) in dst.chunks_exact_mut(2).zip(l).zip(r) {
+            f[0] = convert(l);
+            f[1] = convert(r);
+        }
+    } else {
+        for c in 0..dst_ch {
+            let column = dst.iter_mut().skip(c).step_by(dst_ch);
+            if c < channels {
+                column.zip(plane(c)).for_each(|(d, &s)| *d = convert(s));
             } else {
-                for (i, f) in dst[at * dst_ch..(at + n) * dst_ch].chunks_exact_mut(dst_ch).enumerate() {
-                    for (c, v) in f.iter_mut().enumerate() {
-                        // SAFETY: frame `i < n` of channel `c`, inside the contract's samples.
-                        *v = if c < channels { unsafe { *src.add(c * stride + i) } } else { 0.0 };
-                    }
-                }
+                column.for_each(|d| *d = T::default());
             }
         }
     }
+}
+
+/// Silences frames `at..at + n` of the call's output.
+///
+/// # Safety
+/// The output holds those frames, and nothing else accesses them meanwhile.
+pub(super) unsafe fn write_silence(output: RawAudio, at: usize, n: usize) {
+    match output {
+        RawAudio::Strided { channels, .. } | RawAudio::Planes { channels, .. } => {
+            for c in 0..channels {
+                // SAFETY: the output holds those frames (the contract).
+                unsafe { plane(output, c, at, n) }.fill(0.0);
+            }
+        }
+        RawAudio::Interleaved { ptr, channels } => {
+            // SAFETY: as above.
+            unsafe { std::slice::from_raw_parts_mut(ptr.add(at * channels), n * channels) }.fill(0.0);
+        }
+        RawAudio::InterleavedF64 { ptr, channels } => {
+            // SAFETY: as above.
+            unsafe { std::slice::from_raw_parts_mut(ptr.add(at * channels), n * channels) }.fill(0.0);
+        }
+    }
+}
+
+/// Frames `at..at + n` of channel `c` of a planar buffer.
+///
+/// # Safety
+/// `buffer` is planar and holds those frames, and nothing else accesses them while the slice lives.
+unsafe fn plane<'a>(buffer: RawAudio, c: usize, at: usize, n: usize) -> &'a mut [f32] {
+    let start = match buffer {
+        // SAFETY: channel `c` starts `c * stride` samples on (the contract).
+        RawAudio::Strided { ptr, stride, .. } => unsafe { ptr.add(c * stride) },
+        // SAFETY: channel `c`'s pointer is the array's `c`th (the contract).
+        RawAudio::Planes { planes, .. } => unsafe { *planes.add(c) },
+        RawAudio::Interleaved { .. } | RawAudio::InterleavedF64 { .. } => unreachable!("a planar buffer"),
+    };
+    // SAFETY: the contract.
+    unsafe { std::slice::from_raw_parts_mut(start.add(at), n) }
 }

@@ -111,17 +111,56 @@ pub struct AudioProcessor {
     requests: u64,
 }
 
-/// Where a call's input comes from.
-#[derive(Clone, Copy)]
-enum Input<'a> {
-    Planar(&'a AudioIn<'a>),
-    Interleaved(&'a [f32], usize),
+/// A caller's audio buffer by pointer, in one of the layouts the audio side reads and writes: what
+/// [`AudioProcessor::process_raw`] takes from bindings to other languages, whose buffers are not Rust
+/// slices. The safe calls ([`process`](AudioProcessor::process) and the others) describe their slices with
+/// it too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawAudio {
+    /// Planar `f32`: channel `c` at `ptr + c * stride`.
+    Strided {
+        /// The first channel's first sample.
+        ptr: *mut f32,
+        /// Samples from one channel's start to the next's.
+        stride: usize,
+        /// Channels in the buffer.
+        channels: usize,
+    },
+    /// Planar `f32`: channel `c` at `planes[c]`.
+    Planes {
+        /// One pointer a channel.
+        planes: *const *mut f32,
+        /// Channels (pointers in `planes`).
+        channels: usize,
+    },
+    /// Interleaved `f32`: `channels` samples a frame.
+    Interleaved {
+        /// The first frame's first sample.
+        ptr: *mut f32,
+        /// Samples a frame.
+        channels: usize,
+    },
+    /// Interleaved `f64`: `channels` samples a frame (Go's `[][2]float64`, for one). The graph runs in
+    /// `f32`: input samples are rounded to `f32` (a finite value beyond its range counts as non-finite and
+    /// becomes silence) and output samples are `f32` values, exactly.
+    InterleavedF64 {
+        /// The first frame's first sample.
+        ptr: *mut f64,
+        /// Samples a frame.
+        channels: usize,
+    },
 }
 
-/// Where a call's output goes.
-enum Output<'a, 'b> {
-    Planar(&'a mut AudioOut<'b>),
-    Interleaved(&'a mut [f32], usize),
+impl RawAudio {
+    /// Channels in the buffer.
+    pub fn channels(&self) -> usize {
+        match *self {
+            RawAudio::Strided { channels, .. }
+            | RawAudio::Planes { channels, .. }
+            | RawAudio::Interleaved { channels, .. }
+            | RawAudio::InterleavedF64 { channels, .. } => channels,
+        }
+    }
 }
 
 pub(crate) struct AudioSetup {
@@ -248,7 +287,7 @@ impl AudioProcessor {
     /// ignored on input and silenced on output; missing input channels are silence.
     pub fn process(&mut self, input: &AudioIn<'_>, output: &mut AudioOut<'_>) {
         let frames = input.frames().min(output.frames());
-        self.run(Input::Planar(input), Output::Planar(output), frames, None);
+        self.run(input.raw(), output.raw(), frames, None);
     }
 
     /// [`process`](Self::process), and each of the `side` jobs once, on a worker thread while the caller
@@ -274,7 +313,7 @@ impl AudioProcessor {
     ) {
         let frames = input.frames().min(output.frames());
         let side = plan::Side { jobs: side, mode: FloatMode::current() };
-        self.run(Input::Planar(input), Output::Planar(output), frames, Some(side));
+        self.run(input.raw(), output.raw(), frames, Some(side));
     }
 
     /// Processes interleaved audio with `channels` channels per frame in both buffers (usually the
@@ -282,22 +321,65 @@ impl AudioProcessor {
     pub fn process_interleaved(&mut self, input: &[f32], output: &mut [f32], channels: usize) {
         let channels = channels.max(1);
         let frames = (input.len() / channels).min(output.len() / channels);
-        self.run(Input::Interleaved(input, channels), Output::Interleaved(output, channels), frames, None);
+        let input = RawAudio::Interleaved { ptr: input.as_ptr().cast_mut(), channels };
+        self.run(input, RawAudio::Interleaved { ptr: output.as_mut_ptr(), channels }, frames, None);
     }
 
-    fn run(
-        &mut self,
-        input: Input<'_>,
-        mut output: Output<'_, '_>,
-        frames: usize,
-        mut side: Option<plan::Side<'_, '_>>,
-    ) {
+    /// [`process`](Self::process) in place: `buffer` holds the input and receives the output.
+    pub fn process_in_place(&mut self, buffer: &mut AudioOut<'_>) {
+        let frames = buffer.frames();
+        let both = buffer.raw();
+        self.run(both, both, frames, None);
+    }
+
+    /// [`process_interleaved`](Self::process_interleaved) in place: `buffer` holds the input and receives
+    /// the output.
+    pub fn process_interleaved_in_place(&mut self, buffer: &mut [f32], channels: usize) {
+        let channels = channels.max(1);
+        let frames = buffer.len() / channels;
+        let both = RawAudio::Interleaved { ptr: buffer.as_mut_ptr(), channels };
+        self.run(both, both, frames, None);
+    }
+
+    /// Processes interleaved `f64` audio in place, `channels` samples a frame: the layout of a Go player's
+    /// `[][2]float64`, with no copy on the caller's side. The graph runs in `f32` (see
+    /// [`RawAudio::InterleavedF64`]), so the output is what [`process_interleaved`](Self::process_interleaved)
+    /// gives for the input rounded to `f32`, bit for bit.
+    pub fn process_interleaved_f64(&mut self, buffer: &mut [f64], channels: usize) {
+        let channels = channels.max(1);
+        let frames = buffer.len() / channels;
+        let both = RawAudio::InterleavedF64 { ptr: buffer.as_mut_ptr(), channels };
+        self.run(both, both, frames, None);
+    }
+
+    /// Processes `frames` frames from `input` to `output`, buffers given by pointer in any of
+    /// [`RawAudio`]'s layouts, for bindings to other languages. Channels beyond the graph's are ignored on
+    /// input and silenced on output; missing input channels are silence. `input` and `output` may be the
+    /// same buffer (equal values): the call then works in place.
+    ///
+    /// # Safety
+    /// For the whole call, `input` must be valid for reads of `frames` frames of its channels and
+    /// `output` valid for writes of `frames` frames of its channels (for [`RawAudio::Planes`], the array
+    /// of pointers too), and nothing else may access them. The two may not overlap unless they are equal.
+    #[allow(unsafe_code)]
+    pub unsafe fn process_raw(&mut self, input: RawAudio, output: RawAudio, frames: usize) {
+        self.run(input, output, frames, None);
+    }
+
+    /// Processes `frames` frames of `input` into `output` (the callers' buffers, valid for that many
+    /// frames; equal when in place).
+    fn run(&mut self, input: RawAudio, output: RawAudio, frames: usize, mut side: Option<plan::Side<'_, '_>>) {
         let _audio = AudioContext::enter();
         let _ftz = FlushDenormals::new();
+        // In place, a run stays short enough for the level-by-level executor, which takes a run's input
+        // before it writes any of its output (the dataflow executor may write a chunk of output that does
+        // not depend on the input before it reads that chunk's input).
+        let most =
+            if input == output { self.capacity.min(plan::Flow::chunk(self.max_block, 0)) } else { self.capacity };
         let mut done = 0;
         while done < frames {
             self.receive();
-            let mut n = (frames - done).min(self.capacity);
+            let mut n = (frames - done).min(most);
             // Events due now are applied; the block ends where the next one is due.
             while let Some(&(at, node, index, value)) = self.pending.last() {
                 if at <= self.frame {
@@ -308,7 +390,7 @@ impl AudioProcessor {
                     break;
                 }
             }
-            self.block(input, &mut output, done, n, side.take());
+            self.block(input, output, done, n, side.take());
             done += n;
         }
         if let Some(side) = side {
@@ -318,19 +400,16 @@ impl AudioProcessor {
     }
 
     /// One block of `n` frames at offset `at` of the call.
-    fn block(
-        &mut self,
-        input: Input<'_>,
-        output: &mut Output<'_, '_>,
-        at: usize,
-        n: usize,
-        side: Option<plan::Side<'_, '_>>,
-    ) {
+    fn block(&mut self, input: RawAudio, output: RawAudio, at: usize, n: usize, side: Option<plan::Side<'_, '_>>) {
         let t0 = if self.monitor { clock::now() } else { 0 };
         let spectrum = if self.monitor { self.stats.spectrum() } else { Spectrum::default() };
         let stride = self.capacity;
         let Some(plan) = self.plan.as_deref_mut() else {
-            write_silence(output, at, n, self.out_channels);
+            // SAFETY: the output holds the call's frames (`run`'s contract).
+            #[allow(unsafe_code)]
+            unsafe {
+                ends::write_silence(output, at, n)
+            };
             self.frame += n as u64;
             self.stats.add_frames(n as u64);
             if let Some(side) = side {
@@ -342,7 +421,7 @@ impl AudioProcessor {
         // `ends`, and meters the output.
         let ends = ends::CallEnds {
             input,
-            output: std::cell::UnsafeCell::new(output),
+            output,
             at,
             in_channels: self.in_channels,
             out_channels: self.out_channels,
@@ -575,16 +654,5 @@ impl PollContext for Outbox<'_> {
 
     fn status_values(&mut self, values: &[f64]) {
         self.stats.set_status_values(values);
-    }
-}
-
-fn write_silence(output: &mut Output<'_, '_>, at: usize, n: usize, _channels: usize) {
-    match output {
-        Output::Planar(dst) => {
-            for c in 0..dst.channels() {
-                dst.channel_mut(c)[at..at + n].fill(0.0);
-            }
-        }
-        Output::Interleaved(dst, ch) => dst[at * *ch..(at + n) * *ch].fill(0.0),
     }
 }

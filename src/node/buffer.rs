@@ -58,6 +58,11 @@ impl<'a> AudioIn<'a> {
         self.channels
     }
 
+    /// The view as the audio side's description of a caller's buffer.
+    pub(crate) fn raw(&self) -> crate::RawAudio {
+        crate::RawAudio::Strided { ptr: self.data.cast_mut(), stride: self.stride, channels: self.channels }
+    }
+
     /// Frames of each channel in the view.
     pub fn frames(&self) -> usize {
         self.frames
@@ -124,6 +129,11 @@ impl<'a> AudioOut<'a> {
     /// Channels in the view.
     pub fn channels(&self) -> usize {
         self.channels
+    }
+
+    /// The view as the audio side's description of a caller's buffer.
+    pub(crate) fn raw(&mut self) -> crate::RawAudio {
+        crate::RawAudio::Strided { ptr: self.data, stride: self.stride, channels: self.channels }
     }
 
     /// Frames of each channel in the view.
