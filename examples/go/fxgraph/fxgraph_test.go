@@ -1,0 +1,260 @@
+package fxgraph
+
+import (
+	"errors"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"fxgraph.example/player/wav"
+)
+
+var repo, _ = filepath.Abs("../../..")
+
+// fxgraphCommand is the `fxgraph` command built beside the library.
+func fxgraphCommand(t testing.TB) string {
+	bin := filepath.Join(repo, "target", "release", "fxgraph")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s is missing: run `cargo build --release` at the repository's top first", bin)
+	}
+	return bin
+}
+
+func run(t testing.TB, name string, args ...string) {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = repo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+const gainGraph = `(sample_rate: 48000, channels: 2,
+    nodes: { "gain": Gain(gain_db: 0.0) },
+    edges: [("input", "gain"), ("gain", "output")])`
+
+func offline() Options {
+	o := DefaultOptions()
+	o.Realtime = false
+	return o
+}
+
+// The headline graph (a WebAssembly plugin, a limiter's latency) through Stream, in the Go player's buffers of
+// 1000 frames, against `fxgraph render` of the same graph and input: the same bits. The graph computes in
+// float32, and the f64 path rounds the input to float32 and returns float32 values exactly, so there is nothing
+// to explain.
+func TestStreamMatchesFxgraphRender(t *testing.T) {
+	dir := t.TempDir()
+	in, want := filepath.Join(dir, "in.wav"), filepath.Join(dir, "want.wav")
+	bin := fxgraphCommand(t)
+	run(t, bin, "render", "graphs/chain.ron", "--seconds", "3", "-o", in)
+	run(t, bin, "render", "graphs/mastering.ron", "--threads", "1", "-i", in, "-o", want)
+
+	input, err := wav.Read(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(filepath.Join(repo, "graphs/mastering.ron"), offline())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	latency := e.LatencyFrames()
+	if latency == 0 {
+		t.Fatal("the headline graph's limiter has a latency")
+	}
+	frames := append(append([][2]float64{}, input.Frames...), make([][2]float64, latency)...)
+	for at := 0; at < len(frames); at += 1000 {
+		end := at + 1000
+		if end > len(frames) {
+			end = len(frames)
+		}
+		if n, _ := e.Stream(frames[at:end]); n != end-at || e.Err() != nil {
+			t.Fatalf("Stream: %d frames, %v", n, e.Err())
+		}
+	}
+	got := frames[latency:]
+	reference, err := wav.Read(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(reference.Frames) {
+		t.Fatalf("%d frames, render wrote %d", len(got), len(reference.Frames))
+	}
+	for i, f := range got {
+		for c := 0; c < 2; c++ {
+			if math.Float64bits(f[c]) != math.Float64bits(reference.Frames[i][c]) {
+				t.Fatalf("frame %d channel %d: %v, render: %v", i, c, f[c], reference.Frames[i][c])
+			}
+		}
+	}
+}
+
+func TestABadGraphIsAnErrorWithItsLocation(t *testing.T) {
+	_, err := FromRON("(sample_rate: 48000, channels: 2,\n nodes: { \"g\": Gain(gain_db: 0.0 },\n edges: [])", "bad.ron", ".", offline())
+	if !errors.Is(err, ErrGraph) || !strings.HasPrefix(err.Error(), "bad.ron:2:") {
+		t.Fatalf("want a located graph error, got %v", err)
+	}
+	_, err = Open(filepath.Join(t.TempDir(), "missing.ron"), offline())
+	if err == nil {
+		t.Fatal("a missing file opened")
+	}
+}
+
+func TestParametersAreChecked(t *testing.T) {
+	e, err := FromRON(gainGraph, "gain.ron", ".", offline())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.Set("gain", "volume", 1); !errors.Is(err, ErrNoSuchParam) || !strings.Contains(err.Error(), "volume") {
+		t.Fatalf("an unknown parameter: %v", err)
+	}
+	if err := e.Set("nope", "gain_db", 1); !errors.Is(err, ErrNoSuchNode) {
+		t.Fatalf("an unknown node: %v", err)
+	}
+	if err := e.Set("gain", "gain_db", 1000); !errors.Is(err, ErrBadValue) {
+		t.Fatalf("a value out of range: %v", err)
+	}
+	if err := e.Set("gain", "gain_db", -6); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := e.Get("gain", "gain_db"); err != nil || v != -6 {
+		t.Fatalf("get: %v, %v", v, err)
+	}
+}
+
+// One goroutine streams (the audio side) while another sets the gain (the control side): no error, no
+// allocation on the audio side, and the changes are heard.
+func TestSetFromOneGoroutineWhileAnotherStreams(t *testing.T) {
+	e, err := FromRON(gainGraph, "gain.ron", ".", offline())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	peaks := make(chan float64, 1<<16)
+	before := Allocations()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([][2]float64, 480)
+		for {
+			select {
+			case <-stop:
+				close(peaks)
+				return
+			default:
+			}
+			for i := range buf {
+				buf[i] = [2]float64{0.5, -0.5}
+			}
+			e.Stream(buf)
+			if e.Err() != nil {
+				t.Error(e.Err())
+			}
+			select {
+			case peaks <- math.Abs(buf[len(buf)-1][0]):
+			default:
+			}
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		db := -20.0
+		if i%2 == 1 {
+			db = 0
+		}
+		if err := e.Set("gain", "gain_db", db); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Update(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	if err := e.Set("gain", "gain_db", -20); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	after := Allocations()
+	if after.AudioCalls != before.AudioCalls {
+		t.Fatalf("%d allocations on the audio side", after.AudioCalls-before.AudioCalls)
+	}
+	var loud, last float64
+	for p := range peaks {
+		loud, last = math.Max(loud, p), p
+	}
+	if loud < 0.49 || math.Abs(last-0.05) > 1e-6 {
+		t.Fatalf("peaks: loudest %v (want 0.5), last %v (want 0.05 at -20 dB)", loud, last)
+	}
+}
+
+func TestMessagesAndMetrics(t *testing.T) {
+	e, err := Open(filepath.Join(repo, "graphs/mastering.ron"), offline())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var seen []Message
+	if err := e.OnMessage(func(m Message) { seen = append(seen, m) }); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([][2]float64, 4800)
+	e.Stream(buf)
+	m, err := e.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, _ := m["nodes"].([]any)
+	if len(nodes) != 4 {
+		t.Fatalf("metrics for 4 nodes, got %v", m["nodes"])
+	}
+	if len(seen) != 0 {
+		t.Fatalf("the shipped filter plugin says nothing, got %v", seen)
+	}
+	if msgs, err := e.Messages(); err != nil || len(msgs) != 0 {
+		t.Fatalf("messages go to the callback: %v, %v", msgs, err)
+	}
+}
+
+// The Go player's path (Stream: [][2]float64 in place through cgo, one call a block) against the C example's
+// (interleaved float32 calls made from C), on the reference chain, blocks of 512 frames. Run with
+// `go test -bench . -benchtime 20000x`; each op is one block.
+func BenchmarkStream(b *testing.B) {
+	e, err := Open(filepath.Join(repo, "benches/reference.ron"), offline())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	buf := make([][2]float64, 512)
+	for i := range buf {
+		buf[i] = [2]float64{0.3 * math.Sin(float64(i)*0.05), 0.3 * math.Cos(float64(i)*0.03)}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		e.Stream(buf)
+	}
+}
+
+func BenchmarkCExamplePath(b *testing.B) {
+	e, err := Open(filepath.Join(repo, "benches/reference.ron"), offline())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	in, out := make([]float32, 1024), make([]float32, 1024)
+	for i := 0; i < 512; i++ {
+		in[2*i], in[2*i+1] = float32(0.3*math.Sin(float64(i)*0.05)), float32(0.3*math.Cos(float64(i)*0.03))
+	}
+	b.ResetTimer()
+	if err := e.processFromC(in, out, b.N); err != nil {
+		b.Fatal(err)
+	}
+}

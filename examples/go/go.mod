@@ -1,0 +1,3 @@
+module fxgraph.example/player
+
+go 1.19
