@@ -183,6 +183,62 @@ fn a_scripted_headless_session_is_answered_without_underruns_allocations_or_clic
     assert!(largest_step(&clicked).0 > bound);
 }
 
+/// docs/PROTOCOL.md's `--json` mode: one JSON object a command, answers in order, errors as `"ok": false`
+/// with the message, and the protocol's version.
+#[test]
+fn the_json_protocol_answers_every_command_with_one_object() {
+    let script = [
+        "version",
+        "set comp.threshold_db -20",
+        "get comp.threshold_db",
+        "set comp.volume 1",
+        "set comp.threshold_db loud",
+        "nodes",
+        "params limiter",
+        "presets",
+        "bypass eq on",
+        "frobnicate",
+        "status",
+        "quit",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["play", "graphs/chain.ron", "--device", "null", "--json"])
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fxgraph play");
+    let mut stdin = child.stdin.take().expect("stdin");
+    for line in script {
+        writeln!(stdin, "{line}").expect("write command");
+    }
+    let out = child.wait_with_output().expect("fxgraph play ends");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answers: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object: {l}: {e}")))
+        .collect();
+    assert_eq!(answers.len(), script.len(), "{answers:#?}");
+    for (line, answer) in script.iter().zip(&answers) {
+        let verb = line.split(' ').next().unwrap();
+        assert_eq!(answer["command"], verb, "{answer}");
+        let failing = matches!(*line, "set comp.volume 1" | "set comp.threshold_db loud" | "frobnicate");
+        assert_eq!(answer["ok"], !failing, "{line} -> {answer}");
+        if failing {
+            assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{answer}");
+        }
+    }
+    assert_eq!(answers[0]["protocol"], 1);
+    assert_eq!(answers[2]["value"], -20.0);
+    assert!(answers[3]["error"].as_str().unwrap().contains("no parameter `volume`"));
+    assert_eq!(answers[5]["nodes"], serde_json::json!(["eq", "comp", "limiter"]));
+    assert_eq!(answers[6]["params"][0]["name"], "ceiling_db");
+    assert_eq!(answers[8]["bypass"], true);
+    assert_eq!(answers[10]["status"]["callback_allocations"], 0);
+}
+
 #[test]
 fn play_refuses_what_it_cannot_play_with_exit_code_2() {
     let dir = tempfile::tempdir().expect("tempdir");

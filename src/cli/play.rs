@@ -71,6 +71,10 @@ pub(crate) struct Args {
     /// Let the ReplayGain gain push the file's peak over full scale.
     #[arg(long, requires = "replaygain")]
     pub allow_clipping: bool,
+    /// Answer each stdin command with one JSON object on one line (`{"ok": true, "command": ...}`), and
+    /// write notices to stderr as JSON objects too: the protocol of docs/PROTOCOL.md for programs.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `play --replaygain`.
@@ -88,7 +92,7 @@ fn gain_db(text: &str) -> Result<f64, String> {
 
 const HELP: &str = "commands: set NODE.PARAM VALUE | get NODE.PARAM | params NODE | nodes | load GRAPH.ron | \
                     preset NAME | preset save NAME | presets | bypass NODE on|off | seek SECONDS | pause | resume | \
-                    loop on|off | status | quit";
+                    loop on|off | status | version | help | quit";
 
 fn play_error(e: fxgraph::Error) -> Failure {
     Failure::from(e)
@@ -232,8 +236,8 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                let (answer, quit) = command(&mut player, &mut state, line);
-                println!("{}", answer.replace(['\n', '\r'], " "));
+                let (answer, quit) = command(&mut player, &mut state, line, args.json);
+                println!("{answer}");
                 if quit {
                     break;
                 }
@@ -247,7 +251,11 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
             break;
         }
         for event in player.engine().events() {
-            eprintln!("{event}");
+            if args.json {
+                eprintln!("{}", serde_json::json!({ "event": event.to_string() }));
+            } else {
+                eprintln!("{event}");
+            }
         }
         if player.is_finished() {
             break;
@@ -302,99 +310,153 @@ fn show(value: &ParamValue) -> String {
     }
 }
 
-/// Runs one command line; returns the answer and whether to quit.
-fn command(player: &mut Player, state: &mut State, line: &str) -> (String, bool) {
+/// The protocol's version (docs/PROTOCOL.md): the `version` command's answer.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// A command's answer: the text after `ok` and the same as JSON fields.
+struct Reply {
+    text: String,
+    data: serde_json::Value,
+}
+
+fn reply(text: impl Into<String>, data: serde_json::Value) -> Result<Reply, String> {
+    Ok(Reply { text: text.into(), data })
+}
+
+fn value_json(value: &ParamValue) -> serde_json::Value {
+    match value {
+        ParamValue::Number(n) => serde_json::json!(n),
+        ParamValue::Text(t) => serde_json::json!(t),
+    }
+}
+
+/// Runs one command line; returns the answer line (plain, or one JSON object with `json`) and whether to quit.
+fn command(player: &mut Player, state: &mut State, line: &str, json: bool) -> (String, bool) {
     let (verb, rest) = line.split_once(char::is_whitespace).map_or((line, ""), |(v, r)| (v, r.trim()));
-    let result: Result<String, String> = match verb {
-        "help" => Ok(HELP.into()),
-        "quit" | "exit" => return ("ok quit".into(), true),
-        "set" => (|| {
+    let quit = matches!(verb, "quit" | "exit");
+    let result = run_command(player, state, verb, rest);
+    let answer = match (result, json) {
+        (Ok(r), false) if r.text.is_empty() => "ok".to_string(),
+        (Ok(r), false) => format!("ok {}", r.text.replace(['\n', '\r'], " ")),
+        (Err(e), false) => format!("error: {}", e.replace(['\n', '\r'], " ")),
+        (Ok(r), true) => {
+            let mut object = serde_json::json!({ "ok": true, "command": verb });
+            if let (Some(o), serde_json::Value::Object(fields)) = (object.as_object_mut(), r.data) {
+                o.extend(fields);
+            }
+            object.to_string()
+        }
+        (Err(e), true) => serde_json::json!({ "ok": false, "command": verb, "error": e }).to_string(),
+    };
+    (answer, quit)
+}
+
+/// Runs one command.
+fn run_command(player: &mut Player, state: &mut State, verb: &str, rest: &str) -> Result<Reply, String> {
+    use serde_json::json;
+    let err = |e: fxgraph::Error| e.to_string();
+    match verb {
+        "help" => reply(HELP, json!({ "help": HELP })),
+        "version" => reply(
+            format!("fxgraph-play-protocol {PROTOCOL_VERSION} fxgraph {}", env!("CARGO_PKG_VERSION")),
+            json!({ "protocol": PROTOCOL_VERSION, "fxgraph": env!("CARGO_PKG_VERSION") }),
+        ),
+        "quit" | "exit" => reply("quit", json!({})),
+        "set" => {
             let (key, value) = rest.split_once(char::is_whitespace).ok_or("usage: set NODE.PARAM VALUE")?;
             let value = parse_value(value.trim());
             let engine = player.engine();
-            let (node, param) = engine.split_key(key).map_err(|e| e.to_string())?;
-            engine.set(node, param, value.clone()).map_err(|e| e.to_string())?;
-            Ok(format!("set {key} {}", show(&value)))
-        })(),
-        "get" => (|| {
+            let (node, param) = engine.split_key(key).map_err(err)?;
+            engine.set(node, param, value.clone()).map_err(err)?;
+            reply(format!("set {key} {}", show(&value)), json!({ "node": node, "param": param, "value": value_json(&value) }))
+        }
+        "get" => {
             let engine = player.engine();
-            let (node, param) = engine.split_key(rest).map_err(|e| e.to_string())?;
-            let value = engine.get(node, param).map_err(|e| e.to_string())?;
-            Ok(format!("{rest} {}", show(&value)))
-        })(),
-        "params" => (|| {
+            let (node, param) = engine.split_key(rest).map_err(err)?;
+            let value = engine.get(node, param).map_err(err)?;
+            reply(format!("{rest} {}", show(&value)), json!({ "node": node, "param": param, "value": value_json(&value) }))
+        }
+        "params" => {
             let engine = player.engine();
-            let params = engine.params(rest).map_err(|e| e.to_string())?;
-            let mut parts = Vec::new();
+            let params = engine.params(rest).map_err(err)?;
+            let (mut parts, mut list) = (Vec::new(), Vec::new());
             for p in params {
-                let value = engine.get(rest, &p.name).map(|v| show(&v)).unwrap_or_default();
+                let value = engine.get(rest, &p.name).ok();
                 let range = match &p.choices {
                     Some(c) => c.join("|"),
                     None => format!("{} to {}{}", p.min, p.max, if p.unit.is_empty() { "" } else { " " }) + &p.unit,
                 };
-                parts.push(format!("{}={value} ({range})", p.name));
+                parts.push(format!("{}={} ({range})", p.name, value.as_ref().map(show).unwrap_or_default()));
+                list.push(json!({
+                    "name": p.name, "value": value.as_ref().map(value_json), "unit": p.unit, "min": p.min, "max": p.max,
+                    "choices": p.choices,
+                }));
             }
-            Ok(format!("{rest}: {}", parts.join("; ")))
-        })(),
-        "nodes" => Ok(player.engine().node_names().join(" ")),
-        "load" => (|| {
+            reply(format!("{rest}: {}", parts.join("; ")), json!({ "node": rest, "params": list }))
+        }
+        "nodes" => {
+            let names = player.engine().node_names();
+            reply(names.join(" "), json!({ "nodes": names }))
+        }
+        "load" => {
             let path = PathBuf::from(rest);
-            player.engine().load(&path).map_err(|e| e.to_string())?;
+            player.engine().load(&path).map_err(err)?;
             state.graph = path;
-            Ok(format!("loaded {rest}"))
-        })(),
-        "presets" => Ok(Preset::list(&state.graph).join(" ")),
+            reply(format!("loaded {rest}"), json!({ "graph": rest }))
+        }
+        "presets" => {
+            let names = Preset::list(&state.graph);
+            reply(names.join(" "), json!({ "presets": names }))
+        }
         "preset" => match rest.split_once(char::is_whitespace) {
-            Some(("save", name)) => (|| {
-                let path = Preset::path_for(&state.graph, name.trim()).map_err(|e| e.to_string())?;
+            Some(("save", name)) => {
+                let path = Preset::path_for(&state.graph, name.trim()).map_err(err)?;
                 let mut preset = player.engine().snapshot();
                 preset.file = path.display().to_string();
-                preset.save(&path, false).map_err(|e| e.to_string())?;
-                Ok(format!("saved {}", path.display()))
-            })(),
-            _ => player
-                .engine()
-                .apply_preset(rest)
-                .map(|n| format!("preset {rest} ({n} values)"))
-                .map_err(|e| e.to_string()),
+                preset.save(&path, false).map_err(err)?;
+                reply(format!("saved {}", path.display()), json!({ "saved": path }))
+            }
+            _ => {
+                let n = player.engine().apply_preset(rest).map_err(err)?;
+                reply(format!("preset {rest} ({n} values)"), json!({ "preset": rest, "values": n }))
+            }
         },
-        "bypass" => (|| {
+        "bypass" => {
             let (node, on) = rest.rsplit_once(char::is_whitespace).ok_or("usage: bypass NODE on|off")?;
             let on = match on {
                 "on" => true,
                 "off" => false,
                 other => return Err(format!("bypass takes on or off (got \"{}\")", other.escape_debug())),
             };
-            player.engine().bypass(node.trim(), on).map_err(|e| e.to_string())?;
-            Ok(format!("bypass {} {}", node.trim(), if on { "on" } else { "off" }))
-        })(),
-        "seek" => (|| {
+            let node = node.trim();
+            player.engine().bypass(node, on).map_err(err)?;
+            reply(format!("bypass {node} {}", if on { "on" } else { "off" }), json!({ "node": node, "bypass": on }))
+        }
+        "seek" => {
             let seconds: f64 =
                 rest.parse().map_err(|_| format!("seek takes seconds (got \"{}\")", rest.escape_debug()))?;
-            player.seek(seconds).map_err(|e| e.to_string())?;
-            Ok(format!("seek {seconds:.3}"))
-        })(),
+            player.seek(seconds).map_err(err)?;
+            reply(format!("seek {seconds:.3}"), json!({ "position_s": seconds }))
+        }
         "pause" => {
             player.pause();
-            Ok("paused".into())
+            reply("paused", json!({ "state": "paused" }))
         }
         "resume" => {
             player.resume();
-            Ok("playing".into())
+            reply("playing", json!({ "state": "playing" }))
         }
         "loop" => match rest {
             "on" | "off" => {
                 player.set_looping(rest == "on");
-                Ok(format!("loop {rest}"))
+                reply(format!("loop {rest}"), json!({ "loop": rest == "on" }))
             }
             _ => Err("usage: loop on|off".into()),
         },
-        "status" => serde_json::to_string(&player.status()).map_err(|e| e.to_string()),
+        "status" => {
+            let status = serde_json::to_value(player.status()).map_err(|e| e.to_string())?;
+            reply(status.to_string(), json!({ "status": status }))
+        }
         other => Err(format!("unknown command \"{}\"; {HELP}", other.escape_debug())),
-    };
-    match result {
-        Ok(text) if text.is_empty() => ("ok".into(), false),
-        Ok(text) => (format!("ok {text}"), false),
-        Err(e) => (format!("error: {e}"), false),
     }
 }
