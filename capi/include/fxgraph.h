@@ -263,7 +263,7 @@ FxgraphStatus fxgraph_engine_new_from_file(const char *path,
                                            size_t error_len);
 
 /**
- * Makes an engine from graph text in RON. `name` is the file name messages give (NULL: "<text>");
+ * Makes an engine from graph text in RON. `name` is the file name messages give (NULL: `"<text>"`);
  * relative paths in the graph are relative to `base_dir` (NULL: the current folder). Otherwise as
  * `fxgraph_engine_new_from_file`. Control side.
  */

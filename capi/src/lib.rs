@@ -563,7 +563,7 @@ pub unsafe extern "C" fn fxgraph_engine_new_from_file(
     unsafe { create(|| Ok(Graph::load(Path::new(path))?), options, engine, audio, error, error_len) }
 }
 
-/// Makes an engine from graph text in RON. `name` is the file name messages give (NULL: "<text>");
+/// Makes an engine from graph text in RON. `name` is the file name messages give (NULL: `"<text>"`);
 /// relative paths in the graph are relative to `base_dir` (NULL: the current folder). Otherwise as
 /// `fxgraph_engine_new_from_file`. Control side.
 #[no_mangle]
