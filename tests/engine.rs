@@ -308,6 +308,60 @@ fn parallel_executor_is_bit_identical_to_the_reference_for_any_block_size_and_th
     }
 }
 
+/// Every layout a call may take (planar, interleaved `f32`, interleaved `f64` in place, planar in place),
+/// driven in long batched runs on two threads (where the dataflow executor runs) and in uneven calls, gives
+/// the reference's bits.
+#[test]
+fn every_call_layout_in_place_or_not_gives_the_same_bits() {
+    let src = graph_file("parallel.ron");
+    let input = demo(2.0);
+    let frames = input[0].len();
+    let interleaved: Vec<f32> = (0..frames).flat_map(|i| [input[0][i], input[1][i]]).collect();
+    let start = || {
+        let options = EngineOptions { threads: 2, batch: 16, parallelism: Parallelism::Always, ..Default::default() };
+        let (engine, mut audio) = Engine::new(parse(&src), options).expect("engine starts");
+        audio.take_messages();
+        (engine, audio)
+    };
+    let deinterleave = |x: &[f32]| {
+        vec![x.iter().step_by(2).copied().collect::<Vec<_>>(), x.iter().skip(1).step_by(2).copied().collect()]
+    };
+    let (_e, mut audio) = start();
+    let mut out = vec![0.0f32; 2 * frames];
+    audio.process_interleaved(&interleaved, &mut out, 2);
+    let reference = bits(&deinterleave(&out));
+
+    let (_e, mut audio) = start();
+    let mut buf: Vec<f64> = interleaved.iter().map(|&s| f64::from(s)).collect();
+    let mut at = 0;
+    for n in [3, 8192, 1000, 30_000].iter().cycle() {
+        let n = (*n).min(frames - at);
+        audio.process_interleaved_f64(&mut buf[2 * at..2 * (at + n)], 2);
+        at += n;
+        if at == frames {
+            break;
+        }
+    }
+    let f64_in_place: Vec<f32> = buf.iter().map(|&s| s as f32).collect();
+    assert!(bits(&deinterleave(&f64_in_place)) == reference, "f64 in place");
+
+    let (_e, mut audio) = start();
+    let mut buf = interleaved.clone();
+    audio.process_interleaved_in_place(&mut buf, 2);
+    assert!(bits(&deinterleave(&buf)) == reference, "f32 interleaved in place");
+
+    let (_e, mut audio) = start();
+    let mut planar: Vec<f32> = input.concat();
+    audio.process_in_place(&mut AudioOut::new(&mut planar, frames, 2, frames));
+    assert!(bits(&[planar[..frames].to_vec(), planar[frames..].to_vec()]) == reference, "planar in place");
+
+    let (_e, mut audio) = start();
+    let mut planar_out = vec![0.0f32; 2 * frames];
+    let planar_in = input.concat();
+    audio.process(&AudioIn::new(&planar_in, frames, 2, frames), &mut AudioOut::new(&mut planar_out, frames, 2, frames));
+    assert!(bits(&[planar_out[..frames].to_vec(), planar_out[frames..].to_vec()]) == reference, "planar");
+}
+
 #[test]
 fn output_does_not_depend_on_block_size() {
     for file in ["chain.ron", "enhancer.ron"] {

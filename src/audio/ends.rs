@@ -201,6 +201,25 @@ pub(super) unsafe fn write_silence(output: RawAudio, at: usize, n: usize) {
     }
 }
 
+/// Whether `a` and `b` share samples (in place), judged by their channels' first samples: the same
+/// pointer for interleaved buffers, any channel's start in common for planar ones (a caller's buffers either
+/// are the same or do not overlap, `process_raw`'s contract).
+///
+/// # Safety
+/// For [`RawAudio::Planes`], the array holds its channels' pointers.
+pub(super) unsafe fn shares(a: RawAudio, b: RawAudio) -> bool {
+    let starts = |r: RawAudio, c: usize| -> *const u8 {
+        match r {
+            RawAudio::Strided { ptr, stride, .. } => ptr.wrapping_add(c * stride).cast_const().cast(),
+            // SAFETY: the array holds `channels` pointers (the contract), and `c` is below that.
+            RawAudio::Planes { planes, .. } => unsafe { *planes.add(c) }.cast_const().cast(),
+            RawAudio::Interleaved { ptr, .. } => ptr.cast_const().cast(),
+            RawAudio::InterleavedF64 { ptr, .. } => ptr.cast_const().cast(),
+        }
+    };
+    (0..a.channels()).any(|i| (0..b.channels()).any(|j| starts(a, i) == starts(b, j)))
+}
+
 /// Frames `at..at + n` of channel `c` of a planar buffer.
 ///
 /// # Safety

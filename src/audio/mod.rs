@@ -355,7 +355,7 @@ impl AudioProcessor {
     /// Processes `frames` frames from `input` to `output`, buffers given by pointer in any of
     /// [`RawAudio`]'s layouts, for bindings to other languages. Channels beyond the graph's are ignored on
     /// input and silenced on output; missing input channels are silence. `input` and `output` may be the
-    /// same buffer (equal values): the call then works in place.
+    /// same buffer (planar: channel for channel the same pointers): the call then works in place.
     ///
     /// # Safety
     /// For the whole call, `input` must be valid for reads of `frames` frames of its channels and
@@ -367,15 +367,17 @@ impl AudioProcessor {
     }
 
     /// Processes `frames` frames of `input` into `output` (the callers' buffers, valid for that many
-    /// frames; equal when in place).
+    /// frames; the same buffer, or apart).
     fn run(&mut self, input: RawAudio, output: RawAudio, frames: usize, mut side: Option<plan::Side<'_, '_>>) {
         let _audio = AudioContext::enter();
         let _ftz = FlushDenormals::new();
         // In place, a run stays short enough for the level-by-level executor, which takes a run's input
         // before it writes any of its output (the dataflow executor may write a chunk of output that does
         // not depend on the input before it reads that chunk's input).
-        let most =
-            if input == output { self.capacity.min(plan::Flow::chunk(self.max_block, 0)) } else { self.capacity };
+        // SAFETY: a `Planes` buffer's array holds its pointers (`run`'s callers' contract).
+        #[allow(unsafe_code)]
+        let in_place = unsafe { ends::shares(input, output) };
+        let most = if in_place { self.capacity.min(plan::Flow::chunk(self.max_block, 0)) } else { self.capacity };
         let mut done = 0;
         while done < frames {
             self.receive();

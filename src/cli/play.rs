@@ -368,13 +368,19 @@ fn run_command(player: &mut Player, state: &mut State, verb: &str, rest: &str) -
             let engine = player.engine();
             let (node, param) = engine.split_key(key).map_err(err)?;
             engine.set(node, param, value.clone()).map_err(err)?;
-            reply(format!("set {key} {}", show(&value)), json!({ "node": node, "param": param, "value": value_json(&value) }))
+            reply(
+                format!("set {key} {}", show(&value)),
+                json!({ "node": node, "param": param, "value": value_json(&value) }),
+            )
         }
         "get" => {
             let engine = player.engine();
             let (node, param) = engine.split_key(rest).map_err(err)?;
             let value = engine.get(node, param).map_err(err)?;
-            reply(format!("{rest} {}", show(&value)), json!({ "node": node, "param": param, "value": value_json(&value) }))
+            reply(
+                format!("{rest} {}", show(&value)),
+                json!({ "node": node, "param": param, "value": value_json(&value) }),
+            )
         }
         "params" => {
             let engine = player.engine();
