@@ -46,14 +46,18 @@ fn main() {
     let mut by_c = || {
         for (i, o) in input.chunks(BLOCK * 2).zip(out_c.chunks_mut(BLOCK * 2)) {
             // SAFETY: a live handle and buffers of the frames given.
-            let s = unsafe { fxgraph_process_interleaved_f32(audio, black_box(i.as_ptr()), o.as_mut_ptr(), i.len() / 2, 2) };
+            let s = unsafe {
+                fxgraph_process_interleaved_f32(audio, black_box(i.as_ptr()), o.as_mut_ptr(), i.len() / 2, 2)
+            };
             debug_assert_eq!(s, FXGRAPH_OK);
         }
     };
     let mut by_c64 = || {
         for (i, o) in input64.chunks(BLOCK * 2).zip(out64.chunks_mut(BLOCK * 2)) {
             // SAFETY: as above.
-            let s = unsafe { fxgraph_process_interleaved_f64(audio, black_box(i.as_ptr()), o.as_mut_ptr(), i.len() / 2, 2) };
+            let s = unsafe {
+                fxgraph_process_interleaved_f64(audio, black_box(i.as_ptr()), o.as_mut_ptr(), i.len() / 2, 2)
+            };
             debug_assert_eq!(s, FXGRAPH_OK);
         }
     };
@@ -61,7 +65,9 @@ fn main() {
     println!("the reference chain, one {BLOCK}-frame block a call, {SECONDS} s of audio a run, {rounds} ABBA rounds:");
     let (r, lo, hi, t) = paired(rounds, &mut by_rust, &mut by_c);
     let per_block = t / (frames / BLOCK) as f64 * 1e9;
-    println!("  C API f32 interleaved / Rust API: time ratio {r:.4} [{lo:.4}, {hi:.4}] (Rust API {per_block:.0} ns a block)");
+    println!(
+        "  C API f32 interleaved / Rust API: time ratio {r:.4} [{lo:.4}, {hi:.4}] (Rust API {per_block:.0} ns a block)"
+    );
     let (r, lo, hi, _) = paired(rounds, &mut by_rust, &mut by_c64);
     println!("  C API f64 interleaved / Rust API: time ratio {r:.4} [{lo:.4}, {hi:.4}]");
     // SAFETY: handles made above, freed once.

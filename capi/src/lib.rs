@@ -331,6 +331,21 @@ fn control(
     }
 }
 
+/// The node and parameter name arguments of a parameter call.
+///
+/// # Safety
+/// Each is NULL or a NUL-terminated string.
+unsafe fn node_param<'a>(
+    node: *const c_char,
+    param: *const c_char,
+) -> Result<(&'a str, &'a str), (FxgraphStatus, String)> {
+    // SAFETY: the contract.
+    let node = unsafe { text(node) }.map_err(|s| bad_arg(s, "node"))?;
+    // SAFETY: the contract.
+    let param = unsafe { text(param) }.map_err(|s| bad_arg(s, "param"))?;
+    Ok((node, param))
+}
+
 /// An error of fxgraph's as a status and its message.
 fn failed(e: Error) -> (FxgraphStatus, String) {
     (status_of(&e), e.to_string())
@@ -857,10 +872,9 @@ pub unsafe extern "C" fn fxgraph_set(
     value: f64,
 ) -> FxgraphStatus {
     // SAFETY: the contract: strings or NULL.
-    let args = unsafe { (text(node), text(param)) };
+    let names = unsafe { node_param(node, param) };
     control(engine, |c| {
-        let node = args.0.map_err(|s| bad_arg(s, "node"))?;
-        let param = args.1.map_err(|s| bad_arg(s, "param"))?;
+        let (node, param) = names?;
         c.engine.set(node, param, value).map_err(failed)?;
         Ok(FXGRAPH_OK)
     })
@@ -876,11 +890,10 @@ pub unsafe extern "C" fn fxgraph_set_text(
     value: *const c_char,
 ) -> FxgraphStatus {
     // SAFETY: the contract: strings or NULL.
-    let args = unsafe { (text(node), text(param), text(value)) };
+    let (names, value) = unsafe { (node_param(node, param), text(value)) };
     control(engine, |c| {
-        let node = args.0.map_err(|s| bad_arg(s, "node"))?;
-        let param = args.1.map_err(|s| bad_arg(s, "param"))?;
-        let value = args.2.map_err(|s| bad_arg(s, "value"))?;
+        let (node, param) = names?;
+        let value = value.map_err(|s| bad_arg(s, "value"))?;
         let value = match value.trim().parse::<f64>() {
             Ok(v) => ParamValue::Number(v),
             Err(_) => ParamValue::Text(value.to_owned()),
@@ -901,10 +914,9 @@ pub unsafe extern "C" fn fxgraph_set_at(
     frame: u64,
 ) -> FxgraphStatus {
     // SAFETY: the contract: strings or NULL.
-    let args = unsafe { (text(node), text(param)) };
+    let names = unsafe { node_param(node, param) };
     control(engine, |c| {
-        let node = args.0.map_err(|s| bad_arg(s, "node"))?;
-        let param = args.1.map_err(|s| bad_arg(s, "param"))?;
+        let (node, param) = names?;
         c.engine.set_at(node, param, value, frame).map_err(failed)?;
         Ok(FXGRAPH_OK)
     })
@@ -920,10 +932,9 @@ pub unsafe extern "C" fn fxgraph_get(
     value: *mut f64,
 ) -> FxgraphStatus {
     // SAFETY: the contract: strings or NULL.
-    let args = unsafe { (text(node), text(param)) };
+    let names = unsafe { node_param(node, param) };
     control(engine, |c| {
-        let node = args.0.map_err(|s| bad_arg(s, "node"))?;
-        let param = args.1.map_err(|s| bad_arg(s, "param"))?;
+        let (node, param) = names?;
         if value.is_null() {
             return Err(bad_arg(FXGRAPH_ERR_NULL, "value"));
         }
@@ -953,10 +964,9 @@ pub unsafe extern "C" fn fxgraph_get_text(
     needed: *mut usize,
 ) -> FxgraphStatus {
     // SAFETY: the contract: strings or NULL.
-    let args = unsafe { (text(node), text(param)) };
+    let names = unsafe { node_param(node, param) };
     control(engine, |c| {
-        let node = args.0.map_err(|s| bad_arg(s, "node"))?;
-        let param = args.1.map_err(|s| bad_arg(s, "param"))?;
+        let (node, param) = names?;
         let text = match c.engine.get(node, param).map_err(failed)? {
             ParamValue::Number(v) => v.to_string(),
             ParamValue::Text(t) => t,
