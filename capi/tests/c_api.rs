@@ -506,31 +506,53 @@ fn wav_f32(path: &Path) -> Vec<f32> {
     bytes[at + 8..at + 8 + len].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
 }
 
-#[test]
-fn the_c_example_builds_against_the_header_and_renders_as_fxgraph_render_does() {
+/// Builds a C program against the committed header and the shared library, or `None` without a C compiler
+/// (an error under CI).
+fn build_c(source: &Path, exe: &Path) -> Option<()> {
     let Some(cc) = ["cc", "gcc", "clang"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok())
     else {
         assert!(std::env::var_os("CI").is_none(), "no C compiler (CI must have one)");
         eprintln!("skipped: no C compiler");
-        return;
+        return None;
     };
-    let repo = repo();
     let lib_dir = fxgraph_command().parent().unwrap().to_path_buf();
     assert!(lib_dir.join("libfxgraph_c.so").exists(), "the shared library is built with this test");
-    let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("render-c");
     let built = Command::new(cc)
         .args(["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
-        .arg(format!("-I{}", repo.join("capi/include").display()))
-        .arg(repo.join("examples/c/render.c"))
+        .arg(format!("-I{}", repo().join("capi/include").display()))
+        .arg(source)
         .arg(format!("-L{}", lib_dir.display()))
-        .arg("-lfxgraph_c")
+        .args(["-lfxgraph_c", "-lpthread", "-lm"])
         .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
         .arg("-o")
-        .arg(&exe)
+        .arg(exe)
         .output()
         .unwrap();
     assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    Some(())
+}
+
+#[test]
+fn the_c_api_from_c_refuses_bad_input_and_allocates_nothing_on_the_audio_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("api_test");
+    if build_c(&repo().join("capi/tests/c/api_test.c"), &exe).is_none() {
+        return;
+    }
+    let out = Command::new(&exe).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.ends_with("0 failed\n"), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(said.lines().filter(|l| l.starts_with("ok ")).count() >= 15, "{said}");
+}
+
+#[test]
+fn the_c_example_builds_against_the_header_and_renders_as_fxgraph_render_does() {
+    let repo = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("render-c");
+    if build_c(&repo.join("examples/c/render.c"), &exe).is_none() {
+        return;
+    }
 
     // The input: four seconds of the demo through the reference chain; then the headline graph (with a
     // WebAssembly plugin and a limiter's latency) through the C example and through `fxgraph render`.

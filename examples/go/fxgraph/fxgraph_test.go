@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -257,4 +258,44 @@ func BenchmarkCExamplePath(b *testing.B) {
 	if err := e.processFromC(in, out, b.N); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// The two paths above in interleaved rounds (A B B A, 2000 blocks each), the median of time(Stream) /
+// time(C) over 41 rounds reported as "stream/c": `go test -run X -bench StreamAgainstC -benchtime 1x ./fxgraph`.
+func BenchmarkStreamAgainstC(b *testing.B) {
+	e, err := Open(filepath.Join(repo, "benches/reference.ron"), offline())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	const blocks = 2000
+	buf := make([][2]float64, 512)
+	in, out := make([]float32, 1024), make([]float32, 1024)
+	for i := 0; i < 512; i++ {
+		l, r := 0.3*math.Sin(float64(i)*0.05), 0.3*math.Cos(float64(i)*0.03)
+		buf[i], in[2*i], in[2*i+1] = [2]float64{l, r}, float32(l), float32(r)
+	}
+	stream := func() time.Duration {
+		t := time.Now()
+		for i := 0; i < blocks; i++ {
+			e.Stream(buf)
+		}
+		return time.Since(t)
+	}
+	fromC := func() time.Duration {
+		t := time.Now()
+		if err := e.processFromC(in, out, blocks); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t)
+	}
+	var ratios []float64
+	for r := 0; r < 41; r++ {
+		c1, s1, s2, c2 := fromC(), stream(), stream(), fromC()
+		ratios = append(ratios, float64(s1+s2)/float64(c1+c2))
+	}
+	sort.Float64s(ratios)
+	b.ReportMetric(ratios[len(ratios)/2], "stream/c")
+	b.ReportMetric(ratios[len(ratios)/4], "p25")
+	b.ReportMetric(ratios[3*len(ratios)/4], "p75")
 }
