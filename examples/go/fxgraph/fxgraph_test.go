@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,18 +137,18 @@ func TestSetFromOneGoroutineWhileAnotherStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	peaks := make(chan float64, 1<<16)
+	type peaks struct{ loudest, last float64 }
+	result := make(chan peaks)
+	var calls atomic.Int64
 	before := Allocations()
-	wg.Add(1)
 	go func() {
-		defer wg.Done()
+		var p peaks
 		buf := make([][2]float64, 480)
 		for {
 			select {
 			case <-stop:
-				close(peaks)
+				result <- p
 				return
 			default:
 			}
@@ -159,10 +159,9 @@ func TestSetFromOneGoroutineWhileAnotherStreams(t *testing.T) {
 			if e.Err() != nil {
 				t.Error(e.Err())
 			}
-			select {
-			case peaks <- math.Abs(buf[len(buf)-1][0]):
-			default:
-			}
+			p.last = math.Abs(buf[len(buf)-1][0])
+			p.loudest = math.Max(p.loudest, p.last)
+			calls.Add(1)
 		}
 	}()
 	for i := 0; i < 200; i++ {
@@ -181,19 +180,18 @@ func TestSetFromOneGoroutineWhileAnotherStreams(t *testing.T) {
 	if err := e.Set("gain", "gain_db", -20); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	// 200 blocks after the last change (its smoothing lasts a few of them), however busy the machine.
+	for then := calls.Load(); calls.Load() < then+200; {
+		time.Sleep(time.Millisecond)
+	}
 	close(stop)
-	wg.Wait()
+	p := <-result
 	after := Allocations()
 	if after.AudioCalls != before.AudioCalls {
 		t.Fatalf("%d allocations on the audio side", after.AudioCalls-before.AudioCalls)
 	}
-	var loud, last float64
-	for p := range peaks {
-		loud, last = math.Max(loud, p), p
-	}
-	if loud < 0.49 || math.Abs(last-0.05) > 1e-6 {
-		t.Fatalf("peaks: loudest %v (want 0.5), last %v (want 0.05 at -20 dB)", loud, last)
+	if p.loudest < 0.49 || math.Abs(p.last-0.05) > 1e-6 {
+		t.Fatalf("peaks: loudest %v (want 0.5), last %v (want 0.05 at -20 dB)", p.loudest, p.last)
 	}
 }
 
