@@ -241,6 +241,25 @@ fn bad_handles_and_arguments_get_a_status_not_a_crash() {
 }
 
 #[test]
+fn the_control_side_outlives_its_audio_side_and_never_waits_for_it() {
+    let e = new(GAIN).unwrap();
+    // SAFETY: a live audio handle, freed once; the engine's handle stays live.
+    assert_eq!(unsafe { fxgraph_audio_free(e.audio) }, FXGRAPH_OK);
+    let swapped = CString::new(GAIN.replace("gain_db: 0.0", "gain_db: -3.0")).unwrap();
+    let mut needed = 0;
+    // SAFETY: a live engine handle and valid strings; nothing processes any more, and nothing waits for it.
+    unsafe {
+        assert_eq!(fxgraph_set(e.engine, c"gain".as_ptr(), c"gain_db".as_ptr(), -6.0), FXGRAPH_OK);
+        assert_eq!(fxgraph_load_ron(e.engine, swapped.as_ptr(), null(), null()), FXGRAPH_OK);
+        for _ in 0..3 {
+            assert_eq!(fxgraph_update(e.engine), FXGRAPH_OK);
+        }
+        assert_eq!(fxgraph_metrics_json(e.engine, null_mut(), 0, &mut needed), FXGRAPH_ERR_BUFFER_TOO_SMALL);
+    }
+    assert!(needed > 2);
+}
+
+#[test]
 fn two_threads_on_one_handle_are_refused_not_raced() {
     let e = new(GAIN).unwrap();
     let long = signal(48_000 * 20);
@@ -515,7 +534,9 @@ fn build_c(source: &Path, exe: &Path) -> Option<()> {
         eprintln!("skipped: no C compiler");
         return None;
     };
-    let lib_dir = fxgraph_command().parent().unwrap().to_path_buf();
+    // `cargo test` builds the shared library beside this test's binary (`cargo build` also copies it up to
+    // `target/release`).
+    let lib_dir = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
     assert!(lib_dir.join("libfxgraph_c.so").exists(), "the shared library is built with this test");
     let built = Command::new(cc)
         .args(["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
