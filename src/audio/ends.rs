@@ -98,8 +98,8 @@ unsafe fn write_input_with(dst: *mut f32, stride: usize, channels: usize, input:
         }
         nonfinite += match input {
             RawAudio::Strided { .. } | RawAudio::Planes { .. } => {
-                // SAFETY: the input holds frames `at..at + n` of its channels (the contract).
-                clean(d, unsafe { plane(input, c, at, n) }.iter().copied())
+                // SAFETY: the input holds frames `at..at + n` of its channels (the contract), read only.
+                clean(d, unsafe { std::slice::from_raw_parts(plane_start(input, c).add(at), n) }.iter().copied())
             }
             RawAudio::Interleaved { ptr, channels: ch } => {
                 // SAFETY: as above.
@@ -126,7 +126,7 @@ unsafe fn read_output(src: *const f32, stride: usize, channels: usize, output: R
     // SAFETY: by the contract.
     let src_plane = |c: usize| unsafe { std::slice::from_raw_parts(src.add(c * stride), n) };
     // SAFETY: the output holds frames `at..at + n` of its channels (the contract).
-    let dst_plane = |c: usize| unsafe { plane(output, c, at, n) };
+    let dst_plane = |c: usize| unsafe { std::slice::from_raw_parts_mut(plane_start(output, c).add(at), n) };
     match output {
         RawAudio::Strided { channels: dst_ch, .. } | RawAudio::Planes { channels: dst_ch, .. } => {
             for c in 0..dst_ch {
@@ -187,7 +187,7 @@ pub(super) unsafe fn write_silence(output: RawAudio, at: usize, n: usize) {
         RawAudio::Strided { channels, .. } | RawAudio::Planes { channels, .. } => {
             for c in 0..channels {
                 // SAFETY: the output holds those frames (the contract).
-                unsafe { plane(output, c, at, n) }.fill(0.0);
+                unsafe { std::slice::from_raw_parts_mut(plane_start(output, c).add(at), n) }.fill(0.0);
             }
         }
         RawAudio::Interleaved { ptr, channels } => {
@@ -210,9 +210,8 @@ pub(super) unsafe fn write_silence(output: RawAudio, at: usize, n: usize) {
 pub(super) unsafe fn shares(a: RawAudio, b: RawAudio) -> bool {
     let starts = |r: RawAudio, c: usize| -> *const u8 {
         match r {
-            RawAudio::Strided { ptr, stride, .. } => ptr.wrapping_add(c * stride).cast_const().cast(),
-            // SAFETY: the array holds `channels` pointers (the contract), and `c` is below that.
-            RawAudio::Planes { planes, .. } => unsafe { *planes.add(c) }.cast_const().cast(),
+            // SAFETY: `c` is one of its channels, and a `Planes` array holds its pointers (the contract).
+            RawAudio::Strided { .. } | RawAudio::Planes { .. } => unsafe { plane_start(r, c) }.cast_const().cast(),
             RawAudio::Interleaved { ptr, .. } => ptr.cast_const().cast(),
             RawAudio::InterleavedF64 { ptr, .. } => ptr.cast_const().cast(),
         }
@@ -220,18 +219,15 @@ pub(super) unsafe fn shares(a: RawAudio, b: RawAudio) -> bool {
     (0..a.channels()).any(|i| (0..b.channels()).any(|j| starts(a, i) == starts(b, j)))
 }
 
-/// Frames `at..at + n` of channel `c` of a planar buffer.
+/// The first sample of channel `c` of a planar buffer.
 ///
 /// # Safety
-/// `buffer` is planar and holds those frames, and nothing else accesses them while the slice lives.
-unsafe fn plane<'a>(buffer: RawAudio, c: usize, at: usize, n: usize) -> &'a mut [f32] {
-    let start = match buffer {
-        // SAFETY: channel `c` starts `c * stride` samples on (the contract).
-        RawAudio::Strided { ptr, stride, .. } => unsafe { ptr.add(c * stride) },
+/// `buffer` is planar, `c` one of its channels, and for [`RawAudio::Planes`] the array holds its pointers.
+unsafe fn plane_start(buffer: RawAudio, c: usize) -> *mut f32 {
+    match buffer {
+        RawAudio::Strided { ptr, stride, .. } => ptr.wrapping_add(c * stride),
         // SAFETY: channel `c`'s pointer is the array's `c`th (the contract).
         RawAudio::Planes { planes, .. } => unsafe { *planes.add(c) },
         RawAudio::Interleaved { .. } | RawAudio::InterleavedF64 { .. } => unreachable!("a planar buffer"),
-    };
-    // SAFETY: the contract.
-    unsafe { std::slice::from_raw_parts_mut(start.add(at), n) }
+    }
 }
