@@ -195,7 +195,11 @@ unsafe fn with<T: Side>(p: *const c_void, f: impl FnOnce(&mut T) -> FxgraphStatu
     if p.is_null() {
         return FXGRAPH_ERR_NULL;
     }
-    // SAFETY: the contract: eight readable bytes, which in a handle are its magic number.
+    if !p.cast::<AtomicU64>().is_aligned() {
+        return FXGRAPH_ERR_INVALID_HANDLE;
+    }
+    // SAFETY: the contract: eight readable bytes (aligned, checked above), which in a handle are its magic
+    // number.
     let magic = unsafe { &*p.cast::<AtomicU64>() }.load(Ordering::Acquire);
     if magic != T::MAGIC {
         return if magic == T::OTHER { FXGRAPH_ERR_WRONG_SIDE } else { FXGRAPH_ERR_INVALID_HANDLE };
@@ -229,6 +233,9 @@ unsafe fn with<T: Side>(p: *const c_void, f: impl FnOnce(&mut T) -> FxgraphStatu
 unsafe fn free<T: Side>(p: *const c_void) -> FxgraphStatus {
     if p.is_null() {
         return FXGRAPH_OK;
+    }
+    if !p.cast::<AtomicU64>().is_aligned() {
+        return FXGRAPH_ERR_INVALID_HANDLE;
     }
     // SAFETY: as in `with`.
     let magic = unsafe { &*p.cast::<AtomicU64>() }.load(Ordering::Acquire);

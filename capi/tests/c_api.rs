@@ -185,6 +185,11 @@ fn bad_handles_and_arguments_get_a_status_not_a_crash() {
         // Not a handle at all.
         let mut junk = [0u64; 4];
         assert_eq!(fxgraph_update(junk.as_mut_ptr().cast()), FXGRAPH_ERR_INVALID_HANDLE);
+        assert_eq!(
+            fxgraph_update(junk.as_mut_ptr().cast::<u8>().add(1).cast()),
+            FXGRAPH_ERR_INVALID_HANDLE,
+            "misaligned"
+        );
         // Lengths and buffers.
         let audio = e.audio;
         assert_eq!(fxgraph_process_interleaved_f32(audio, null(), out.as_mut_ptr(), 256, 2), FXGRAPH_ERR_NULL);
