@@ -530,9 +530,16 @@ fn wav_f32(path: &Path) -> Vec<f32> {
     bytes[at + 8..at + 8 + len].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
 }
 
-/// Builds a C program against the committed header and the shared library, or `None` without a C compiler
-/// (an error under CI).
-fn build_c(source: &Path, exe: &Path) -> Option<()> {
+/// How a C program links the library.
+#[derive(Clone, Copy, Debug)]
+enum Link {
+    Shared,
+    Static,
+}
+
+/// Builds a C program against the committed header and the shared or static library, or `None` without a
+/// C compiler (an error under CI).
+fn build_c(source: &Path, exe: &Path, link: Link) -> Option<()> {
     let Some(cc) = ["cc", "gcc", "clang"].into_iter().find(|c| Command::new(c).arg("--version").output().is_ok())
     else {
         assert!(std::env::var_os("CI").is_none(), "no C compiler (CI must have one)");
@@ -547,9 +554,18 @@ fn build_c(source: &Path, exe: &Path) -> Option<()> {
         .args(["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"])
         .arg(format!("-I{}", repo().join("capi/include").display()))
         .arg(source)
-        .arg(format!("-L{}", lib_dir.display()))
-        .args(["-lfxgraph_c", "-lpthread", "-lm"])
-        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .args(match link {
+            Link::Shared => {
+                vec![
+                    format!("-L{}", lib_dir.display()),
+                    "-lfxgraph_c".into(),
+                    format!("-Wl,-rpath,{}", lib_dir.display()),
+                ]
+            }
+            // What the static library needs from the system (`--print native-static-libs`).
+            Link::Static => vec![lib_dir.join("libfxgraph_c.a").display().to_string(), "-lgcc_s".into(), "-ldl".into()],
+        })
+        .args(["-lpthread", "-lm"])
         .arg("-o")
         .arg(exe)
         .output()
@@ -559,16 +575,19 @@ fn build_c(source: &Path, exe: &Path) -> Option<()> {
 }
 
 #[test]
-fn the_c_api_from_c_refuses_bad_input_and_allocates_nothing_on_the_audio_side() {
+fn the_c_api_from_c_linked_shared_and_static_refuses_bad_input_and_allocates_nothing_on_the_audio_side() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join("api_test");
-    if build_c(&repo().join("capi/tests/c/api_test.c"), &exe).is_none() {
-        return;
+    for link in [Link::Shared, Link::Static] {
+        let exe = dir.path().join(format!("api_test_{link:?}"));
+        if build_c(&repo().join("capi/tests/c/api_test.c"), &exe, link).is_none() {
+            return;
+        }
+        let out = Command::new(&exe).output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && said.ends_with("0 failed\n"), "{link:?}: {said}{err}");
+        assert!(said.lines().filter(|l| l.starts_with("ok ")).count() >= 15, "{link:?}: {said}");
     }
-    let out = Command::new(&exe).output().unwrap();
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && said.ends_with("0 failed\n"), "{said}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(said.lines().filter(|l| l.starts_with("ok ")).count() >= 15, "{said}");
 }
 
 #[test]
@@ -576,7 +595,7 @@ fn the_c_example_builds_against_the_header_and_renders_as_fxgraph_render_does() 
     let repo = repo();
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join("render-c");
-    if build_c(&repo.join("examples/c/render.c"), &exe).is_none() {
+    if build_c(&repo.join("examples/c/render.c"), &exe, Link::Shared).is_none() {
         return;
     }
 
