@@ -419,33 +419,22 @@ fn the_audio_side_allocates_nothing_while_another_thread_sets_parameters() {
     assert!(loudest > 0.3 && last < 0.02, "levels {loudest} then {last}");
 }
 
-/// A WebAssembly plugin (after `tests/wasm.rs`'s template) that passes audio through and logs "hello" at
-/// level 2 from every block.
-const LOGGER: &str = r#"(module
-  (import "fxgraph" "log" (func $log (param i32 i32 i32)))
-  (memory (export "memory") 2)
-  (data (i32.const 16) "\00\04\00\00\00\20\00\00")
-  (data (i32.const 64) "hello")
-  (func (export "fxg_abi_version") (result i32) (i32.const 1))
-  (func (export "fxg_set_param") (param i32 f32) (result i32) (i32.const 0))
-  (func (export "fxg_initialize") (param i32 i32 i32) (result i32) (i32.const 0))
-  (func (export "fxg_buffers") (result i32) (i32.const 16))
-  (func (export "fxg_start"))
-  (func (export "fxg_process") (param $n i32) (result i32)
-    (memory.copy (i32.const 8192) (i32.const 1024) (i32.const 4096))
-    (call $log (i32.const 2) (i32.const 64) (i32.const 5))
-    (i32.const 0))
-  (func (export "fxg_stop"))
-  (func (export "fxg_cleanup"))
-)"#;
+/// A WebAssembly plugin that passes audio through and logs "hello" at level 2 from every block (the Go
+/// package's tests use it too, assembled: `logger.wasm` beside it).
+const LOGGER: &str = include_str!("../../examples/go/fxgraph/testdata/logger.wat");
 
 #[test]
 fn messages_reach_a_registered_callback_on_the_control_side() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("logger.wasm"), wat::parse_str(LOGGER).unwrap()).unwrap();
-    let manifest = r#"{"id": "test.logger", "name": "Logger", "version": "0.0.1", "abi_version": 1,
-        "memory_limit_bytes": 1048576, "block_budget_us": 5000, "parameters": []}"#;
-    std::fs::write(dir.path().join("logger.json"), manifest).unwrap();
+    let wasm = wat::parse_str(LOGGER).unwrap();
+    let testdata = repo().join("examples/go/fxgraph/testdata");
+    if std::env::var_os("FXGRAPH_WRITE_FIXTURES").is_some() {
+        // After an edit of logger.wat: `FXGRAPH_WRITE_FIXTURES=1 cargo test --release -p fxgraph-capi messages`.
+        std::fs::write(testdata.join("logger.wasm"), &wasm).unwrap();
+    }
+    assert_eq!(std::fs::read(testdata.join("logger.wasm")).unwrap(), wasm, "logger.wasm is logger.wat assembled");
+    std::fs::write(dir.path().join("logger.wasm"), wasm).unwrap();
+    std::fs::copy(testdata.join("logger.json"), dir.path().join("logger.json")).unwrap();
     let graph = r#"(sample_rate: 48000, channels: 2, nodes: { "talker": Wasm(path: "logger.wasm") },
         edges: [("input", "talker"), ("talker", "output")])"#;
     let (ron, base) = (CString::new(graph).unwrap(), CString::new(dir.path().to_str().unwrap()).unwrap());

@@ -72,10 +72,10 @@ func (e *Error) Is(target error) bool {
 // ("event", Code its code), a fault ("fault": the node is bypassed), or messages lost ("dropped", Code how many).
 // Text is the plugin's, untrusted.
 type Message struct {
-	Node string `json:"node"`
-	Kind string `json:"-"`
-	Code int64  `json:"-"`
-	Text string `json:"text"`
+	Node string
+	Kind string
+	Code int64
+	Text string
 }
 
 // Options are how an engine runs; the zero value is not valid, start from DefaultOptions.

@@ -195,31 +195,48 @@ func TestSetFromOneGoroutineWhileAnotherStreams(t *testing.T) {
 	}
 }
 
+// testdata/logger.wasm logs "hello" at level 2 from every block: as JSON through Messages, then through an
+// OnMessage callback; and the metrics name the node.
 func TestMessagesAndMetrics(t *testing.T) {
-	e, err := Open(filepath.Join(repo, "graphs/mastering.ron"), offline())
+	graph := `(sample_rate: 48000, channels: 2, nodes: { "talker": Wasm(path: "logger.wasm") },
+        edges: [("input", "talker"), ("talker", "output")])`
+	dir, _ := filepath.Abs("testdata")
+	e, err := FromRON(graph, "talker.ron", dir, offline())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
+	buf := make([][2]float64, 1024) // two blocks of 512
+	e.Stream(buf)
+	msgs, err := e.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Message{Node: "talker", Kind: "log", Code: 2, Text: "hello"}
+	if len(msgs) != 2 || msgs[0] != want || msgs[1] != want {
+		t.Fatalf("messages: %+v, want two of %+v", msgs, want)
+	}
 	var seen []Message
 	if err := e.OnMessage(func(m Message) { seen = append(seen, m) }); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([][2]float64, 4800)
-	e.Stream(buf)
+	e.Stream(buf[:512])
+	if err := e.Update(); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 1 || seen[0] != want {
+		t.Fatalf("callback: %+v, want one %+v", seen, want)
+	}
+	if msgs, err := e.Messages(); err != nil || len(msgs) != 0 {
+		t.Fatalf("with a callback, Messages is empty: %v, %v", msgs, err)
+	}
 	m, err := e.Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
 	nodes, _ := m["nodes"].([]any)
-	if len(nodes) != 4 {
-		t.Fatalf("metrics for 4 nodes, got %v", m["nodes"])
-	}
-	if len(seen) != 0 {
-		t.Fatalf("the shipped filter plugin says nothing, got %v", seen)
-	}
-	if msgs, err := e.Messages(); err != nil || len(msgs) != 0 {
-		t.Fatalf("messages go to the callback: %v, %v", msgs, err)
+	if len(nodes) != 1 || nodes[0].(map[string]any)["name"] != "talker" {
+		t.Fatalf("metrics for the one node, got %v", m["nodes"])
 	}
 }
 
