@@ -3,6 +3,7 @@
 //! The file type is not the runtime type: a [`Graph`] is the validated description (nodes by index, edges
 //! resolved), from which the engine ([`crate::control::Engine`]) builds the live ECS world.
 
+pub mod eqapo;
 pub(crate) mod locate;
 pub mod preset;
 
