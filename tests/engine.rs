@@ -308,6 +308,41 @@ fn parallel_executor_is_bit_identical_to_the_reference_for_any_block_size_and_th
     }
 }
 
+/// `Eq(import: ...)` of the shipped example profile (graphs/headphones/ParametricEQ.txt): its preamp plus
+/// its five bands' cookbook responses (written out here from the file, evaluated independently), measured
+/// on sines; and a profile line fxgraph does not read is a located error, in the graph and in the file.
+#[test]
+fn an_imported_parametric_eq_has_the_profile_s_response_and_bad_lines_are_located() {
+    let profile = format!("{}/graphs/headphones/ParametricEQ.txt", env!("CARGO_MANIFEST_DIR"));
+    let src = single_node(2, &format!("Eq(import: \"{profile}\")"));
+    let bands = [
+        ("LowShelf", 105.0, 5.5, 0.70),
+        ("Peak", 180.0, -3.2, 0.90),
+        ("Peak", 2300.0, 2.1, 1.40),
+        ("Peak", 5800.0, -4.0, 3.00),
+        ("HighShelf", 10000.0, 2.0, 0.70),
+    ];
+    let settle = 24000;
+    for f in [40.0, 105.0, 180.0, 1000.0, 2300.0, 5800.0, 8000.0, 15000.0] {
+        let want = -6.2 + bands.iter().map(|&(k, f0, g, q)| cookbook_db(k, f0, g, q, f)).sum::<f64>();
+        let x = sine(f, 0.25, settle + 48000);
+        let y = run(&src, vec![x.clone(), x], 512, 1, Parallelism::Adaptive);
+        for ch in &y {
+            let measured = db(amplitude(&ch[settle..], f) / 0.25);
+            assert!((measured - want).abs() < 0.001, "{f} Hz: measured {measured:.5} dB, the profile {want:.5} dB");
+        }
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("p.txt"), "Preamp: -3 dB\nFilter 1: ON PK Fc 100 Hz Gain 3 dB Q 1\nChannel: L\n")
+        .expect("write");
+    let text = single_node(2, "Eq(import: \"p.txt\")");
+    let e = Graph::parse(&text, "g.ron", dir.path()).expect_err("Channel: is not read");
+    let message = e.to_string();
+    assert!(message.starts_with("g.ron:1:") && message.contains("node \"n\""), "{message}");
+    assert!(message.contains("p.txt:3:1: `Channel:` is not supported"), "{message}");
+}
+
 /// Every layout a call may take (planar, interleaved `f32`, interleaved `f64` in place, planar in place),
 /// driven in long batched runs on two threads (where the dataflow executor runs) and in uneven calls, gives
 /// the reference's bits.

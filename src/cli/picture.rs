@@ -221,7 +221,7 @@ pub fn response(graph: &Graph, nodes: &[String], level_dbfs: Option<f64>) -> any
             && eq.bands.len() > 1
         {
             for (i, band) in eq.bands.iter().enumerate() {
-                let spec = Box::new(EqParams { bands: vec![band.clone()] });
+                let spec = Box::new(EqParams::with_bands(vec![band.clone()]));
                 measured(alone(graph, node, spec), format!("{name}.bands[{i}]"), &mut curves)?;
             }
         }

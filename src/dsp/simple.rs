@@ -27,6 +27,11 @@ impl RampedGain {
         self.gain.set(gain, self.len);
     }
 
+    /// Whether the gain is 1 and not moving: processing would change nothing.
+    pub fn is_unity(&self) -> bool {
+        !self.gain.active() && self.gain.target() == 1.0
+    }
+
     /// Ends any ramp at its target.
     pub fn settle(&mut self) {
         let t = self.gain.target();

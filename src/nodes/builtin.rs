@@ -254,14 +254,39 @@ impl BandParams {
     }
 }
 
-/// `Eq(bands: [...])`: 1 to 64 bands applied in order to every channel. Parameters
-/// `bands[i].freq_hz`, `bands[i].gain_db`, `bands[i].q` (index `3i`, `3i + 1`, `3i + 2`), all ramped;
-/// a band's kind is its shape (changing it rebuilds the node).
+/// `Eq(bands: [...], gain_db)`, or `Eq(import: "ParametricEQ.txt")`: 1 to 64 bands applied in order to
+/// every channel, after a gain. Parameters `bands[i].freq_hz`, `bands[i].gain_db`, `bands[i].q` (index
+/// `3i`, `3i + 1`, `3i + 2`) and `gain_db` (index `3n`), all ramped; a band's kind is its shape (changing
+/// it rebuilds the node). `import` reads an EqualizerAPO / AutoEq parametric EQ file (relative to the
+/// graph; see [`crate::graph::eqapo`]): its filters become the bands and its preamp is added to `gain_db`.
 #[derive(Component, Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EqParams {
-    /// The bands, applied in order.
+    /// The bands, applied in order (given by the file when `import` is).
+    #[serde(default)]
     pub bands: Vec<BandParams>,
+    /// A gain before the bands, -48..=48 dB.
+    #[serde(default)]
+    pub gain_db: f64,
+    /// A parametric EQ file whose filters become the bands (written out as the bands it gave).
+    #[serde(default, skip_serializing, deserialize_with = "crate::nodes::native::plain_some")]
+    pub import: Option<String>,
+    /// The import's outcome once bound: `Some(Ok)` read, `Some(Err)` why not.
+    #[serde(skip)]
+    imported: Option<Result<(), String>>,
+}
+
+impl EqParams {
+    /// An `Eq` of these bands, with no gain.
+    pub fn with_bands(bands: Vec<BandParams>) -> Self {
+        Self { bands, gain_db: 0.0, import: None, imported: None }
+    }
+}
+
+impl From<&crate::graph::eqapo::Band> for BandParams {
+    fn from(b: &crate::graph::eqapo::Band) -> Self {
+        BandParams { kind: b.kind, freq_hz: b.freq_hz, gain_db: b.gain_db, q: b.q }
+    }
 }
 
 impl NodeSpec for EqParams {
@@ -269,10 +294,38 @@ impl NodeSpec for EqParams {
         "Eq"
     }
 
+    fn bind(&mut self, ctx: &BuildContext<'_>) {
+        let Some(file) = self.import.clone() else { return };
+        if self.imported.is_some() {
+            return;
+        }
+        if !self.bands.is_empty() {
+            self.imported = Some(Err("give `bands` or `import`, not both".into()));
+            return;
+        }
+        let path = ctx.base_dir.join(&file);
+        let read = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+        self.imported = Some(read.and_then(|text| {
+            let eq = crate::graph::eqapo::parse(&text, &path.display().to_string(), f64::from(ctx.format.sample_rate))
+                .map_err(|e| e.to_string())?;
+            self.bands = eq.bands.iter().map(BandParams::from).collect();
+            self.gain_db += eq.preamp_db;
+            Ok(())
+        }));
+    }
+
     fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
+        match &self.imported {
+            Some(Err(why)) => return Err(ParamError::new("import", why.clone())),
+            None if self.import.is_some() => return Err(ParamError::new("import", "the file was not read")),
+            _ => {}
+        }
         if self.bands.is_empty() || self.bands.len() > 64 {
             return Err(ParamError::new("bands", format!("must hold 1 to 64 bands (got {})", self.bands.len())));
         }
+        ParamInfo::number("gain_db", "dB", -48.0, 48.0, Smoothing::Ramp)
+            .resolve(&ParamValue::Number(self.gain_db))
+            .map_err(|e| ParamError::new("gain_db", e.message))?;
         for (i, band) in self.bands.iter().enumerate() {
             band.validate(&format!("bands[{i}]."), &ctx.format)?;
         }
@@ -281,7 +334,12 @@ impl NodeSpec for EqParams {
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
         let bands = self.bands.iter().map(BandParams::settings).collect();
-        Ok(Box::new(Node(Cascade { cascade: BiquadCascade::new(bands, ctx.format.sample_rate), shelf: false })))
+        let gain = RampedGain::new(crate::dsp::db_to_gain(self.gain_db), ramp_frames(RAMP_MS, ctx.format.sample_rate));
+        Ok(Box::new(Node(Cascade {
+            cascade: BiquadCascade::new(bands, ctx.format.sample_rate),
+            shelf: false,
+            gain: Some(gain),
+        })))
     }
 
     fn params(&self, ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
@@ -297,15 +355,21 @@ impl NodeSpec for EqParams {
             out.push(ParamInfo::number(format!("bands[{i}].gain_db"), "dB", -48.0, 48.0, Smoothing::Ramp));
             out.push(ParamInfo::number(format!("bands[{i}].q"), "", 0.0, 100.0, Smoothing::Ramp));
         }
+        out.push(ParamInfo::number("gain_db", "dB", -48.0, 48.0, Smoothing::Ramp));
         out
     }
 
     fn param(&self, index: usize) -> f64 {
+        if index == 3 * self.bands.len() {
+            return self.gain_db;
+        }
         self.bands.get(index / 3).map_or(0.0, |b| [b.freq_hz, b.gain_db, b.q][index % 3])
     }
 
     fn set_param(&mut self, index: usize, value: f64) {
-        if let Some(b) = self.bands.get_mut(index / 3) {
+        if index == 3 * self.bands.len() {
+            self.gain_db = value;
+        } else if let Some(b) = self.bands.get_mut(index / 3) {
             *[&mut b.freq_hz, &mut b.gain_db, &mut b.q][index % 3] = value;
         }
     }
@@ -321,28 +385,43 @@ impl NodeSpec for EqParams {
     spec_boilerplate!();
 }
 
-/// The DSP of `Eq`, `BassBoost` and `TrebleBoost`: a biquad cascade.
+/// The DSP of `Eq`, `BassBoost` and `TrebleBoost`: a biquad cascade, and for `Eq` a gain before it.
 struct Cascade {
     cascade: BiquadCascade,
     /// A one-band shelf preset: parameter 0 is the gain, 1 the frequency.
     shelf: bool,
+    /// `Eq`'s gain (its last parameter); skipped while it is 1.
+    gain: Option<RampedGain>,
 }
 
 impl Dsp for Cascade {
     fn prepare(&mut self, config: &ProcessConfig) -> Result<(), NodeError> {
         self.cascade.prepare(config.channels, config.max_block);
+        if let Some(gain) = &mut self.gain {
+            gain.prepare(config.max_block);
+        }
         Ok(())
     }
 
     fn clear(&mut self) {
         self.cascade.reset();
+        if let Some(gain) = &mut self.gain {
+            gain.settle();
+        }
     }
 
     fn run(&mut self, audio: &mut AudioOut<'_>) {
+        if let Some(gain) = self.gain.as_mut().filter(|g| !g.is_unity()) {
+            gain.process(audio);
+        }
         self.cascade.process(audio);
     }
 
     fn set(&mut self, index: usize, value: f64) {
+        if let Some(gain) = self.gain.as_mut().filter(|_| index == 3 * self.cascade.coeffs().len()) {
+            gain.set(crate::dsp::db_to_gain(value));
+            return;
+        }
         let (band, which) = match (self.shelf, index) {
             (true, 0) => (0, 1),
             (true, _) => (0, 0),
@@ -699,7 +778,7 @@ macro_rules! shelf_kind {
                     q: std::f64::consts::FRAC_1_SQRT_2,
                 };
                 let cascade = BiquadCascade::new(vec![band], ctx.format.sample_rate);
-                Ok(Box::new(Node(Cascade { cascade, shelf: true })))
+                Ok(Box::new(Node(Cascade { cascade, shelf: true, gain: None })))
             }
 
             fn ports(&self, _format: &GraphFormat) -> Ports {
