@@ -161,6 +161,8 @@ fn alone(graph: &Graph, node: &GraphNode, spec: Box<dyn fxgraph::node::NodeSpec>
 /// The cookbook curve of a built-in filter node, and of each of its bands (empty for other kinds).
 fn analytic(spec: &dyn fxgraph::node::NodeSpec, freqs: &[f64], sample_rate: f64) -> Vec<(Option<usize>, Vec<f64>)> {
     let any = spec.as_any();
+    // An Eq's gain (an imported preamp) is part of its whole curve, not of its bands'.
+    let gain_db = any.downcast_ref::<EqParams>().map_or(0.0, |eq| eq.gain_db);
     let bands: Vec<(BandKind, f64, f64, f64)> = if let Some(eq) = any.downcast_ref::<EqParams>() {
         eq.bands.iter().map(|b| (b.kind, b.freq_hz, b.gain_db, b.q)).collect()
     } else if let Some(b) = any.downcast_ref::<BassBoostParams>() {
@@ -172,7 +174,7 @@ fn analytic(spec: &dyn fxgraph::node::NodeSpec, freqs: &[f64], sample_rate: f64)
     };
     let coeffs: Vec<Coeffs> = bands.iter().map(|&(k, f, g, q)| Coeffs::cookbook(k, f, g, q, sample_rate)).collect();
     let db = |cs: &[Coeffs], f: f64| 20.0 * cs.iter().map(|c| c.magnitude(f, sample_rate)).product::<f64>().log10();
-    let mut out = vec![(None, freqs.iter().map(|&f| db(&coeffs, f)).collect())];
+    let mut out = vec![(None, freqs.iter().map(|&f| gain_db + db(&coeffs, f)).collect())];
     if coeffs.len() > 1 {
         for (i, c) in coeffs.iter().enumerate() {
             out.push((Some(i), freqs.iter().map(|&f| db(std::slice::from_ref(c), f)).collect()));
