@@ -340,7 +340,9 @@ fn presets_are_checked_whole_and_located() {
     assert_eq!(saved.graph.as_deref(), Some("enhancer.ron"));
     let bass = saved.entries.iter().find(|e| e.key == "bass.gain_db").expect("bass");
     assert_eq!(bass.value, ParamValue::Number(4.5));
-    assert_eq!(saved.entries.len(), 24, "every automatable parameter of the enhancer");
+    // 24 of the nodes' own, and the Eq's gain before its bands (`eq.gain_db`).
+    assert_eq!(saved.entries.len(), 25, "every automatable parameter of the enhancer");
+    assert!(saved.entries.iter().any(|e| e.key == "eq.gain_db"), "the Eq's gain is saved");
     // Saving again does not overwrite.
     let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
         .args(["preset", "save", "enhancer.ron", "mine"])
@@ -354,7 +356,7 @@ fn presets_are_checked_whole_and_located() {
         .output()
         .expect("run");
     let out = String::from_utf8_lossy(&list.stdout);
-    assert!(list.status.success() && out.contains("mine: 24 values") && out.contains("night: 15 values"), "{out}");
+    assert!(list.status.success() && out.contains("mine: 25 values") && out.contains("night: 15 values"), "{out}");
 }
 
 #[test]
