@@ -74,6 +74,12 @@ fn scratch_enhancer(dir: &Path) {
     std::fs::write(dir.join("structural.ron"), structural).expect("write");
 }
 
+/// Starts `fxgraph play` as set up in `command`, with stdin, stdout and stderr piped (a session driven as a
+/// player drives it).
+fn play_piped(command: &mut Command) -> std::process::Child {
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start fxgraph play")
+}
+
 #[test]
 fn a_scripted_headless_session_is_answered_without_underruns_allocations_or_clicks() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -81,14 +87,11 @@ fn a_scripted_headless_session_is_answered_without_underruns_allocations_or_clic
     // 48 kHz input into the 44.1 kHz graph: resampled, not refused.
     sine_wav(&dir.path().join("sine.wav"), 48000, 100.0, 0.3, 12.0);
     let record = dir.path().join("played.wav");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
-        .args(["play", "enhancer.ron", "sine.wav", "--device", "null", "--buffer", "256", "--record", "played.wav"])
-        .current_dir(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start fxgraph play");
+    let mut child = play_piped(
+        Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(["play", "enhancer.ron", "sine.wav", "--device", "null", "--buffer", "256", "--record", "played.wav"])
+            .current_dir(dir.path()),
+    );
     let mut stdin = child.stdin.take().expect("stdin");
     let stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let answers = std::thread::spawn(move || stdout.lines().map(|l| l.expect("line")).collect::<Vec<String>>());
@@ -201,14 +204,11 @@ fn the_json_protocol_answers_every_command_with_one_object() {
         "status",
         "quit",
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
-        .args(["play", "graphs/chain.ron", "--device", "null", "--json"])
-        .current_dir(repo())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start fxgraph play");
+    let mut child = play_piped(
+        Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(["play", "graphs/chain.ron", "--device", "null", "--json"])
+            .current_dir(repo()),
+    );
     let mut stdin = child.stdin.take().expect("stdin");
     for line in script {
         writeln!(stdin, "{line}").expect("write command");
@@ -661,15 +661,12 @@ fn replaygain_plays_files_at_their_tagged_or_measured_gain_and_status_says_which
     run("python3", &["-c", &tag]);
     let play = |file: &Path, args: &[&str]| -> (f64, serde_json::Value) {
         let rec = dir.path().join("rec.wav");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
-            .args(["play", graph.to_str().unwrap(), file.to_str().unwrap(), "--device", "null", "--seconds", "1.5"])
-            .args(["--record", rec.to_str().unwrap()])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("play");
+        let mut child = play_piped(
+            Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+                .args(["play", graph.to_str().unwrap(), file.to_str().unwrap(), "--device", "null", "--seconds", "1.5"])
+                .args(["--record", rec.to_str().unwrap()])
+                .args(args),
+        );
         let mut stdin = child.stdin.take().expect("stdin");
         std::thread::sleep(Duration::from_millis(700));
         writeln!(stdin, "status").expect("status");
