@@ -70,10 +70,10 @@ pub struct WasmParams {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
     /// An installed plugin by id (see [`packages`]), instead of `path`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "plain_some")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::nodes::native::plain_some")]
     pub id: Option<String>,
     /// With `id`: the versions accepted (semver requirement, e.g. `^1.0`) [default: any].
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "plain_some")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::nodes::native::plain_some")]
     pub version: Option<String>,
     /// Values for the plugin's parameters by key; the rest take their defaults.
     #[serde(default)]
@@ -86,11 +86,6 @@ pub struct WasmParams {
     pub sha256: Option<crate::nodes::plugin::Sha256Pin>,
     #[serde(skip)]
     bound: Option<Bound>,
-}
-
-/// An optional string written plainly (`id: "x"`, not RON's `Some("x")`).
-fn plain_some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    String::deserialize(d).map(Some)
 }
 
 impl WasmParams {
