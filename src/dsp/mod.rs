@@ -39,6 +39,7 @@ macro_rules! fma_dispatch {
 
 pub mod biquad;
 pub mod compressor;
+pub mod convolver;
 pub mod denormal;
 pub mod fastmath;
 pub mod lanes;
