@@ -1,6 +1,8 @@
 //! DSP and engine behaviour, checked against analytic answers.
 
 mod common;
+#[path = "engine/convolution.rs"]
+mod convolution;
 #[path = "engine/loudness.rs"]
 mod loudness;
 #[path = "engine/ports.rs"]

@@ -4,6 +4,7 @@
 use crate::node::Registry;
 
 pub mod builtin;
+pub mod convolution;
 #[cfg(target_os = "linux")]
 pub mod native;
 pub mod plugin;
@@ -17,6 +18,7 @@ pub fn registry() -> Registry {
     let mut registry = Registry::new();
     builtin::register(&mut registry);
     routing::register(&mut registry);
+    convolution::register(&mut registry);
     #[cfg(feature = "wasm")]
     wasm::register(&mut registry);
     #[cfg(target_os = "linux")]

@@ -1,0 +1,176 @@
+//! The `Convolver` node in graphs: against a double-precision direct convolution, at every block size and
+//! on every executor; a Dirac's exact pass-through and delay; IRs at another rate; located errors.
+
+use super::*;
+use std::path::Path;
+
+/// Writes planar `channels` as a 32-bit float WAV at `rate`.
+pub fn write_ir(path: &Path, rate: u32, channels: &[Vec<f64>]) {
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create WAV");
+    for t in 0..channels.first().map_or(0, Vec::len) {
+        for c in channels {
+            w.write_sample(c[t] as f32).expect("write");
+        }
+    }
+    w.finalize().expect("finalize");
+}
+
+/// A decaying noise IR, as a room's, with values that are `f32` (as the file stores them).
+pub fn room_ir(len: usize, seed: u64) -> Vec<f64> {
+    let noise = xorshift(seed, len);
+    let decay = (1e-3f64).ln() / len as f64;
+    noise.iter().enumerate().map(|(i, &x)| f64::from((f64::from(x) * (decay * i as f64).exp()) as f32)).collect()
+}
+
+/// The direct convolution of `x` with `h`, in `f64`.
+fn direct(x: &[f32], h: &[f64]) -> Vec<f64> {
+    (0..x.len()).map(|t| (0..h.len().min(t + 1)).map(|k| h[k] * f64::from(x[t - k])).sum()).collect()
+}
+
+/// The largest error against `want`, in dB of `want`'s peak.
+fn error_db(got: &[f32], want: &[f64]) -> f64 {
+    let err = got.iter().zip(want).map(|(g, w)| (f64::from(*g) - w).abs()).fold(0.0, f64::max);
+    let peak = want.iter().map(|w| w.abs()).fold(0.0, f64::max);
+    20.0 * (err / peak).log10()
+}
+
+fn graph_in(dir: &Path, channels: usize, node: &str) -> String {
+    let text = single_node(channels, node);
+    let path = dir.join("g.ron");
+    std::fs::write(&path, &text).expect("write graph");
+    path.display().to_string()
+}
+
+fn run_file(path: &str, input: Vec<Vec<f32>>, block: usize, threads: usize, parallelism: Parallelism) -> Vec<Vec<f32>> {
+    let graph = Graph::load(path.as_ref()).unwrap_or_else(|e| panic!("{e}"));
+    let (mut engine, mut audio) =
+        Engine::new(graph, EngineOptions { max_block: block, threads, parallelism, ..Default::default() })
+            .expect("engine starts");
+    let mut sink = MemorySink::default();
+    render(&mut engine, &mut audio, &mut MemorySource::new(input), &mut sink, block, &mut |_| true).expect("render");
+    sink.channels
+}
+
+/// A stereo IR (one per channel) on music: within -120 dB of the direct convolution in `f64`, with no
+/// latency and with a block's (compensated); the same bits at every block size, on two threads in a
+/// graph with a parallel branch too.
+#[test]
+fn a_convolver_matches_a_double_precision_direct_convolution_at_every_block_size_and_executor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let irs = [room_ir(6000, 7), room_ir(6000, 8)];
+    write_ir(&dir.path().join("room.wav"), 48000, &irs);
+    let input = demo(1.0);
+    let want: Vec<Vec<f64>> = input.iter().zip(&irs).map(|(x, h)| direct(x, h)).collect();
+    for latency in ["Zero", "Block"] {
+        let node = format!("Convolver(path: \"room.wav\", latency: {latency})");
+        let path = graph_in(dir.path(), 2, &node);
+        let reference = run_file(&path, input.clone(), 512, 1, Parallelism::Adaptive);
+        for (c, (got, want)) in reference.iter().zip(&want).enumerate() {
+            let db = error_db(got, want);
+            assert!(db < -120.0, "{latency}, channel {c}: {db:.1} dB from the direct convolution");
+        }
+        for (block, threads, parallelism) in [
+            (1, 1, Parallelism::Adaptive),
+            (64, 2, Parallelism::Always),
+            (333, 1, Parallelism::Adaptive),
+            (4096, 2, Parallelism::Always),
+        ] {
+            let out = run_file(&path, input.clone(), block, threads, parallelism);
+            assert!(bits(&out) == bits(&reference), "{latency}: block {block}, {threads} thread(s) changed the bits");
+        }
+    }
+    // Beside a parallel branch, which the dataflow executor runs on the other thread.
+    let text = r#"(sample_rate: 48000, channels: 2,
+        nodes: { "conv": Convolver(path: "room.wav"), "eq": Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 3.0, q: 1.0)]) },
+        edges: [("input", "conv"), ("input", "eq"), ("conv", "output"), ("eq", "output")])"#;
+    let path = dir.path().join("two.ron");
+    std::fs::write(&path, text).expect("write");
+    let path = path.display().to_string();
+    let one = run_file(&path, input.clone(), 512, 1, Parallelism::Adaptive);
+    for block in [64, 512, 4096] {
+        assert!(bits(&run_file(&path, input.clone(), block, 2, Parallelism::Always)) == bits(&one), "block {block}");
+    }
+}
+
+/// A Dirac IR passes the input through bit for bit with `latency: Zero`; with `Block`, the engine reports
+/// the latency and the output is the input delayed by exactly that (which `render` compensates).
+#[test]
+fn a_dirac_is_an_exact_pass_through_or_an_exact_delay_of_the_reported_latency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut long = vec![0.0; 30_000];
+    long[0] = 1.0;
+    write_ir(&dir.path().join("dirac.wav"), 48000, &[long]);
+    let input = demo(1.0);
+    for (latency, frames) in [("Zero", 0), ("Block", fxgraph::dsp::convolver::BLOCK_LATENCY)] {
+        let path = graph_in(dir.path(), 2, &format!("Convolver(path: \"dirac.wav\", latency: {latency})"));
+        let graph = Graph::load(path.as_ref()).expect("valid");
+        let (engine, _) = Engine::new(graph, EngineOptions::default()).expect("starts");
+        assert_eq!(engine.latency_frames(), frames, "{latency}");
+        let out = run_file(&path, input.clone(), 256, 1, Parallelism::Adaptive);
+        assert!(bits(&out) == bits(&input), "{latency}: not the input, bit for bit");
+    }
+}
+
+/// An IR stored at 44.1 kHz is resampled to the graph's 48 kHz with its gain kept: a 1 ms moving average
+/// (DC gain 1) still has a DC gain of 1, and a 500 Hz sine comes out with the moving average's response.
+#[test]
+fn an_ir_at_another_rate_is_resampled_with_its_gain_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taps = 44;
+    write_ir(&dir.path().join("avg.wav"), 44100, &[vec![1.0 / taps as f64; taps]]);
+    let path = graph_in(dir.path(), 1, "Convolver(path: \"avg.wav\")");
+    let dc = run_file(&path, vec![vec![0.5; 24000]], 512, 1, Parallelism::Adaptive);
+    let settled = f64::from(dc[0][20000]);
+    assert!((settled - 0.5).abs() < 1e-3, "DC gain {}", settled / 0.5);
+    // |H(f)| of an L-tap moving average at rate r: |sin(pi f L / r) / (L sin(pi f / r))|.
+    let f = 500.0;
+    let want = ((std::f64::consts::PI * f * taps as f64 / 44100.0).sin()
+        / (taps as f64 * (std::f64::consts::PI * f / 44100.0).sin()))
+    .abs();
+    let y = run_file(&path, vec![sine(f, 0.25, 48000)], 512, 1, Parallelism::Adaptive);
+    let got = amplitude(&y[0][24000..], f) / 0.25;
+    assert!((db(got) - db(want)).abs() < 0.05, "500 Hz: {:.3} dB, the moving average's {:.3} dB", db(got), db(want));
+}
+
+/// An IR that is unreadable, empty, not finite or longer than 10 s is an error naming the node, with the
+/// line and column of its `path`, and why.
+#[test]
+fn a_bad_impulse_response_is_a_located_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write_ir(&d.join("empty.wav"), 48000, &[vec![]]);
+    write_ir(&d.join("nan.wav"), 48000, &[vec![0.5, f64::NAN, 0.25]]);
+    write_ir(&d.join("long.wav"), 48000, &[vec![0.0; 480_001]]);
+    std::fs::write(d.join("noise.wav"), b"RIFF this is not a WAV file").expect("write");
+    for (file, why) in [
+        ("missing.wav", "cannot read"),
+        ("noise.wav", "not a readable WAV file"),
+        ("empty.wav", "holds no audio"),
+        ("nan.wav", "channel 0 has a non-finite sample (NaN) at frame 1"),
+        ("long.wav", "longer than 10 s at 48000 Hz"),
+    ] {
+        let text = format!(
+            "(sample_rate: 48000, channels: 2,\n nodes: {{\n  \"room\": Convolver(path: \"{file}\"),\n }},\n edges: [(\"input\", \"room\"), (\"room\", \"output\")])"
+        );
+        let e = Graph::parse(&text, "g.ron", d).expect_err(file);
+        let message = e.to_string();
+        assert!(message.starts_with("g.ron:3:") && message.contains("node \"room\""), "{file}: {message}");
+        assert!(message.contains("`path`") && message.contains(why), "{file}: {message}");
+    }
+    // A mapping that does not fit the IR or the input.
+    write_ir(&d.join("three.wav"), 48000, &[vec![1.0], vec![1.0], vec![1.0]]);
+    for (node, why) in [
+        ("Convolver(path: \"three.wav\")", "the IR has 3 channels and the input 2"),
+        ("Convolver(path: \"three.wav\", channels: One(3))", "`One(3)`: the IR has 3 channel(s)"),
+        ("Convolver(path: \"three.wav\", channels: Matrix([[Some(0), Some(4)], [None, Some(1)]]))", "IR channel 4"),
+    ] {
+        let e = Graph::parse(&single_node(2, node), "g.ron", d).expect_err(node);
+        assert!(e.to_string().contains(why), "{node}: {e}");
+    }
+}
