@@ -833,3 +833,88 @@ fn an_edit_cross_fades_over_crossfade_ms_with_equal_power_gains() {
         assert!((fade_out[mid] - std::f64::consts::FRAC_1_SQRT_2).abs() < 0.02, "{}", fade_out[mid]);
     }
 }
+
+/// Writes a one-channel 32-bit float WAV at 48 kHz.
+fn write_ir(path: &Path, taps: &[f32]) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 48000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create WAV");
+    for &t in taps {
+        w.write_sample(t).expect("write");
+    }
+    w.finalize().expect("finalize");
+}
+
+/// A watched graph's impulse response is rewritten on disk while it plays: the engine reloads it, and the
+/// new IR is cross-faded in with no sample step beyond the signal's own (the new IR inverts the signal: a
+/// switch without a crossfade would step by twice its amplitude), and the audio side allocates and frees
+/// nothing the while, though the old IR's convolver (megabytes) goes and the new one comes.
+#[test]
+fn an_impulse_response_rewritten_on_disk_is_cross_faded_in_and_the_audio_side_never_allocates() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ir = dir.path().join("room.wav");
+    // A Dirac with a long tail of zeros: a convolver with every level of partitions.
+    let mut taps = vec![0.0f32; 200_000];
+    taps[0] = 1.0;
+    write_ir(&ir, &taps);
+    let graph = dir.path().join("g.ron");
+    std::fs::write(
+        &graph,
+        r#"(sample_rate: 48000, channels: 2, nodes: { "room": Convolver(path: "room.wav") },
+            edges: [("input", "room"), ("room", "output")])"#,
+    )
+    .expect("write graph");
+    let options = EngineOptions { max_block: 128, ..Default::default() };
+    let (mut engine, mut audio) = Engine::new(Graph::load(&graph).expect("valid"), options).expect("starts");
+    engine.watch(&graph).expect("watch");
+    let (mut x, mut y) = (vec![0.0f32; 256], vec![0.0f32; 256]);
+    let mut out = Vec::new();
+    let (mut allocations, mut edited_at) = (0u64, None);
+    ARMED.store(true, Ordering::SeqCst);
+    for block in 0..600u64 {
+        if block == 200 {
+            taps[0] = -1.0;
+            write_ir(&ir, &taps);
+            let t = Instant::now();
+            while !engine.is_transitioning() {
+                assert!(t.elapsed() < Duration::from_secs(10), "the rewritten IR was not picked up");
+                std::thread::sleep(Duration::from_millis(5));
+                engine.update();
+            }
+            edited_at = Some(block * 128);
+        }
+        for i in 0..128 {
+            x[2 * i] = input_sample(block * 128 + i as u64, 0);
+            x[2 * i + 1] = input_sample(block * 128 + i as u64, 1);
+        }
+        let before = AUDIO_ALLOCS.load(Ordering::SeqCst) + AUDIO_FREES.load(Ordering::SeqCst);
+        audio.process_interleaved(&x, &mut y, 2);
+        allocations += AUDIO_ALLOCS.load(Ordering::SeqCst) + AUDIO_FREES.load(Ordering::SeqCst) - before;
+        engine.update();
+        out.extend_from_slice(&y);
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    assert_eq!(allocations, 0, "allocations and frees on the audio side while the IR changed");
+    assert!(!engine.is_transitioning(), "the crossfade has ended");
+    let edited = edited_at.expect("edited") as usize;
+    // Before: the input; long after: the input inverted.
+    let n = out.len() / 2;
+    for i in [edited - 10, 100] {
+        assert_eq!(out[2 * i], input_sample(i as u64, 0), "frame {i}");
+    }
+    for i in [n - 10, n - 1000] {
+        assert_eq!(out[2 * i], -input_sample(i as u64, 0), "frame {i}");
+    }
+    let own = largest_step(&out[..2 * edited]).0;
+    let (step, at) = largest_step(&out[2 * edited..]);
+    assert!(
+        step <= own + 0.003,
+        "a step of {step} at frame {} after the edit; the signal's own are {own}",
+        edited + at
+    );
+}

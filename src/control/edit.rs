@@ -144,17 +144,28 @@ impl Engine {
         }
     }
 
-    /// Follows edits to a graph file: each time it changes on disk, the next [`update`](Self::update)
-    /// reloads and applies it. A broken edit is reported ([`EngineEvent::GraphError`], with file, line and
-    /// column) and the last good graph keeps playing.
+    /// Follows edits to a graph file and to the files its nodes read (a `Convolver`'s impulse response, an
+    /// `Eq`'s imported profile): each time one changes on disk, the next [`update`](Self::update) reloads
+    /// and applies the graph (a node whose file changed is rebuilt and cross-faded in). A broken edit is
+    /// reported ([`EngineEvent::GraphError`], with file, line and column) and the last good graph keeps
+    /// playing.
     ///
     /// # Errors
     /// If the file's folder cannot be read.
     pub fn watch(&mut self, path: &Path) -> Result<()> {
-        let w =
+        let mut w =
             watch::Watcher::new(path).map_err(|e| Error::Options(format!("cannot watch {}: {e}", path.display())))?;
+        w.follow(self.node_files());
         self.watcher = Some(w);
         Ok(())
+    }
+
+    /// The files the running graph's nodes read.
+    pub(super) fn node_files(&mut self) -> Vec<std::path::PathBuf> {
+        let base = self.config().base_dir.clone();
+        let mut q = self.world.query_filtered::<Entity, With<SpecAccess>>();
+        let nodes: Vec<Entity> = q.iter(&self.world).collect();
+        nodes.iter().filter_map(|&e| self.spec(e)).flat_map(|s| s.files(&base)).collect()
     }
 
     /// Adds or removes a node from the signal path (what feeds its first input then feeds what read its

@@ -228,6 +228,10 @@ impl Engine {
     pub fn update(&mut self) {
         if let Some(change) = self.watcher.as_mut().and_then(|w| w.changes()) {
             self.reload(&change);
+            let files = self.node_files();
+            if let Some(w) = &mut self.watcher {
+                w.follow(files);
+            }
         }
         self.world.run_schedule(ControlUpdate);
         let events = std::mem::take(&mut self.world.resource_mut::<Inbox>().events);

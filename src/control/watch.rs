@@ -38,9 +38,11 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// Follows a graph file and the files its nodes read (impulse responses, EQ profiles).
 pub(crate) struct Watcher {
     path: PathBuf,
-    last: Option<Stamp>,
+    /// Every file followed, the graph's first, with its stamp when last looked at.
+    files: Vec<(PathBuf, Option<Stamp>)>,
     looked: Instant,
 }
 
@@ -55,20 +57,39 @@ impl Watcher {
             _ => Path::new("."),
         };
         std::fs::read_dir(dir)?;
-        Ok(Self { path: path.to_path_buf(), last: stamp(path), looked: Instant::now() })
+        Ok(Self { path: path.to_path_buf(), files: vec![(path.to_path_buf(), stamp(path))], looked: Instant::now() })
     }
 
-    /// The file, once, if it changed (or went missing, or came back) since the last call that returned it.
+    /// Also follows `files` (in place of the ones given before): a file followed already keeps its stamp, so
+    /// a change made while the graph was being reloaded is still seen.
+    pub fn follow(&mut self, files: Vec<PathBuf>) {
+        let mut kept = vec![self.files[0].clone()];
+        for f in files {
+            if kept.iter().any(|(k, _)| *k == f) {
+                continue;
+            }
+            let last = self.files.iter().find(|(k, _)| *k == f).map_or_else(|| stamp(&f), |(_, s)| *s);
+            kept.push((f, last));
+        }
+        self.files = kept;
+    }
+
+    /// The graph file, once, if it or a file followed with it changed (or went missing, or came back) since
+    /// the last call that returned it.
     pub fn changes(&mut self) -> Option<PathBuf> {
         if self.looked.elapsed() < POLL {
             return None;
         }
         self.looked = Instant::now();
-        let now = stamp(&self.path);
-        (now != self.last).then(|| {
-            self.last = now;
-            self.path.clone()
-        })
+        let mut changed = false;
+        for (path, last) in &mut self.files {
+            let now = stamp(path);
+            if now != *last {
+                *last = now;
+                changed = true;
+            }
+        }
+        changed.then(|| self.path.clone())
     }
 }
 

@@ -136,6 +136,13 @@ pub trait NodeSpec: fmt::Debug + Send + Sync + 'static {
         None
     }
 
+    /// The files the node reads from the graph's folder (an impulse response, an imported EQ profile):
+    /// [`Engine::watch`](crate::Engine::watch) follows them with the graph file. The default reads none.
+    fn files(&self, base_dir: &Path) -> Vec<std::path::PathBuf> {
+        let _ = base_dir;
+        Vec::new()
+    }
+
     /// The node's audio ports for a graph of `format` (see [`port`]). The default is one input `in` and
     /// one output `out` of the graph's width: an effect.
     fn ports(&self, format: &GraphFormat) -> Ports {

@@ -378,6 +378,10 @@ impl NodeSpec for EqParams {
         self.bands.iter().map(|b| format!("{:?}", b.kind)).collect::<Vec<_>>().join(",")
     }
 
+    fn files(&self, base_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        self.import.iter().map(|f| base_dir.join(f)).collect()
+    }
+
     fn ports(&self, _format: &GraphFormat) -> Ports {
         Ports::follow()
     }

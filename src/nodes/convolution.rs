@@ -262,6 +262,10 @@ impl NodeSpec for ConvolverParams {
         format!("{}|{:?}|{:?}|{digest:016x}", self.path, self.channels, self.latency)
     }
 
+    fn files(&self, base_dir: &Path) -> Vec<PathBuf> {
+        vec![base_dir.join(&self.path)]
+    }
+
     fn ports(&self, _format: &GraphFormat) -> Ports {
         match &self.channels {
             IrChannels::Matrix(rows) => Ports {
