@@ -1492,3 +1492,35 @@ fn a_normalized_render_measures_its_target_under_its_true_peak_ceiling() {
     let o = fxgraph(&["render", "graphs/chain.ron", "-o", "/dev/null", "--normalize", "5"], &repo());
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// `fxgraph import eq` writes the shipped profile out as a graph whose render is bit-identical to the same
+/// graph importing the profile (`Eq(import: ...)`); a profile line it does not read exits with 2, located.
+#[test]
+fn import_eq_writes_a_graph_that_renders_as_the_imported_profile_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = repo().join("graphs/headphones/ParametricEQ.txt");
+    let profile = profile.to_str().expect("UTF-8 path");
+    let o = fxgraph(&["import", "eq", profile, "-o", "written.ron"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let written = std::fs::read_to_string(dir.path().join("written.ron")).expect("written");
+    assert!(written.contains("gain_db: -6.2") && written.matches("(kind: ").count() == 5, "{written}");
+    let importing = format!(
+        "(sample_rate: 48000, channels: 2, nodes: {{ \"eq\": Eq(import: \"{profile}\") }}, edges: [(\"input\", \"eq\"), (\"eq\", \"output\")])"
+    );
+    std::fs::write(dir.path().join("importing.ron"), importing).expect("write");
+    for g in ["written", "importing"] {
+        let o = fxgraph(&["render", &format!("{g}.ron"), "--seconds", "2", "-o", &format!("{g}.wav")], dir.path());
+        assert!(o.status.success(), "{g}: {}", stderr(&o));
+    }
+    let read = |f: &str| std::fs::read(dir.path().join(f)).expect("rendered");
+    assert!(read("written.wav") == read("importing.wav"), "the written graph renders differently");
+
+    std::fs::write(
+        dir.path().join("bad.txt"),
+        "Preamp: -3 dB\nFilter 1: ON PK Fc 100 Hz Gain 3 dB Q 1\nFilter 2: ON XX Fc 100 Hz\n",
+    )
+    .expect("write");
+    let o = fxgraph(&["import", "eq", "bad.txt"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad.txt:3:14: filter type \"XX\" is not supported"), "{}", stderr(&o));
+}

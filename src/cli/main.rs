@@ -6,6 +6,7 @@
 mod analyze;
 mod bench;
 mod check;
+mod import;
 mod picture;
 mod play;
 mod plot;
@@ -165,6 +166,29 @@ enum Command {
     /// Presets: parameter values for a graph, in presets/NAME.ron beside it.
     #[command(subcommand)]
     Preset(PresetCommand),
+    /// Write a graph from another tool's file.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// An EqualizerAPO / AutoEq parametric EQ profile (ParametricEQ.txt) as a graph: its filters as an Eq
+    /// node's bands, its preamp as the node's gain_db. A line fxgraph does not read is an error (exit 2)
+    /// naming its line and column.
+    Eq {
+        /// The profile.
+        file: PathBuf,
+        /// The graph file to write [default: stdout].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The graph's sample rate (bandwidths and slopes become the cookbook's Q at this rate).
+        #[arg(long, default_value_t = 48000, value_parser = clap::value_parser!(u32).range(8000..=384000))]
+        sample_rate: u32,
+        /// The graph's channels.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=32))]
+        channels: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -356,6 +380,9 @@ fn main() -> ExitCode {
         Command::Play(args) => play::run(args),
         Command::Preset(PresetCommand::Save { graph, name, set, force }) => preset::save(&graph, &name, &set, force),
         Command::Preset(PresetCommand::List { graph }) => preset::list(&graph),
+        Command::Import(ImportCommand::Eq { file, output, sample_rate, channels }) => {
+            import::eq(&file, output.as_deref(), sample_rate, channels as usize)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
