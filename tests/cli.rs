@@ -1524,3 +1524,45 @@ fn import_eq_writes_a_graph_that_renders_as_the_imported_profile_does() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("bad.txt:3:14: filter type \"XX\" is not supported"), "{}", stderr(&o));
 }
+
+/// `plot --data` of a convolver: its measured magnitude and group delay are a two-tap average's,
+/// |cos(pi f / fs)| and half a frame; `--target` writes a target curve beside it, interpolated in log
+/// frequency between the file's points; a target whose frequencies fall back is refused (exit 2).
+#[test]
+fn plot_measures_a_convolver_and_writes_a_target_beside_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_wav(&dir.path().join("avg.wav"), spec(1, 48000, 32, true), 2, |_, _| 0.5);
+    std::fs::write(
+        dir.path().join("g.ron"),
+        r#"(sample_rate: 48000, channels: 2, nodes: { "avg": Convolver(path: "avg.wav") }, edges: [("input", "avg"), ("avg", "output")])"#,
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("target.csv"), "frequency,raw\n20,6\n1000,0\n20000,-6\n").expect("write");
+    let o = fxgraph(&["plot", "g.ron", "--target", "target.csv", "--data", "d.csv", "-o", "p.svg"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(dir.path().join("d.csv")).expect("data");
+    let mut lines = csv.lines().skip(1);
+    let header = lines.next().expect("header");
+    assert_eq!(header, "freq_hz,graph measured magnitude_db,graph measured group_delay_ms,target target magnitude_db");
+    let mut rows = 0;
+    for line in lines {
+        let v: Vec<f64> = line.split(',').map(|x| x.parse().expect("number")).collect();
+        let f = v[0];
+        let want = 20.0 * (std::f64::consts::PI * f / 48000.0).cos().abs().log10();
+        if want > -60.0 {
+            assert!((v[1] - want).abs() < 0.01, "{f} Hz: {} dB, the two-tap average's {want} dB", v[1]);
+            assert!((v[2] - 1000.0 * 0.5 / 48000.0).abs() < 1e-4, "{f} Hz: group delay {} ms", v[2]);
+        }
+        let target =
+            if f <= 1000.0 { 6.0 * (1000.0 / f).ln() / 50f64.ln() } else { -6.0 * (f / 1000.0).ln() / 20f64.ln() };
+        let target = if f >= 20000.0 { -6.0 } else { target };
+        assert!((v[3] - target).abs() < 1e-4, "{f} Hz: target {} dB, want {target}", v[3]);
+        rows += 1;
+    }
+    assert!(rows > 400, "{rows} rows");
+
+    std::fs::write(dir.path().join("bad.csv"), "20,6\n1000,0\n500,1\n").expect("write");
+    let o = fxgraph(&["plot", "g.ron", "--target", "bad.csv", "-o", "p.svg"], dir.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bad.csv:3: the frequencies must rise"), "{}", stderr(&o));
+}

@@ -153,6 +153,10 @@ enum Command {
         /// Also write the plotted data: .csv or .json.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Also draw (and write with --data) a target response from this file: frequency (Hz) and level
+        /// (dB) per line, as AutoEq's and REW's CSV and text exports hold them.
+        #[arg(long)]
+        target: Option<PathBuf>,
         /// The impulse's level in dBFS [default: below every compressor threshold and limiter ceiling].
         #[arg(long, allow_hyphen_values = true)]
         level: Option<f64>,
@@ -356,8 +360,8 @@ fn main() -> ExitCode {
             bench::run(&graph, &input, seconds, block as usize, threads, json, plot.as_deref(), allow_faults, loudness)
         }
         Command::Check { graph, dot } => check::run(&graph, dot),
-        Command::Plot { graph, output, node, data, level, topology } => {
-            plot::run(&graph, output, &node, data.as_deref(), level, topology)
+        Command::Plot { graph, output, node, data, target, level, topology } => {
+            plot::run(&graph, output, &node, data.as_deref(), target.as_deref(), level, topology)
         }
         Command::Plugin { path, action } => match (path, action) {
             (Some(path), None) => plugin::info(&path),

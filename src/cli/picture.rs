@@ -12,6 +12,7 @@ use fxgraph::dsp::biquad::{BandKind, Coeffs};
 use fxgraph::graph::{Graph, GraphNode, Link, Source};
 use fxgraph::node::{AudioIn, AudioOut};
 use fxgraph::nodes::builtin::{BassBoostParams, CompressorParams, EqParams, LimiterParams, TrebleBoostParams};
+use fxgraph::nodes::convolution::ConvolverParams;
 use fxgraph::{Engine, EngineOptions};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -24,6 +25,19 @@ use std::path::Path;
 pub enum CurveKind {
     Measured,
     Analytic,
+    /// A target read from a file (`plot --target`).
+    Target,
+}
+
+impl CurveKind {
+    /// How the data and the legend name it.
+    fn label(self) -> &'static str {
+        match self {
+            CurveKind::Measured => "measured",
+            CurveKind::Analytic => "cookbook",
+            CurveKind::Target => "target",
+        }
+    }
 }
 
 /// One curve: magnitude (and, for measured curves, group delay) on the frequency grid.
@@ -192,8 +206,16 @@ pub fn response(graph: &Graph, nodes: &[String], level_dbfs: Option<f64>) -> any
     let sr = graph.format.sample_rate;
     let freqs = frequency_grid(sr);
     let level = level_dbfs.unwrap_or_else(|| measurement_level(graph));
-    // Long enough for a 20 Hz resonance to ring out: a second and a half, in whole blocks.
-    let frames = (f64::from(sr) * 1.5) as usize;
+    // Long enough for a 20 Hz resonance to ring out (a second and a half), and for the longest impulse
+    // response a convolver holds to end, with a second for the graph's latency.
+    let longest_ir = graph
+        .nodes
+        .iter()
+        .filter_map(|n| n.spec.as_any().downcast_ref::<ConvolverParams>())
+        .filter_map(ConvolverParams::ir_frames)
+        .max()
+        .unwrap_or(0);
+    let frames = ((f64::from(sr) * 1.5) as usize).max(longest_ir + sr as usize);
     let mut curves = Vec::new();
     let measured = |g: Graph, name: String, curves: &mut Vec<Curve>| -> anyhow::Result<()> {
         let h = impulse_response(g, level, frames)?;
@@ -239,13 +261,77 @@ pub fn response(graph: &Graph, nodes: &[String], level_dbfs: Option<f64>) -> any
 }
 
 impl Response {
+    /// Adds a target curve read from `path` (a frequency response as AutoEq and REW write them: lines of
+    /// frequency in Hz and level in dB, separated by a comma, semicolon, tab or spaces; a header line and
+    /// `#` comments are skipped), interpolated onto the grid linearly in log frequency and held at its ends.
+    ///
+    /// # Errors
+    /// A message naming the file and line for a line that is not two numbers after the header, frequencies
+    /// that do not rise, or fewer than two points.
+    pub fn add_target(&mut self, path: &Path) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let mut points: Vec<(f64, f64)> = Vec::new();
+        let mut header_seen = false;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut fields = line.split(|c: char| c == ',' || c == ';' || c.is_whitespace()).filter(|f| !f.is_empty());
+            let numbers: Option<(f64, f64)> = (|| Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?)))();
+            match numbers {
+                Some((f, db)) if f > 0.0 && f.is_finite() && db.is_finite() => {
+                    if points.last().is_some_and(|&(last, _)| f <= last) {
+                        anyhow::bail!(
+                            "{}:{}: the frequencies must rise ({f} Hz after {} Hz)",
+                            path.display(),
+                            i + 1,
+                            points.last().map_or(0.0, |p| p.0)
+                        );
+                    }
+                    points.push((f, db));
+                }
+                None if !header_seen && points.is_empty() => header_seen = true,
+                _ => anyhow::bail!(
+                    "{}:{}: expected a frequency in Hz and a level in dB, got `{line}`",
+                    path.display(),
+                    i + 1
+                ),
+            }
+        }
+        if points.len() < 2 {
+            anyhow::bail!("{}: a target needs at least two points", path.display());
+        }
+        let magnitude_db = self
+            .freq_hz
+            .iter()
+            .map(|&f| {
+                let k = points.partition_point(|&(p, _)| p <= f);
+                match k {
+                    0 => points[0].1,
+                    k if k == points.len() => points[k - 1].1,
+                    k => {
+                        let ((f0, d0), (f1, d1)) = (points[k - 1], points[k]);
+                        d0 + (d1 - d0) * (f / f0).ln() / (f1 / f0).ln()
+                    }
+                }
+            })
+            .collect();
+        let name = path.file_stem().map_or_else(|| "target".into(), |n| n.to_string_lossy().into_owned());
+        self.curves.push(Curve { name, kind: CurveKind::Target, magnitude_db, group_delay_ms: None });
+        Ok(())
+    }
+
     /// The data as CSV: `freq_hz`, then one column per curve (`NAME magnitude_db`, measured curves also
     /// `NAME group_delay_ms`), `measured` or `analytic` in the header.
     pub fn to_csv(&self) -> String {
         let mut s =
             format!("# {} at {} Hz, impulse at {:.1} dBFS\nfreq_hz", self.graph, self.sample_rate, self.level_dbfs);
         for c in &self.curves {
-            let kind = if c.kind == CurveKind::Measured { "measured" } else { "analytic" };
+            let kind = match c.kind {
+                CurveKind::Analytic => "analytic",
+                k => k.label(),
+            };
             s.push_str(&format!(",{} {kind} magnitude_db", c.name));
             if c.group_delay_ms.is_some() {
                 s.push_str(&format!(",{} {kind} group_delay_ms", c.name));
@@ -375,14 +461,14 @@ pub fn draw_response<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, r: &Respo
         let n = color_of.len();
         let color = *color_of.entry(c.name.clone()).or_insert(PALETTE[n % PALETTE.len()]);
         let points = r.freq_hz.iter().copied().zip(c.magnitude_db.iter().map(|v| v.clamp(ymin, ymax)));
-        let label = format!("{} ({})", c.name, if c.kind == CurveKind::Measured { "measured" } else { "cookbook" });
+        let label = format!("{} ({})", c.name, c.kind.label());
         match c.kind {
             CurveKind::Measured => chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))
                 .map_err(plot_err)?
                 .label(label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))),
-            CurveKind::Analytic => chart
+            CurveKind::Analytic | CurveKind::Target => chart
                 .draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(1)))
                 .map_err(plot_err)?
                 .label(label)

@@ -10,6 +10,7 @@ pub(crate) fn run(
     output: Option<PathBuf>,
     nodes: &[String],
     data: Option<&Path>,
+    target: Option<&Path>,
     level: Option<f64>,
     topology: bool,
 ) -> Result<(), Failure> {
@@ -30,7 +31,10 @@ pub(crate) fn run(
         }
     }
     let graph = load(graph_path)?;
-    let r = response(&graph, nodes, level).map_err(bad_input)?;
+    let mut r = response(&graph, nodes, level).map_err(bad_input)?;
+    if let Some(target) = target {
+        r.add_target(target).map_err(bad_input)?;
+    }
     write_picture(&output, (1200, 860), |a| draw_response(a, &r), |a| draw_response(a, &r))?;
     eprintln!(
         "plotted {} curve{} of {} (impulse at {:.1} dBFS) -> {}",

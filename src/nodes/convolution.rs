@@ -75,6 +75,14 @@ impl ConvolverParams {
         Self { path: path.into(), channels: IrChannels::Auto, gain_db: 0.0, latency: Latency::Zero, loaded: None }
     }
 
+    /// The IR's length in frames at the graph's rate, once read.
+    pub fn ir_frames(&self) -> Option<usize> {
+        match &self.loaded {
+            Some((_, _, Ok(ir))) => ir.channels.first().map(|c| c.len()),
+            _ => None,
+        }
+    }
+
     /// The IR for `ctx`: as read by [`NodeSpec::bind`], or read now if the description has changed since.
     fn ir(&self, ctx: &BuildContext<'_>) -> Result<Arc<Ir>, String> {
         let file = ctx.base_dir.join(&self.path);
