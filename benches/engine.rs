@@ -944,11 +944,94 @@ fn nodes(c: &mut Criterion) {
     group.finish();
 }
 
+/// A decaying noise IR (-60 dB over its length, as a room's), as a stereo 32-bit float WAV at 48 kHz.
+fn write_room_ir(path: &std::path::Path, taps: usize) {
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let decay = (1e-3f64).ln() / taps as f64;
+    let mut data = Vec::with_capacity(taps * 8);
+    for i in 0..taps {
+        for _ in 0..2 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let x = ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * 0.05 * (decay * i as f64).exp();
+            data.extend_from_slice(&(x as f32).to_le_bytes());
+        }
+    }
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32, 3 | (2 << 16), 48000, 48000 * 8, 8 | (32 << 16)] {
+        wav.extend_from_slice(&v.to_le_bytes());
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    std::fs::write(path, wav).expect("write the IR");
+}
+
+/// The `Convolver`'s cost per block in real time: driven one block per call (512 and 64 frames, as a device
+/// callback drives it) over a minute of the demo signal, each call timed; the 99th percentile and the
+/// largest against the block's real-time budget, for IRs of 4096, 65536 and 480000 taps (stereo) with no
+/// latency and with a block's.
+fn convolver_blocks() {
+    let dir = std::env::temp_dir().join(format!("fxgraph-bench-convolver-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let input = demo(48000);
+    println!("Convolver, one block per call, 60 s of the demo signal (stereo IR, 48 kHz):");
+    for taps in [4096, 65536, 480_000] {
+        let ir = dir.join(format!("ir{taps}.wav"));
+        write_room_ir(&ir, taps);
+        for latency in ["Zero", "Block"] {
+            for block in [512usize, 64] {
+                let text = format!(
+                    "(sample_rate: 48000, channels: 2, nodes: {{ \"conv\": Convolver(path: \"{}\", latency: {latency}) }}, edges: [(\"input\", \"conv\"), (\"conv\", \"output\")])",
+                    ir.display()
+                );
+                let graph = Graph::parse(&text, "conv.ron", &dir).expect("valid graph");
+                let options = EngineOptions { max_block: block, threads: 1, ..Default::default() };
+                let mut rig = start(graph, options);
+                let mut out = vec![0.0f32; input.len()];
+                let n = input.len() / 2;
+                // A second to warm up (first touches of the partitions' memory), then a minute timed.
+                run_engine(&mut rig, &input, &mut out, block);
+                let mut times = Vec::with_capacity(60 * n / block);
+                for _ in 0..60 {
+                    let mut at = 0;
+                    while at + block <= n {
+                        let t = std::time::Instant::now();
+                        rig.1.process(
+                            &AudioIn::new(&input[at..], n, 2, block),
+                            &mut AudioOut::new(&mut out[at..], n, 2, block),
+                        );
+                        times.push(t.elapsed().as_nanos() as f64);
+                        at += block;
+                    }
+                }
+                times.sort_by(f64::total_cmp);
+                let budget = block as f64 / 48000.0 * 1e9;
+                let p99 = times[times.len() * 99 / 100];
+                let (mean, max) = (times.iter().sum::<f64>() / times.len() as f64, times[times.len() - 1]);
+                println!(
+                    "  {taps:6} taps {latency:5} block {block:3}: mean {:7.1} us, p99 {:7.1} us, largest {:7.1} us; budget {:7.1} us (p99 {:5.1}%, largest {:5.1}%)",
+                    mean / 1e3,
+                    p99 / 1e3,
+                    max / 1e3,
+                    budget / 1e3,
+                    100.0 * p99 / budget,
+                    100.0 * max / budget
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     // `cargo bench -p fxgraph-benches --bench engine` runs everything; `-- ratios` only the paired ratios, `-- native` only
-    // the native-plugin ones, `-- monitor` only the monitor's cost and `-- speedup` only the callback-driven
-    // speed-ups of `parallel.ron` (both with more rounds); any other filter only the matching criterion
-    // benchmarks.
+    // the native-plugin ones, `-- monitor` only the monitor's cost, `-- speedup` only the callback-driven
+    // speed-ups of `parallel.ron` (both with more rounds) and `-- convolver` only the convolver's block times;
+    // any other filter only the matching criterion benchmarks.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     if filter.as_deref().is_none_or(|f| f == "ratios") {
         ratios();
@@ -963,7 +1046,10 @@ fn main() {
     if filter.as_deref() == Some("speedup") {
         parallel_speedups(81);
     }
-    if matches!(filter.as_deref(), Some("ratios" | "native" | "monitor" | "speedup")) {
+    if filter.as_deref() == Some("convolver") {
+        convolver_blocks();
+    }
+    if matches!(filter.as_deref(), Some("ratios" | "native" | "monitor" | "speedup" | "convolver")) {
         return;
     }
     let mut c =

@@ -19,7 +19,12 @@
 //! # Bounded work per block
 //! A level's output block `j` is `IFFT(Σₖ Xⱼ₋₁₋ₖ·Hₖ)`: only the `k = 0` term needs the input block that has
 //! just ended. The products of the older partitions (`k ≥ 1`) are summed during the block before, a slice
-//! at every [`TICK`] frames; at a level's boundary only its two FFTs and one partition's products remain.
+//! at every [`TICK`] frames; at a level's boundary only its FFTs and one partition's products remain.
+//!
+//! Levels of 16384 frames or more are **spread**: they start at tap `2n`, so their output block `j` is
+//! `IFFT(Σₖ Xⱼ₋₂₋ₖ·Hₖ)` and can be computed whole during block `j - 1`: the forward FFT of one input per
+//! tick, then the products, then the inverse FFT of one output per tick. No tick does more than one FFT of
+//! such a level, so a 64-frame callback never carries a 65536-point FFT for each channel at once.
 //!
 //! # Same bits whatever the block size
 //! All work is tied to positions in the stream (multiples of [`TICK`] frames), never to the calls that
@@ -43,6 +48,8 @@ pub const BLOCK_LATENCY: usize = 1024;
 pub const MAX_PARTITION: usize = 32768;
 /// Bins of the sums kept in cache while the partitions' products are added to them.
 const CHUNK: usize = 256;
+/// Levels of partitions this long or longer are spread (see the module documentation).
+const SPREAD: usize = 16384;
 /// Each level's partitions are this many times longer than the level before.
 const GROWTH: usize = 8;
 
@@ -84,6 +91,10 @@ struct Level {
     /// Per output: the spectrum being summed for the next block, and the current block's samples.
     acc: Vec<Split<f64>>,
     out: Vec<Vec<f64>>,
+    /// Spread: the level starts at tap `2n` and its output block is computed during the block before,
+    /// FFTs included, into `next`; otherwise only the older partitions' products are.
+    spread: bool,
+    next: Vec<Vec<f64>>,
     /// The products summed during a block, in order: (input, IR, output, partition ≥ 1), and how far the
     /// sum is (in bins, over all of them).
     jobs: Vec<Job>,
@@ -172,8 +183,17 @@ impl Convolver {
         let mut levels = Vec::new();
         let mut start = tick;
         let mut n = tick;
+        // Long partitions are spread where a block has a tick for each FFT and one for the products.
+        let spreads = |n: usize| n >= SPREAD && n / tick > inputs + outputs;
         while start < longest {
-            let next = if n >= MAX_PARTITION { usize::MAX } else { (n * GROWTH).min(MAX_PARTITION) };
+            // The next level's partitions, and where it starts: at its own length, or twice that if spread.
+            let next_n = (n * GROWTH).min(MAX_PARTITION);
+            let next = match n {
+                n if n >= MAX_PARTITION => usize::MAX,
+                _ if spreads(next_n) => 2 * next_n,
+                _ => next_n,
+            };
+            let spread = spreads(n);
             let end = longest.min(next.max(start));
             let slots = (end - start).div_ceil(n);
             let fwd = planner.plan_fft_forward(2 * n);
@@ -206,7 +226,8 @@ impl Convolver {
             let mut jobs = Vec::new();
             for o in 0..outputs {
                 for r in routes.iter().filter(|r| r.output == o) {
-                    jobs.extend((1..counts[r.ir]).map(|partition| Job {
+                    // Spread, a level sums every partition's products during the block before.
+                    jobs.extend((usize::from(!spread)..counts[r.ir]).map(|partition| Job {
                         input: r.input,
                         ir: r.ir,
                         output: o,
@@ -228,13 +249,16 @@ impl Convolver {
                 counts,
                 acc: vec![Split::zeros(n + 1); outputs],
                 out: vec![vec![0.0; n]; outputs],
+                spread,
+                next: vec![vec![0.0; n]; if spread { outputs } else { 0 }],
                 jobs,
                 done: 0,
             });
             start = end;
             n = (n * GROWTH).min(MAX_PARTITION);
         }
-        let widest = levels.iter().map(|l| 2 * l.n).max().unwrap_or(0).max(2 * tick);
+        // A level reads the two blocks before its boundary; spread, it reads them during the block after.
+        let widest = levels.iter().map(|l| if l.spread { 4 * l.n } else { 2 * l.n }).max().unwrap_or(0).max(2 * tick);
         Self {
             outputs,
             routes,
@@ -270,7 +294,7 @@ impl Convolver {
         for l in &mut self.levels {
             l.fdl.iter_mut().for_each(Split::clear);
             l.acc.iter_mut().for_each(Split::clear);
-            l.out.iter_mut().for_each(|o| o.fill(0.0));
+            l.out.iter_mut().chain(&mut l.next).for_each(|o| o.fill(0.0));
             l.done = 0;
             l.newest = 0;
         }
@@ -337,6 +361,10 @@ impl Convolver {
             let ticks = l.n / self.tick;
             let t = (pos / self.tick) % ticks;
             let bins = l.n + 1;
+            if l.spread {
+                l.spread_tick(self.fma, &self.rings, pos, t, ticks);
+                continue;
+            }
             if t == 0 && pos > 0 {
                 // The block that ended: its spectrum into each input's delay line.
                 l.newest = (l.newest + 1) % l.slots;
@@ -388,6 +416,45 @@ impl Convolver {
 }
 
 impl Level {
+    /// A spread level's work at tick `t` of its block: at the boundary, the block computed during the last
+    /// one becomes the output; then the forward FFT of input `t` (one per tick), the products, and last the
+    /// inverse FFT of each output (one per tick), so that no tick does more than one FFT of the level.
+    fn spread_tick(&mut self, fma: bool, rings: &[Vec<f64>], pos: usize, t: usize, ticks: usize) {
+        let (inputs, outputs, bins) = (self.fdl.len(), self.acc.len(), self.n + 1);
+        if t == 0 {
+            std::mem::swap(&mut self.out, &mut self.next);
+            self.newest = (self.newest + 1) % self.slots;
+            self.done = 0;
+        }
+        if t < inputs {
+            // The two blocks that ended at this block's start.
+            let start = pos - t * (self.n / ticks);
+            copy_from_ring(&rings[t], start.wrapping_sub(2 * self.n), &mut self.time);
+            self.fwd.process_with_scratch(&mut self.time, &mut self.spec, &mut self.scratch).expect("planned lengths");
+            let slot = self.newest * bins;
+            for (b, c) in self.spec.iter().enumerate() {
+                self.fdl[t].re[slot + b] = c.re;
+                self.fdl[t].im[slot + b] = c.im;
+            }
+        }
+        let products = ticks - inputs - outputs;
+        if t >= inputs && t < inputs + products {
+            self.sum_jobs(fma, self.units() * (t - inputs + 1) / products);
+        }
+        if t >= inputs + products {
+            let o = t - inputs - products;
+            let acc = &mut self.acc[o];
+            for (c, (re, im)) in self.spec.iter_mut().zip(acc.re.iter().zip(&acc.im)) {
+                *c = Complex::new(*re, *im);
+            }
+            self.spec[0].im = 0.0;
+            self.spec[self.n].im = 0.0;
+            self.inv.process_with_scratch(&mut self.spec, &mut self.time, &mut self.scratch).expect("planned lengths");
+            self.next[o].copy_from_slice(&self.time[self.n..]);
+            acc.clear();
+        }
+    }
+
     /// Sums the products of older partitions up to unit `target`. A unit is one job over one chunk of
     /// [`CHUNK`] bins, taken chunk by chunk (every job of a chunk, then the next chunk), so a chunk of the
     /// sums stays in cache while the partitions stream past it; each bin still sums its jobs in order.
@@ -397,8 +464,10 @@ impl Level {
             let (chunk, job) = (self.done / self.jobs.len(), self.done % self.jobs.len());
             let (from, to) = (chunk * CHUNK, bins.min(chunk * CHUNK + CHUNK));
             let Job { input, ir, output, partition } = self.jobs[job];
-            // Partition k multiplies the spectrum of the block k - 1 before the newest.
-            let slot = (self.newest + self.slots - (partition - 1)) % self.slots * bins;
+            // Partition k multiplies the spectrum k blocks before the newest; a level that is not spread sums
+            // during a block the products for the block after the next, one block later.
+            let lag = usize::from(!self.spread);
+            let slot = (self.newest + self.slots + lag - partition) % self.slots * bins;
             let (x, h, acc) = (&self.fdl[input], &self.filters[ir], &mut self.acc[output]);
             let at = partition * bins;
             cmac(
@@ -587,12 +656,16 @@ mod tests {
         let taps = 500_000;
         let x: Vec<f64> = noise(taps + 70_000, 2).iter().map(|&v| f64::from(v as f32)).collect();
         let h = room(taps, 3);
-        let mut c = mono(&h, Latency::Zero);
-        assert_eq!(c.partitions().last().map(|p| p.0), Some(MAX_PARTITION));
-        let y = run(&mut c, &x, &[512]);
-        // Every partition's part of the output, at positions spread over the whole stream.
-        let db = error_db(&x, &h, &y, 0, (0..x.len()).step_by(997).chain(x.len() - 64..x.len()));
-        assert!(db < -130.0, "{db:.1} dB");
+        for latency in [Latency::Zero, Latency::Block] {
+            let mut c = mono(&h, latency);
+            // The last level is spread: its FFTs too run a tick at a time.
+            assert!(c.levels.last().is_some_and(|l| l.n == MAX_PARTITION && l.spread), "{c:?}");
+            let y = run(&mut c, &x, &[512, 64, 1000]);
+            // Every partition's part of the output, at positions spread over the whole stream.
+            let positions = (0..x.len()).step_by(997).chain(x.len() - 64..x.len());
+            let db = error_db(&x, &h, &y, c.latency(), positions);
+            assert!(db < -130.0, "{latency:?}: {db:.1} dB");
+        }
     }
 
     #[test]
