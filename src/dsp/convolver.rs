@@ -7,11 +7,12 @@
 //! - **a direct head** (`latency: Zero`): the first [`TICK`] taps, convolved sample by sample in the time
 //!   domain, so the output has no delay;
 //! - **levels of FFT partitions**: level `i` cuts its stretch into partitions of `n` taps (64, 512, 4096,
-//!   then [`MAX_PARTITION`]: each level eight times the last, and the last one as long as the IR needs) and
-//!   convolves them by uniformly partitioned overlap-save (a frequency-domain delay line of input spectra,
-//!   multiplied by each partition's spectrum and summed). A level of partitions of `n` taps starts at tap
-//!   `n` or later, so the output block it owes at frame `j·n` depends only on input before `j·n`: it is
-//!   computed at that frame from complete blocks, and adds no delay.
+//!   then [`MAX_PARTITION`]: each level eight times the last, opened where the IR has two of its partitions
+//!   left, else the level before takes the rest) and convolves them by uniformly partitioned overlap-save
+//!   (a frequency-domain delay line of input spectra, multiplied by each partition's spectrum and summed).
+//!   A level of partitions of `n` taps starts at tap `n` or later, so the output block it owes at frame
+//!   `j·n` depends only on input before `j·n`: it is computed at that frame from complete blocks, and adds
+//!   no delay.
 //!
 //! `latency: Block` delays the IR by [`BLOCK_LATENCY`] frames, which the engine compensates: no direct head
 //! and no small levels, at a lower cost per frame.
@@ -193,6 +194,9 @@ impl Convolver {
                 _ if spreads(next_n) => 2 * next_n,
                 _ => next_n,
             };
+            // A level of longer partitions pays two FFTs a block: it is opened only for two partitions or
+            // more, or this level takes the rest.
+            let next = if longest.saturating_sub(next) < 2 * next_n { usize::MAX } else { next };
             let spread = spreads(n);
             let end = longest.min(next.max(start));
             let slots = (end - start).div_ceil(n);
