@@ -174,3 +174,42 @@ fn a_bad_impulse_response_is_a_located_error() {
         assert!(e.to_string().contains(why), "{node}: {e}");
     }
 }
+
+/// True stereo from a 4-channel IR through `channels: Matrix(...)`: each output is the sum of both inputs,
+/// each through its own IR, within -120 dB of the direct convolution; a mono input spread to stereo by a
+/// 1-column matrix gets a port of one channel and an output of two.
+#[test]
+fn a_matrix_convolves_true_stereo_and_spreads_mono() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let irs: Vec<Vec<f64>> = (0..4).map(|s| room_ir(3000, 20 + s)).collect();
+    write_ir(&dir.path().join("ts.wav"), 48000, &irs);
+    let input = demo(0.5);
+    let path = graph_in(
+        dir.path(),
+        2,
+        "Convolver(path: \"ts.wav\", channels: Matrix([[Some(0), Some(1)], [Some(2), Some(3)]]))",
+    );
+    let out = run_file(&path, input.clone(), 512, 1, Parallelism::Adaptive);
+    for (o, pair) in [(0, [0, 1]), (1, [2, 3])] {
+        let want: Vec<f64> =
+            direct(&input[0], &irs[pair[0]]).iter().zip(direct(&input[1], &irs[pair[1]])).map(|(a, b)| a + b).collect();
+        let db = error_db(&out[o], &want);
+        assert!(db < -120.0, "output {o}: {db:.1} dB");
+    }
+    let mono = r#"(sample_rate: 48000, channels: 2,
+        nodes: {
+            "left": Channels(select: [0]),
+            "spread": Convolver(path: "ts.wav", channels: Matrix([[Some(0)], [Some(3)]])),
+        },
+        edges: [("input", "left"), ("left", "spread"), ("spread", "output")])"#;
+    let g = Graph::parse(mono, "mono.ron", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let node = g.nodes.iter().find(|n| n.name == "spread").expect("node");
+    assert_eq!((node.layout.inputs(), node.layout.outputs()), (vec![1], vec![2]));
+    let path = dir.path().join("mono.ron");
+    std::fs::write(&path, mono).expect("write");
+    let out = run_file(&path.display().to_string(), input.clone(), 256, 1, Parallelism::Adaptive);
+    for (o, ir) in [(0, 0), (1, 3)] {
+        let db = error_db(&out[o], &direct(&input[0], &irs[ir]));
+        assert!(db < -120.0, "mono to output {o}: {db:.1} dB");
+    }
+}
