@@ -999,7 +999,7 @@ fn convolver_blocks() {
                     let options = EngineOptions { max_block: block, threads: 1, ..Default::default() };
                     let mut rig = start(graph, options);
                     let mut out = vec![0.0f32; input.len()];
-                    for call in 0..calls {
+                    for (call, least) in least.iter_mut().enumerate() {
                         let at = (call % (n / block)) * block;
                         let t = std::time::Instant::now();
                         rig.1.process(
@@ -1007,7 +1007,7 @@ fn convolver_blocks() {
                             &mut AudioOut::new(&mut out[at..], n, 2, block),
                         );
                         let ns = t.elapsed().as_nanos() as f64;
-                        least[call] = least[call].min(ns);
+                        *least = least.min(ns);
                         slowest = slowest.max(ns);
                     }
                 }
