@@ -836,17 +836,7 @@ fn an_edit_cross_fades_over_crossfade_ms_with_equal_power_gains() {
 
 /// Writes a one-channel 32-bit float WAV at 48 kHz.
 fn write_ir(path: &Path, taps: &[f32]) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 48000,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("create WAV");
-    for &t in taps {
-        w.write_sample(t).expect("write");
-    }
-    w.finalize().expect("finalize");
+    common::write_float_wav(path, 48000, &[taps.iter().map(|&t| f64::from(t)).collect()]);
 }
 
 /// A watched graph's impulse response is rewritten on disk while it plays: the engine reloads it, and the

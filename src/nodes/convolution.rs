@@ -204,7 +204,8 @@ pub fn read_ir(path: &Path, rate: u32) -> Result<Ir, String> {
     }
     let mut hash = std::hash::DefaultHasher::new();
     for t in &taps {
-        std::hash::Hash::hash(&t.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), &mut hash);
+        std::hash::Hash::hash(&t.len(), &mut hash);
+        t.iter().for_each(|x| std::hash::Hash::hash(&x.to_bits(), &mut hash));
     }
     let digest = std::hash::Hasher::finish(&hash);
     Ok(Ir { channels: taps.into_iter().map(Arc::new).collect(), digest })

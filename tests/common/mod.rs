@@ -39,3 +39,22 @@ pub fn render_planar(graph: fxgraph::Graph, input: Vec<Vec<f32>>) -> (Vec<Vec<f3
     .expect("render");
     (sink.channels, engine.metrics())
 }
+
+/// Writes planar `channels` (all as long) as a 32-bit float WAV at `rate`: an impulse response for a
+/// `Convolver`.
+#[allow(dead_code)] // Not every test binary uses every helper.
+pub fn write_float_wav(path: &std::path::Path, rate: u32, channels: &[Vec<f64>]) {
+    let spec = hound::WavSpec {
+        channels: channels.len() as u16,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).expect("create WAV");
+    for t in 0..channels.first().map_or(0, Vec::len) {
+        for c in channels {
+            w.write_sample(c[t] as f32).expect("write");
+        }
+    }
+    w.finalize().expect("finalize");
+}

@@ -6,19 +6,7 @@ use std::path::Path;
 
 /// Writes planar `channels` as a 32-bit float WAV at `rate`.
 pub fn write_ir(path: &Path, rate: u32, channels: &[Vec<f64>]) {
-    let spec = hound::WavSpec {
-        channels: channels.len() as u16,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("create WAV");
-    for t in 0..channels.first().map_or(0, Vec::len) {
-        for c in channels {
-            w.write_sample(c[t] as f32).expect("write");
-        }
-    }
-    w.finalize().expect("finalize");
+    common::write_float_wav(path, rate, channels);
 }
 
 /// A decaying noise IR, as a room's, with values that are `f32` (as the file stores them).
