@@ -26,6 +26,9 @@ pub(crate) fn register(registry: &mut Registry) {
 
 /// The longest impulse response, in seconds at the graph's rate.
 pub const MAX_IR_SECONDS: usize = 10;
+/// The most samples an impulse response may hold over all its channels (2^24: ten seconds of 32 channels at
+/// 48 kHz, or of 4 at 384 kHz); with its spectra about half a gigabyte.
+pub const MAX_IR_SAMPLES: usize = 1 << 24;
 
 /// Which IR channel convolves which channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -154,8 +157,8 @@ pub struct Ir {
 /// frequency is kept (an IR's taps sum to its DC gain: at twice the rate there are twice as many).
 ///
 /// # Errors
-/// A message for a file that cannot be read or decoded, holds no audio, has a non-finite sample, or is
-/// longer than [`MAX_IR_SECONDS`] at `rate`.
+/// A message for a file that cannot be read or decoded, holds no audio, has a non-finite sample, is longer
+/// than [`MAX_IR_SECONDS`] at `rate`, or holds more than [`MAX_IR_SAMPLES`] over its channels.
 pub fn read_ir(path: &Path, rate: u32) -> Result<Ir, String> {
     let decoded = Decoded::open(path).map_err(|e| e.to_string())?;
     let (from, channels) = (decoded.sample_rate(), decoded.channels());
@@ -187,6 +190,12 @@ pub fn read_ir(path: &Path, rate: u32) -> Result<Ir, String> {
                 }
                 t.push(f64::from(x));
             }
+        }
+        if taps[0].len() * channels > MAX_IR_SAMPLES {
+            return Err(format!(
+                "{}: the impulse response holds more than {MAX_IR_SAMPLES} samples over its {channels} channels at {rate} Hz",
+                path.display()
+            ));
         }
         if taps[0].len() > max {
             return Err(format!(

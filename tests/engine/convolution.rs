@@ -126,8 +126,8 @@ fn an_ir_at_another_rate_is_resampled_with_its_gain_kept() {
     assert!((db(got) - db(want)).abs() < 0.05, "500 Hz: {:.3} dB, the moving average's {:.3} dB", db(got), db(want));
 }
 
-/// An IR that is unreadable, empty, not finite or longer than 10 s is an error naming the node, with the
-/// line and column of its `path`, and why.
+/// An IR that is unreadable, empty, not finite, longer than 10 s or of more than 2^24 samples over its
+/// channels is an error naming the node, with the line and column of its `path`, and why.
 #[test]
 fn a_bad_impulse_response_is_a_located_error() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -136,12 +136,33 @@ fn a_bad_impulse_response_is_a_located_error() {
     write_ir(&d.join("nan.wav"), 48000, &[vec![0.5, f64::NAN, 0.25]]);
     write_ir(&d.join("long.wav"), 48000, &[vec![0.0; 480_001]]);
     std::fs::write(d.join("noise.wav"), b"RIFF this is not a WAV file").expect("write");
+    // 40 channels of 430,000 frames (under 10 s, over 2^24 samples in all): 16-bit silence.
+    let (ch, frames) = (40u32, 430_000u32);
+    let bytes = ch * frames * 2;
+    let mut wide = b"RIFF".to_vec();
+    for v in [
+        36 + bytes,
+        u32::from_le_bytes(*b"WAVE"),
+        u32::from_le_bytes(*b"fmt "),
+        16,
+        1 | (ch << 16),
+        48000,
+        48000 * ch * 2,
+        (ch * 2) | (16 << 16),
+        u32::from_le_bytes(*b"data"),
+        bytes,
+    ] {
+        wide.extend_from_slice(&v.to_le_bytes());
+    }
+    wide.resize(wide.len() + bytes as usize, 0);
+    std::fs::write(d.join("wide.wav"), wide).expect("write");
     for (file, why) in [
         ("missing.wav", "cannot read"),
         ("noise.wav", "not a readable WAV file"),
         ("empty.wav", "holds no audio"),
         ("nan.wav", "channel 0 has a non-finite sample (NaN) at frame 1"),
         ("long.wav", "longer than 10 s at 48000 Hz"),
+        ("wide.wav", "more than 16777216 samples over its 40 channels"),
     ] {
         let text = format!(
             "(sample_rate: 48000, channels: 2,\n nodes: {{\n  \"room\": Convolver(path: \"{file}\"),\n }},\n edges: [(\"input\", \"room\"), (\"room\", \"output\")])"
