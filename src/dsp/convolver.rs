@@ -372,43 +372,18 @@ impl Convolver {
             if t == 0 && pos > 0 {
                 // The block that ended: its spectrum into each input's delay line.
                 l.newest = (l.newest + 1) % l.slots;
-                for (ring, fdl) in self.rings.iter().zip(&mut l.fdl) {
-                    copy_from_ring(ring, pos.wrapping_sub(2 * l.n), &mut l.time);
-                    l.fwd.process_with_scratch(&mut l.time, &mut l.spec, &mut l.scratch).expect("planned lengths");
-                    let slot = l.newest * bins;
-                    for (b, c) in l.spec.iter().enumerate() {
-                        fdl.re[slot + b] = c.re;
-                        fdl.im[slot + b] = c.im;
-                    }
+                for (i, ring) in self.rings.iter().enumerate() {
+                    l.forward(ring, pos, i);
                 }
                 // The older partitions' products were summed during the block; partition 0's now.
                 for r in &self.routes {
-                    if l.counts[r.ir] == 0 {
-                        continue;
+                    if l.counts[r.ir] > 0 {
+                        let job = Job { input: r.input, ir: r.ir, output: r.output, partition: 0 };
+                        l.product(self.fma, job, 0, bins, 0);
                     }
-                    let slot = l.newest * bins;
-                    let (x, h) = (&l.fdl[r.input], &l.filters[r.ir]);
-                    let acc = &mut l.acc[r.output];
-                    cmac(
-                        self.fma,
-                        &mut acc.re,
-                        &mut acc.im,
-                        &x.re[slot..slot + bins],
-                        &x.im[slot..slot + bins],
-                        &h.re[..bins],
-                        &h.im[..bins],
-                    );
                 }
-                for (acc, out) in l.acc.iter_mut().zip(&mut l.out) {
-                    for (c, (re, im)) in l.spec.iter_mut().zip(acc.re.iter().zip(&acc.im)) {
-                        *c = Complex::new(*re, *im);
-                    }
-                    // A real signal's spectrum: DC and Nyquist bins are real (they are, but for rounding).
-                    l.spec[0].im = 0.0;
-                    l.spec[l.n].im = 0.0;
-                    l.inv.process_with_scratch(&mut l.spec, &mut l.time, &mut l.scratch).expect("planned lengths");
-                    out.copy_from_slice(&l.time[l.n..]);
-                    acc.clear();
+                for o in 0..l.acc.len() {
+                    l.inverse(o, false);
                 }
                 l.done = 0;
             }
@@ -424,7 +399,7 @@ impl Level {
     /// one becomes the output; then the forward FFT of input `t` (one per tick), the products, and last the
     /// inverse FFT of each output (one per tick), so that no tick does more than one FFT of the level.
     fn spread_tick(&mut self, fma: bool, rings: &[Vec<f64>], pos: usize, t: usize, ticks: usize) {
-        let (inputs, outputs, bins) = (self.fdl.len(), self.acc.len(), self.n + 1);
+        let (inputs, outputs) = (self.fdl.len(), self.acc.len());
         if t == 0 {
             std::mem::swap(&mut self.out, &mut self.next);
             self.newest = (self.newest + 1) % self.slots;
@@ -432,31 +407,62 @@ impl Level {
         }
         if t < inputs {
             // The two blocks that ended at this block's start.
-            let start = pos - t * (self.n / ticks);
-            copy_from_ring(&rings[t], start.wrapping_sub(2 * self.n), &mut self.time);
-            self.fwd.process_with_scratch(&mut self.time, &mut self.spec, &mut self.scratch).expect("planned lengths");
-            let slot = self.newest * bins;
-            for (b, c) in self.spec.iter().enumerate() {
-                self.fdl[t].re[slot + b] = c.re;
-                self.fdl[t].im[slot + b] = c.im;
-            }
+            self.forward(&rings[t], pos - t * (self.n / ticks), t);
         }
         let products = ticks - inputs - outputs;
         if t >= inputs && t < inputs + products {
             self.sum_jobs(fma, self.units() * (t - inputs + 1) / products);
         }
         if t >= inputs + products {
-            let o = t - inputs - products;
-            let acc = &mut self.acc[o];
-            for (c, (re, im)) in self.spec.iter_mut().zip(acc.re.iter().zip(&acc.im)) {
-                *c = Complex::new(*re, *im);
-            }
-            self.spec[0].im = 0.0;
-            self.spec[self.n].im = 0.0;
-            self.inv.process_with_scratch(&mut self.spec, &mut self.time, &mut self.scratch).expect("planned lengths");
-            self.next[o].copy_from_slice(&self.time[self.n..]);
-            acc.clear();
+            self.inverse(t - inputs - products, true);
         }
+    }
+
+    /// The spectrum of the two blocks of `ring` that end at stream position `end`, into input `input`'s
+    /// newest slot of the delay line.
+    fn forward(&mut self, ring: &[f64], end: usize, input: usize) {
+        copy_from_ring(ring, end.wrapping_sub(2 * self.n), &mut self.time);
+        self.fwd.process_with_scratch(&mut self.time, &mut self.spec, &mut self.scratch).expect("planned lengths");
+        let (fdl, slot) = (&mut self.fdl[input], self.newest * (self.n + 1));
+        for (b, c) in self.spec.iter().enumerate() {
+            fdl.re[slot + b] = c.re;
+            fdl.im[slot + b] = c.im;
+        }
+    }
+
+    /// Output `output`'s summed spectrum back to samples (overlap-save: the second half), into its current
+    /// block (`out`) or, for a spread level, its next (`next`); the sum is cleared for the next block.
+    fn inverse(&mut self, output: usize, next: bool) {
+        let acc = &mut self.acc[output];
+        for (c, (re, im)) in self.spec.iter_mut().zip(acc.re.iter().zip(&acc.im)) {
+            *c = Complex::new(*re, *im);
+        }
+        // A real signal's spectrum: DC and Nyquist bins are real (they are, but for rounding).
+        self.spec[0].im = 0.0;
+        self.spec[self.n].im = 0.0;
+        self.inv.process_with_scratch(&mut self.spec, &mut self.time, &mut self.scratch).expect("planned lengths");
+        let block = if next { &mut self.next[output] } else { &mut self.out[output] };
+        block.copy_from_slice(&self.time[self.n..]);
+        acc.clear();
+    }
+
+    /// Adds `job`'s product over bins `from..to` to its output's sum: partition `k` times the spectrum `k`
+    /// blocks before the newest, or `k - lag` blocks.
+    fn product(&mut self, fma: bool, job: Job, from: usize, to: usize, lag: usize) {
+        let bins = self.n + 1;
+        let Job { input, ir, output, partition } = job;
+        let slot = (self.newest + self.slots + lag - partition) % self.slots * bins;
+        let (x, h, acc) = (&self.fdl[input], &self.filters[ir], &mut self.acc[output]);
+        let at = partition * bins;
+        cmac(
+            fma,
+            &mut acc.re[from..to],
+            &mut acc.im[from..to],
+            &x.re[slot + from..slot + to],
+            &x.im[slot + from..slot + to],
+            &h.re[at + from..at + to],
+            &h.im[at + from..at + to],
+        );
     }
 
     /// Sums the products of older partitions up to unit `target`. A unit is one job over one chunk of
@@ -467,22 +473,9 @@ impl Level {
         while self.done < target {
             let (chunk, job) = (self.done / self.jobs.len(), self.done % self.jobs.len());
             let (from, to) = (chunk * CHUNK, bins.min(chunk * CHUNK + CHUNK));
-            let Job { input, ir, output, partition } = self.jobs[job];
-            // Partition k multiplies the spectrum k blocks before the newest; a level that is not spread sums
-            // during a block the products for the block after the next, one block later.
-            let lag = usize::from(!self.spread);
-            let slot = (self.newest + self.slots + lag - partition) % self.slots * bins;
-            let (x, h, acc) = (&self.fdl[input], &self.filters[ir], &mut self.acc[output]);
-            let at = partition * bins;
-            cmac(
-                fma,
-                &mut acc.re[from..to],
-                &mut acc.im[from..to],
-                &x.re[slot + from..slot + to],
-                &x.im[slot + from..slot + to],
-                &h.re[at + from..at + to],
-                &h.im[at + from..at + to],
-            );
+            // A level that is not spread sums during a block the products for the block after the next, whose
+            // newest spectrum is one block later.
+            self.product(fma, self.jobs[job], from, to, usize::from(!self.spread));
             self.done += 1;
         }
     }
