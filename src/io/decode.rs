@@ -617,6 +617,22 @@ impl BlockSource for AudioFile {
     }
 }
 
+/// Checks that `path`'s sample rate `rate` is one fxgraph reads ([`INPUT_RATES`]).
+///
+/// # Errors
+/// [`Error::Input`] naming the file and the rates it may have.
+pub fn check_input_rate(path: &Path, rate: u32) -> Result<()> {
+    if INPUT_RATES.contains(&rate) {
+        return Ok(());
+    }
+    Err(Error::Input(format!(
+        "{}: a sample rate of {rate} Hz is not audio fxgraph plays (inputs are {} to {} Hz)",
+        path.display(),
+        INPUT_RATES.start(),
+        INPUT_RATES.end()
+    )))
+}
+
 /// Opens an audio file as a source at the graph's rate and channel count: decoded, remixed and resampled
 /// as the module documentation says. Returns it with a note on what was converted (empty if nothing).
 ///
@@ -625,14 +641,7 @@ impl BlockSource for AudioFile {
 fn open_input(path: &Path, format: GraphFormat) -> Result<(Box<dyn BlockSource>, String)> {
     let decoded = Decoded::open(path)?;
     let (rate, channels) = (decoded.sample_rate(), decoded.channels());
-    if !(INPUT_RATES.contains(&rate)) {
-        return Err(Error::Input(format!(
-            "{}: a sample rate of {rate} Hz is not audio fxgraph plays (inputs are {} to {} Hz)",
-            path.display(),
-            INPUT_RATES.start(),
-            INPUT_RATES.end()
-        )));
-    }
+    check_input_rate(path, rate)?;
     let mut notes = Vec::new();
     let remixed = Remixed::new(decoded, channels, format.channels)
         .map_err(|e| Error::Input(format!("{} {e}", path.display())))?;

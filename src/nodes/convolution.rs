@@ -6,7 +6,7 @@ use super::spec_boilerplate;
 use crate::dsp::convolver::{Convolver, Latency, Route};
 use crate::dsp::simple::RampedGain;
 use crate::dsp::smooth::ramp_frames;
-use crate::io::decode::{Decoded, INPUT_RATES, Resampled};
+use crate::io::decode::{Decoded, Resampled, check_input_rate};
 use crate::io::stream::BlockSource;
 use crate::node::{
     AudioOut, BuildContext, GraphFormat, Layout, NodeError, NodeKind, NodeSpec, ParamError, ParamInfo, ParamValue,
@@ -162,9 +162,7 @@ pub struct Ir {
 pub fn read_ir(path: &Path, rate: u32) -> Result<Ir, String> {
     let decoded = Decoded::open(path).map_err(|e| e.to_string())?;
     let (from, channels) = (decoded.sample_rate(), decoded.channels());
-    if !INPUT_RATES.contains(&from) {
-        return Err(format!("{}: a sample rate of {from} Hz is not audio fxgraph reads", path.display()));
-    }
+    check_input_rate(path, from).map_err(|e| e.to_string())?;
     let mut source: Box<dyn BlockSource> = if from == rate {
         Box::new(decoded)
     } else {
@@ -254,7 +252,7 @@ impl NodeSpec for ConvolverParams {
         let ir = self.ir(ctx).map_err(NodeError)?;
         let gain = RampedGain::new(crate::dsp::db_to_gain(self.gain_db), ramp_frames(RAMP_MS, ctx.format.sample_rate));
         let spec = self.clone();
-        Ok(Box::new(Node(ConvolverDsp { spec, ir, latency: self.latency, convolver: None, gain, outputs: 0 })))
+        Ok(Box::new(Node(ConvolverDsp { spec, ir, convolver: None, gain, outputs: 0 })))
     }
 
     fn params(&self, _ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
@@ -301,7 +299,6 @@ impl NodeSpec for ConvolverParams {
 struct ConvolverDsp {
     spec: ConvolverParams,
     ir: Arc<Ir>,
-    latency: Latency,
     convolver: Option<Convolver>,
     gain: RampedGain,
     outputs: usize,
@@ -312,7 +309,7 @@ impl Dsp for ConvolverDsp {
         let inputs = config.layout.input(0);
         let (routes, outputs) =
             self.spec.routes(self.ir.channels.len(), inputs).map_err(|e| NodeError(e.to_string()))?;
-        self.convolver = Some(Convolver::new(inputs, outputs, &self.ir.channels, routes, self.latency));
+        self.convolver = Some(Convolver::new(inputs, outputs, &self.ir.channels, routes, self.spec.latency));
         self.outputs = outputs;
         self.gain.prepare(config.max_block);
         Ok(())
