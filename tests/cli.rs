@@ -1,5 +1,7 @@
 //! Graph files and the `fxgraph` command: every shipped graph, every kind of bad graph, WAV in and out.
 
+mod common;
+
 use fxgraph::{Graph, GraphErrorKind};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -1296,23 +1298,6 @@ fn fuzzer_findings_stay_fixed() {
     }
 }
 
-/// A WAV of 32-bit floats: `channels` planar vectors, interleaved.
-fn float_wav(path: &Path, rate: u32, channels: &[Vec<f32>]) {
-    let spec = hound::WavSpec {
-        channels: channels.len() as u16,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("create wav");
-    for n in 0..channels[0].len() {
-        for c in channels {
-            w.write_sample(c[n]).expect("write");
-        }
-    }
-    w.finalize().expect("finalize");
-}
-
 fn read_planar(path: &Path) -> Vec<Vec<f32>> {
     let r = hound::WavReader::open(path).expect("wav");
     let ch = usize::from(r.spec().channels);
@@ -1330,7 +1315,7 @@ fn render_feeds_named_inputs_from_files_and_folds_5_1_to_stereo() {
     };
     // Six channels, L R C LFE Ls Rs, folded by ITU-R BS.775.
     let surround: Vec<Vec<f32>> = (0..6).map(|c| noise(c * 977, 4800)).collect();
-    float_wav(&dir.path().join("six.wav"), 48000, &surround);
+    common::write_float_wav(&dir.path().join("six.wav"), 48000, &surround);
     let k = std::f64::consts::FRAC_1_SQRT_2;
     std::fs::write(
         dir.path().join("fold.ron"),
@@ -1351,8 +1336,8 @@ fn render_feeds_named_inputs_from_files_and_folds_5_1_to_stereo() {
         assert!((f64::from(*yl) - l).abs() < 1e-6 && (f64::from(*yr) - r).abs() < 1e-6, "frame {n}");
     }
     // The ducking graph: music and voice from files by name; the output is as long as the music.
-    float_wav(&dir.path().join("music.wav"), 48000, &[noise(1, 9600), noise(2, 9600)]);
-    float_wav(&dir.path().join("voice.wav"), 44100, &[noise(3, 2000)]);
+    common::write_float_wav(&dir.path().join("music.wav"), 48000, &[noise(1, 9600), noise(2, 9600)]);
+    common::write_float_wav(&dir.path().join("voice.wav"), 44100, &[noise(3, 2000)]);
     let ducking = repo().join("graphs/ducking.ron");
     let g = ducking.to_str().expect("utf-8");
     let o = fxgraph(&["render", g, "-i", "voice=voice.wav", "-i", "music=music.wav", "-o", "mix.wav"], dir.path());

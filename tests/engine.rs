@@ -27,13 +27,28 @@ fn parse(src: &str) -> Graph {
 }
 
 fn engine(src: &str, block: usize, threads: usize, parallelism: Parallelism) -> (Engine, AudioProcessor) {
-    Engine::new(parse(src), EngineOptions { max_block: block, threads, parallelism, ..Default::default() })
+    start(parse(src), block, threads, parallelism)
+}
+
+fn start(graph: Graph, block: usize, threads: usize, parallelism: Parallelism) -> (Engine, AudioProcessor) {
+    Engine::new(graph, EngineOptions { max_block: block, threads, parallelism, ..Default::default() })
         .expect("engine starts")
 }
 
 /// Renders `input` (planar) through a graph, latency-compensated.
 fn run(src: &str, input: Vec<Vec<f32>>, block: usize, threads: usize, parallelism: Parallelism) -> Vec<Vec<f32>> {
-    let (mut engine, mut audio) = engine(src, block, threads, parallelism);
+    run_graph(parse(src), input, block, threads, parallelism)
+}
+
+/// [`run`] for a parsed graph.
+fn run_graph(
+    graph: Graph,
+    input: Vec<Vec<f32>>,
+    block: usize,
+    threads: usize,
+    parallelism: Parallelism,
+) -> Vec<Vec<f32>> {
+    let (mut engine, mut audio) = start(graph, block, threads, parallelism);
     let mut sink = MemorySink::default();
     render(&mut engine, &mut audio, &mut MemorySource::new(input), &mut sink, block, &mut |_| true).expect("render");
     sink.channels

@@ -834,11 +834,6 @@ fn an_edit_cross_fades_over_crossfade_ms_with_equal_power_gains() {
     }
 }
 
-/// Writes a one-channel 32-bit float WAV at 48 kHz.
-fn write_ir(path: &Path, taps: &[f32]) {
-    common::write_float_wav(path, 48000, &[taps.iter().map(|&t| f64::from(t)).collect()]);
-}
-
 /// A watched graph's impulse response is rewritten on disk while it plays: the engine reloads it, and the
 /// new IR is cross-faded in with no sample step beyond the signal's own (the new IR inverts the signal: a
 /// switch without a crossfade would step by twice its amplitude), and the audio side allocates and frees
@@ -851,7 +846,7 @@ fn an_impulse_response_rewritten_on_disk_is_cross_faded_in_and_the_audio_side_ne
     // A Dirac with a long tail of zeros: a convolver with every level of partitions.
     let mut taps = vec![0.0f32; 200_000];
     taps[0] = 1.0;
-    write_ir(&ir, &taps);
+    common::write_float_wav(&ir, 48000, std::slice::from_ref(&taps));
     let graph = dir.path().join("g.ron");
     std::fs::write(
         &graph,
@@ -869,7 +864,7 @@ fn an_impulse_response_rewritten_on_disk_is_cross_faded_in_and_the_audio_side_ne
     for block in 0..600u64 {
         if block == 200 {
             taps[0] = -1.0;
-            write_ir(&ir, &taps);
+            common::write_float_wav(&ir, 48000, std::slice::from_ref(&taps));
             let t = Instant::now();
             while !engine.is_transitioning() {
                 assert!(t.elapsed() < Duration::from_secs(10), "the rewritten IR was not picked up");

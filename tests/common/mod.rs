@@ -40,10 +40,10 @@ pub fn render_planar(graph: fxgraph::Graph, input: Vec<Vec<f32>>) -> (Vec<Vec<f3
     (sink.channels, engine.metrics())
 }
 
-/// Writes planar `channels` (all as long) as a 32-bit float WAV at `rate`: an impulse response for a
-/// `Convolver`.
+/// Writes planar `channels` (all as long; `f32` or `f64` values, written as `f32`) as a 32-bit float WAV at
+/// `rate`.
 #[allow(dead_code)] // Not every test binary uses every helper.
-pub fn write_float_wav(path: &std::path::Path, rate: u32, channels: &[Vec<f64>]) {
+pub fn write_float_wav<T: Copy + Into<f64>>(path: &std::path::Path, rate: u32, channels: &[Vec<T>]) {
     let spec = hound::WavSpec {
         channels: channels.len() as u16,
         sample_rate: rate,
@@ -53,7 +53,7 @@ pub fn write_float_wav(path: &std::path::Path, rate: u32, channels: &[Vec<f64>])
     let mut w = hound::WavWriter::create(path, spec).expect("create WAV");
     for t in 0..channels.first().map_or(0, Vec::len) {
         for c in channels {
-            w.write_sample(c[t] as f32).expect("write");
+            w.write_sample(c[t].into() as f32).expect("write");
         }
     }
     w.finalize().expect("finalize");

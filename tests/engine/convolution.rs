@@ -4,11 +4,6 @@
 use super::*;
 use std::path::Path;
 
-/// Writes planar `channels` as a 32-bit float WAV at `rate`.
-pub fn write_ir(path: &Path, rate: u32, channels: &[Vec<f64>]) {
-    common::write_float_wav(path, rate, channels);
-}
-
 /// A decaying noise IR, as a room's, with values that are `f32` (as the file stores them).
 pub fn room_ir(len: usize, seed: u64) -> Vec<f64> {
     let noise = xorshift(seed, len);
@@ -28,21 +23,9 @@ fn error_db(got: &[f32], want: &[f64]) -> f64 {
     20.0 * (err / peak).log10()
 }
 
-fn graph_in(dir: &Path, channels: usize, node: &str) -> String {
-    let text = single_node(channels, node);
-    let path = dir.join("g.ron");
-    std::fs::write(&path, &text).expect("write graph");
-    path.display().to_string()
-}
-
-fn run_file(path: &str, input: Vec<Vec<f32>>, block: usize, threads: usize, parallelism: Parallelism) -> Vec<Vec<f32>> {
-    let graph = Graph::load(path.as_ref()).unwrap_or_else(|e| panic!("{e}"));
-    let (mut engine, mut audio) =
-        Engine::new(graph, EngineOptions { max_block: block, threads, parallelism, ..Default::default() })
-            .expect("engine starts");
-    let mut sink = MemorySink::default();
-    render(&mut engine, &mut audio, &mut MemorySource::new(input), &mut sink, block, &mut |_| true).expect("render");
-    sink.channels
+/// A graph of one node, `channels` wide, whose files are found in `dir`.
+fn graph_in(dir: &Path, channels: usize, node: &str) -> Graph {
+    Graph::parse(&single_node(channels, node), "g.ron", dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A stereo IR (one per channel) on music: within -120 dB of the direct convolution in `f64`, with no
@@ -52,13 +35,13 @@ fn run_file(path: &str, input: Vec<Vec<f32>>, block: usize, threads: usize, para
 fn a_convolver_matches_a_double_precision_direct_convolution_at_every_block_size_and_executor() {
     let dir = tempfile::tempdir().expect("tempdir");
     let irs = [room_ir(6000, 7), room_ir(6000, 8)];
-    write_ir(&dir.path().join("room.wav"), 48000, &irs);
+    common::write_float_wav(&dir.path().join("room.wav"), 48000, &irs);
     let input = demo(1.0);
     let want: Vec<Vec<f64>> = input.iter().zip(&irs).map(|(x, h)| direct(x, h)).collect();
     for latency in ["Zero", "Block"] {
         let node = format!("Convolver(path: \"room.wav\", latency: {latency})");
-        let path = graph_in(dir.path(), 2, &node);
-        let reference = run_file(&path, input.clone(), 512, 1, Parallelism::Adaptive);
+        let graph = graph_in(dir.path(), 2, &node);
+        let reference = run_graph(graph.clone(), input.clone(), 512, 1, Parallelism::Adaptive);
         for (c, (got, want)) in reference.iter().zip(&want).enumerate() {
             let db = error_db(got, want);
             assert!(db < -120.0, "{latency}, channel {c}: {db:.1} dB from the direct convolution");
@@ -69,7 +52,7 @@ fn a_convolver_matches_a_double_precision_direct_convolution_at_every_block_size
             (333, 1, Parallelism::Adaptive),
             (4096, 2, Parallelism::Always),
         ] {
-            let out = run_file(&path, input.clone(), block, threads, parallelism);
+            let out = run_graph(graph.clone(), input.clone(), block, threads, parallelism);
             assert!(bits(&out) == bits(&reference), "{latency}: block {block}, {threads} thread(s) changed the bits");
         }
     }
@@ -77,12 +60,11 @@ fn a_convolver_matches_a_double_precision_direct_convolution_at_every_block_size
     let text = r#"(sample_rate: 48000, channels: 2,
         nodes: { "conv": Convolver(path: "room.wav"), "eq": Eq(bands: [(kind: Peak, freq_hz: 1000.0, gain_db: 3.0, q: 1.0)]) },
         edges: [("input", "conv"), ("input", "eq"), ("conv", "output"), ("eq", "output")])"#;
-    let path = dir.path().join("two.ron");
-    std::fs::write(&path, text).expect("write");
-    let path = path.display().to_string();
-    let one = run_file(&path, input.clone(), 512, 1, Parallelism::Adaptive);
+    let graph = Graph::parse(text, "two.ron", dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let one = run_graph(graph.clone(), input.clone(), 512, 1, Parallelism::Adaptive);
     for block in [64, 512, 4096] {
-        assert!(bits(&run_file(&path, input.clone(), block, 2, Parallelism::Always)) == bits(&one), "block {block}");
+        let out = run_graph(graph.clone(), input.clone(), block, 2, Parallelism::Always);
+        assert!(bits(&out) == bits(&one), "block {block}");
     }
 }
 
@@ -93,14 +75,13 @@ fn a_dirac_is_an_exact_pass_through_or_an_exact_delay_of_the_reported_latency() 
     let dir = tempfile::tempdir().expect("tempdir");
     let mut long = vec![0.0; 30_000];
     long[0] = 1.0;
-    write_ir(&dir.path().join("dirac.wav"), 48000, &[long]);
+    common::write_float_wav(&dir.path().join("dirac.wav"), 48000, &[long]);
     let input = demo(1.0);
     for (latency, frames) in [("Zero", 0), ("Block", fxgraph::dsp::convolver::BLOCK_LATENCY)] {
-        let path = graph_in(dir.path(), 2, &format!("Convolver(path: \"dirac.wav\", latency: {latency})"));
-        let graph = Graph::load(path.as_ref()).expect("valid");
-        let (engine, _) = Engine::new(graph, EngineOptions::default()).expect("starts");
+        let graph = graph_in(dir.path(), 2, &format!("Convolver(path: \"dirac.wav\", latency: {latency})"));
+        let (engine, _) = Engine::new(graph.clone(), EngineOptions::default()).expect("starts");
         assert_eq!(engine.latency_frames(), frames, "{latency}");
-        let out = run_file(&path, input.clone(), 256, 1, Parallelism::Adaptive);
+        let out = run_graph(graph, input.clone(), 256, 1, Parallelism::Adaptive);
         assert!(bits(&out) == bits(&input), "{latency}: not the input, bit for bit");
     }
 }
@@ -111,9 +92,9 @@ fn a_dirac_is_an_exact_pass_through_or_an_exact_delay_of_the_reported_latency() 
 fn an_ir_at_another_rate_is_resampled_with_its_gain_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let taps = 44;
-    write_ir(&dir.path().join("avg.wav"), 44100, &[vec![1.0 / taps as f64; taps]]);
-    let path = graph_in(dir.path(), 1, "Convolver(path: \"avg.wav\")");
-    let dc = run_file(&path, vec![vec![0.5; 24000]], 512, 1, Parallelism::Adaptive);
+    common::write_float_wav(&dir.path().join("avg.wav"), 44100, &[vec![1.0 / taps as f64; taps]]);
+    let graph = graph_in(dir.path(), 1, "Convolver(path: \"avg.wav\")");
+    let dc = run_graph(graph.clone(), vec![vec![0.5; 24000]], 512, 1, Parallelism::Adaptive);
     let settled = f64::from(dc[0][20000]);
     assert!((settled - 0.5).abs() < 1e-3, "DC gain {}", settled / 0.5);
     // |H(f)| of an L-tap moving average at rate r: |sin(pi f L / r) / (L sin(pi f / r))|.
@@ -121,7 +102,7 @@ fn an_ir_at_another_rate_is_resampled_with_its_gain_kept() {
     let want = ((std::f64::consts::PI * f * taps as f64 / 44100.0).sin()
         / (taps as f64 * (std::f64::consts::PI * f / 44100.0).sin()))
     .abs();
-    let y = run_file(&path, vec![sine(f, 0.25, 48000)], 512, 1, Parallelism::Adaptive);
+    let y = run_graph(graph, vec![sine(f, 0.25, 48000)], 512, 1, Parallelism::Adaptive);
     let got = amplitude(&y[0][24000..], f) / 0.25;
     assert!((db(got) - db(want)).abs() < 0.05, "500 Hz: {:.3} dB, the moving average's {:.3} dB", db(got), db(want));
 }
@@ -132,9 +113,9 @@ fn an_ir_at_another_rate_is_resampled_with_its_gain_kept() {
 fn a_bad_impulse_response_is_a_located_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    write_ir(&d.join("empty.wav"), 48000, &[vec![]]);
-    write_ir(&d.join("nan.wav"), 48000, &[vec![0.5, f64::NAN, 0.25]]);
-    write_ir(&d.join("long.wav"), 48000, &[vec![0.0; 480_001]]);
+    common::write_float_wav(&d.join("empty.wav"), 48000, &[Vec::<f64>::new()]);
+    common::write_float_wav(&d.join("nan.wav"), 48000, &[vec![0.5, f64::NAN, 0.25]]);
+    common::write_float_wav(&d.join("long.wav"), 48000, &[vec![0.0; 480_001]]);
     std::fs::write(d.join("noise.wav"), b"RIFF this is not a WAV file").expect("write");
     // 40 channels of 430,000 frames (under 10 s, over 2^24 samples in all): 16-bit silence.
     let (ch, frames) = (40u32, 430_000u32);
@@ -173,7 +154,7 @@ fn a_bad_impulse_response_is_a_located_error() {
         assert!(message.contains("`path`") && message.contains(why), "{file}: {message}");
     }
     // A mapping that does not fit the IR or the input.
-    write_ir(&d.join("three.wav"), 48000, &[vec![1.0], vec![1.0], vec![1.0]]);
+    common::write_float_wav(&d.join("three.wav"), 48000, &[vec![1.0], vec![1.0], vec![1.0]]);
     for (node, why) in [
         ("Convolver(path: \"three.wav\")", "the IR has 3 channels and the input 2"),
         ("Convolver(path: \"three.wav\", channels: One(3))", "`One(3)`: the IR has 3 channel(s)"),
@@ -191,14 +172,14 @@ fn a_bad_impulse_response_is_a_located_error() {
 fn a_matrix_convolves_true_stereo_and_spreads_mono() {
     let dir = tempfile::tempdir().expect("tempdir");
     let irs: Vec<Vec<f64>> = (0..4).map(|s| room_ir(3000, 20 + s)).collect();
-    write_ir(&dir.path().join("ts.wav"), 48000, &irs);
+    common::write_float_wav(&dir.path().join("ts.wav"), 48000, &irs);
     let input = demo(0.5);
-    let path = graph_in(
+    let graph = graph_in(
         dir.path(),
         2,
         "Convolver(path: \"ts.wav\", channels: Matrix([[Some(0), Some(1)], [Some(2), Some(3)]]))",
     );
-    let out = run_file(&path, input.clone(), 512, 1, Parallelism::Adaptive);
+    let out = run_graph(graph, input.clone(), 512, 1, Parallelism::Adaptive);
     for (o, pair) in [(0, [0, 1]), (1, [2, 3])] {
         let want: Vec<f64> =
             direct(&input[0], &irs[pair[0]]).iter().zip(direct(&input[1], &irs[pair[1]])).map(|(a, b)| a + b).collect();
@@ -214,9 +195,7 @@ fn a_matrix_convolves_true_stereo_and_spreads_mono() {
     let g = Graph::parse(mono, "mono.ron", dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let node = g.nodes.iter().find(|n| n.name == "spread").expect("node");
     assert_eq!((node.layout.inputs(), node.layout.outputs()), (vec![1], vec![2]));
-    let path = dir.path().join("mono.ron");
-    std::fs::write(&path, mono).expect("write");
-    let out = run_file(&path.display().to_string(), input.clone(), 256, 1, Parallelism::Adaptive);
+    let out = run_graph(g.clone(), input.clone(), 256, 1, Parallelism::Adaptive);
     for (o, ir) in [(0, 0), (1, 3)] {
         let db = error_db(&out[o], &direct(&input[0], &irs[ir]));
         assert!(db < -120.0, "mono to output {o}: {db:.1} dB");
