@@ -186,6 +186,48 @@ fn a_scripted_headless_session_is_answered_without_underruns_allocations_or_clic
     assert!(largest_step(&clicked).0 > bound);
 }
 
+/// A stall of the whole process (SIGSTOP here; a virtual machine whose CPU is taken away, in the wild)
+/// stops the device's thread as well as the renderer: a card would report an xrun, and the null device
+/// does the same instead of asking for the lost time back to back (which drained the ring and was counted
+/// as the renderer's underrun).
+#[test]
+fn a_stalled_process_is_a_device_xrun_not_an_underrun() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    scratch_enhancer(dir.path());
+    sine_wav(&dir.path().join("sine.wav"), 44100, 100.0, 0.3, 6.0);
+    let mut child = play_piped(
+        Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+            .args(["play", "enhancer.ron", "sine.wav", "--device", "null", "--buffer", "256", "--json"])
+            .current_dir(dir.path()),
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let answers = std::thread::spawn(move || stdout.lines().map(|l| l.expect("line")).collect::<Vec<String>>());
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    #[allow(unsafe_code, reason = "kill(2): stopping and continuing the child is the test")]
+    let signal = |sig: libc::c_int| {
+        // SAFETY: kill(2) with the pid of the child this test started and still waits for.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {sig}");
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    // 300 ms stopped: 52 callbacks of 256 frames, against a ring of 2048 frames (46 ms).
+    signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(300));
+    signal(libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(500));
+    for line in ["status", "quit"] {
+        writeln!(stdin, "{line}").expect("write command");
+        stdin.flush().expect("flush");
+    }
+    assert!(child.wait().expect("fxgraph play ends").success());
+    let answers = answers.join().expect("reader");
+    let answer: serde_json::Value = serde_json::from_str(&answers[0]).expect("status is JSON");
+    assert_eq!(answer["ok"], true, "{answer}");
+    let status = &answer["status"];
+    assert_eq!(status["underruns"], 0, "{status}");
+    assert!(status["device_xruns"].as_u64().expect("device_xruns") >= 1, "{status}");
+}
+
 /// docs/PROTOCOL.md's `--json` mode: one JSON object a command, answers in order, errors as `"ok": false`
 /// with the message, and the protocol's version.
 #[test]

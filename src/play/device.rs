@@ -107,11 +107,9 @@ pub(crate) fn open(
     feed: Feed,
     shared: &Arc<Shared>,
 ) -> Result<(Output, String)> {
-    #[cfg(not(feature = "device"))]
-    let _ = shared;
     match choice {
         DeviceChoice::Null => {
-            Ok((Output::Null(NullOutput::start(feed, sample_rate, channels, buffer_frames)?), "null".into()))
+            Ok((Output::Null(NullOutput::start(feed, sample_rate, channels, buffer_frames, shared)?), "null".into()))
         }
         #[cfg(feature = "device")]
         other => open_cpal(other, sample_rate, channels, buffer_frames, feed, shared),
@@ -119,28 +117,48 @@ pub(crate) fn open(
 }
 
 /// The headless device: a thread that fills a buffer every `buffer_frames / sample_rate` seconds.
+///
+/// It behaves as a sound card with a buffer of [`NullOutput::PERIODS`] callbacks: a late wake-up is caught up
+/// with callbacks back to back while that buffer would still be playing, and a thread stalled longer (the
+/// whole process stopped, a virtual machine's CPU taken away) is what a card reports as an xrun: counted in
+/// [`PlayStatus::device_xruns`](super::PlayStatus::device_xruns), the lost time not asked for again (asking
+/// for it at once would drain the player's ring for a stall that was not the renderer's).
 pub(crate) struct NullOutput {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl NullOutput {
-    fn start(mut feed: Feed, sample_rate: u32, channels: usize, buffer_frames: usize) -> Result<Self> {
+    /// The callbacks the modelled card's buffer holds.
+    const PERIODS: u32 = 2;
+
+    fn start(
+        mut feed: Feed,
+        sample_rate: u32,
+        channels: usize,
+        buffer_frames: usize,
+        shared: &Arc<Shared>,
+    ) -> Result<Self> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let shared = shared.clone();
         let period = Duration::from_secs_f64(buffer_frames as f64 / f64::from(sample_rate));
         let thread = std::thread::Builder::new()
             .name("fxgraph-null-device".into())
             .spawn(move || {
                 let mut buffer = vec![0.0f32; buffer_frames * channels];
-                let start = Instant::now();
+                let mut start = Instant::now();
                 let mut calls: u32 = 0;
                 while !flag.load(Ordering::Acquire) {
-                    // Absolute deadlines: a late wake-up is caught up, as a device's buffer would be.
+                    // Absolute deadlines: a late wake-up is caught up, as a card's buffer allows.
                     let due = start + period * calls;
                     let now = Instant::now();
                     if due > now {
                         std::thread::sleep(due - now);
+                    } else if now - due > period * Self::PERIODS {
+                        shared.device_xruns.fetch_add(1, Ordering::Relaxed);
+                        start = now;
+                        calls = 0;
                     }
                     feed.fill(&mut buffer);
                     calls = calls.wrapping_add(1);

@@ -434,7 +434,8 @@ pub struct PlayStatus {
     pub blocks_over_budget: u64,
     /// Callbacks that found the ring short before the source had ended.
     pub underruns: u64,
-    /// Over- and underruns the sound device itself reported.
+    /// Over- and underruns the sound device itself reported (the `null` device: stalls longer than the
+    /// two callbacks a card would buffer).
     pub device_xruns: u64,
     /// Device callbacks so far.
     pub callbacks: u64,
