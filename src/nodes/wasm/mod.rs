@@ -277,6 +277,56 @@ fn processor(
     PluginProcessor::new(id, keys, values, numeric, on_fault, budget, make)
 }
 
+/// A plane of samples in the plugin's memory: `f32`, little-endian (WebAssembly's byte order). On a
+/// little-endian host whose view of the plane is aligned (the memory's base is page-aligned and each
+/// buffer's offset was checked to be a multiple of 4), its bytes are the samples, read as they are.
+enum Samples<'a> {
+    Native(&'a [f32]),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Samples<'a> {
+    fn of(bytes: &'a [u8]) -> Self {
+        match bytemuck::try_cast_slice(bytes) {
+            Ok(samples) if cfg!(target_endian = "little") => Samples::Native(samples),
+            _ => Samples::Bytes(bytes),
+        }
+    }
+
+    /// Whether every sample is finite and at most [`ABSURD`] in magnitude. Not `all`, which stops early
+    /// and so runs a sample at a time: `&` over the whole plane vectorizes (and a NaN is not `<=` anything).
+    fn all_sane(&self) -> bool {
+        match self {
+            Samples::Native(x) => x.iter().fold(true, |ok, v| ok & (v.abs() <= ABSURD)),
+            Samples::Bytes(b) => {
+                b.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).all(|v| v.abs() <= ABSURD)
+            }
+        }
+    }
+
+    fn copy_to(&self, out: &mut [f32]) {
+        match self {
+            Samples::Native(x) => out.copy_from_slice(x),
+            Samples::Bytes(b) => {
+                for (y, b) in out.iter_mut().zip(b.chunks_exact(4)) {
+                    *y = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+        }
+    }
+}
+
+/// Writes samples into a plane of the plugin's memory (see [`Samples`]).
+fn write_samples(plane: &mut [u8], x: &[f32]) {
+    if cfg!(target_endian = "little") {
+        plane.copy_from_slice(bytemuck::cast_slice(x));
+    } else {
+        for (dst, s) in plane.chunks_exact_mut(4).zip(x) {
+            dst.copy_from_slice(&s.to_le_bytes());
+        }
+    }
+}
+
 /// Hands over what an instance logged since the last poll.
 fn drain_slots(live: &mut Live, ctx: &mut dyn PollContext) {
     let state = live.store.data_mut();
@@ -321,9 +371,7 @@ impl Instance for Live {
             for &(offset, width) in &self.inputs {
                 for k in 0..width.min(audio.channels().saturating_sub(c)) {
                     let at = offset + k * plane;
-                    for (dst, s) in mem[at..at + 4 * n].chunks_exact_mut(4).zip(audio.channel(c + k)) {
-                        dst.copy_from_slice(&s.to_le_bytes());
-                    }
+                    write_samples(&mut mem[at..at + 4 * n], audio.channel(c + k));
                 }
                 c += width;
             }
@@ -338,30 +386,20 @@ impl Instance for Live {
                     let mut c = c;
                     for &(offset, width) in outputs {
                         if c < width {
-                            return offset + c * plane;
+                            return Samples::of(&mem[offset + c * plane..offset + c * plane + 4 * n]);
                         }
                         c -= width;
                     }
-                    0
-                };
-                let sample = |at: usize, i: usize| {
-                    let at = at + 4 * i;
-                    f32::from_le_bytes([mem[at], mem[at + 1], mem[at + 2], mem[at + 3]])
+                    Samples::of(&mem[..0])
                 };
                 let channels = self.out_channels.min(audio.channels());
                 // Checked before anything is written: the block holds the dry input until then.
-                let bad = (0..channels).any(|c| {
-                    let at = plane_of(c);
-                    (0..n).any(|i| !sample(at, i).is_finite() || sample(at, i).abs() > ABSURD)
-                });
-                if bad {
+                let good = (0..channels).all(|c| plane_of(c).all_sane());
+                if !good {
                     return Err(Fault::BadOutput);
                 }
                 for c in 0..channels {
-                    let at = plane_of(c);
-                    for (i, y) in audio.channel_mut(c).iter_mut().enumerate() {
-                        *y = sample(at, i);
-                    }
+                    plane_of(c).copy_to(audio.channel_mut(c));
                 }
                 Ok(())
             }
