@@ -490,45 +490,14 @@ fn ratios() {
             if monitor { "on" } else { "off" }
         );
     }
-    // The WebAssembly biquad against the built-in one with the same settings.
+    #[cfg(target_os = "linux")]
+    plugin_ratios(rounds);
     let plugins = repo().join("plugins/wasm").display().to_string();
     let single = |node: &str| {
         format!(
             "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
         )
     };
-    let wasm_text = single(
-        "Wasm(path: \"biquad_filter.wasm\", config: {\"type\": \"lowpass\", \"cutoff_hz\": 12000.0, \"resonance\": 0.707})",
-    );
-    let native_text = single("Eq(bands: [(kind: LowPass, freq_hz: 12000.0, q: 0.707)])");
-    for block in [512, 64] {
-        let options = EngineOptions { max_block: block, threads: 1, monitor: false, ..Default::default() };
-        let load = |text: &str| Graph::parse(text, "bench.ron", plugins.as_ref()).expect("valid");
-        let mut wasm = start(load(&wasm_text), options);
-        let mut native = start(load(&native_text), options);
-        let (r, lo, hi, _) = paired(
-            rounds,
-            || run_engine(&mut wasm, black_box(&input), &mut out, block),
-            || run_engine(&mut native, black_box(&input), &mut out2, block),
-        );
-        println!(
-            "  biquad low-pass, block {block:>3}: WebAssembly plugin throughput / built-in = {r:.3} [{lo:.3}, {hi:.3}]"
-        );
-    }
-    {
-        let mut mastering =
-            start(graph("mastering.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() });
-        let mut chain = start(graph("chain.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() });
-        let (r, lo, hi, t) = paired(
-            rounds,
-            || run_engine(&mut mastering, black_box(&input), &mut out, 512),
-            || run_engine(&mut chain, black_box(&input), &mut out2, 512),
-        );
-        println!(
-            "  mastering.ron, block 512: {:.0}x realtime; throughput / chain.ron's = {r:.3} [{lo:.3}, {hi:.3}]",
-            audio_s / t
-        );
-    }
     {
         // Cold start: a module never seen, in this process or in the disk cache (a custom section with a
         // unique name makes its bytes unique); cached: the same module under a new path, so the process has
@@ -626,14 +595,15 @@ fn parallel_speedups(rounds: usize) {
     }
 }
 
-/// The SDK's enhancer and the plain-C gain, built as the tests build them (`target/test-plugins`).
+/// The SDK's enhancer and the plain-C gain, built as the tests build them (`target/test-plugins`), and the
+/// native build of the shipped WebAssembly biquad's source.
 #[cfg(target_os = "linux")]
-fn native_plugins() -> (std::path::PathBuf, std::path::PathBuf) {
+fn native_plugins() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     use std::process::Command;
     let repo = repo();
     let target = repo.join("target/test-plugins");
     let o = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--offline", "-p", "fxgraph-enhancer", "--manifest-path"])
+        .args(["build", "--release", "--offline", "-p", "fxgraph-enhancer", "-p", "fxgraph-biquad", "--manifest-path"])
         .arg(repo.join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target)
@@ -651,7 +621,68 @@ fn native_plugins() -> (std::path::PathBuf, std::path::PathBuf) {
         .output()
         .expect("cc");
     assert!(o.status.success(), "cc gain.c: {}", String::from_utf8_lossy(&o.stderr));
-    (target.join("release/libfxgraph_enhancer.so"), gain)
+    (target.join("release/libfxgraph_enhancer.so"), gain, target.join("release/libfxgraph_biquad.so"))
+}
+
+/// The WebAssembly biquad against the same DSP source built natively (`plugins/native/biquad`) and against
+/// the built-in `Eq` with the same settings, and the headline graph (whose filter is that plugin) against
+/// `chain.ron`.
+#[cfg(target_os = "linux")]
+fn plugin_ratios(rounds: usize) {
+    let (_, _, biquad) = native_plugins();
+    let input = demo(48000);
+    let (mut out, mut out2) = (vec![0.0f32; input.len()], vec![0.0f32; input.len()]);
+    let plugins = repo().join("plugins/wasm");
+    let load = |node: &str| {
+        let text = format!(
+            "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
+        );
+        Graph::parse(&text, "bench.ron", &plugins).expect("valid")
+    };
+    // Settings an `f32` holds exactly (the WebAssembly ABI's parameters are `f32`, the native ABI's `f64`), so
+    // that both builds compute the same coefficients, and so the same bits.
+    let config = "\"cutoff_hz\": 12000.0, \"resonance\": 0.5";
+    let wasm = format!("Wasm(path: \"biquad_filter.wasm\", config: {{\"type\": \"lowpass\", {config}}})");
+    let native = format!("Native(path: {:?}, config: {{\"type\": 0, {config}}})", biquad.display().to_string());
+    let builtin = "Eq(bands: [(kind: LowPass, freq_hz: 12000.0, q: 0.5)])";
+    for block in [512, 64] {
+        let options = EngineOptions { max_block: block, threads: 1, monitor: false, ..Default::default() };
+        let mut w = start(load(&wasm), options);
+        let mut n = start(load(&native), options);
+        let mut b = start(load(builtin), options);
+        run_engine(&mut w, &input, &mut out, block);
+        run_engine(&mut n, &input, &mut out2, block);
+        assert!(out == out2, "the WebAssembly and native builds of the biquad compute the same bits");
+        let (r, lo, hi, t) = paired(
+            rounds,
+            || run_engine(&mut w, black_box(&input), &mut out, block),
+            || run_engine(&mut n, black_box(&input), &mut out2, block),
+        );
+        println!(
+            "  biquad low-pass, block {block:>3}: WebAssembly / native build of the same source = {r:.3} [{lo:.3}, {hi:.3}] ({:.2} ns/frame WebAssembly)",
+            t * 1e9 / (input.len() / 2) as f64
+        );
+        let (r, lo, hi, _) = paired(
+            rounds,
+            || run_engine(&mut w, black_box(&input), &mut out, block),
+            || run_engine(&mut b, black_box(&input), &mut out2, block),
+        );
+        println!(
+            "  biquad low-pass, block {block:>3}: WebAssembly plugin throughput / built-in = {r:.3} [{lo:.3}, {hi:.3}]"
+        );
+    }
+    let mut mastering =
+        start(graph("mastering.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() });
+    let mut chain = start(graph("chain.ron"), EngineOptions { max_block: 512, threads: 1, ..Default::default() });
+    let (r, lo, hi, t) = paired(
+        rounds,
+        || run_engine(&mut mastering, black_box(&input), &mut out, 512),
+        || run_engine(&mut chain, black_box(&input), &mut out2, 512),
+    );
+    println!(
+        "  mastering.ron, block 512: {:.0}x realtime; throughput / chain.ron's = {r:.3} [{lo:.3}, {hi:.3}]",
+        SECONDS / t
+    );
 }
 
 /// A one-node stereo graph at 48 kHz.
@@ -770,7 +801,7 @@ impl Drop for DirectLadspa {
 /// trip per block.
 #[cfg(target_os = "linux")]
 fn native_ratios() {
-    let (enhancer, gain) = native_plugins();
+    let (enhancer, gain, _) = native_plugins();
     fxgraph::nodes::native::set_host_program(fxgraph_binary());
     let input = demo(48000);
     let frames = input.len() / 2;
@@ -1034,7 +1065,8 @@ fn convolver_blocks() {
 fn main() {
     // `cargo bench -p fxgraph-benches --bench engine` runs everything; `-- ratios` only the paired ratios, `-- native` only
     // the native-plugin ones, `-- monitor` only the monitor's cost, `-- speedup` only the callback-driven
-    // speed-ups of `parallel.ron` (both with more rounds) and `-- convolver` only the convolver's block times;
+    // speed-ups of `parallel.ron`, `-- plugins` only the WebAssembly plugin's ratios (these three with more
+    // rounds) and `-- convolver` only the convolver's block times;
     // any other filter only the matching criterion benchmarks.
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     if filter.as_deref().is_none_or(|f| f == "ratios") {
@@ -1053,7 +1085,12 @@ fn main() {
     if filter.as_deref() == Some("convolver") {
         convolver_blocks();
     }
-    if matches!(filter.as_deref(), Some("ratios" | "native" | "monitor" | "speedup" | "convolver")) {
+    #[cfg(target_os = "linux")]
+    if filter.as_deref() == Some("plugins") {
+        println!("plugins (81 ABBA rounds of {SECONDS} s of audio each; median [p25, p75]):");
+        plugin_ratios(81);
+    }
+    if matches!(filter.as_deref(), Some("ratios" | "native" | "monitor" | "speedup" | "convolver" | "plugins")) {
         return;
     }
     let mut c =

@@ -10,12 +10,15 @@ mkdir -p "$out"
 rustc=${WASM_RUSTC:-/usr/bin/rustc}
 
 "$rustc" --edition 2021 --crate-type cdylib --target wasm32-unknown-unknown \
-    -C opt-level=3 -C panic=abort -C link-arg=-zstack-size=65536 -C strip=symbols --remap-path-prefix "$here=plugins" \
+    -C opt-level=3 -C target-feature=+simd128 -C panic=abort -C link-arg=-zstack-size=65536 -C strip=symbols --remap-path-prefix "$here=plugins" \
     -o "$out/biquad_filter.wasm" "$here/src/biquad_rust/lib.rs"
 
-clang --target=wasm32 -nostdlib -O2 -ffp-contract=off \
-    -Wl,--no-entry -Wl,-z,stack-size=65536 -Wl,--strip-all \
-    -o "$out/biquad_filter_c.wasm" "$here/src/biquad_c/biquad.c"
+# Compiled and linked in two steps: clang's own link step runs binaryen's wasm-opt when it finds it, which
+# then refuses SIMD it was not told to enable.
+obj=$(mktemp --suffix=.o)
+trap 'rm -f "$obj"' EXIT
+clang --target=wasm32 -msimd128 -nostdlib -O2 -ffp-contract=off -c -o "$obj" "$here/src/biquad_c/biquad.c"
+wasm-ld --no-entry -z stack-size=65536 --strip-all -o "$out/biquad_filter_c.wasm" "$obj"
 
 for m in biquad_filter biquad_filter_c; do
     cp "$here/src/biquad_filter.json" "$out/$m.json"

@@ -37,6 +37,13 @@ fn enhancer() -> &'static PathBuf {
     P.get_or_init(|| cargo_cdylib("Cargo.toml", Some("fxgraph-enhancer"), "libfxgraph_enhancer.so"))
 }
 
+/// The native build of the shipped WebAssembly biquad's DSP source (`plugins/native/biquad`, the SDK).
+#[cfg(feature = "wasm")]
+fn biquad() -> &'static PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| cargo_cdylib("Cargo.toml", Some("fxgraph-biquad"), "libfxgraph_biquad.so"))
+}
+
 /// The SDK test plugin that panics on purpose.
 fn panicky() -> &'static PathBuf {
     static P: OnceLock<PathBuf> = OnceLock::new();
@@ -172,6 +179,50 @@ fn low_shelf_db(f0: f64, gain_db: f64, f: f64) -> f64 {
 
 fn native(path: &Path, rest: &str) -> String {
     format!("Native(path: {:?}{rest})", path.display().to_string())
+}
+
+/// One source (`plugins/src/biquad_rust/dsp.rs`), two builds: `f64x2` in WebAssembly's SIMD in the sandbox,
+/// SSE2 natively. The same operations in the same order give the same bits, so the speed of the two
+/// (`cargo bench -p fxgraph-benches --bench engine -- plugins`) compares the sandbox with native code alone.
+#[cfg(feature = "wasm")]
+#[test]
+fn the_biquad_source_built_natively_and_as_webassembly_gives_the_same_bits() {
+    let module = std::env::var_os("FXGRAPH_PLUGIN_DIR")
+        .map_or_else(|| repo().join("plugins/wasm"), PathBuf::from)
+        .join("biquad_filter.wasm");
+    // Settings an `f32` holds exactly: the WebAssembly ABI passes parameters as `f32`, the native one as `f64`.
+    for channels in [1usize, 2, 3] {
+        for (kind, code, cutoff, q) in
+            [("lowpass", 0, 12000.0, 0.5), ("highpass", 1, 80.0, 0.75), ("bandpass", 2, 1000.0, 2.0)]
+        {
+            let settings = format!("\"cutoff_hz\": {cutoff:?}, \"resonance\": {q:?}");
+            let nodes = [
+                format!("Wasm(path: {:?}, config: {{\"type\": \"{kind}\", {settings}}})", module.display().to_string()),
+                native(biquad(), &format!(", config: {{\"type\": {code}, {settings}}}")),
+            ];
+            let input: Vec<f32> =
+                (0..48000 * channels).map(|i| (i as f32 * 0.37).sin() * 0.5 + (i as f32 * 0.011).sin() * 0.3).collect();
+            let outputs: Vec<Vec<f32>> = nodes
+                .iter()
+                .map(|node| {
+                    let text = format!(
+                        "(sample_rate: 48000, channels: {channels}, nodes: {{ \"f\": {node} }}, edges: [(\"input\", \"f\"), (\"f\", \"output\")])"
+                    );
+                    let g = Graph::parse(&text, "biquad.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"));
+                    let mut rig = start(g);
+                    let mut out = vec![0.0f32; input.len()];
+                    for (x, y) in input.chunks(512 * channels).zip(out.chunks_mut(512 * channels)) {
+                        rig.audio.process_interleaved(x, y, channels);
+                        rig.engine.update();
+                    }
+                    assert_eq!(rig.engine.metrics().nodes[0].faults, 0);
+                    out
+                })
+                .collect();
+            assert!(outputs[0].iter().any(|v| v.abs() > 0.01), "{kind}: the filter passes signal");
+            assert!(outputs[0] == outputs[1], "{kind}, {channels} channels: the two builds differ");
+        }
+    }
 }
 
 #[test]

@@ -1,7 +1,11 @@
-/* The biquad filter plugin in C for wasm32 (fxgraph plugin ABI 1): the same filter as the Rust one.
- * RBJ low-pass, high-pass and band-pass (0 dB peak gain), transposed direct form II.
+/* The biquad filter plugin in C for wasm32 with SIMD (fxgraph plugin ABI 1): the same filter as the Rust
+ * one (plugins/src/biquad_rust/dsp.rs), operation for operation, so the same bits.
+ * RBJ low-pass, high-pass and band-pass (0 dB peak gain), f64 coefficients and state, direct form I,
+ * two channels as one f64x2.
  * Parameters: 0 type (0 lowpass, 1 highpass, 2 bandpass), 1 cutoff_hz, 2 resonance (Q).
- * Build: see plugins/build.sh (clang --target=wasm32 -nostdlib). */
+ * Build: see plugins/build.sh (clang --target=wasm32 -msimd128 -nostdlib). */
+
+#include <wasm_simd128.h>
 
 #define EXPORT(name) __attribute__((export_name(#name)))
 #define MAX_CHANNELS 16
@@ -15,8 +19,9 @@ static float params[3] = {0.0f, 1000.0f, 0.707f};
 static double rate = 48000.0;
 static int channels = 0;
 static int max_block = 0;
-static float coeffs[5] = {1.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-static float state[MAX_CHANNELS][2];
+static double coeffs[5] = {1.0, 0.0, 0.0, 0.0, 0.0};
+/* Per pair of channels: x1, x2, y1, y2, each {left, right} (an odd last channel: lane 0 of the next pair). */
+static double state[MAX_CHANNELS / 2][4][2];
 
 /* Without a libc, clang still turns clearing loops into memset calls: provide it. */
 void *memset(void *dst, int value, unsigned long n) {
@@ -56,8 +61,8 @@ static void update_coeffs(void) {
     else if (kind == 2) { b0 = alpha; b1 = 0; b2 = -alpha; }
     else { b0 = (1 - cs) / 2; b1 = 1 - cs; b2 = (1 - cs) / 2; }
     double a0 = 1 + alpha, a1 = -2 * cs, a2 = 1 - alpha;
-    coeffs[0] = (float)(b0 / a0); coeffs[1] = (float)(b1 / a0); coeffs[2] = (float)(b2 / a0);
-    coeffs[3] = (float)(a1 / a0); coeffs[4] = (float)(a2 / a0);
+    coeffs[0] = b0 / a0; coeffs[1] = b1 / a0; coeffs[2] = b2 / a0;
+    coeffs[3] = a1 / a0; coeffs[4] = a2 / a0;
 }
 
 static int finite(float v) { return v == v && v - v == 0.0f; }
@@ -97,48 +102,66 @@ EXPORT(fxg_buffers) int fxg_buffers(void) {
 }
 
 EXPORT(fxg_start) void fxg_start(void) {
-    for (int c = 0; c < MAX_CHANNELS; c++) state[c][0] = state[c][1] = 0.0f;
+    for (int p = 0; p < MAX_CHANNELS / 2; p++)
+        for (int i = 0; i < 4; i++) state[p][i][0] = state[p][i][1] = 0.0;
 }
 
-static inline float tick(const float *k, float x, float *s) {
-    float y = k[0] * x + s[0];
-    s[0] = k[1] * x - k[3] * y + s[1];
-    s[1] = k[2] * x - k[4] * y;
-    return y;
+/* Below this a state value is set to zero at the end of a block (far below any f32 output; decaying on
+ * toward subnormals would make every operation slow), and NaN too. */
+static void flush(double s[4][2]) {
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 2; j++) {
+            double a = s[i][j] < 0 ? -s[i][j] : s[i][j];
+            if (!(a >= 1e-200)) s[i][j] = 0.0;
+        }
 }
 
-/* Keeps decaying state out of the subnormal range, and never lets it stay NaN. */
-static inline void flush(float *s) {
-    for (int i = 0; i < 2; i++) {
-        float a = s[i] < 0 ? -s[i] : s[i];
-        if (!(a >= 1e-25f)) s[i] = 0.0f;
+/* Two channels: y = (((b0 x + b1 x1) + b2 x2) - a2 y2) - a1 y1, lane by lane. */
+static void run_pair(double s[4][2], const float *xl, const float *xr, float *yl, float *yr, int n) {
+    v128_t b0 = wasm_f64x2_splat(coeffs[0]), b1 = wasm_f64x2_splat(coeffs[1]), b2 = wasm_f64x2_splat(coeffs[2]);
+    v128_t a1 = wasm_f64x2_splat(coeffs[3]), a2 = wasm_f64x2_splat(coeffs[4]);
+    v128_t x1 = wasm_f64x2_make(s[0][0], s[0][1]), x2 = wasm_f64x2_make(s[1][0], s[1][1]);
+    v128_t y1 = wasm_f64x2_make(s[2][0], s[2][1]), y2 = wasm_f64x2_make(s[3][0], s[3][1]);
+    for (int i = 0; i < n; i++) {
+        v128_t x = wasm_f64x2_make((double)xl[i], (double)xr[i]);
+        v128_t t = wasm_f64x2_sub(
+            wasm_f64x2_add(wasm_f64x2_add(wasm_f64x2_mul(b0, x), wasm_f64x2_mul(b1, x1)), wasm_f64x2_mul(b2, x2)),
+            wasm_f64x2_mul(a2, y2));
+        v128_t y = wasm_f64x2_sub(t, wasm_f64x2_mul(a1, y1));
+        x2 = x1; x1 = x; y2 = y1; y1 = y;
+        yl[i] = (float)wasm_f64x2_extract_lane(y, 0);
+        yr[i] = (float)wasm_f64x2_extract_lane(y, 1);
     }
+    s[0][0] = wasm_f64x2_extract_lane(x1, 0); s[0][1] = wasm_f64x2_extract_lane(x1, 1);
+    s[1][0] = wasm_f64x2_extract_lane(x2, 0); s[1][1] = wasm_f64x2_extract_lane(x2, 1);
+    s[2][0] = wasm_f64x2_extract_lane(y1, 0); s[2][1] = wasm_f64x2_extract_lane(y1, 1);
+    s[3][0] = wasm_f64x2_extract_lane(y2, 0); s[3][1] = wasm_f64x2_extract_lane(y2, 1);
+    flush(s);
+}
+
+/* One channel (lane 0 of the state): the same arithmetic. */
+static void run_one(double s[4][2], const float *x, float *y, int n) {
+    const double *k = coeffs;
+    double x1 = s[0][0], x2 = s[1][0], y1 = s[2][0], y2 = s[3][0];
+    for (int i = 0; i < n; i++) {
+        double xi = (double)x[i];
+        double t = k[0] * xi + k[1] * x1 + k[2] * x2 - k[4] * y2;
+        double yi = t - k[3] * y1;
+        x2 = x1; x1 = xi; y2 = y1; y1 = yi;
+        y[i] = (float)yi;
+    }
+    s[0][0] = x1; s[1][0] = x2; s[2][0] = y1; s[3][0] = y2;
+    s[0][1] = s[1][1] = s[2][1] = s[3][1] = 0.0;
+    flush(s);
 }
 
 EXPORT(fxg_process) int fxg_process(int frames) {
     if (frames < 0 || frames > max_block) return 1;
-    float k[5] = {coeffs[0], coeffs[1], coeffs[2], coeffs[3], coeffs[4]};
     int c = 0;
-    /* Channels in pairs: two independent recursions in one loop keep the pipeline busy. */
-    for (; c + 1 < channels; c += 2) {
-        const float *xl = input + c * max_block, *xr = input + (c + 1) * max_block;
-        float *yl = output + c * max_block, *yr = output + (c + 1) * max_block;
-        float sl[2] = {state[c][0], state[c][1]}, sr[2] = {state[c + 1][0], state[c + 1][1]};
-        for (int i = 0; i < frames; i++) {
-            yl[i] = tick(k, xl[i], sl);
-            yr[i] = tick(k, xr[i], sr);
-        }
-        flush(sl);
-        flush(sr);
-        state[c][0] = sl[0]; state[c][1] = sl[1];
-        state[c + 1][0] = sr[0]; state[c + 1][1] = sr[1];
-    }
-    if (c < channels) {
-        float s[2] = {state[c][0], state[c][1]};
-        for (int i = 0; i < frames; i++) output[c * max_block + i] = tick(k, input[c * max_block + i], s);
-        flush(s);
-        state[c][0] = s[0]; state[c][1] = s[1];
-    }
+    for (; c + 1 < channels; c += 2)
+        run_pair(state[c / 2], input + c * max_block, input + (c + 1) * max_block, output + c * max_block,
+                 output + (c + 1) * max_block, frames);
+    if (c < channels) run_one(state[c / 2], input + c * max_block, output + c * max_block, frames);
     return 0;
 }
 
