@@ -58,6 +58,18 @@ pub fn engine() -> &'static Engine {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.max_wasm_stack(512 << 10);
+        // For compute-bound plugins (wasmtime's defaults on 64-bit hosts, written out so that they stay):
+        // Cranelift's full optimization, and each linear memory in a 4 GiB reservation behind a guard
+        // region, so that a 32-bit plugin's loads and stores need no bounds check (an access out of bounds
+        // faults in the guard and becomes a trap). Measured on the biquad plugin against its native build
+        // (one run, block 512): 0.78 as here, 0.70 unoptimized, 0.79 `SpeedAndSize`, 0.60 with explicit
+        // bounds checks.
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if cfg!(target_pointer_width = "64") {
+            config.memory_reservation(4 << 30);
+            config.memory_guard_size(32 << 20);
+            config.signals_based_traps(true);
+        }
         // No backtrace capture when a plugin traps: less work (and allocation) on the audio thread.
         config.wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config).expect("a default wasmtime configuration is valid");
