@@ -64,6 +64,10 @@ pub const TRUE_PEAK_MARGIN_DB: f64 = 0.2;
 /// [`TRUE_PEAK_MARGIN_DB`] as a factor on the peaks: 10^(0.2 / 20).
 const MARGIN: f32 = 1.023_293;
 
+/// Frames of room after the lookahead's history in the delay line (at least a block): the history moves
+/// back to the front once per this many frames, not after every block.
+const LINE_ROOM: usize = 1024;
+
 /// The latency a true-peak limiter adds to its lookahead: its interpolator's delay.
 pub const TRUE_PEAK_DELAY: usize = Detector::DELAY;
 
@@ -96,9 +100,13 @@ pub struct Limiter {
     lookahead: usize,
     release: f32,
     channels: usize,
-    /// Per channel, `lookahead` frames of history followed by room for one block.
+    /// Per channel, a line of `delay_len` frames: from `line_start`, `lookahead` frames of history, then
+    /// room for at least one block. A block is written after the history and read from its start; the
+    /// history moves back to the front only when the room is used up (every few blocks at small ones,
+    /// instead of after every block).
     delay: Vec<f32>,
     delay_len: usize,
+    line_start: usize,
     /// The ceiling each frame in `delay` entered with (same layout as one channel).
     ceilings: Vec<f32>,
     /// Whether `ceilings` holds anything but `ceiling` (a ramp is moving or has not left the line yet).
@@ -141,6 +149,7 @@ impl Limiter {
             channels: 0,
             delay: Vec::new(),
             delay_len: 0,
+            line_start: 0,
             chunk: Vec::new(),
             chunk_min: 1.0,
             chunk_pos: 0,
@@ -199,7 +208,7 @@ impl Limiter {
     pub fn prepare(&mut self, channels: usize, max_block: usize) {
         self.channels = channels;
         let w = self.window();
-        self.delay_len = self.lookahead + max_block;
+        self.delay_len = self.lookahead + max_block.max(LINE_ROOM);
         self.delay = vec![0.0; channels * self.delay_len];
         self.ceilings = vec![self.ceiling; self.delay_len];
         self.chunk = vec![1.0; w];
@@ -231,6 +240,7 @@ impl Limiter {
         self.ceilings.fill(self.ceiling);
         self.ceiling_moved = 0;
         self.delay.fill(0.0);
+        self.line_start = 0;
         self.chunk.fill(1.0);
         self.chunk_min = 1.0;
         self.chunk_pos = 0;
@@ -322,6 +332,16 @@ impl Limiter {
     fn process_with<const FMA: bool>(&mut self, audio: &mut AudioOut<'_>) {
         let n = audio.frames();
         let d = self.lookahead;
+        if self.line_start + d + n > self.delay_len {
+            let (from, len) = (self.line_start, self.delay_len);
+            for c in 0..self.channels {
+                self.delay[c * len..(c + 1) * len].copy_within(from..from + d, 0);
+            }
+            self.ceilings.copy_within(from..from + d, 0);
+            self.line_start = 0;
+        }
+        let s = self.line_start;
+        self.line_start += n;
         let mut gains = std::mem::take(&mut self.gains);
         let g = &mut gains[..n];
         // Copy the input behind the history, as silence where it is not finite, and find each frame's peak.
@@ -339,7 +359,9 @@ impl Limiter {
                 }
                 tp.interpolator.frame_peaks(buf, points);
                 let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
-                for ((slot, &x), p) in line[d..d + n].iter_mut().zip(&buf[h - TRUE_PEAK_DELAY..]).zip(g.iter_mut()) {
+                for ((slot, &x), p) in
+                    line[s + d..s + d + n].iter_mut().zip(&buf[h - TRUE_PEAK_DELAY..]).zip(g.iter_mut())
+                {
                     *slot = x;
                     *p = super::max_abs(*p, x);
                 }
@@ -354,7 +376,7 @@ impl Limiter {
         }
         for c in (0..self.channels).filter(|_| self.true_peak.is_none()) {
             let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
-            for ((slot, &x), p) in line[d..d + n].iter_mut().zip(audio.channel(c)).zip(g.iter_mut()) {
+            for ((slot, &x), p) in line[s + d..s + d + n].iter_mut().zip(audio.channel(c)).zip(g.iter_mut()) {
                 let x = if x.is_finite() { x } else { 0.0 };
                 *slot = x;
                 *p = super::max_abs(*p, x);
@@ -374,8 +396,12 @@ impl Limiter {
             1.0
         };
         if self.ceiling_ramp.active() || self.ceiling_moved > 0 {
-            // The ceiling moves: each frame gets its own, which travels with it through the line.
-            let ceilings = &mut self.ceilings[d..d + n];
+            // The ceiling moves: each frame gets its own, which travels with it through the line. Frames that
+            // entered while it rested (their entries were not written) entered with the resting ceiling.
+            if self.ceiling_moved == 0 {
+                self.ceilings.fill(self.ceiling);
+            }
+            let ceilings = &mut self.ceilings[s + d..s + d + n];
             for (i, (v, c)) in g.iter_mut().zip(ceilings.iter_mut()).enumerate() {
                 let ceiling = self.ceiling_ramp.value_after(i as u32 + 1) as f32;
                 *c = ceiling;
@@ -389,13 +415,12 @@ impl Limiter {
             for c in 0..self.channels {
                 let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
                 let y = audio.channel_mut(c);
-                for (((y, &x), &g), &ceiling) in y.iter_mut().zip(&line[..n]).zip(g.iter()).zip(&self.ceilings[..n]) {
+                let ceilings = &self.ceilings[s..s + n];
+                for (((y, &x), &g), &ceiling) in y.iter_mut().zip(&line[s..s + n]).zip(g.iter()).zip(ceilings) {
                     let ceiling = ceiling * bound;
                     *y = (x * g).clamp(-ceiling, ceiling);
                 }
-                line.copy_within(n..n + d, 0);
             }
-            self.ceilings.copy_within(n..n + d, 0);
             self.gains = gains;
             return;
         }
@@ -406,10 +431,9 @@ impl Limiter {
         let ceiling = self.ceiling * bound;
         for c in 0..self.channels {
             let line = &mut self.delay[c * self.delay_len..(c + 1) * self.delay_len];
-            for ((y, &x), &g) in audio.channel_mut(c).iter_mut().zip(&line[..n]).zip(g.iter()) {
+            for ((y, &x), &g) in audio.channel_mut(c).iter_mut().zip(&line[s..s + n]).zip(g.iter()) {
                 *y = (x * g).clamp(-ceiling, ceiling);
             }
-            line.copy_within(n..n + d, 0);
         }
         self.gains = gains;
     }
@@ -432,6 +456,47 @@ fn sum_f64(x: &[f32]) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::{Limiter, LimiterSettings};
+    use crate::node::AudioOut;
+
+    /// Runs `x` (planar stereo) through a limiter in blocks of `block` frames (cut where the ceiling moves),
+    /// moving the ceiling at every multiple of `period` frames.
+    fn limited(x: &[f32], block: usize, period: usize, true_peak: bool) -> Vec<f32> {
+        let settings = LimiterSettings { ceiling_db: -1.0, lookahead_ms: 5.0, release_ms: 50.0, true_peak };
+        let mut lim = Limiter::new(&settings, 48000);
+        lim.prepare(2, 512);
+        let frames = x.len() / 2;
+        let mut planar = x.to_vec();
+        let ceilings = [-6.0, -0.5, -3.0, -1.0];
+        let mut at = 0;
+        while at < frames {
+            if at % period == 0 && at > 0 {
+                lim.set_ceiling_db(ceilings[(at / period) % ceilings.len()]);
+            }
+            let n = block.min(frames - at).min(period - at % period);
+            lim.process(&mut AudioOut::new(&mut planar[at..], frames, 2, n));
+            at += n;
+        }
+        planar
+    }
+
+    #[test]
+    fn the_output_does_not_depend_on_the_block_size_while_the_ceiling_moves_and_rests() {
+        // Loud input; the ceiling ramps (20 ms) and then rests for longer than the delay line's room, so
+        // that the line's history moves to its front at different blocks for different block sizes.
+        let frames = 48000 * 2;
+        let x: Vec<f32> =
+            (0..2 * frames).map(|i| 1.5 * ((i % frames) as f32 * 0.013 + (i / frames) as f32).sin()).collect();
+        for true_peak in [false, true] {
+            let want = limited(&x, 512, 12800, true_peak);
+            for block in [1, 64, 300] {
+                let got = limited(&x, block, 12800, true_peak);
+                let first = want.iter().zip(&got).position(|(a, b)| a.to_bits() != b.to_bits());
+                assert_eq!(first, None, "block {block}, true peak {true_peak}: differs from block 512");
+            }
+        }
+    }
+
     #[test]
     fn the_margin_factor_is_the_margin() {
         let db = 20.0 * f64::from(super::MARGIN).log10();
