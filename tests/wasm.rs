@@ -108,10 +108,9 @@ fn shipped_plugins_match_the_builtin_filter_and_each_other() {
     }
 }
 
-/// The RBJ cookbook biquad designed in `f64` with the standard library's sine and cosine (not the plugins'
-/// own series) and run in `f64` in transposed direct form II (not the plugins' direct form I): the
-/// independent double-precision reference.
-fn rbj_reference(kind: &str, f0: f64, q: f64, sr: f64, x: &[f32]) -> Vec<f64> {
+/// The RBJ cookbook's coefficients `([b0, b1, b2], [a0, a1, a2])` for a low-pass, high-pass or (constant
+/// 0 dB peak) band-pass at `f0` with `q`, at rate `sr`, with the standard library's sine and cosine.
+fn cookbook(kind: &str, f0: f64, q: f64, sr: f64) -> ([f64; 3], [f64; 3]) {
     let w0 = std::f64::consts::TAU * f0 / sr;
     let (alpha, cw) = (w0.sin() / (2.0 * q), w0.cos());
     let b = match kind {
@@ -119,8 +118,15 @@ fn rbj_reference(kind: &str, f0: f64, q: f64, sr: f64, x: &[f32]) -> Vec<f64> {
         "highpass" => [(1.0 + cw) / 2.0, -(1.0 + cw), (1.0 + cw) / 2.0],
         _ => [alpha, 0.0, -alpha],
     };
-    let a0 = 1.0 + alpha;
-    let (b, a) = ([b[0] / a0, b[1] / a0, b[2] / a0], [-2.0 * cw / a0, (1.0 - alpha) / a0]);
+    (b, [1.0 + alpha, -2.0 * cw, 1.0 - alpha])
+}
+
+/// The RBJ cookbook biquad designed in `f64` with the standard library's sine and cosine (not the plugins'
+/// own series) and run in `f64` in transposed direct form II (not the plugins' direct form I): the
+/// independent double-precision reference.
+fn rbj_reference(kind: &str, f0: f64, q: f64, sr: f64, x: &[f32]) -> Vec<f64> {
+    let (b, a) = cookbook(kind, f0, q, sr);
+    let (b, a) = ([b[0] / a[0], b[1] / a[0], b[2] / a[0]], [a[1] / a[0], a[2] / a[0]]);
     let (mut s0, mut s1) = (0.0, 0.0);
     x.iter()
         .map(|&v| {
@@ -809,14 +815,7 @@ fn the_shipped_plugins_are_stable_for_every_value_their_manifest_accepts_at_ever
 /// The RBJ cookbook's magnitude (dB) at `f` for a low-pass, high-pass or (constant 0 dB peak) band-pass at
 /// `f0` with `q`, at rate `sr`: the analytic reference for the shipped plugins.
 fn cookbook_db(kind: &str, f0: f64, q: f64, sr: f64, f: f64) -> f64 {
-    let w0 = std::f64::consts::TAU * f0 / sr;
-    let (alpha, cw) = (w0.sin() / (2.0 * q), w0.cos());
-    let b = match kind {
-        "lowpass" => [(1.0 - cw) / 2.0, 1.0 - cw, (1.0 - cw) / 2.0],
-        "highpass" => [(1.0 + cw) / 2.0, -(1.0 + cw), (1.0 + cw) / 2.0],
-        _ => [alpha, 0.0, -alpha],
-    };
-    let a = [1.0 + alpha, -2.0 * cw, 1.0 - alpha];
+    let (b, a) = cookbook(kind, f0, q, sr);
     let w = std::f64::consts::TAU * f / sr;
     let eval =
         |c: [f64; 3]| (c[0] + c[1] * w.cos() + c[2] * (2.0 * w).cos()).hypot(c[1] * w.sin() + c[2] * (2.0 * w).sin());

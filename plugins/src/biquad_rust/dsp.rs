@@ -154,6 +154,17 @@ fn flush(s: &mut State) {
     }
 }
 
+impl V {
+    #[inline(always)]
+    fn load(a: [f64; 2]) -> Self {
+        Self::new(a[0], a[1])
+    }
+    #[inline(always)]
+    fn store(self) -> [f64; 2] {
+        [self.lo(), self.hi()]
+    }
+}
+
 /// Two `f64` lanes: WebAssembly's `f64x2`.
 #[cfg(target_arch = "wasm32")]
 #[derive(Clone, Copy)]
@@ -168,14 +179,6 @@ impl V {
     #[inline(always)]
     fn splat(a: f64) -> Self {
         V(core::arch::wasm32::f64x2_splat(a))
-    }
-    #[inline(always)]
-    fn load(a: [f64; 2]) -> Self {
-        Self::new(a[0], a[1])
-    }
-    #[inline(always)]
-    fn store(self) -> [f64; 2] {
-        [self.lo(), self.hi()]
     }
     #[inline(always)]
     fn mul(self, o: Self) -> Self {
@@ -217,14 +220,6 @@ impl V {
         V(unsafe { core::arch::x86_64::_mm_set1_pd(a) })
     }
     #[inline(always)]
-    fn load(a: [f64; 2]) -> Self {
-        Self::new(a[0], a[1])
-    }
-    #[inline(always)]
-    fn store(self) -> [f64; 2] {
-        [self.lo(), self.hi()]
-    }
-    #[inline(always)]
     fn mul(self, o: Self) -> Self {
         V(unsafe { core::arch::x86_64::_mm_mul_pd(self.0, o.0) })
     }
@@ -258,12 +253,6 @@ impl V {
     }
     fn splat(a: f64) -> Self {
         V([a, a])
-    }
-    fn load(a: [f64; 2]) -> Self {
-        V(a)
-    }
-    fn store(self) -> [f64; 2] {
-        self.0
     }
     fn mul(self, o: Self) -> Self {
         V([self.0[0] * o.0[0], self.0[1] * o.0[1]])
