@@ -493,11 +493,6 @@ fn ratios() {
     #[cfg(target_os = "linux")]
     plugin_ratios(rounds);
     let plugins = repo().join("plugins/wasm").display().to_string();
-    let single = |node: &str| {
-        format!(
-            "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
-        )
-    };
     {
         // Cold start: a module never seen, in this process or in the disk cache (a custom section with a
         // unique name makes its bytes unique); cached: the same module under a new path, so the process has
@@ -521,9 +516,8 @@ fn ratios() {
                 std::fs::write(dir.join(format!("p{i}-{j}.wasm")), &bytes).expect("write");
                 std::fs::copy(format!("{plugins}/biquad_filter.json"), dir.join(format!("p{i}-{j}.json")))
                     .expect("copy");
-                let text = single(&format!("Wasm(path: \"p{i}-{j}.wasm\")"));
                 let t = std::time::Instant::now();
-                let g = Graph::parse(&text, "bench.ron", &dir).expect("valid");
+                let g = single_node_in(&format!("Wasm(path: \"p{i}-{j}.wasm\")"), &dir);
                 drop(Engine::new(g, EngineOptions::default()).expect("engine"));
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
@@ -633,12 +627,7 @@ fn plugin_ratios(rounds: usize) {
     let input = demo(48000);
     let (mut out, mut out2) = (vec![0.0f32; input.len()], vec![0.0f32; input.len()]);
     let plugins = repo().join("plugins/wasm");
-    let load = |node: &str| {
-        let text = format!(
-            "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
-        );
-        Graph::parse(&text, "bench.ron", &plugins).expect("valid")
-    };
+    let load = |node: &str| single_node_in(node, &plugins);
     // Settings an `f32` holds exactly (the WebAssembly ABI's parameters are `f32`, the native ABI's `f64`), so
     // that both builds compute the same coefficients, and so the same bits.
     let config = "\"cutoff_hz\": 12000.0, \"resonance\": 0.5";
@@ -695,13 +684,18 @@ fn plugin_ratios(rounds: usize) {
     }
 }
 
-/// A one-node stereo graph at 48 kHz.
-#[cfg(target_os = "linux")]
-fn single_node(node: &str) -> Graph {
+/// A one-node stereo graph at 48 kHz, whose relative paths are in `dir`.
+fn single_node_in(node: &str, dir: &std::path::Path) -> Graph {
     let text = format!(
         "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
     );
-    Graph::parse(&text, "bench.ron", ".".as_ref()).unwrap_or_else(|e| panic!("{e}"))
+    Graph::parse(&text, "bench.ron", dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A one-node stereo graph at 48 kHz.
+#[cfg(target_os = "linux")]
+fn single_node(node: &str) -> Graph {
+    single_node_in(node, ".".as_ref())
 }
 
 /// LADSPA 1.1's descriptor (`ladspa.h`), written out here so that the reference does not share the
@@ -971,11 +965,8 @@ fn nodes(c: &mut Criterion) {
     let mut group = c.benchmark_group("node");
     group.throughput(Throughput::Elements((input.len() / 2) as u64));
     for (name, node) in kinds {
-        let text = format!(
-            "(sample_rate: 48000, channels: 2, nodes: {{ \"n\": {node} }}, edges: [(\"input\", \"n\"), (\"n\", \"output\")])"
-        );
         for block in [64, 512, 4096] {
-            let g = Graph::parse(&text, "node.ron", ".".as_ref()).expect("valid");
+            let g = single_node_in(node, ".".as_ref());
             let mut engine = start(g, EngineOptions { max_block: block, threads: 1, ..Default::default() });
             group.bench_with_input(BenchmarkId::new(name, block), &block, |b, &block| {
                 b.iter(|| run_engine(&mut engine, black_box(&input), &mut out, block));
