@@ -187,9 +187,7 @@ fn native(path: &Path, rest: &str) -> String {
 #[cfg(feature = "wasm")]
 #[test]
 fn the_biquad_source_built_natively_and_as_webassembly_gives_the_same_bits() {
-    let module = std::env::var_os("FXGRAPH_PLUGIN_DIR")
-        .map_or_else(|| repo().join("plugins/wasm"), PathBuf::from)
-        .join("biquad_filter.wasm");
+    let module = common::plugin_dir().join("biquad_filter.wasm");
     // Settings an `f32` holds exactly: the WebAssembly ABI passes parameters as `f32`, the native one as `f64`.
     for channels in [1usize, 2, 3] {
         for (kind, code, cutoff, q) in

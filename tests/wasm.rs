@@ -13,11 +13,7 @@ use fxgraph::node::{AudioIn, AudioOut};
 use fxgraph::{AudioProcessor, Engine, EngineEvent, EngineOptions, Graph, GraphErrorKind};
 use std::path::{Path, PathBuf};
 
-fn plugin_dir() -> PathBuf {
-    std::env::var_os("FXGRAPH_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/wasm"))
-}
+use common::plugin_dir;
 
 fn graph(text: &str, dir: &Path) -> Result<Graph, fxgraph::GraphError> {
     Graph::parse(text, "plugin.ron", dir)

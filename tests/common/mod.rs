@@ -58,3 +58,12 @@ pub fn write_float_wav<T: Copy + Into<f64>>(path: &std::path::Path, rate: u32, c
     }
     w.finalize().expect("finalize");
 }
+
+/// The shipped WebAssembly plugins: `FXGRAPH_PLUGIN_DIR` when set (CI points it at modules rebuilt from
+/// source), otherwise `plugins/wasm`.
+#[allow(dead_code)] // Not every test binary uses every helper.
+pub fn plugin_dir() -> std::path::PathBuf {
+    std::env::var_os("FXGRAPH_PLUGIN_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/wasm"))
+}
