@@ -132,8 +132,8 @@ impl Flow {
                 unsafe { this.participate(parts, i, participants, chunk, chunks) }
             });
         } else {
-            run_with_side(workers, 1, side, |_| {
-                // SAFETY: one task runs the input, every branch and the output, in order.
+            let serial = || {
+                // SAFETY: one thread runs the input, every branch and the output, in order.
                 unsafe {
                     run_input(parts, 0, frames);
                     for b in 0..parts.branch_count {
@@ -141,7 +141,13 @@ impl Flow {
                     }
                     run_output(parts, 0, frames);
                 }
-            });
+            };
+            // Without side jobs the workers are not called: one of them could take the one task, and the
+            // branches' state and buffers would move to its core for the run.
+            match side {
+                Some(side) => run_with_side(workers, 1, Some(side), |_| serial()),
+                None => serial(),
+            }
         }
         if let Some(t0) = t0 {
             self.choice.record(flow, t0.elapsed().as_nanos() as f64);
