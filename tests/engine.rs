@@ -1481,3 +1481,69 @@ fn filter_sweeps_leave_no_transient_even_towards_nyquist() {
         assert!(click < 0.001, "{node}, {key} between {lo} and {hi}: a click of {click} at frame {}", at + 4800);
     }
 }
+
+/// One of every built-in kind: a three-band split, a compressor keyed by a sidechain, a gate, mid/side
+/// there and back, a stereo width, a channel picked and spread, a delay, a mixer of three buses, a
+/// convolver beside them, a limiter and a gain.
+const EVERY_KIND: &str = r#"(sample_rate: 48000, channels: 2,
+    nodes: {
+        "eq": Eq(bands: [(kind: LowShelf, freq_hz: 120.0, gain_db: 3.0, q: 0.7), (kind: Peak, freq_hz: 2500.0, gain_db: -4.0, q: 2.0), (kind: HighPass, freq_hz: 30.0, q: 0.7071)]),
+        "bands": Crossover(freqs_hz: [300.0, 4000.0]),
+        "comp": Compressor(threshold_db: -30.0, ratio: 4.0, attack_ms: 3.0, release_ms: 60.0, knee_db: 6.0, makeup_db: 3.0),
+        "gate": Gate(threshold_db: -40.0, attack_ms: 1.0, hold_ms: 20.0, release_ms: 30.0, range_db: -30.0),
+        "enc": MidSide(mode: Encode),
+        "dec": MidSide(mode: Decode),
+        "wide": StereoWidth(width: 1.4),
+        "left": Channels(select: [0]),
+        "delay": Delay(delay_ms: 3.0),
+        "mix": Mixer(inputs: [2, 2, 2], gains: [[1.0, 0.0, 0.8, 0.0, 0.5, 0.1], [0.0, 1.0, 0.0, 0.8, 0.1, 0.5]]),
+        "room": Convolver(path: "graphs/ir/room.flac", gain_db: -12.0),
+        "lim": Limiter(ceiling_db: -1.0, lookahead_ms: 2.0, release_ms: 40.0),
+        "gain": Gain(gain_db: -2.0),
+    },
+    edges: [
+        ("input", "eq"), ("eq", "bands"),
+        ("bands.band0", "comp"), ("eq", "comp.sidechain"),
+        ("bands.band1", "gate"),
+        ("bands.band2", "enc"), ("enc", "dec"), ("dec", "wide"), ("wide", "left"), ("left", "delay"),
+        ("comp", "mix.in0"), ("gate", "mix.in1"), ("delay", "mix.in2"),
+        ("eq", "room"), ("mix", "lim"), ("room", "lim"), ("lim", "gain"), ("gain", "output"),
+    ],
+)"#;
+
+/// The processor contract's "the same bits whatever the block size", for every built-in kind at once:
+/// callbacks of random sizes (1 to 512 frames) give the bits of whole 512-frame callbacks, on one thread and
+/// on two (always parallel, and adaptive). The monitor counts one call per callback and node.
+#[test]
+fn every_built_in_kind_gives_the_same_bits_however_its_blocks_are_cut_into_calls() {
+    let graph = parse(EVERY_KIND);
+    let input = demo(2.0);
+    let (_e, mut serial) = start(graph.clone(), 512, 1, Parallelism::Adaptive);
+    let reference = bits(&drive(&mut serial, &input, &[512]));
+    assert!(reference.iter().all(|c| c.iter().any(|&b| b != 0)));
+    // Call sizes from 1 to 512, from a fixed linear congruential sequence.
+    let mut s = 1u64;
+    let random: Vec<usize> = (0..997)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            1 + (s >> 33) as usize % 512
+        })
+        .collect();
+    for (threads, parallelism, sizes) in [
+        (1, Parallelism::Adaptive, &random[..]),
+        (2, Parallelism::Always, &[512][..]),
+        (2, Parallelism::Always, &random[..]),
+        (2, Parallelism::Adaptive, &random[..]),
+    ] {
+        let (mut engine, mut audio) = start(graph.clone(), 512, threads, parallelism);
+        engine.set_monitor(true);
+        let out = bits(&drive(&mut audio, &input, sizes));
+        let what = format!("{threads} threads ({parallelism:?}), {} call sizes", sizes.len());
+        assert!(out == reference, "{what}");
+        let metrics = engine.metrics();
+        assert!(metrics.blocks > 0, "{what}");
+        for node in &metrics.nodes {
+            assert_eq!(node.calls, metrics.blocks, "{}: one call a callback ({what})", node.name);
+        }
+    }
+}

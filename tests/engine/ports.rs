@@ -396,6 +396,8 @@ fn random_graphs_with_ports_give_the_reference_bits_on_every_executor_block_and_
         for (threads, block, batch, p) in [
             (1, 37, 1, Parallelism::Adaptive),
             (2, 64, 1, Parallelism::Always),
+            (2, 333, 1, Parallelism::Always),
+            (2, 512, 1, Parallelism::Always),
             (2, 512, 8, Parallelism::Always),
             (3, 100, 13, Parallelism::Always),
         ] {
