@@ -297,3 +297,18 @@ def test_the_batch_example_renders_a_folder_as_process_does_and_reports_a_bad_fi
     graph["comp.threshold_db"] = -30.0
     for name, x in signals.items():
         assert np.array_equal(bits(read_wav(dst / f"{name}.wav")), bits(graph.process(x))), name
+
+
+def test_another_sample_rate_prepares_the_graph_again_with_the_parameters_set():
+    graph = fxgraph.Graph.load(GRAPHS / "chain.ron")
+    plain = fxgraph.Graph.load(GRAPHS / "chain.ron")
+    graph["comp.threshold_db"] = -40.0
+    x = music(1.0, rate=44100)
+    y, z = graph.process(x, 44100), plain.process(x, 44100)
+    assert graph["comp.threshold_db"] == -40.0 and not np.array_equal(y, z)
+    # The same as a graph written for 44.1 kHz with that threshold.
+    text = (GRAPHS / "chain.ron").read_text().replace("sample_rate: 48000", "sample_rate: 44100")
+    text = text.replace("threshold_db: -18.0", "threshold_db: -40.0")
+    assert np.array_equal(bits(fxgraph.Graph.from_ron(text).process(x, 44100)), bits(y))
+    with pytest.raises(ValueError, match="sample_rate"):
+        graph.process(x, 1000)
