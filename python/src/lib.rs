@@ -160,13 +160,17 @@ fn json_to_py(py: Python<'_>, value: &serde_json::Value) -> PyResult<Py<PyAny>> 
 enum Samples<'py> {
     /// A C-contiguous `float32` array, read where it is.
     Borrowed(PyReadonlyArray2<'py, f32>),
+    /// A contiguous one-dimensional `float32` array (one channel), read where it is.
+    Borrowed1(PyReadonlyArray1<'py, f32>),
     Owned(Vec<f32>),
 }
 
 impl Samples<'_> {
     fn as_slice(&self) -> &[f32] {
         match self {
+            // Both checked contiguous when borrowed.
             Samples::Borrowed(a) => a.as_slice().unwrap_or(&[]),
+            Samples::Borrowed1(a) => a.as_slice().unwrap_or(&[]),
             Samples::Owned(v) => v,
         }
     }
@@ -202,7 +206,8 @@ fn input_array<'py>(a: &Bound<'py, PyAny>) -> PyResult<Input<'py>> {
         return Ok(Input { samples: Samples::Owned(v), channels, frames, f64: true });
     }
     if let Ok(x) = a.extract::<PyReadonlyArray1<'py, f32>>() {
-        return Ok(Input { samples: Samples::Owned(x.as_array().to_vec()), channels, frames, f64: false });
+        let samples = if x.is_contiguous() { Samples::Borrowed1(x) } else { Samples::Owned(x.as_array().to_vec()) };
+        return Ok(Input { samples, channels, frames, f64: false });
     }
     if let Ok(x) = a.extract::<PyReadonlyArray1<'py, f64>>() {
         let v: Vec<f32> = x.as_array().iter().map(|&s| s as f32).collect();
@@ -481,9 +486,12 @@ impl PyGraph {
         Ok(dict.into_any().unbind())
     }
 
-    /// Clears the graph's state (filters, envelopes, delay lines), as for a new signal.
+    /// Clears the graph's state (filters, envelopes, delay lines), as for a new signal, with the
+    /// parameters set so far settled.
     fn reset(&self) {
-        self.lock().running.audio.reset();
+        let audio = &mut self.lock().running.audio;
+        audio.take_messages();
+        audio.reset();
     }
 
     /// Sets a parameter, `graph["node.param"] = value`, as the engine validates it; a value outside the
@@ -508,35 +516,23 @@ impl PyGraph {
 
     /// Every parameter's current value, by "node.param", in file order.
     fn params(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
-        let mut inner = self.lock();
-        let engine = &mut inner.running.engine;
         let dict = PyDict::new(py);
-        for node in engine.node_names() {
-            for p in engine.params(&node).map_err(|e| py_err(py, e))? {
-                let v = engine.get(&node, &p.name).map_err(|e| py_err(py, e))?;
-                dict.set_item(format!("{node}.{}", p.name), value_to_py(py, v)?)?;
-            }
-        }
+        self.each_param(py, |key, _, value| dict.set_item(key, value))?;
         Ok(dict.unbind())
     }
 
     /// Every parameter's description: its unit, range, choices and current value, by "node.param".
     fn param_info(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
-        let mut inner = self.lock();
-        let engine = &mut inner.running.engine;
         let dict = PyDict::new(py);
-        for node in engine.node_names() {
-            for p in engine.params(&node).map_err(|e| py_err(py, e))? {
-                let v = engine.get(&node, &p.name).map_err(|e| py_err(py, e))?;
-                let info = PyDict::new(py);
-                info.set_item("unit", &p.unit)?;
-                info.set_item("min", p.min)?;
-                info.set_item("max", p.max)?;
-                info.set_item("choices", p.choices.clone())?;
-                info.set_item("value", value_to_py(py, v)?)?;
-                dict.set_item(format!("{node}.{}", p.name), info)?;
-            }
-        }
+        self.each_param(py, |key, p, value| {
+            let info = PyDict::new(py);
+            info.set_item("unit", &p.unit)?;
+            info.set_item("min", p.min)?;
+            info.set_item("max", p.max)?;
+            info.set_item("choices", p.choices.clone())?;
+            info.set_item("value", value)?;
+            dict.set_item(key, info)
+        })?;
         Ok(dict.unbind())
     }
 
@@ -585,6 +581,23 @@ impl PyGraph {
 }
 
 impl PyGraph {
+    /// Calls `f` with each parameter's "node.param", description and current value, in file order.
+    fn each_param(
+        &self,
+        py: Python<'_>,
+        mut f: impl FnMut(String, &fxgraph::ParamInfo, Py<PyAny>) -> PyResult<()>,
+    ) -> PyResult<()> {
+        let mut inner = self.lock();
+        let engine = &mut inner.running.engine;
+        for node in engine.node_names() {
+            for p in engine.params(&node).map_err(|e| py_err(py, e))? {
+                let v = engine.get(&node, &p.name).map_err(|e| py_err(py, e))?;
+                f(format!("{node}.{}", p.name), &p, value_to_py(py, v)?)?;
+            }
+        }
+        Ok(())
+    }
+
     /// What a pickle holds: the text, file name, folder, options and the parameters set, in order.
     fn state(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let inner = self.lock();

@@ -1,4 +1,5 @@
 from os import PathLike
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -43,7 +44,7 @@ class Graph:
     @property
     def file(self) -> str: ...
     @property
-    def base_dir(self) -> str: ...
+    def base_dir(self) -> Path: ...
     @property
     def sample_rate(self) -> Optional[int]:
         """The rate the graph's file gives, or None."""
@@ -53,6 +54,9 @@ class Graph:
     @property
     def outputs(self) -> List[Tuple[str, int]]:
         """The graph's outputs: (name, channels), in order."""
+    @property
+    def position(self) -> int:
+        """Frames processed so far; readable from another thread while a call processes."""
     @property
     def latency_frames(self) -> int: ...
     def process(
