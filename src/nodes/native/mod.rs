@@ -15,6 +15,7 @@ mod host;
 pub(crate) mod isolate;
 pub mod ladspa;
 pub(crate) mod library;
+pub mod lv2;
 
 pub use host::run_if_plugin_host;
 pub use isolate::{check_host, host_program, set_host_program};
@@ -41,6 +42,7 @@ use std::time::Duration;
 pub(crate) fn register(registry: &mut Registry) {
     registry.register(NodeKind::new::<NativeParams>("Native", "a native plugin (fxgraph's C ABI)"));
     registry.register(NodeKind::new::<ladspa::LadspaParams>("Ladspa", "a LADSPA plugin"));
+    registry.register(NodeKind::new::<lv2::Lv2Params>("Lv2", "an LV2 plugin, by URI"));
 }
 
 /// Where a native plugin's code runs.

@@ -177,7 +177,7 @@ pub struct Bus {
 
 /// A port name without its channel mark: lower case, the words that name a channel (`left`, `right`, a
 /// single letter, a number) left out.
-fn bus_base(name: &str) -> String {
+pub(crate) fn bus_base(name: &str) -> String {
     name.split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)

@@ -23,7 +23,7 @@ mod library;
 
 pub(crate) use abi::*;
 pub(crate) use instance::LadspaInstance;
-pub(crate) use library::{LadspaInfo, LadspaLibrary, PortKind, load, search};
+pub(crate) use library::{LadspaInfo, LadspaLibrary, PortKind, bus_base, key_of, load, search};
 
 use super::{Isolation, Tiered};
 use crate::node::{

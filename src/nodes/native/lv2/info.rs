@@ -1,0 +1,269 @@
+//! What an LV2 plugin declares, read through lilv on the control side: its ports (audio, control, atom,
+//! CV), their ranges and properties, their groups, the features it requires and its latency port.
+#![allow(unsafe_code)] // lilv is a C ABI; see the SAFETY notes.
+
+use super::lilv::{LilvPlugin, World};
+use crate::nodes::native::library::NativeParam;
+use fxgraph_plugin::abi;
+
+pub const LV2: &str = "http://lv2plug.in/ns/lv2core#";
+const PG_GROUP: &str = "http://lv2plug.in/ns/ext/port-groups#group";
+const ATOM_PORT: &str = "http://lv2plug.in/ns/ext/atom#AtomPort";
+const CV_PORT: &str = "http://lv2plug.in/ns/lv2core#CVPort";
+const LOGARITHMIC: &str = "http://lv2plug.in/ns/ext/port-props#logarithmic";
+
+/// What a port is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    AudioIn,
+    AudioOut,
+    ControlIn,
+    ControlOut,
+    /// Event ports (a plugin's UI link, MIDI): given an empty sequence in, room for one out.
+    AtomIn,
+    AtomOut,
+    /// Control-voltage ports: given silence in, a buffer out.
+    CvIn,
+    CvOut,
+    /// Any other kind (the old event ports): left unconnected where the plugin allows it, else refused.
+    Other,
+}
+
+/// One port and what it says of itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Port {
+    pub index: usize,
+    pub kind: PortKind,
+    /// The plugin's symbol: a C identifier, what `controls`, `set` and presets name it by.
+    pub symbol: String,
+    pub name: String,
+    /// The port group (a URI) it belongs to.
+    pub group: Option<String>,
+    pub sidechain: bool,
+    pub min: f32,
+    pub max: f32,
+    pub default: f32,
+    pub toggled: bool,
+    pub integer: bool,
+    pub enumeration: bool,
+    pub logarithmic: bool,
+    /// Bounds given as fractions of the sample rate.
+    pub sample_rate: bool,
+    /// The plugin runs with the port unconnected.
+    pub optional: bool,
+    /// Named values (value, label), for enumerations.
+    pub scale_points: Vec<(f32, String)>,
+}
+
+impl Port {
+    /// The range at `sample_rate` (unbounded sides at ±1e9).
+    pub fn range(&self, sample_rate: u32) -> (f64, f64) {
+        let scale = if self.sample_rate { f64::from(sample_rate) } else { 1.0 };
+        let lo = if self.min.is_finite() { f64::from(self.min) * scale } else { -1e9 };
+        let hi = if self.max.is_finite() { f64::from(self.max) * scale } else { 1e9 };
+        if self.toggled { (0.0, 1.0) } else { (lo, hi.max(lo)) }
+    }
+
+    /// The declared default, else the lower bound, else 0; within the range.
+    pub fn default_at(&self, sample_rate: u32) -> f64 {
+        let (lo, hi) = self.range(sample_rate);
+        let scale = if self.sample_rate { f64::from(sample_rate) } else { 1.0 };
+        let v = if self.default.is_finite() {
+            f64::from(self.default) * scale
+        } else if self.min.is_finite() {
+            lo
+        } else {
+            0.0
+        };
+        v.clamp(lo, hi)
+    }
+
+    /// Taken at once rather than ramped.
+    pub fn stepped(&self) -> bool {
+        self.toggled || self.integer || self.enumeration
+    }
+}
+
+/// A plugin as lilv describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lv2Info {
+    pub uri: String,
+    pub name: String,
+    pub ports: Vec<Port>,
+    pub required_features: Vec<String>,
+    pub latency_port: Option<usize>,
+    /// lilv's plugin (the world keeps it for the life of the process).
+    pub(super) plugin: usize,
+}
+
+/// An audio bus: ports that carry one signal's channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bus {
+    /// The node's name for it: `in`, `out`, `sidechain`, or its group's name.
+    pub name: String,
+    /// The plugin's port indices, in channel order.
+    pub ports: Vec<usize>,
+}
+
+impl Lv2Info {
+    /// Reads plugin `p` of `w`.
+    pub(super) fn read(w: &World, p: *const LilvPlugin) -> Self {
+        let f = &w.f;
+        let (input, audio, control) =
+            (w.uri(&format!("{LV2}InputPort")), w.uri(&format!("{LV2}AudioPort")), w.uri(&format!("{LV2}ControlPort")));
+        let (atom, cv, group) = (w.uri(ATOM_PORT), w.uri(CV_PORT), w.uri(PG_GROUP));
+        let props = [
+            w.uri(&format!("{LV2}toggled")),
+            w.uri(&format!("{LV2}integer")),
+            w.uri(&format!("{LV2}enumeration")),
+            w.uri(LOGARITHMIC),
+            w.uri(&format!("{LV2}sampleRate")),
+            w.uri(&format!("{LV2}isSideChain")),
+            w.uri(&format!("{LV2}connectionOptional")),
+        ];
+        // SAFETY: lilv's queries on a plugin of the live world; every node the caller owns is freed.
+        unsafe {
+            let n = (f.lilv_plugin_get_num_ports)(p) as usize;
+            let (mut min, mut max, mut def) = (vec![f32::NAN; n], vec![f32::NAN; n], vec![f32::NAN; n]);
+            (f.lilv_plugin_get_port_ranges_float)(p, min.as_mut_ptr(), max.as_mut_ptr(), def.as_mut_ptr());
+            let mut ports = Vec::with_capacity(n);
+            for i in 0..n {
+                let port = (f.lilv_plugin_get_port_by_index)(p, i as u32);
+                let is = |class: &super::lilv::Node<'_>| (f.lilv_port_is_a)(p, port, class.p);
+                let has = |k: usize| (f.lilv_port_has_property)(p, port, props[k].p);
+                let is_in = is(&input);
+                let kind = match (is(&audio), is(&control), is(&atom), is(&cv), is_in) {
+                    (true, _, _, _, true) => PortKind::AudioIn,
+                    (true, _, _, _, false) => PortKind::AudioOut,
+                    (_, true, _, _, true) => PortKind::ControlIn,
+                    (_, true, _, _, false) => PortKind::ControlOut,
+                    (_, _, true, _, true) => PortKind::AtomIn,
+                    (_, _, true, _, false) => PortKind::AtomOut,
+                    (_, _, _, true, true) => PortKind::CvIn,
+                    (_, _, _, true, false) => PortKind::CvOut,
+                    _ => PortKind::Other,
+                };
+                let mut scale_points = Vec::new();
+                let points = (f.lilv_port_get_scale_points)(p, port);
+                if !points.is_null() {
+                    let mut it = (f.lilv_scale_points_begin)(points);
+                    while !(f.lilv_scale_points_is_end)(points, it) {
+                        let sp = (f.lilv_scale_points_get)(points, it);
+                        let value = (f.lilv_node_as_float)((f.lilv_scale_point_get_value)(sp));
+                        scale_points.push((value, w.string((f.lilv_scale_point_get_label)(sp))));
+                        it = (f.lilv_scale_points_next)(points, it);
+                    }
+                    (f.lilv_scale_points_free)(points);
+                    scale_points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                }
+                ports.push(Port {
+                    index: i,
+                    kind,
+                    symbol: w.string((f.lilv_port_get_symbol)(p, port)),
+                    name: w.take_string((f.lilv_port_get_name)(p, port)).unwrap_or_default(),
+                    group: w.take_string((f.lilv_port_get)(p, port, group.p)),
+                    sidechain: has(5),
+                    min: min[i],
+                    max: max[i],
+                    default: def[i],
+                    toggled: has(0),
+                    integer: has(1),
+                    enumeration: has(2),
+                    logarithmic: has(3),
+                    sample_rate: has(4),
+                    optional: has(6),
+                    scale_points,
+                });
+            }
+            let latency_port =
+                (f.lilv_plugin_has_latency)(p).then(|| (f.lilv_plugin_get_latency_port_index)(p) as usize);
+            Self {
+                uri: w.string((f.lilv_plugin_get_uri)(p)),
+                name: w.take_string((f.lilv_plugin_get_name)(p)).unwrap_or_default(),
+                ports,
+                required_features: w.take_strings((f.lilv_plugin_get_required_features)(p)),
+                latency_port,
+                plugin: p as usize,
+            }
+        }
+    }
+
+    pub fn ports(&self, kind: PortKind) -> impl Iterator<Item = &Port> {
+        self.ports.iter().filter(move |p| p.kind == kind)
+    }
+
+    /// One audio input and one output: run as one instance per channel of whatever feeds the node.
+    pub fn mono(&self) -> bool {
+        self.ports(PortKind::AudioIn).count() == 1 && self.ports(PortKind::AudioOut).count() == 1
+    }
+
+    /// The audio buses, inputs and outputs: ports of one port group are one bus (in port order), and so are
+    /// ungrouped ports whose names differ only in a channel's mark ("In Left", "In Right"). The first input
+    /// bus is `in`, the first output bus `out`; a sidechain (a port that says so, or a group named for it)
+    /// is `sidechain`; any other bus is named by its group (the part after `#` or the last `/`) or its
+    /// ports' common name.
+    pub fn buses(&self) -> (Vec<Bus>, Vec<Bus>) {
+        use crate::nodes::native::ladspa::{bus_base, key_of};
+        let group = |kind: PortKind, first: &str| {
+            let mut buses: Vec<(String, bool, Bus)> = Vec::new();
+            for p in self.ports(kind) {
+                let side =
+                    p.sidechain || p.group.as_deref().is_some_and(|g| g.to_ascii_lowercase().contains("sidechain"));
+                let (key, label) = match &p.group {
+                    Some(g) => (g.clone(), g.rsplit(['#', '/']).next().unwrap_or(g).to_string()),
+                    None => {
+                        let base = bus_base(&p.name);
+                        (format!(" {base}"), key_of(&base))
+                    }
+                };
+                match buses.iter_mut().find(|(k, s, _)| *k == key && *s == side) {
+                    Some((_, _, bus)) => bus.ports.push(p.index),
+                    None => {
+                        let name = if side {
+                            "sidechain".to_string()
+                        } else if buses.iter().all(|(_, s, _)| *s) {
+                            first.to_string()
+                        } else {
+                            label
+                        };
+                        let mut unique = name.clone();
+                        let mut k = 2;
+                        while buses.iter().any(|(_, _, b)| b.name == unique) || unique.is_empty() {
+                            unique = format!("{name}_{k}");
+                            k += 1;
+                        }
+                        buses.push((key, side, Bus { name: unique, ports: vec![p.index] }));
+                    }
+                }
+            }
+            buses.into_iter().map(|(_, _, b)| b).collect::<Vec<Bus>>()
+        };
+        (group(PortKind::AudioIn, "in"), group(PortKind::AudioOut, "out"))
+    }
+
+    /// The control inputs as parameters at `sample_rate`: id the port index, key its symbol.
+    pub fn params(&self, sample_rate: u32) -> Vec<NativeParam> {
+        self.ports(PortKind::ControlIn)
+            .map(|p| {
+                let (min, max) = p.range(sample_rate);
+                let flags = if p.toggled {
+                    abi::PARAM_TOGGLE
+                } else if p.integer || p.enumeration {
+                    abi::PARAM_INTEGER
+                } else {
+                    0
+                };
+                NativeParam {
+                    id: p.index as u32,
+                    flags,
+                    key: p.symbol.clone(),
+                    name: p.name.clone(),
+                    unit: String::new(),
+                    min,
+                    max,
+                    default: p.default_at(sample_rate),
+                }
+            })
+            .collect()
+    }
+}
