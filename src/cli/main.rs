@@ -208,6 +208,9 @@ enum PluginCommand {
     List,
     /// Remove an installed plugin: ID (every version) or ID@VERSION.
     Remove { plugin: String },
+    /// List the installed LV2 plugins (URI and name), or with a URI, print that plugin's features, buses and
+    /// ports (found through lilv, on LV2_PATH or the standard folders).
+    Lv2 { uri: Option<String> },
     /// Make a package from a plugin folder (its plugin.json and the files it names).
     Pack {
         dir: PathBuf,
@@ -373,6 +376,8 @@ fn main() -> ExitCode {
             (_, Some(PluginCommand::Remove { plugin })) => plugin::packages::remove(&plugin),
             #[cfg(feature = "wasm")]
             (_, Some(PluginCommand::Pack { dir, output })) => plugin::packages::pack(&dir, output.as_deref()),
+            #[cfg(target_os = "linux")]
+            (_, Some(PluginCommand::Lv2 { uri })) => plugin::lv2(uri.as_deref()),
             #[cfg(not(feature = "wasm"))]
             (_, Some(_)) => {
                 Err(bad_input(anyhow::anyhow!("this build of fxgraph has no WebAssembly support (feature `wasm`)")))

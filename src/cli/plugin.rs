@@ -185,3 +185,21 @@ pub(crate) mod packages {
         Ok(())
     }
 }
+
+/// `fxgraph plugin lv2 [URI]`: the installed LV2 plugins, or one plugin's features, buses and ports.
+#[cfg(target_os = "linux")]
+pub(crate) fn lv2(uri: Option<&str>) -> Result<(), Failure> {
+    use fxgraph::nodes::native::lv2;
+    let fail = |e: String| crate::bad_input(anyhow::anyhow!(e));
+    match uri {
+        Some(uri) => print!("{}", lv2::describe(uri).map_err(fail)?),
+        None => {
+            let plugins = lv2::list().map_err(fail)?;
+            for (uri, name) in &plugins {
+                println!("{uri}  {name}");
+            }
+            println!("{} LV2 plugin(s)", plugins.len());
+        }
+    }
+    Ok(())
+}
