@@ -253,6 +253,10 @@ fn the_json_protocol_answers_every_command_with_one_object() {
     );
     let mut stdin = child.stdin.take().expect("stdin");
     for line in script {
+        if line == "status" {
+            // Time for the device's first callbacks (the answer is checked either way).
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
         writeln!(stdin, "{line}").expect("write command");
     }
     let out = child.wait_with_output().expect("fxgraph play ends");
@@ -278,7 +282,13 @@ fn the_json_protocol_answers_every_command_with_one_object() {
     assert_eq!(answers[5]["nodes"], serde_json::json!(["eq", "comp", "limiter"]));
     assert_eq!(answers[6]["params"][0]["name"], "ceiling_db");
     assert_eq!(answers[8]["bypass"], true);
-    assert_eq!(answers[10]["status"]["callback_allocations"], 0);
+    // No allocation in a callback; before the first callback (a slow start on a busy machine) the count is
+    // not known yet, and says so.
+    let status = &answers[10]["status"];
+    match status["callbacks"].as_u64() {
+        Some(0) => assert!(status["callback_allocations"].is_null(), "{status}"),
+        _ => assert_eq!(status["callback_allocations"], 0, "{status}"),
+    }
 }
 
 #[test]
