@@ -367,6 +367,53 @@ impl<I: Instance> Instance for Tiered<I> {
     }
 }
 
+/// Every control input's `(id, value)` of a plugin with `params` (control inputs, in port order): the
+/// defaults, then `controls`, each found by `find` (its index in `params`), checked against its range and
+/// kind. `known` lists the controls for the error when a name is not one.
+///
+/// # Errors
+/// A [`ParamError`] naming the control.
+pub(crate) fn resolve_controls(
+    plugin: &str,
+    params: &[NativeParam],
+    controls: &BTreeMap<String, ParamValue>,
+    find: impl Fn(&str) -> Option<usize>,
+    known: impl Fn() -> String,
+) -> Result<Vec<(u32, f64)>, ParamError> {
+    let mut values: Vec<(u32, f64)> = params.iter().map(|p| (p.id, p.default)).collect();
+    for (name, value) in controls {
+        let at = |m: String| ParamError::new(format!("controls.{name}"), m);
+        let i = find(name).ok_or_else(|| at(format!("is not a control input of {plugin} (it has: {})", known())))?;
+        let p = &params[i];
+        let v = param_info(p).resolve(value).map_err(|e| at(e.message))?;
+        check_kind(p, v).map_err(at)?;
+        values[i].1 = v;
+    }
+    Ok(values)
+}
+
+/// Copies a block's first channels into planar buffers of `stride` frames a channel (a plugin's connected
+/// input ports).
+pub(crate) fn copy_in(audio: &AudioOut<'_>, buf: &mut [f32], stride: usize, channels: usize) {
+    let n = audio.frames();
+    for c in 0..channels.min(audio.channels()) {
+        buf[c * stride..c * stride + n].copy_from_slice(audio.channel(c));
+    }
+}
+
+/// Copies planar buffers of `stride` frames a channel (a plugin's connected output ports) into a block's
+/// first channels, non-finite samples replaced with silence; returns how many were.
+pub(crate) fn copy_out(audio: &mut AudioOut<'_>, buf: &[f32], stride: usize, channels: usize) -> u64 {
+    let n = audio.frames();
+    let mut replaced = 0;
+    for c in 0..channels.min(audio.channels()) {
+        let out = audio.channel_mut(c);
+        out.copy_from_slice(&buf[c * stride..c * stride + n]);
+        replaced += sanitize(out);
+    }
+    replaced
+}
+
 /// Replaces NaN and infinity with 0 in place; returns how many.
 pub(crate) fn sanitize(x: &mut [f32]) -> u64 {
     // A read-only count the compiler vectorizes; the repair pass runs only when it finds something.

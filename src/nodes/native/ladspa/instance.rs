@@ -5,7 +5,7 @@ use super::abi::*;
 use super::library::{LadspaLibrary, PortKind};
 use crate::clock::CpuMark;
 use crate::node::{AudioOut, MessageKind, PollContext, ProcessConfig};
-use crate::nodes::native::sanitize;
+use crate::nodes::native::{copy_in, copy_out};
 use crate::nodes::plugin::{Counts, Fault, Instance, text};
 use std::ffi::{c_ulong, c_void};
 use std::sync::Arc;
@@ -174,18 +174,12 @@ impl Instance for LadspaInstance {
     fn process(&mut self, audio: &mut AudioOut<'_>, _mark: &CpuMark) -> Result<(), Fault> {
         let n = audio.frames();
         let run = self.d().run.expect("checked at load");
-        for c in 0..self.in_channels.min(audio.channels()) {
-            self.input[c * self.max_block..c * self.max_block + n].copy_from_slice(audio.channel(c));
-        }
+        copy_in(audio, &mut self.input, self.max_block, self.in_channels);
         for &h in &self.handles {
             // SAFETY: LADSPA's run with `n` (at most max_block) frames on connected buffers.
             unsafe { run(h, n as c_ulong) };
         }
-        for c in 0..self.out_channels.min(audio.channels()) {
-            let out = audio.channel_mut(c);
-            out.copy_from_slice(&self.output[c * self.max_block..c * self.max_block + n]);
-            self.replaced += sanitize(out);
-        }
+        self.replaced += copy_out(audio, &self.output, self.max_block, self.out_channels);
         Ok(())
     }
 

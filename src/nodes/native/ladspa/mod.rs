@@ -98,23 +98,18 @@ pub fn resolve(
     sample_rate: u32,
 ) -> Result<Vec<(u32, f64)>, ParamError> {
     let params = info.params(sample_rate);
-    let mut values: Vec<(u32, f64)> = params.iter().map(|p| (p.id, p.default)).collect();
-    for (name, value) in controls {
-        let Some(i) = info.ports(PortKind::ControlIn).position(|p| p.name == *name || p.key == *name) else {
-            let known: Vec<String> =
-                info.ports(PortKind::ControlIn).map(|p| format!("\"{}\" ({})", p.name, p.key)).collect();
-            return Err(ParamError::new(
-                format!("controls.{name}"),
-                format!("is not a control input of {} (it has: {})", info.label, known.join(", ")),
-            ));
-        };
-        let p = &params[i];
-        let v =
-            super::param_info(p).resolve(value).map_err(|e| ParamError::new(format!("controls.{name}"), e.message))?;
-        super::check_kind(p, v).map_err(|m| ParamError::new(format!("controls.{name}"), m))?;
-        values[i].1 = v;
-    }
-    Ok(values)
+    super::resolve_controls(
+        &info.label,
+        &params,
+        controls,
+        |name| info.ports(PortKind::ControlIn).position(|p| p.name == *name || p.key == *name),
+        || {
+            info.ports(PortKind::ControlIn)
+                .map(|p| format!("\"{}\" ({})", p.name, p.key))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    )
 }
 
 impl NodeSpec for LadspaParams {

@@ -6,7 +6,7 @@ use super::info::{Lv2Info, PortKind};
 use super::lilv::{LilvInstance, LilvPlugin, Lv2Descriptor, Lv2Feature};
 use crate::clock::CpuMark;
 use crate::node::{AudioOut, PollContext, ProcessConfig};
-use crate::nodes::native::sanitize;
+use crate::nodes::native::{copy_in, copy_out};
 use crate::nodes::plugin::{Counts, Fault, Instance};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
@@ -377,16 +377,9 @@ impl Instance for Lv2Instance {
     }
 
     fn process(&mut self, audio: &mut AudioOut<'_>, _mark: &CpuMark) -> Result<(), Fault> {
-        let n = audio.frames();
-        for c in 0..self.in_channels.min(audio.channels()) {
-            self.input[c * self.max_block..c * self.max_block + n].copy_from_slice(audio.channel(c));
-        }
-        self.run(n);
-        for c in 0..self.out_channels.min(audio.channels()) {
-            let out = audio.channel_mut(c);
-            out.copy_from_slice(&self.output[c * self.max_block..c * self.max_block + n]);
-            self.replaced += sanitize(out);
-        }
+        copy_in(audio, &mut self.input, self.max_block, self.in_channels);
+        self.run(audio.frames());
+        self.replaced += copy_out(audio, &self.output, self.max_block, self.out_channels);
         Ok(())
     }
 

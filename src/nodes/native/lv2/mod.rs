@@ -23,8 +23,7 @@ pub(crate) use info::{Lv2Info, PortKind};
 pub(crate) use instance::Lv2Instance;
 
 use crate::node::{
-    BuildContext, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, Port, Ports, ProcessConfig, Processor,
-    Smoothing, Width,
+    BuildContext, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, Port, Ports, ProcessConfig, Processor, Width,
 };
 use crate::nodes::plugin::{OnFault, PluginProcessor, replacement};
 use crate::nodes::spec_boilerplate;
@@ -128,22 +127,13 @@ pub fn resolve(
     sample_rate: u32,
 ) -> Result<Vec<(u32, f64)>, ParamError> {
     let params = info.params(sample_rate);
-    let mut values: Vec<(u32, f64)> = params.iter().map(|p| (p.id, p.default)).collect();
-    for (name, value) in controls {
-        let Some(i) = params.iter().position(|p| p.key == *name) else {
-            let known: Vec<&str> = params.iter().map(|p| p.key.as_str()).collect();
-            return Err(ParamError::new(
-                format!("controls.{name}"),
-                format!("is not a control input of {} (it has: {})", info.uri, known.join(", ")),
-            ));
-        };
-        let p = &params[i];
-        let v =
-            super::param_info(p).resolve(value).map_err(|e| ParamError::new(format!("controls.{name}"), e.message))?;
-        super::check_kind(p, v).map_err(|m| ParamError::new(format!("controls.{name}"), m))?;
-        values[i].1 = v;
-    }
-    Ok(values)
+    super::resolve_controls(
+        &info.uri,
+        &params,
+        controls,
+        |name| params.iter().position(|p| p.key == name),
+        || params.iter().map(|p| p.key.as_str()).collect::<Vec<_>>().join(", "),
+    )
 }
 
 impl NodeSpec for Lv2Params {
@@ -186,17 +176,8 @@ impl NodeSpec for Lv2Params {
 
     fn params(&self, ctx: &BuildContext<'_>) -> Vec<ParamInfo> {
         let Ok(info) = self.info() else { return Vec::new() };
-        info.params(ctx.format.sample_rate)
-            .iter()
-            .zip(info.ports(PortKind::ControlIn))
-            .map(|(p, port)| {
-                let mut i = super::param_info(p);
-                if port.stepped() {
-                    i.smoothing = Smoothing::Step;
-                }
-                i
-            })
-            .collect()
+        // Toggles, integers and enumerations carry flags that make them stepped.
+        info.params(ctx.format.sample_rate).iter().map(super::param_info).collect()
     }
 
     fn param(&self, index: usize) -> f64 {
