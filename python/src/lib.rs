@@ -84,16 +84,7 @@ struct Inner {
 impl Inner {
     fn start(graph: &Graph, rate: u32, threads: usize, block: usize) -> Result<Running, Error> {
         // As `fxgraph render` starts an engine: blocks batched for the workers, nothing due in real time.
-        let batch = ((if threads > 1 { 16384 } else { 4096 }) / block).max(1);
-        let options = EngineOptions {
-            max_block: block,
-            threads,
-            batch,
-            realtime: false,
-            monitor: true,
-            sample_rate: Some(rate),
-            ..EngineOptions::default()
-        };
+        let options = EngineOptions { sample_rate: Some(rate), ..EngineOptions::offline(block, threads) };
         let (engine, audio) = Engine::new(graph.clone(), options)?;
         Ok(Running { rate, engine, audio })
     }

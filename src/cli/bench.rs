@@ -55,7 +55,14 @@ pub(crate) fn run(
         Some(l) => l,
         None => &mut fxgraph::io::stream::NullSink,
     };
-    render(&mut engine, &mut audio, &mut source, sink, block * crate::offline_batch(block, threads), &mut |_| true)?;
+    render(
+        &mut engine,
+        &mut audio,
+        &mut source,
+        sink,
+        block * fxgraph::EngineOptions::offline_batch(block, threads),
+        &mut |_| true,
+    )?;
     let elapsed = started.elapsed().as_secs_f64();
     let machine = machine.report();
     let report = engine.metrics();

@@ -598,20 +598,6 @@ pub(crate) struct GraphInputs {
     pub frames: Option<u64>,
 }
 
-/// The frames of one offline run (see `EngineOptions::batch`): with several threads, 16384, since each run
-/// ends with the last chunks of the branches after the others' (the output mix, a limiter), which leave a
-/// thread idle, and longer runs pay that less often (3% to 9% faster than 4096 with two threads on
-/// `parallel.ron`, BENCHMARKS.md); on one thread, 4096, whose buffers stay in cache between a branch and
-/// the next (16384 was 2% slower there).
-pub(crate) fn offline_run(threads: usize) -> usize {
-    if threads > 1 { 16384 } else { 4096 }
-}
-
-/// The batch for offline work at `block` frames per block on `threads` threads.
-pub(crate) fn offline_batch(block: usize, threads: usize) -> usize {
-    (offline_run(threads) / block.max(1)).max(1)
-}
-
 /// Starts a graph for offline work: the control side and the audio side, with blocks of `max_block`
 /// frames batched for the workers, and nothing due in real time.
 pub(crate) fn start(graph: Graph, max_block: usize, threads: usize) -> Result<(Engine, AudioProcessor), Failure> {
@@ -625,12 +611,7 @@ pub(crate) fn start_metering(
     threads: usize,
     loudness: fxgraph::LoudnessMetering,
 ) -> Result<(Engine, AudioProcessor), Failure> {
-    let batch = offline_batch(max_block, threads);
-    Engine::new(
-        graph,
-        EngineOptions { max_block, threads, batch, realtime: false, loudness, ..EngineOptions::default() },
-    )
-    .map_err(Failure::from)
+    Engine::new(graph, EngineOptions { loudness, ..EngineOptions::offline(max_block, threads) }).map_err(Failure::from)
 }
 
 pub(crate) fn default_threads(threads: Option<u32>) -> usize {

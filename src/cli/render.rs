@@ -91,7 +91,7 @@ pub(crate) fn run(
         &mut audio,
         source.as_mut(),
         &mut sink,
-        block * crate::offline_batch(block, threads),
+        block * fxgraph::EngineOptions::offline_batch(block, threads),
         &mut progress,
     )
     .map_err(|e| match e {
@@ -228,7 +228,7 @@ fn normalize_file(
             &mut audio,
             &mut source,
             &mut sink,
-            block * crate::offline_batch(block, threads),
+            block * fxgraph::EngineOptions::offline_batch(block, threads),
             &mut |_| true,
         )
         .map_err(Failure::from)?;
