@@ -221,22 +221,19 @@ fn run(audio: &mut AudioProcessor, x: &[f32], in_ch: usize, y: &mut [f32], out_c
         call(x, frames, y, frames, frames);
         return;
     }
-    // The first `latency` frames of output (or all there are) are dropped.
-    let lead = latency.min(frames);
+    // The first `latency` frames of output (or all there are) are dropped; the silence fed after the input
+    // gives the output's last `edge` frames.
+    let edge = latency.min(frames);
     let mut dropped = vec![0.0f32; out_ch * latency];
-    call(x, frames, &mut dropped, latency, lead);
+    let silence = vec![0.0f32; in_ch * latency];
+    call(x, frames, &mut dropped, latency, edge);
     if frames > latency {
         call(&x[latency..], frames, y, frames, frames - latency);
     } else {
         // A signal shorter than the latency: the rest of the latency is silence in, dropped too.
-        let silence = vec![0.0f32; in_ch * latency];
         call(&silence, latency, &mut dropped, latency, latency - frames);
     }
-    // Silence after the input gives the output's last `min(latency, frames)` frames.
-    let tail = latency.min(frames);
-    let silence = vec![0.0f32; in_ch * tail];
-    let at = frames - tail;
-    call(&silence, tail, &mut y[at..], frames, tail);
+    call(&silence, latency, &mut y[frames - edge..], frames, edge);
 }
 
 #[pymethods]

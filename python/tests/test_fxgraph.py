@@ -312,3 +312,14 @@ def test_another_sample_rate_prepares_the_graph_again_with_the_parameters_set():
     assert np.array_equal(bits(fxgraph.Graph.from_ron(text).process(x, 44100)), bits(y))
     with pytest.raises(ValueError, match="sample_rate"):
         graph.process(x, 1000)
+
+
+def test_signals_shorter_than_the_latency_or_about_as_long_give_render_s_bits(tmp_path, have_cli):
+    graph = fxgraph.Graph.load(GRAPHS / "mastering.ron")
+    lag = graph.latency_frames
+    assert lag > 0
+    for n in (1, lag // 2, lag, lag + 1):
+        x = np.ascontiguousarray(music(0.1)[:, :n])
+        write_wav(tmp_path / "in.wav", x, 48000)
+        want = cli_render(GRAPHS / "mastering.ron", [tmp_path / "in.wav"], tmp_path / "out.wav")
+        assert np.array_equal(bits(graph.process(x)), bits(want)), n
