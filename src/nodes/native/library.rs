@@ -22,6 +22,28 @@ pub struct NativeParam {
 }
 
 impl NativeParam {
+    /// A control input port of a LADSPA or LV2 plugin as a parameter: its index the id, no unit, the
+    /// default kept within the range, a toggle or an integer as its port says.
+    pub fn control(
+        index: usize,
+        key: &str,
+        name: &str,
+        (min, max): (f64, f64),
+        default: f64,
+        toggled: bool,
+        integer: bool,
+    ) -> Self {
+        let flags = if toggled {
+            abi::PARAM_TOGGLE
+        } else if integer {
+            abi::PARAM_INTEGER
+        } else {
+            0
+        };
+        let (key, name, unit) = (key.to_string(), name.to_string(), String::new());
+        Self { id: index as u32, flags, key, name, unit, min, max, default: default.clamp(min, max) }
+    }
+
     /// Taken at once rather than ramped: integer, toggle and stepped parameters.
     pub fn stepped(&self) -> bool {
         self.flags & (abi::PARAM_INTEGER | abi::PARAM_TOGGLE | abi::PARAM_STEPPED) != 0

@@ -103,24 +103,16 @@ impl LadspaInfo {
     pub fn params(&self, sample_rate: u32) -> Vec<NativeParam> {
         self.ports(PortKind::ControlIn)
             .map(|p| {
-                let (min, max) = p.range(sample_rate);
-                let flags = if p.hint & HINT_TOGGLED != 0 {
-                    fxgraph_plugin::abi::PARAM_TOGGLE
-                } else if p.hint & HINT_INTEGER != 0 {
-                    fxgraph_plugin::abi::PARAM_INTEGER
-                } else {
-                    0
-                };
-                NativeParam {
-                    id: p.index as u32,
-                    flags,
-                    key: p.key.clone(),
-                    name: p.name.clone(),
-                    unit: String::new(),
-                    min,
-                    max,
-                    default: p.default(sample_rate).clamp(min, max),
-                }
+                let (toggled, integer) = (p.hint & HINT_TOGGLED != 0, p.hint & HINT_INTEGER != 0);
+                NativeParam::control(
+                    p.index,
+                    &p.key,
+                    &p.name,
+                    p.range(sample_rate),
+                    p.default(sample_rate),
+                    toggled,
+                    integer,
+                )
             })
             .collect()
     }

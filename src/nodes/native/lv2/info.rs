@@ -4,7 +4,6 @@
 
 use super::lilv::{LilvPlugin, World};
 use crate::nodes::native::library::NativeParam;
-use fxgraph_plugin::abi;
 
 pub const LV2: &str = "http://lv2plug.in/ns/lv2core#";
 const PG_GROUP: &str = "http://lv2plug.in/ns/ext/port-groups#group";
@@ -245,24 +244,8 @@ impl Lv2Info {
     pub fn params(&self, sample_rate: u32) -> Vec<NativeParam> {
         self.ports(PortKind::ControlIn)
             .map(|p| {
-                let (min, max) = p.range(sample_rate);
-                let flags = if p.toggled {
-                    abi::PARAM_TOGGLE
-                } else if p.integer || p.enumeration {
-                    abi::PARAM_INTEGER
-                } else {
-                    0
-                };
-                NativeParam {
-                    id: p.index as u32,
-                    flags,
-                    key: p.symbol.clone(),
-                    name: p.name.clone(),
-                    unit: String::new(),
-                    min,
-                    max,
-                    default: p.default_at(sample_rate),
-                }
+                let (range, default) = (p.range(sample_rate), p.default_at(sample_rate));
+                NativeParam::control(p.index, &p.symbol, &p.name, range, default, p.toggled, p.integer || p.enumeration)
             })
             .collect()
     }
