@@ -414,6 +414,41 @@ pub(crate) fn copy_out(audio: &mut AudioOut<'_>, buf: &[f32], stride: usize, cha
     replaced
 }
 
+/// A LADSPA or LV2 plugin's control outputs as the node shows them: the first
+/// [`STATUS_VALUES`](crate::node::STATUS_VALUES) as its status numbers, and one as its latency.
+pub(crate) struct ControlOutputs {
+    ports: Vec<usize>,
+    latency: Option<usize>,
+    status: Vec<f64>,
+}
+
+impl ControlOutputs {
+    /// The control output ports (by index, in order) and the latency port, if any.
+    pub(crate) fn new(ports: impl Iterator<Item = usize>, latency: Option<usize>) -> Self {
+        let ports: Vec<usize> = ports.take(crate::node::STATUS_VALUES).collect();
+        Self { status: vec![0.0; ports.len()], ports, latency }
+    }
+
+    pub(crate) fn has_latency(&self) -> bool {
+        self.latency.is_some()
+    }
+
+    /// Hands the outputs' current `values` (by port index) to the control side as status numbers.
+    pub(crate) fn publish(&mut self, values: &[f32], ctx: &mut dyn crate::node::PollContext) {
+        if !self.ports.is_empty() {
+            for (v, &p) in self.status.iter_mut().zip(&self.ports) {
+                *v = f64::from(values[p]);
+            }
+            ctx.status_values(&self.status);
+        }
+    }
+
+    /// The latency the latency port holds in `values` (by port index), in frames.
+    pub(crate) fn latency(&self, values: &[f32]) -> usize {
+        self.latency.map_or(0, |p| values[p].max(0.0) as usize)
+    }
+}
+
 /// Replaces NaN and infinity with 0 in place; returns how many.
 pub(crate) fn sanitize(x: &mut [f32]) -> u64 {
     // A read-only count the compiler vectorizes; the repair pass runs only when it finds something.

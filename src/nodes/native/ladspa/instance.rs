@@ -5,7 +5,7 @@ use super::abi::*;
 use super::library::{LadspaLibrary, PortKind};
 use crate::clock::CpuMark;
 use crate::node::{AudioOut, MessageKind, PollContext, ProcessConfig};
-use crate::nodes::native::{copy_in, copy_out};
+use crate::nodes::native::{ControlOutputs, copy_in, copy_out};
 use crate::nodes::plugin::{Counts, Fault, Instance, text};
 use std::ffi::{c_ulong, c_void};
 use std::sync::Arc;
@@ -27,9 +27,8 @@ pub struct LadspaInstance {
     controls: Vec<Box<[f32]>>,
     /// Control outputs of the first handle (and dummies for the others), by port index.
     control_out: Vec<Box<[f32]>>,
-    out_ports: Vec<usize>,
-    latency_port: Option<usize>,
-    status: Vec<f64>,
+    /// The control outputs shown as status numbers and latency.
+    outputs: ControlOutputs,
     /// Non-finite output samples replaced since the last [`Instance::take_counts`].
     replaced: u64,
     warned: bool,
@@ -84,15 +83,15 @@ impl LadspaInstance {
             out_channels,
             controls: (0..count).map(|_| vec![0.0f32; ports].into_boxed_slice()).collect(),
             control_out: (0..count).map(|_| vec![0.0f32; ports].into_boxed_slice()).collect(),
-            out_ports: info.ports(PortKind::ControlOut).map(|p| p.index).take(crate::node::STATUS_VALUES).collect(),
-            latency_port: info.ports(PortKind::ControlOut).find(|p| p.key == "latency").map(|p| p.index),
-            status: Vec::new(),
+            outputs: ControlOutputs::new(
+                info.ports(PortKind::ControlOut).map(|p| p.index),
+                info.ports(PortKind::ControlOut).find(|p| p.key == "latency").map(|p| p.index),
+            ),
             replaced: 0,
             warned: false,
             hard_rt: info.hard_rt(),
             active: false,
         };
-        inst.status = vec![0.0; inst.out_ports.len()];
         for &(port, value) in params {
             for c in &mut inst.controls {
                 c[port as usize] = value as f32;
@@ -119,7 +118,7 @@ impl LadspaInstance {
             }
         }
         inst.activate();
-        if inst.latency_port.is_some() {
+        if inst.outputs.has_latency() {
             // Plugins set their latency port when they run: one block of silence tells it, then the state
             // is cleared again.
             let run = d.run.expect("checked at load");
@@ -206,16 +205,11 @@ impl Instance for LadspaInstance {
                 ctx.message(MessageKind::Log(2), msg);
             }
         }
-        if !self.out_ports.is_empty() {
-            for (v, &p) in self.status.iter_mut().zip(&self.out_ports) {
-                *v = f64::from(self.control_out[0][p]);
-            }
-            ctx.status_values(&self.status);
-        }
+        self.outputs.publish(&self.control_out[0], ctx);
     }
 
     fn latency(&self) -> usize {
-        self.latency_port.map_or(0, |p| self.control_out[0][p].max(0.0) as usize)
+        self.outputs.latency(&self.control_out[0])
     }
 
     fn take_counts(&mut self) -> Counts {

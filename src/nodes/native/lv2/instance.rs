@@ -6,7 +6,7 @@ use super::info::{Lv2Info, PortKind};
 use super::lilv::{LilvInstance, LilvPlugin, Lv2Descriptor, Lv2Feature};
 use crate::clock::CpuMark;
 use crate::node::{AudioOut, PollContext, ProcessConfig};
-use crate::nodes::native::{copy_in, copy_out};
+use crate::nodes::native::{ControlOutputs, copy_in, copy_out};
 use crate::nodes::plugin::{Counts, Fault, Instance};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_char, c_void};
@@ -172,9 +172,8 @@ pub struct Lv2Instance {
     atoms: Vec<Box<[u64]>>,
     atom_out: Vec<(usize, usize)>,
     cv: Vec<Box<[f32]>>,
-    out_ports: Vec<usize>,
-    latency_port: Option<usize>,
-    status: Vec<f64>,
+    /// The control outputs shown as status numbers and latency.
+    outputs: ControlOutputs,
     sequence: u32,
     chunk: u32,
     replaced: u64,
@@ -222,9 +221,7 @@ impl Lv2Instance {
             atoms: Vec::new(),
             atom_out: Vec::new(),
             cv: Vec::new(),
-            out_ports: info.ports(PortKind::ControlOut).map(|p| p.index).take(crate::node::STATUS_VALUES).collect(),
-            latency_port: info.latency_port,
-            status: Vec::new(),
+            outputs: ControlOutputs::new(info.ports(PortKind::ControlOut).map(|p| p.index), info.latency_port),
             sequence: urid("http://lv2plug.in/ns/ext/atom#Sequence"),
             chunk: urid("http://lv2plug.in/ns/ext/atom#Chunk"),
             replaced: 0,
@@ -233,7 +230,6 @@ impl Lv2Instance {
             _features: features,
             _info: info.clone(),
         };
-        inst.status = vec![0.0; inst.out_ports.len()];
         for c in &mut inst.controls {
             for p in info.ports(PortKind::ControlIn) {
                 c[p.index] = p.default_at(config.sample_rate) as f32;
@@ -289,7 +285,7 @@ impl Lv2Instance {
         }
         inst.reset_atoms();
         inst.activate();
-        if inst.latency_port.is_some() {
+        if inst.outputs.has_latency() {
             // Plugins set their latency port when they run: one block of silence tells it, then the state
             // is cleared again.
             inst.run(config.max_block);
@@ -397,16 +393,11 @@ impl Instance for Lv2Instance {
     fn cleanup(&mut self) {}
 
     fn drain(&mut self, ctx: &mut dyn PollContext) {
-        if !self.out_ports.is_empty() {
-            for (v, &p) in self.status.iter_mut().zip(&self.out_ports) {
-                *v = f64::from(self.controls[0][p]);
-            }
-            ctx.status_values(&self.status);
-        }
+        self.outputs.publish(&self.controls[0], ctx);
     }
 
     fn latency(&self) -> usize {
-        self.latency_port.map_or(0, |p| self.controls[0][p].max(0.0) as usize)
+        self.outputs.latency(&self.controls[0])
     }
 
     fn take_counts(&mut self) -> Counts {
