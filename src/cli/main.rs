@@ -211,6 +211,8 @@ enum PluginCommand {
     /// List the installed LV2 plugins (URI and name), or with a URI, print that plugin's features, buses and
     /// ports (found through lilv, on LV2_PATH or the standard folders).
     Lv2 { uri: Option<String> },
+    /// Print the plugins of a CLAP bundle: their audio ports, parameters and the extensions fxgraph uses.
+    Clap { path: PathBuf },
     /// Make a package from a plugin folder (its plugin.json and the files it names).
     Pack {
         dir: PathBuf,
@@ -378,6 +380,8 @@ fn main() -> ExitCode {
             (_, Some(PluginCommand::Pack { dir, output })) => plugin::packages::pack(&dir, output.as_deref()),
             #[cfg(target_os = "linux")]
             (_, Some(PluginCommand::Lv2 { uri })) => plugin::lv2(uri.as_deref()),
+            #[cfg(target_os = "linux")]
+            (_, Some(PluginCommand::Clap { path })) => plugin::clap(&path),
             #[cfg(not(feature = "wasm"))]
             (_, Some(_)) => {
                 Err(bad_input(anyhow::anyhow!("this build of fxgraph has no WebAssembly support (feature `wasm`)")))

@@ -203,3 +203,11 @@ pub(crate) fn lv2(uri: Option<&str>) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// `fxgraph plugin clap PATH`: the plugins of a CLAP bundle, with their ports and parameters.
+#[cfg(target_os = "linux")]
+pub(crate) fn clap(path: &Path) -> Result<(), Failure> {
+    let text = fxgraph::nodes::native::clap::describe(path).map_err(|e| crate::bad_input(anyhow::anyhow!(e)))?;
+    print!("{text}");
+    Ok(())
+}

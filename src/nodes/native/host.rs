@@ -69,7 +69,8 @@ pub fn run_if_plugin_host() {
     }
 }
 
-/// The child's side. Arguments: sample rate, `native` or `ladspa`, the library, the LADSPA label.
+/// The child's side. Arguments: sample rate, the kind (`native`, `ladspa`, `lv2`, `clap`), the library (an
+/// LV2 plugin's URI), the LADSPA label or CLAP id.
 fn host_main(args: &[String]) -> i32 {
     let [rate, kind, path, label] = args else {
         eprintln!("fxgraph plugin host: bad arguments");
@@ -105,9 +106,11 @@ fn host_main(args: &[String]) -> i32 {
         h.ready.store(2, Ordering::Release);
         1
     };
-    let (channels, max_block) = (h.channels as usize, h.max_block as usize);
+    let (ins, outs, max_block) = (h.in_channels as usize, h.out_channels as usize, h.max_block as usize);
+    let channels = ins.max(outs);
     let Ok(sample_rate) = rate.parse::<u32>() else { return fail(format!("bad sample rate {rate}")) };
-    let config = ProcessConfig::effect(sample_rate, channels, max_block);
+    let mut config = ProcessConfig::effect(sample_rate, channels, max_block);
+    config.layout = crate::node::Layout::new(&[ins], &[outs]);
     let count = h.param_count.load(Ordering::Relaxed) as usize;
     let mut params: Vec<(u32, f64)> = (0..count.min(MAX_PARAMS))
         .map(|i| (h.param_ids[i].load(Ordering::Relaxed), f64::from_bits(h.param_values[i].load(Ordering::Relaxed))))
@@ -125,6 +128,18 @@ fn host_main(args: &[String]) -> i32 {
                 super::ladspa::LadspaInstance::new(lib, index, &config, &params)
             });
             match built {
+                Ok(i) => Box::new(i),
+                Err(e) => return fail(e),
+            }
+        }
+        "lv2" => match super::lv2::find(path).and_then(|info| super::lv2::Lv2Instance::new(info, &config, &params)) {
+            Ok(i) => Box::new(i),
+            Err(e) => return fail(e),
+        },
+        "clap" => {
+            match super::clap::find(Path::new(path), label)
+                .and_then(|info| super::clap::ClapInstance::new(info, &config, &params))
+            {
                 Ok(i) => Box::new(i),
                 Err(e) => return fail(e),
             }
@@ -161,7 +176,7 @@ fn host_main(args: &[String]) -> i32 {
             CMD_PROCESS => {
                 let n = (h.frames.load(Ordering::Relaxed) as usize).min(max_block);
                 let data = buffers.slice(channels * max_block);
-                for c in 0..channels {
+                for c in 0..ins {
                     // SAFETY: the parent wrote the input planes before its request.
                     unsafe {
                         std::ptr::copy_nonoverlapping(shm.plane(false, c), data[c * max_block..].as_mut_ptr(), n)
@@ -172,7 +187,7 @@ fn host_main(args: &[String]) -> i32 {
                 if replaced > 0 {
                     h.replaced.store(h.replaced.load(Ordering::Relaxed) + replaced, Ordering::Relaxed);
                 }
-                for c in 0..channels {
+                for c in 0..outs {
                     // SAFETY: the output planes, read by the parent after our answer.
                     unsafe { std::ptr::copy_nonoverlapping(data[c * max_block..].as_ptr(), shm.plane(true, c), n) };
                 }

@@ -51,7 +51,9 @@ pub(super) const CMD_QUIT: u32 = 4;
 #[repr(C)]
 pub(super) struct Header {
     pub(super) magic: u32,
-    pub(super) channels: u32,
+    /// The block's input and output channels (all of the plugin's buses, in port order).
+    pub(super) in_channels: u32,
+    pub(super) out_channels: u32,
     pub(super) max_block: u32,
     /// 0 while the child sets up, 1 ready, 2 failed (`error` says why).
     pub(super) ready: AtomicU32,
@@ -83,7 +85,12 @@ const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_BYTES);
 #[derive(Debug, Clone)]
 pub enum Target {
     Native(PathBuf),
+    /// The library and the plugin's label.
     Ladspa(PathBuf, String),
+    /// The plugin's URI.
+    Lv2(String),
+    /// The bundle and the plugin's id.
+    Clap(PathBuf, String),
 }
 
 static HOST_PROGRAM: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
@@ -168,8 +175,8 @@ impl Shm {
     /// Plane `c` of the inputs (`out == false`) or outputs, `max_block` samples.
     pub(super) fn plane(&self, out: bool, c: usize) -> *mut f32 {
         let h = self.header();
-        let (ch, mb) = (h.channels as usize, h.max_block as usize);
-        let at = HEADER_BYTES + 4 * mb * (c + if out { ch } else { 0 });
+        let (ins, mb) = (h.in_channels as usize, h.max_block as usize);
+        let at = HEADER_BYTES + 4 * mb * (c + if out { ins } else { 0 });
         // SAFETY: within the mapping, whose size was computed from the same numbers.
         unsafe { self.base.add(at).cast::<f32>() }
     }
@@ -185,8 +192,8 @@ impl Drop for Shm {
     }
 }
 
-fn shm_len(channels: usize, max_block: usize) -> usize {
-    let len = HEADER_BYTES + 2 * 4 * channels * max_block;
+fn shm_len(in_channels: usize, out_channels: usize, max_block: usize) -> usize {
+    let len = HEADER_BYTES + 4 * (in_channels + out_channels) * max_block;
     len.div_ceil(4096) * 4096
 }
 
@@ -258,7 +265,8 @@ pub struct Isolated {
     shm: Shm,
     child: std::process::Child,
     clock: ChildClock,
-    channels: usize,
+    in_channels: usize,
+    out_channels: usize,
     deadline: Duration,
     slots: Vec<u32>,
     status: Vec<f64>,
@@ -291,12 +299,14 @@ impl Isolated {
         if params.len() > MAX_PARAMS {
             return Err(format!("an isolated plugin may have at most {MAX_PARAMS} parameters"));
         }
-        let shm = Shm::create(shm_len(config.channels, config.max_block))?;
+        let (ins, outs) = (config.layout.input_channels(), config.layout.output_channels());
+        let shm = Shm::create(shm_len(ins, outs, config.max_block))?;
         {
             // SAFETY: freshly mapped and zeroed; nobody else sees it yet.
             let h = unsafe { &mut *shm.base.cast::<Header>() };
             h.magic = MAGIC;
-            h.channels = config.channels as u32;
+            h.in_channels = ins as u32;
+            h.out_channels = outs as u32;
             h.max_block = config.max_block as u32;
             h.param_count.store(params.len() as u32, Ordering::Relaxed);
             for (i, &(id, v)) in params.iter().enumerate() {
@@ -311,6 +321,8 @@ impl Isolated {
         match &target {
             Target::Native(p) => cmd.arg("native").arg(p).arg(""),
             Target::Ladspa(p, label) => cmd.arg("ladspa").arg(p).arg(label),
+            Target::Lv2(uri) => cmd.arg("lv2").arg(uri).arg(""),
+            Target::Clap(p, id) => cmd.arg("clap").arg(p).arg(id),
         };
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
         let fd = shm.fd;
@@ -361,7 +373,8 @@ impl Isolated {
             status: vec![0.0; status_count.min(STATUS)],
             shm,
             child,
-            channels: config.channels,
+            in_channels: ins,
+            out_channels: outs,
             replaced: 0,
             latency,
             blocks: 0,
@@ -467,8 +480,7 @@ impl Instance for Isolated {
 
     fn process(&mut self, audio: &mut AudioOut<'_>, _mark: &CpuMark) -> Result<(), Fault> {
         let n = audio.frames();
-        let ch = self.channels.min(audio.channels());
-        for c in 0..ch {
+        for c in 0..self.in_channels.min(audio.channels()) {
             // SAFETY: `n` (at most max_block) samples of plane `c`; the child does not touch them now.
             unsafe { std::ptr::copy_nonoverlapping(audio.channel(c).as_ptr(), self.shm.plane(false, c), n) };
         }
@@ -477,7 +489,7 @@ impl Instance for Isolated {
             fxgraph_plugin::ERR_PANIC => return Err(Fault::Panicked),
             code => return Err(Fault::ErrorReturn(code)),
         }
-        for c in 0..ch {
+        for c in 0..self.out_channels.min(audio.channels()) {
             let out = audio.channel_mut(c);
             // SAFETY: as above, the output plane, written by the child before it answered.
             unsafe { std::ptr::copy_nonoverlapping(self.shm.plane(true, c), out.as_mut_ptr(), n) };

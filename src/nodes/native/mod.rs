@@ -11,6 +11,7 @@
 //! replaced with silence and counted.
 #![allow(unsafe_code)] // Calls into native code through the ABI's function pointers; see the SAFETY notes.
 
+pub mod clap;
 mod host;
 pub(crate) mod isolate;
 pub mod ladspa;
@@ -43,6 +44,7 @@ pub(crate) fn register(registry: &mut Registry) {
     registry.register(NodeKind::new::<NativeParams>("Native", "a native plugin (fxgraph's C ABI)"));
     registry.register(NodeKind::new::<ladspa::LadspaParams>("Ladspa", "a LADSPA plugin"));
     registry.register(NodeKind::new::<lv2::Lv2Params>("Lv2", "an LV2 plugin, by URI"));
+    registry.register(NodeKind::new::<clap::ClapParams>("Clap", "a CLAP plugin"));
 }
 
 /// Where a native plugin's code runs.

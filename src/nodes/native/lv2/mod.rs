@@ -12,7 +12,9 @@
 //! - Host features given: `urid:map` and `unmap`, `options` (block lengths and sample rate) and
 //!   `buf-size:boundedBlockLength`. A plugin that requires any other is refused when the graph is read,
 //!   naming the feature. Event (atom) ports get an empty sequence in and room out; CV ports silence.
-//! - Not yet: the worker and state extensions, presets of the plugin's own, and `isolation: Process`.
+//! - `isolation: Process` runs the plugin in a child process, as for native plugins: the child finds it by
+//!   URI through its own lilv.
+//! - Not yet: the worker and state extensions, and presets of the plugin's own.
 #![allow(unsafe_code)] // LV2 is a C ABI; see the SAFETY notes.
 
 mod info;
@@ -22,6 +24,7 @@ mod lilv;
 pub(crate) use info::{Lv2Info, PortKind};
 pub(crate) use instance::Lv2Instance;
 
+use super::{Isolation, Tiered};
 use crate::node::{
     BuildContext, NodeError, NodeSpec, ParamError, ParamInfo, ParamValue, Port, Ports, ProcessConfig, Processor, Width,
 };
@@ -87,7 +90,7 @@ pub fn list() -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// `Lv2(uri, controls, on_fault)`.
+/// `Lv2(uri, controls, on_fault, isolation)`.
 #[derive(Component, Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lv2Params {
@@ -99,6 +102,9 @@ pub struct Lv2Params {
     /// What the node outputs while the plugin is bypassed.
     #[serde(default)]
     pub on_fault: OnFault,
+    /// Where the plugin's code runs.
+    #[serde(default)]
+    pub isolation: Isolation,
     #[serde(skip)]
     bound: Option<Arc<Lv2Info>>,
 }
@@ -106,7 +112,7 @@ pub struct Lv2Params {
 impl Lv2Params {
     /// A node for the plugin `uri`, with `controls`.
     pub fn new(uri: impl Into<String>, controls: BTreeMap<String, ParamValue>) -> Self {
-        Self { uri: uri.into(), controls, on_fault: OnFault::Dry, bound: None }
+        Self { uri: uri.into(), controls, on_fault: OnFault::Dry, isolation: Isolation::InProcess, bound: None }
     }
 
     fn info(&self) -> Result<Arc<Lv2Info>, ParamError> {
@@ -148,7 +154,11 @@ impl NodeSpec for Lv2Params {
 
     fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
         let info = self.info()?;
-        resolve(&info, &self.controls, ctx.format.sample_rate).map(|_| ())
+        resolve(&info, &self.controls, ctx.format.sample_rate)?;
+        if self.isolation == Isolation::Process {
+            super::isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
+        }
+        Ok(())
     }
 
     fn ports(&self, _format: &crate::node::GraphFormat) -> Ports {
@@ -168,8 +178,9 @@ impl NodeSpec for Lv2Params {
         let keys = info.ports(PortKind::ControlIn).map(|p| p.symbol.clone()).collect();
         let numeric = info.ports(PortKind::ControlIn).map(|p| !p.stepped()).collect();
         let name: Arc<str> = info.name.as_str().into();
+        let isolation = self.isolation;
         let make = Box::new(move |config: &ProcessConfig, params: &[(u32, f64)]| {
-            Lv2Instance::new(info.clone(), config, params)
+            Lv2Live::new(&info, isolation, config, params)
         });
         Ok(Box::new(PluginProcessor::new(name, keys, params, numeric, self.on_fault, super::NATIVE_BUDGET, make)))
     }
@@ -196,7 +207,7 @@ impl NodeSpec for Lv2Params {
     }
 
     fn shape(&self) -> String {
-        format!("{} {:?}", self.uri, self.on_fault)
+        format!("{} {:?} {:?}", self.uri, self.on_fault, self.isolation)
     }
 
     fn source(&self) -> String {
@@ -222,12 +233,34 @@ impl NodeSpec for Lv2Params {
             || {
                 let info = self.info().map_err(|e| e.to_string())?;
                 let params = resolve(&info, &self.controls, config.sample_rate).map_err(|e| e.to_string())?;
-                Lv2Instance::new(info, config, &params)
+                Lv2Live::new(&info, self.isolation, config, &params)
             },
         )
     }
 
     spec_boilerplate!();
+}
+
+/// An LV2 instance set (one per channel, or one), in this process or isolated.
+pub(crate) type Lv2Live = Tiered<Lv2Instance>;
+
+impl Lv2Live {
+    fn new(
+        info: &Arc<Lv2Info>,
+        isolation: Isolation,
+        config: &ProcessConfig,
+        params: &[(u32, f64)],
+    ) -> Result<Self, String> {
+        Ok(match isolation {
+            Isolation::InProcess => Tiered::InProcess(Lv2Instance::new(info.clone(), config, params)?),
+            Isolation::Process => Tiered::Isolated(super::isolate::Isolated::spawn(
+                super::isolate::Target::Lv2(info.uri.clone()),
+                config,
+                params,
+                info.ports(PortKind::ControlOut).count().min(crate::node::STATUS_VALUES),
+            )?),
+        })
+    }
 }
 
 /// What `fxgraph plugin lv2 URI` prints: the plugin, its features, buses and ports.
