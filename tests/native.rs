@@ -642,14 +642,16 @@ fn native_audio_side_allocates_nothing() {
     } else {
         "Gain(gain_db: 0.0)".to_string()
     };
+    // And the CLAP test gain, whose parameter changes travel as events.
     let nodes = format!(
-        "\"enh\": {}, \"g\": {}, \"amp\": {amp}, \"iso\": {}, \"lv2\": {lv2}",
+        "\"enh\": {}, \"g\": {}, \"amp\": {amp}, \"iso\": {}, \"lv2\": {lv2}, \"clap\": {}",
         native(enhancer(), ""),
         native(c_gain(), ", config: {\"gain_db\": -1.0}"),
-        native(c_gain(), ", isolation: Process")
+        native(c_gain(), ", isolation: Process"),
+        clap_node(&clap_bundle(&[]), "gain", "")
     );
     host_env();
-    let mut rig = start(graph(&nodes, &["enh", "g", "amp", "iso", "lv2"]));
+    let mut rig = start(graph(&nodes, &["enh", "g", "amp", "iso", "lv2", "clap"]));
     let input = sine(220.0, 0.3, 4800);
     run(&mut rig, &input);
     let before = fxgraph::alloc::CountingAllocator::stats().expect("installed").audio_calls;
@@ -661,6 +663,8 @@ fn native_audio_side_allocates_nothing() {
             if with_lv2 {
                 rig.engine.set("lv2", "cr", f64::from(2 + i % 5)).expect("set");
             }
+            rig.engine.set("clap", "gain", -f64::from(i % 6)).expect("set");
+            rig.engine.set("clap", "invert", f64::from(i % 2)).expect("set");
         }
         run(&mut rig, &input[..2048]);
     }
@@ -1071,4 +1075,253 @@ fn fxgraph_plugin_lv2_lists_plugins_and_shows_one_s_buses_and_ports() {
     let o = fx(&["plugin", "lv2", "http://example.org/none"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no LV2 plugin has the URI"));
+}
+
+/// The same graph's output in process and with every plugin node given `isolation: Process`, and their
+/// latencies.
+fn in_and_out_of_process(text: &str, input: &[f32], inputs: usize) -> [(Vec<f32>, usize); 2] {
+    host_env();
+    let isolated = text.replace("/*iso*/", ", isolation: Process");
+    assert_ne!(isolated, text, "the graph marks where isolation goes");
+    [text.to_string(), isolated].map(|t| {
+        let g = Graph::parse(&t, "iso.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"));
+        let (engine, mut audio) =
+            Engine::new(g, EngineOptions { max_block: 512, threads: 1, ..Default::default() }).expect("engine");
+        let frames = input.len() / inputs;
+        let mut y = vec![0.0f32; 2 * frames];
+        audio.process(&AudioIn::new(input, frames, inputs, frames), &mut AudioOut::new(&mut y, frames, 2, frames));
+        (y, engine.latency_frames())
+    })
+}
+
+#[test]
+fn lv2_plugins_give_the_same_bits_and_latency_in_a_child_process() {
+    if !lsp_lv2() {
+        return;
+    }
+    let frames = 48000;
+    let x: Vec<f32> = sine(1000.0, 0.3, frames).into_iter().step_by(2).collect();
+    let key: Vec<f32> = sine(200.0, 0.5, frames).into_iter().step_by(2).collect();
+    let stereo: Vec<f32> = [&x[..], &x].concat();
+    // One instance per channel (a mono EQ), a plugin with latency, and one with a sidechain bus.
+    let cases = [
+        (
+            format!(
+                r#"(sample_rate: 48000, channels: 2, nodes: {{ "eq": Lv2(uri: "{LSP}para_equalizer_x16_mono", controls: {{"ft_0": 1.0, "g_0": 2.0}}/*iso*/) }},
+                edges: [("input", "eq"), ("eq", "output")])"#
+            ),
+            stereo.clone(),
+            2,
+            0,
+        ),
+        (
+            format!(
+                r#"(sample_rate: 48000, channels: 2, nodes: {{ "c": Lv2(uri: "{LSP}compressor_stereo", controls: {{"sla": 5.0, "cr": 4.0}}/*iso*/) }},
+                edges: [("input", "c"), ("c", "output")])"#
+            ),
+            stereo.clone(),
+            2,
+            240,
+        ),
+        (
+            format!(
+                r#"(sample_rate: 48000, inputs: {{"main": 2, "key": 2}}, outputs: {{"out": 2}},
+                nodes: {{ "c": Lv2(uri: "{LSP}sc_compressor_stereo", controls: {{"sct": 2.0, "cr": 10.0}}/*iso*/) }},
+                edges: [("input.main", "c"), ("input.key", "c.sidechain"), ("c", "output.out")])"#
+            ),
+            [&x[..], &x, &key, &key].concat(),
+            4,
+            0,
+        ),
+    ];
+    for (text, input, inputs, latency) in cases {
+        let [(a, la), (b, lb)] = in_and_out_of_process(&text, &input, inputs);
+        assert!(a.iter().any(|v| v.abs() > 0.01), "{text}: silent");
+        assert!(a == b, "{text}: the isolated output differs");
+        assert_eq!((la, lb), (latency, latency), "{text}");
+    }
+}
+
+/// The workspace's CLAP test bundle (`tests/clap/plugins.c`), built with `defines`.
+fn clap_bundle(defines: &[&str]) -> PathBuf {
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!("clap_test{}", defines.iter().map(|d| format!("_{}", d.to_lowercase())).collect::<String>());
+    // Built under a name of its own, then renamed into place: tests build the same bundle side by side.
+    let build = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let lib = cc("tests/clap/plugins.c", &format!("{name}.{}.{build}", std::process::id()), defines);
+    let bundle = lib.with_file_name(format!("{name}.clap"));
+    std::fs::rename(&lib, &bundle).expect("rename");
+    bundle
+}
+
+fn clap_node(bundle: &Path, id: &str, rest: &str) -> String {
+    format!("Clap(path: {:?}, id: \"org.fxgraph.test.{id}\"{rest})", bundle.display().to_string())
+}
+
+fn status(rig: &mut Rig, node: &str) -> Vec<(String, f64)> {
+    rig.engine.metrics().nodes.iter().find(|n| n.name == node).expect("node").status.clone()
+}
+
+/// The CLAP gain plugin applies `10^(dB/20)` in double precision to each sample: the host's buffers,
+/// events and parameter ids carry exactly what was set. A stepped parameter set between two callbacks
+/// changes the output from the first frame of the next; read-only parameters come back as status
+/// numbers; the plugin saw every call on the thread CLAP's rules name, and ran its channels as tasks of
+/// the host's thread pool.
+#[test]
+fn a_clap_gain_plugin_is_exact_its_events_land_on_their_frame_and_its_readouts_come_back() {
+    let bundle = clap_bundle(&[]);
+    let node = format!("\"g\": {}", clap_node(&bundle, "gain", ", params: {\"gain\": -6.0}"));
+    for isolation in ["", ", isolation: Process"] {
+        host_env();
+        let node = node.replace(", params", &format!("{isolation}, params"));
+        let mut rig = start(graph(&node, &["g"]));
+        let x = sine(997.0, 0.5, 48000);
+        let g = 10f64.powf(-6.0 / 20.0);
+        // 100-frame callbacks; after the third, invert.
+        let mut y = vec![0.0f32; x.len()];
+        for (i, (a, b)) in x.chunks(200).zip(y.chunks_mut(200)).enumerate() {
+            if i == 3 {
+                rig.engine.set("g", "invert", 1.0).expect("set");
+            }
+            rig.audio.process_interleaved(a, b, 2);
+            rig.engine.update();
+        }
+        for (n, (a, b)) in x.iter().zip(&y).enumerate() {
+            let sign = if n < 600 { 1.0 } else { -1.0 };
+            assert_eq!(*b, (f64::from(*a) * g * sign) as f32, "{isolation}: sample {n}");
+        }
+        let s = status(&mut rig, "g");
+        let get = |k: &str| s.iter().find(|(n, _)| n == k).map(|(_, v)| *v).unwrap_or(f64::NAN);
+        let calls = 48000.0 / 100.0;
+        assert!((get("peak") - 0.5 * g).abs() < 1e-3, "{isolation}: {s:?}");
+        assert_eq!(get("rule_breaks"), 0.0, "{isolation}: {s:?}");
+        assert_eq!(get("pool_tasks"), 2.0 * calls, "{isolation}: {s:?}");
+        assert_eq!(rig.engine.metrics().nodes.iter().find(|n| n.name == "g").map(|n| n.faults), Some(0));
+    }
+}
+
+/// The CLAP sidechain compressor, keyed through its `sidechain` port from a second graph input, presses
+/// the signal down by what its detector says: the key's mean square (0.125 for a 0.5 sine) is 10.97 dB
+/// over the -20 dB threshold, 8.23 dB of gain reduction at 4:1; a silent key passes the signal. The same
+/// bits in a child process.
+#[test]
+fn a_clap_sidechain_compressor_is_keyed_by_its_sidechain_port_in_and_out_of_process() {
+    let bundle = clap_bundle(&[]);
+    let frames = 48000;
+    let main: Vec<f32> = sine(1000.0, 0.1, frames).into_iter().step_by(2).collect();
+    let text = format!(
+        r#"(sample_rate: 48000, inputs: {{"main": 2, "key": 2}}, outputs: {{"out": 2}},
+        nodes: {{ "c": {} }},
+        edges: [("input.main", "c"), ("input.key", "c.sidechain"), ("c", "output.out")])"#,
+        clap_node(&bundle, "compressor", ", params: {\"threshold\": -20.0, \"ratio\": 4.0}/*iso*/")
+    );
+    let want = -(10.0 * 0.125f64.log10() + 20.0) * (1.0 - 1.0 / 4.0);
+    for (key_amp, want) in [(0.0, 0.0), (0.5, want)] {
+        let key: Vec<f32> = sine(3000.0, key_amp, frames).into_iter().step_by(2).collect();
+        let input = [&main[..], &main, &key, &key].concat();
+        let [(a, _), (b, _)] = in_and_out_of_process(&text, &input, 4);
+        assert!(a == b, "key {key_amp}: the isolated output differs");
+        let tail = &a[frames / 2..frames];
+        let got = db(tail.iter().fold(0.0f64, |p, v| p.max(f64::from(*v).abs())) / 0.1);
+        assert!((got - want).abs() < 0.02, "key {key_amp}: {got:.3} dB, want {want:.3} dB");
+    }
+}
+
+/// The CLAP delay's latency (the latency extension: 100 frames) is the node's, and compensated beside a
+/// dry path: the sum is the input, delayed, twice, exactly.
+#[test]
+fn a_clap_plugin_s_latency_is_reported_and_compensated() {
+    let bundle = clap_bundle(&[]);
+    let text = format!(
+        r#"(sample_rate: 48000, channels: 2,
+        nodes: {{ "d": {}, "dry": Gain(gain_db: 0.0) }},
+        edges: [("input", "d"), ("input", "dry"), ("d", "output"), ("dry", "output")])"#,
+        clap_node(&bundle, "delay", "/*iso*/")
+    );
+    let frames = 4800;
+    let left: Vec<f32> = sine(440.0, 0.25, frames).into_iter().step_by(2).collect();
+    let [(a, la), (b, lb)] = in_and_out_of_process(&text, &[&left[..], &left].concat(), 2);
+    assert_eq!((la, lb), (100, 100));
+    assert!(a == b, "the isolated output differs");
+    // Planar out: left then right, each the input delayed by 100 frames, twice.
+    for n in 0..2 * frames {
+        let k = n % frames;
+        let want = if k < 100 { 0.0 } else { 2.0 * left[k - 100] };
+        assert_eq!(a[n], want, "frame {k} of channel {}", n / frames);
+    }
+}
+
+#[test]
+fn clap_plugins_that_are_missing_or_get_bad_params_are_located_errors_and_the_bundle_is_described() {
+    let bundle = clap_bundle(&[]);
+    let bad = |node: &str| {
+        let text = format!(
+            "(sample_rate: 48000, channels: 2,\n nodes: {{ \"p\": {node} }},\n edges: [(\"input\", \"p\"), (\"p\", \"output\")])"
+        );
+        Graph::parse(&text, "clap.ron", "/".as_ref()).expect_err("refused").to_string()
+    };
+    let e = bad(&clap_node(&bundle, "nothing", ""));
+    assert!(e.starts_with("clap.ron:2:") && e.contains("node \"p\"") && e.contains("has no CLAP plugin"), "{e}");
+    assert!(e.contains("it has: org.fxgraph.test.gain, org.fxgraph.test.compressor, org.fxgraph.test.delay"), "{e}");
+    let e = bad(&clap_node(&bundle, "gain", ", params: {\"volume\": 1.0}"));
+    assert!(e.contains("params.volume") && e.contains("it has: gain, invert"), "{e}");
+    let e = bad(&clap_node(&bundle, "gain", ", params: {\"gain\": 30.0}"));
+    assert!(e.contains("params.gain") && e.contains("24"), "{e}");
+    let e = bad(&clap_node(&bundle, "gain", ", params: {\"invert\": 0.5}"));
+    assert!(e.contains("params.invert") && e.contains("toggle"), "{e}");
+    let e = bad(&clap_node(&bundle, "gain", ", params: {\"peak\": 1.0}"));
+    assert!(e.contains("params.peak"), "a read-only parameter is not set: {e}");
+    let e = bad(&format!("Clap(path: {:?}, id: \"x\")", c_gain().display().to_string()));
+    assert!(e.contains("is not a CLAP plugin (no clap_entry symbol)"), "{e}");
+    let fx = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_fxgraph")).args(args).output().expect("fxgraph");
+    let o = fx(&["plugin", "clap", &bundle.display().to_string()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains("Test sidechain compressor (org.fxgraph.test.compressor) 1.0.0 by fxgraph"), "{text}");
+    assert!(text.contains("inputs: in (2 ch, \"Main In\", main), sidechain (2 ch, \"Sidechain\")"), "{text}");
+    assert!(text.contains("7  readout gain_reduction \"Gain reduction\""), "{text}");
+    assert!(text.contains("extensions: clap.audio-ports, clap.latency"), "{text}");
+    let o = fx(&["plugin", "clap", "/nonexistent.clap"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// Misbehaving CLAP builds in a child process: a crash, an abort, an endless loop and a write far past
+/// the output buffer are faults, the node bypassed (dry) and the graph playing on; NaN output is replaced
+/// with silence and counted, in process and out.
+#[test]
+fn misbehaving_clap_plugins_are_contained_in_a_child_process() {
+    host_env();
+    let input: Vec<f32> = (0..96000).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.8).collect();
+    for (variant, why) in [
+        ("NULL_DEREF", "Crashed: the plugin's process died of signal 11"),
+        ("ABORT", "Crashed: the plugin's process died of signal 6"),
+        ("HANG", "TimedOut"),
+        ("OVERRUN", "Crashed: the plugin's process died of signal"),
+    ] {
+        let bundle = clap_bundle(&[variant]);
+        let nodes =
+            format!("\"pre\": Gain(gain_db: -6.0), \"bad\": {}", clap_node(&bundle, "gain", ", isolation: Process"));
+        let mut rig = start(graph(&nodes, &["pre", "bad"]));
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = events.clone();
+        rig.engine.subscribe(move |e| sink.lock().expect("lock").push(e.to_string()));
+        let out = run(&mut rig, &input);
+        let gain = 10f32.powf(-6.0 / 20.0);
+        assert!(out.iter().zip(&input).all(|(y, x)| (y - x * gain).abs() < 1e-6), "{variant}: the graph plays on, dry");
+        let events = events.lock().expect("lock").clone();
+        assert!(events.iter().any(|e| e.contains(why)), "{variant}: wanted {why:?} in {events:?}");
+        assert!(rig.engine.metrics().nodes.iter().any(|n| n.name == "bad" && n.faults >= 1));
+    }
+    let bundle = clap_bundle(&["NAN_OUT"]);
+    for isolation in ["", ", isolation: Process"] {
+        let mut rig = start(graph(&format!("\"bad\": {}", clap_node(&bundle, "gain", isolation)), &["bad"]));
+        let out = run(&mut rig, &input);
+        assert!(out.iter().all(|v| v.is_finite()), "{isolation}");
+        for (n, (y, x)) in out.chunks(2).zip(input.chunks(2)).enumerate() {
+            let want = if n % 2 == 0 { x } else { &[0.0, 0.0][..] };
+            assert_eq!(y, want, "{isolation}: frame {n}: even frames pass, odd ones are silence");
+        }
+        let node = rig.engine.metrics().nodes.into_iter().find(|n| n.name == "bad").expect("node");
+        assert_eq!(node.replaced_samples, input.len() as u64 / 2, "{isolation}: every odd frame of both channels");
+    }
 }
