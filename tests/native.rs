@@ -1325,3 +1325,98 @@ fn misbehaving_clap_plugins_are_contained_in_a_child_process() {
         assert_eq!(node.replaced_samples, input.len() as u64 / 2, "{isolation}: every odd frame of both channels");
     }
 }
+
+/// The LV2 test plugin (`tests/lv2/hostile.c`) built with `define` into a bundle of its own, alone in a
+/// folder for `LV2_PATH`; returns the folder.
+fn hostile_lv2(define: Option<&str>) -> PathBuf {
+    let name = format!("hostile_{}", define.unwrap_or("none").to_lowercase());
+    let lib = cc("tests/lv2/hostile.c", &name, define.as_slice());
+    let folder = lib.with_extension("lv2path");
+    let bundle = folder.join("hostile.lv2");
+    std::fs::create_dir_all(&bundle).expect("mkdir");
+    std::fs::rename(&lib, bundle.join("hostile.so")).expect("move");
+    std::fs::write(
+        bundle.join("manifest.ttl"),
+        "@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n\
+         <urn:fxgraph:test:hostile> a lv2:Plugin ; lv2:binary <hostile.so> ; rdfs:seeAlso <hostile.ttl> .\n",
+    )
+    .expect("write");
+    std::fs::write(
+        bundle.join("hostile.ttl"),
+        "@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n@prefix doap: <http://usefulinc.com/ns/doap#> .\n\
+         <urn:fxgraph:test:hostile> a lv2:Plugin ; doap:name \"fxgraph hostile test\" ;\n\
+           lv2:optionalFeature lv2:hardRTCapable ;\n\
+           lv2:port [ a lv2:AudioPort, lv2:InputPort ; lv2:index 0 ; lv2:symbol \"in\" ; lv2:name \"In\" ] ,\n\
+             [ a lv2:AudioPort, lv2:OutputPort ; lv2:index 1 ; lv2:symbol \"out\" ; lv2:name \"Out\" ] ,\n\
+             [ a lv2:ControlPort, lv2:InputPort ; lv2:index 2 ; lv2:symbol \"level\" ; lv2:name \"Level\" ;\n\
+               lv2:default 1.0 ; lv2:minimum 0.0 ; lv2:maximum 2.0 ] .\n",
+    )
+    .expect("write");
+    folder
+}
+
+/// Misbehaving LV2 builds, rendered by `fxgraph render` with the bundle on `LV2_PATH`: in a child process
+/// a crash, an abort, an endless loop and a write far past the output buffer are faults, the node is
+/// bypassed (dry), the render is the dry graph's bit for bit and says it had faults (exit code 3); NaN
+/// output is replaced with silence and counted, in process and out. A healthy build gives the dry bits.
+#[test]
+fn misbehaving_lv2_plugins_are_contained_in_a_child_process() {
+    if !lsp_lv2() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let render = |node: &str, bundle: Option<&Path>, name: &str| {
+        let (nodes, edges) = if node.is_empty() {
+            (String::new(), "(\"pre\", \"output\")")
+        } else {
+            (format!(", \"p\": {node}"), "(\"pre\", \"p\"), (\"p\", \"output\")")
+        };
+        let text = format!(
+            "(sample_rate: 48000, channels: 2, nodes: {{ \"pre\": Gain(gain_db: -6.0){nodes} }},\n\
+             edges: [(\"input\", \"pre\"), {edges}])"
+        );
+        let g = dir.path().join(format!("{name}.ron"));
+        std::fs::write(&g, text).expect("write");
+        let out = dir.path().join(format!("{name}.wav"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fxgraph"));
+        cmd.args(["render", "--seconds", "2"]).arg(&g).arg("-o").arg(&out);
+        if let Some(b) = bundle {
+            cmd.env("LV2_PATH", b);
+        }
+        let o = cmd.output().expect("fxgraph");
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned(), std::fs::read(&out).unwrap_or_default())
+    };
+    let (code, err, dry) = render("", None, "dry");
+    assert_eq!(code, Some(0), "{err}");
+    let node = "Lv2(uri: \"urn:fxgraph:test:hostile\"/*iso*/)";
+    let healthy = hostile_lv2(None);
+    for iso in ["", ", isolation: Process"] {
+        let (code, err, wav) = render(&node.replace("/*iso*/", iso), Some(&healthy), "healthy");
+        assert_eq!(code, Some(0), "{iso}: {err}");
+        assert!(wav == dry, "{iso}: a healthy plugin at level 1 gives the dry bits");
+    }
+    for (variant, why) in [
+        ("NULL_DEREF", "Crashed: the plugin's process died of signal 11"),
+        ("ABORT", "Crashed: the plugin's process died of signal 6"),
+        ("HANG", "TimedOut"),
+        ("OVERRUN", "Crashed: the plugin's process died of signal"),
+    ] {
+        let bundle = hostile_lv2(Some(variant));
+        let (code, err, wav) =
+            render(&node.replace("/*iso*/", ", isolation: Process"), Some(&bundle), &variant.to_lowercase());
+        assert_eq!(code, Some(3), "{variant}: {err}");
+        assert!(err.contains(why) && err.contains("plugin faults changed this render"), "{variant}: {err}");
+        assert!(wav == dry, "{variant}: bypassed, the node passes the dry signal");
+    }
+    let bundle = hostile_lv2(Some("NAN_OUT"));
+    for iso in ["", ", isolation: Process"] {
+        let (code, err, wav) = render(&node.replace("/*iso*/", iso), Some(&bundle), "nan");
+        assert_eq!(code, Some(3), "{iso}: {err}");
+        // Every other frame of two seconds, both channels.
+        assert!(
+            err.contains("node \"p\" (Lv2): 96000 non-finite output samples replaced with silence"),
+            "{iso}: {err}"
+        );
+        assert_eq!(wav.len(), dry.len(), "{iso}");
+    }
+}
