@@ -59,6 +59,7 @@ pub(super) struct Host {
 
 // SAFETY: the raw pointers are the host's own statics and the plugin's, used as CLAP's thread rules say.
 unsafe impl Send for Host {}
+// SAFETY: what a plugin may call from any thread touches atomics only.
 unsafe impl Sync for Host {}
 
 impl Host {

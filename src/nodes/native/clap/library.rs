@@ -34,6 +34,7 @@ pub struct ClapLibrary {
 
 // SAFETY: the entry and factory are the bundle's statics, thread-safe by CLAP's rules.
 unsafe impl Send for ClapLibrary {}
+// SAFETY: as above: the factory may be called from any thread.
 unsafe impl Sync for ClapLibrary {}
 
 /// The bundle at `path`, loaded and initialized once per process.

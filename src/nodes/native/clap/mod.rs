@@ -39,7 +39,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// # Errors
 /// A message if the bundle cannot be loaded or has no such plugin.
 pub(crate) fn find(path: &Path, id: &str) -> Result<Arc<ClapInfo>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<(PathBuf, String), Arc<ClapInfo>>>> = OnceLock::new();
+    type Cache = Mutex<HashMap<(PathBuf, String), Arc<ClapInfo>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let key = (path.to_path_buf(), id.to_string());
     if let Some(i) = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
