@@ -14,6 +14,10 @@ use fxgraph::node::{AudioIn, AudioOut};
 use fxgraph::{AudioProcessor, Engine, EngineOptions, Graph, Parallelism};
 use std::hint::black_box;
 
+#[cfg(target_os = "linux")]
+#[path = "formats.rs"]
+mod formats;
+
 const SECONDS: f64 = 1.0;
 
 /// The repository (this crate is its `benches` folder).
@@ -1065,7 +1069,7 @@ fn convolver_blocks() {
 
 fn main() {
     // `cargo bench -p fxgraph-benches --bench engine` runs everything; `-- ratios` only the paired ratios, `-- native` only
-    // the native-plugin ones, `-- monitor` only the monitor's cost, `-- speedup` only the callback-driven
+    // the native-plugin ones (LV2's and CLAP's too; `-- formats` only those), `-- monitor` only the monitor's cost, `-- speedup` only the callback-driven
     // speed-ups of `parallel.ron`, `-- plugins` only the WebAssembly plugin's ratios (these three with more
     // rounds) and `-- convolver` only the convolver's block times;
     // any other filter only the matching criterion benchmarks.
@@ -1076,6 +1080,10 @@ fn main() {
     #[cfg(target_os = "linux")]
     if filter.as_deref().is_none_or(|f| f == "native") {
         native_ratios();
+    }
+    #[cfg(target_os = "linux")]
+    if filter.as_deref().is_none_or(|f| f == "native" || f == "formats") {
+        formats::format_overheads();
     }
     if filter.as_deref() == Some("monitor") {
         monitor_cost(2001, true);
@@ -1091,7 +1099,10 @@ fn main() {
         println!("plugins (81 ABBA rounds of {SECONDS} s of audio each; median [p25, p75]):");
         plugin_ratios(81);
     }
-    if matches!(filter.as_deref(), Some("ratios" | "native" | "monitor" | "speedup" | "convolver" | "plugins")) {
+    if matches!(
+        filter.as_deref(),
+        Some("ratios" | "native" | "formats" | "monitor" | "speedup" | "convolver" | "plugins")
+    ) {
         return;
     }
     let mut c =
