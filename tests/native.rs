@@ -1420,3 +1420,47 @@ fn misbehaving_lv2_plugins_are_contained_in_a_child_process() {
         assert_eq!(wav.len(), dry.len(), "{iso}");
     }
 }
+
+/// An LV2 plugin's own presets (x42's autotune ships two): a preset's values are the node's, `controls`
+/// override them, a preset that is not one of the plugin's is a located error listing them, and
+/// `fxgraph plugin lv2 URI` lists them.
+#[test]
+fn an_lv2_plugin_s_own_presets_set_its_controls() {
+    if !lsp_lv2() {
+        return;
+    }
+    if !Path::new("/usr/lib/lv2/fat1.lv2").is_dir() {
+        assert!(std::env::var_os("CI").is_none(), "x42-plugins is not installed, and CI must run its checks");
+        return;
+    }
+    let graph = |rest: &str| {
+        let text = format!(
+            "(sample_rate: 48000, channels: 1,\n nodes: {{ \"p\": Lv2(uri: \"http://gareus.org/oss/lv2/fat1\"{rest}) }},\n edges: [(\"input\", \"p\"), (\"p\", \"output\")])"
+        );
+        Graph::parse(&text, "fat.ron", "/".as_ref())
+    };
+    let value = |rest: &str, key: &str| {
+        let (mut engine, _audio) =
+            Engine::new(graph(rest).unwrap_or_else(|e| panic!("{e}")), EngineOptions::default()).expect("engine");
+        match engine.get("p", key).expect("get") {
+            ParamValue::Number(v) => v,
+            other => panic!("{other:?}"),
+        }
+    };
+    // The "Live" preset (presets.ttl in x42's bundle): correction 0.84 (as an f32), fast mode on.
+    assert_eq!(value(", preset: \"Live\"", "corr"), f64::from(0.84f32));
+    assert_eq!(value(", preset: \"Live\"", "fastmode"), 1.0);
+    assert_eq!(value("", "fastmode"), 0.0, "the default");
+    assert_eq!(value(", preset: \"Live\", controls: {\"corr\": 0.5}", "corr"), 0.5, "controls override the preset");
+    assert_eq!(value(", preset: \"Live\", controls: {\"corr\": 0.5}", "fastmode"), 1.0);
+    let e = graph(", preset: \"Loud\"").expect_err("refused").to_string();
+    assert!(
+        e.starts_with("fat.ron:2:") && e.contains("preset") && e.contains("it has: \"Live\", \"Slightly Corrected\""),
+        "{e}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_fxgraph"))
+        .args(["plugin", "lv2", "http://gareus.org/oss/lv2/fat1"])
+        .output()
+        .expect("fxgraph");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("presets: \"Live\", \"Slightly Corrected\""));
+}

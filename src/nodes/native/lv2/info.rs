@@ -4,6 +4,7 @@
 
 use super::lilv::{LilvPlugin, World};
 use crate::nodes::native::library::NativeParam;
+use std::ffi::{CStr, c_char, c_void};
 
 pub const LV2: &str = "http://lv2plug.in/ns/lv2core#";
 const PG_GROUP: &str = "http://lv2plug.in/ns/ext/port-groups#group";
@@ -91,8 +92,45 @@ pub struct Lv2Info {
     pub ports: Vec<Port>,
     pub required_features: Vec<String>,
     pub latency_port: Option<usize>,
+    /// The plugin's own presets (LV2 preset files in its bundle or the user's), by label.
+    pub presets: Vec<Preset>,
     /// lilv's plugin (the world keeps it for the life of the process).
     pub(super) plugin: usize,
+}
+
+/// One of a plugin's presets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preset {
+    pub label: String,
+    pub uri: String,
+    /// Control input values by port symbol.
+    pub values: Vec<(String, f64)>,
+    /// State the preset holds beyond port values (restored through the plugin's state interface, which
+    /// fxgraph does not call yet).
+    pub properties: u32,
+}
+
+/// Collects a preset's port values (lilv's `LilvSetPortValueFunc`).
+unsafe extern "C" fn port_value(symbol: *const c_char, user: *mut c_void, value: *const c_void, size: u32, ty: u32) {
+    use super::instance::urid;
+    if symbol.is_null() || value.is_null() {
+        return;
+    }
+    // SAFETY: `user` is the Vec `Lv2Info::read` passed; `value` holds `size` bytes of type `ty`.
+    unsafe {
+        let values = &mut *user.cast::<Vec<(String, f64)>>();
+        let v = match size {
+            4 if ty == urid("http://lv2plug.in/ns/ext/atom#Float") => f64::from(value.cast::<f32>().read_unaligned()),
+            8 if ty == urid("http://lv2plug.in/ns/ext/atom#Double") => value.cast::<f64>().read_unaligned(),
+            4 if ty == urid("http://lv2plug.in/ns/ext/atom#Int")
+                || ty == urid("http://lv2plug.in/ns/ext/atom#Bool") =>
+            {
+                f64::from(value.cast::<i32>().read_unaligned())
+            }
+            _ => return,
+        };
+        values.push((CStr::from_ptr(symbol).to_string_lossy().into_owned(), v));
+    }
 }
 
 /// An audio bus: ports that carry one signal's channels.
@@ -176,12 +214,35 @@ impl Lv2Info {
             }
             let latency_port =
                 (f.lilv_plugin_has_latency)(p).then(|| (f.lilv_plugin_get_latency_port_index)(p) as usize);
+            let mut presets = Vec::new();
+            let class = w.uri("http://lv2plug.in/ns/ext/presets#Preset");
+            for uri in w.take_strings((f.lilv_plugin_get_related)(p, class.p)) {
+                let node = w.uri(&uri);
+                (f.lilv_world_load_resource)(w.world, node.p);
+                let state = (f.lilv_state_new_from_world)(w.world, super::instance::urid_map(), node.p);
+                if state.is_null() {
+                    continue;
+                }
+                let label = (f.lilv_state_get_label)(state);
+                let label = if label.is_null() {
+                    uri.rsplit(['#', '/']).next().unwrap_or(&uri).to_string()
+                } else {
+                    CStr::from_ptr(label).to_string_lossy().into_owned()
+                };
+                let mut values: Vec<(String, f64)> = Vec::new();
+                (f.lilv_state_emit_port_values)(state, port_value, std::ptr::from_mut(&mut values).cast());
+                let properties = (f.lilv_state_get_num_properties)(state);
+                (f.lilv_state_free)(state);
+                presets.push(Preset { label, uri, values, properties });
+            }
+            presets.sort_by(|a, b| a.label.cmp(&b.label));
             Self {
                 uri: w.string((f.lilv_plugin_get_uri)(p)),
                 name: w.take_string((f.lilv_plugin_get_name)(p)).unwrap_or_default(),
                 ports,
                 required_features: w.take_strings((f.lilv_plugin_get_required_features)(p)),
                 latency_port,
+                presets,
                 plugin: p as usize,
             }
         }

@@ -74,6 +74,15 @@ struct UridMap {
     map: unsafe extern "C" fn(*mut c_void, *const c_char) -> u32,
 }
 
+/// The process's URID map, for lilv's use on the control side (reading presets).
+pub(super) fn urid_map() -> *const c_void {
+    struct Shared(UridMap);
+    // SAFETY: the map's handle is null and its function thread-safe (it takes the table's lock).
+    unsafe impl Sync for Shared {}
+    static MAP: Shared = Shared(UridMap { handle: std::ptr::null_mut(), map: map_uri });
+    std::ptr::from_ref(&MAP.0).cast()
+}
+
 #[repr(C)]
 struct UridUnmap {
     handle: *mut c_void,

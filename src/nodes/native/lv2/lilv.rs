@@ -37,6 +37,10 @@ pub struct LilvIter {
     _p: [u8; 0],
 }
 #[repr(C)]
+pub struct LilvState {
+    _p: [u8; 0],
+}
+#[repr(C)]
 pub struct LilvScalePoints {
     _p: [u8; 0],
 }
@@ -139,7 +143,17 @@ lilv_fns! {
     lilv_nodes_get: fn(*const LilvNodes, *mut LilvIter) -> *const LilvNode;
     lilv_nodes_next: fn(*const LilvNodes, *mut LilvIter) -> *mut LilvIter;
     lilv_nodes_is_end: fn(*const LilvNodes, *mut LilvIter) -> bool;
+    lilv_plugin_get_related: fn(*const LilvPlugin, *const LilvNode) -> *mut LilvNodes;
+    lilv_world_load_resource: fn(*mut LilvWorld, *const LilvNode) -> i32;
+    lilv_state_new_from_world: fn(*mut LilvWorld, *const c_void, *const LilvNode) -> *mut LilvState;
+    lilv_state_free: fn(*mut LilvState);
+    lilv_state_get_label: fn(*const LilvState) -> *const c_char;
+    lilv_state_get_num_properties: fn(*const LilvState) -> u32;
+    lilv_state_emit_port_values: fn(*const LilvState, PortValueFn, *mut c_void);
 }
+
+/// lilv's `LilvSetPortValueFunc`: (port symbol, user data, value, size, type URID).
+pub type PortValueFn = unsafe extern "C" fn(*const c_char, *mut c_void, *const c_void, u32, u32);
 
 /// The process's lilv world, with every plugin found on `LV2_PATH` loaded.
 pub struct World {

@@ -90,7 +90,7 @@ pub fn list() -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// `Lv2(uri, controls, on_fault, isolation)`.
+/// `Lv2(uri, controls, preset, on_fault, isolation)`.
 #[derive(Component, Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lv2Params {
@@ -99,6 +99,9 @@ pub struct Lv2Params {
     /// Values of control input ports, by symbol; the rest take their defaults.
     #[serde(default)]
     pub controls: BTreeMap<String, ParamValue>,
+    /// One of the plugin's own presets, by label, applied before `controls`.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::plain_some")]
+    pub preset: Option<String>,
     /// What the node outputs while the plugin is bypassed.
     #[serde(default)]
     pub on_fault: OnFault,
@@ -112,7 +115,14 @@ pub struct Lv2Params {
 impl Lv2Params {
     /// A node for the plugin `uri`, with `controls`.
     pub fn new(uri: impl Into<String>, controls: BTreeMap<String, ParamValue>) -> Self {
-        Self { uri: uri.into(), controls, on_fault: OnFault::Dry, isolation: Isolation::InProcess, bound: None }
+        Self {
+            uri: uri.into(),
+            controls,
+            preset: None,
+            on_fault: OnFault::Dry,
+            isolation: Isolation::InProcess,
+            bound: None,
+        }
     }
 
     fn info(&self) -> Result<Arc<Lv2Info>, ParamError> {
@@ -123,20 +133,52 @@ impl Lv2Params {
     }
 }
 
-/// Every control input's `(port index, value)`: the defaults, then `controls` (by symbol).
+/// Every control input's `(port index, value)`: the defaults, then the values of `preset` (one of the
+/// plugin's own, by label or URI), then `controls` (by symbol).
 ///
 /// # Errors
-/// A [`ParamError`] naming the control.
+/// A [`ParamError`] naming the control or the preset.
 pub fn resolve(
     info: &Lv2Info,
     controls: &BTreeMap<String, ParamValue>,
+    preset: Option<&str>,
     sample_rate: u32,
 ) -> Result<Vec<(u32, f64)>, ParamError> {
     let params = info.params(sample_rate);
+    let mut given = BTreeMap::new();
+    if let Some(name) = preset {
+        let p = info.presets.iter().find(|p| p.label == name || p.uri == name).ok_or_else(|| {
+            let known: Vec<String> = info.presets.iter().map(|p| format!("\"{}\"", p.label)).collect();
+            ParamError::new(
+                "preset",
+                format!(
+                    "{} has no preset {name:?} (it has: {})",
+                    info.uri,
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                ),
+            )
+        })?;
+        if p.properties > 0 {
+            return Err(ParamError::new(
+                "preset",
+                format!(
+                    "{name:?} holds {} value(s) of plugin state beyond its controls, which fxgraph does not restore yet",
+                    p.properties
+                ),
+            ));
+        }
+        for (symbol, v) in &p.values {
+            // A preset's values are the plugin's own: kept within the ports' ranges rather than refused.
+            if let Some(q) = params.iter().find(|q| q.key == *symbol) {
+                given.insert(symbol.clone(), ParamValue::Number(v.clamp(q.min, q.max)));
+            }
+        }
+    }
+    given.extend(controls.iter().map(|(k, v)| (k.clone(), v.clone())));
     super::resolve_controls(
         &info.uri,
         &params,
-        controls,
+        &given,
         |name| params.iter().position(|p| p.key == name),
         || params.iter().map(|p| p.key.as_str()).collect::<Vec<_>>().join(", "),
     )
@@ -154,7 +196,7 @@ impl NodeSpec for Lv2Params {
 
     fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
         let info = self.info()?;
-        resolve(&info, &self.controls, ctx.format.sample_rate)?;
+        resolve(&info, &self.controls, self.preset.as_deref(), ctx.format.sample_rate)?;
         if self.isolation == Isolation::Process {
             super::isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
         }
@@ -174,7 +216,8 @@ impl NodeSpec for Lv2Params {
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<Box<dyn Processor>, NodeError> {
         let info = self.info().map_err(|e| NodeError(e.to_string()))?;
-        let params = resolve(&info, &self.controls, ctx.format.sample_rate).map_err(|e| NodeError(e.to_string()))?;
+        let params = resolve(&info, &self.controls, self.preset.as_deref(), ctx.format.sample_rate)
+            .map_err(|e| NodeError(e.to_string()))?;
         let keys = info.ports(PortKind::ControlIn).map(|p| p.symbol.clone()).collect();
         let numeric = info.ports(PortKind::ControlIn).map(|p| !p.stepped()).collect();
         let name: Arc<str> = info.name.as_str().into();
@@ -196,7 +239,10 @@ impl NodeSpec for Lv2Params {
         let Some(port) = info.ports(PortKind::ControlIn).nth(index) else { return 0.0 };
         match self.controls.get(&port.symbol) {
             Some(ParamValue::Number(v)) => *v,
-            _ => port.default_at(48000),
+            _ => resolve(info, &self.controls, self.preset.as_deref(), 48000)
+                .ok()
+                .and_then(|v| v.get(index).map(|x| x.1))
+                .unwrap_or_else(|| port.default_at(48000)),
         }
     }
 
@@ -207,7 +253,7 @@ impl NodeSpec for Lv2Params {
     }
 
     fn shape(&self) -> String {
-        format!("{} {:?} {:?}", self.uri, self.on_fault, self.isolation)
+        format!("{} {:?} {:?} {:?}", self.uri, self.preset, self.on_fault, self.isolation)
     }
 
     fn source(&self) -> String {
@@ -232,7 +278,8 @@ impl NodeSpec for Lv2Params {
             || self.source(),
             || {
                 let info = self.info().map_err(|e| e.to_string())?;
-                let params = resolve(&info, &self.controls, config.sample_rate).map_err(|e| e.to_string())?;
+                let params = resolve(&info, &self.controls, self.preset.as_deref(), config.sample_rate)
+                    .map_err(|e| e.to_string())?;
                 Lv2Live::new(&info, self.isolation, config, &params)
             },
         )
@@ -275,6 +322,10 @@ pub fn describe(uri: &str) -> Result<String, String> {
     }
     if let Some(p) = info.latency_port {
         s.push_str(&format!("latency: reported by port {p} ({})\n", info.ports[p].symbol));
+    }
+    if !info.presets.is_empty() {
+        let list: Vec<String> = info.presets.iter().map(|p| format!("\"{}\"", p.label)).collect();
+        s.push_str(&format!("presets: {}\n", list.join(", ")));
     }
     if info.mono() {
         s.push_str("audio: one input and one output: one instance per channel of what feeds the node\n");
