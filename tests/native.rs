@@ -1044,10 +1044,15 @@ fn lv2_plugins_that_are_missing_need_what_fxgraph_lacks_or_get_bad_controls_are_
     assert!(e.contains("controls.cr") && e.contains("100"), "{e}");
     let e = bad(&format!(r#"Lv2(uri: "{LSP}compressor_stereo", controls: {{"sct": 0.5}})"#));
     assert!(e.contains("whole number"), "{e}");
-    if Path::new("/usr/lib/lv2/convo.lv2").is_dir() {
-        let e = bad(r#"Lv2(uri: "http://gareus.org/oss/lv2/convoLV2#Mono")"#);
-        assert!(e.contains("requires the LV2 feature http://lv2plug.in/ns/ext/worker#schedule"), "{e}");
-    }
+    // A plugin that requires a feature fxgraph does not give (the level plugin, said to need instance access).
+    let bundle = repo().join("target/test-plugins/lv2_needs.lv2");
+    let description = format!("lv2:requiredFeature <http://lv2plug.in/ns/ext/instance-access> ;\n{LEVEL_PORTS}");
+    lv2_bundle("tests/lv2/hostile.c", &[], &bundle, "urn:fxgraph:test:needs", &description);
+    fxgraph::nodes::native::lv2::load_bundle(&bundle).expect("bundle");
+    let e = bad(r#"Lv2(uri: "urn:fxgraph:test:needs")"#);
+    assert!(e.contains("requires the LV2 feature http://lv2plug.in/ns/ext/instance-access"), "{e}");
+    let e = fxgraph::nodes::native::lv2::load_bundle(&repo().join("tests")).expect_err("not a bundle");
+    assert!(e.contains("is not an LV2 bundle"), "{e}");
 }
 
 #[test]
@@ -1326,32 +1331,40 @@ fn misbehaving_clap_plugins_are_contained_in_a_child_process() {
     }
 }
 
+/// Builds an LV2 test plugin from C `source` with `defines` into the folder `bundle`, with Turtle saying
+/// `uri` is a plugin whose binary it is, and `description` (ports, features) of it.
+fn lv2_bundle(source: &str, defines: &[&str], bundle: &Path, uri: &str, description: &str) {
+    let name = bundle.file_stem().and_then(|n| n.to_str()).expect("name");
+    let lib = cc(source, &format!("{name}-{}", defines.join("-").to_lowercase()), defines);
+    std::fs::create_dir_all(bundle).expect("mkdir");
+    std::fs::rename(&lib, bundle.join("plugin.so")).expect("move");
+    let prefixes = "@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n\
+                    @prefix doap: <http://usefulinc.com/ns/doap#> .\n";
+    let manifest = format!("{prefixes}<{uri}> a lv2:Plugin ; lv2:binary <plugin.so> ; rdfs:seeAlso <plugin.ttl> .\n");
+    std::fs::write(bundle.join("manifest.ttl"), manifest).expect("write");
+    let plugin = format!("{prefixes}<{uri}> a lv2:Plugin ; doap:name \"{name}\" ;\n{description} .\n");
+    std::fs::write(bundle.join("plugin.ttl"), plugin).expect("write");
+}
+
+/// The level plugin's ports (`tests/lv2/hostile.c`).
+const LEVEL_PORTS: &str = "lv2:port [ a lv2:AudioPort, lv2:InputPort ; lv2:index 0 ; lv2:symbol \"in\" ; lv2:name \"In\" ] ,\n\
+      [ a lv2:AudioPort, lv2:OutputPort ; lv2:index 1 ; lv2:symbol \"out\" ; lv2:name \"Out\" ] ,\n\
+      [ a lv2:ControlPort, lv2:InputPort ; lv2:index 2 ; lv2:symbol \"level\" ; lv2:name \"Level\" ;\n\
+        lv2:default 1.0 ; lv2:minimum 0.0 ; lv2:maximum 2.0 ]";
+
 /// The LV2 test plugin (`tests/lv2/hostile.c`) built with `define` into a bundle of its own, alone in a
-/// folder for `LV2_PATH`; returns the folder.
+/// folder for `LV2_PATH`; returns the folder. It says it is hard-real-time capable.
 fn hostile_lv2(define: Option<&str>) -> PathBuf {
-    let name = format!("hostile_{}", define.unwrap_or("none").to_lowercase());
-    let lib = cc("tests/lv2/hostile.c", &name, define.as_slice());
-    let folder = lib.with_extension("lv2path");
-    let bundle = folder.join("hostile.lv2");
-    std::fs::create_dir_all(&bundle).expect("mkdir");
-    std::fs::rename(&lib, bundle.join("hostile.so")).expect("move");
-    std::fs::write(
-        bundle.join("manifest.ttl"),
-        "@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n\
-         <urn:fxgraph:test:hostile> a lv2:Plugin ; lv2:binary <hostile.so> ; rdfs:seeAlso <hostile.ttl> .\n",
-    )
-    .expect("write");
-    std::fs::write(
-        bundle.join("hostile.ttl"),
-        "@prefix lv2: <http://lv2plug.in/ns/lv2core#> .\n@prefix doap: <http://usefulinc.com/ns/doap#> .\n\
-         <urn:fxgraph:test:hostile> a lv2:Plugin ; doap:name \"fxgraph hostile test\" ;\n\
-           lv2:optionalFeature lv2:hardRTCapable ;\n\
-           lv2:port [ a lv2:AudioPort, lv2:InputPort ; lv2:index 0 ; lv2:symbol \"in\" ; lv2:name \"In\" ] ,\n\
-             [ a lv2:AudioPort, lv2:OutputPort ; lv2:index 1 ; lv2:symbol \"out\" ; lv2:name \"Out\" ] ,\n\
-             [ a lv2:ControlPort, lv2:InputPort ; lv2:index 2 ; lv2:symbol \"level\" ; lv2:name \"Level\" ;\n\
-               lv2:default 1.0 ; lv2:minimum 0.0 ; lv2:maximum 2.0 ] .\n",
-    )
-    .expect("write");
+    let folder =
+        repo().join("target/test-plugins").join(format!("hostile_{}.lv2path", define.unwrap_or("none").to_lowercase()));
+    let description = format!("lv2:optionalFeature lv2:hardRTCapable ;\n{LEVEL_PORTS}");
+    lv2_bundle(
+        "tests/lv2/hostile.c",
+        define.as_slice(),
+        &folder.join("hostile.lv2"),
+        "urn:fxgraph:test:hostile",
+        &description,
+    );
     folder
 }
 
@@ -1463,4 +1476,108 @@ fn an_lv2_plugin_s_own_presets_set_its_controls() {
         .output()
         .expect("fxgraph");
     assert!(String::from_utf8_lossy(&o.stdout).contains("presets: \"Live\", \"Slightly Corrected\""));
+}
+
+/// The LV2 worker test plugin (`tests/lv2/worker.c`) in a bundle of its own, loaded into this process.
+fn worker_lv2() {
+    static B: OnceLock<()> = OnceLock::new();
+    B.get_or_init(|| {
+        let bundle = repo().join("target/test-plugins/lv2_worker.lv2");
+        let description = "lv2:requiredFeature <http://lv2plug.in/ns/ext/worker#schedule> ;\n\
+             lv2:extensionData <http://lv2plug.in/ns/ext/worker#interface> ;\n\
+             lv2:port [ a lv2:AudioPort, lv2:InputPort ; lv2:index 0 ; lv2:symbol \"in\" ; lv2:name \"In\" ] ,\n\
+               [ a lv2:AudioPort, lv2:OutputPort ; lv2:index 1 ; lv2:symbol \"out\" ; lv2:name \"Out\" ] ,\n\
+               [ a lv2:ControlPort, lv2:OutputPort ; lv2:index 2 ; lv2:symbol \"responses\" ; lv2:name \"Responses\" ] ,\n\
+               [ a lv2:ControlPort, lv2:OutputPort ; lv2:index 3 ; lv2:symbol \"elsewhere\" ; lv2:name \"Elsewhere\" ]";
+        lv2_bundle("tests/lv2/worker.c", &[], &bundle, "urn:fxgraph:test:worker", description);
+        fxgraph::nodes::native::lv2::load_bundle(&bundle).expect("bundle");
+    });
+}
+
+/// LV2's worker: offline, each `run`'s work runs at once and its response is delivered after that same
+/// run (the output halves from the second block on, exactly: the same bits on any machine); in real time
+/// the work runs on a thread of its own, the responses come back, and the audio side allocates nothing.
+#[test]
+fn an_lv2_plugin_s_work_runs_off_the_audio_thread_in_real_time_and_at_once_offline() {
+    if !lsp_lv2() {
+        return;
+    }
+    worker_lv2();
+    let text = "(sample_rate: 48000, channels: 1, nodes: { \"w\": Lv2(uri: \"urn:fxgraph:test:worker\") },\n\
+                edges: [(\"input\", \"w\"), (\"w\", \"output\")])";
+    let x: Vec<f32> = sine(440.0, 0.5, 5120).into_iter().step_by(2).collect();
+    for realtime in [false, true] {
+        let g = Graph::parse(text, "worker.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"));
+        let (mut engine, mut audio) =
+            Engine::new(g, EngineOptions { max_block: 512, threads: 1, realtime, ..Default::default() })
+                .expect("engine");
+        let mut y = vec![0.0f32; x.len()];
+        let before = fxgraph::alloc::CountingAllocator::stats().expect("installed").audio_calls;
+        for (a, b) in x.chunks(512).zip(y.chunks_mut(512)) {
+            let n = a.len();
+            audio.process(&AudioIn::new(a, n, 1, n), &mut AudioOut::new(b, n, 1, n));
+            engine.update();
+            if realtime {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        let after = fxgraph::alloc::CountingAllocator::stats().expect("installed").audio_calls;
+        let status = engine.metrics().nodes.into_iter().find(|n| n.name == "w").expect("node").status;
+        let get = |k: &str| status.iter().find(|(n, _)| n == k).map(|(_, v)| *v).unwrap_or(f64::NAN);
+        if realtime {
+            assert_eq!(after - before, 0, "allocations or frees on the audio side");
+            assert_eq!(get("elsewhere"), 1.0, "the work ran on another thread: {status:?}");
+            assert!(get("responses") >= 1.0, "{status:?}");
+            assert!(y.iter().zip(&x).all(|(y, x)| *y == *x || *y == 0.5 * x));
+        } else {
+            assert_eq!(get("elsewhere"), 0.0, "{status:?}");
+            assert_eq!(get("responses"), 9.0, "a response for each of the first nine runs: {status:?}");
+            for (n, (y, x)) in y.iter().zip(&x).enumerate() {
+                assert_eq!(*y, if n < 512 { *x } else { 0.5 * x }, "frame {n}");
+            }
+        }
+    }
+}
+
+/// x42's preset convolver: its "No-OP Mono" preset is state (an impulse response file in the bundle),
+/// restored through the plugin's state interface, and the plugin loads the file in its worker's work: a
+/// delta, so the output is the input, as late as the plugin's latency port says.
+#[test]
+fn an_lv2_preset_s_state_is_restored_through_the_worker() {
+    if !lsp_lv2() {
+        return;
+    }
+    if !Path::new("/usr/lib/lv2/zeroconvo.lv2").is_dir() {
+        assert!(std::env::var_os("CI").is_none(), "x42-plugins is not installed, and CI must run its checks");
+        return;
+    }
+    let x: Vec<f32> = sine(997.0, 0.5, 9600).into_iter().step_by(2).collect();
+    for iso in ["", ", isolation: Process"] {
+        host_env();
+        let text = format!(
+            "(sample_rate: 48000, channels: 1, nodes: {{ \"c\": Lv2(uri: \"http://gareus.org/oss/lv2/zeroconvolv#Mono\", preset: \"No-OP Mono\"{iso}) }},\n\
+             edges: [(\"input\", \"c\"), (\"c\", \"output\")])"
+        );
+        let g = Graph::parse(&text, "convolver.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"));
+        let (engine, mut audio) =
+            Engine::new(g, EngineOptions { max_block: 512, threads: 1, ..Default::default() }).expect("engine");
+        // Its latency port says 64 frames (its convolution's partition), which the engine reports.
+        let latency = engine.latency_frames();
+        assert_eq!(latency, 64, "{iso}");
+        let n = x.len();
+        let mut y = vec![0.0f32; n];
+        audio.process(&AudioIn::new(&x, n, 1, n), &mut AudioOut::new(&mut y, n, 1, n));
+        assert!(y[..latency].iter().all(|v| *v == 0.0), "{iso}");
+        let err = y[latency..].iter().zip(&x).fold(0.0f64, |e, (y, x)| e.max(f64::from(y - x).abs()));
+        assert!(db(err / 0.5) < -120.0, "{iso}: the output is not the input: {:.1} dB", db(err / 0.5));
+    }
+    let e = Graph::parse(
+        "(sample_rate: 48000, channels: 1, nodes: { \"c\": Lv2(uri: \"http://gareus.org/oss/lv2/zeroconvolv#Mono\", preset: \"Hall\") },\n\
+         edges: [(\"input\", \"c\"), (\"c\", \"output\")])",
+        "convolver.ron",
+        "/".as_ref(),
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(e.contains("it has: \"No-OP Mono\""), "{e}");
 }

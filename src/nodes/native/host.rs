@@ -70,7 +70,7 @@ pub fn run_if_plugin_host() {
 }
 
 /// The child's side. Arguments: sample rate, the kind (`native`, `ladspa`, `lv2`, `clap`), the library (an
-/// LV2 plugin's URI), the LADSPA label or CLAP id.
+/// LV2 plugin's URI), the LADSPA label, LV2 preset or CLAP id.
 fn host_main(args: &[String]) -> i32 {
     let [rate, kind, path, label] = args else {
         eprintln!("fxgraph plugin host: bad arguments");
@@ -132,10 +132,13 @@ fn host_main(args: &[String]) -> i32 {
                 Err(e) => return fail(e),
             }
         }
-        "lv2" => match super::lv2::find(path).and_then(|info| super::lv2::Lv2Instance::new(info, &config, &params)) {
-            Ok(i) => Box::new(i),
-            Err(e) => return fail(e),
-        },
+        "lv2" => {
+            let preset = (!label.is_empty()).then_some(label.as_str());
+            match super::lv2::find(path).and_then(|info| super::lv2::Lv2Instance::new(info, &config, &params, preset)) {
+                Ok(i) => Box::new(i),
+                Err(e) => return fail(e),
+            }
+        }
         "clap" => {
             match super::clap::find(Path::new(path), label)
                 .and_then(|info| super::clap::ClapInstance::new(info, &config, &params))

@@ -87,8 +87,8 @@ pub enum Target {
     Native(PathBuf),
     /// The library and the plugin's label.
     Ladspa(PathBuf, String),
-    /// The plugin's URI.
-    Lv2(String),
+    /// The plugin's URI, and the preset whose state it restores (empty for none).
+    Lv2(String, String),
     /// The bundle and the plugin's id.
     Clap(PathBuf, String),
 }
@@ -321,7 +321,7 @@ impl Isolated {
         match &target {
             Target::Native(p) => cmd.arg("native").arg(p).arg(""),
             Target::Ladspa(p, label) => cmd.arg("ladspa").arg(p).arg(label),
-            Target::Lv2(uri) => cmd.arg("lv2").arg(uri).arg(""),
+            Target::Lv2(uri, preset) => cmd.arg("lv2").arg(uri).arg(preset),
             Target::Clap(p, id) => cmd.arg("clap").arg(p).arg(id),
         };
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());

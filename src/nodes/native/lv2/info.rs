@@ -94,6 +94,8 @@ pub struct Lv2Info {
     pub latency_port: Option<usize>,
     /// The plugin's own presets (LV2 preset files in its bundle or the user's), by label.
     pub presets: Vec<Preset>,
+    /// It has LV2's state interface (restores a preset's state).
+    pub state: bool,
     /// lilv's plugin (the world keeps it for the life of the process).
     pub(super) plugin: usize,
 }
@@ -105,8 +107,8 @@ pub struct Preset {
     pub uri: String,
     /// Control input values by port symbol.
     pub values: Vec<(String, f64)>,
-    /// State the preset holds beyond port values (restored through the plugin's state interface, which
-    /// fxgraph does not call yet).
+    /// Values of state the preset holds beyond port values (restored through the plugin's state
+    /// interface).
     pub properties: u32,
 }
 
@@ -243,6 +245,7 @@ impl Lv2Info {
                 required_features: w.take_strings((f.lilv_plugin_get_required_features)(p)),
                 latency_port,
                 presets,
+                state: (f.lilv_plugin_has_extension_data)(p, w.uri("http://lv2plug.in/ns/ext/state#interface").p),
                 plugin: p as usize,
             }
         }

@@ -4,6 +4,7 @@
 
 use super::info::{Lv2Info, PortKind};
 use super::lilv::{LilvInstance, LilvPlugin, Lv2Descriptor, Lv2Feature};
+use super::worker::Worker;
 use crate::clock::CpuMark;
 use crate::node::{AudioOut, PollContext, ProcessConfig};
 use crate::nodes::native::{ControlOutputs, copy_in, copy_out};
@@ -18,6 +19,7 @@ pub const SUPPORTED: &[&str] = &[
     URID_UNMAP,
     OPTIONS,
     BOUNDED_BLOCK,
+    super::worker::SCHEDULE,
     // Satisfied by how fxgraph runs every plugin: separate input and output buffers, and a thread that may
     // be a real-time one.
     "http://lv2plug.in/ns/lv2core#inPlaceBroken",
@@ -113,6 +115,12 @@ struct Features {
 }
 
 impl Features {
+    /// The list for one instance: these features, then its worker's, null-terminated.
+    fn list_with(&self, worker: &Worker) -> Box<[*const Lv2Feature]> {
+        let n = self.list.len() - 1;
+        self.list[..n].iter().copied().chain([std::ptr::from_ref(&worker.feature), std::ptr::null()]).collect()
+    }
+
     fn new(config: &ProcessConfig) -> Self {
         let map = Box::new(UridMap { handle: std::ptr::null_mut(), map: map_uri });
         let unmap = Box::new(UridUnmap { handle: std::ptr::null_mut(), unmap: unmap_uri });
@@ -189,6 +197,11 @@ pub struct Lv2Instance {
     active: bool,
     /// lilv's `lilv_instance_free`, kept so that dropping takes no lock.
     free: unsafe extern "C" fn(*mut LilvInstance),
+    /// Each instance's worker (boxed: the plugin holds its address) and its feature list; their threads
+    /// are stopped before the instances are freed, the rest dropped after.
+    #[allow(clippy::vec_box, reason = "the plugin holds each worker's address")]
+    workers: Vec<Box<Worker>>,
+    _lists: Vec<Box<[*const Lv2Feature]>>,
     _features: Box<Features>,
     _info: Arc<Lv2Info>,
 }
@@ -201,7 +214,12 @@ impl Lv2Instance {
     ///
     /// # Errors
     /// A message if lilv or the plugin cannot instantiate it.
-    pub fn new(info: Arc<Lv2Info>, config: &ProcessConfig, params: &[(u32, f64)]) -> Result<Self, String> {
+    pub fn new(
+        info: Arc<Lv2Info>,
+        config: &ProcessConfig,
+        params: &[(u32, f64)],
+        preset: Option<&str>,
+    ) -> Result<Self, String> {
         let free = super::lilv::world()?.f.lilv_instance_free;
         let mono = info.mono();
         let count = if mono { config.channels.max(1) } else { 1 };
@@ -236,6 +254,8 @@ impl Lv2Instance {
             replaced: 0,
             active: false,
             free,
+            workers: Vec::new(),
+            _lists: Vec::new(),
             _features: features,
             _info: info.clone(),
         };
@@ -248,20 +268,48 @@ impl Lv2Instance {
             }
         }
         let plugin = info.plugin as *const LilvPlugin;
+        // The preset's state (beyond its controls), restored into each instance before it is activated.
+        let state_of = info.presets.iter().find(|p| Some(p.label.as_str()) == preset || Some(p.uri.as_str()) == preset);
+        let state_of = state_of.filter(|p| p.properties > 0).map(|p| p.uri.clone());
         for h in 0..count {
+            let mut worker = Worker::new();
+            let list = inst._features.list_with(&worker);
             let instance = {
                 // lilv loads the plugin's library on first use: under the world's lock.
                 let w = super::lilv::world()?;
                 // SAFETY: lilv instantiates a plugin of its world with a null-terminated feature list that
                 // lives as long as the instance (owned by it); null is a failure.
-                unsafe {
-                    (w.f.lilv_plugin_instantiate)(plugin, f64::from(config.sample_rate), inst._features.list.as_ptr())
-                }
+                unsafe { (w.f.lilv_plugin_instantiate)(plugin, f64::from(config.sample_rate), list.as_ptr()) }
             };
             if instance.is_null() {
                 return Err(format!("{}: the plugin could not be instantiated at {} Hz", info.uri, config.sample_rate));
             }
             inst.instances.push(instance);
+            // SAFETY: a live lilv instance; its descriptor's extension_data takes a NUL-terminated URI.
+            unsafe {
+                let d = &*(*instance).descriptor;
+                if let Some(ext) = d.extension_data {
+                    worker.bind(ext(c"http://lv2plug.in/ns/ext/worker#interface".as_ptr()).cast(), (*instance).handle);
+                }
+            }
+            if let Some(uri) = &state_of {
+                let w = super::lilv::world()?;
+                let node = w.uri(uri);
+                let node = &node;
+                // SAFETY: lilv's state of a preset it has loaded, restored into a live, inactive instance
+                // with the instance's own features (its worker runs the work at once); freed after.
+                unsafe {
+                    let state = (w.f.lilv_state_new_from_world)(w.world, urid_map(), node.p);
+                    if state.is_null() {
+                        return Err(format!("{}: the preset {uri} could not be read", info.uri));
+                    }
+                    (w.f.lilv_state_restore)(state, instance, None, std::ptr::null_mut(), 0, list.as_ptr());
+                    (w.f.lilv_state_free)(state);
+                }
+                worker.after_run();
+            }
+            inst.workers.push(worker);
+            inst._lists.push(list);
             for p in &info.ports {
                 let c = if mono { h } else { channel_of[p.index] };
                 let at: *mut c_void = match p.kind {
@@ -300,6 +348,11 @@ impl Lv2Instance {
             inst.run(config.max_block);
             inst.deactivate();
             inst.activate();
+        }
+        if config.realtime {
+            for w in &mut inst.workers {
+                w.start_thread()?;
+            }
         }
         Ok(inst)
     }
@@ -342,6 +395,7 @@ impl Lv2Instance {
                 // SAFETY: LV2's run with `n` (at most max_block) frames on connected buffers.
                 unsafe { run(handle, n as u32) };
             }
+            self.workers[h].after_run();
         }
     }
 
@@ -417,6 +471,9 @@ impl Instance for Lv2Instance {
 impl Drop for Lv2Instance {
     fn drop(&mut self) {
         self.deactivate();
+        for w in &mut self.workers {
+            w.stop_thread();
+        }
         for &i in &self.instances {
             // SAFETY: each instance freed once (lilv calls the plugin's cleanup; the world is not used).
             unsafe { (self.free)(i) };

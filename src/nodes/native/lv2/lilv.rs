@@ -150,6 +150,10 @@ lilv_fns! {
     lilv_state_get_label: fn(*const LilvState) -> *const c_char;
     lilv_state_get_num_properties: fn(*const LilvState) -> u32;
     lilv_state_emit_port_values: fn(*const LilvState, PortValueFn, *mut c_void);
+    lilv_state_restore: fn(*const LilvState, *mut LilvInstance, Option<PortValueFn>, *mut c_void, u32, *const *const Lv2Feature);
+    lilv_plugin_has_extension_data: fn(*const LilvPlugin, *const LilvNode) -> bool;
+    lilv_new_file_uri: fn(*mut LilvWorld, *const c_char, *const c_char) -> *mut LilvNode;
+    lilv_world_load_bundle: fn(*mut LilvWorld, *const LilvNode);
 }
 
 /// lilv's `LilvSetPortValueFunc`: (port symbol, user data, value, size, type URID).

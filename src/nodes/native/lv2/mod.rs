@@ -20,6 +20,7 @@
 mod info;
 mod instance;
 mod lilv;
+mod worker;
 
 pub(crate) use info::{Lv2Info, PortKind};
 pub(crate) use instance::Lv2Instance;
@@ -65,6 +66,33 @@ pub fn find(uri: &str) -> Result<Arc<Lv2Info>, String> {
     }
     cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uri.to_string(), info.clone());
     Ok(info)
+}
+
+/// Loads the LV2 bundle in folder `bundle` (one not on `LV2_PATH`), so that its plugins and presets can be
+/// found by URI in this process.
+///
+/// # Errors
+/// A message when lilv is missing or the folder is not a bundle (no `manifest.ttl`).
+pub fn load_bundle(bundle: &std::path::Path) -> Result<(), String> {
+    if !bundle.join("manifest.ttl").is_file() {
+        return Err(format!("{} is not an LV2 bundle (it has no manifest.ttl)", bundle.display()));
+    }
+    let mut path = bundle.as_os_str().as_encoded_bytes().to_vec();
+    if path.last() != Some(&b'/') {
+        path.push(b'/');
+    }
+    let path = std::ffi::CString::new(path).map_err(|_| format!("{}: bad path", bundle.display()))?;
+    let w = lilv::world()?;
+    // SAFETY: lilv's file URI of a NUL-terminated path, loaded into the live world and freed.
+    unsafe {
+        let node = (w.f.lilv_new_file_uri)(w.world, std::ptr::null(), path.as_ptr());
+        if node.is_null() {
+            return Err(format!("{}: lilv cannot make a URI of it", bundle.display()));
+        }
+        (w.f.lilv_world_load_bundle)(w.world, node);
+        (w.f.lilv_node_free)(node);
+    }
+    Ok(())
 }
 
 /// Every installed plugin: (URI, name).
@@ -158,11 +186,11 @@ pub fn resolve(
                 ),
             )
         })?;
-        if p.properties > 0 {
+        if p.properties > 0 && !info.state {
             return Err(ParamError::new(
                 "preset",
                 format!(
-                    "{name:?} holds {} value(s) of plugin state beyond its controls, which fxgraph does not restore yet",
+                    "{name:?} holds {} value(s) of plugin state beyond its controls, and the plugin has no state interface to restore them",
                     p.properties
                 ),
             ));
@@ -221,9 +249,9 @@ impl NodeSpec for Lv2Params {
         let keys = info.ports(PortKind::ControlIn).map(|p| p.symbol.clone()).collect();
         let numeric = info.ports(PortKind::ControlIn).map(|p| !p.stepped()).collect();
         let name: Arc<str> = info.name.as_str().into();
-        let isolation = self.isolation;
+        let (isolation, preset) = (self.isolation, self.preset.clone());
         let make = Box::new(move |config: &ProcessConfig, params: &[(u32, f64)]| {
-            Lv2Live::new(&info, isolation, config, params)
+            Lv2Live::new(&info, isolation, preset.as_deref(), config, params)
         });
         Ok(Box::new(PluginProcessor::new(name, keys, params, numeric, self.on_fault, super::NATIVE_BUDGET, make)))
     }
@@ -280,7 +308,7 @@ impl NodeSpec for Lv2Params {
                 let info = self.info().map_err(|e| e.to_string())?;
                 let params = resolve(&info, &self.controls, self.preset.as_deref(), config.sample_rate)
                     .map_err(|e| e.to_string())?;
-                Lv2Live::new(&info, self.isolation, config, &params)
+                Lv2Live::new(&info, self.isolation, self.preset.as_deref(), config, &params)
             },
         )
     }
@@ -295,13 +323,14 @@ impl Lv2Live {
     fn new(
         info: &Arc<Lv2Info>,
         isolation: Isolation,
+        preset: Option<&str>,
         config: &ProcessConfig,
         params: &[(u32, f64)],
     ) -> Result<Self, String> {
         Ok(match isolation {
-            Isolation::InProcess => Tiered::InProcess(Lv2Instance::new(info.clone(), config, params)?),
+            Isolation::InProcess => Tiered::InProcess(Lv2Instance::new(info.clone(), config, params, preset)?),
             Isolation::Process => Tiered::Isolated(super::isolate::Isolated::spawn(
-                super::isolate::Target::Lv2(info.uri.clone()),
+                super::isolate::Target::Lv2(info.uri.clone(), preset.unwrap_or_default().to_string()),
                 config,
                 params,
                 info.ports(PortKind::ControlOut).count().min(crate::node::STATUS_VALUES),
