@@ -124,6 +124,16 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes of hexadecimal text (either case); `None` for an odd length or another character.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let b = text.as_bytes();
+    if !b.len().is_multiple_of(2) {
+        return None;
+    }
+    b.chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
+}
+
 /// HMAC-SHA256 of the concatenated `parts` under `key`.
 #[cfg_attr(not(feature = "wasm"), allow(dead_code))]
 pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {

@@ -1581,3 +1581,65 @@ fn an_lv2_preset_s_state_is_restored_through_the_worker() {
     .to_string();
     assert!(e.contains("it has: \"No-OP Mono\""), "{e}");
 }
+
+/// A CLAP plugin's own state goes into presets: the test gain keeps the largest output it has made (its
+/// "Peak hold", not a parameter) in its state. A preset saved while it plays holds that state; applied to
+/// a fresh graph it makes a new instance that restores it; a graph file can give it too, also to a plugin
+/// in a child process. States that are not hexadecimal, or that the plugin refuses, are errors.
+#[test]
+fn a_clap_plugin_s_state_is_saved_into_presets_and_restored() {
+    host_env();
+    let bundle = clap_bundle(&[]);
+    let graph = |rest: &str| {
+        let text = format!(
+            "(sample_rate: 48000, channels: 2,\n nodes: {{ \"g\": {} }},\n edges: [(\"input\", \"g\"), (\"g\", \"output\")])",
+            clap_node(&bundle, "gain", rest)
+        );
+        Graph::parse(&text, "state.ron", "/".as_ref())
+    };
+    let hold =
+        |rig: &mut Rig| status(rig, "g").iter().find(|(k, _)| k == "peak_hold").map(|(_, v)| *v).expect("peak_hold");
+    let loud = sine(997.0, 0.5, 4800);
+    let silence = vec![0.0f32; 4800];
+    let mut a = start(graph("").unwrap_or_else(|e| panic!("{e}")));
+    run(&mut a, &loud);
+    let peak = hold(&mut a);
+    assert!((peak - 0.5).abs() < 1e-3, "{peak}");
+    let preset = a.engine.snapshot().expect("snapshot");
+    let want = format!("{}{}", fxgraph_hex(b"FXGS"), fxgraph_hex(&peak.to_le_bytes()));
+    assert_eq!(preset.states.len(), 1);
+    assert_eq!((preset.states[0].node.as_str(), preset.states[0].data.as_str()), ("g", want.as_str()));
+    // A fresh graph holds nothing until the preset is applied; then a new instance restores the state.
+    let mut b = start(graph("").unwrap_or_else(|e| panic!("{e}")));
+    run(&mut b, &silence);
+    assert_eq!(hold(&mut b), 0.0);
+    let text = preset.to_ron();
+    assert!(text.contains(&format!("states: {{\n        \"g\": \"{want}\",")), "{text}");
+    b.engine
+        .apply_preset_values(&fxgraph::graph::preset::Preset::parse(&text, "p.ron").expect("parses"))
+        .expect("applies");
+    let out = run(&mut b, &silence);
+    assert_eq!(hold(&mut b), peak, "restored");
+    assert!(out.iter().all(|v| *v == 0.0));
+    // In the graph file, in process and in a child process.
+    for iso in ["", ", isolation: Process"] {
+        let mut c = start(graph(&format!(", state: \"{want}\"{iso}")).unwrap_or_else(|e| panic!("{e}")));
+        run(&mut c, &silence);
+        assert_eq!(hold(&mut c), peak, "{iso}");
+        if !iso.is_empty() {
+            let e = c.engine.snapshot().expect_err("not in this process").to_string();
+            assert!(e.contains("node \"g\"") && e.contains("child process"), "{e}");
+        }
+    }
+    let e = graph(", state: \"xyz\"").expect_err("refused").to_string();
+    assert!(e.starts_with("state.ron:2:") && e.contains("state") && e.contains("hexadecimal"), "{e}");
+    let e = Engine::new(graph(", state: \"00\"").expect("parses"), EngineOptions::default())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("refused the state"), "{e}");
+}
+
+fn fxgraph_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -417,7 +417,7 @@ fn run_command(player: &mut Player, state: &mut State, verb: &str, rest: &str) -
         "preset" => match rest.split_once(char::is_whitespace) {
             Some(("save", name)) => {
                 let path = Preset::path_for(&state.graph, name.trim()).map_err(err)?;
-                let mut preset = player.engine().snapshot();
+                let mut preset = player.engine().snapshot().map_err(err)?;
                 preset.file = path.display().to_string();
                 preset.save(&path, false).map_err(err)?;
                 reply(format!("saved {}", path.display()), json!({ "saved": path }))

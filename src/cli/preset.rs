@@ -20,7 +20,7 @@ pub(crate) fn save(graph_path: &Path, name: &str, sets: &[String], force: bool) 
         };
         engine.set(node, param, value).map_err(bad_input)?;
     }
-    let mut preset = engine.snapshot();
+    let mut preset = engine.snapshot().map_err(bad_input)?;
     preset.file = path.display().to_string();
     preset.save(&path, force).map_err(bad_input)?;
     println!("saved {} ({} values)", path.display(), preset.entries.len());

@@ -92,6 +92,28 @@ impl Engine {
             };
             edits[slot].2.set_param(index, v);
         }
+        for state in &preset.states {
+            let e = self.node(&state.node).ok_or_else(|| {
+                err(
+                    state.position,
+                    None,
+                    format!(
+                        "the state of \"{}\": no node of the running graph has that name (its nodes: {})",
+                        state.node.escape_debug(),
+                        self.node_names().join(", ")
+                    ),
+                )
+            })?;
+            let slot = match edits.iter().position(|(x, ..)| *x == e) {
+                Some(i) => i,
+                None => {
+                    let spec = self.spec(e).ok_or_else(|| err(state.position, Some(&state.node), "is gone".into()))?;
+                    edits.push((e, state.node.clone(), spec.clone_spec(), state.position));
+                    edits.len() - 1
+                }
+            };
+            edits[slot].2.set_state(&state.data).map_err(|m| err(state.position, Some(&state.node), m))?;
+        }
         for (_, node, spec, position) in &edits {
             spec.validate(&cx).map_err(|x| err(*position, Some(node), x.message))?;
         }
@@ -105,8 +127,12 @@ impl Engine {
     }
 
     /// Every automatable parameter's current value, as a preset for the running graph (in file order).
-    pub fn snapshot(&mut self) -> crate::graph::preset::Preset {
+    ///
+    /// # Errors
+    /// [`Error::Preset`] when a plugin that keeps state of its own cannot save it.
+    pub fn snapshot(&mut self) -> Result<crate::graph::preset::Preset> {
         let mut entries = Vec::new();
+        let mut states = Vec::new();
         for node in self.node_names() {
             for p in self.params(&node).unwrap_or_default() {
                 if let Ok(value) = self.get(&node, &p.name) {
@@ -118,9 +144,23 @@ impl Engine {
                 }
             }
         }
+        for node in self.node_names() {
+            let Some(saved) = self.node(&node).and_then(|e| self.spec(e)).and_then(|s| s.save_state()) else {
+                continue;
+            };
+            let data = saved.map_err(|m| {
+                Error::Preset(crate::graph::preset::preset_error(
+                    &self.config().file,
+                    None,
+                    Some(&node),
+                    format!("its plugin's state cannot be saved: {m}"),
+                ))
+            })?;
+            states.push(crate::graph::preset::PresetState { node, data, position: None });
+        }
         let file = self.config().file.clone();
         let graph = Path::new(&file).file_name().map(|n| n.to_string_lossy().into_owned());
-        crate::graph::preset::Preset { file: String::new(), graph, graph_position: None, entries }
+        Ok(crate::graph::preset::Preset { file: String::new(), graph, graph_position: None, entries, states })
     }
 }
 

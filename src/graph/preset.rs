@@ -62,6 +62,19 @@ pub struct Preset {
     pub graph_position: Option<(usize, usize)>,
     /// The values, in file order.
     pub entries: Vec<PresetEntry>,
+    /// Plugins' own states (beyond their parameters), by node: hex, as the plugin saved it.
+    pub states: Vec<PresetState>,
+}
+
+/// One plugin's state in a preset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresetState {
+    /// The node's name.
+    pub node: String,
+    /// The state, hex-encoded.
+    pub data: String,
+    /// Where the node's name is in the file (1-based line and column), for errors.
+    pub position: Option<(usize, usize)>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +84,9 @@ struct PresetFile {
     #[serde(default)]
     graph: String,
     values: BTreeMap<String, FileValue>,
+    /// Plugins' states by node, hex.
+    #[serde(default)]
+    states: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -197,8 +213,27 @@ impl Preset {
             };
             entries.push(PresetEntry { key: key.clone(), value, position });
         }
+        let states_at: Vec<(String, usize)> = match doc.as_ref().and_then(|d| d.field("states")).map(|f| &f.value.value)
+        {
+            Some(Value::Map(states)) => states
+                .iter()
+                .filter_map(|(k, _)| match &k.value {
+                    Value::Str(s) => Some((s.clone(), k.start)),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut states = Vec::with_capacity(parsed.states.len());
+        for (node, data) in parsed.states {
+            let position = states_at.iter().find(|(k, _)| *k == node).and_then(|(_, o)| at(*o));
+            if !data.len().is_multiple_of(2) || !data.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(err(position, format!("the state of \"{}\" is not hexadecimal", node.escape_debug())));
+            }
+            states.push(PresetState { node, data, position });
+        }
         let graph = (!parsed.graph.is_empty()).then_some(parsed.graph);
-        Ok(Preset { file: file.to_owned(), graph, graph_position, entries })
+        Ok(Preset { file: file.to_owned(), graph, graph_position, entries, states })
     }
 
     /// The preset as RON text, one value per line, ready to save.
@@ -216,7 +251,15 @@ impl Preset {
             };
             s.push_str(&format!("        {}: {value},\n", ron_string(&e.key)));
         }
-        s.push_str("    },\n)\n");
+        s.push_str("    },\n");
+        if !self.states.is_empty() {
+            s.push_str("    // Plugins' own states, as they saved them (hexadecimal).\n    states: {\n");
+            for st in &self.states {
+                s.push_str(&format!("        {}: \"{}\",\n", ron_string(&st.node), st.data));
+            }
+            s.push_str("    },\n");
+        }
+        s.push_str(")\n");
         s
     }
 
@@ -312,11 +355,17 @@ mod tests {
                 PresetEntry { key: "c.mode".into(), value: ParamValue::Text("rms".into()), position: None },
                 PresetEntry { key: "c.x".into(), value: ParamValue::Number(1e-7), position: None },
             ],
+            states: vec![PresetState { node: "clap \"1\"".into(), data: "00ff7a".into(), position: None }],
         };
         let back = Preset::parse(&p.to_ron(), "x.ron").expect("own output parses");
         assert_eq!(back.graph, p.graph);
         let strip = |p: &Preset| p.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect::<Vec<_>>();
         assert_eq!(strip(&back), strip(&p));
+        assert_eq!(back.states[0].node, p.states[0].node);
+        assert_eq!(back.states[0].data, p.states[0].data);
+        assert_eq!(back.states[0].position, Some((11, 9)), "{}", p.to_ron());
+        let e = Preset::parse("(values: {},\n states: {\"c\": \"0g\"})", "p.ron").expect_err("not hex");
+        assert_eq!(e.to_string(), "p.ron:2:11: the state of \"c\" is not hexadecimal");
     }
 
     #[test]

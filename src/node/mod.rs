@@ -130,6 +130,22 @@ pub trait NodeSpec: fmt::Debug + Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The plugin's own state as the running plugin holds it (beyond its parameters), hex-encoded, for a
+    /// preset: `None` for kinds without one. Control side; the plugin saves it while it plays.
+    fn save_state(&self) -> Option<Result<String, String>> {
+        None
+    }
+
+    /// Sets the state (hex, as [`save_state`](Self::save_state) gives it) that the node's plugin restores
+    /// when it is made; a changed state makes a new processor. The default refuses: the kind has none.
+    ///
+    /// # Errors
+    /// A message saying why the state cannot be taken.
+    fn set_state(&mut self, state: &str) -> Result<(), String> {
+        let _ = state;
+        Err(format!("{} nodes have no plugin state", self.kind()))
+    }
+
     /// The file of native code the node loads (a plugin library), found from the graph's folder: `check`
     /// warns when others can write it. `None` for kinds that load none.
     fn native_code(&self, _base_dir: &std::path::Path) -> Option<std::path::PathBuf> {

@@ -5,7 +5,9 @@
  *                                applied from each event's frame on (no smoothing of its own). Read-only:
  *                                Peak (the last block's largest output), Rule breaks (calls the host's
  *                                thread-check says came on the wrong thread), Pool tasks (channel tasks run
- *                                through the host's thread pool). Uses the thread pool: one task per channel.
+ *                                through the host's thread pool), Peak hold (the largest output it has ever
+ *                                made: its state, saved and loaded through the state extension as "FXGS"
+ *                                and the value as a double). Uses the thread pool: one task per channel.
  *   org.fxgraph.test.compressor  stereo in, a stereo "Sidechain" input (not main), stereo out. Params:
  *                                Threshold (dB), Ratio. The key's mean square over both channels, smoothed
  *                                by a one-pole filter (10 ms), in double; above the threshold the gain falls
@@ -34,7 +36,7 @@ typedef struct {
     int kind;
     double rate;
     /* gain */
-    double gain_db, invert, peak, rule_breaks, pool_tasks;
+    double gain_db, invert, peak, rule_breaks, pool_tasks, peak_hold;
     uint32_t calls;
     const clap_process_t *current;
     uint32_t from, to; /* the frames the pool's tasks cover */
@@ -188,7 +190,9 @@ static clap_process_status p_process(const clap_plugin_t *p, const clap_process_
                 if (v > peak) peak = v;
             }
         s->peak = peak;
+        if (peak > s->peak_hold) s->peak_hold = peak;
         emit(pr->out_events, 7, s->peak, 0);
+        emit(pr->out_events, 10, s->peak_hold, 0);
         emit(pr->out_events, 8, s->rule_breaks, 0);
         emit(pr->out_events, 9, s->pool_tasks, 0);
     } else if (s->kind == COMPRESSOR) {
@@ -257,6 +261,7 @@ static const param_t gain_params[] = {
     {7, "Peak", 0.0, 100.0, 0.0, CLAP_PARAM_IS_READONLY},
     {8, "Rule breaks", 0.0, 1e9, 0.0, CLAP_PARAM_IS_READONLY},
     {9, "Pool tasks", 0.0, 1e12, 0.0, CLAP_PARAM_IS_READONLY},
+    {10, "Peak hold", 0.0, 100.0, 0.0, CLAP_PARAM_IS_READONLY},
 };
 static const param_t comp_params[] = {
     {0, "Threshold", -60.0, 0.0, -20.0, CLAP_PARAM_IS_AUTOMATABLE},
@@ -264,7 +269,7 @@ static const param_t comp_params[] = {
     {7, "Gain reduction", 0.0, 100.0, 0.0, CLAP_PARAM_IS_READONLY},
 };
 static const param_t *params_of(plug_t *s, uint32_t *n) {
-    if (s->kind == GAIN) { *n = 5; return gain_params; }
+    if (s->kind == GAIN) { *n = 6; return gain_params; }
     if (s->kind == COMPRESSOR) { *n = 3; return comp_params; }
     *n = 0;
     return 0;
@@ -297,6 +302,7 @@ static bool params_value(const clap_plugin_t *p, clap_id id, double *v) {
     case 7: *v = s->kind == GAIN ? s->peak : s->reduction_db; return true;
     case 8: *v = s->rule_breaks; return true;
     case 9: *v = s->pool_tasks; return true;
+    case 10: *v = s->peak_hold; return true;
     default: return false;
     }
 }
@@ -313,12 +319,45 @@ static uint32_t latency_get(const clap_plugin_t *p) {
 }
 static const clap_plugin_latency_t latency_ext = {latency_get};
 
+/* State: "FXGS" and the peak hold as a double, read and written in pieces as a stream may deliver them. */
+static bool state_save(const clap_plugin_t *p, const clap_ostream_t *out) {
+    plug_t *s = of(p);
+    expect_main(s);
+    unsigned char buf[12];
+    memcpy(buf, "FXGS", 4);
+    memcpy(buf + 4, &s->peak_hold, 8);
+    for (int64_t at = 0; at < 12;) {
+        int64_t n = out->write(out, buf + at, (uint64_t)(12 - at));
+        if (n <= 0) return false;
+        at += n;
+    }
+    return true;
+}
+static bool state_load(const clap_plugin_t *p, const clap_istream_t *in) {
+    plug_t *s = of(p);
+    expect_main(s);
+    unsigned char buf[13];
+    int64_t got = 0;
+    for (;;) {
+        int64_t n = in->read(in, buf + got, (uint64_t)(13 - got));
+        if (n < 0) return false;
+        if (n == 0) break;
+        got += n;
+        if (got == 13) return false; /* longer than a state of ours */
+    }
+    if (got != 12 || memcmp(buf, "FXGS", 4)) return false;
+    memcpy(&s->peak_hold, buf + 4, 8);
+    return true;
+}
+static const clap_plugin_state_t state_ext = {state_save, state_load};
+
 static const void *p_extension(const clap_plugin_t *p, const char *id) {
     plug_t *s = of(p);
     if (!strcmp(id, CLAP_EXT_AUDIO_PORTS)) return &ports_ext;
     if (!strcmp(id, CLAP_EXT_PARAMS) && s->kind != DELAY_PLUGIN) return &params_ext;
     if (!strcmp(id, CLAP_EXT_LATENCY) && s->kind == DELAY_PLUGIN) return &latency_ext;
     if (!strcmp(id, CLAP_EXT_THREAD_POOL) && s->kind == GAIN) return &pool_ext;
+    if (!strcmp(id, CLAP_EXT_STATE) && s->kind == GAIN) return &state_ext;
     return 0;
 }
 static void p_on_main(const clap_plugin_t *p) { (void)p; }

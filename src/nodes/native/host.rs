@@ -70,11 +70,15 @@ pub fn run_if_plugin_host() {
 }
 
 /// The child's side. Arguments: sample rate, the kind (`native`, `ladspa`, `lv2`, `clap`), the library (an
-/// LV2 plugin's URI), the LADSPA label, LV2 preset or CLAP id.
+/// LV2 plugin's URI), the LADSPA label, LV2 preset or CLAP id, and for CLAP the state to restore (hex).
 fn host_main(args: &[String]) -> i32 {
-    let [rate, kind, path, label] = args else {
-        eprintln!("fxgraph plugin host: bad arguments");
-        return 2;
+    let (rate, kind, path, label, state) = match args {
+        [rate, kind, path, label] => (rate, kind, path, label, ""),
+        [rate, kind, path, label, state] => (rate, kind, path, label, state.as_str()),
+        _ => {
+            eprintln!("fxgraph plugin host: bad arguments");
+            return 2;
+        }
     };
     // SAFETY: fd 3 is the memory file the parent made; its size is read back before mapping the rest.
     let shm = unsafe {
@@ -140,8 +144,9 @@ fn host_main(args: &[String]) -> i32 {
             }
         }
         "clap" => {
+            let state = (!state.is_empty()).then(|| crate::sha256::unhex(state).unwrap_or_default());
             match super::clap::find(Path::new(path), label)
-                .and_then(|info| super::clap::ClapInstance::new(info, &config, &params))
+                .and_then(|info| super::clap::ClapInstance::new(info, &config, &params, state.as_deref(), None))
             {
                 Ok(i) => Box::new(i),
                 Err(e) => return fail(e),

@@ -89,8 +89,8 @@ pub enum Target {
     Ladspa(PathBuf, String),
     /// The plugin's URI, and the preset whose state it restores (empty for none).
     Lv2(String, String),
-    /// The bundle and the plugin's id.
-    Clap(PathBuf, String),
+    /// The bundle, the plugin's id and the state it restores (hexadecimal; empty for none).
+    Clap(PathBuf, String, String),
 }
 
 static HOST_PROGRAM: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
@@ -322,7 +322,7 @@ impl Isolated {
             Target::Native(p) => cmd.arg("native").arg(p).arg(""),
             Target::Ladspa(p, label) => cmd.arg("ladspa").arg(p).arg(label),
             Target::Lv2(uri, preset) => cmd.arg("lv2").arg(uri).arg(preset),
-            Target::Clap(p, id) => cmd.arg("clap").arg(p).arg(id),
+            Target::Clap(p, id, state) => cmd.arg("clap").arg(p).arg(id).arg(state),
         };
         cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
         let fd = shm.fd;

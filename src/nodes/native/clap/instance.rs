@@ -16,11 +16,69 @@ use clap_sys::events::{
 };
 use clap_sys::ext::latency::{CLAP_EXT_LATENCY, clap_plugin_latency};
 use clap_sys::ext::params::{CLAP_EXT_PARAMS, clap_plugin_params};
+use clap_sys::ext::state::{CLAP_EXT_STATE, clap_plugin_state};
 use clap_sys::plugin::clap_plugin;
 use clap_sys::process::{CLAP_PROCESS_ERROR, clap_process};
+use clap_sys::stream::{clap_istream, clap_ostream};
 use std::ffi::c_void;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// The node's plugin that is playing, shared with the node's description so that the control side can
+/// ask it for its state (CLAP's `state.save` is a main-thread call a plugin takes while it processes).
+/// Set when the instance starts processing, cleared when it is dropped; isolated instances never set it.
+#[derive(Debug, Default)]
+pub struct Live(AtomicPtr<clap_plugin>);
+
+impl Live {
+    /// The playing plugin's state, saved through its state extension (control side).
+    ///
+    /// # Errors
+    /// A message if no instance plays in this process or the plugin fails to save.
+    pub fn save(&self) -> Result<Vec<u8>, String> {
+        let plugin = self.0.load(Ordering::Acquire);
+        if plugin.is_null() {
+            return Err(
+                "no instance of it plays in this process (it runs in a child process, or has not started)".into()
+            );
+        }
+        let ext = extension::<clap_plugin_state>(plugin, CLAP_EXT_STATE).ok_or("it has no state extension")?;
+        let mut out: Vec<u8> = Vec::new();
+        let stream = clap_ostream { ctx: std::ptr::from_mut(&mut out).cast(), write: Some(write_to_vec) };
+        // SAFETY: the state extension's save on the main thread (the one that made the plugin: the control
+        // side, which also drops it, so it lives through this call), with a stream valid for the call.
+        let ok = unsafe { (*ext).save.is_some_and(|f| f(plugin, &stream)) };
+        if ok { Ok(out) } else { Err("the plugin's state.save failed".into()) }
+    }
+}
+
+unsafe extern "C" fn write_to_vec(stream: *const clap_ostream, buffer: *const c_void, size: u64) -> i64 {
+    // SAFETY: `ctx` is the Vec `Live::save` made; the plugin's buffer holds `size` bytes.
+    unsafe {
+        let out = &mut *(*stream).ctx.cast::<Vec<u8>>();
+        if size > 0 {
+            out.extend_from_slice(std::slice::from_raw_parts(buffer.cast::<u8>(), size as usize));
+        }
+    }
+    size as i64
+}
+
+/// A state being read by the plugin: the bytes and how far it has read.
+struct Reading<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+unsafe extern "C" fn read_from_slice(stream: *const clap_istream, buffer: *mut c_void, size: u64) -> i64 {
+    // SAFETY: `ctx` is the Reading `load_state` made; the plugin's buffer has room for `size` bytes.
+    unsafe {
+        let r = &mut *(*stream).ctx.cast::<Reading<'_>>();
+        let n = (size as usize).min(r.bytes.len() - r.at);
+        std::ptr::copy_nonoverlapping(r.bytes[r.at..].as_ptr(), buffer.cast::<u8>(), n);
+        r.at += n;
+        n as i64
+    }
+}
 
 /// Parameter changes for the next `process` call: at most one event per parameter (a later change of the
 /// same one replaces the value), so the room made at the start is never outgrown.
@@ -96,6 +154,7 @@ pub struct ClapInstance {
     latency: usize,
     replaced: u64,
     reported_logs: u32,
+    live: Option<Arc<Live>>,
     _info: Arc<ClapInfo>,
 }
 
@@ -108,7 +167,13 @@ impl ClapInstance {
     ///
     /// # Errors
     /// A message if the plugin cannot be made or activated.
-    pub fn new(info: Arc<ClapInfo>, config: &ProcessConfig, params: &[(u32, f64)]) -> Result<Self, String> {
+    pub fn new(
+        info: Arc<ClapInfo>,
+        config: &ProcessConfig,
+        params: &[(u32, f64)],
+        state: Option<&[u8]>,
+        live: Option<Arc<Live>>,
+    ) -> Result<Self, String> {
         let host = Host::new();
         let plugin = info.library.create(&info.id, &host)?;
         let (in_channels, out_channels) = info.channels();
@@ -144,6 +209,7 @@ impl ClapInstance {
             latency: 0,
             replaced: 0,
             reported_logs: 0,
+            live,
             _info: info.clone(),
         };
         inst.events.list.ctx = std::ptr::from_mut(&mut *inst.events).cast::<c_void>();
@@ -176,6 +242,17 @@ impl ClapInstance {
         // one), and read back from the plugin for the readouts.
         for &(id, v) in params {
             inst.queue(id, v);
+        }
+        if let Some(bytes) = state {
+            let ext = extension::<clap_plugin_state>(plugin, CLAP_EXT_STATE)
+                .ok_or_else(|| format!("{}: a state is given, and the plugin has no state extension", info.id))?;
+            let mut reading = Reading { bytes, at: 0 };
+            let stream = clap_istream { ctx: std::ptr::from_mut(&mut reading).cast(), read: Some(read_from_slice) };
+            // SAFETY: the state extension's load on the main thread, before activation, with a stream
+            // valid for the call.
+            if !unsafe { (*ext).load.is_some_and(|f| f(plugin, &stream)) } {
+                return Err(format!("{}: the plugin refused the state it was given", info.id));
+            }
         }
         inst.read_values();
         // SAFETY: CLAP's activate on the main thread, on an initialized, inactive plugin.
@@ -253,6 +330,9 @@ impl Instance for ClapInstance {
                 return Err(Fault::ErrorReturn(-1));
             }
             self.processing = true;
+            if let Some(l) = &self.live {
+                l.0.store(plugin.cast_mut(), Ordering::Release);
+            }
         }
         let n = audio.frames();
         copy_in(audio, &mut self.input, self.max_block, self.in_channels);
@@ -344,6 +424,9 @@ impl Drop for ClapInstance {
         // then deactivates and destroys it as its main thread.
         let _ = self.stop();
         let plugin = self.plugin;
+        if let Some(l) = &self.live {
+            let _ = l.0.compare_exchange(plugin.cast_mut(), std::ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed);
+        }
         // SAFETY: deactivate on an active plugin, destroy once.
         unsafe {
             if self.active

@@ -19,7 +19,7 @@ mod host;
 mod instance;
 mod library;
 
-pub(crate) use instance::ClapInstance;
+pub(crate) use instance::{ClapInstance, Live};
 pub(crate) use library::{ClapInfo, load};
 
 use super::{Isolation, Tiered};
@@ -71,8 +71,15 @@ pub struct ClapParams {
     /// The file's SHA-256, pinned: a file that does not match is refused before any of its code runs.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::nodes::plugin::plain_pin")]
     pub sha256: Option<crate::nodes::plugin::Sha256Pin>,
+    /// The plugin's own state (its state extension's bytes, hexadecimal), restored when it is made, before
+    /// `params`; a preset saved from a playing graph carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "super::plain_some")]
+    pub state: Option<String>,
     #[serde(skip)]
     bound: Option<Arc<ClapInfo>>,
+    /// The instance that plays (shared by the node's copies of its description and its processors).
+    #[serde(skip)]
+    live: Arc<Live>,
 }
 
 impl ClapParams {
@@ -85,8 +92,18 @@ impl ClapParams {
             on_fault: OnFault::Dry,
             isolation: Isolation::InProcess,
             sha256: None,
+            state: None,
             bound: None,
+            live: Arc::default(),
         }
+    }
+
+    /// The state's bytes, if one is given.
+    fn state_bytes(&self) -> Result<Option<Vec<u8>>, ParamError> {
+        self.state
+            .as_deref()
+            .map(|s| crate::sha256::unhex(s).ok_or_else(|| ParamError::new("state", "is not hexadecimal")))
+            .transpose()
     }
 
     fn info(&self, base_dir: &Path) -> Result<Arc<ClapInfo>, ParamError> {
@@ -134,6 +151,9 @@ impl NodeSpec for ClapParams {
     fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
         let info = self.info(ctx.base_dir)?;
         resolve(&info, &self.params)?;
+        if self.state_bytes()?.is_some() && !info.extensions.iter().any(|e| e == "clap.state") {
+            return Err(ParamError::new("state", format!("{} has no state extension to restore it", info.id)));
+        }
         if self.isolation == Isolation::Process {
             super::isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
         }
@@ -157,8 +177,10 @@ impl NodeSpec for ClapParams {
         let numeric = info.native_params().iter().map(|p| !p.stepped()).collect();
         let name: Arc<str> = info.id.as_str().into();
         let isolation = self.isolation;
+        let state = self.state_bytes().map_err(|e| NodeError(e.to_string()))?;
+        let live = self.live.clone();
         let make = Box::new(move |config: &ProcessConfig, params: &[(u32, f64)]| {
-            ClapLive::new(&info, isolation, config, params)
+            ClapLive::new(&info, isolation, config, params, state.as_deref(), &live)
         });
         Ok(Box::new(PluginProcessor::new(name, keys, params, numeric, self.on_fault, super::NATIVE_BUDGET, make)))
     }
@@ -186,7 +208,20 @@ impl NodeSpec for ClapParams {
     }
 
     fn shape(&self) -> String {
-        format!("{} {} {:?} {:?}", self.path, self.id, self.on_fault, self.isolation)
+        format!("{} {} {:?} {:?} {:?}", self.path, self.id, self.on_fault, self.isolation, self.state)
+    }
+
+    fn save_state(&self) -> Option<Result<String, String>> {
+        let info = self.bound.as_ref()?;
+        info.extensions.iter().any(|e| e == "clap.state").then(|| self.live.save().map(|b| crate::sha256::hex(&b)))
+    }
+
+    fn set_state(&mut self, state: &str) -> Result<(), String> {
+        if crate::sha256::unhex(state).is_none() {
+            return Err("the state is not hexadecimal".into());
+        }
+        self.state = Some(state.to_string());
+        Ok(())
     }
 
     fn source(&self) -> String {
@@ -211,7 +246,8 @@ impl NodeSpec for ClapParams {
             || {
                 let info = self.info(ctx.base_dir).map_err(|e| e.to_string())?;
                 let params = resolve(&info, &self.params).map_err(|e| e.to_string())?;
-                ClapLive::new(&info, self.isolation, config, &params)
+                let state = self.state_bytes().map_err(|e| e.to_string())?;
+                ClapLive::new(&info, self.isolation, config, &params, state.as_deref(), &self.live)
             },
         )
     }
@@ -228,11 +264,19 @@ impl ClapLive {
         isolation: Isolation,
         config: &ProcessConfig,
         params: &[(u32, f64)],
+        state: Option<&[u8]>,
+        live: &Arc<Live>,
     ) -> Result<Self, String> {
         Ok(match isolation {
-            Isolation::InProcess => Tiered::InProcess(ClapInstance::new(info.clone(), config, params)?),
+            Isolation::InProcess => {
+                Tiered::InProcess(ClapInstance::new(info.clone(), config, params, state, Some(live.clone()))?)
+            }
             Isolation::Process => Tiered::Isolated(super::isolate::Isolated::spawn(
-                super::isolate::Target::Clap(info.library.path.clone(), info.id.clone()),
+                super::isolate::Target::Clap(
+                    info.library.path.clone(),
+                    info.id.clone(),
+                    state.map(crate::sha256::hex).unwrap_or_default(),
+                ),
                 config,
                 params,
                 info.readouts().count(),
