@@ -169,8 +169,9 @@ impl Preset {
         })?;
         let doc = locate::walk(src);
         let graph_position = doc.as_ref().and_then(|d| d.field("graph")).and_then(|f| at(f.key_start));
-        let entries_at: Vec<(String, usize)> =
-            match doc.as_ref().and_then(|d| d.field("values")).map(|f| &f.value.value) {
+        // The keys of a map field, with where each starts.
+        let keys_at = |field: &str| -> Vec<(String, usize)> {
+            match doc.as_ref().and_then(|d| d.field(field)).map(|f| &f.value.value) {
                 Some(Value::Map(entries)) => entries
                     .iter()
                     .filter_map(|(k, _)| match &k.value {
@@ -179,7 +180,9 @@ impl Preset {
                     })
                     .collect(),
                 _ => Vec::new(),
-            };
+            }
+        };
+        let entries_at = keys_at("values");
         if parsed.values.len() > MAX_PRESET_VALUES {
             return Err(err(None, format!("a preset holds at most {MAX_PRESET_VALUES} values")));
         }
@@ -213,17 +216,7 @@ impl Preset {
             };
             entries.push(PresetEntry { key: key.clone(), value, position });
         }
-        let states_at: Vec<(String, usize)> = match doc.as_ref().and_then(|d| d.field("states")).map(|f| &f.value.value)
-        {
-            Some(Value::Map(states)) => states
-                .iter()
-                .filter_map(|(k, _)| match &k.value {
-                    Value::Str(s) => Some((s.clone(), k.start)),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let states_at = keys_at("states");
         let mut states = Vec::with_capacity(parsed.states.len());
         for (node, data) in parsed.states {
             let position = states_at.iter().find(|(k, _)| *k == node).and_then(|(_, o)| at(*o));

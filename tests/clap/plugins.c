@@ -16,13 +16,14 @@
  *                                extension.
  *
  * Built with NO_POOL, the gain plugin never asks for the host's thread pool (the benchmark's direct calls
- * have none). Built with one of these, the gain plugin misbehaves from its 20th process call:
- *   NULL_DEREF, ABORT, HANG (an endless loop), OVERRUN (writes far past its output buffer), NAN_OUT (NaN in
- *   every other sample, every call). */
+ * have none). Built with one of tests/native/misbehave.h's defines, every plugin misbehaves on its 20th
+ * process call; with NAN_OUT, the gain outputs NaN in every other sample of every call. */
 #include <clap/clap.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../native/misbehave.h"
 
 #define DELAY 100
 
@@ -156,21 +157,7 @@ static clap_process_status p_process(const clap_plugin_t *p, const clap_process_
     expect_audio(s);
     uint32_t n = pr->frames_count, next = 0, frame = 0;
     s->calls++;
-#if defined(NULL_DEREF) || defined(ABORT) || defined(HANG) || defined(OVERRUN)
-    if (s->calls == 20) {
-#if defined(NULL_DEREF)
-        volatile float *bad = 0;
-        *bad = 1.0f;
-#elif defined(ABORT)
-        abort();
-#elif defined(HANG)
-        for (volatile int spin = 1; spin;) {
-        }
-#elif defined(OVERRUN)
-        for (uint32_t k = 0; k < (1u << 26); k++) pr->audio_outputs[0].data32[1][n + k] = 1.0f;
-#endif
-    }
-#endif
+    misbehave(s->calls, pr->audio_outputs[0].data32[1], n);
     if (s->kind == GAIN) {
         double peak = 0.0;
         while (frame < n) {

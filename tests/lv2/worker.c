@@ -4,38 +4,13 @@
  *   elsewhere  1 once a piece of work has run on another thread than `run` (0 while all run on it).
  * Every `run` schedules one piece of work; the work answers with one response. The output is the input
  * times 1 until the first response has been delivered, times 0.5 after.
- * LV2's core and worker declarations are written out here (as lv2/core/lv2.h and lv2/worker/worker.h
- * declare them), so the test needs no LV2 development package. */
+ * LV2's declarations are lv2_decl.h beside it. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef void *LV2_Handle;
-typedef struct {
-    const char *URI;
-    void *data;
-} LV2_Feature;
-typedef struct LV2_Descriptor {
-    const char *URI;
-    LV2_Handle (*instantiate)(const struct LV2_Descriptor *, double, const char *, const LV2_Feature *const *);
-    void (*connect_port)(LV2_Handle, uint32_t, void *);
-    void (*activate)(LV2_Handle);
-    void (*run)(LV2_Handle, uint32_t);
-    void (*deactivate)(LV2_Handle);
-    void (*cleanup)(LV2_Handle);
-    const void *(*extension_data)(const char *);
-} LV2_Descriptor;
-typedef uint32_t (*respond_fn)(void *, uint32_t, const void *);
-typedef struct {
-    void *handle;
-    uint32_t (*schedule_work)(void *, uint32_t, const void *);
-} LV2_Worker_Schedule;
-typedef struct {
-    uint32_t (*work)(LV2_Handle, respond_fn, void *, uint32_t, const void *);
-    uint32_t (*work_response)(LV2_Handle, uint32_t, const void *);
-    uint32_t (*end_run)(LV2_Handle);
-} LV2_Worker_Interface;
+#include "lv2_decl.h"
 
 typedef struct {
     const float *in;
@@ -75,7 +50,7 @@ static void run(LV2_Handle h, uint32_t n) {
     *s->responses = (float)s->delivered;
     *s->elsewhere = s->away ? 1.0f : 0.0f;
 }
-static uint32_t work(LV2_Handle h, respond_fn respond, void *handle, uint32_t size, const void *data) {
+static uint32_t work(LV2_Handle h, LV2_Worker_Respond respond, void *handle, uint32_t size, const void *data) {
     worker_t *s = h;
     if (!pthread_equal(s->runner, pthread_self())) s->away = 1;
     return respond(handle, size, data);

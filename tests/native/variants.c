@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "fxgraph_plugin.h"
+#include "misbehave.h"
 
 #ifndef ABI_MAJOR
 #define ABI_MAJOR FXG_ABI_MAJOR
@@ -64,27 +65,7 @@ static int32_t t_set_param(void *i, uint32_t id, double v) {
 __attribute__((unused)) static int32_t t_process(void *instance, const float *const *in, float *const *out, uint32_t ch, uint32_t n) {
     state_t *s = instance;
     s->blocks++;
-#if defined(NULL_DEREF) || defined(ABORT) || defined(HANG) || defined(EXIT_IN_PROCESS) || defined(OVERRUN) || defined(SLEEP)
-    if (s->blocks == 20) {
-#if defined(NULL_DEREF)
-        volatile float *p = 0;
-        *p = 1.0f;
-#elif defined(ABORT)
-        abort();
-#elif defined(HANG)
-        for (;;) {
-        }
-#elif defined(EXIT_IN_PROCESS)
-        exit(0);
-#elif defined(OVERRUN)
-        for (uint32_t k = 0; k < (1u << 24); k++) out[ch - 1][n + k] = 1.0f;
-#elif defined(SLEEP)
-        for (;;) {
-            sleep(1);
-        }
-#endif
-    }
-#endif
+    misbehave(s->blocks, out[ch - 1], n);
 #ifdef FAIL
     for (uint32_t c = 0; c < ch; c++) {
         for (uint32_t k = 0; k < n; k++) {
