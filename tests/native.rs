@@ -1298,8 +1298,8 @@ fn clap_plugins_that_are_missing_or_get_bad_params_are_located_errors_and_the_bu
 }
 
 /// Misbehaving CLAP builds in a child process: a crash, an abort, an endless loop and a write far past
-/// the output buffer are faults, the node bypassed (dry) and the graph playing on; NaN output is replaced
-/// with silence and counted, in process and out.
+/// the output buffer are faults, the node bypassed (dry) and the graph playing on; heap calls in process
+/// are reported; NaN output is replaced with silence and counted, in process and out.
 #[test]
 fn misbehaving_clap_plugins_are_contained_in_a_child_process() {
     host_env();
@@ -1318,6 +1318,24 @@ fn misbehaving_clap_plugins_are_contained_in_a_child_process() {
         let events = events.lock().expect("lock").clone();
         assert!(events.iter().any(|e| e.contains(why)), "{variant}: wanted {why:?} in {events:?}");
         assert!(rig.engine.metrics().nodes.iter().any(|n| n.name == "bad" && n.faults >= 1));
+    }
+    // A plugin that allocates and frees in every process call (CLAP says process must be real-time safe):
+    // its output is right, and the heap calls are reported, counted in process and in the child.
+    for (defines, heap) in [(&[][..], false), (&["ALLOC"][..], true)] {
+        let bundle = clap_bundle(defines);
+        for isolation in ["", ", isolation: Process"] {
+            let mut rig = start(graph(&format!("\"g\": {}", clap_node(&bundle, "gain", isolation)), &["g"]));
+            let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = events.clone();
+            rig.engine.subscribe(move |e| sink.lock().expect("lock").push(e.to_string()));
+            let out = run(&mut rig, &input);
+            assert!(out == input, "{defines:?}{isolation}: the output is the input");
+            let events = events.lock().expect("lock").clone();
+            let said = events.iter().any(|e| {
+                e.contains("heap calls (malloc, free, new, delete) on the audio thread so far, though the plugin claims to be real-time safe")
+            });
+            assert_eq!(said, heap, "{defines:?}{isolation}: {events:?}");
+        }
     }
     let bundle = clap_bundle(&["NAN_OUT"]);
     for isolation in ["", ", isolation: Process"] {
@@ -1372,8 +1390,9 @@ fn hostile_lv2(define: Option<&str>) -> PathBuf {
 
 /// Misbehaving LV2 builds, rendered by `fxgraph render` with the bundle on `LV2_PATH`: in a child process
 /// a crash, an abort, an endless loop and a write far past the output buffer are faults, the node is
-/// bypassed (dry), the render is the dry graph's bit for bit and says it had faults (exit code 3); NaN
-/// output is replaced with silence and counted, in process and out. A healthy build gives the dry bits.
+/// bypassed (dry), the render is the dry graph's bit for bit and says it had faults (exit code 3); heap
+/// calls in `run` (it claims to be hard-real-time capable) are reported; NaN output is replaced with
+/// silence and counted, in process and out. A healthy build gives the dry bits and no report.
 #[test]
 fn misbehaving_lv2_plugins_are_contained_in_a_child_process() {
     if !lsp_lv2() {
@@ -1408,6 +1427,7 @@ fn misbehaving_lv2_plugins_are_contained_in_a_child_process() {
     for iso in ["", ", isolation: Process"] {
         let (code, err, wav) = render(&node.replace("/*iso*/", iso), Some(&healthy), "healthy");
         assert_eq!(code, Some(0), "{iso}: {err}");
+        assert!(!err.contains("heap calls"), "{iso}: {err}");
         assert!(wav == dry, "{iso}: a healthy plugin at level 1 gives the dry bits");
     }
     for &(variant, why) in CRASHES {
@@ -1417,6 +1437,15 @@ fn misbehaving_lv2_plugins_are_contained_in_a_child_process() {
         assert_eq!(code, Some(3), "{variant}: {err}");
         assert!(err.contains(why) && err.contains("plugin faults changed this render"), "{variant}: {err}");
         assert!(wav == dry, "{variant}: bypassed, the node passes the dry signal");
+    }
+    // A plugin that says it is hard-real-time capable and allocates and frees in every run: the render is
+    // right, and says so.
+    let bundle = hostile_lv2(Some("ALLOC"));
+    for iso in ["", ", isolation: Process"] {
+        let (code, err, wav) = render(&node.replace("/*iso*/", iso), Some(&bundle), "alloc");
+        assert_eq!(code, Some(0), "{iso}: {err}");
+        assert!(wav == dry, "{iso}");
+        assert!(err.contains("heap calls (malloc, free, new, delete) on the audio thread so far, though the plugin claims to be real-time safe"), "{iso}: {err}");
     }
     let bundle = hostile_lv2(Some("NAN_OUT"));
     for iso in ["", ", isolation: Process"] {

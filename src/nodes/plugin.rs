@@ -150,6 +150,9 @@ pub struct Counts {
     pub preempted_calls: u64,
     /// Non-finite output samples replaced with silence.
     pub replaced_samples: u64,
+    /// Heap calls (`malloc`, `free`, `operator new`...) the plugin's own code made in its audio functions,
+    /// where it claims to be real-time safe and the host watches (see `native::rtwatch`).
+    pub heap_calls: u64,
 }
 
 /// Faults whose frames a processor keeps between two polls.
@@ -215,6 +218,9 @@ pub struct PluginProcessor<I: Instance> {
     new_faults: usize,
     /// Replaced samples already reported in a message.
     replaced_reported: u64,
+    /// Heap calls the plugin made on the audio thread, in all, and how many of them were reported.
+    heap_calls: u64,
+    heap_reported: u64,
 }
 
 /// Writes formatted text into a fixed buffer (no allocation), cutting what does not fit.
@@ -277,6 +283,8 @@ impl<I: Instance> PluginProcessor<I> {
             fault_frames: [0; FAULT_FRAMES],
             new_faults: 0,
             replaced_reported: 0,
+            heap_calls: 0,
+            heap_reported: 0,
         }
     }
 
@@ -328,6 +336,7 @@ impl<I: Instance> PluginProcessor<I> {
         let counts = live.take_counts();
         self.health.preempted_calls += counts.preempted_calls;
         self.health.replaced_samples += counts.replaced_samples;
+        self.heap_calls += counts.heap_calls;
         self.slow_blocks = if over { self.slow_blocks + 1 } else { 0 };
         let fault = result.err().or((self.slow_blocks >= WATCHDOG_BLOCKS).then_some(Fault::OverBudget));
         if let Some(fault) = fault {
@@ -552,6 +561,18 @@ impl<I: Instance> Processor for PluginProcessor<I> {
             );
             ctx.message(MessageKind::Log(2), msg);
             self.replaced_reported = self.health.replaced_samples;
+        }
+        // Reported the first time, then each time the count has doubled: a few lines however long it plays.
+        if self.heap_calls > 2 * self.heap_reported {
+            let msg = text(
+                &mut buf,
+                format_args!(
+                    "{} heap calls (malloc, free, new, delete) on the audio thread so far, though the plugin claims to be real-time safe",
+                    self.heap_calls
+                ),
+            );
+            ctx.message(MessageKind::Log(0), msg);
+            self.heap_reported = self.heap_calls;
         }
         if let Some(live) = &mut self.live {
             live.drain(ctx);

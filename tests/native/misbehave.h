@@ -5,7 +5,9 @@
  *   HANG             loop for ever, using CPU time;
  *   SLEEP            sleep for ever, using none;
  *   EXIT_IN_PROCESS  exit(0);
- *   OVERRUN          write far past the output buffer `out` of `n` samples.
+ *   OVERRUN          write far past the output buffer `out` of `n` samples;
+ * and on every call,
+ *   ALLOC            allocate and free a little memory (as a plugin that is not real-time safe does).
  * Without any of these, misbehave() does nothing. */
 #ifndef FXGRAPH_TEST_MISBEHAVE_H
 #define FXGRAPH_TEST_MISBEHAVE_H
@@ -16,6 +18,10 @@
 static inline void misbehave(uint32_t call, float *out, uint32_t n) {
     (void)out;
     (void)n;
+#ifdef ALLOC
+    void *volatile block = malloc(64);
+    free(block);
+#endif
     if (call != 20) return;
 #if defined(NULL_DEREF)
     volatile float *bad = 0;

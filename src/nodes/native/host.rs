@@ -191,9 +191,12 @@ fn host_main(args: &[String]) -> i32 {
                     };
                 }
                 let r = instance.process(&mut AudioOut::new(data, max_block, channels, n), &CpuMark::default());
-                let replaced = instance.take_counts().replaced_samples;
-                if replaced > 0 {
-                    h.replaced.store(h.replaced.load(Ordering::Relaxed) + replaced, Ordering::Relaxed);
+                let counts = instance.take_counts();
+                if counts.replaced_samples > 0 {
+                    h.replaced.store(h.replaced.load(Ordering::Relaxed) + counts.replaced_samples, Ordering::Relaxed);
+                }
+                if counts.heap_calls > 0 {
+                    h.heap_calls.store(h.heap_calls.load(Ordering::Relaxed) + counts.heap_calls, Ordering::Relaxed);
                 }
                 for c in 0..outs {
                     // SAFETY: the output planes, read by the parent after our answer.

@@ -67,6 +67,8 @@ pub(super) struct Header {
     pub(super) cpu_at_pick: AtomicU64,
     /// Non-finite output samples the child replaced, in all.
     pub(super) replaced: AtomicU64,
+    /// Heap calls the plugin made in its audio functions, in all (where the child watches them).
+    pub(super) heap_calls: AtomicU64,
     pub(super) latency: AtomicU32,
     pub(super) status_count: AtomicU32,
     pub(super) error_len: AtomicU32,
@@ -279,6 +281,8 @@ pub struct Isolated {
     preempted: u64,
     /// The child's count of replaced samples at the last [`Instance::take_counts`].
     child_replaced: u64,
+    /// The child's count of heap calls at the last [`Instance::take_counts`].
+    child_heap_calls: u64,
 }
 
 // SAFETY: the mapping is used by one thread at a time (the engine moves instances, never shares them).
@@ -381,6 +385,7 @@ impl Isolated {
             gone: false,
             preempted: 0,
             child_replaced: 0,
+            child_heap_calls: 0,
         })
     }
 
@@ -534,7 +539,10 @@ impl Instance for Isolated {
         let child = self.shm.header().replaced.load(Ordering::Relaxed);
         let replaced = std::mem::take(&mut self.replaced) + child.saturating_sub(self.child_replaced);
         self.child_replaced = child;
-        Counts { preempted_calls: std::mem::take(&mut self.preempted), replaced_samples: replaced }
+        let heap = self.shm.header().heap_calls.load(Ordering::Relaxed);
+        let heap_calls = heap.saturating_sub(self.child_heap_calls);
+        self.child_heap_calls = heap;
+        Counts { preempted_calls: std::mem::take(&mut self.preempted), replaced_samples: replaced, heap_calls }
     }
 }
 

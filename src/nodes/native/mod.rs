@@ -17,6 +17,7 @@ pub(crate) mod isolate;
 pub mod ladspa;
 pub(crate) mod library;
 pub mod lv2;
+pub(crate) mod rtwatch;
 
 pub use host::run_if_plugin_host;
 pub use isolate::{check_host, host_program, set_host_program};

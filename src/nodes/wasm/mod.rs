@@ -423,7 +423,7 @@ impl Instance for Live {
     }
 
     fn take_counts(&mut self) -> Counts {
-        Counts { preempted_calls: std::mem::take(&mut self.store.data_mut().preempted), replaced_samples: 0 }
+        Counts { preempted_calls: std::mem::take(&mut self.store.data_mut().preempted), ..Counts::default() }
     }
 
     fn drain(&mut self, ctx: &mut dyn PollContext) {

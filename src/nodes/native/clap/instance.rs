@@ -154,6 +154,9 @@ pub struct ClapInstance {
     latency: usize,
     replaced: u64,
     reported_logs: u32,
+    /// Heap calls its library made in `process` since the last `take_counts` (CLAP's `process` must be
+    /// real-time safe).
+    heap_calls: u64,
     live: Option<Arc<Live>>,
     _info: Arc<ClapInfo>,
 }
@@ -209,6 +212,7 @@ impl ClapInstance {
             latency: 0,
             replaced: 0,
             reported_logs: 0,
+            heap_calls: 0,
             live,
             _info: info.clone(),
         };
@@ -347,9 +351,12 @@ impl Instance for ClapInstance {
             in_events: &self.events.list,
             out_events: &self.out_events.list,
         };
-        // SAFETY: CLAP's process on the audio thread of a processing plugin, with buffers of `n` (at most
-        // max_block) frames per channel and event lists valid for the call.
-        let status = as_audio(|| unsafe { (*plugin).process.map_or(CLAP_PROCESS_ERROR, |f| f(plugin, &call)) });
+        let (status, heap_calls) = crate::nodes::native::rtwatch::in_audio_call(|| {
+            // SAFETY: CLAP's process on the audio thread of a processing plugin, with buffers of `n` (at
+            // most max_block) frames per channel and event lists valid for the call.
+            as_audio(|| unsafe { (*plugin).process.map_or(CLAP_PROCESS_ERROR, |f| f(plugin, &call)) })
+        });
+        self.heap_calls += heap_calls;
         self.events.events.clear();
         self.steady += n as i64;
         if status == CLAP_PROCESS_ERROR {
@@ -414,7 +421,11 @@ impl Instance for ClapInstance {
     }
 
     fn take_counts(&mut self) -> Counts {
-        Counts { replaced_samples: std::mem::take(&mut self.replaced), ..Counts::default() }
+        Counts {
+            replaced_samples: std::mem::take(&mut self.replaced),
+            heap_calls: std::mem::take(&mut self.heap_calls),
+            ..Counts::default()
+        }
     }
 }
 

@@ -98,6 +98,10 @@ impl ClapLibrary {
                 }
             }
         }
+        // CLAP's `process` must be real-time safe: the bundle's heap calls in it are counted.
+        if let Err(e) = crate::nodes::native::rtwatch::watch(path) {
+            tracing::warn!("{shown}: its heap calls cannot be watched: {e}");
+        }
         Ok(Self { path: path.to_path_buf(), entry, factory, plugins, _library: library })
     }
 

@@ -96,6 +96,10 @@ pub struct Lv2Info {
     pub presets: Vec<Preset>,
     /// It has LV2's state interface (restores a preset's state).
     pub state: bool,
+    /// It says it is hard-real-time capable: its heap calls in `run` are watched.
+    pub hard_rt: bool,
+    /// Its shared library.
+    pub library: Option<std::path::PathBuf>,
     /// lilv's plugin (the world keeps it for the life of the process).
     pub(super) plugin: usize,
 }
@@ -246,6 +250,22 @@ impl Lv2Info {
                 latency_port,
                 presets,
                 state: (f.lilv_plugin_has_extension_data)(p, w.uri("http://lv2plug.in/ns/ext/state#interface").p),
+                hard_rt: (f.lilv_plugin_has_feature)(p, w.uri(&format!("{LV2}hardRTCapable")).p),
+                library: {
+                    let uri = (f.lilv_node_as_string)((f.lilv_plugin_get_library_uri)(p));
+                    let path = if uri.is_null() {
+                        std::ptr::null_mut()
+                    } else {
+                        (f.lilv_file_uri_parse)(uri, std::ptr::null_mut())
+                    };
+                    if path.is_null() {
+                        None
+                    } else {
+                        let p = std::path::PathBuf::from(CStr::from_ptr(path).to_string_lossy().into_owned());
+                        (f.lilv_free)(path.cast());
+                        Some(p)
+                    }
+                },
                 plugin: p as usize,
             }
         }

@@ -194,6 +194,10 @@ pub struct Lv2Instance {
     sequence: u32,
     chunk: u32,
     replaced: u64,
+    /// It says it is hard-real-time capable: heap calls in `run` are counted (since the last
+    /// `take_counts`).
+    hard_rt: bool,
+    heap_calls: u64,
     active: bool,
     /// lilv's `lilv_instance_free`, kept so that dropping takes no lock.
     free: unsafe extern "C" fn(*mut LilvInstance),
@@ -252,6 +256,8 @@ impl Lv2Instance {
             sequence: urid("http://lv2plug.in/ns/ext/atom#Sequence"),
             chunk: urid("http://lv2plug.in/ns/ext/atom#Chunk"),
             replaced: 0,
+            hard_rt: info.hard_rt,
+            heap_calls: 0,
             active: false,
             free,
             workers: Vec::new(),
@@ -285,6 +291,12 @@ impl Lv2Instance {
                 return Err(format!("{}: the plugin could not be instantiated at {} Hz", info.uri, config.sample_rate));
             }
             inst.instances.push(instance);
+            if let (true, Some(lib)) = (info.hard_rt, &info.library) {
+                // Loaded now: its heap calls in `run` are watched.
+                if let Err(e) = crate::nodes::native::rtwatch::watch(lib) {
+                    tracing::warn!("{}: its heap calls cannot be watched: {e}", info.uri);
+                }
+            }
             // SAFETY: a live lilv instance; its descriptor's extension_data takes a NUL-terminated URI.
             unsafe {
                 let d = &*(*instance).descriptor;
@@ -348,6 +360,8 @@ impl Lv2Instance {
             inst.run(config.max_block);
             inst.deactivate();
             inst.activate();
+            // That run was the control side's: its heap calls are not the audio thread's.
+            inst.heap_calls = 0;
         }
         if config.realtime {
             for w in &mut inst.workers {
@@ -393,7 +407,12 @@ impl Lv2Instance {
             let (d, handle) = self.descriptor(h);
             if let Some(run) = d.run {
                 // SAFETY: LV2's run with `n` (at most max_block) frames on connected buffers.
-                unsafe { run(handle, n as u32) };
+                let call = || unsafe { run(handle, n as u32) };
+                if self.hard_rt {
+                    self.heap_calls += crate::nodes::native::rtwatch::in_audio_call(call).1;
+                } else {
+                    call();
+                }
             }
             self.workers[h].after_run();
         }
@@ -464,7 +483,11 @@ impl Instance for Lv2Instance {
     }
 
     fn take_counts(&mut self) -> Counts {
-        Counts { replaced_samples: std::mem::take(&mut self.replaced), ..Counts::default() }
+        Counts {
+            replaced_samples: std::mem::take(&mut self.replaced),
+            heap_calls: std::mem::take(&mut self.heap_calls),
+            ..Counts::default()
+        }
     }
 }
 

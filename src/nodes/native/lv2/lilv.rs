@@ -154,6 +154,10 @@ lilv_fns! {
     lilv_plugin_has_extension_data: fn(*const LilvPlugin, *const LilvNode) -> bool;
     lilv_new_file_uri: fn(*mut LilvWorld, *const c_char, *const c_char) -> *mut LilvNode;
     lilv_world_load_bundle: fn(*mut LilvWorld, *const LilvNode);
+    lilv_plugin_has_feature: fn(*const LilvPlugin, *const LilvNode) -> bool;
+    lilv_plugin_get_library_uri: fn(*const LilvPlugin) -> *const LilvNode;
+    lilv_file_uri_parse: fn(*const c_char, *mut *mut c_char) -> *mut c_char;
+    lilv_free: fn(*mut c_void);
 }
 
 /// lilv's `LilvSetPortValueFunc`: (port symbol, user data, value, size, type URID).
