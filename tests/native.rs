@@ -549,7 +549,13 @@ fn ladspa_buses_are_ports_a_sidechain_keys_lsp_s_compressor_and_a_mono_delay_goe
     let frames = 96000;
     let music: Vec<f32> = sine(1000.0, 0.1, frames).into_iter().step_by(2).collect();
     let key: Vec<f32> = (0..frames).map(|n| if n < 48000 { 0.5 } else { 0.001 } * (n as f32 * 0.04).sin()).collect();
-    let (y, _) = common::render_planar(g, vec![music.clone(), music.clone(), key.clone(), key]);
+    let inputs = vec![music.clone(), music.clone(), key.clone(), key];
+    let (y, _) = common::render_planar(g, inputs.clone());
+    // The same bits in a child process: its blocks carry both input buses.
+    host_env();
+    let isolated = text.replace("controls:", "isolation: Process, controls:");
+    let g = Graph::parse(&isolated, "sc.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(common::render_planar(g, inputs).0 == y, "the isolated sidechain compressor differs");
     let (loud, quiet) = (rms(&y[0], 24000, 48000), rms(&y[0], 72000, 96000));
     let dry = rms(&music, 72000, 96000);
     assert!(db(loud / dry) < -6.0, "with the key loud the music is reduced: {:.2} dB", db(loud / dry));
@@ -567,10 +573,10 @@ fn ladspa_buses_are_ports_a_sidechain_keys_lsp_s_compressor_and_a_mono_delay_goe
     assert_eq!(y.len(), 2);
     assert!((rms(&y[0], 4800, 48000) / rms(&voice, 4800, 48000) - 1.0).abs() < 0.01, "left carries the voice");
     assert!(rms(&y[1], 0, 48000) < 1e-6, "right is silent");
-    // A multi-bus plugin cannot be isolated (the isolated tier takes one input and one output).
+    // Isolated, a mono input and a stereo output: the same bits.
     let isolated = text.replace("controls:", "isolation: Process, controls:");
-    let e = Graph::parse(&isolated, "ad.ron", "/".as_ref()).expect_err("refused").to_string();
-    assert!(e.contains("an isolated plugin takes one input and one output"), "{e}");
+    let g = Graph::parse(&isolated, "ad.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(common::render_planar(g, vec![voice]).0 == y, "the isolated delay differs");
 }
 
 #[test]
@@ -607,13 +613,25 @@ fn a_native_plugin_declares_buses_as_ports_and_a_1_0_plugin_runs_unchanged() {
             && text.contains("audio buses: in a (1 ch), b (1 ch), gain (optional); out out (2 ch)"),
         "{text}"
     );
-    // Isolation takes one input and one output.
-    let text = format!(
-        r#"(sample_rate: 48000, channels: 2, nodes: {{ "p": Native(path: "{}", isolation: Process) }}, edges: [("input", "p.a"), ("p", "output")])"#,
-        lib.display()
-    );
-    let e = Graph::parse(&text, "b.ron", "/".as_ref()).expect_err("refused").to_string();
-    assert!(e.contains("declares audio buses; an isolated plugin takes one input and one output"), "{e}");
+    // In a child process, its buses (the optional one fed and not) give the same bits.
+    host_env();
+    for (edges, extra, inputs) in [
+        (r#"("input.a", "p.a"), ("input.b", "p.b"), ("p", "output")"#, "", vec![a.clone(), b.clone()]),
+        (
+            r#"("input.a", "p.a"), ("input.b", "p.b"), ("input.g", "p.gain"), ("p", "output")"#,
+            r#", "g": 1"#,
+            vec![a.clone(), b.clone(), vec![0.5f32; 4800]],
+        ),
+    ] {
+        let inproc = common::render_planar(graph(edges, extra), inputs.clone()).0;
+        let text = format!(
+            r#"(sample_rate: 48000, inputs: {{"a": 1, "b": 1{extra}}}, outputs: {{"main": 2}},
+                nodes: {{ "p": Native(path: "{}", isolation: Process) }}, edges: [{edges}])"#,
+            lib.display()
+        );
+        let g = Graph::parse(&text, "b.ron", "/".as_ref()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(common::render_planar(g, inputs).0 == inproc, "{extra}: the isolated plugin differs");
+    }
     // A plugin built for ABI 1.0 (a descriptor that ends before the buses) is an effect, as before.
     let old = cc("tests/native/buses.c", "buses_old", &["OLD_ABI"]);
     let text = format!(

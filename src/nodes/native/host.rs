@@ -114,7 +114,9 @@ fn host_main(args: &[String]) -> i32 {
     let channels = ins.max(outs);
     let Ok(sample_rate) = rate.parse::<u32>() else { return fail(format!("bad sample rate {rate}")) };
     let mut config = ProcessConfig::effect(sample_rate, channels, max_block);
-    config.layout = crate::node::Layout::new(&[ins], &[outs]);
+    let widths =
+        |w: &[u32], n: u32| -> Vec<usize> { w[..(n as usize).min(w.len())].iter().map(|&x| x as usize).collect() };
+    config.layout = crate::node::Layout::new(&widths(&h.in_widths, h.in_ports), &widths(&h.out_widths, h.out_ports));
     let count = h.param_count.load(Ordering::Relaxed) as usize;
     let mut params: Vec<(u32, f64)> = (0..count.min(MAX_PARAMS))
         .map(|i| (h.param_ids[i].load(Ordering::Relaxed), f64::from_bits(h.param_values[i].load(Ordering::Relaxed))))

@@ -37,9 +37,9 @@ use std::time::{Duration, Instant};
 /// The hidden first argument that makes `fxgraph` a plugin host.
 pub const HOST_ARG: &str = "__plugin-host";
 pub(super) const MAGIC: u32 = 0x4678_4748; // "FxGH"
-pub(super) const MAX_PARAMS: usize = 256;
+pub(super) const MAX_PARAMS: usize = 1024;
 pub(super) const STATUS: usize = crate::node::STATUS_VALUES;
-pub(super) const HEADER_BYTES: usize = 8192;
+pub(super) const HEADER_BYTES: usize = 32768;
 
 pub(super) const CMD_PROCESS: u32 = 1;
 pub(super) const CMD_START: u32 = 2;
@@ -54,6 +54,11 @@ pub(super) struct Header {
     /// The block's input and output channels (all of the plugin's buses, in port order).
     pub(super) in_channels: u32,
     pub(super) out_channels: u32,
+    /// The node's ports and their widths (the planes above are theirs, in port order).
+    pub(super) in_ports: u32,
+    pub(super) out_ports: u32,
+    pub(super) in_widths: [u32; crate::node::MAX_PORTS],
+    pub(super) out_widths: [u32; crate::node::MAX_PORTS],
     pub(super) max_block: u32,
     /// 0 while the child sets up, 1 ready, 2 failed (`error` says why).
     pub(super) ready: AtomicU32,
@@ -311,6 +316,15 @@ impl Isolated {
             h.magic = MAGIC;
             h.in_channels = ins as u32;
             h.out_channels = outs as u32;
+            let (iw, ow) = (config.layout.inputs(), config.layout.outputs());
+            h.in_ports = iw.len().min(crate::node::MAX_PORTS) as u32;
+            h.out_ports = ow.len().min(crate::node::MAX_PORTS) as u32;
+            for (d, w) in h.in_widths.iter_mut().zip(&iw) {
+                *d = *w as u32;
+            }
+            for (d, w) in h.out_widths.iter_mut().zip(&ow) {
+                *d = *w as u32;
+            }
             h.max_block = config.max_block as u32;
             h.param_count.store(params.len() as u32, Ordering::Relaxed);
             for (i, &(id, v)) in params.iter().enumerate() {

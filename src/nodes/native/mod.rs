@@ -195,15 +195,6 @@ impl NodeSpec for NativeParams {
         let lib = self.library(ctx.base_dir)?;
         resolve(&lib.info, &self.config, self.preset.as_deref())?;
         if self.isolation == Isolation::Process {
-            if !lib.info.outputs.is_empty() {
-                return Err(ParamError::new(
-                    "isolation",
-                    format!(
-                        "{} declares audio buses; an isolated plugin takes one input and one output (use `isolation: InProcess`)",
-                        lib.info.id
-                    ),
-                ));
-            }
             isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
         }
         Ok(())

@@ -11,7 +11,6 @@
 //!   feeds it. Any other runs as one instance whose audio ports, grouped into buses by name ("Input L" and
 //!   "Input R" are one stereo bus), are the node's ports: the first input bus `in`, the first output bus
 //!   `out`, a sidechain bus `sidechain` (LSP's sidechain compressor), any other by its name as a key.
-//!   Such a plugin runs in this process only (`isolation: Process` takes one input and one output).
 //! - Control output ports are read after each block and shown as the node's status numbers (the first
 //!   eight); one named "latency" is the node's latency.
 //! - A plugin that does not declare itself hard-real-time capable is reported when loaded.
@@ -125,27 +124,11 @@ impl NodeSpec for LadspaParams {
     fn validate(&self, ctx: &BuildContext<'_>) -> Result<(), ParamError> {
         let (lib, index) = self.plugin(ctx.base_dir)?;
         let info = &lib.plugins[index];
-        let (ins, outs) = info.buses();
-        if outs.is_empty() {
+        if info.buses().1.is_empty() {
             return Err(ParamError::new("label", format!("{} has no audio output", info.label)));
         }
         resolve(info, &self.controls, ctx.format.sample_rate)?;
         if self.isolation == Isolation::Process {
-            if !info.mono() && (ins.len() != 1 || outs.len() != 1 || ins[0].ports.len() != outs[0].ports.len()) {
-                return Err(ParamError::new(
-                    "isolation",
-                    format!(
-                        "{} has audio buses {}; an isolated plugin takes one input and one output of equal width \
-                         (use `isolation: InProcess`)",
-                        info.label,
-                        ins.iter()
-                            .chain(&outs)
-                            .map(|b| format!("{} ({} ch)", b.name, b.ports.len()))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
             super::isolate::check_host().map_err(|e| ParamError::new("isolation", e.to_string()))?;
         }
         Ok(())
