@@ -95,6 +95,9 @@ pub struct Worker {
     pub at_once: bool,
     /// Responses not yet delivered, in the run-at-once mode; records as in the rings.
     pending: Vec<u8>,
+    /// The responses being delivered (swapped with `pending` first: a plugin may schedule more work from
+    /// `work_response`, whose responses then wait for the next run).
+    delivering: Vec<u8>,
     /// A response being delivered from the thread's ring.
     scratch: Vec<u8>,
     threaded: Option<Threaded>,
@@ -114,6 +117,7 @@ impl Worker {
             target: None,
             at_once: true,
             pending: Vec::with_capacity(RING),
+            delivering: Vec::with_capacity(RING),
             scratch: Vec::with_capacity(RING),
             threaded: None,
             refused: 0,
@@ -174,16 +178,17 @@ impl Worker {
         // SAFETY: the plugin's work_response and end_run, in its audio class, with records it sent.
         unsafe {
             if !self.pending.is_empty() {
+                std::mem::swap(&mut self.pending, &mut self.delivering);
                 let mut at = 0;
-                while at + 4 <= self.pending.len() {
+                while at + 4 <= self.delivering.len() {
                     let mut size = [0u8; 4];
-                    size.copy_from_slice(&self.pending[at..at + 4]);
+                    size.copy_from_slice(&self.delivering[at..at + 4]);
                     let n = u32::from_ne_bytes(size) as usize;
-                    let body = &self.pending[at + 4..at + 4 + n];
+                    let body = &self.delivering[at + 4..at + 4 + n];
                     ((*t.iface).work_response)(t.handle, n as u32, body.as_ptr().cast());
                     at += 4 + n;
                 }
-                self.pending.clear();
+                self.delivering.clear();
             }
             if let Some(th) = &mut self.threaded {
                 while pop(&mut th.responses, &mut self.scratch) {
