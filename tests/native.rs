@@ -1685,3 +1685,42 @@ fn a_clap_plugin_s_state_is_saved_into_presets_and_restored() {
 fn fxgraph_hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// Values a CLAP plugin sets itself come back: the test gain turns itself down 6 dB after a full-scale
+/// sample and says so; the node's `gain` then reads -6 dB lower, the output follows from the next call,
+/// and nothing is sent back to the plugin (a later change of another parameter leaves the gain alone); in
+/// process and in a child process.
+#[test]
+fn a_clap_plugin_s_own_parameter_changes_come_back_to_the_node() {
+    let bundle = clap_bundle(&[]);
+    host_env();
+    for isolation in ["", ", isolation: Process"] {
+        let node =
+            format!("\"g\": {}", clap_node(&bundle, "gain", &format!(", params: {{\"gain\": -3.0}}{isolation}")));
+        let mut rig = start(graph(&node, &["g"]));
+        let get = |rig: &mut Rig| match rig.engine.get("g", "gain").expect("get") {
+            ParamValue::Number(v) => v,
+            other => panic!("{other:?}"),
+        };
+        let quiet = sine(440.0, 0.25, 512);
+        let mut loud = quiet.clone();
+        loud[100] = 1.0;
+        let mut y = vec![0.0f32; 1024];
+        for (block, x) in [&quiet, &loud, &quiet, &quiet].into_iter().enumerate() {
+            rig.audio.process_interleaved(x, &mut y, 2);
+            rig.engine.update();
+            let want_db = if block < 2 { -3.0 } else { -9.0 };
+            let g = 10f64.powf(want_db / 20.0);
+            for (n, (a, b)) in x.iter().zip(&y).enumerate() {
+                assert_eq!(*b, (f64::from(*a) * g) as f32, "{isolation}: block {block}, sample {n}");
+            }
+            assert_eq!(get(&mut rig), if block < 1 { -3.0 } else { -9.0 }, "{isolation}: block {block}");
+        }
+        rig.engine.set("g", "invert", 1.0).expect("set");
+        rig.audio.process_interleaved(&quiet, &mut y, 2);
+        rig.engine.update();
+        let g = -(10f64.powf(-9.0 / 20.0));
+        assert!(quiet.iter().zip(&y).all(|(a, b)| *b == (f64::from(*a) * g) as f32), "still -9 dB, inverted");
+        assert_eq!(get(&mut rig), -9.0);
+    }
+}

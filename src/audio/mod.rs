@@ -75,6 +75,8 @@ pub(crate) enum FromAudio {
     Message(RawMessage),
     /// A node asks for a fresh instance.
     NeedReplacement(NodeId),
+    /// A plugin set one of its parameters itself: (node, parameter index, value).
+    PluginParam(NodeId, usize, f64),
     /// The last plan sent is now the one running (its crossfade, if any, is over).
     TransitionDone,
     /// After [`ToAudio::Stop`]: the plan has been handed back.
@@ -656,5 +658,11 @@ impl PollContext for Outbox<'_> {
 
     fn status_values(&mut self, values: &[f64]) {
         self.stats.set_status_values(values);
+    }
+
+    fn param_from_plugin(&mut self, index: usize, value: f64) {
+        if self.tx.push(FromAudio::PluginParam(self.node, index, value)).is_err() {
+            *self.dropped += 1;
+        }
     }
 }

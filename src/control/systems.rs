@@ -141,6 +141,7 @@ fn receive(world: &mut World) {
                 event(world, EngineEvent::Message(m));
             }
             FromAudio::NeedReplacement(id) => replace(world, id),
+            FromAudio::PluginParam(id, index, value) => plugin_param(world, id, index, value),
             FromAudio::TransitionDone => world.resource_mut::<AudioState>().in_flight = false,
             FromAudio::Stopped => {
                 let mut state = world.resource_mut::<AudioState>();
@@ -209,6 +210,23 @@ fn retired(world: &mut World, obj: Box<dyn std::any::Any + Send>) {
 }
 
 /// Builds a fresh instance for the node with id `id` and sends it.
+/// A plugin set parameter `index` itself: the description and its baseline take the value, so that the
+/// diff finds nothing to send back.
+fn plugin_param(world: &mut World, id: NodeId, index: usize, value: f64) {
+    let Some(e) = entity_of(world, id) else { return };
+    let Some(mut spec) = spec_of(world, e).map(NodeSpec::clone_spec) else { return };
+    spec.set_param(index, value);
+    let now = spec.param(index);
+    if let Some(mut baseline) = world.get_mut::<Baseline>(e)
+        && let Some(v) = baseline.values.get_mut(index)
+    {
+        *v = now;
+    }
+    if let Some(kind) = world.get::<SpecAccess>(e).map(|a| a.0) {
+        (kind.set)(world, e, spec);
+    }
+}
+
 fn replace(world: &mut World, id: NodeId) {
     let Some(e) = entity_of(world, id) else { return };
     let config = world.resource::<EngineConfig>().clone();

@@ -138,4 +138,10 @@ pub trait PollContext {
     fn status_values(&mut self, values: &[f64]) {
         let _ = values;
     }
+    /// A parameter's value that the plugin itself set (parameter `index` of the node, in
+    /// [`NodeSpec::params`](super::NodeSpec::params) order): the control side takes it as the parameter's
+    /// value, without sending it back.
+    fn param_from_plugin(&mut self, index: usize, value: f64) {
+        let _ = (index, value);
+    }
 }

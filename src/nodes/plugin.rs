@@ -575,7 +575,9 @@ impl<I: Instance> Processor for PluginProcessor<I> {
             self.heap_reported = self.heap_calls;
         }
         if let Some(live) = &mut self.live {
-            live.drain(ctx);
+            // Values the plugin set itself become its targets here too, so a later change ramps from them.
+            let mut tap = Tap { inner: ctx, params: &mut self.params, ramps: &mut self.ramps, moving: &self.moving };
+            live.drain(&mut tap);
         }
         if self.wants_replacement && !self.requested {
             self.requested = ctx.request_replacement();
@@ -608,6 +610,45 @@ impl<I: Instance> Processor for PluginProcessor<I> {
         if let Some(mut live) = self.live.take() {
             live.cleanup();
         }
+    }
+}
+
+/// The poll context a plugin instance drains into: passes everything on, and takes the values the plugin
+/// set itself as the processor's own.
+struct Tap<'a> {
+    inner: &'a mut dyn PollContext,
+    params: &'a mut [(u32, f64)],
+    ramps: &'a mut [Ramp],
+    moving: &'a [bool],
+}
+
+impl PollContext for Tap<'_> {
+    fn message(&mut self, kind: MessageKind, text: &[u8]) {
+        self.inner.message(kind, text);
+    }
+    fn retire(&mut self, garbage: Box<dyn std::any::Any + Send>) {
+        self.inner.retire(garbage);
+    }
+    fn request_replacement(&mut self) -> bool {
+        self.inner.request_replacement()
+    }
+    fn status(&mut self, health: &PluginHealth) {
+        self.inner.status(health);
+    }
+    fn fault_at(&mut self, frame: u64) {
+        self.inner.fault_at(frame);
+    }
+    fn status_values(&mut self, values: &[f64]) {
+        self.inner.status_values(values);
+    }
+    fn param_from_plugin(&mut self, index: usize, value: f64) {
+        if let Some(p) = self.params.get_mut(index) {
+            p.1 = value;
+            if !self.moving.get(index).copied().unwrap_or(false) {
+                self.ramps[index] = Ramp::new(value);
+            }
+        }
+        self.inner.param_from_plugin(index, value);
     }
 }
 

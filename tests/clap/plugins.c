@@ -8,6 +8,8 @@
  *                                through the host's thread pool), Peak hold (the largest output it has ever
  *                                made: its state, saved and loaded through the state extension as "FXGS"
  *                                and the value as a double). Uses the thread pool: one task per channel.
+ *                                A full-scale input sample turns its Gain down 6 dB from the next call,
+ *                                and it sends the host the new value.
  *   org.fxgraph.test.compressor  stereo in, a stereo "Sidechain" input (not main), stereo out. Params:
  *                                Threshold (dB), Ratio. The key's mean square over both channels, smoothed
  *                                by a one-pole filter (10 ms), in double; above the threshold the gain falls
@@ -160,6 +162,12 @@ static clap_process_status p_process(const clap_plugin_t *p, const clap_process_
     misbehave(s->calls, pr->audio_outputs[0].data32[1], n);
     if (s->kind == GAIN) {
         double peak = 0.0;
+        /* Clip guard: an input sample at full scale turns the gain down 6 dB from the next call, and the
+         * plugin tells the host the new value. */
+        int clip = 0;
+        for (uint32_t c = 0; c < 2; c++)
+            for (uint32_t k = 0; k < n; k++)
+                if (fabsf(pr->audio_inputs[0].data32[c][k]) >= 1.0f) clip = 1;
         while (frame < n) {
             uint32_t end = take_events(s, pr->in_events, &next, frame, n);
             s->current = pr;
@@ -180,6 +188,10 @@ static clap_process_status p_process(const clap_plugin_t *p, const clap_process_
         if (peak > s->peak_hold) s->peak_hold = peak;
         emit(pr->out_events, 7, s->peak, 0);
         emit(pr->out_events, 10, s->peak_hold, 0);
+        if (clip) {
+            s->gain_db -= 6.0;
+            emit(pr->out_events, 0, s->gain_db, n - 1);
+        }
         emit(pr->out_events, 8, s->rule_breaks, 0);
         emit(pr->out_events, 9, s->pool_tasks, 0);
     } else if (s->kind == COMPRESSOR) {

@@ -163,7 +163,8 @@ fn host_main(args: &[String]) -> i32 {
     h.latency.store(instance.latency() as u32, Ordering::Relaxed);
     h.ready.store(1, Ordering::Release);
     let status_count = h.status_count.load(Ordering::Relaxed) as usize;
-    let mut status_ctx = StatusCtx { values: [0.0; STATUS], n: 0 };
+    let mut status_ctx =
+        StatusCtx { values: [0.0; STATUS], n: 0, params: vec![(0, 0.0); count.min(MAX_PARAMS)], params_n: 0 };
     let mut seen = 0u32;
     loop {
         let request = h.request.load(Ordering::Acquire);
@@ -204,11 +205,16 @@ fn host_main(args: &[String]) -> i32 {
                     // SAFETY: the output planes, read by the parent after our answer.
                     unsafe { std::ptr::copy_nonoverlapping(data[c * max_block..].as_ptr(), shm.plane(true, c), n) };
                 }
-                if status_count > 0 {
+                if status_count > 0 || kind == "clap" {
                     instance.drain(&mut status_ctx);
                     for (slot, v) in h.status.iter().zip(&status_ctx.values[..status_ctx.n]) {
                         slot.store(v.to_bits(), Ordering::Relaxed);
                     }
+                    for &(i, v) in &status_ctx.params[..status_ctx.params_n] {
+                        h.plugin_values[i].store(v.to_bits(), Ordering::Relaxed);
+                        h.plugin_dirty[i].store(1, Ordering::Release);
+                    }
+                    status_ctx.params_n = 0;
                 }
                 match r {
                     Ok(()) => 0,
@@ -232,10 +238,13 @@ fn host_main(args: &[String]) -> i32 {
     }
 }
 
-/// Collects what an instance publishes, in the child.
+/// Collects what an instance publishes, in the child: status numbers, and values the plugin set itself
+/// (room for one per parameter a call).
 struct StatusCtx {
     values: [f64; STATUS],
     n: usize,
+    params: Vec<(usize, f64)>,
+    params_n: usize,
 }
 
 impl PollContext for StatusCtx {
@@ -248,5 +257,11 @@ impl PollContext for StatusCtx {
     fn status_values(&mut self, values: &[f64]) {
         self.n = values.len().min(STATUS);
         self.values[..self.n].copy_from_slice(&values[..self.n]);
+    }
+    fn param_from_plugin(&mut self, index: usize, value: f64) {
+        if index < MAX_PARAMS && self.params_n < self.params.len() {
+            self.params[self.params_n] = (index, value);
+            self.params_n += 1;
+        }
     }
 }

@@ -108,6 +108,10 @@ struct OutEvents {
     values: Vec<f64>,
     /// Values the plugin sent since the last drain.
     received: u64,
+    /// Per id: its index among the node's parameters (settable ones), and whether the plugin sent a value
+    /// since the last drain.
+    node_index: Vec<Option<usize>>,
+    changed: Vec<bool>,
 }
 
 unsafe extern "C" fn out_push(list: *const clap_output_events, event: *const clap_event_header) -> bool {
@@ -123,6 +127,7 @@ unsafe extern "C" fn out_push(list: *const clap_output_events, event: *const cla
             if let Ok(i) = o.ids.binary_search(&e.param_id) {
                 o.values[i] = e.value;
                 o.received += 1;
+                o.changed[i] = true;
             }
         }
     }
@@ -201,6 +206,8 @@ impl ClapInstance {
             out_events: Box::new(OutEvents {
                 list: clap_output_events { ctx: std::ptr::null_mut(), try_push: Some(out_push) },
                 values: vec![0.0; ids.len()],
+                node_index: ids.iter().map(|id| info.settable().position(|p| p.id == *id)).collect(),
+                changed: vec![false; ids.len()],
                 ids,
                 received: 0,
             }),
@@ -396,6 +403,15 @@ impl Instance for ClapInstance {
     fn cleanup(&mut self) {}
 
     fn drain(&mut self, ctx: &mut dyn PollContext) {
+        // Settable parameters the plugin changed itself: the node's values follow.
+        let o = &mut *self.out_events;
+        for i in 0..o.ids.len() {
+            if std::mem::take(&mut o.changed[i])
+                && let Some(index) = o.node_index[i]
+            {
+                ctx.param_from_plugin(index, o.values[i]);
+            }
+        }
         if !self.readouts.is_empty() {
             for (s, &i) in self.status.iter_mut().zip(&self.readouts) {
                 *s = self.out_events.values[i];
