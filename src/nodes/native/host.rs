@@ -214,6 +214,9 @@ fn host_main(args: &[String]) -> i32 {
                         h.plugin_values[i].store(v.to_bits(), Ordering::Relaxed);
                         h.plugin_dirty[i].store(1, Ordering::Release);
                     }
+                    if status_ctx.params_n > 0 {
+                        h.plugin_any.store(1, Ordering::Release);
+                    }
                     status_ctx.params_n = 0;
                 }
                 match r {

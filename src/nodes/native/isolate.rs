@@ -83,7 +83,9 @@ pub(super) struct Header {
     pub(super) param_ids: [AtomicU32; MAX_PARAMS],
     pub(super) param_dirty: [AtomicU32; MAX_PARAMS],
     pub(super) param_values: [AtomicU64; MAX_PARAMS],
-    /// Values the plugin set itself, by slot (the child writes them, the parent takes them).
+    /// Values the plugin set itself, by slot (the child writes them, the parent takes them); `plugin_any`
+    /// says there are some, so the parent looks at the slots only then.
+    pub(super) plugin_any: AtomicU32,
     pub(super) plugin_dirty: [AtomicU32; MAX_PARAMS],
     pub(super) plugin_values: [AtomicU64; MAX_PARAMS],
     pub(super) error: [u8; 512],
@@ -533,9 +535,11 @@ impl Instance for Isolated {
 
     fn drain(&mut self, ctx: &mut dyn PollContext) {
         let h = self.shm.header();
-        for i in 0..self.slots.len() {
-            if h.plugin_dirty[i].swap(0, Ordering::Acquire) != 0 {
-                ctx.param_from_plugin(i, f64::from_bits(h.plugin_values[i].load(Ordering::Relaxed)));
+        if h.plugin_any.swap(0, Ordering::Acquire) != 0 {
+            for i in 0..self.slots.len() {
+                if h.plugin_dirty[i].swap(0, Ordering::Acquire) != 0 {
+                    ctx.param_from_plugin(i, f64::from_bits(h.plugin_values[i].load(Ordering::Relaxed)));
+                }
             }
         }
         if !self.status.is_empty() {
