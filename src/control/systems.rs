@@ -209,7 +209,6 @@ fn retired(world: &mut World, obj: Box<dyn std::any::Any + Send>) {
     }
 }
 
-/// Builds a fresh instance for the node with id `id` and sends it.
 /// A plugin set parameter `index` itself: the description and its baseline take the value, so that the
 /// diff finds nothing to send back.
 fn plugin_param(world: &mut World, id: NodeId, index: usize, value: f64) {
@@ -227,6 +226,7 @@ fn plugin_param(world: &mut World, id: NodeId, index: usize, value: f64) {
     }
 }
 
+/// Builds a fresh instance for the node with id `id` and sends it.
 fn replace(world: &mut World, id: NodeId) {
     let Some(e) = entity_of(world, id) else { return };
     let config = world.resource::<EngineConfig>().clone();

@@ -220,7 +220,7 @@ impl Preset {
         let mut states = Vec::with_capacity(parsed.states.len());
         for (node, data) in parsed.states {
             let position = states_at.iter().find(|(k, _)| *k == node).and_then(|(_, o)| at(*o));
-            if !data.len().is_multiple_of(2) || !data.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if crate::sha256::unhex(&data).is_none() {
                 return Err(err(position, format!("the state of \"{}\" is not hexadecimal", node.escape_debug())));
             }
             states.push(PresetState { node, data, position });
