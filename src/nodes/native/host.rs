@@ -110,13 +110,12 @@ fn host_main(args: &[String]) -> i32 {
         h.ready.store(2, Ordering::Release);
         1
     };
-    let (ins, outs, max_block) = (h.in_channels as usize, h.out_channels as usize, h.max_block as usize);
+    let (in_widths, out_widths) = h.widths();
+    let (ins, outs, max_block) = (in_widths.iter().sum::<usize>(), out_widths.iter().sum(), h.max_block as usize);
     let channels = ins.max(outs);
     let Ok(sample_rate) = rate.parse::<u32>() else { return fail(format!("bad sample rate {rate}")) };
     let mut config = ProcessConfig::effect(sample_rate, channels, max_block);
-    let widths =
-        |w: &[u32], n: u32| -> Vec<usize> { w[..(n as usize).min(w.len())].iter().map(|&x| x as usize).collect() };
-    config.layout = crate::node::Layout::new(&widths(&h.in_widths, h.in_ports), &widths(&h.out_widths, h.out_ports));
+    config.layout = crate::node::Layout::new(&in_widths, &out_widths);
     let count = h.param_count.load(Ordering::Relaxed) as usize;
     let mut params: Vec<(u32, f64)> = (0..count.min(MAX_PARAMS))
         .map(|i| (h.param_ids[i].load(Ordering::Relaxed), f64::from_bits(h.param_values[i].load(Ordering::Relaxed))))
@@ -162,7 +161,6 @@ fn host_main(args: &[String]) -> i32 {
     };
     h.latency.store(instance.latency() as u32, Ordering::Relaxed);
     h.ready.store(1, Ordering::Release);
-    let status_count = h.status_count.load(Ordering::Relaxed) as usize;
     let mut status_ctx =
         StatusCtx { values: [0.0; STATUS], n: 0, params: vec![(0, 0.0); count.min(MAX_PARAMS)], params_n: 0 };
     let mut seen = 0u32;
@@ -205,20 +203,19 @@ fn host_main(args: &[String]) -> i32 {
                     // SAFETY: the output planes, read by the parent after our answer.
                     unsafe { std::ptr::copy_nonoverlapping(data[c * max_block..].as_ptr(), shm.plane(true, c), n) };
                 }
-                if status_count > 0 || kind == "clap" {
-                    instance.drain(&mut status_ctx);
-                    for (slot, v) in h.status.iter().zip(&status_ctx.values[..status_ctx.n]) {
-                        slot.store(v.to_bits(), Ordering::Relaxed);
-                    }
-                    for &(i, v) in &status_ctx.params[..status_ctx.params_n] {
-                        h.plugin_values[i].store(v.to_bits(), Ordering::Relaxed);
-                        h.plugin_dirty[i].store(1, Ordering::Release);
-                    }
-                    if status_ctx.params_n > 0 {
-                        h.plugin_any.store(1, Ordering::Release);
-                    }
-                    status_ctx.params_n = 0;
+                // What the instance publishes (each decides how often it asks its plugin).
+                instance.drain(&mut status_ctx);
+                for (slot, v) in h.status.iter().zip(&status_ctx.values[..status_ctx.n]) {
+                    slot.store(v.to_bits(), Ordering::Relaxed);
                 }
+                for &(i, v) in &status_ctx.params[..status_ctx.params_n] {
+                    h.plugin_values[i].store(v.to_bits(), Ordering::Relaxed);
+                    h.plugin_dirty[i].store(1, Ordering::Release);
+                }
+                if status_ctx.params_n > 0 {
+                    h.plugin_any.store(1, Ordering::Release);
+                }
+                status_ctx.params_n = 0;
                 match r {
                     Ok(()) => 0,
                     Err(Fault::Panicked) => fxgraph_plugin::ERR_PANIC,

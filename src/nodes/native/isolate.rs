@@ -51,10 +51,7 @@ pub(super) const CMD_QUIT: u32 = 4;
 #[repr(C)]
 pub(super) struct Header {
     pub(super) magic: u32,
-    /// The block's input and output channels (all of the plugin's buses, in port order).
-    pub(super) in_channels: u32,
-    pub(super) out_channels: u32,
-    /// The node's ports and their widths (the planes above are theirs, in port order).
+    /// The node's ports and their widths: the input planes, then the output planes, in port order.
     pub(super) in_ports: u32,
     pub(super) out_ports: u32,
     pub(super) in_widths: [u32; crate::node::MAX_PORTS],
@@ -75,7 +72,6 @@ pub(super) struct Header {
     /// Heap calls the plugin made in its audio functions, in all (where the child watches them).
     pub(super) heap_calls: AtomicU64,
     pub(super) latency: AtomicU32,
-    pub(super) status_count: AtomicU32,
     pub(super) error_len: AtomicU32,
     pub(super) status: [AtomicU64; STATUS],
     /// Parameter values (`f64` bits) by slot, with a dirty flag each; `param_ids` maps slots to ids.
@@ -92,6 +88,19 @@ pub(super) struct Header {
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_BYTES);
+
+impl Header {
+    /// The widths of the node's input ports and of its output ports.
+    pub(super) fn widths(&self) -> (Vec<usize>, Vec<usize>) {
+        let list = |w: &[u32], n: u32| w[..(n as usize).min(w.len())].iter().map(|&x| x as usize).collect();
+        (list(&self.in_widths, self.in_ports), list(&self.out_widths, self.out_ports))
+    }
+
+    /// The block's input channels: every input port's, in order.
+    fn in_channels(&self) -> usize {
+        self.in_widths[..(self.in_ports as usize).min(self.in_widths.len())].iter().map(|&w| w as usize).sum()
+    }
+}
 
 /// What the child loads.
 #[derive(Debug, Clone)]
@@ -187,7 +196,7 @@ impl Shm {
     /// Plane `c` of the inputs (`out == false`) or outputs, `max_block` samples.
     pub(super) fn plane(&self, out: bool, c: usize) -> *mut f32 {
         let h = self.header();
-        let (ins, mb) = (h.in_channels as usize, h.max_block as usize);
+        let (ins, mb) = (h.in_channels(), h.max_block as usize);
         let at = HEADER_BYTES + 4 * mb * (c + if out { ins } else { 0 });
         // SAFETY: within the mapping, whose size was computed from the same numbers.
         unsafe { self.base.add(at).cast::<f32>() }
@@ -319,8 +328,6 @@ impl Isolated {
             // SAFETY: freshly mapped and zeroed; nobody else sees it yet.
             let h = unsafe { &mut *shm.base.cast::<Header>() };
             h.magic = MAGIC;
-            h.in_channels = ins as u32;
-            h.out_channels = outs as u32;
             let (iw, ow) = (config.layout.inputs(), config.layout.outputs());
             h.in_ports = iw.len().min(crate::node::MAX_PORTS) as u32;
             h.out_ports = ow.len().min(crate::node::MAX_PORTS) as u32;
@@ -336,7 +343,6 @@ impl Isolated {
                 h.param_ids[i].store(id, Ordering::Relaxed);
                 h.param_values[i].store(v.to_bits(), Ordering::Relaxed);
             }
-            h.status_count.store(status_count.min(STATUS) as u32, Ordering::Relaxed);
         }
         let program = host_program().map_err(|e| e.to_string())?;
         let mut cmd = std::process::Command::new(&program);
