@@ -386,6 +386,16 @@ pub(crate) fn resolve_controls(
     Ok(values)
 }
 
+/// Sets control port `port` to `value` in every instance's control values (a LADSPA or LV2 node runs one
+/// instance per channel, each with its own).
+pub(crate) fn set_control(instances: &mut [Box<[f32]>], port: u32, value: f64) {
+    for c in instances {
+        if let Some(v) = c.get_mut(port as usize) {
+            *v = value as f32;
+        }
+    }
+}
+
 /// Copies a block's first channels into planar buffers of `stride` frames a channel (a plugin's connected
 /// input ports).
 pub(crate) fn copy_in(audio: &AudioOut<'_>, buf: &mut [f32], stride: usize, channels: usize) {

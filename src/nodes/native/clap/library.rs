@@ -3,7 +3,7 @@
 #![allow(unsafe_code)] // CLAP is a C ABI; see the SAFETY notes.
 
 use super::host::Host;
-use crate::nodes::native::ladspa::key_of;
+use crate::nodes::native::ladspa::{key_of, unique_name};
 use crate::nodes::native::library::NativeParam;
 use clap_sys::entry::clap_plugin_entry;
 use clap_sys::ext::audio_ports::{
@@ -290,12 +290,7 @@ impl ClapInfo {
                         } else {
                             key_of(&label)
                         };
-                        let mut unique = name.clone();
-                        let mut k = 2;
-                        while unique.is_empty() || list.iter().any(|q| q.name == unique) {
-                            unique = format!("{name}_{k}");
-                            k += 1;
-                        }
+                        let unique = unique_name(&name, |n| list.iter().any(|q| q.name == n));
                         list.push(AudioPort { name: unique, label, channels: p.channel_count as usize, main });
                     }
                 }
@@ -313,12 +308,8 @@ impl ClapInfo {
                         }
                         let name = name_of(&p.name);
                         let base = key_of(&name);
-                        let mut key = if base.is_empty() { format!("param_{}", p.id) } else { base.clone() };
-                        let mut k = 2;
-                        while info.params.iter().any(|q| q.key == key) {
-                            key = format!("{base}_{k}");
-                            k += 1;
-                        }
+                        let base = if base.is_empty() { format!("param_{}", p.id) } else { base };
+                        let key = unique_name(&base, |k| info.params.iter().any(|q| q.key == k));
                         info.params.push(Param {
                             id: p.id,
                             key,

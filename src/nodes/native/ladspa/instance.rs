@@ -162,11 +162,7 @@ impl LadspaInstance {
 
 impl Instance for LadspaInstance {
     fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault> {
-        for c in &mut self.controls {
-            if let Some(v) = c.get_mut(id as usize) {
-                *v = value as f32;
-            }
-        }
+        crate::nodes::native::set_control(&mut self.controls, id, value);
         Ok(0)
     }
 

@@ -65,6 +65,18 @@ impl Port {
     }
 }
 
+/// `name`, or else `name_2`, `name_3` and so on: the first that is neither empty nor `taken` (a bus or
+/// parameter name already given).
+pub(crate) fn unique_name(name: &str, taken: impl Fn(&str) -> bool) -> String {
+    let mut unique = name.to_string();
+    let mut k = 2;
+    while unique.is_empty() || taken(&unique) {
+        unique = format!("{name}_{k}");
+        k += 1;
+    }
+    unique
+}
+
 /// A port name as a parameter key.
 pub fn key_of(name: &str) -> String {
     let mut key = String::new();
@@ -142,12 +154,7 @@ impl LadspaInfo {
                         } else {
                             key_of(&base)
                         };
-                        let mut unique = name.clone();
-                        let mut k = 2;
-                        while buses.iter().any(|(_, b)| b.name == unique) || unique.is_empty() {
-                            unique = format!("{name}_{k}");
-                            k += 1;
-                        }
+                        let unique = unique_name(&name, |n| buses.iter().any(|(_, b)| b.name == n));
                         buses.push((base, Bus { name: unique, ports: vec![p.index] }));
                     }
                 }

@@ -22,7 +22,7 @@ mod library;
 
 pub(crate) use abi::*;
 pub(crate) use instance::LadspaInstance;
-pub(crate) use library::{LadspaInfo, LadspaLibrary, PortKind, bus_base, key_of, load, search};
+pub(crate) use library::{LadspaInfo, LadspaLibrary, PortKind, bus_base, key_of, load, search, unique_name};
 
 use super::{Isolation, Tiered};
 use crate::node::{

@@ -271,6 +271,11 @@ impl Lv2Info {
         }
     }
 
+    /// One of its presets, by label or URI.
+    pub fn preset(&self, name: &str) -> Option<&Preset> {
+        self.presets.iter().find(|p| p.label == name || p.uri == name)
+    }
+
     pub fn ports(&self, kind: PortKind) -> impl Iterator<Item = &Port> {
         self.ports.iter().filter(move |p| p.kind == kind)
     }
@@ -286,7 +291,7 @@ impl Lv2Info {
     /// is `sidechain`; any other bus is named by its group (the part after `#` or the last `/`) or its
     /// ports' common name.
     pub fn buses(&self) -> (Vec<Bus>, Vec<Bus>) {
-        use crate::nodes::native::ladspa::{bus_base, key_of};
+        use crate::nodes::native::ladspa::{bus_base, key_of, unique_name};
         let group = |kind: PortKind, first: &str| {
             let mut buses: Vec<(String, bool, Bus)> = Vec::new();
             for p in self.ports(kind) {
@@ -309,12 +314,7 @@ impl Lv2Info {
                         } else {
                             label
                         };
-                        let mut unique = name.clone();
-                        let mut k = 2;
-                        while buses.iter().any(|(_, _, b)| b.name == unique) || unique.is_empty() {
-                            unique = format!("{name}_{k}");
-                            k += 1;
-                        }
+                        let unique = unique_name(&name, |n| buses.iter().any(|(_, _, b)| b.name == n));
                         buses.push((key, side, Bus { name: unique, ports: vec![p.index] }));
                     }
                 }
