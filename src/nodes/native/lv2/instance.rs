@@ -110,15 +110,14 @@ struct Features {
     _ints: Box<[i32; 3]>,
     _rate: Box<f32>,
     _options: Box<[OptionEntry]>,
-    _features: Box<[Lv2Feature]>,
-    list: Box<[*const Lv2Feature]>,
+    features: Box<[Lv2Feature]>,
 }
 
 impl Features {
     /// The list for one instance: these features, then its worker's, null-terminated.
     fn list_with(&self, worker: &Worker) -> Box<[*const Lv2Feature]> {
-        let n = self.list.len() - 1;
-        self.list[..n].iter().copied().chain([std::ptr::from_ref(&worker.feature), std::ptr::null()]).collect()
+        let ours = self.features.iter().map(std::ptr::from_ref);
+        ours.chain([std::ptr::from_ref(&worker.feature), std::ptr::null()]).collect()
     }
 
     fn new(config: &ProcessConfig) -> Self {
@@ -156,17 +155,7 @@ impl Features {
         ];
         let features: Box<[Lv2Feature]> =
             uris.iter().zip(data).map(|(u, data)| Lv2Feature { uri: u.as_ptr(), data }).collect();
-        let list = features.iter().map(std::ptr::from_ref).chain([std::ptr::null()]).collect();
-        Self {
-            _uris: uris,
-            _map: map,
-            _unmap: unmap,
-            _ints: ints,
-            _rate: rate,
-            _options: options,
-            _features: features,
-            list,
-        }
+        Self { _uris: uris, _map: map, _unmap: unmap, _ints: ints, _rate: rate, _options: options, features }
     }
 }
 
@@ -275,8 +264,7 @@ impl Lv2Instance {
         }
         let plugin = info.plugin as *const LilvPlugin;
         // The preset's state (beyond its controls), restored into each instance before it is activated.
-        let state_of = info.presets.iter().find(|p| Some(p.label.as_str()) == preset || Some(p.uri.as_str()) == preset);
-        let state_of = state_of.filter(|p| p.properties > 0).map(|p| p.uri.clone());
+        let state_of = preset.and_then(|name| info.preset(name)).filter(|p| p.properties > 0).map(|p| p.uri.clone());
         for h in 0..count {
             let mut worker = Worker::new();
             let list = inst._features.list_with(&worker);
@@ -446,11 +434,7 @@ impl Lv2Instance {
 
 impl Instance for Lv2Instance {
     fn set_param(&mut self, id: u32, value: f64) -> Result<i32, Fault> {
-        for c in &mut self.controls {
-            if let Some(v) = c.get_mut(id as usize) {
-                *v = value as f32;
-            }
-        }
+        crate::nodes::native::set_control(&mut self.controls, id, value);
         Ok(0)
     }
 

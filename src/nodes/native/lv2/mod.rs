@@ -175,7 +175,7 @@ pub fn resolve(
     let params = info.params(sample_rate);
     let mut given = BTreeMap::new();
     if let Some(name) = preset {
-        let p = info.presets.iter().find(|p| p.label == name || p.uri == name).ok_or_else(|| {
+        let p = info.preset(name).ok_or_else(|| {
             let known: Vec<String> = info.presets.iter().map(|p| format!("\"{}\"", p.label)).collect();
             ParamError::new(
                 "preset",
@@ -265,12 +265,21 @@ impl NodeSpec for Lv2Params {
     fn param(&self, index: usize) -> f64 {
         let Some(info) = &self.bound else { return 0.0 };
         let Some(port) = info.ports(PortKind::ControlIn).nth(index) else { return 0.0 };
+        let (lo, hi) = port.range(48000);
         match self.controls.get(&port.symbol) {
             Some(ParamValue::Number(v)) => *v,
-            _ => resolve(info, &self.controls, self.preset.as_deref(), 48000)
+            // A choice by name: what resolving the controls makes of it.
+            Some(ParamValue::Text(_)) => resolve(info, &self.controls, self.preset.as_deref(), 48000)
                 .ok()
                 .and_then(|v| v.get(index).map(|x| x.1))
                 .unwrap_or_else(|| port.default_at(48000)),
+            // The preset's value (kept within the range, as `resolve` keeps it), else the default.
+            None => self
+                .preset
+                .as_deref()
+                .and_then(|name| info.preset(name))
+                .and_then(|p| p.values.iter().find(|(s, _)| *s == port.symbol))
+                .map_or_else(|| port.default_at(48000), |(_, v)| v.clamp(lo, hi)),
         }
     }
 
