@@ -72,20 +72,21 @@ fn cc(source: &str, name: &str, defines: &[&str]) -> PathBuf {
     out
 }
 
-/// Whether Debian's LADSPA plugins (`swh-plugins`, `ladspa-sdk`) are installed. Without them the LADSPA
-/// checks are skipped with a note, except in CI (`CI` set), which must run them (`.ci/run` installs them).
+/// Whether Debian's LADSPA plugins (`swh-plugins`, `tap-plugins`, `cmt`, `ladspa-sdk`) are installed (see
+/// [`installed`]).
 fn ladspa() -> bool {
     let have = ["amp_1181.so", "filter.so", "fast_lookahead_limiter_1913.so", "tap_eq.so", "cmt.so"]
         .iter()
         .all(|f| Path::new("/usr/lib/ladspa").join(f).exists());
+    installed(have, "swh-plugins tap-plugins cmt ladspa-sdk")
+}
+
+/// Whether what a group of checks needs (Debian's `packages`) is there: without it they are skipped with a
+/// note, except in CI (`CI` set), which must run them (`.ci/run` installs the packages).
+fn installed(have: bool, packages: &str) -> bool {
     if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "swh-plugins, tap-plugins, cmt and ladspa-sdk are not installed, and CI must run the LADSPA checks"
-        );
-        eprintln!(
-            "note: Debian's LADSPA plugins are not installed (apt install swh-plugins tap-plugins cmt ladspa-sdk); LADSPA checks skipped"
-        );
+        assert!(std::env::var_os("CI").is_none(), "{packages}: not installed, and CI must run the checks that need it");
+        eprintln!("note: not installed (apt install {packages}); the checks that need it are skipped");
     }
     have
 }
@@ -98,10 +99,7 @@ fn lsp() -> Option<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("lsp-plugins-ladspa")));
-    if found.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "lsp-plugins-ladspa is not installed, and CI must run its checks");
-        eprintln!("note: lsp-plugins-ladspa is not installed (apt install lsp-plugins-ladspa); its checks skipped");
-    }
+    installed(found.is_some(), "lsp-plugins-ladspa");
     found
 }
 
@@ -898,35 +896,20 @@ fn native_and_isolated_plugins_back_off_are_recreated_and_bypassed_for_good_afte
     }
 }
 
-/// Whether lilv and LSP's LV2 plugins (`liblilv-0-0`, `lsp-plugins-lv2`) are installed. Without them the
-/// LV2 checks are skipped with a note, except in CI, which must run them (`.ci/run` installs them).
+/// Whether lilv and LSP's LV2 plugins (`liblilv-0-0`, `lsp-plugins-lv2`) are installed (see [`installed`]).
 fn lsp_lv2() -> bool {
     let have = Path::new("/usr/lib/lv2/lsp-plugins.lv2").is_dir()
         && ["/usr/lib/x86_64-linux-gnu/liblilv-0.so.0", "/usr/lib/liblilv-0.so.0"]
             .iter()
             .any(|p| Path::new(p).exists());
-    if !have {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "liblilv-0-0 and lsp-plugins-lv2 are not installed, and CI must run the LV2 checks"
-        );
-        eprintln!(
-            "note: lilv or LSP's LV2 plugins are not installed (apt install liblilv-0-0 lsp-plugins-lv2); LV2 checks skipped"
-        );
-    }
-    have
+    installed(have, "liblilv-0-0 lsp-plugins-lv2")
 }
 
 const LSP: &str = "http://lsp-plug.in/plugins/lv2/";
 
 /// Whether x42's bundle `name` (`x42-plugins`) is installed; CI must have it.
 fn x42(name: &str) -> bool {
-    let have = Path::new("/usr/lib/lv2").join(format!("{name}.lv2")).is_dir();
-    if !have {
-        assert!(std::env::var_os("CI").is_none(), "x42-plugins is not installed, and CI must run its checks");
-        eprintln!("note: x42-plugins is not installed (apt install x42-plugins); its check skipped");
-    }
-    have
+    installed(Path::new("/usr/lib/lv2").join(format!("{name}.lv2")).is_dir(), "x42-plugins")
 }
 
 /// The cookbook's peaking EQ magnitude at 48 kHz, written out here.
