@@ -1015,10 +1015,7 @@ fn an_lv2_plugin_s_latency_is_reported_and_compensated() {
 /// phase invert and per-channel delay are exact.
 #[test]
 fn an_x42_lv2_plugin_gains_inverts_and_delays_exactly() {
-    if !lsp_lv2() {
-        return;
-    }
-    if !x42("balance") {
+    if !(lsp_lv2() && x42("balance")) {
         return;
     }
     let node = r#""b": Lv2(uri: "http://gareus.org/oss/lv2/balance", controls: {"trim": 6.0, "phaseL": 1.0, "delayRight": 10.0})"#;
@@ -1466,10 +1463,7 @@ fn misbehaving_lv2_plugins_are_contained_in_a_child_process() {
 /// `fxgraph plugin lv2 URI` lists them.
 #[test]
 fn an_lv2_plugin_s_own_presets_set_its_controls() {
-    if !lsp_lv2() {
-        return;
-    }
-    if !x42("fat1") {
+    if !(lsp_lv2() && x42("fat1")) {
         return;
     }
     let graph = |rest: &str| {
@@ -1570,10 +1564,7 @@ fn an_lv2_plugin_s_work_runs_off_the_audio_thread_in_real_time_and_at_once_offli
 /// delta, so the output is the input, as late as the plugin's latency port says.
 #[test]
 fn an_lv2_preset_s_state_is_restored_through_the_worker() {
-    if !lsp_lv2() {
-        return;
-    }
-    if !x42("zeroconvo") {
+    if !(lsp_lv2() && x42("zeroconvo")) {
         return;
     }
     let x: Vec<f32> = sine(997.0, 0.5, 9600).into_iter().step_by(2).collect();
